@@ -1,0 +1,283 @@
+"""High-level separation API: :class:`Separator` and the :func:`separate` one-liner.
+
+Audio at any rate goes in; it is resampled to the model's rate, separated segment by segment
+(overlap + crossfade, so memory is bounded by the segment), and resampled back, so every
+estimate has the input's rate, channel count and exact length. Several queries on one
+mixture run as one batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio.chunking import OverlapAdd
+from .audio.io import (
+    MAX_CHANNELS,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    AudioWriter,
+    audio_info,
+    iter_audio_blocks,
+    resample,
+)
+from .errors import AudioError
+from .models.separator import TextQueriedSeparator
+from .models.text import validate_queries
+from .pretrained import load_model, resolve_device
+
+__all__ = ["Separator", "separate"]
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def _check_waveform(audio: ArrayLike, sample_rate: int) -> torch.Tensor:
+    """Validate in-memory audio and return it as float32 ``(channels, time)`` on the CPU."""
+    x = torch.as_tensor(audio).detach().to("cpu")
+    if x.dim() == 1:
+        x = x[None]
+    if x.dim() != 2:
+        raise AudioError(f"audio must be (time,) or (channels, time), got shape {tuple(x.shape)}")
+    if not (MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE):
+        raise AudioError(
+            f"sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+    if x.shape[0] > MAX_CHANNELS:
+        raise AudioError(f"{x.shape[0]} channels is more than the {MAX_CHANNELS} supported")
+    if x.shape[-1] == 0 or x.shape[0] == 0:
+        raise AudioError("audio is empty (zero samples)")
+    x = x.float()
+    if not torch.isfinite(x).all():
+        raise AudioError("audio contains NaN or infinite samples")
+    return x
+
+
+class Separator:
+    """Separates sounds described by text queries from recordings.
+
+    Args:
+        model: A loaded separator, or a name / folder / ``kind:path`` for
+            :func:`querysep.load_model` (``None`` = the default model).
+        device: ``cpu``, ``cuda``, ``mps`` or ``auto``.
+        segment_seconds: Length of the segments the model sees.
+        overlap_seconds: Crossfaded overlap between consecutive segments.
+        batch_size: Most (query x channel) items run through the network at once.
+        num_threads: CPU threads for torch (``None`` leaves torch's default).
+    """
+
+    def __init__(
+        self,
+        model: str | TextQueriedSeparator | None = None,
+        *,
+        device: str | torch.device | None = "cpu",
+        segment_seconds: float = 10.0,
+        overlap_seconds: float = 1.0,
+        batch_size: int = 8,
+        num_threads: int | None = None,
+    ) -> None:
+        if segment_seconds <= 0:
+            raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
+        if not 0 <= overlap_seconds < segment_seconds:
+            raise ValueError("overlap_seconds must be >= 0 and shorter than segment_seconds")
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        self.device = resolve_device(device)
+        if isinstance(model, TextQueriedSeparator):
+            self.model = model.to(self.device).eval()
+        else:
+            self.model = load_model(model, self.device)
+        self.segment_seconds = float(segment_seconds)
+        self.overlap_seconds = float(overlap_seconds)
+        self.batch_size = max(1, int(batch_size))
+
+    @property
+    def sample_rate(self) -> int:
+        """The model's own rate; inputs at other rates are resampled."""
+        return self.model.sample_rate
+
+    def _processor(self, queries: list[str]) -> OverlapAdd:
+        """Segment-wise processor for ``queries``, on the network's pooling grid."""
+        sr = self.sample_rate
+        align = int(getattr(self.model.net, "alignment", 1))
+        seg = max(align, round(self.segment_seconds * sr / align) * align)
+        overlap = min(seg - 1, round(self.overlap_seconds * sr))
+        return OverlapAdd(self._make_fn(queries), seg, overlap, align)
+
+    def _make_fn(self, queries: list[str]):
+        cond = self.model.encode(queries)  # (Q, D), encoded once per call
+
+        @torch.inference_mode()
+        def fn(segment: torch.Tensor) -> torch.Tensor:
+            num_ch, n = segment.shape
+            items = segment.to(self.device).repeat(len(queries), 1)[:, None, :]  # (Q*C, 1, n)
+            conds = cond.repeat_interleave(num_ch, dim=0)
+            outs = [
+                self.model.net(items[i : i + self.batch_size], conds[i : i + self.batch_size])
+                for i in range(0, items.shape[0], self.batch_size)
+            ]
+            return torch.cat(outs).reshape(len(queries), num_ch, n).float().cpu()
+
+        return fn
+
+    # ------------------------------------------------------------------ in memory
+    def separate_tensor(
+        self, mixture: ArrayLike, sample_rate: int, queries: str | Sequence[str]
+    ) -> torch.Tensor:
+        """Separate in-memory audio.
+
+        Args:
+            mixture: The recording, any rate, mono or multichannel (each channel is separated).
+            sample_rate: Its rate in Hz.
+            queries: One text query or several.
+
+        Returns:
+            One estimate per query at the input's rate, channels and length.
+
+        Shape:
+            - mixture: ``(time,)`` or ``(channels, time)``
+            - output: ``(num_queries, channels, time)``
+        """
+        items = validate_queries(queries)
+        x = _check_waveform(mixture, sample_rate)
+        length = x.shape[-1]
+        model_x = torch.from_numpy(
+            np.ascontiguousarray(resample(x.numpy(), sample_rate, self.sample_rate))
+        )
+        proc = self._processor(items)
+        parts = [proc.push(model_x), proc.finish()]
+        est = torch.cat([p for p in parts if p.dim() == 3], dim=-1)  # (Q, C, L')
+        if sample_rate != self.sample_rate:
+            flat = est.reshape(-1, est.shape[-1]).numpy()
+            est = torch.from_numpy(
+                np.ascontiguousarray(resample(flat, self.sample_rate, sample_rate))
+            ).reshape(*est.shape[:2], -1)
+        return _fit_length(est, length)
+
+    # ------------------------------------------------------------------ files
+    def separate_file(
+        self,
+        path: str | os.PathLike[str],
+        queries: str | Sequence[str],
+        outputs: Sequence[str | os.PathLike[str]],
+        *,
+        mono: bool = False,
+        progress: bool = False,
+    ) -> list[Path]:
+        """Separate a file to one output file per query, streaming through it.
+
+        Memory is bounded by the segment length, not the file's. Each output has the input's
+        rate, channel count (1 with ``mono``) and exact length; it appears only complete.
+
+        Args:
+            path: Input audio file (any format soundfile reads).
+            queries: One or more text queries.
+            outputs: One output path per query; the format follows each extension.
+            mono: Downmix to mono before separating.
+            progress: Show a progress bar.
+        """
+        items = validate_queries(queries)
+        if len(outputs) != len(items):
+            raise ValueError(f"{len(items)} queries but {len(outputs)} output paths")
+        info = audio_info(path)
+        in_sr, total = info.sample_rate, info.num_frames
+        num_ch = 1 if mono else info.num_channels
+        proc = self._processor(items)
+        block = max(proc.segment, self.sample_rate)  # at the model's rate
+        writers = [AudioWriter(out, in_sr, num_ch) for out in outputs]
+        back = [_StreamResampler(self.sample_rate, in_sr, num_ch) for _ in items]
+        written = [0] * len(items)
+
+        def emit(out: torch.Tensor, last: bool) -> None:
+            for q in range(len(items)):
+                chunk = out[q] if out.dim() == 3 else torch.zeros(num_ch, 0)
+                data = back[q](chunk.numpy(), last=last)
+                take = min(data.shape[-1], total - written[q])
+                if take > 0:
+                    writers[q].write(data[:, :take])
+                    written[q] += take
+                if last and written[q] < total:
+                    writers[q].write(np.zeros((num_ch, total - written[q]), np.float32))
+                    written[q] = total
+
+        bar = _progress(progress, total / in_sr, "separating")
+        opened = []
+        try:
+            for w in writers:
+                opened.append(w.__enter__())
+            for blk in iter_audio_blocks(path, block, sample_rate=self.sample_rate, mono=mono):
+                emit(proc.push(torch.from_numpy(blk)), last=False)
+                if bar is not None:
+                    bar.update(blk.shape[-1] / self.sample_rate)
+            emit(proc.finish(), last=True)
+        except BaseException as exc:
+            for w in opened:
+                w.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        for w in opened:
+            w.__exit__(None, None, None)
+        return [Path(p) for p in outputs]
+
+
+class _StreamResampler:
+    """Continuous resampling of (channels, n) chunks; identity when the rates match."""
+
+    def __init__(self, in_rate: int, out_rate: int, channels: int) -> None:
+        self.same = in_rate == out_rate
+        if not self.same:
+            import soxr
+
+            self.stream = soxr.ResampleStream(
+                in_rate, out_rate, channels, dtype="float32", quality="VHQ"
+            )
+
+    def __call__(self, chunk: np.ndarray, last: bool) -> np.ndarray:
+        chunk = np.ascontiguousarray(chunk, dtype=np.float32)
+        if self.same:
+            return chunk
+        out = self.stream.resample_chunk(np.ascontiguousarray(chunk.T), last=last)
+        return np.ascontiguousarray(out.T)
+
+
+def _progress(enabled: bool, seconds: float, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=round(seconds, 2),
+        unit="s",
+        desc=desc,
+        leave=False,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]",
+    )
+
+
+def _fit_length(x: torch.Tensor, length: int) -> torch.Tensor:
+    if x.shape[-1] >= length:
+        return x[..., :length].contiguous()
+    return torch.nn.functional.pad(x, (0, length - x.shape[-1]))
+
+
+def separate(
+    audio: ArrayLike,
+    sample_rate: int,
+    query: str | Sequence[str],
+    *,
+    model: str | TextQueriedSeparator | None = None,
+    device: str | None = "cpu",
+) -> torch.Tensor:
+    """One-liner: separate ``query`` from ``audio`` with the default (or named) model.
+
+    Shape:
+        - audio: ``(time,)`` or ``(channels, time)``
+        - output: ``(channels, time)`` for one query, ``(num_queries, channels, time)`` for a list
+    """
+    est = Separator(model, device=device).separate_tensor(audio, sample_rate, query)
+    return est[0] if isinstance(query, str) else est

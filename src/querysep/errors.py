@@ -1,0 +1,46 @@
+"""Typed exceptions with plain-language messages.
+
+Library code raises these; the command-line interface turns each one into a single line on
+stderr and exit code 2. Everything that is the user's fault (a bad file, a bad query, a bad
+config) is a :class:`QuerysepError`; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AudioError",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "ModelNotFoundError",
+    "QueryError",
+    "QuerysepError",
+]
+
+
+class QuerysepError(Exception):
+    """Base class of every error caused by input the user gave us."""
+
+
+class AudioError(QuerysepError):
+    """Audio that cannot be read, written or used (missing, corrupt, empty, NaN, odd rate)."""
+
+
+class QueryError(QuerysepError):
+    """A text query that cannot be used (empty, whitespace only, far too long)."""
+
+
+class ModelNotFoundError(QuerysepError):
+    """A model name or path that resolves to nothing we can load."""
+
+
+class CheckpointError(QuerysepError):
+    """A weights file that does not fit the model (missing or unexpected keys, wrong shapes)."""
+
+
+class ConfigError(QuerysepError):
+    """A configuration file or override that is malformed or names unknown fields."""
+
+
+class DataError(QuerysepError):
+    """A manifest, mixture list or dataset folder that is malformed or missing."""

@@ -1,0 +1,203 @@
+"""A text encoder and a separation network, saved and loaded together as one folder.
+
+A model folder holds ``config.json`` (architecture, text encoder, metadata) and
+``model.safetensors`` (the network's weights). Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError, ModelNotFoundError
+from .resunet import ResUNet, ResUNetConfig, load_state_dict_strict
+from .text import TextEncoder, build_text_encoder
+
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT_VERSION",
+    "WEIGHTS_NAME",
+    "TextQueriedSeparator",
+    "build_network",
+    "register_network",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+# network type -> (config from dict, network from config, config to dict)
+_NETWORKS: dict[str, tuple[Callable[[Mapping[str, Any]], Any], Callable[[Any], nn.Module]]] = {
+    "resunet": (ResUNetConfig.from_dict, ResUNet),
+}
+
+
+def register_network(
+    kind: str,
+    config_from_dict: Callable[[Mapping[str, Any]], Any],
+    factory: Callable[[Any], nn.Module],
+) -> None:
+    """Make a separation network type loadable from ``config.json`` under ``kind``.
+
+    The network must take ``(mixture (B, 1, L), condition (B, D))`` and return ``(B, 1, L)``,
+    and its config must have ``to_dict()`` and a ``sample_rate`` and ``condition_dim``.
+    """
+    _NETWORKS[kind] = (config_from_dict, factory)
+
+
+def build_network(kind: str, config: Mapping[str, Any]) -> nn.Module:
+    if kind not in _NETWORKS:
+        raise ConfigError(f"unknown network type {kind!r}; known: {', '.join(sorted(_NETWORKS))}")
+    from_dict, factory = _NETWORKS[kind]
+    return factory(from_dict(config))
+
+
+def _network_kind(net: nn.Module) -> str:
+    for kind, (_, factory) in _NETWORKS.items():
+        if isinstance(factory, type) and isinstance(net, factory):
+            return kind
+    raise ConfigError(f"network class {type(net).__name__} is not registered")
+
+
+class TextQueriedSeparator(nn.Module):
+    """Separates the sound a text query describes.
+
+    Args:
+        net: Separation network ``(mixture, condition) -> estimate``.
+        text_encoder: Turns queries into the network's conditions.
+        metadata: Free-form, JSON-serialisable facts about the model (name, data, license).
+    """
+
+    def __init__(
+        self, net: nn.Module, text_encoder: TextEncoder, metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__()
+        cond = getattr(net.config, "condition_dim", None)
+        if cond is not None and cond != text_encoder.dim:
+            raise ConfigError(
+                f"the network expects {cond}-d conditions but the text encoder gives "
+                f"{text_encoder.dim}-d embeddings"
+            )
+        self.net = net
+        self.text_encoder = text_encoder
+        self.metadata: dict[str, Any] = dict(metadata or {})
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.net.config.sample_rate)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def encode(self, queries: str | Sequence[str]) -> torch.Tensor:
+        """Query embeddings on the network's device.
+
+        Shape:
+            - output: ``(num_queries, condition_dim)``
+        """
+        return self.text_encoder.encode(queries).to(self.device)
+
+    def forward(self, mixture: torch.Tensor, queries: Sequence[str] | torch.Tensor) -> torch.Tensor:
+        """Estimate, for each mixture, the source its query describes.
+
+        Args:
+            mixture: Mono mixtures at :attr:`sample_rate`.
+            queries: One text per mixture, or their precomputed embeddings.
+
+        Shape:
+            - mixture: ``(batch, 1, time)``
+            - queries: ``batch`` strings or ``(batch, condition_dim)``
+            - output: ``(batch, 1, time)``
+        """
+        condition = queries if isinstance(queries, torch.Tensor) else self.encode(list(queries))
+        return self.net(mixture, condition.to(mixture.device))
+
+    # ------------------------------------------------------------------ persistence
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            "format": "querysep-separator",
+            "format_version": FORMAT_VERSION,
+            "sample_rate": self.sample_rate,
+            "network": {"type": _network_kind(self.net), "config": self.net.config.to_dict()},
+            "text_encoder": self.text_encoder.to_config(),
+            "metadata": self.metadata,
+        }
+
+    def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``folder`` (atomically)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".saving-") as tmp:
+            save_file(state, os.path.join(tmp, WEIGHTS_NAME), metadata={"format": "pt"})
+            with open(os.path.join(tmp, CONFIG_NAME), "w", encoding="utf-8") as fh:
+                json.dump(self.config_dict(), fh, indent=2)
+                fh.write("\n")
+            for name in (WEIGHTS_NAME, CONFIG_NAME):
+                os.replace(os.path.join(tmp, name), folder / name)
+        return folder
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], text_encoder: TextEncoder | None = None
+    ) -> TextQueriedSeparator:
+        """Build an untrained separator from a ``config.json`` dictionary."""
+        try:
+            net_cfg = config["network"]
+            net = build_network(net_cfg["type"], net_cfg["config"])
+            encoder = text_encoder or build_text_encoder(config["text_encoder"])
+        except KeyError as exc:
+            raise ConfigError(f"model config lacks the field {exc.args[0]!r}") from None
+        return cls(net, encoder, config.get("metadata"))
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | os.PathLike[str], text_encoder: TextEncoder | None = None
+    ) -> TextQueriedSeparator:
+        """Load a model folder written by :meth:`save_pretrained`.
+
+        Args:
+            folder: The folder.
+            text_encoder: Reuse an already loaded encoder instead of building the one the
+                config names (it must produce the same embeddings).
+
+        Raises:
+            ModelNotFoundError: The folder or one of its files is missing.
+            ConfigError: ``config.json`` is not valid.
+            CheckpointError: The weights do not fit the architecture.
+        """
+        folder = Path(folder)
+        cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        for p in (cfg_path, w_path):
+            if not p.is_file():
+                raise ModelNotFoundError(
+                    f"{folder} is not a querysep model folder: {p.name} missing"
+                )
+        try:
+            config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{cfg_path} is not valid JSON: {exc}") from None
+        if not isinstance(config, dict) or config.get("format") != "querysep-separator":
+            raise ConfigError(f"{cfg_path} is not a querysep model config")
+        if int(config.get("format_version", 0)) > FORMAT_VERSION:
+            raise ConfigError(
+                f"{folder} was written by a newer querysep (format {config['format_version']}); "
+                "upgrade querysep to load it"
+            )
+        model = cls.from_config(config, text_encoder)
+        try:
+            state = load_file(str(w_path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f"cannot read {w_path}: {exc}") from None
+        load_state_dict_strict(model.net, state, what=f"model {folder.name}")
+        model.metadata.setdefault("path", str(folder))
+        return model.eval()

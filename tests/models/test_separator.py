@@ -1,0 +1,103 @@
+"""Model folders: save, load, registry, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from querysep.errors import CheckpointError, ConfigError, ModelNotFoundError
+from querysep.models import HashingTextEncoder, ResUNet, ResUNetConfig, TextQueriedSeparator
+from querysep.pretrained import DEFAULT_MODEL, build_test_tiny, list_models, load_model
+
+
+def _model() -> TextQueriedSeparator:
+    cfg = ResUNetConfig(
+        n_fft=256,
+        hop_length=64,
+        channels=(8, 16),
+        pre_channels=8,
+        downsample=((2, 2), (2, 2)),
+        condition_dim=24,
+    )
+    return TextQueriedSeparator(ResUNet(cfg), HashingTextEncoder(24), {"name": "unit"}).eval()
+
+
+def test_save_load_round_trip_gives_same_output(tmp_path: Path) -> None:
+    model = _model()
+    for p in model.net.parameters():  # move away from the initial values
+        p.data.add_(0.01 * torch.randn_like(p))
+    model.save_pretrained(tmp_path / "m")
+    assert sorted(x.name for x in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    again = load_model(str(tmp_path / "m"))
+    mix = torch.randn(2, 1, 3000)
+    with torch.inference_mode():
+        torch.testing.assert_close(again(mix, ["a dog", "rain"]), model(mix, ["a dog", "rain"]))
+    assert again.metadata["name"] == "unit"
+    assert load_model(f"querysep:{tmp_path / 'm'}").sample_rate == 16000
+
+
+def test_checkpoint_with_wrong_keys_is_listed(tmp_path: Path) -> None:
+    model = _model()
+    model.save_pretrained(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    state = load_file(weights)
+    state.pop("base.after_conv.bias")
+    state["base.surprise"] = torch.zeros(2)
+    save_file(state, weights)
+    with pytest.raises(CheckpointError) as info:
+        load_model(str(tmp_path / "m"))
+    assert "missing: base.after_conv.bias" in str(info.value)
+    assert "unexpected: base.surprise" in str(info.value)
+
+
+def test_broken_config_is_a_config_error(tmp_path: Path) -> None:
+    _model().save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_model(str(tmp_path / "m"))
+    cfg = _model().config_dict()
+    cfg["network"]["config"]["n_fft"] = "many"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises((ConfigError, TypeError)):
+        load_model(str(tmp_path / "m"))
+
+
+def test_garbage_weights_file_is_a_checkpoint_error(tmp_path: Path) -> None:
+    _model().save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_model(str(tmp_path / "m"))
+
+
+def test_unknown_model_names_the_alternatives(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="test-tiny"):
+        load_model("no-such-model")
+    (tmp_path / "file.bin").write_bytes(b"x")
+    with pytest.raises(ModelNotFoundError, match="is a file"):
+        load_model(str(tmp_path / "file.bin"))
+    with pytest.raises(ModelNotFoundError, match=r"config\.json missing"):
+        load_model(str(tmp_path))
+
+
+def test_condition_size_mismatch_is_rejected() -> None:
+    cfg = ResUNetConfig(
+        n_fft=256, hop_length=64, channels=(8,), downsample=((2, 2),), condition_dim=10
+    )
+    with pytest.raises(ConfigError, match="10-d conditions"):
+        TextQueriedSeparator(ResUNet(cfg), HashingTextEncoder(12))
+
+
+def test_test_tiny_is_deterministic_and_registered() -> None:
+    names = [m.name for m in list_models()]
+    assert "test-tiny" in names and names[0] == DEFAULT_MODEL
+    a, b = build_test_tiny(), load_model("test-tiny")
+    mix = torch.randn(1, 1, 4000)
+    with torch.inference_mode():
+        torch.testing.assert_close(a(mix, ["x"]), b(mix, ["x"]))

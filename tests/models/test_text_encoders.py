@@ -1,0 +1,143 @@
+"""Text encoders: one interface, offline, deterministic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from querysep.errors import ConfigError, ModelNotFoundError, QueryError
+from querysep.models.text import (
+    MAX_QUERY_CHARS,
+    ClapTextEncoder,
+    HashingTextEncoder,
+    MiniLMTextEncoder,
+    build_text_encoder,
+    validate_queries,
+)
+
+
+def test_validate_queries_normalises_and_rejects() -> None:
+    assert validate_queries("  a   dog\tbarking ") == ["a dog barking"]
+    for bad in ("", "   \n\t", [], ["ok", " "]):
+        with pytest.raises(QueryError):
+            validate_queries(bad)
+    with pytest.raises(QueryError, match="too long"):
+        validate_queries("x" * (MAX_QUERY_CHARS + 1))
+    assert validate_queries("y" * MAX_QUERY_CHARS) == ["y" * MAX_QUERY_CHARS]
+
+
+def test_hashing_encoder_is_deterministic_and_word_sensitive() -> None:
+    a, b = HashingTextEncoder(64), HashingTextEncoder(64)
+    x = a.encode(["a dog barking", "dog barks", "heavy rain on a roof"])
+    torch.testing.assert_close(x, b.encode(["a dog barking", "dog barks", "heavy rain on a roof"]))
+    assert x.shape == (3, 64)
+    torch.testing.assert_close(x.norm(dim=-1), torch.ones(3))
+    sims = x @ x.T
+    assert sims[0, 1] > sims[0, 2]  # shared words -> closer
+    rebuilt = build_text_encoder(a.to_config())
+    torch.testing.assert_close(rebuilt.encode("a dog barking")[0], x[0])
+
+
+def test_unknown_encoder_kind() -> None:
+    with pytest.raises(ConfigError, match="unknown text encoder kind"):
+        build_text_encoder({"kind": "nope"})
+
+
+@pytest.fixture(scope="module")
+def minilm() -> MiniLMTextEncoder:
+    return MiniLMTextEncoder()
+
+
+def test_minilm_offline_embeddings_are_semantic(minilm: MiniLMTextEncoder) -> None:
+    emb = minilm.encode(["a dog barking", "barking of a dog", "a church bell ringing"])
+    assert emb.shape == (3, 384) and minilm.dim == 384
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3), atol=1e-5, rtol=0)
+    sims = emb @ emb.T
+    assert sims[0, 1] > 0.7 > sims[0, 2]
+    # cached second call returns the same values
+    torch.testing.assert_close(minilm.encode(["barking of a dog"])[0], emb[1])
+
+
+def test_minilm_batch_equals_single(minilm: MiniLMTextEncoder) -> None:
+    minilm.clear_cache()
+    batch = minilm.encode(["rain", "a cat meowing loudly in the kitchen"])
+    minilm.clear_cache()
+    single = minilm.encode(["a cat meowing loudly in the kitchen"])
+    torch.testing.assert_close(batch[1], single[0], atol=1e-5, rtol=1e-4)
+
+
+def _tiny_clap_folder(folder: Path) -> Path:
+    """A random-weight ClapModel with a tiny BPE tokenizer, saved like a real one."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import ClapConfig, ClapModel, PreTrainedTokenizerFast
+
+    text_cfg = dict(
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=40,
+        projection_dim=16,
+    )
+    audio_cfg = dict(
+        hidden_size=32,
+        patch_embeds_hidden_size=8,
+        depths=[1, 1],
+        num_attention_heads=[2, 2],
+        window_size=4,
+        spec_size=32,
+        num_mel_bins=16,
+        patch_stride=(4, 4),
+        patch_size=4,
+        projection_dim=16,
+        enable_fusion=False,
+    )
+    torch.manual_seed(0)
+    ClapModel(
+        ClapConfig(text_config=text_cfg, audio_config=audio_cfg, projection_dim=16)
+    ).save_pretrained(folder)
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(vocab_size=100, special_tokens=["<s>", "<pad>", "</s>", "<unk>"])
+    tok.train_from_iterator(
+        ["a dog barking", "rain falling on a roof", "a bell rings"] * 10, trainer
+    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    ).save_pretrained(folder)
+    return folder
+
+
+def test_clap_text_tower_from_local_folder(tmp_path: Path) -> None:
+    from transformers import ClapModel
+
+    folder = _tiny_clap_folder(tmp_path / "clap")
+    enc = ClapTextEncoder(str(folder))
+    assert enc.dim == 16
+    emb = enc.encode(["a dog barking", "rain falling on a roof"])
+    assert emb.shape == (2, 16)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
+    # the same numbers as the full model's own text path
+    full = ClapModel.from_pretrained(folder).eval()
+    tok = enc.tokenizer(
+        ["a dog barking", "rain falling on a roof"], padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        ref = full.get_text_features(**tok)
+    ref = getattr(ref, "pooler_output", ref)
+    torch.testing.assert_close(
+        emb, torch.nn.functional.normalize(ref, dim=-1), atol=1e-5, rtol=1e-4
+    )
+    assert build_text_encoder(enc.to_config()).encode("a dog barking").shape == (1, 16)
+
+
+def test_clap_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="cannot load a CLAP text model"):
+        ClapTextEncoder(str(tmp_path / "nothing-here"))
