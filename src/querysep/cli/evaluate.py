@@ -1,0 +1,95 @@
+"""``querysep evaluate``: score models on a mixture list and print a Table-2-style table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._common import console, err_console, handle_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evaluate")
+    @handle_errors
+    def evaluate_cmd(
+        mixtures: Path = typer.Option(
+            ...,
+            "--mixtures",
+            help="Mixture list: DCASE source,noise,snr,caption or mixture,target,caption CSV.",
+            show_default=False,
+        ),
+        audio_dir: Path = typer.Option(
+            ..., "--audio-dir", help="Folder with the audio the list names.", show_default=False
+        ),
+        model: list[str] | None = typer.Option(
+            None,
+            "--model",
+            "-m",
+            help="Model name, folder or kind:path, or a system (mixture, oracle-irm[:MODEL]). "
+            "Repeatable; one table row each (default: the default model).",
+        ),
+        no_baselines: bool = typer.Option(
+            False, "--no-baselines", help="Leave out the mixture and oracle-irm rows."
+        ),
+        output: Path | None = typer.Option(
+            None,
+            "--output",
+            "-o",
+            help="Output folder; re-running into it resumes (default: evaluation/LIST-NAME).",
+        ),
+        limit: int | None = typer.Option(None, "--limit", help="Only the first N rows."),
+        device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
+        sample_rate: int = typer.Option(16000, "--sample-rate", help="Evaluation rate in Hz."),
+        skip_missing: bool = typer.Option(
+            False, "--skip-missing", help="Skip clips whose audio is missing (counted)."
+        ),
+        segment_seconds: float = typer.Option(10.0, help="Length of the segments models see."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    ) -> None:
+        """Score systems on a mixture list: per-clip CSV, summary.json and a markdown table."""
+        from ..data.manifest import read_mixture_list
+        from ..errors import DataError
+        from ..evaluation import ModelSystem, SystemOptions, evaluate, resolve_systems
+        from ..pretrained import DEFAULT_MODEL
+
+        if limit is not None and limit < 1:
+            raise typer.BadParameter("--limit must be at least 1")
+        if segment_seconds <= 0:
+            raise typer.BadParameter("--segment-seconds must be positive")
+        # Check the inputs before loading any model (which can take a while).
+        read_mixture_list(mixtures)
+        if not audio_dir.is_dir():
+            raise DataError(f"audio folder not found: {audio_dir}")
+        out_dir = output or Path("evaluation") / mixtures.stem
+        options = SystemOptions(device=device, segment_seconds=segment_seconds)
+        systems = resolve_systems(
+            list(model) if model else [DEFAULT_MODEL], baselines=not no_baselines, options=options
+        )
+        for system in systems:
+            if isinstance(system, ModelSystem) and system.is_test_model:
+                err_console.print(
+                    f"[yellow]note:[/] {system.name} has random weights: its scores only show "
+                    "that the pipeline works.",
+                    soft_wrap=True,
+                )
+        summary = evaluate(
+            mixtures,
+            audio_dir,
+            systems,
+            out_dir,
+            sample_rate=sample_rate,
+            progress=progress,
+            limit=limit,
+            skip_missing=skip_missing,
+            baselines=False,
+        )
+        console.print(summary.table(), highlight=False, markup=False)
+        line = f"{summary.num_clips} clips"
+        if summary.num_resumed:
+            line += f", {summary.num_resumed} scores resumed from an earlier run"
+        if summary.skipped:
+            line += f", {len(summary.skipped)} skipped for missing audio"
+        console.print(line, highlight=False)
+        for path in (summary.per_clip_path, summary.summary_path, summary.table_path):
+            console.print(f"wrote {path}", highlight=False)

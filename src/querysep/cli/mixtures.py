@@ -1,0 +1,68 @@
+"""``querysep mixtures``: make DCASE-format mixture lists from a manifest."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from ..errors import DataError
+from ._common import console, handle_errors
+
+
+class _CaptionChoice(str, Enum):
+    first = "first"
+    random = "random"
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(
+        name="mixtures",
+        help="Make mixture lists (DCASE format) from a manifest.",
+        no_args_is_help=True,
+    )
+
+    @group.command("make")
+    @handle_errors
+    def make_cmd(
+        manifest: Path = typer.Argument(..., help="Clip manifest (.jsonl) from 'prepare'."),
+        num: int = typer.Option(..., "-n", "--num", help="Number of mixtures."),
+        output: Path = typer.Option(..., "-o", "--output", help="CSV to write."),
+        snr_min: int = typer.Option(-15, "--snr-min", help="Lowest SNR in dB."),
+        snr_max: int = typer.Option(15, "--snr-max", help="Highest SNR in dB."),
+        seed: int = typer.Option(0, "--seed", help="Random seed."),
+        split: list[str] = typer.Option(
+            [], "--split", help="Use only clips of this split (repeatable)."
+        ),
+        caption: _CaptionChoice = typer.Option(
+            _CaptionChoice.first, "--caption", help="Which of a source's captions to use."
+        ),
+    ) -> None:
+        """Write N source,noise,snr,caption rows; clips sharing a label are never paired."""
+        from ..data.manifest import read_manifest, write_mixture_list
+        from ..data.mixing import plan_mixtures
+
+        clips = read_manifest(manifest)
+        if split:
+            kept = [clip for clip in clips if clip.split in split]
+            if not kept:
+                found = ", ".join(sorted({c.split for c in clips}))
+                raise DataError(
+                    f"no clip of split {', '.join(split)} in {manifest} (found: {found})"
+                )
+            clips = kept
+        rows = plan_mixtures(
+            clips, num, snr_min=snr_min, snr_max=snr_max, seed=seed, caption=caption.value
+        )
+        write_mixture_list(rows, output)
+        sources = len({row.source for row in rows})
+        noises = len({row.noise for row in rows})
+        console.print(
+            f"wrote {len(rows)} mixtures ({sources} sources, {noises} noise clips) to {output}"
+        )
+        folders = {str(Path(clip.audio).parent) for clip in clips}
+        if len(folders) == 1:
+            console.print(f"clip ids resolve against the audio folder {folders.pop()}")
+
+    app.add_typer(group)

@@ -1,0 +1,88 @@
+"""``querysep prepare``: turn a dataset folder into a clip manifest with a recipe."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections import Counter
+from pathlib import Path
+
+import typer
+
+from ..errors import ConfigError, DataError
+from ._common import console, handle_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("prepare")
+    @handle_errors
+    def prepare_cmd(
+        name: str | None = typer.Argument(None, help="Recipe name (see --list)."),
+        root: Path | None = typer.Argument(None, help="The dataset folder."),
+        output: Path | None = typer.Option(
+            None,
+            "-o",
+            "--output",
+            help="Manifest to write (.jsonl), or an AudioSep/DCASE datafile (.json).",
+        ),
+        split: list[str] = typer.Option(
+            [], "--split", help="Keep only clips of this split (repeatable)."
+        ),
+        captions_csv: Path | None = typer.Option(
+            None, "--captions-csv", help="folder recipe: CSV with file_name,caption."
+        ),
+        check_audio: bool = typer.Option(
+            True,
+            "--check-audio/--no-check-audio",
+            help="Read each file's header (duration, rate) and skip unreadable files.",
+        ),
+        list_recipes: bool = typer.Option(False, "--list", help="List the recipes and exit."),
+    ) -> None:
+        """Write the manifest of a dataset: querysep prepare NAME ROOT -o manifest.jsonl"""
+        from ..data.manifest import write_datafile, write_manifest
+        from ..data.recipes import RECIPES
+
+        if list_recipes:
+            for recipe_name, func in RECIPES.items():
+                doc = (sys.modules[func.__module__].__doc__ or "").strip()
+                summary = doc.splitlines()[0].replace("``", "") if doc else ""
+                typer.echo(f"{recipe_name:15s} {summary}")
+            return
+        available = ", ".join(RECIPES)
+        if name is None or root is None:
+            raise ConfigError(f"give a recipe NAME and a ROOT folder (recipes: {available})")
+        if name not in RECIPES:
+            raise ConfigError(f"unknown recipe '{name}'; available: {available}")
+        if output is None:
+            raise ConfigError("give the manifest to write with -o/--output")
+        if not root.is_dir():
+            raise DataError(f"dataset folder not found: {root}")
+        recipe = RECIPES[name]
+        kwargs: dict[str, object] = {"check_audio": check_audio}
+        if captions_csv is not None:
+            if "captions_csv" not in inspect.signature(recipe).parameters:
+                raise ConfigError(f"--captions-csv does not apply to the {name} recipe")
+            kwargs["captions_csv"] = captions_csv
+
+        result = recipe(root, **kwargs)
+        clips = result.clips
+        if split:
+            clips = [clip for clip in clips if clip.split in split]
+        if result.skipped:
+            print(
+                f"querysep: skipped {len(result.skipped)} missing/unreadable files "
+                f"(first: {result.skipped[0]})",
+                file=sys.stderr,
+            )
+        if not clips:
+            found = sorted({c.split for c in result.clips})
+            hint = f" (splits found: {', '.join(found)})" if split and found else ""
+            raise DataError(f"no clips found for recipe {name} in {root}{hint}")
+        if output.suffix.lower() == ".json":
+            entries = write_datafile(clips, output)
+            console.print(f"wrote {entries} entries ({len(clips)} clips) to {output}")
+        else:
+            write_manifest(clips, output)
+            console.print(f"wrote {len(clips)} clips to {output}")
+        counts = Counter(clip.split for clip in clips)
+        console.print(", ".join(f"{s}: {n}" for s, n in sorted(counts.items())))

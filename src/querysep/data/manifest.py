@@ -1,0 +1,506 @@
+"""Clip manifests, AudioSep/DCASE datafiles and mixture lists.
+
+Three on-disk formats meet here:
+
+* the **manifest**, our own JSON-lines format with one :class:`Clip` per line, written by
+  ``querysep prepare`` and read by the training datasets;
+* the **datafile** of AudioSep and the DCASE 2024 Task 9 baseline,
+  ``{"data": [{"wav": path, "caption": text}, ...]}`` with one entry per caption;
+* **mixture lists**: the DCASE CSV ``source,noise,snr,caption`` (clip ids without extension,
+  mixed at evaluation time) and triplet lists ``mixture,target,caption`` (given mixtures).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import DataError
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "Clip",
+    "MixtureRow",
+    "atomic_write_text",
+    "find_audio",
+    "label_to_text",
+    "read_datafile",
+    "read_manifest",
+    "read_mixture_list",
+    "write_datafile",
+    "write_manifest",
+    "write_mixture_list",
+]
+
+#: File extensions tried, in order, when an audio file is named without one.
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
+
+DCASE_COLUMNS: tuple[str, ...] = ("source", "noise", "snr", "caption")
+TRIPLET_COLUMNS: tuple[str, ...] = ("mixture", "target", "caption")
+
+MixtureKind = Literal["dcase", "triplet"]
+
+
+@dataclass
+class Clip:
+    """One audio clip with its text descriptions.
+
+    Attributes:
+        id: Identifier unique within a manifest; the audio file name without extension.
+        audio: Path to the audio file. Absolute in memory after :func:`read_manifest`; on
+            disk it may be relative to the manifest's folder.
+        duration: Length in seconds (``0.0`` when the recipe did not probe the file).
+        sample_rate: Native sample rate in Hz (``0`` when not probed).
+        captions: Natural-language descriptions, best first.
+        keywords: Free-form tags (e.g. Freesound tags, Clotho keywords).
+        labels: Class labels from a fixed vocabulary; two clips that share one are never
+            mixed together.
+        source: Name of the dataset the clip comes from.
+        split: Dataset split, e.g. ``"train"``, ``"fold4"``, ``"validation"``.
+    """
+
+    id: str
+    audio: str
+    duration: float = 0.0
+    sample_rate: int = 0
+    captions: list[str] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    source: str = ""
+    split: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the clip as a JSON-serialisable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Clip:
+        """Build a clip from a dict, checking field types; unknown keys are ignored.
+
+        Raises:
+            ValueError: A required field is missing or a field has the wrong type.
+        """
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        for key in ("id", "audio"):
+            if not isinstance(data.get(key), str) or not data[key]:
+                raise ValueError(f"field '{key}' must be a non-empty string")
+        duration = data.get("duration", 0.0)
+        sample_rate = data.get("sample_rate", 0)
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+            raise ValueError("field 'duration' must be a number")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int):
+            raise ValueError("field 'sample_rate' must be an integer")
+        lists: dict[str, list[str]] = {}
+        for key in ("captions", "keywords", "labels"):
+            value = data.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"field '{key}' must be a list of strings")
+            lists[key] = list(value)
+        for key in ("source", "split"):
+            if not isinstance(data.get(key, ""), str):
+                raise ValueError(f"field '{key}' must be a string")
+        return cls(
+            id=data["id"],
+            audio=data["audio"],
+            duration=float(duration),
+            sample_rate=sample_rate,
+            source=data.get("source", ""),
+            split=data.get("split", ""),
+            **lists,
+        )
+
+    def texts(self) -> list[str]:
+        """Return the captions, or the labels as text (underscores to spaces) if none."""
+        if self.captions:
+            return list(self.captions)
+        return [label_to_text(label) for label in self.labels]
+
+
+def label_to_text(label: str) -> str:
+    """Turn a class label into a caption: ``"chirping_birds"`` -> ``"chirping birds"``."""
+    return " ".join(label.replace("_", " ").split())
+
+
+# ---------------------------------------------------------------------------- writing helpers
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder + ``os.replace``.
+
+    A reader never sees a half-written file, and an interrupted write leaves the old one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _relative_if_inside(audio: str, folder: Path) -> str:
+    """Return ``audio`` relative to ``folder`` when it lies inside it, else absolute."""
+    absolute = Path(os.path.abspath(audio))
+    try:
+        return absolute.relative_to(folder).as_posix()
+    except ValueError:
+        return str(absolute)
+
+
+def _resolve(path: str, folder: Path) -> str:
+    expanded = os.path.expanduser(path)
+    if os.path.isabs(expanded):
+        return expanded
+    return os.path.normpath(folder / expanded)
+
+
+# -------------------------------------------------------------------------------- manifests
+
+
+def read_manifest(path: str | Path) -> list[Clip]:
+    """Read a JSON-lines manifest written by :func:`write_manifest`.
+
+    Blank lines are ignored. Relative audio paths are resolved against the manifest's
+    folder, so every returned :attr:`Clip.audio` is absolute.
+
+    Args:
+        path: The ``.jsonl`` file.
+
+    Returns:
+        The clips, in file order.
+
+    Raises:
+        DataError: The file is missing, or a line is not a valid clip (the message names the
+            file and line number), or two lines share an id.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"manifest not found: {path}")
+    folder = path.resolve().parent
+    clips: list[Clip] = []
+    seen: dict[str, int] = {}
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                clip = Clip.from_dict(json.loads(line))
+            except (json.JSONDecodeError, ValueError) as exc:
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                raise DataError(f"{path}:{lineno}: malformed manifest line: {reason}") from None
+            if clip.id in seen:
+                raise DataError(
+                    f"{path}:{lineno}: duplicate clip id '{clip.id}' (first on line "
+                    f"{seen[clip.id]})"
+                )
+            seen[clip.id] = lineno
+            clip.audio = _resolve(clip.audio, folder)
+            clips.append(clip)
+    return clips
+
+
+def write_manifest(clips: Iterable[Clip], path: str | Path) -> None:
+    """Write clips as a JSON-lines manifest, atomically.
+
+    Audio paths inside the manifest's folder are stored relative to it (the folder can be
+    moved as a whole); others are stored absolute.
+
+    Args:
+        clips: The clips to write.
+        path: The ``.jsonl`` file to create or replace.
+    """
+    path = Path(path)
+    folder = path.parent.resolve()
+    lines = []
+    for clip in clips:
+        record = clip.to_dict()
+        record["audio"] = _relative_if_inside(clip.audio, folder)
+        lines.append(json.dumps(record, ensure_ascii=False))
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+# -------------------------------------------------------------------------------- datafiles
+
+
+def read_datafile(path: str | Path, *, audio_dir: str | Path | None = None) -> list[Clip]:
+    """Read an AudioSep / DCASE datafile ``{"data": [{"wav": ..., "caption": ...}, ...]}``.
+
+    Entries that repeat a ``wav`` are grouped into one clip with several captions. Relative
+    ``wav`` paths are resolved against ``audio_dir`` (default: the datafile's folder).
+    Durations and sample rates are not probed (left at 0).
+
+    Args:
+        path: The JSON file.
+        audio_dir: Folder that relative ``wav`` paths are relative to.
+
+    Returns:
+        One clip per distinct ``wav``, in order of first appearance; ``id`` is the file name
+        without extension (suffixed ``-2``, ``-3``... when two files share a name).
+
+    Raises:
+        DataError: The file is missing, not JSON, or not in the datafile layout.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"datafile not found: {path}")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    entries = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(entries, list):
+        raise DataError(f"{path}: expected an object with a 'data' list")
+    folder = Path(audio_dir).resolve() if audio_dir is not None else path.resolve().parent
+    by_wav: dict[str, Clip] = {}
+    ids: set[str] = set()
+    for index, entry in enumerate(entries):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("wav"), str)
+            or not isinstance(entry.get("caption"), str)
+        ):
+            raise DataError(f"{path}: entry {index} needs string fields 'wav' and 'caption'")
+        wav = _resolve(entry["wav"], folder)
+        clip = by_wav.get(wav)
+        if clip is None:
+            clip_id = _unique_id(Path(wav).stem, ids)
+            clip = Clip(id=clip_id, audio=wav)
+            by_wav[wav] = clip
+        caption = " ".join(entry["caption"].split())
+        if caption and caption not in clip.captions:
+            clip.captions.append(caption)
+    return list(by_wav.values())
+
+
+def _unique_id(stem: str, taken: set[str]) -> str:
+    candidate, k = stem, 1
+    while candidate in taken:
+        k += 1
+        candidate = f"{stem}-{k}"
+    taken.add(candidate)
+    return candidate
+
+
+def write_datafile(clips: Iterable[Clip], path: str | Path) -> int:
+    """Write clips as an AudioSep / DCASE datafile, one entry per caption, atomically.
+
+    Clips without captions use their labels as text; clips with neither are left out.
+    Paths are written absolute, since AudioSep resolves relative ones against its working
+    directory.
+
+    Args:
+        clips: The clips to write.
+        path: The ``.json`` file to create or replace.
+
+    Returns:
+        The number of entries written.
+    """
+    data = [
+        {"wav": os.path.abspath(clip.audio), "caption": text}
+        for clip in clips
+        for text in clip.texts()
+    ]
+    atomic_write_text(path, json.dumps({"data": data}, ensure_ascii=False, indent=1) + "\n")
+    return len(data)
+
+
+# --------------------------------------------------------------------------- mixture lists
+
+
+@dataclass
+class MixtureRow:
+    """One row of a mixture list.
+
+    A DCASE row (``kind == "dcase"``) names a source and a noise clip by id and the SNR at
+    which to mix them; a triplet row (``kind == "triplet"``) names a given mixture and its
+    target by path (relative to the audio folder).
+
+    Attributes:
+        caption: The text query describing the target.
+        source: Source clip id, without extension (DCASE rows).
+        noise: Noise clip id, without extension (DCASE rows).
+        snr: Source-to-noise ratio in dB (DCASE rows).
+        mixture: Mixture file path (triplet rows).
+        target: Target file path (triplet rows).
+        extra: Any other columns of the list, kept so that outputs can carry them.
+    """
+
+    caption: str
+    source: str | None = None
+    noise: str | None = None
+    snr: float | None = None
+    mixture: str | None = None
+    target: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        dcase = self.source is not None and self.noise is not None and self.snr is not None
+        triplet = self.mixture is not None and self.target is not None
+        if dcase == triplet:
+            raise ValueError(
+                "a MixtureRow needs either source, noise and snr, or mixture and target"
+            )
+
+    @property
+    def kind(self) -> MixtureKind:
+        """``"dcase"`` or ``"triplet"``."""
+        return "dcase" if self.source is not None else "triplet"
+
+    @property
+    def id(self) -> str:
+        """A name for the row's outputs: ``source__noise__<snr>dB`` or the mixture's stem."""
+        if self.kind == "dcase":
+            return f"{self.source}__{self.noise}__{_format_snr(self.snr)}dB"
+        return Path(str(self.mixture)).stem
+
+
+def _format_snr(snr: float | None) -> str:
+    value = float(snr or 0.0)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def read_mixture_list(path: str | Path) -> list[MixtureRow]:
+    """Read a mixture list, detecting its format from the CSV header.
+
+    ``source,noise,snr,caption`` gives DCASE rows; ``mixture,target,caption`` gives triplet
+    rows. Other columns go to :attr:`MixtureRow.extra`.
+
+    Args:
+        path: The CSV file.
+
+    Returns:
+        The rows, in file order.
+
+    Raises:
+        DataError: The file is missing or empty, the header fits neither format, or a row is
+            malformed (the message names the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"mixture list not found: {path}")
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: empty mixture list")
+        header = [name.strip() for name in header]
+        if set(DCASE_COLUMNS) <= set(header):
+            kind: MixtureKind = "dcase"
+            known: tuple[str, ...] = DCASE_COLUMNS
+        elif set(TRIPLET_COLUMNS) <= set(header):
+            kind, known = "triplet", TRIPLET_COLUMNS
+        else:
+            raise DataError(
+                f"{path}: unknown mixture list header {','.join(header)!r}; expected "
+                f"{','.join(DCASE_COLUMNS)!r} or {','.join(TRIPLET_COLUMNS)!r}"
+            )
+        rows: list[MixtureRow] = []
+        for values in reader:
+            lineno = reader.line_num
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                raise DataError(
+                    f"{path}:{lineno}: expected {len(header)} columns, found {len(values)}"
+                )
+            record = dict(zip(header, values, strict=True))
+            extra = {k: v for k, v in record.items() if k not in known}
+            caption = record["caption"].strip()
+            if not caption:
+                raise DataError(f"{path}:{lineno}: empty caption")
+            if kind == "dcase":
+                source, noise = record["source"].strip(), record["noise"].strip()
+                if not source or not noise:
+                    raise DataError(f"{path}:{lineno}: empty source or noise id")
+                try:
+                    snr = float(record["snr"])
+                except ValueError:
+                    raise DataError(
+                        f"{path}:{lineno}: snr {record['snr']!r} is not a number"
+                    ) from None
+                rows.append(MixtureRow(caption, source=source, noise=noise, snr=snr, extra=extra))
+            else:
+                mixture, target = record["mixture"].strip(), record["target"].strip()
+                if not mixture or not target:
+                    raise DataError(f"{path}:{lineno}: empty mixture or target path")
+                rows.append(MixtureRow(caption, mixture=mixture, target=target, extra=extra))
+    return rows
+
+
+def write_mixture_list(rows: Sequence[MixtureRow], path: str | Path) -> None:
+    """Write a mixture list (with header), atomically.
+
+    All rows must be of one kind. Extra columns follow the standard ones, in order of first
+    appearance; integral SNRs are written without a decimal point.
+
+    Args:
+        rows: The rows to write.
+        path: The CSV file to create or replace.
+
+    Raises:
+        DataError: The rows mix DCASE and triplet kinds.
+    """
+    kinds = {row.kind for row in rows}
+    if len(kinds) > 1:
+        raise DataError("cannot write DCASE and triplet rows into one mixture list")
+    kind = kinds.pop() if kinds else "dcase"
+    columns = list(DCASE_COLUMNS if kind == "dcase" else TRIPLET_COLUMNS)
+    for row in rows:
+        columns.extend(k for k in row.extra if k not in columns)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        values = {
+            "caption": row.caption,
+            "source": row.source or "",
+            "noise": row.noise or "",
+            "snr": _format_snr(row.snr) if row.snr is not None else "",
+            "mixture": row.mixture or "",
+            "target": row.target or "",
+        }
+        writer.writerow([values[c] if c in values else row.extra.get(c, "") for c in columns])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def find_audio(audio_dir: str | Path, name: str) -> Path:
+    """Find the audio file ``name`` in ``audio_dir``, with or without an extension.
+
+    ``name`` is tried as given first, then with each of :data:`AUDIO_EXTENSIONS` appended
+    (so ``"dog_01"`` finds ``dog_01.wav`` or ``dog_01.flac``).
+
+    Args:
+        audio_dir: Folder to look in.
+        name: A clip id or a file name, possibly with subfolders.
+
+    Returns:
+        The path of the first file found.
+
+    Raises:
+        DataError: No such file exists.
+    """
+    base = Path(audio_dir) / name
+    if base.suffix.lower() in AUDIO_EXTENSIONS and base.is_file():
+        return base
+    for ext in AUDIO_EXTENSIONS:
+        candidate = base.with_name(base.name + ext)
+        if candidate.is_file():
+            return candidate
+    if base.is_file():
+        return base
+    raise DataError(
+        f"no audio file for '{name}' in {audio_dir} (tried {', '.join(AUDIO_EXTENSIONS)})"
+    )

@@ -1,0 +1,160 @@
+"""Shared pieces of the dataset recipes: the result type, CSV reading, audio lookup."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import AudioError, DataError
+from ..manifest import AUDIO_EXTENSIONS, Clip
+
+__all__ = ["AudioIndex", "PrepareResult", "SkippedFile", "find_first", "probe", "read_csv"]
+
+
+@dataclass
+class SkippedFile:
+    """An audio file a recipe left out, and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.reason})"
+
+
+@dataclass
+class PrepareResult:
+    """What a recipe returns: the clips it found and the files it had to skip.
+
+    Attributes:
+        clips: Clips whose audio exists (and, when probed, could be read).
+        skipped: Files listed in the metadata that are missing or unreadable.
+    """
+
+    clips: list[Clip] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def add(self, clip: Clip | None, skipped: SkippedFile | None) -> None:
+        """Record the outcome of :func:`probe`."""
+        if clip is not None:
+            self.clips.append(clip)
+        if skipped is not None:
+            self.skipped.append(skipped)
+
+
+def read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    """Read a CSV with a header into dicts, checking that ``required`` columns exist.
+
+    UTF-8 is tried first, then Latin-1 (some Clotho metadata files are not UTF-8).
+
+    Raises:
+        DataError: The file is missing or lacks a required column.
+    """
+    if not path.is_file():
+        raise DataError(f"metadata file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        text = path.read_text(encoding="latin-1")
+    reader = csv.DictReader(text.splitlines())
+    header = [name.strip() for name in reader.fieldnames or []]
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    reader.fieldnames = header
+    return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+
+
+def find_first(root: Path, candidates: Iterable[str], what: str) -> Path:
+    """Return the first of ``root / c`` that exists.
+
+    Raises:
+        DataError: None exists.
+    """
+    tried = []
+    for candidate in candidates:
+        path = root / candidate
+        if path.exists():
+            return path
+        tried.append(candidate)
+    raise DataError(f"{what} not found in {root} (looked for {', '.join(tried)})")
+
+
+class AudioIndex:
+    """Audio files of some folders, found by file name or by name without extension.
+
+    Scanning once is much faster than probing each candidate path of a large dataset.
+    """
+
+    def __init__(self, folders: Iterable[Path], *, recursive: bool = False) -> None:
+        self.by_name: dict[str, Path] = {}
+        self.by_stem: dict[str, Path] = {}
+        for folder in folders:
+            if folder.is_dir():
+                for path in _scan(folder, recursive):
+                    self.by_name.setdefault(path.name, path)
+                    self.by_stem.setdefault(path.stem, path)
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    def find(self, name: str) -> Path | None:
+        """Find ``name`` by exact file name, else by stem (so ``x.wav`` also finds ``x.flac``)."""
+        name = os.path.basename(name)
+        if name in self.by_name:
+            return self.by_name[name]
+        stem, ext = os.path.splitext(name)
+        if ext.lower() not in AUDIO_EXTENSIONS:
+            stem = name
+        return self.by_stem.get(stem)
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(sorted(self.by_name.values()))
+
+
+def _scan(folder: Path, recursive: bool) -> Iterator[Path]:
+    if recursive:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            for filename in sorted(filenames):
+                if os.path.splitext(filename)[1].lower() in AUDIO_EXTENSIONS:
+                    yield Path(dirpath) / filename
+        return
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.is_file() and os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
+            yield Path(entry.path)
+
+
+def probe(
+    path: Path | None, clip: Clip, *, check_audio: bool, listed_as: str = ""
+) -> tuple[Clip | None, SkippedFile | None]:
+    """Fill in ``clip.audio`` (and duration / rate when ``check_audio``) or report a skip.
+
+    Args:
+        path: The audio file found for the clip, or ``None`` if none was found.
+        clip: The clip to complete; its ``audio`` is replaced by ``path``.
+        check_audio: Open the file header to read duration and sample rate; files that
+            cannot be read (or are empty) are skipped.
+        listed_as: The name the metadata used, for the skip message of a missing file.
+
+    Returns:
+        ``(clip, None)`` on success, ``(None, skipped)`` otherwise.
+    """
+    if path is None or not path.is_file():
+        return None, SkippedFile(listed_as or clip.audio or clip.id, "missing")
+    clip.audio = str(path.resolve())
+    if check_audio:
+        from ...audio.io import audio_info
+
+        try:
+            info = audio_info(path)
+        except (AudioError, OSError, RuntimeError) as exc:
+            return None, SkippedFile(str(path), f"unreadable: {exc}")
+        if info.num_frames <= 0:
+            return None, SkippedFile(str(path), "empty")
+        clip.duration = float(info.duration)
+        clip.sample_rate = int(info.sample_rate)
+    return clip, None

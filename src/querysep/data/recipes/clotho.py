@@ -1,0 +1,84 @@
+"""Clotho (v2): 15-30 s Freesound clips with five crowd-sourced captions each.
+
+Expected layout (the Zenodo archives extracted into one folder)::
+
+    ROOT/clotho_captions_<split>.csv    file_name,caption_1,...,caption_5
+    ROOT/clotho_metadata_<split>.csv    file_name,keywords (';'-separated),...   (optional)
+    ROOT/<split>/<file_name>            audio (or ROOT/clotho_audio_<split>/, ROOT/audio/<split>/)
+
+with ``<split>`` one of ``development``, ``validation``, ``evaluation``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ...errors import DataError
+from ..manifest import Clip
+from ._common import AudioIndex, PrepareResult, probe, read_csv
+
+__all__ = ["prepare_clotho"]
+
+PREFIX = "clotho_captions_"
+
+
+def prepare_clotho(
+    root: str | Path, *, splits: Sequence[str] | None = None, check_audio: bool = True
+) -> PrepareResult:
+    """Build the manifest of a Clotho copy.
+
+    Clips keep Clotho's split names (``"development"``, ``"validation"``, ``"evaluation"``),
+    their non-empty captions in column order, and the metadata keywords. Clotho has no class
+    labels, so :attr:`Clip.labels` stays empty.
+
+    Args:
+        root: The dataset folder.
+        splits: Splits to read (default: every ``clotho_captions_<split>.csv`` found).
+        check_audio: Read each file's header for duration and sample rate, and skip files
+            that cannot be read.
+
+    Returns:
+        Clips grouped by split in CSV order, and the skipped files.
+
+    Raises:
+        DataError: No captions CSV for a requested split (or none at all).
+    """
+    root = Path(root)
+    found = sorted(p.stem[len(PREFIX) :] for p in root.glob(f"{PREFIX}*.csv"))
+    if splits is None:
+        if not found:
+            raise DataError(f"no {PREFIX}<split>.csv in {root}")
+        splits = found
+    result = PrepareResult()
+    for split in splits:
+        rows = read_csv(root / f"{PREFIX}{split}.csv", ("file_name",))
+        keywords = _read_keywords(root / f"clotho_metadata_{split}.csv")
+        index = AudioIndex([root / split, root / f"clotho_audio_{split}", root / "audio" / split])
+        for row in rows:
+            name = row["file_name"]
+            captions = [
+                " ".join(value.split())
+                for key, value in row.items()
+                if key.startswith("caption") and value.strip()
+            ]
+            clip = Clip(
+                id=Path(name).stem,
+                audio=name,
+                captions=captions,
+                keywords=keywords.get(name, []),
+                source="clotho",
+                split=split,
+            )
+            result.add(*probe(index.find(name), clip, check_audio=check_audio))
+    return result
+
+
+def _read_keywords(path: Path) -> dict[str, list[str]]:
+    if not path.is_file():
+        return {}
+    rows = read_csv(path, ("file_name", "keywords"))
+    return {
+        row["file_name"]: [k.strip() for k in row["keywords"].split(";") if k.strip()]
+        for row in rows
+    }

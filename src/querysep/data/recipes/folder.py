@@ -1,0 +1,104 @@
+"""Any folder of audio files with captions, as same-name ``.txt`` files or one CSV.
+
+Two layouts::
+
+    ROOT/**/<name>.wav + ROOT/**/<name>.txt    one caption per line of the .txt
+    ROOT/**/<name>.wav + CAPTIONS.csv          file_name,caption (a file may have several rows)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ...errors import DataError
+from ..manifest import Clip
+from ._common import AudioIndex, PrepareResult, probe, read_csv
+
+__all__ = ["prepare_folder"]
+
+
+def prepare_folder(
+    root: str | Path,
+    *,
+    captions_csv: str | Path | None = None,
+    split: str = "train",
+    check_audio: bool = True,
+) -> PrepareResult:
+    """Build the manifest of a folder of captioned audio files.
+
+    Without ``captions_csv`` every audio file under ``root`` becomes a clip, captioned by
+    the non-empty lines of its same-name ``.txt`` file; files without one are kept with no
+    captions (usable as interferers, not as targets). With ``captions_csv`` only the files
+    it lists are used; ``file_name`` is relative to ``root`` (or a bare file name found
+    anywhere under it). Folders carry no class labels.
+
+    Args:
+        root: The folder, searched recursively.
+        captions_csv: A CSV with columns ``file_name,caption``.
+        split: Split name given to every clip.
+        check_audio: Read each file's header for duration and sample rate, and skip files
+            that cannot be read.
+
+    Returns:
+        The clips (sorted by path, or in CSV order) and the skipped files.
+
+    Raises:
+        DataError: ``root`` is not a folder, or the CSV is missing or lacks a column.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"not a folder: {root}")
+    index = AudioIndex([root], recursive=True)
+    result = PrepareResult()
+    taken: set[str] = set()
+    if captions_csv is None:
+        for path in index:
+            txt = path.with_suffix(".txt")
+            captions = _read_lines(txt) if txt.is_file() else []
+            clip = Clip(
+                id=_unique(path.stem, taken),
+                audio="",
+                captions=captions,
+                source="folder",
+                split=split,
+            )
+            result.add(*probe(path, clip, check_audio=check_audio))
+        return result
+    groups: dict[str, list[str]] = {}
+    for row in read_csv(Path(captions_csv), ("file_name", "caption")):
+        captions = groups.setdefault(row["file_name"], [])
+        caption = " ".join(row["caption"].split())
+        if caption and caption not in captions:
+            captions.append(caption)
+    for name, captions in groups.items():
+        path: Path | None = root / name
+        if not path.is_file():
+            path = index.find(os.path.basename(name)) if os.path.basename(name) == name else None
+        clip = Clip(
+            id=_unique(Path(name).stem, taken),
+            audio="",
+            captions=captions,
+            source="folder",
+            split=split,
+        )
+        result.add(*probe(path, clip, check_audio=check_audio, listed_as=name))
+    return result
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = path.read_text(encoding="latin-1")
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return list(dict.fromkeys(line for line in lines if line))
+
+
+def _unique(stem: str, taken: set[str]) -> str:
+    candidate, k = stem, 1
+    while candidate in taken:
+        k += 1
+        candidate = f"{stem}-{k}"
+    taken.add(candidate)
+    return candidate

@@ -1,0 +1,176 @@
+"""Evaluation outputs: the streamed per-clip CSV, ``summary.json`` and the markdown table.
+
+``per_clip.csv`` holds the mixture list's own columns, then ``system`` and one column per
+metric, one row per (clip, system). Rows are appended and flushed one at a time, so a killed
+run loses at most the row being written; :func:`read_per_clip` drops a torn last row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..data.manifest import atomic_write_text
+from ..errors import DataError
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "PerClipWriter",
+    "format_table",
+    "read_per_clip",
+    "write_summary",
+]
+
+#: The standard metrics: CSV column -> table label, in table order.
+METRIC_COLUMNS: dict[str, str] = {"sdr": "SDR", "sdri": "SDRi", "si_sdr": "SI-SDR"}
+
+
+def read_per_clip(path: Path, header: Sequence[str]) -> tuple[list[dict[str, str]], bool]:
+    """Read the rows of an existing per-clip CSV.
+
+    Args:
+        path: The CSV file (it need not exist).
+        header: The columns this run writes; the file must have exactly these.
+
+    Returns:
+        ``(rows, clean)``: the complete rows, and whether the file can be appended to as is
+        (``False`` when a torn or malformed row was dropped, so it must be rewritten).
+
+    Raises:
+        DataError: The file was written with other columns (another list or other metrics).
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return [], False
+    with path.open(encoding="utf-8", newline="") as handle:
+        text = handle.read()
+    reader = csv.reader(text.splitlines(keepends=True))
+    found = next(reader, None)
+    if found != list(header):
+        raise DataError(
+            f"{path} was written for another mixture list or other metrics; "
+            "delete it or choose another output folder"
+        )
+    metrics = range(header.index("system") + 1, len(header))  # numeric columns
+    rows: list[dict[str, str]] = []
+    clean = text.endswith("\n")
+    for values in reader:
+        if len(values) != len(header) or not _all_numbers(values[i] for i in metrics):
+            clean = False
+            continue
+        rows.append(dict(zip(header, values, strict=True)))
+    return rows, clean
+
+
+def _all_numbers(values: Iterable[str]) -> bool:
+    try:
+        for value in values:
+            float(value)
+    except ValueError:
+        return False
+    return True
+
+
+class PerClipWriter:
+    """Appends rows to the per-clip CSV, flushing each one.
+
+    Args:
+        path: The CSV file.
+        header: Its columns.
+        existing: Rows to (re)write first when ``rewrite`` (the complete rows of a torn file).
+        rewrite: Start the file afresh (with ``existing``) instead of appending to it.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        header: Sequence[str],
+        existing: Sequence[Mapping[str, str]] = (),
+        *,
+        rewrite: bool = True,
+    ) -> None:
+        self.path = path
+        self.header = list(header)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if rewrite:
+            lines = [self.header, *([row[c] for c in self.header] for row in existing)]
+            atomic_write_text(path, "".join(_csv_line(values) for values in lines))
+        self._handle: TextIO = path.open("a", encoding="utf-8", newline="")
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Append one row (missing columns are left empty) and flush it to disk."""
+        values = [_cell(row.get(c, "")) for c in self.header]
+        self._handle.write(_csv_line(values))
+        self._handle.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._handle.close()
+
+    def __enter__(self) -> PerClipWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)  # shortest round-tripping form: the CSV keeps full precision
+    return str(value)
+
+
+def _csv_line(values: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+def format_table(
+    scores: Mapping[str, Mapping[str, float]],
+    columns: Mapping[str, str] = METRIC_COLUMNS,
+    *,
+    decimals: int = 3,
+) -> str:
+    """The results as a markdown table shaped like Table 2 of the DCASE 2024 Task 9 report.
+
+    Args:
+        scores: ``{system: {column: mean}}``, rows in this order.
+        columns: Column key -> header label, in order.
+        decimals: Digits after the point.
+
+    Returns:
+        ``| System | SDR | SDRi | SI-SDR |`` and one line per system, with a final newline.
+        A missing or non-finite value prints as ``-``.
+    """
+    head = "| System | " + " | ".join(columns.values()) + " |"
+    rule = "|---|" + "---:|" * len(columns)
+    lines = [head, rule]
+    for name, values in scores.items():
+        cells = []
+        for key in columns:
+            value = values.get(key)
+            ok = isinstance(value, int | float) and math.isfinite(value)
+            cells.append(f"{value:.{decimals}f}" if ok else "-")
+        label = name.replace("|", "\\|")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write ``summary.json`` atomically (non-finite means are written as ``null``)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, Mapping):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    atomic_write_text(path, json.dumps(clean(payload), indent=2, ensure_ascii=False) + "\n")

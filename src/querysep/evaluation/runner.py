@@ -1,0 +1,438 @@
+"""The evaluation runner: mixture list + audio folder + systems -> per-clip scores -> table.
+
+Work is grouped by clip: each mixture is loaded (or built from its source and noise with the
+DCASE protocol) once and given to every system, and only one clip's audio is held at a
+time. Each (clip, system) score is appended to ``per_clip.csv`` and flushed as soon as it
+exists, so a killed run resumes where it stopped: on start the rows already in the file are
+read back and those pairs are not computed again.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, load_audio, resample
+from ..data.manifest import MixtureRow, atomic_write_text, find_audio, read_mixture_list
+from ..data.mixing import fit_length, make_dcase_mixture
+from ..errors import ConfigError, DataError
+from ..metrics import get_metrics
+from .report import METRIC_COLUMNS, PerClipWriter, format_table, read_per_clip, write_summary
+from .systems import System, SystemOptions, make_system
+
+__all__ = [
+    "PER_CLIP_NAME",
+    "SUMMARY_NAME",
+    "TABLE_NAME",
+    "MetricHook",
+    "Summary",
+    "evaluate",
+    "resolve_systems",
+]
+
+PER_CLIP_NAME = "per_clip.csv"
+SUMMARY_NAME = "summary.json"
+TABLE_NAME = "table.md"
+
+
+class MetricHook(Protocol):
+    """Extra per-clip metrics, added as columns without touching the runner.
+
+    A hook declares its columns up front (CSV column -> table label) and is called once per
+    (clip, system) with the audio the standard metrics see, at the evaluation rate. Its
+    values get their own CSV columns, their means in ``summary.json`` and their own columns
+    in the table, after SDR, SDRi and SI-SDR.
+
+    This is where the audio-text similarity score (ATS) of the DCASE 2024 Task 9 report
+    comes in: an ATS hook holds a CLAP model, has ``columns = {"ats": "ATS"}`` and returns
+    ``{"ats": cosine(CLAP_audio(estimate), CLAP_text(query))}``; it is passed as
+    ``evaluate(..., metric_hooks=[hook])``.
+
+    Attributes:
+        columns: Column key -> table label, in order.
+    """
+
+    columns: Mapping[str, str]
+
+    def __call__(
+        self,
+        *,
+        mixture: np.ndarray,
+        target: np.ndarray,
+        estimate: np.ndarray,
+        query: str,
+        sample_rate: int,
+    ) -> Mapping[str, float]:
+        """Score one estimate.
+
+        Shape:
+            - mixture, target, estimate: ``(time,)``
+        """
+        ...
+
+
+@dataclass
+class Summary:
+    """What :func:`evaluate` found and wrote.
+
+    Attributes:
+        scores: ``{system: {column: mean, ..., "n": clips scored}}``, rows in table order.
+        columns: Metric column -> table label, in table order.
+        num_clips: Rows of the list that were evaluated (after ``limit``).
+        num_computed: (clip, system) pairs scored by this call.
+        num_resumed: Pairs read back from an earlier, interrupted run.
+        skipped: Ids of the clips skipped for missing audio.
+        out_dir: Output folder.
+    """
+
+    scores: dict[str, dict[str, float]]
+    columns: dict[str, str]
+    num_clips: int
+    num_computed: int
+    num_resumed: int
+    skipped: list[str] = field(default_factory=list)
+    out_dir: Path = Path(".")
+
+    @property
+    def per_clip_path(self) -> Path:
+        return self.out_dir / PER_CLIP_NAME
+
+    @property
+    def summary_path(self) -> Path:
+        return self.out_dir / SUMMARY_NAME
+
+    @property
+    def table_path(self) -> Path:
+        return self.out_dir / TABLE_NAME
+
+    def table(self) -> str:
+        """The markdown table (as written to ``table.md``)."""
+        return format_table(self.scores, self.columns)
+
+
+def resolve_systems(
+    systems: Sequence[str | System],
+    *,
+    baselines: bool = True,
+    options: SystemOptions | None = None,
+) -> list[System]:
+    """Build systems from specs, adding the ``mixture`` and ``oracle-irm`` rows.
+
+    With ``baselines``, ``mixture`` comes first and ``oracle-irm`` last unless the list
+    already has a system of that name; the given systems keep their order between them.
+
+    Raises:
+        ConfigError: No system at all, or two systems with the same name.
+    """
+    specs: list[str | System] = list(systems)
+    if baselines:
+        names = [s if isinstance(s, str) else s.name for s in specs]
+        if "mixture" not in names:
+            specs.insert(0, "mixture")
+        if not any(n == "oracle-irm" or n.startswith("oracle-irm:") for n in names):
+            specs.append("oracle-irm")
+    if not specs:
+        raise ConfigError("no system to evaluate")
+    built = [make_system(s, options) for s in specs]
+    seen = Counter(s.name for s in built)
+    twice = [name for name, count in seen.items() if count > 1]
+    if twice:
+        raise ConfigError(f"two systems are named {twice[0]!r}; each table row needs its own name")
+    return built
+
+
+def _list_header(path: Path) -> list[str]:
+    """The list's own columns in file order (the standard ones and the extras)."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        header = next(csv.reader(handle), [])
+    return [name.strip() for name in header]
+
+
+def _format_number(value: float | None) -> str:
+    value = float(value or 0.0)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _row_values(row: MixtureRow, header: Sequence[str]) -> tuple[str, ...]:
+    known = {
+        "caption": row.caption,
+        "source": row.source or "",
+        "noise": row.noise or "",
+        "snr": _format_number(row.snr) if row.snr is not None else "",
+        "mixture": row.mixture or "",
+        "target": row.target or "",
+    }
+    standard = (
+        ("source", "noise", "snr", "caption")
+        if row.kind == "dcase"
+        else ("mixture", "target", "caption")
+    )
+    return tuple(known[c] if c in standard else row.extra.get(c, "") for c in header)
+
+
+def _find_files(row: MixtureRow, audio_dir: Path) -> tuple[Path, Path]:
+    """The two files of a row: (source, noise) or (mixture, target); DataError if missing."""
+    if row.kind == "dcase":
+        return find_audio(audio_dir, str(row.source)), find_audio(audio_dir, str(row.noise))
+    return find_audio(audio_dir, str(row.mixture)), find_audio(audio_dir, str(row.target))
+
+
+def _load_mono(path: Path, sample_rate: int) -> np.ndarray:
+    audio, _ = load_audio(path, sample_rate, mono=True)
+    return audio[0]
+
+
+def _build_clip(
+    row: MixtureRow, files: tuple[Path, Path], sample_rate: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(mixture, target)`` as float32 ``(time,)`` at ``sample_rate``.
+
+    DCASE rows are mixed with :func:`~querysep.data.mixing.make_dcase_mixture` (the target
+    is the source after the same peak protection); triplet rows are cut to the shorter of
+    mixture and target.
+    """
+    first, second = (_load_mono(p, sample_rate) for p in files)
+    if row.kind == "dcase":
+        mixture, target = make_dcase_mixture(first, second, float(row.snr or 0.0))
+    else:
+        length = min(first.shape[-1], second.shape[-1])
+        mixture, target = first[:length], second[:length]
+    return mixture.astype(np.float32, copy=False), target.astype(np.float32, copy=False)
+
+
+def _run_system(
+    system: System,
+    mixture: np.ndarray,
+    target: np.ndarray,
+    query: str,
+    sample_rate: int,
+    cache: dict[int, tuple[np.ndarray, np.ndarray]],
+) -> np.ndarray:
+    """Run one system at its own rate; the estimate comes back at ``sample_rate``."""
+    rate = system.sample_rate or sample_rate
+    if rate not in cache:
+        cache[rate] = (resample(mixture, sample_rate, rate), resample(target, sample_rate, rate))
+    mix_r, tgt_r = cache[rate]
+    estimate = np.asarray(system.separate(mix_r, rate, query, target=tgt_r), dtype=np.float32)
+    if estimate.size != mix_r.shape[-1]:
+        raise ValueError(
+            f"system {system.name} returned shape {estimate.shape} for a mixture of {mix_r.shape}"
+        )
+    estimate = estimate.reshape(-1)
+    if rate != sample_rate:
+        estimate = fit_length(resample(estimate, rate, sample_rate), mixture.shape[-1])
+    return estimate
+
+
+def evaluate(
+    mixture_list: str | Path,
+    audio_dir: str | Path,
+    systems: Sequence[str | System],
+    out_dir: str | Path,
+    *,
+    sample_rate: int = 16000,
+    progress: bool = True,
+    limit: int | None = None,
+    skip_missing: bool = False,
+    baselines: bool = True,
+    metric_hooks: Sequence[MetricHook] = (),
+    options: SystemOptions | None = None,
+) -> Summary:
+    """Score systems on a mixture list and write per-clip scores, a summary and a table.
+
+    Writes into ``out_dir``: ``per_clip.csv`` (the list's columns, ``system``, ``sdr``,
+    ``sdri``, ``si_sdr`` and any hook columns; one row per (clip, system), appended and
+    flushed as scored), ``summary.json`` (per-system means and counts, with the list path
+    and date) and ``table.md`` (a markdown table, one row per system in order). Rows already
+    in ``per_clip.csv`` are kept and not computed again.
+
+    Args:
+        mixture_list: A DCASE (``source,noise,snr,caption``) or triplet
+            (``mixture,target,caption``) CSV.
+        audio_dir: Folder with the clips (ids are looked up with any supported extension).
+        systems: Systems or specs for :func:`~querysep.evaluation.make_system`.
+        out_dir: Output folder (created).
+        sample_rate: Rate everything is loaded, mixed and scored at.
+        progress: Show a progress bar.
+        limit: Evaluate only the first ``limit`` rows.
+        skip_missing: Skip (and count) clips with missing audio instead of failing.
+        baselines: Add the ``mixture`` and ``oracle-irm`` rows (see :func:`resolve_systems`).
+        metric_hooks: Extra metrics (see :class:`MetricHook`).
+        options: Device etc. for the systems built from specs.
+
+    Returns:
+        The :class:`Summary`.
+
+    Raises:
+        DataError: The list or audio folder is missing or malformed, a clip's audio is
+            missing (unless ``skip_missing``), or ``per_clip.csv`` has other columns.
+        ConfigError: Bad ``sample_rate``, ``limit`` or systems.
+        AudioError: An audio file cannot be read.
+    """
+    list_path, audio_path, out_path = Path(mixture_list), Path(audio_dir), Path(out_dir)
+    if not (MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE):
+        raise ConfigError(
+            f"sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
+    rows = read_mixture_list(list_path)
+    if not audio_path.is_dir():
+        raise DataError(f"audio folder not found: {audio_path}")
+    rows = rows[:limit] if limit is not None else rows
+    list_columns = _list_header(list_path)
+    columns = dict(METRIC_COLUMNS)
+    for hook in metric_hooks:
+        for key, label in hook.columns.items():
+            if key in columns:
+                raise ConfigError(f"two metrics write the column {key!r}")
+            columns[key] = label
+    reserved = set(columns) | {"system"}
+    if reserved & set(list_columns):
+        raise DataError(
+            f"{list_path}: column {sorted(reserved & set(list_columns))[0]!r} clashes with "
+            "an output column; rename it"
+        )
+    header = [*list_columns, "system", *columns]
+    built = resolve_systems(systems, baselines=baselines, options=options)
+
+    # Resume: the j-th row of (list values, system) in the file is the j-th occurrence of
+    # that list row, so exact duplicate rows in the list are handled too.
+    per_clip = out_path / PER_CLIP_NAME
+    existing, clean = read_per_clip(per_clip, header)
+    done: dict[tuple[tuple[str, ...], int, str], dict[str, float]] = {}
+    counts: Counter[tuple[tuple[str, ...], str]] = Counter()
+    for rec in existing:
+        key = tuple(rec[c] for c in list_columns)
+        j = counts[(key, rec["system"])]
+        counts[(key, rec["system"])] += 1
+        done[(key, j, rec["system"])] = {c: float(rec[c]) for c in columns}
+
+    # Plan: which systems each clip still needs; check its files up front.
+    sums: dict[str, list[dict[str, float]]] = {s.name: [] for s in built}
+    plan: list[tuple[MixtureRow, tuple[str, ...], list[System], tuple[Path, Path]]] = []
+    skipped: list[str] = []
+    seen: Counter[tuple[str, ...]] = Counter()
+    num_resumed = 0
+    for row in rows:
+        key = _row_values(row, list_columns)
+        k = seen[key]
+        seen[key] += 1
+        todo = []
+        for system in built:
+            prior = done.get((key, k, system.name))
+            if prior is None:
+                todo.append(system)
+            else:
+                sums[system.name].append(prior)
+                num_resumed += 1
+        if not todo:
+            continue
+        try:
+            files = _find_files(row, audio_path)
+        except DataError:
+            if not skip_missing:
+                raise
+            skipped.append(row.id)
+            continue
+        plan.append((row, key, todo, files))
+
+    out_path.mkdir(parents=True, exist_ok=True)
+    num_computed = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(plan), unit="clip", desc="evaluating", leave=False)
+    try:
+        with PerClipWriter(per_clip, header, existing, rewrite=not clean) as writer:
+            for row, key, todo, files in plan:
+                mixture, target = _build_clip(row, files, sample_rate)
+                cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+                for system in todo:
+                    if bar is not None:
+                        bar.set_postfix_str(system.name, refresh=False)
+                    estimate = _run_system(system, mixture, target, row.caption, sample_rate, cache)
+                    scores = _score(
+                        mixture, target, estimate, row.caption, sample_rate, metric_hooks
+                    )
+                    writer.write(
+                        {
+                            **dict(zip(list_columns, key, strict=True)),
+                            "system": system.name,
+                            **scores,
+                        }
+                    )
+                    sums[system.name].append(scores)
+                    num_computed += 1
+                del cache, mixture, target
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    means: dict[str, dict[str, float]] = {}
+    for system in built:
+        records = sums[system.name]
+        entry = {c: _mean([r[c] for r in records]) for c in columns}
+        means[system.name] = {**entry, "n": len(records)}
+    summary = Summary(
+        scores=means,
+        columns=columns,
+        num_clips=len(rows),
+        num_computed=num_computed,
+        num_resumed=num_resumed,
+        skipped=skipped,
+        out_dir=out_path,
+    )
+    write_summary(
+        summary.summary_path,
+        {
+            "mixture_list": str(list_path.resolve()),
+            "audio_dir": str(audio_path.resolve()),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "sample_rate": int(sample_rate),
+            "num_clips": len(rows),
+            "limit": limit,
+            "num_skipped": len(skipped),
+            "skipped": skipped,
+            "metrics": columns,
+            "systems": means,
+        },
+    )
+    atomic_write_text(summary.table_path, summary.table())
+    return summary
+
+
+def _score(
+    mixture: np.ndarray,
+    target: np.ndarray,
+    estimate: np.ndarray,
+    query: str,
+    sample_rate: int,
+    hooks: Sequence[MetricHook],
+) -> dict[str, float]:
+    metrics = get_metrics(mixture, target, estimate)
+    scores = {c: float(metrics[c]) for c in METRIC_COLUMNS}
+    for hook in hooks:
+        extra = hook(
+            mixture=mixture, target=target, estimate=estimate, query=query, sample_rate=sample_rate
+        )
+        unknown = set(extra) - set(hook.columns)
+        if unknown:
+            raise ValueError(f"metric hook returned undeclared columns {sorted(unknown)}")
+        scores.update({c: float(extra.get(c, math.nan)) for c in hook.columns})
+    return scores
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if values else math.nan

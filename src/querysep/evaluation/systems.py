@@ -1,0 +1,325 @@
+"""Systems: the rows of an evaluation table, each turning (mixture, query) into an estimate.
+
+A system is anything with a ``name``, a ``sample_rate`` and a ``separate`` method (the
+:class:`System` protocol). Systems are built from short text specs through a registry, so
+the command line and :func:`~querysep.evaluation.evaluate` accept strings:
+
+* ``mixture``: no separation, the estimate is the mixture (the "Mixture" row: SDRi = 0);
+* ``oracle-irm`` / ``oracle-irm:MODEL``: the ideal ratio mask computed from the references
+  with the STFT of ``MODEL`` (default :data:`~querysep.pretrained.DEFAULT_MODEL`), the
+  ceiling of mask-based separation;
+* ``model:SPEC`` or any other spec :func:`~querysep.load_model` accepts (a name, a folder,
+  ``kind:path``): a trained separator through :class:`~querysep.Separator`.
+
+New kinds of system (a 32 kHz AudioSep run through 16->32->16 kHz resampling, a latent
+IRM-LDM, ...) plug in with :func:`register_system` and need no change to the runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+
+__all__ = [
+    "MixtureSystem",
+    "ModelSystem",
+    "OracleIRM",
+    "System",
+    "SystemFactory",
+    "SystemOptions",
+    "make_system",
+    "register_system",
+    "registered_systems",
+]
+
+
+@runtime_checkable
+class System(Protocol):
+    """One row of an evaluation table.
+
+    Attributes:
+        name: Label of the row in the table and of the ``system`` column of the CSV.
+        sample_rate: Rate the system works at. The runner resamples the mixture (and the
+            target) to it and the estimate back to the evaluation rate; ``None`` means the
+            system works at any rate and gets the evaluation-rate audio untouched.
+    """
+
+    name: str
+    sample_rate: int | None
+
+    def separate(
+        self, mixture: np.ndarray, sample_rate: int, query: str, *, target: np.ndarray | None
+    ) -> np.ndarray:
+        """Estimate the sound ``query`` describes.
+
+        Args:
+            mixture: The mono mixture.
+            sample_rate: Its rate in Hz.
+            query: The caption of the target.
+            target: The clean target, for oracle systems only (others must ignore it). The
+                interference is ``mixture - target``.
+
+        Returns:
+            The estimate, same length as ``mixture``.
+
+        Shape:
+            - mixture, target: ``(time,)``
+            - output: ``(time,)``
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class SystemOptions:
+    """Settings shared by every system a run builds.
+
+    Attributes:
+        device: Where models run (``cpu``, ``cuda``, ``mps``, ``auto``).
+        segment_seconds: Segment length for model inference.
+        batch_size: Most items run through a network at once.
+    """
+
+    device: str = "cpu"
+    segment_seconds: float = 10.0
+    batch_size: int = 8
+
+
+SystemFactory = Callable[[str, SystemOptions], System]
+"""``factory(argument, options) -> System``; ``argument`` is what follows ``prefix:`` in the
+spec (an empty string for the bare prefix)."""
+
+_REGISTRY: dict[str, SystemFactory] = {}
+
+
+def register_system(prefix: str, factory: SystemFactory) -> None:
+    """Make specs ``prefix`` and ``prefix:ARG`` build systems through ``factory``.
+
+    Args:
+        prefix: The spec's name part, without ``:``.
+        factory: Called as ``factory(ARG, options)`` (``ARG`` is ``""`` for a bare prefix).
+    """
+    if not prefix or ":" in prefix:
+        raise ValueError(f"a system prefix must be non-empty and without ':', got {prefix!r}")
+    _REGISTRY[prefix] = factory
+
+
+def registered_systems() -> list[str]:
+    """The registered prefixes, sorted."""
+    return sorted(_REGISTRY)
+
+
+def make_system(spec: str | System, options: SystemOptions | None = None) -> System:
+    """Build the system a spec names (a :class:`System` is returned unchanged).
+
+    A registered prefix (``spec == prefix`` or ``spec`` starting with ``prefix:``) wins;
+    anything else is treated as a model spec for :func:`~querysep.load_model`.
+
+    Raises:
+        ConfigError: The spec is empty.
+        ModelNotFoundError: A model spec resolves to nothing.
+    """
+    if not isinstance(spec, str):
+        return spec
+    options = options or SystemOptions()
+    spec = spec.strip()
+    if not spec:
+        raise ConfigError("an empty system name was given")
+    prefix, _, argument = spec.partition(":")
+    if prefix in _REGISTRY:
+        return _REGISTRY[prefix](argument, options)
+    return ModelSystem(spec, options=options)
+
+
+# ------------------------------------------------------------------------------ built-ins
+
+
+class MixtureSystem:
+    """No separation: the estimate is the mixture itself (SDRi is exactly 0)."""
+
+    sample_rate: int | None = None
+
+    def __init__(self, name: str = "mixture") -> None:
+        self.name = name
+
+    def separate(
+        self, mixture: np.ndarray, sample_rate: int, query: str, *, target: np.ndarray | None
+    ) -> np.ndarray:
+        """Return ``mixture`` unchanged.
+
+        Shape:
+            - mixture: ``(time,)``
+            - output: ``(time,)``
+        """
+        return mixture
+
+
+class OracleIRM:
+    """Ideal ratio mask: the best a real-valued time-frequency mask can do.
+
+    With ``S`` the STFT of the target, ``N`` that of the interference ``mixture - target``
+    and ``X = S + N`` that of the mixture, the mask is the standard (power-ratio, square
+    root) IRM ``M = sqrt(|S|^2 / (|S|^2 + |N|^2))`` (0 where both are 0), and the estimate is
+    the inverse STFT of ``M * X``, i.e. the mask applied with the mixture's phase. It uses the
+    STFT settings of a separation model (periodic Hann window, centred frames), so it is the
+    ceiling of mask-based separation with that front end.
+
+    Args:
+        n_fft: FFT size (and window length).
+        hop_length: Hop between frames in samples.
+        sample_rate: Rate the STFT settings belong to (audio is resampled to it), or
+            ``None`` to apply them at whatever rate the audio has.
+        name: Row label.
+    """
+
+    def __init__(
+        self,
+        n_fft: int = 1024,
+        hop_length: int = 160,
+        *,
+        sample_rate: int | None = None,
+        name: str = "oracle-irm",
+    ) -> None:
+        from ..models.stft import STFT
+
+        if n_fft < 2 or not 1 <= hop_length <= n_fft:
+            raise ConfigError(
+                f"oracle-irm needs n_fft >= 2 and 1 <= hop <= n_fft, got {n_fft}/{hop_length}"
+            )
+        self.stft = STFT(n_fft, hop_length)
+        self.sample_rate = sample_rate
+        self.name = name
+
+    @classmethod
+    def from_model(cls, spec: str | None = None, *, name: str = "oracle-irm") -> OracleIRM:
+        """Use the STFT settings (and rate) of a model (``None`` = the default model).
+
+        Raises:
+            ModelNotFoundError: ``spec`` resolves to nothing.
+            ConfigError: The model has no STFT front end to copy.
+        """
+        from ..pretrained import load_model
+
+        model = load_model(spec, "cpu")
+        stft = getattr(model.net, "stft", None)
+        n_fft = getattr(stft, "n_fft", None) or getattr(model.net.config, "n_fft", None)
+        hop = getattr(stft, "hop_length", None) or getattr(model.net.config, "hop_length", None)
+        if not n_fft or not hop:
+            raise ConfigError(f"model {spec or 'default'} has no STFT settings for oracle-irm")
+        return cls(int(n_fft), int(hop), sample_rate=model.sample_rate, name=name)
+
+    def mask(self, target: torch.Tensor, interference: torch.Tensor) -> torch.Tensor:
+        """The ideal ratio mask.
+
+        Shape:
+            - target, interference: ``(..., time)``
+            - output: ``(..., frames, bins)``, values in ``[0, 1]``
+        """
+        s_pow = self.stft(target).abs().square()
+        n_pow = self.stft(interference).abs().square()
+        total = s_pow + n_pow
+        return torch.where(total > 0, torch.sqrt(s_pow / total.clamp_min(1e-30)), 0.0)
+
+    @torch.inference_mode()
+    def separate(
+        self, mixture: np.ndarray, sample_rate: int, query: str, *, target: np.ndarray | None
+    ) -> np.ndarray:
+        """Mask the mixture with the IRM of ``target`` (the query is not used).
+
+        Raises:
+            ConfigError: No target was given.
+
+        Shape:
+            - mixture, target: ``(time,)``
+            - output: ``(time,)`` float32
+        """
+        if target is None:
+            raise ConfigError("oracle-irm needs the clean target")
+        length = mixture.shape[-1]
+        # Reflect padding needs more than n_fft / 2 samples: zero-pad very short clips.
+        padded = max(length, self.stft.n_fft // 2 + 1)
+        mix = torch.zeros(padded)
+        tgt = torch.zeros(padded)
+        mix[:length] = torch.from_numpy(np.asarray(mixture, dtype=np.float32))
+        tgt[:length] = torch.from_numpy(np.asarray(target, dtype=np.float32))
+        mask = self.mask(tgt, mix - tgt)
+        estimate = self.stft.inverse(mask * self.stft(mix), padded)
+        return estimate[:length].numpy().astype(np.float32)
+
+
+class ModelSystem:
+    """A trained separator, run through :class:`~querysep.Separator`.
+
+    Args:
+        spec: Anything :func:`~querysep.load_model` accepts (``None`` = the default model).
+        name: Row label; defaults to ``spec``, or the model's metadata name without one.
+        options: Device, segment length and batch size.
+    """
+
+    def __init__(
+        self,
+        spec: str | None = None,
+        *,
+        name: str | None = None,
+        options: SystemOptions | None = None,
+    ) -> None:
+        from ..api import Separator
+        from ..pretrained import DEFAULT_MODEL
+
+        options = options or SystemOptions()
+        self.separator = Separator(
+            spec,
+            device=options.device,
+            segment_seconds=options.segment_seconds,
+            overlap_seconds=min(1.0, options.segment_seconds / 2),
+            batch_size=options.batch_size,
+        )
+        meta_name = self.separator.model.metadata.get("name")
+        self.name = name or spec or str(meta_name or DEFAULT_MODEL)
+        self.sample_rate: int | None = self.separator.sample_rate
+
+    @property
+    def is_test_model(self) -> bool:
+        """Whether this is the reserved random-weight ``test-tiny`` model."""
+        from ..pretrained import TEST_TINY
+
+        return self.separator.model.metadata.get("name") == TEST_TINY
+
+    def separate(
+        self, mixture: np.ndarray, sample_rate: int, query: str, *, target: np.ndarray | None
+    ) -> np.ndarray:
+        """Separate ``query`` from ``mixture`` (the target is ignored).
+
+        Shape:
+            - mixture: ``(time,)``
+            - output: ``(time,)`` float32
+        """
+        estimate = self.separator.separate_tensor(mixture, sample_rate, query)  # (1, 1, time)
+        return estimate[0, 0].numpy().astype(np.float32, copy=False)
+
+
+def _mixture_factory(argument: str, options: SystemOptions) -> System:
+    if argument:
+        raise ConfigError(f"system 'mixture' takes no argument, got 'mixture:{argument}'")
+    return MixtureSystem()
+
+
+def _oracle_factory(argument: str, options: SystemOptions) -> System:
+    name = f"oracle-irm:{argument}" if argument else "oracle-irm"
+    return OracleIRM.from_model(argument or None, name=name)
+
+
+def _model_factory(argument: str, options: SystemOptions) -> System:
+    if not argument:
+        raise ConfigError("system 'model:' needs a model after the colon, e.g. model:test-tiny")
+    return ModelSystem(argument, options=options)
+
+
+register_system("mixture", _mixture_factory)
+register_system("oracle-irm", _oracle_factory)
+register_system("model", _model_factory)

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from querysep.cli import app
+from querysep.data import read_manifest, read_mixture_list, write_manifest
+from querysep.data.manifest import Clip
+
+runner = CliRunner()
+
+ESC50_HEADER = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
+
+
+def _esc50(root: Path, write_audio: Callable[..., Path], write_csv: Callable[..., Path]) -> None:
+    rows = []
+    for fold in (1, 4):
+        for k, category in enumerate(["dog", "rain", "church_bells"]):
+            name = f"{fold}-{k}-A-{k}.wav"
+            rows.append([name, fold, k, category, "False", k, "A"])
+            write_audio(root / "audio" / name, freq=300 + 100 * k)
+    rows.append(["5-9-A-0.wav", 5, 0, "dog", "True", 9, "A"])
+    write_csv(root / "esc50.csv", ESC50_HEADER, rows)
+
+
+def test_prepare_esc50_then_make_mixtures(
+    tmp_path: Path, write_audio: Callable[..., Path], write_csv: Callable[..., Path]
+) -> None:
+    root = tmp_path / "esc50"
+    _esc50(root, write_audio, write_csv)
+    manifest = tmp_path / "out" / "esc50.jsonl"
+    result = runner.invoke(app, ["prepare", "esc50", str(root), "-o", str(manifest)])
+    assert result.exit_code == 0, result.output
+    assert "wrote 6 clips" in result.stdout and "fold1: 3, fold4: 3" in result.stdout
+    assert "skipped 1 missing/unreadable files (first: 5-9-A-0.wav (missing))" in result.stderr
+    clips = read_manifest(manifest)
+    assert len(clips) == 6 and clips[2].captions == ["church bells"]
+
+    only4 = tmp_path / "fold4.jsonl"
+    result = runner.invoke(
+        app, ["prepare", "esc50", str(root), "-o", str(only4), "--split", "fold4"]
+    )
+    assert result.exit_code == 0 and len(read_manifest(only4)) == 3
+
+    datafile = tmp_path / "esc50.json"
+    result = runner.invoke(app, ["prepare", "esc50", str(root), "-o", str(datafile)])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(datafile.read_text())["data"]) == 6
+
+    out = tmp_path / "list.csv"
+    args = ["mixtures", "make", str(manifest), "-n", "8", "--snr-min", "-3", "--snr-max", "3"]
+    result = runner.invoke(app, [*args, "--split", "fold4", "--seed", "5", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "wrote 8 mixtures" in result.stdout and str(root / "audio") in result.stdout
+    assert out.read_text().startswith("source,noise,snr,caption\n")
+    rows = read_mixture_list(out)
+    by_id = {c.id: c for c in clips}
+    assert len(rows) == 8
+    for row in rows:
+        assert str(row.source).startswith("4-") and str(row.noise).startswith("4-")
+        assert by_id[str(row.source)].labels != by_id[str(row.noise)].labels
+        assert -3 <= (row.snr or 0) <= 3
+    again = tmp_path / "again.csv"
+    runner.invoke(app, [*args, "--split", "fold4", "--seed", "5", "-o", str(again)])
+    assert again.read_text() == out.read_text()
+    result = runner.invoke(app, [*args, "--caption", "random", "-o", str(again)])
+    assert result.exit_code == 0, result.output
+
+
+def test_prepare_list_and_user_errors(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["prepare", "--list"])
+    assert result.exit_code == 0
+    assert "esc50" in result.stdout and "dcase2024-val" in result.stdout
+
+    result = runner.invoke(app, ["prepare", "nope", str(tmp_path), "-o", "x.jsonl"])
+    assert result.exit_code == 2
+    assert "unknown recipe 'nope'; available: audiocaps, clotho" in result.stderr
+
+    result = runner.invoke(app, ["prepare", "esc50", str(tmp_path), "-o", "x.jsonl"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("querysep: error: esc50.csv not found")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    args = ["prepare", "esc50", str(tmp_path), "-o", "x.jsonl", "--captions-csv", "c.csv"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "does not apply" in result.stderr
+
+    result = runner.invoke(app, ["prepare", "folder", str(tmp_path), "-o", "x.jsonl"])
+    assert result.exit_code == 2 and "no clips found" in result.stderr
+
+
+def test_mixtures_user_errors(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    write_manifest(
+        [Clip(id=f"{k}", audio=f"/{k}.wav", captions=["dog"], labels=["dog"]) for k in range(3)],
+        manifest,
+    )
+    out = str(tmp_path / "o.csv")
+    result = runner.invoke(app, ["mixtures", "make", str(manifest), "-n", "2", "-o", out])
+    assert result.exit_code == 2 and "no valid (source, noise) pair" in result.stderr
+    args = ["mixtures", "make", str(manifest), "-n", "2", "-o", out, "--split", "fold9"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "no clip of split fold9" in result.stderr
+    result = runner.invoke(
+        app, ["mixtures", "make", str(tmp_path / "x.jsonl"), "-n", "2", "-o", out]
+    )
+    assert result.exit_code == 2 and "manifest not found" in result.stderr
+    (tmp_path / "bad.jsonl").write_text("{oops\n")
+    result = runner.invoke(
+        app, ["mixtures", "make", str(tmp_path / "bad.jsonl"), "-n", "2", "-o", out]
+    )
+    assert result.exit_code == 2 and "bad.jsonl:1: malformed" in result.stderr

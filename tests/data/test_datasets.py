@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from querysep.audio.io import load_audio
+from querysep.data import Clip, Mixer, MixtureRow, make_dcase_mixture, write_mixture_list
+from querysep.data.datasets import (
+    AudioCache,
+    FixedMixtureDataset,
+    MixtureTrainingDataset,
+    random_crop,
+)
+from querysep.errors import ConfigError, DataError
+
+SR = 8000
+
+
+def _dataset(clips: list[Clip], **kwargs: object) -> MixtureTrainingDataset:
+    options: dict = {"sample_rate": SR, "segment_seconds": 0.5, "seed": 7}
+    options.update(kwargs)
+    return MixtureTrainingDataset(clips, **options)
+
+
+def test_items_shapes_and_types(labelled_clips: list[Clip]) -> None:
+    dataset = _dataset(labelled_clips)
+    assert len(dataset) == 12
+    item = dataset[0]
+    assert set(item) == {"mixture", "target", "query"}
+    for key in ("mixture", "target"):
+        assert item[key].shape == (1, 4000) and item[key].dtype == torch.float32
+    assert isinstance(item["query"], str)
+    assert torch.isfinite(item["mixture"]).all()
+    assert item["target"].abs().sum() > 0 and item["mixture"].abs().max() <= 1.0
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(3)])
+    assert batch["mixture"].shape == (3, 1, 4000) and len(batch["query"]) == 3
+
+
+def test_determinism_by_seed_and_epoch(labelled_clips: list[Clip]) -> None:
+    a, b = _dataset(labelled_clips), _dataset(labelled_clips)
+    for i in (0, 5, 11):
+        for key in ("mixture", "target"):
+            torch.testing.assert_close(a[i][key], b[i][key], rtol=0, atol=0)
+        assert a[i]["query"] == b[i]["query"]
+    first = [a.draw(i) for i in range(12)]
+    a.set_epoch(1)
+    second = [a.draw(i) for i in range(12)]
+    assert first != second
+    a.set_epoch(0)
+    assert [a.draw(i) for i in range(12)] == first
+    other_seed = _dataset(labelled_clips, seed=8)
+    assert [other_seed.draw(i) for i in range(12)] != first
+    # each epoch visits every target once
+    assert sorted(p.target for p in first) == list(range(12))
+    assert sorted(p.target for p in second) == list(range(12))
+
+
+def test_interferer_never_shares_a_label(labelled_clips: list[Clip]) -> None:
+    dataset = _dataset(labelled_clips, length=300, text_choice="all")
+    queries = set()
+    for i in range(len(dataset)):
+        plan = dataset.draw(i)
+        target, interferer = labelled_clips[plan.target], labelled_clips[plan.interferer]
+        assert set(target.labels).isdisjoint(interferer.labels)
+        assert plan.query in target.captions + [lab.replace("_", " ") for lab in target.labels]
+        queries.add(plan.query)
+    assert "chirping birds" in queries and "a dog sound" in queries
+
+
+@pytest.mark.parametrize("choice", ["first", "label", "random"])
+def test_text_choice(labelled_clips: list[Clip], choice: str) -> None:
+    dataset = _dataset(labelled_clips, length=48, text_choice=choice)
+    for i in range(len(dataset)):
+        plan = dataset.draw(i)
+        clip = labelled_clips[plan.target]
+        expected = {
+            "first": [clip.captions[0]],
+            "label": [clip.labels[0].replace("_", " ")],
+            "random": clip.captions,
+        }[choice]
+        assert plan.query in expected
+
+
+def test_mixture_is_target_plus_interferer_crop(
+    tmp_path: Path, write_audio: Callable[..., Path]
+) -> None:
+    low = write_audio(tmp_path / "low.wav", freq=300.0, seconds=0.5)
+    high = write_audio(tmp_path / "high.wav", freq=1200.0, seconds=0.5)
+    clips = [
+        Clip(id="low", audio=str(low), captions=["low hum"], labels=["low"]),
+        Clip(id="high", audio=str(high), captions=["high beep"], labels=["high"]),
+    ]
+    dataset = _dataset(clips, mixer=Mixer((0.0, 0.0)))
+    for i in range(2):
+        item = dataset[i]
+        mixture, target = item["mixture"][0].numpy(), item["target"][0].numpy()
+        interference = mixture - target
+        spectrum_t = np.abs(np.fft.rfft(target))
+        spectrum_i = np.abs(np.fft.rfft(interference))
+        peak_t, peak_i = np.argmax(spectrum_t) * SR / 4000, np.argmax(spectrum_i) * SR / 4000
+        assert {peak_t, peak_i} == {300.0, 1200.0}
+        assert item["query"] == ("low hum" if peak_t == 300.0 else "high beep")
+        # 0 dB gain after energy matching: equal RMS
+        assert np.sqrt(np.mean(interference**2)) == pytest.approx(
+            np.sqrt(np.mean(target**2)), rel=1e-3
+        )
+
+
+def test_random_crop_pads_short_and_prefers_energy() -> None:
+    rng = np.random.Generator(np.random.PCG64(0))
+    short = np.arange(1, 6, dtype=np.float32)
+    out = random_crop(short, 8, rng)
+    assert out.shape == (8,) and sorted(out[out != 0].tolist()) == short.tolist()
+    assert np.count_nonzero(out) == 5
+    # 100 s of silence with a burst of 2 s: three candidates find it more often than one
+    burst = np.zeros(10_000, np.float32)
+    burst[4000:6000] = 1.0
+    hits = {k: 0 for k in (1, 3)}
+    for k in hits:
+        rng = np.random.Generator(np.random.PCG64(1))
+        for _ in range(300):
+            hits[k] += bool(random_crop(burst, 1000, rng, num_candidates=k).any())
+    assert hits[3] > hits[1] + 40
+    assert random_crop(burst, 10_000, rng) is burst
+
+
+def test_cache_is_compact_and_close(labelled_clips: list[Clip]) -> None:
+    dataset = _dataset(labelled_clips)
+    dataset.preload(num_workers=2)
+    assert len(dataset.cache) == 12
+    total = sum(round(c.duration * SR) for c in labelled_clips)
+    assert dataset.cache.nbytes == pytest.approx(2 * total, abs=24)
+    audio, _ = load_audio(labelled_clips[0].audio, SR, mono=True)
+    cached = dataset.cache.get(labelled_clips[0].audio)
+    assert cached.dtype == np.float32
+    np.testing.assert_allclose(cached, audio[0], atol=np.abs(audio).max() / 32767)
+    clone = pickle.loads(pickle.dumps(dataset))
+    torch.testing.assert_close(clone[3]["mixture"], dataset[3]["mixture"])
+
+
+def test_lru_cache(labelled_clips: list[Clip]) -> None:
+    cache = AudioCache(SR, max_items=2)
+    for clip in labelled_clips[:3]:
+        cache.get(clip.audio)
+    assert len(cache) == 2 and labelled_clips[0].audio not in cache
+
+
+def test_training_dataset_errors(labelled_clips: list[Clip]) -> None:
+    same = [Clip(id=f"{k}", audio=f"/{k}.wav", captions=["a"], labels=["x"]) for k in range(3)]
+    with pytest.raises(DataError, match="no usable target"):
+        _dataset(same)
+    with pytest.raises(ConfigError):
+        _dataset(labelled_clips, text_choice="best")
+    with pytest.raises(ConfigError):
+        _dataset(labelled_clips, segment_seconds=0)
+    with pytest.raises(IndexError):
+        _dataset(labelled_clips)[12]
+
+
+def test_fixed_mixture_dataset_matches_dcase_protocol(
+    tmp_path: Path, labelled_clips: list[Clip]
+) -> None:
+    rows = [
+        MixtureRow("a dog sound", source="dog_0", noise="rain_2", snr=-5.0),
+        MixtureRow("a siren sound", source="siren_1", noise="dog_0", snr=10.0),
+    ]
+    audio_dir = tmp_path / "audio"
+    dataset = FixedMixtureDataset(rows, audio_dir, SR)
+    assert len(dataset) == 2
+    for row, item in zip(rows, dataset, strict=True):
+        source, _ = load_audio(audio_dir / f"{row.source}.wav", SR, mono=True)
+        noise, _ = load_audio(audio_dir / f"{row.noise}.wav", SR, mono=True)
+        mixture, target = make_dcase_mixture(source[0], noise[0], float(row.snr or 0))
+        assert item["id"] == row.id and item["query"] == row.caption
+        assert item["mixture"].shape == (1, source.shape[-1])
+        np.testing.assert_array_equal(item["mixture"][0].numpy(), mixture)
+        np.testing.assert_array_equal(item["target"][0].numpy(), target)
+    cached = FixedMixtureDataset(rows, audio_dir, SR, cache=True)
+    torch.testing.assert_close(cached[1]["mixture"], dataset[1]["mixture"], rtol=0, atol=0)
+    assert len(cached.cache) == 2
+    with pytest.raises(DataError, match="no audio file for 'cat'"):
+        FixedMixtureDataset([MixtureRow("x", source="cat", noise="dog_0", snr=0)], audio_dir, SR)
+
+
+def test_fixed_mixture_dataset_triplets(tmp_path: Path, write_audio: Callable[..., Path]) -> None:
+    write_audio(tmp_path / "mix" / "1.wav", freq=500, seconds=0.5)
+    write_audio(tmp_path / "tgt" / "1.wav", freq=500, seconds=0.4)
+    rows = [MixtureRow("a tone", mixture="mix/1.wav", target="tgt/1.wav")]
+    write_mixture_list(rows, tmp_path / "list.csv")
+    item = FixedMixtureDataset(rows, tmp_path, SR)[0]
+    assert item["mixture"].shape == item["target"].shape == (1, 3200)
+    assert item["id"] == "1"
+    with pytest.raises(DataError, match="not found"):
+        FixedMixtureDataset([MixtureRow("x", mixture="m.wav", target="t.wav")], tmp_path, SR)

@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from querysep.data import RECIPES, read_datafile
+from querysep.data.recipes import (
+    prepare_audiocaps,
+    prepare_clotho,
+    prepare_dcase2024_val,
+    prepare_esc50,
+    prepare_folder,
+    prepare_fsd50k,
+)
+from querysep.errors import DataError
+
+ESC50_REAL = Path("/work/shared/datasets/esc50-16k")
+ESC50_HEADER = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
+
+WriteAudio = Callable[..., Path]
+WriteCsv = Callable[..., Path]
+
+
+def test_registry_names() -> None:
+    assert set(RECIPES) == {"esc50", "clotho", "fsd50k", "audiocaps", "dcase2024-val", "folder"}
+
+
+def test_esc50(tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv) -> None:
+    write_csv(
+        tmp_path / "meta" / "esc50.csv",
+        ESC50_HEADER,
+        [
+            ["1-100032-A-0.wav", 1, 0, "dog", "True", 100032, "A"],
+            ["1-100038-A-14.wav", 1, 14, "chirping_birds", "False", 100038, "A"],
+            ["4-1000-A-14.wav", 4, 14, "chirping_birds", "False", 1000, "A"],
+            ["5-9999-A-0.wav", 5, 0, "dog", "True", 9999, "A"],  # missing
+            ["2-5-A-1.wav", 2, 1, "rooster", "False", 5, "A"],  # unreadable
+        ],
+    )
+    write_audio(tmp_path / "audio" / "1-100032-A-0.wav", seconds=0.25)
+    write_audio(tmp_path / "audio" / "1-100038-A-14.wav")
+    write_audio(tmp_path / "audio" / "4-1000-A-14.flac")  # converted copy
+    (tmp_path / "audio" / "2-5-A-1.wav").write_bytes(b"RIFF garbage")
+    result = prepare_esc50(tmp_path)
+    assert [c.id for c in result.clips] == ["1-100032-A-0", "1-100038-A-14", "4-1000-A-14"]
+    birds = result.clips[1]
+    assert birds.captions == ["chirping birds"] and birds.labels == ["chirping_birds"]
+    assert (birds.split, birds.source, birds.sample_rate) == ("fold1", "esc50", 8000)
+    assert result.clips[0].duration == pytest.approx(0.25)
+    assert result.clips[2].audio.endswith("4-1000-A-14.flac")
+    assert result.clips[2].split == "fold4"
+    reasons = {Path(s.path).name: s.reason for s in result.skipped}
+    assert reasons["5-9999-A-0.wav"] == "missing"
+    assert reasons["2-5-A-1.wav"].startswith("unreadable")
+    # without probing, the unreadable file is kept and nothing is opened
+    assert len(prepare_esc50(tmp_path, check_audio=False).clips) == 4
+
+
+def test_esc50_missing_csv(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"esc50\.csv not found"):
+        prepare_esc50(tmp_path)
+
+
+@pytest.mark.skipif(not (ESC50_REAL / "esc50.csv").is_file(), reason="no ESC-50 copy")
+def test_esc50_real_copy() -> None:
+    from querysep.audio.io import audio_info
+
+    result = prepare_esc50(ESC50_REAL, check_audio=False)
+    assert len(result.clips) == 1600 and not result.skipped
+    assert {c.split for c in result.clips} == {"fold1", "fold2", "fold3", "fold4"}
+    assert len({c.labels[0] for c in result.clips}) == 50
+    for clip in result.clips[::800]:
+        info = audio_info(clip.audio)
+        assert (info.sample_rate, info.num_channels) == (16000, 1)
+        assert info.duration == pytest.approx(5.0)
+
+
+def test_clotho(tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv) -> None:
+    captions = [f"caption_{k}" for k in range(1, 6)]
+    write_csv(
+        tmp_path / "clotho_captions_development.csv",
+        ["file_name", *captions],
+        [
+            ["Birds at dawn.wav", "Birds sing.", "Many  birds chirp.", "", "x", "y"],
+            ["gone.wav", "a", "b", "c", "d", "e"],
+        ],
+    )
+    write_csv(
+        tmp_path / "clotho_metadata_development.csv",
+        [
+            "file_name",
+            "keywords",
+            "sound_id",
+            "sound_link",
+            "start_end_samples",
+            "manufacturer",
+            "license",
+        ],
+        [["Birds at dawn.wav", "birds;dawn; morning;", "1", "l", "", "m", "cc"]],
+    )
+    write_csv(
+        tmp_path / "clotho_captions_validation.csv",
+        ["file_name", *captions],
+        [["rain.wav", "Rain falls.", "r2", "r3", "r4", "r5"]],
+    )
+    # a metadata file in Latin-1, as some Clotho releases are
+    (tmp_path / "clotho_metadata_validation.csv").write_bytes(
+        "file_name,keywords\nrain.wav,pluie;caf\xe9\n".encode("latin-1")
+    )
+    write_audio(tmp_path / "development" / "Birds at dawn.wav")
+    write_audio(tmp_path / "clotho_audio_validation" / "rain.wav")
+    result = prepare_clotho(tmp_path)
+    birds, rain = result.clips
+    assert (birds.id, birds.split) == ("Birds at dawn", "development")
+    assert birds.captions == ["Birds sing.", "Many birds chirp.", "x", "y"]
+    assert birds.keywords == ["birds", "dawn", "morning"] and birds.labels == []
+    assert rain.split == "validation" and rain.keywords == ["pluie", "café"]
+    assert [s.path for s in result.skipped] == ["gone.wav"]
+    only = prepare_clotho(tmp_path, splits=["validation"])
+    assert [c.id for c in only.clips] == ["rain"]
+    with pytest.raises(DataError, match="metadata file not found"):
+        prepare_clotho(tmp_path, splits=["evaluation"])
+
+
+def test_fsd50k(tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv) -> None:
+    gt = tmp_path / "FSD50K.ground_truth"
+    write_csv(
+        gt / "dev.csv",
+        ["fname", "labels", "mids", "split"],
+        [
+            ["64760", "Electric_guitar,Guitar,Music", "/m/a,/m/b,/m/c", "train"],
+            ["16399", "Bark,Dog,Animal", "/m/d,/m/e,/m/f", "val"],
+            ["404", "Bark", "/m/d", "train"],
+        ],
+    )
+    write_csv(gt / "eval.csv", ["fname", "labels", "mids"], [["37199", "Rain", "/m/g"]])
+    meta = tmp_path / "FSD50K.metadata"
+    meta.mkdir()
+    (meta / "dev_clips_info_FSD50K.json").write_text(
+        json.dumps({"64760": {"title": "t", "description": "d", "tags": ["guitar", "rock"]}})
+    )
+    write_audio(tmp_path / "FSD50K.dev_audio" / "64760.wav")
+    write_audio(tmp_path / "FSD50K.dev_audio" / "16399.wav")
+    write_audio(tmp_path / "FSD50K.eval_audio" / "37199.wav")
+    result = prepare_fsd50k(tmp_path)
+    guitar, dog, rain = result.clips
+    assert guitar.labels == ["Electric_guitar", "Guitar", "Music"]
+    assert guitar.captions == ["Electric guitar", "Guitar", "Music"]
+    assert guitar.keywords == ["guitar", "rock"] and guitar.split == "train"
+    assert dog.split == "val" and dog.keywords == []
+    assert (rain.split, rain.captions) == ("eval", ["Rain"])
+    assert [s.path for s in result.skipped] == ["404"]
+
+
+def test_fsd50k_needs_ground_truth(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no FSD50K ground truth"):
+        prepare_fsd50k(tmp_path)
+
+
+def test_audiocaps(tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv) -> None:
+    header = ["audiocap_id", "youtube_id", "start_time", "caption"]
+    write_csv(
+        tmp_path / "train.csv",
+        header,
+        [[1, "abcDEF12345", 30, "A man speaks"], [2, "zzz", 0, "A car passes by"]],
+    )
+    write_csv(
+        tmp_path / "val.csv",
+        header,
+        [
+            [3, "valid_1", 10, "Water runs"],
+            [4, "valid_1", 10, "Water  runs"],
+            [5, "valid_1", 10, "A stream flows"],
+        ],
+    )
+    write_audio(tmp_path / "audio" / "train" / "abcDEF12345_30.wav")
+    write_audio(tmp_path / "audio" / "val" / "valid_1.flac")
+    result = prepare_audiocaps(tmp_path)
+    speech, water = result.clips
+    assert (speech.id, speech.split, speech.captions) == (
+        "abcDEF12345_30",
+        "train",
+        ["A man speaks"],
+    )
+    assert (water.id, water.split) == ("valid_1", "val")
+    assert water.captions == ["Water runs", "A stream flows"]
+    assert [s.path for s in result.skipped] == ["zzz_0"]
+    with pytest.raises(DataError, match="no AudioCaps CSV"):
+        prepare_audiocaps(tmp_path / "audio")
+
+
+def test_dcase2024_val(tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv) -> None:
+    (tmp_path / "lass_validation.json").write_text(
+        json.dumps(
+            {
+                "data": [
+                    {"wav": "lass_validation/s1.wav", "caption": "a dog barks"},
+                    {"wav": "s2.wav", "caption": "rain on a roof"},
+                    {"wav": "lass_validation/s1.wav", "caption": "barking"},
+                ]
+            }
+        )
+    )
+    write_csv(
+        tmp_path / "lass_synthetic_validation.csv",
+        ["source", "noise", "snr", "caption"],
+        [["s1", "n1", 5, "a dog barks"], ["s2", "s1", -3, "rain on a roof"]],
+    )
+    for name in ("s1", "s2", "n1"):
+        write_audio(tmp_path / "lass_validation" / f"{name}.wav")
+    result = prepare_dcase2024_val(tmp_path)
+    assert [c.id for c in result.clips] == ["s1", "s2", "n1"]
+    s1, s2, n1 = result.clips
+    assert s1.captions == ["a dog barks", "barking"]
+    assert s2.audio == str((tmp_path / "lass_validation" / "s2.wav").resolve())
+    assert n1.captions == [] and n1.split == "validation" and n1.source == "dcase2024-val"
+    assert not result.skipped
+    assert [c.id for c in read_datafile(tmp_path / "lass_validation.json")] == ["s1", "s2"]
+
+
+def test_folder_with_txt_captions(tmp_path: Path, write_audio: WriteAudio) -> None:
+    write_audio(tmp_path / "a" / "bell.wav")
+    (tmp_path / "a" / "bell.txt").write_text("a bell rings\n\n  church bell \n")
+    write_audio(tmp_path / "b" / "hum.flac")
+    (tmp_path / "b" / "broken.wav").write_bytes(b"")
+    result = prepare_folder(tmp_path, split="validation")
+    assert [(c.id, c.captions) for c in result.clips] == [
+        ("bell", ["a bell rings", "church bell"]),
+        ("hum", []),
+    ]
+    assert result.clips[0].split == "validation"
+    assert [Path(s.path).name for s in result.skipped] == ["broken.wav"]
+
+
+def test_folder_with_captions_csv(
+    tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv
+) -> None:
+    write_audio(tmp_path / "x" / "one.wav")
+    write_audio(tmp_path / "two.wav")
+    captions = write_csv(
+        tmp_path / "captions.csv",
+        ["file_name", "caption"],
+        [["one.wav", "first"], ["two.wav", "second"], ["one.wav", "again"], ["three.wav", "?"]],
+    )
+    result = prepare_folder(tmp_path, captions_csv=captions)
+    assert [(c.id, c.captions) for c in result.clips] == [
+        ("one", ["first", "again"]),
+        ("two", ["second"]),
+    ]
+    assert [s.path for s in result.skipped] == ["three.wav"]
+    with pytest.raises(DataError, match="not a folder"):
+        prepare_folder(tmp_path / "nope")

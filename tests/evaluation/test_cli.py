@@ -1,0 +1,52 @@
+"""``querysep evaluate`` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from querysep.cli import app
+
+from .conftest import ValSet
+
+
+def test_cli_smoke(valset: ValSet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [
+        "evaluate",
+        "--mixtures",
+        str(valset.mixture_list),
+        "--audio-dir",
+        str(valset.audio_dir),
+        "-o",
+        str(out),
+        "--limit",
+        "2",
+        "--no-progress",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name in ("per_clip.csv", "summary.json", "table.md"):
+        assert (out / name).is_file()
+        assert f"wrote {out / name}" in result.stdout
+    assert "| System | SDR | SDRi | SI-SDR |" in result.stdout
+    systems = json.loads((out / "summary.json").read_text())["systems"]
+    assert list(systems) == ["mixture", "test-tiny", "oracle-irm"]  # the default model + baselines
+    assert all(entry["n"] == 2 for entry in systems.values())
+
+    # Re-running into the same folder resumes: nothing is computed again.
+    result = CliRunner().invoke(app, [*args, "--no-baselines", "-m", "mixture"])
+    assert result.exit_code == 0, result.output
+    assert "2 scores resumed" in result.stdout
+    assert (out / "table.md").read_text().splitlines()[2].startswith("| mixture |")
+
+
+def test_cli_missing_list_is_one_line_exit_2(tmp_path: Path) -> None:
+    args = ["evaluate", "--mixtures", str(tmp_path / "nope.csv"), "--audio-dir", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("querysep: error: mixture list not found") and "nope.csv" in lines[0]

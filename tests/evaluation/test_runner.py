@@ -1,0 +1,257 @@
+"""The evaluation runner against metrics and mixtures computed independently in the tests."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from querysep.errors import DataError
+from querysep.evaluation import MixtureSystem, evaluate, make_system
+
+from .conftest import SR, ValSet, dcase_mix, find, read_mono, ref_sdr, ref_si_sdr, write_csv
+
+LIST_COLUMNS = ["source", "noise", "snr", "caption"]
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def by_key(rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+    return {(r["source"], r["system"]): r for r in rows}
+
+
+class Counting:
+    """A system that returns the mixture and counts its calls."""
+
+    sample_rate = None
+
+    def __init__(self, name: str = "counted") -> None:
+        self.name = name
+        self.calls: list[str] = []
+
+    def separate(self, mixture, sample_rate, query, *, target):
+        self.calls.append(query)
+        return mixture
+
+
+def test_per_clip_scores_match_independent_computation(valset: ValSet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    summary = evaluate(
+        valset.mixture_list,
+        valset.audio_dir,
+        ["mixture", "oracle-irm", "test-tiny"],
+        out,
+        progress=False,
+    )
+    rows = read_rows(out / "per_clip.csv")
+    assert list(rows[0]) == [*LIST_COLUMNS, "system", "sdr", "sdri", "si_sdr"]
+    assert len(rows) == len(valset.rows) * 3
+    # grouped by clip: each clip's three systems are consecutive, in the given order
+    assert [r["system"] for r in rows[:3]] == ["mixture", "oracle-irm", "test-tiny"]
+    oracle = make_system("oracle-irm")
+    tiny = make_system("test-tiny")
+    got = by_key(rows)
+    for source, noise, snr, caption in valset.rows:
+        src = read_mono(find(valset.audio_dir, source))
+        noi = read_mono(find(valset.audio_dir, noise))
+        mix, tgt = dcase_mix(src, noi, float(snr))
+        estimates = {
+            "mixture": mix,
+            "oracle-irm": oracle.separate(mix, SR, caption, target=tgt),
+            "test-tiny": tiny.separate(mix, SR, caption, target=None),
+        }
+        for name, est in estimates.items():
+            row = got[(source, name)]
+            assert (row["noise"], row["snr"], row["caption"]) == (noise, snr, caption)
+            assert float(row["sdr"]) == pytest.approx(ref_sdr(tgt, est), abs=1e-3)
+            assert float(row["si_sdr"]) == pytest.approx(ref_si_sdr(tgt, est), abs=1e-3)
+            sdri = ref_sdr(tgt, est) - ref_sdr(tgt, mix)
+            assert float(row["sdri"]) == pytest.approx(sdri, abs=1e-3)
+        assert float(got[(source, "mixture")]["sdri"]) == 0.0  # exactly
+    # the IRM clearly separates a tone from white noise
+    assert float(got[("tone", "oracle-irm")]["sdri"]) > 6.0
+    assert summary.scores["oracle-irm"]["sdri"] > 3.0
+    assert summary.num_computed == 12 and summary.num_resumed == 0
+
+
+def test_summary_and_table(valset: ValSet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    summary = evaluate(valset.mixture_list, valset.audio_dir, [Counting()], out, progress=False)
+    rows = read_rows(out / "per_clip.csv")
+    names = ["mixture", "counted", "oracle-irm"]  # baselines around the given system
+    assert list(summary.scores) == names
+    data = json.loads((out / "summary.json").read_text())
+    assert data["mixture_list"] == str(valset.mixture_list.resolve())
+    assert data["date"] and data["sample_rate"] == SR and data["num_clips"] == 4
+    assert list(data["systems"]) == names
+    table = (out / "table.md").read_text().splitlines()
+    assert table[0] == "| System | SDR | SDRi | SI-SDR |"
+    assert table[1] == "|---|---:|---:|---:|"
+    for line, name in zip(table[2:], names, strict=True):
+        entry = data["systems"][name]
+        assert entry["n"] == 4
+        for metric in ("sdr", "sdri", "si_sdr"):
+            values = [float(r[metric]) for r in rows if r["system"] == name]
+            assert entry[metric] == pytest.approx(np.mean(values), abs=1e-12)
+        cells = [f"{entry[m]:.3f}" for m in ("sdr", "sdri", "si_sdr")]
+        assert line == f"| {name} | " + " | ".join(cells) + " |"
+    assert "| mixture | " in table[2] and table[2].split(" | ")[2] == "0.000"
+    assert summary.table() == (out / "table.md").read_text()
+
+
+def test_resume_computes_only_the_rest(valset: ValSet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = Counting()
+    evaluate(
+        valset.mixture_list,
+        valset.audio_dir,
+        ["mixture", first],
+        out,
+        progress=False,
+        baselines=False,
+    )
+    assert len(first.calls) == 4
+    path = out / "per_clip.csv"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    # keep the header and the first three rows (one with a marker value), then a torn row
+    kept = lines[:4]
+    fields = kept[1].split(",")
+    fields[-3] = "999.0"  # sdr of (clip 1, mixture): must be reused, not recomputed
+    kept[1] = ",".join(fields)
+    path.write_text("".join(kept) + "hiss,beep,10,white", encoding="utf-8")
+
+    again = Counting()
+    summary = evaluate(
+        valset.mixture_list,
+        valset.audio_dir,
+        ["mixture", again],
+        out,
+        progress=False,
+        baselines=False,
+    )
+    assert summary.num_resumed == 3 and summary.num_computed == 5
+    assert len(again.calls) == 4 - 1  # clip 1 was scored for "counted"; clip 2 was not
+    rows = read_rows(path)
+    assert len(rows) == 8
+    assert len({(r["source"], r["system"]) for r in rows}) == 8
+    assert rows[0]["sdr"] == "999.0"
+    assert summary.scores["mixture"]["n"] == 4
+    assert summary.scores["mixture"]["sdr"] > 200  # the marker is in the mean
+
+    third = Counting()
+    summary = evaluate(
+        valset.mixture_list,
+        valset.audio_dir,
+        ["mixture", third],
+        out,
+        progress=False,
+        baselines=False,
+    )
+    assert third.calls == [] and summary.num_computed == 0 and summary.num_resumed == 8
+
+
+def test_other_columns_in_existing_csv_is_an_error(valset: ValSet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "per_clip.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="another mixture list"):
+        evaluate(
+            valset.mixture_list, valset.audio_dir, ["mixture"], out, progress=False, baselines=False
+        )
+
+
+def test_triplet_list_with_extra_column(tmp_path: Path) -> None:
+    audio = tmp_path / "audio"
+    (audio / "mix").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    t = np.arange(SR // 2) / SR
+    rows = []
+    for k in range(2):
+        target = (0.4 * np.sin(2 * np.pi * (300 + 200 * k) * t)).astype(np.float32)
+        mixture = (target + 0.2 * rng.standard_normal(t.size)).astype(np.float32)
+        sf.write(audio / "mix" / f"m{k}.wav", mixture, SR, subtype="FLOAT")
+        sf.write(audio / f"t{k}.wav", target, SR, subtype="FLOAT")
+        rows.append((f"caption {k}", f"mix/m{k}.wav", f"t{k}", f"split{k}"))
+    mixture_list = tmp_path / "triplets.csv"
+    write_csv(mixture_list, ["caption", "mixture", "target", "split"], rows)
+    out = tmp_path / "out"
+    summary = evaluate(mixture_list, audio, ["mixture", "oracle-irm"], out, progress=False)
+    got = read_rows(out / "per_clip.csv")
+    assert list(got[0]) == [
+        "caption",
+        "mixture",
+        "target",
+        "split",
+        "system",
+        "sdr",
+        "sdri",
+        "si_sdr",
+    ]
+    assert [r["split"] for r in got] == ["split0", "split0", "split1", "split1"]
+    for caption, mix_name, tgt_name, _ in rows:
+        mix = read_mono(audio / mix_name)
+        tgt = read_mono(audio / f"{tgt_name}.wav")
+        row = next(r for r in got if r["caption"] == caption and r["system"] == "mixture")
+        assert float(row["sdr"]) == pytest.approx(ref_sdr(tgt, mix), abs=1e-6)
+        assert float(row["si_sdr"]) == pytest.approx(ref_si_sdr(tgt, mix), abs=1e-6)
+    assert summary.scores["oracle-irm"]["sdri"] > 3.0
+
+
+def test_missing_audio(valset: ValSet, tmp_path: Path) -> None:
+    (valset.audio_dir / "beep.wav").unlink()
+    with pytest.raises(DataError, match="beep"):
+        evaluate(
+            valset.mixture_list,
+            valset.audio_dir,
+            ["mixture"],
+            tmp_path / "a",
+            progress=False,
+            baselines=False,
+        )
+    assert not (tmp_path / "a" / "per_clip.csv").exists()  # checked before any work
+    summary = evaluate(
+        valset.mixture_list,
+        valset.audio_dir,
+        ["mixture"],
+        tmp_path / "b",
+        progress=False,
+        baselines=False,
+        skip_missing=True,
+    )
+    assert summary.skipped == ["beep__clicks__-5dB", "hiss__beep__10dB"]
+    assert summary.scores["mixture"]["n"] == 2
+    data = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert data["num_skipped"] == 2
+
+
+def test_limit_and_metric_hook(valset: ValSet, tmp_path: Path) -> None:
+    class Peak:
+        columns: ClassVar[dict[str, str]] = {"peak": "Peak"}
+
+        def __call__(self, *, mixture, target, estimate, query, sample_rate):
+            return {"peak": float(np.abs(estimate).max())}
+
+    out = tmp_path / "out"
+    summary = evaluate(
+        valset.mixture_list,
+        valset.audio_dir,
+        [MixtureSystem()],
+        out,
+        progress=False,
+        baselines=False,
+        limit=2,
+        metric_hooks=[Peak()],
+    )
+    rows = read_rows(out / "per_clip.csv")
+    assert len(rows) == 2 and list(rows[0])[-1] == "peak"
+    assert float(rows[0]["peak"]) == pytest.approx(0.9, abs=1e-6)  # peak-protected mixture
+    assert (out / "table.md").read_text().splitlines()[0].endswith("| SI-SDR | Peak |")
+    assert summary.scores["mixture"]["n"] == 2
