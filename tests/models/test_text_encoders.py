@@ -141,3 +141,18 @@ def test_clap_text_tower_from_local_folder(tmp_path: Path) -> None:
 def test_clap_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="cannot load a CLAP text model"):
         ClapTextEncoder(str(tmp_path / "nothing-here"))
+
+
+def test_precomputed_table_round_trip(tmp_path: Path) -> None:
+    from querysep.models.text import PrecomputedTextEncoder, save_embedding_table
+
+    source = HashingTextEncoder(16)
+    path = save_embedding_table(source, ["a dog", "rain", "a dog"], tmp_path / "t.safetensors")
+    table = PrecomputedTextEncoder(str(path))
+    assert table.dim == 16
+    torch.testing.assert_close(table.encode(["rain", "a dog"]), source.encode(["rain", "a dog"]))
+    torch.testing.assert_close(table.source_encoder().encode("rain"), source.encode("rain"))
+    with pytest.raises(QueryError, match="not in the precomputed"):
+        table.encode("thunder")
+    with pytest.raises(ModelNotFoundError):
+        PrecomputedTextEncoder(str(tmp_path / "none.safetensors"))

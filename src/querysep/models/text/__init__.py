@@ -10,14 +10,17 @@ from .base import (
 from .clap import ClapTextEncoder
 from .hashing import HashingTextEncoder
 from .minilm import MiniLMTextEncoder
+from .precomputed import PrecomputedTextEncoder, save_embedding_table
 
 __all__ = [
     "MAX_QUERY_CHARS",
     "ClapTextEncoder",
     "HashingTextEncoder",
     "MiniLMTextEncoder",
+    "PrecomputedTextEncoder",
     "TextEncoder",
     "build_text_encoder",
     "register_text_encoder",
+    "save_embedding_table",
     "validate_queries",
 ]

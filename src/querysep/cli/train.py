@@ -1,0 +1,108 @@
+"""``querysep train``: train from a YAML config (resuming automatically), export models.
+
+Usage::
+
+    querysep train CONFIG.yaml [key=value ...] [--restart]
+    querysep train export CHECKPOINT -o MODEL_DIR
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from ._common import console, handle_errors
+
+_DEFAULT = "run"
+
+
+class _TrainGroup(TyperGroup):
+    """``train CONFIG ...`` runs the default ``run`` command; ``train export ...`` exports."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = [_DEFAULT, *args]
+        return super().parse_args(ctx, args)
+
+
+train_app = typer.Typer(
+    cls=_TrainGroup,
+    help=(
+        "Train a separator: querysep train CONFIG.yaml KEY=VALUE... (--restart to start over). "
+        "A run continues from OUTPUT_DIR/checkpoints/last.ckpt when it exists. "
+        "Export a checkpoint: querysep train export CKPT -o DIR."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@train_app.command(_DEFAULT)
+@handle_errors
+def run_cmd(
+    config: Path = typer.Argument(..., help="Training config (YAML).", show_default=False),
+    overrides: list[str] | None = typer.Argument(
+        None,
+        help="Overrides key=value with dotted keys, e.g. optim.lr=3e-4 trainer.max_steps=1000.",
+    ),
+    restart: bool = typer.Option(
+        False, "--restart", help="Start over: discard the run's checkpoints, logs and model."
+    ),
+) -> None:
+    """Train from CONFIG (the default command): print and save the resolved config, resume
+    from checkpoints/last.ckpt if present, export the best model when done.
+    """
+    from ..training.config import load_config
+    from ..training.run import CONFIG_FILE, train
+
+    cfg = load_config(config, overrides or [])
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        console.rule("resolved config")
+        console.print(cfg.to_yaml().rstrip(), markup=False, highlight=False)
+        console.rule()
+        console.print(f"config saved to {cfg.output_dir / CONFIG_FILE}", highlight=False)
+    result = train(cfg, restart=restart, echo=_echo)
+    if result.interrupted:
+        raise typer.Exit(code=130)
+    if result.exported is not None:
+        console.print(
+            f"done at step {result.step}. Try: querysep separate --model {result.exported} "
+            "MIX.wav -q 'a dog barking'",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@train_app.command("export")
+@handle_errors
+def export_cmd(
+    checkpoint: Path = typer.Argument(
+        ...,
+        help="best.ckpt / last.ckpt written by querysep train, or a run folder.",
+        show_default=False,
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Model folder to write."),
+) -> None:
+    """Export a training checkpoint as a model folder for querysep separate --model."""
+    from ..training.export import export_checkpoint, find_export_checkpoint
+
+    source = checkpoint
+    if checkpoint.is_dir():
+        folder = checkpoint / "checkpoints" if (checkpoint / "checkpoints").is_dir() else checkpoint
+        source = find_export_checkpoint(folder)
+    folder_out = export_checkpoint(source, output)
+    console.print(f"exported {source} to {folder_out}", highlight=False)
+
+
+def _echo(message: Any) -> None:
+    console.print(str(message), markup=False, highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(train_app, name="train")

@@ -1,0 +1,279 @@
+"""Callbacks of the training loop: resumable checkpoints, Ctrl-C, progress, data-wait timing."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+
+__all__ = [
+    "LAST_CHECKPOINT",
+    "DataWaitTimer",
+    "GracefulInterrupt",
+    "LastCheckpoint",
+    "StepProgressBar",
+    "TrainingInterruptedError",
+]
+
+LAST_CHECKPOINT = "last.ckpt"
+
+
+class TrainingInterruptedError(Exception):
+    """Training stopped on Ctrl-C after saving ``last.ckpt`` at :attr:`step`."""
+
+    def __init__(self, step: int, checkpoint: Path) -> None:
+        super().__init__(f"interrupted at step {step}; saved {checkpoint}")
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+class LastCheckpoint(Callback):
+    """Writes ``last.ckpt`` every ``every_n_steps`` steps and at the last step, atomically.
+
+    The file is written next to its final name and renamed over it, so a run killed at any
+    moment leaves the previous complete ``last.ckpt``. Saves happen at the end of a training
+    step, after the optimizer and learning-rate scheduler stepped, which is where Lightning
+    resumes from.
+
+    Args:
+        dirpath: The checkpoint folder.
+        every_n_steps: Save period in optimizer steps.
+        keep_step_checkpoints: Also keep ``step-<N>.ckpt`` (a hard link when possible).
+        echo: Prints messages (on global rank 0 only).
+    """
+
+    def __init__(
+        self,
+        dirpath: str | os.PathLike[str],
+        every_n_steps: int,
+        *,
+        keep_step_checkpoints: bool = False,
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        self.dirpath = Path(dirpath)
+        self.every_n_steps = int(every_n_steps)
+        self.keep_step_checkpoints = keep_step_checkpoints
+        self.echo = echo
+        self.saved_step: int | None = None
+        #: Step training resumed from (``None``: it started fresh).
+        self.resumed_from: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / LAST_CHECKPOINT
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.ckpt_path:
+            self.resumed_from = trainer.global_step
+            if trainer.is_global_zero:
+                self.echo(f"resumed from {trainer.ckpt_path} at step {trainer.global_step}")
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        step = trainer.global_step
+        max_steps = trainer.max_steps if trainer.max_steps >= 0 else None
+        due = step % self.every_n_steps == 0 or (max_steps is not None and step >= max_steps)
+        if due or trainer.should_stop:
+            self.save(trainer)
+
+    def save(self, trainer: pl.Trainer) -> Path:
+        """Save now (once per step); every rank must call this."""
+        step = trainer.global_step
+        if self.saved_step == step:
+            return self.path
+        tmp = self.dirpath / f".{LAST_CHECKPOINT}.tmp"
+        if trainer.is_global_zero:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(tmp, weights_only=False)  # on global rank 0, with a barrier
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+            if self.keep_step_checkpoints:
+                kept = self.dirpath / f"step-{step:08d}.ckpt"
+                kept.unlink(missing_ok=True)
+                try:
+                    os.link(self.path, kept)
+                except OSError:
+                    import shutil
+
+                    shutil.copyfile(self.path, kept)
+        trainer.strategy.barrier("querysep_last_checkpoint")
+        self.saved_step = step
+        return self.path
+
+
+class GracefulInterrupt(Callback):
+    """First Ctrl-C: finish the current step, save ``last.ckpt``, stop. Second: abort.
+
+    The decision is shared across ranks (any rank interrupted stops all of them at the same
+    step). Stopping raises :class:`TrainingInterruptedError` out of ``Trainer.fit``.
+
+    Args:
+        last: The callback that writes ``last.ckpt``.
+        echo: Prints messages.
+    """
+
+    def __init__(self, last: LastCheckpoint, echo: Callable[[str], None] = print) -> None:
+        self.last = last
+        self.echo = echo
+        self.requested = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        self.echo("\nstopping after this step and saving last.ckpt (Ctrl-C again to abort)")
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def _restore(self) -> None:
+        if self._previous is not None and threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        stop = trainer.strategy.reduce_boolean_decision(self.requested, all=False)
+        if stop:
+            path = self.last.save(trainer)
+            self._restore()
+            raise TrainingInterruptedError(trainer.global_step, path)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore()
+
+
+class StepProgressBar(TQDMProgressBar):
+    """The training bar counts optimizer steps up to ``max_steps`` and shows steps/s."""
+
+    def init_train_tqdm(self) -> Any:
+        bar = super().init_train_tqdm()
+        bar.unit = "step"
+        return bar
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
+        bar = self.train_progress_bar
+        total = trainer.max_steps if trainer.max_steps > 0 else None
+        bar.reset(total=total)
+        bar.initial = trainer.global_step
+        bar.n = trainer.global_step
+        bar.last_print_n = trainer.global_step
+        bar.set_description("train")
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        bar = self.train_progress_bar
+        step = trainer.global_step
+        if self._should_update(step, bar.total) and step > bar.n:
+            bar.update(step - bar.n)
+            bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.train_progress_bar.disable:
+            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
+
+
+class DataWaitTimer(Callback):
+    """Measures, per training step, compute time and the wait for the next batch.
+
+    *Compute* is the time from ``on_train_batch_start`` to ``on_train_batch_end`` (forward,
+    backward, optimizer; CUDA synchronised at both ends). *Wait* is the time from one step's
+    end to the next step's start: fetching the batch from the DataLoader, moving it to the
+    device and the loop's own bookkeeping. The first ``skip`` steps (worker start-up,
+    allocator warm-up) are left out.
+
+    Args:
+        skip: Steps to ignore at the start.
+    """
+
+    def __init__(self, skip: int = 2) -> None:
+        self.skip = skip
+        self.compute: list[float] = []
+        self.wait: list[float] = []
+        self._start = 0.0
+        self._end: float | None = None
+        self._seen = 0
+
+    @staticmethod
+    def _now(pl_module: pl.LightningModule) -> float:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        return time.perf_counter()
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._start = self._now(pl_module)
+        if self._end is not None and self._seen >= self.skip:
+            self.wait.append(self._start - self._end)
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        self._end = self._now(pl_module)
+        self._seen += 1
+        if self._seen > self.skip:
+            self.compute.append(self._end - self._start)
+
+    def summary(self) -> dict[str, float]:
+        """Totals and rates of the measured steps.
+
+        Returns:
+            ``steps``, ``compute_s``, ``wait_s``, ``steps_per_s``, ``wait_fraction`` (of
+            wall time) and ``wait_ratio`` (wait / compute).
+        """
+        compute, wait = sum(self.compute), sum(self.wait)
+        steps = len(self.compute)
+        wall = compute + wait
+        return {
+            "steps": float(steps),
+            "compute_s": compute,
+            "wait_s": wait,
+            "steps_per_s": steps / wall if wall > 0 else float("nan"),
+            "wait_fraction": wait / wall if wall > 0 else float("nan"),
+            "wait_ratio": wait / compute if compute > 0 else float("nan"),
+        }

@@ -1,0 +1,280 @@
+"""Training data: on-the-fly mixtures whose order is a pure function of the training step.
+
+Every training example is identified by a *global index* ``g``: the ``k``-th example of
+rank ``r`` at optimizer step ``s`` has ``g = (s * world_size + r) * batch_size + k``. Example
+``g`` is item ``g % len(dataset)`` of dataset epoch ``g // len(dataset)`` of a
+:class:`~querysep.data.datasets.MixtureTrainingDataset`, whose items depend only on
+``(seed, epoch, index)``. The sampler starts at the trainer's ``global_step`` when iteration
+begins, so a run resumed from a checkpoint sees exactly the examples an uninterrupted run
+would have seen, whatever the number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..data.datasets import FixedMixtureDataset, MixtureTrainingDataset
+from ..data.manifest import Clip, read_manifest, read_mixture_list
+from ..data.mixing import Mixer
+from ..errors import ConfigError, DataError
+from .config import DataConfig, TrainSetConfig
+
+__all__ = [
+    "GlobalIndexDataset",
+    "MixtureDataModule",
+    "ShardSampler",
+    "StepSampler",
+    "load_training_clips",
+    "pad_collate",
+]
+
+_TEXT_CHOICE = {"captions": "random", "labels": "label", "both": "all"}
+
+
+class StepSampler(Sampler[int]):
+    """Endless global example indices for one rank, starting at a given optimizer step.
+
+    Args:
+        batch_size: Examples per step on each rank.
+        rank: This process's rank.
+        world_size: Number of processes.
+        start_step: The first step, or a function returning it when iteration begins
+            (e.g. ``lambda: trainer.global_step``).
+    """
+
+    def __init__(
+        self,
+        batch_size: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: int | Callable[[], int] = 0,
+    ) -> None:
+        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(
+                f"bad sampler layout: batch_size={batch_size}, rank={rank}, world_size={world_size}"
+            )
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.start_step = start_step
+
+    def indices(self, step: int) -> range:
+        """The global indices this rank trains on at ``step``."""
+        base = (step * self.world_size + self.rank) * self.batch_size
+        return range(base, base + self.batch_size)
+
+    def __iter__(self) -> Iterator[int]:
+        start = self.start_step() if callable(self.start_step) else self.start_step
+        for step in itertools.count(int(start)):
+            yield from self.indices(step)
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world_size, ...`` of ``num_items``: disjoint, nothing repeated."""
+
+    def __init__(self, num_items: int, rank: int = 0, world_size: int = 1) -> None:
+        self.num_items, self.rank, self.world_size = num_items, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.num_items, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.num_items, self.world_size))
+
+
+class GlobalIndexDataset(Dataset):
+    """Maps a global example index onto ``(epoch, item)`` of a mixture dataset.
+
+    Items are the dataset's dicts plus ``"index"`` (the global index).
+    """
+
+    def __init__(self, dataset: MixtureTrainingDataset) -> None:
+        self.dataset = dataset
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        epoch, item = divmod(int(index), len(self.dataset))
+        if self.dataset.epoch != epoch:
+            self.dataset.set_epoch(epoch)
+        out = self.dataset[item]
+        out["index"] = int(index)
+        return out
+
+
+def pad_collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Batch variable-length validation items by zero-padding at the end.
+
+    Shape:
+        - each item's mixture, target: ``(1, time_i)``
+        - output mixture, target: ``(batch, 1, max time_i)``; ``length``: ``(batch,)``
+    """
+    lengths = torch.tensor([it["mixture"].shape[-1] for it in items], dtype=torch.long)
+    size = int(lengths.max())
+    out: dict[str, Any] = {"length": lengths}
+    for key in ("mixture", "target"):
+        batch = torch.zeros(len(items), 1, size)
+        for i, it in enumerate(items):
+            batch[i, :, : it[key].shape[-1]] = it[key]
+        out[key] = batch
+    out["query"] = [it["query"] for it in items]
+    out["id"] = [it.get("id", "") for it in items]
+    return out
+
+
+def _worker_init(worker_id: int) -> None:
+    # Ctrl-C is handled by the main process (stop after the step); workers must survive it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+
+
+def load_training_clips(sets: Sequence[TrainSetConfig]) -> list[Clip]:
+    """All clips of the configured training sets, split-filtered, in order.
+
+    Raises:
+        ConfigError: An unknown recipe or bad recipe options.
+        DataError: A manifest cannot be read, or a split filter keeps nothing.
+    """
+    from ..data.recipes import RECIPES
+
+    clips: list[Clip] = []
+    for number, entry in enumerate(sets):
+        if entry.manifest is not None:
+            found = read_manifest(entry.manifest)
+            what = entry.manifest
+        else:
+            assert entry.prepare is not None
+            recipe = RECIPES.get(entry.prepare.recipe)
+            if recipe is None:
+                known = ", ".join(sorted(RECIPES))
+                raise ConfigError(f"unknown recipe {entry.prepare.recipe!r}; known: {known}")
+            try:
+                found = recipe(entry.prepare.root, **entry.prepare.options).clips
+            except TypeError as exc:
+                raise ConfigError(
+                    f"bad options for recipe {entry.prepare.recipe!r}: {exc}"
+                ) from None
+            what = f"{entry.prepare.recipe} recipe on {entry.prepare.root}"
+        if entry.splits is not None:
+            keep = set(entry.splits)
+            kept = [c for c in found if c.split in keep]
+            if not kept:
+                have = ", ".join(sorted({c.split for c in found})) or "none"
+                raise DataError(
+                    f"data.train.{number} ({what}): no clip in split(s) "
+                    f"{', '.join(entry.splits)}; the splits there are: {have}"
+                )
+            found = kept
+        clips.extend(found)
+    if not clips:
+        raise DataError("no training clips: set data.train to a manifest or a recipe")
+    return clips
+
+
+class MixtureDataModule(pl.LightningDataModule):
+    """On-the-fly training mixtures and fixed validation mixtures.
+
+    Args:
+        config: The data section of the training config.
+        sample_rate: The model's sample rate.
+        seed: Seed of every training mixture.
+    """
+
+    def __init__(self, config: DataConfig, sample_rate: int, seed: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        self.sample_rate = int(sample_rate)
+        self.seed = int(seed)
+        self.train_dataset: MixtureTrainingDataset | None = None
+        self.val_dataset: FixedMixtureDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the clips and build the datasets (once); preload audio if configured."""
+        cfg = self.config
+        if self.train_dataset is None and stage in (None, "fit"):
+            clips = load_training_clips(cfg.train)
+            mixer = Mixer((cfg.gain_db[0], cfg.gain_db[1]), max_offset=cfg.max_offset)
+            self.train_dataset = MixtureTrainingDataset(
+                clips,
+                self.sample_rate,
+                cfg.segment_seconds,
+                mixer,
+                seed=self.seed,
+                text_choice=_TEXT_CHOICE[cfg.caption],  # type: ignore[arg-type]
+                cache_size=None if cfg.preload else cfg.cache_size,
+            )
+            if cfg.preload:
+                self.train_dataset.preload(num_workers=min(8, os.cpu_count() or 1))
+        if (
+            self.val_dataset is None
+            and cfg.validation is not None
+            and stage in (None, "fit", "validate")
+        ):
+            rows = read_mixture_list(cfg.validation.mixtures)
+            if cfg.validation.max_items is not None:
+                rows = rows[: cfg.validation.max_items]
+            if not rows:
+                raise DataError(f"validation list {cfg.validation.mixtures} has no rows")
+            self.val_dataset = FixedMixtureDataset(
+                rows, cfg.validation.audio_dir, self.sample_rate, cache=True
+            )
+
+    def _layout(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _pin_memory(self) -> bool:
+        from lightning.pytorch.accelerators import CUDAAccelerator
+
+        trainer = self.trainer
+        return trainer is not None and isinstance(trainer.accelerator, CUDAAccelerator)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            self.setup("fit")
+        assert self.train_dataset is not None
+        rank, world = self._layout()
+        trainer = self.trainer
+        sampler = StepSampler(
+            self.config.batch_size,
+            rank=rank,
+            world_size=world,
+            start_step=(lambda: trainer.global_step) if trainer is not None else 0,
+        )
+        workers = self.config.num_workers
+        return DataLoader(
+            GlobalIndexDataset(self.train_dataset),
+            batch_size=self.config.batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self._pin_memory(),
+            worker_init_fn=_worker_init if workers > 0 else None,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+
+    def val_dataloader(self) -> DataLoader | list[Any]:
+        if self.val_dataset is None:
+            self.setup("validate")
+        if self.val_dataset is None:
+            return []
+        rank, world = self._layout()
+        assert self.config.validation is not None
+        workers = min(self.config.num_workers, 2)
+        return DataLoader(
+            self.val_dataset,
+            batch_size=self.config.validation.batch_size,
+            sampler=ShardSampler(len(self.val_dataset), rank, world),
+            collate_fn=pad_collate,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self._pin_memory(),
+            worker_init_fn=_worker_init if workers > 0 else None,
+        )

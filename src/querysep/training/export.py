@@ -1,0 +1,134 @@
+"""Lightning checkpoint -> model folder (``config.json`` + ``model.safetensors``).
+
+Checkpoints are read with ``torch.load(weights_only=True)``: nothing is unpickled. The model
+config stored in the checkpoint rebuilds the separator; the text encoder is not loaded (a
+frozen encoder is described by its config only), so exporting needs no encoder weights.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+from ..models.resunet import load_state_dict_strict
+from ..models.separator import TextQueriedSeparator
+from ..models.text import TextEncoder
+from .callbacks import LAST_CHECKPOINT
+from .module import CHECKPOINT_KEY
+
+__all__ = ["BEST_CHECKPOINT", "export_checkpoint", "find_export_checkpoint", "read_checkpoint"]
+
+BEST_CHECKPOINT = "best.ckpt"
+_NET_PREFIX = "model.net."
+
+
+class _DescribedEncoder(TextEncoder):
+    """Stands in for a text encoder that is only described, never run (export only)."""
+
+    def __init__(self, config: Mapping[str, Any], dim: int) -> None:
+        super().__init__()
+        self._config = dict(config)
+        self.kind = str(config.get("kind", ""))
+        self.dim = int(dim)
+
+    def _encode(self, queries: list[str]) -> torch.Tensor:  # pragma: no cover - never called
+        raise RuntimeError("this text encoder is a placeholder used for export only")
+
+    def to_config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a Lightning checkpoint written by ``querysep train`` (``weights_only=True``).
+
+    Raises:
+        CheckpointError: Missing, unreadable, or not a querysep training checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt or unsafe files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+    if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a checkpoint written by querysep train")
+    return ckpt
+
+
+def find_export_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> Path:
+    """``best.ckpt`` (best validation SDRi) if there is one, else ``last.ckpt``.
+
+    Raises:
+        CheckpointError: Neither exists.
+    """
+    folder = Path(checkpoint_dir)
+    for name in (BEST_CHECKPOINT, LAST_CHECKPOINT):
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(f"no {BEST_CHECKPOINT} or {LAST_CHECKPOINT} in {folder}")
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the separator of a training checkpoint as a model folder.
+
+    The folder loads with :func:`querysep.pretrained.load_model` and ``querysep separate
+    --model``. Its metadata records the training config, the step, the validation scores
+    of the checkpoint and where it came from.
+
+    Args:
+        checkpoint: ``best.ckpt`` / ``last.ckpt`` written by ``querysep train``.
+        output_dir: The model folder to create (or update).
+        metadata: Extra metadata entries (override the recorded ones).
+
+    Returns:
+        ``output_dir``.
+
+    Raises:
+        CheckpointError: Unreadable checkpoint, weights that do not fit, or a checkpoint whose
+            text encoder was trained (model folders store the network weights only).
+    """
+    ckpt = read_checkpoint(checkpoint)
+    info = ckpt[CHECKPOINT_KEY]
+    if info.get("text_encoder_trained"):
+        raise CheckpointError(
+            f"{checkpoint} has a fine-tuned text encoder, which model folders cannot store yet "
+            "(they keep the network weights only)"
+        )
+    model_config = dict(info["model_config"])
+    net_config = model_config["network"]["config"]
+    encoder = _DescribedEncoder(model_config["text_encoder"], net_config["condition_dim"])
+    model = TextQueriedSeparator.from_config(model_config, text_encoder=encoder)
+    state = {
+        k[len(_NET_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(_NET_PREFIX)
+    }
+    load_state_dict_strict(model.net, state, what=f"checkpoint {Path(checkpoint).name}")
+    validation = dict(info.get("validation", {}))
+    meta = dict(model_config.get("metadata") or {})
+    meta.pop("path", None)
+    meta.update(
+        {
+            "training": {
+                "step": int(ckpt.get("global_step", 0)),
+                "checkpoint": Path(checkpoint).name,
+                "validation": validation,
+                "config": info.get("train_config", {}),
+                "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        }
+    )
+    meta.update(metadata or {})
+    model.metadata = meta
+    return model.save_pretrained(output_dir)

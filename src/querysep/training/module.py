@@ -1,0 +1,309 @@
+"""The LightningModule: a :class:`TextQueriedSeparator` trained with one shared step.
+
+Queries are embedded by the separator's own text encoder in the training process (its cache
+makes repeated captions free); the network sees ``(mixture, embedding)``. Validation runs the
+same step on fixed DCASE-protocol mixtures and logs ``val/sdr``, ``val/sdri`` and
+``val/si_sdr`` (means over mixtures, computed by :mod:`querysep.metrics`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from ..errors import ConfigError
+from ..metrics import sdr, sdri, si_sdr
+from ..models.separator import TextQueriedSeparator
+from ..models.text import validate_queries
+from .config import LossName, OptimConfig
+
+__all__ = [
+    "CHECKPOINT_KEY",
+    "SeparationTask",
+    "WarmupConstant",
+    "l1_loss",
+    "loss_function",
+    "neg_sdr_loss",
+    "neg_si_sdr_loss",
+]
+
+#: Key of the querysep section (model config, train config, metrics) in Lightning checkpoints.
+CHECKPOINT_KEY = "querysep"
+_TEXT_PREFIX = "model.text_encoder."
+_EPS = 1e-8
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def l1_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute waveform error (the DCASE baseline's loss).
+
+    Shape:
+        - estimate, target: ``(batch, channels, time)``
+        - output: scalar
+    """
+    return (estimate.float() - target.float()).abs().mean()
+
+
+def neg_sdr_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Negative SDR in dB, averaged over the batch.
+
+    ``-10 log10((|s|^2 + eps) / (|s - e|^2 + eps))`` per signal: finite with a finite
+    gradient for silent targets (where it asks for a silent estimate).
+
+    Shape:
+        - estimate, target: ``(batch, channels, time)``
+        - output: scalar
+    """
+    est, ref = estimate.float().flatten(1), target.float().flatten(1)
+    signal = ref.pow(2).sum(-1)
+    error = (ref - est).pow(2).sum(-1)
+    return -(10.0 * torch.log10((signal + _EPS) / (error + _EPS))).mean()
+
+
+def neg_si_sdr_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Negative scale-invariant SDR in dB, averaged over the batch.
+
+    The target is scaled by ``<s, e> / (|s|^2 + eps)``; a silent target gives a zero
+    projection, so the loss then asks for a silent estimate (finite, with finite gradient).
+
+    Shape:
+        - estimate, target: ``(batch, channels, time)``
+        - output: scalar
+    """
+    est, ref = estimate.float().flatten(1), target.float().flatten(1)
+    alpha = (ref * est).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + _EPS)
+    projection = alpha * ref
+    residual = est - projection
+    ratio = (projection.pow(2).sum(-1) + _EPS) / (residual.pow(2).sum(-1) + _EPS)
+    return -(10.0 * torch.log10(ratio)).mean()
+
+
+_LOSSES: dict[str, LossFn] = {"l1": l1_loss, "sdr": neg_sdr_loss, "si_sdr": neg_si_sdr_loss}
+
+
+def loss_function(name: LossName) -> LossFn:
+    """The loss called ``name``: ``l1``, ``sdr`` or ``si_sdr``."""
+    if name not in _LOSSES:
+        raise ConfigError(f"unknown loss {name!r}; known: {', '.join(_LOSSES)}")
+    return _LOSSES[name]
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+class WarmupConstant:
+    """Learning-rate factor: linear warm-up over ``warmup_steps`` steps, then 1.
+
+    Step ``t`` (0-based, the ``t``-th optimizer step) gets ``min(1, (t + 1) / warmup_steps)``,
+    so the first step already learns and step ``warmup_steps - 1`` uses the full rate.
+    A class rather than a closure so that ``LambdaLR`` stores it in checkpoints as data.
+    """
+
+    def __init__(self, warmup_steps: int) -> None:
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step: int) -> float:
+        if self.warmup_steps <= 0:
+            return 1.0
+        return min(1.0, (step + 1) / self.warmup_steps)
+
+
+class WarmupCosine:
+    """Linear warm-up as :class:`WarmupConstant`, then cosine decay to ``min_ratio`` at
+    ``total_steps`` (held there afterwards)."""
+
+    def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float) -> None:
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = max(int(total_steps), self.warmup_steps + 1)
+        self.min_ratio = float(min_ratio)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# ----------------------------------------------------------------------------- module
+
+
+class SeparationTask(pl.LightningModule):
+    """Trains a :class:`TextQueriedSeparator` on ``{mixture, target, query}`` batches.
+
+    Args:
+        model: The separator (network + text encoder).
+        optim: Optimizer, schedule and loss settings.
+        train_text_encoder: Also train the text encoder (frozen otherwise: kept in eval
+            mode, left out of checkpoints, queries embedded through its cache).
+        checkpoint_info: JSON-serialisable facts stored in every checkpoint under
+            :data:`CHECKPOINT_KEY` (e.g. the training config).
+    """
+
+    def __init__(
+        self,
+        model: TextQueriedSeparator,
+        optim: OptimConfig | None = None,
+        *,
+        train_text_encoder: bool = False,
+        checkpoint_info: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optim_config = optim or OptimConfig()
+        self.loss_fn = loss_function(self.optim_config.loss)
+        self.train_text_encoder = train_text_encoder
+        self.checkpoint_info = dict(checkpoint_info or {})
+        self.model.text_encoder.requires_grad_(train_text_encoder)
+        self.val_sdr = MeanMetric()
+        self.val_sdri = MeanMetric()
+        self.val_si_sdr = MeanMetric()
+        #: Validation means of the latest validation run and its step.
+        self.last_validation: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, mixture: torch.Tensor, queries: Sequence[str] | torch.Tensor) -> torch.Tensor:
+        """Separate; see :meth:`TextQueriedSeparator.forward`.
+
+        Shape:
+            - mixture: ``(batch, 1, time)``
+            - output: ``(batch, 1, time)``
+        """
+        return self.model(mixture, queries)
+
+    def embed(self, queries: Sequence[str]) -> torch.Tensor:
+        """Query embeddings on this module's device (with gradients if the encoder trains).
+
+        Shape:
+            - output: ``(len(queries), condition_dim)``
+        """
+        encoder = self.model.text_encoder
+        if self.train_text_encoder and self.training:
+            emb = encoder._encode(validate_queries(list(queries)))
+            if not emb.requires_grad:
+                raise ConfigError(
+                    f"the {encoder.kind} text encoder computes embeddings without gradients, "
+                    "so it cannot be trained: set model.train_text_encoder=false"
+                )
+            return emb.to(self.device)
+        return self.model.encode(list(queries)).to(self.device)
+
+    def train(self, mode: bool = True) -> SeparationTask:
+        super().train(mode)
+        if not self.train_text_encoder:
+            self.model.text_encoder.eval()  # no dropout in a frozen encoder (and its cache)
+        return self
+
+    def _step(self, batch: Mapping[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The shared step: separate the batch, return ``(loss, estimate)``."""
+        mixture, target = batch["mixture"], batch["target"]
+        estimate = self.model(mixture, self.embed(batch["query"]))
+        lengths = batch.get("length")
+        if lengths is None:
+            loss = self.loss_fn(estimate, target)
+        else:  # padded validation batch: each item over its own length
+            losses = [
+                self.loss_fn(estimate[i : i + 1, :, :n], target[i : i + 1, :, :n])
+                for i, n in enumerate(lengths.tolist())
+            ]
+            loss = torch.stack(losses).mean()
+        self.log(
+            f"{stage}/loss",
+            loss.detach(),
+            on_step=stage == "train",
+            on_epoch=stage != "train",
+            prog_bar=True,
+            batch_size=mixture.shape[0],
+            sync_dist=stage != "train",
+        )
+        return loss, estimate
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        loss, _ = self._step(batch, "train")
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, batch_size=1)
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        _, estimate = self._step(batch, "val")
+        lengths = batch.get("length")
+        sizes = (
+            lengths.tolist() if lengths is not None else [batch["target"].shape[-1]] * len(estimate)
+        )
+        for i, n in enumerate(sizes):
+            ref = batch["target"][i, :, :n].float()
+            est = estimate[i, :, :n].detach().float()
+            mix = batch["mixture"][i, :, :n].float()
+            self.val_sdr.update(sdr(ref, est).mean())
+            self.val_sdri.update(sdri(ref, est, mix).mean())
+            self.val_si_sdr.update(si_sdr(ref, est).mean())
+
+    def on_validation_epoch_end(self) -> None:
+        scores = {}
+        for name, metric in (
+            ("val/sdr", self.val_sdr),
+            ("val/sdri", self.val_sdri),
+            ("val/si_sdr", self.val_si_sdr),
+        ):
+            if metric.update_count == 0:
+                continue
+            value = metric.compute()
+            scores[name] = float(value)
+            self.log(name, value, prog_bar=name == "val/sdri", sync_dist=True)  # already global
+            metric.reset()
+        if scores and not self.trainer.sanity_checking:
+            self.last_validation = {"step": int(self.global_step), **scores}
+
+    # ------------------------------------------------------------------ optimizer
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.optim_config
+        optimizer = torch.optim.AdamW(
+            self.trainable_parameters(),
+            lr=cfg.lr,
+            betas=(cfg.betas[0], cfg.betas[1]),
+            eps=cfg.eps,
+            weight_decay=cfg.weight_decay,
+            amsgrad=cfg.amsgrad,
+        )
+        if cfg.schedule == "cosine":
+            total = self.trainer.max_steps if self._trainer is not None else cfg.warmup_steps
+            factor: Any = WarmupCosine(cfg.warmup_steps, total, cfg.min_lr_ratio)
+        else:
+            factor = WarmupConstant(cfg.warmup_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if not self.train_text_encoder:  # frozen: rebuilt from its config, not stored
+            state = checkpoint["state_dict"]
+            for key in [k for k in state if k.startswith(_TEXT_PREFIX)]:
+                del state[key]
+        checkpoint[CHECKPOINT_KEY] = {
+            **self.checkpoint_info,
+            "model_config": self.model.config_dict(),
+            "text_encoder_trained": self.train_text_encoder,
+            "validation": dict(self.last_validation),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        if not any(k.startswith(_TEXT_PREFIX) for k in state):
+            for key, value in self.model.text_encoder.state_dict(prefix=_TEXT_PREFIX).items():
+                state[key] = value
+        info = checkpoint.get(CHECKPOINT_KEY, {})
+        self.last_validation = dict(info.get("validation", {}))

@@ -1,0 +1,330 @@
+"""One training run from a :class:`TrainConfig`: build, fit (or resume), export.
+
+The run folder (``trainer.output_dir``) holds::
+
+    config.yaml              the resolved config of the latest start
+    checkpoints/last.ckpt    written every trainer.checkpoint_every_n_steps and at the end
+    checkpoints/best.ckpt    best val/sdri (when there is a validation list)
+    logs/csv/metrics.csv     and logs/tensorboard/ when tensorboard is installed
+    model/                   the exported model folder (config.json + model.safetensors)
+
+If ``checkpoints/last.ckpt`` exists, :func:`train` continues from it (step, weights,
+optimizer, learning-rate schedule and data position); ``restart=True`` starts over.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import yaml
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+
+from ..errors import CheckpointError, ConfigError
+from ..models.separator import CONFIG_NAME, TextQueriedSeparator, build_network
+from ..models.text import build_text_encoder
+from .callbacks import (
+    LAST_CHECKPOINT,
+    GracefulInterrupt,
+    LastCheckpoint,
+    StepProgressBar,
+    TrainingInterruptedError,
+)
+from .config import ModelConfig, TrainConfig
+from .datamodule import MixtureDataModule
+from .export import BEST_CHECKPOINT, export_checkpoint, find_export_checkpoint
+from .module import SeparationTask
+
+__all__ = ["TrainResult", "build_model", "build_trainer", "train"]
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+MODEL_DIR = "model"
+LOG_DIR = "logs"
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` did.
+
+    Attributes:
+        output_dir: The run folder.
+        step: Global step reached.
+        resumed_from: Step of the checkpoint training continued from, if it resumed.
+        interrupted: Stopped early on Ctrl-C (``last.ckpt`` holds the state).
+        exported: The exported model folder, if any.
+    """
+
+    output_dir: Path
+    step: int
+    resumed_from: int | None = None
+    interrupted: bool = False
+    exported: Path | None = None
+
+
+def build_model(config: ModelConfig) -> TextQueriedSeparator:
+    """A fresh separator from the model section, or the pretrained one it names.
+
+    A missing ``network.config.condition_dim`` is set to the text encoder's size.
+    """
+    if config.init_from is not None:
+        from ..pretrained import load_model
+
+        model = load_model(config.init_from, device="cpu")
+        model.metadata = {"init_from": config.init_from, **config.metadata}
+        return model
+    assert config.network is not None and config.text_encoder is not None
+    encoder = build_text_encoder(config.text_encoder)
+    net_config = dict(config.network.get("config", {}))
+    net_config.setdefault("condition_dim", encoder.dim)
+    net = build_network(str(config.network["type"]), net_config)
+    return TextQueriedSeparator(net, encoder, dict(config.metadata))
+
+
+def _loggers(output_dir: Path) -> list[Logger]:
+    loggers: list[Logger] = [CSVLogger(output_dir, name=LOG_DIR, version="csv")]
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        loggers.append(
+            TensorBoardLogger(
+                output_dir, name=LOG_DIR, version="tensorboard", default_hp_metric=False
+            )
+        )
+    return loggers
+
+
+def build_trainer(
+    config: TrainConfig,
+    *,
+    callbacks: Sequence[Callback] = (),
+    checkpoints: bool = True,
+    loggers: bool = True,
+    echo: Echo = print,
+) -> pl.Trainer:
+    """The Lightning trainer of a run: step-based, resumable, one process per device.
+
+    Args:
+        config: The run's config.
+        callbacks: Extra callbacks.
+        checkpoints: Write ``last.ckpt`` / ``best.ckpt`` and handle Ctrl-C.
+        loggers: Write CSV (and TensorBoard) logs.
+        echo: Prints messages.
+    """
+    t = config.trainer
+    out = Path(t.output_dir)
+    validate = config.data.validation is not None
+    cbs: list[Callback] = []
+    best = None
+    if checkpoints:
+        last = LastCheckpoint(
+            out / CHECKPOINT_DIR,
+            t.checkpoint_every_n_steps,
+            keep_step_checkpoints=t.keep_step_checkpoints,
+            echo=echo,
+        )
+        cbs += [last, GracefulInterrupt(last, echo=echo)]
+        if validate:
+            best = ModelCheckpoint(
+                dirpath=out / CHECKPOINT_DIR,
+                filename=Path(BEST_CHECKPOINT).stem,
+                monitor="val/sdri",
+                mode="max",
+                save_top_k=1,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+            cbs.append(best)
+    if t.progress_bar:
+        cbs.append(StepProgressBar(refresh_rate=max(1, min(20, t.log_every_n_steps))))
+    cbs.extend(callbacks)
+    return pl.Trainer(
+        max_steps=t.max_steps,
+        max_time=t.max_time_delta(),
+        max_epochs=-1,
+        val_check_interval=t.val_every_n_steps,
+        check_val_every_n_epoch=None,
+        limit_val_batches=None if validate else 0,
+        num_sanity_val_steps=1 if validate else 0,
+        precision=t.precision,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        sync_batchnorm=t.sync_batchnorm,
+        gradient_clip_val=t.gradient_clip_val,
+        deterministic=t.deterministic,
+        log_every_n_steps=t.log_every_n_steps,
+        use_distributed_sampler=False,  # the step sampler shards by rank itself
+        enable_checkpointing=best is not None,
+        enable_progress_bar=t.progress_bar,
+        callbacks=cbs,
+        logger=_loggers(out) if loggers else False,
+        default_root_dir=out,
+    )
+
+
+def _write_config(config: TrainConfig, path: Path, echo: Echo) -> None:
+    text = config.to_yaml()
+    if path.is_file():
+        try:
+            old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError:
+            old = {}
+        changed = _changed_keys(old, config.to_dict())
+        if changed:
+            echo(f"note: config differs from the saved {path.name} in: {', '.join(changed)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _check_same_model(config: TrainConfig, saved: Path) -> None:
+    """Refuse to resume a run whose saved config describes another model."""
+    if not saved.is_file():
+        return
+    try:
+        old = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("model", {})
+    except (yaml.YAMLError, AttributeError):
+        return
+    new = config.to_dict()["model"]
+    changed = [k for k in _changed_keys(old, new, "model.") if not k.startswith("model.metadata")]
+    if changed:
+        raise ConfigError(
+            f"cannot resume {saved.parent}: the model differs from its {saved.name} in "
+            f"{', '.join(changed)}; use another trainer.output_dir, or --restart to start over"
+        )
+
+
+def _changed_keys(old: object, new: object, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _restart(out: Path, echo: Echo) -> None:
+    removed = []
+    for name in (CHECKPOINT_DIR, LOG_DIR, MODEL_DIR):
+        if (out / name).exists():
+            shutil.rmtree(out / name)
+            removed.append(name)
+    if removed:
+        echo(f"--restart: removed {', '.join(removed)} from {out}")
+
+
+def train(
+    config: TrainConfig,
+    *,
+    restart: bool = False,
+    callbacks: Sequence[Callback] = (),
+    echo: Echo = print,
+) -> TrainResult:
+    """Train (or continue training) as ``config`` says, then export the best model.
+
+    Args:
+        config: The resolved config.
+        restart: Start over even if ``checkpoints/last.ckpt`` exists (removes the run's
+            checkpoints, logs and exported model first).
+        callbacks: Extra Lightning callbacks.
+        echo: Prints messages (only the global rank 0 process prints).
+
+    Returns:
+        What happened; ``interrupted`` when stopped by Ctrl-C.
+
+    Raises:
+        ConfigError, DataError, ModelNotFoundError, CheckpointError: Bad config or inputs.
+    """
+    is_zero = rank_zero_only.rank == 0
+    say: Echo = echo if is_zero else (lambda _msg: None)
+    out = config.output_dir
+    last = out / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if restart and is_zero:
+        _restart(out, say)
+    resume = last.is_file() and not restart
+    if resume:
+        say(f"found {last}: resuming (use --restart to start over)")
+        _check_same_model(config, out / CONFIG_FILE)
+    if is_zero:
+        _write_config(config, out / CONFIG_FILE, say)
+
+    pl.seed_everything(config.trainer.seed, workers=False, verbose=False)
+    model = build_model(config.model)
+    rate = config.data.sample_rate or model.sample_rate
+    if rate != model.sample_rate:
+        raise ConfigError(
+            f"data.sample_rate {rate} differs from the model's {model.sample_rate} Hz"
+        )
+    datamodule = MixtureDataModule(config.data, model.sample_rate, seed=config.trainer.seed)
+    datamodule.setup("fit")
+    ds = datamodule.train_dataset
+    assert ds is not None
+    say(
+        f"training data: {len(ds.clips)} clips, {len(ds.targets)} targets, "
+        f"{config.data.segment_seconds:g} s segments at {model.sample_rate} Hz"
+        + (
+            f"; {len(ds.cache)} decoded ({ds.cache.nbytes / 2**20:.0f} MiB)"
+            if config.data.preload
+            else ""
+        )
+    )
+    task = SeparationTask(
+        model,
+        config.optim,
+        train_text_encoder=config.model.train_text_encoder,
+        checkpoint_info={"train_config": config.to_dict()},
+    )
+    trainer = build_trainer(config, callbacks=callbacks, echo=say)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Experiment logs directory.*exists.*")
+        warnings.filterwarnings(
+            "ignore", message=".*Checkpoint directory.*exists and is not empty.*"
+        )
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+        if not config.model.train_text_encoder:  # the frozen text encoder stays in eval mode
+            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start")
+        try:
+            trainer.fit(
+                task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True
+            )
+        except (RuntimeError, ValueError) as exc:
+            text = str(exc)
+            if resume and ("state_dict" in text or "parameter group" in text):
+                first = text.strip().splitlines()[0]
+                raise CheckpointError(
+                    f"{last} does not fit this config ({first}); use another "
+                    "trainer.output_dir, or --restart to discard it"
+                ) from None
+            raise
+        except TrainingInterruptedError as exc:
+            say(f"stopped at step {exc.step}; saved {exc.checkpoint}: rerun the command to resume")
+            return TrainResult(out, exc.step, _resumed_step(trainer), interrupted=True)
+    result = TrainResult(out, trainer.global_step, _resumed_step(trainer))
+    if config.trainer.export and trainer.is_global_zero:
+        source = find_export_checkpoint(out / CHECKPOINT_DIR)
+        result.exported = export_checkpoint(source, out / MODEL_DIR)
+        meta = json.loads((result.exported / CONFIG_NAME).read_text(encoding="utf-8"))["metadata"]
+        scores = meta["training"]["validation"]
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k.startswith("val/"))
+        say(
+            f"exported {source.name} (step {meta['training']['step']}"
+            + (f"; {shown}" if shown else "")
+            + f") to {result.exported}"
+        )
+    return result
+
+
+def _resumed_step(trainer: pl.Trainer) -> int | None:
+    for cb in trainer.callbacks:  # type: ignore[attr-defined]
+        if isinstance(cb, LastCheckpoint):
+            return cb.resumed_from
+    return None

@@ -1,0 +1,103 @@
+"""``querysep train`` end to end: errors, export, resume, --restart, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from querysep.cli import app
+from querysep.pretrained import load_model
+from querysep.training.config import load_config
+from querysep.training.export import read_checkpoint
+from querysep.training.run import train
+
+from .conftest import tiny_config, write_config
+
+
+@pytest.fixture()
+def config_path(tmp_path: Path, sine_data: dict[str, Path]) -> Path:
+    config = tiny_config(
+        sine_data, tmp_path / "run", max_steps=3, val_every_n_steps=3, checkpoint_every_n_steps=2
+    )
+    return write_config(tmp_path / "run.yaml", config)
+
+
+def test_config_errors_are_one_line(config_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", str(config_path), "optim.lrr=1"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("querysep: error: override 'optim.lrr=1'")
+    result = CliRunner().invoke(app, ["train", str(config_path.with_name("nope.yaml"))])
+    assert result.exit_code == 2 and "config file not found" in result.stderr
+
+
+def test_train_resume_restart_export_separate(config_path: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    run = tmp_path / "run"
+    first = runner.invoke(app, ["train", str(config_path)])
+    assert first.exit_code == 0, first.output
+    assert "resolved config" in first.output and "resumed" not in first.output
+    assert (run / "config.yaml").is_file() and (run / "logs" / "csv" / "metrics.csv").is_file()
+    meta = json.loads((run / "model" / "config.json").read_text())["metadata"]["training"]
+    assert meta["step"] == 3 and meta["checkpoint"] == "best.ckpt"
+    assert np.isfinite(meta["validation"]["val/sdri"])
+
+    longer = runner.invoke(app, ["train", str(config_path), "trainer.max_steps=5"])
+    assert longer.exit_code == 0, longer.output
+    assert "resumed from" in longer.output and "at step 3" in longer.output
+    assert "differs from the saved config.yaml in: trainer.max_steps" in longer.output
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 5
+
+    again = runner.invoke(app, ["train", str(config_path), "--restart"])
+    assert again.exit_code == 0, again.output
+    assert "--restart: removed" in again.output and "resumed" not in again.output
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3
+
+    exported = runner.invoke(app, ["train", "export", str(run), "-o", str(tmp_path / "m")])
+    assert exported.exit_code == 0, exported.output
+    assert load_model(str(tmp_path / "m")).metadata["training"]["step"] == 3
+    mix = tmp_path / "mix.wav"
+    sf.write(mix, 0.1 * np.random.default_rng(0).standard_normal(8000), 8000)
+    separated = runner.invoke(
+        app,
+        [
+            "separate",
+            str(mix),
+            "-q",
+            "a sine tone",
+            "--model",
+            str(tmp_path / "m"),
+            "-o",
+            str(tmp_path / "out.wav"),
+        ],
+    )
+    assert separated.exit_code == 0, separated.output
+    assert sf.info(str(tmp_path / "out.wav")).frames == 8000
+    bad = runner.invoke(app, ["train", "export", str(tmp_path / "m" / "config.json"), "-o", "x"])
+    assert bad.exit_code == 2 and "cannot read checkpoint" in bad.stderr
+
+
+class _CtrlC(pl.Callback):
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, idx: int) -> None:
+        if trainer.global_step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_stops_after_the_step_and_keeps_last_ckpt(config_path: Path) -> None:
+    cfg = load_config(config_path, ["trainer.max_steps=50", "trainer.checkpoint_every_n_steps=100"])
+    messages: list[str] = []
+    result = train(cfg, callbacks=[_CtrlC()], echo=messages.append)
+    assert result.interrupted and result.step == 3
+    assert read_checkpoint(cfg.output_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
+    assert any("Ctrl-C again to abort" in m for m in messages)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert not (cfg.output_dir / "model").exists()

@@ -1,0 +1,118 @@
+"""Training config: YAML binding, key=value overrides, errors that name the key and file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from querysep.errors import ConfigError
+from querysep.training.config import TrainConfig, config_from_dict, load_config
+
+from .conftest import tiny_config, write_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def config_file(tmp_path: Path, sine_data: dict[str, Path]) -> Path:
+    return write_config(tmp_path / "run.yaml", tiny_config(sine_data, tmp_path / "run"))
+
+
+def test_yaml_and_overrides(config_file: Path) -> None:
+    cfg = load_config(
+        config_file,
+        [
+            "optim.lr=1e-4",  # PyYAML reads this as text; the float field takes it
+            "optim.loss=si_sdr",
+            "data.gain_db=[-5, 5]",
+            "data.train.0.splits=[fold1]",
+            "trainer.precision=bf16-mixed",
+            "trainer.devices=[0, 1]",
+            "model.network.config.channels=[4, 8, 8]",
+        ],
+    )
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.optim.lr == pytest.approx(1e-4) and cfg.optim.loss == "si_sdr"
+    assert cfg.data.gain_db == [-5.0, 5.0]
+    assert cfg.data.train[0].splits == ["fold1"]
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.devices == [0, 1]
+    assert cfg.model.network is not None
+    assert cfg.model.network["config"]["channels"] == [4, 8, 8]
+    assert "condition_dim" not in cfg.model.network["config"]  # taken from the encoder
+    assert cfg.trainer.max_steps == 30 and cfg.optim.warmup_steps == 0
+
+
+def test_defaults_and_yaml_round_trip(config_file: Path, tmp_path: Path) -> None:
+    cfg = load_config(config_file, ["trainer.precision=32"])
+    assert cfg.optim.amsgrad is True and cfg.data.caption == "captions"
+    again = config_from_dict(yaml.safe_load(cfg.to_yaml()))
+    assert again == cfg
+
+
+def test_unknown_key_in_file_names_key_file_and_line(tmp_path: Path, config_file: Path) -> None:
+    text = config_file.read_text().replace("  lr: 0.003", "  lrr: 0.003")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    message = str(info.value)
+    assert "optim.lrr" in message and str(bad) in message and "did you mean 'lr'" in message
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "lrr" in t)
+    assert f"{bad}:{line}" in message
+
+
+def test_unknown_override_names_the_override(config_file: Path) -> None:
+    with pytest.raises(ConfigError, match=r"override 'trainer.max_step=5'.*trainer.max_step"):
+        load_config(config_file, ["trainer.max_step=5"])
+    with pytest.raises(ConfigError, match="not key=value"):
+        load_config(config_file, ["trainer.max_steps"])
+    with pytest.raises(ConfigError, match="not an item"):
+        load_config(config_file, ["data.train.3.splits=[a]"])
+
+
+def test_broken_yaml_reports_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("optim:\n  lr: 0.1\n  loss: [l1\ntrainer: {}\n")
+    with pytest.raises(ConfigError, match=rf"{bad}:\d+:\d+: invalid YAML"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("optim.lr=fast", "optim.lr: expected a number"),
+        ("optim.loss=l2", "optim.loss: must be one of l1, sdr, si_sdr"),
+        ("trainer.max_steps=0", "max_steps must be at least 1"),
+        ("trainer.precision=16", "must be one of 32, bf16-mixed"),
+        ("data.caption=words", "must be one of captions, labels, both"),
+        ("data.gain_db=[5, -5]", "low <= high"),
+        ("data.sample_rate=16000", "differs from the network's 8000 Hz"),
+        ("model.init_from=test-tiny", "either init_from or network"),
+        ("model.network.config.chanels=[4]", "unknown field"),
+        ("data.train.0.prepare={recipe: esc50, root: x}", "exactly one of 'manifest' or 'prepare'"),
+    ],
+)
+def test_invalid_values(config_file: Path, override: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(config_file, [override])
+
+
+def test_shipped_configs_load() -> None:
+    base = load_config(REPO / "configs" / "baseline-dcase.yaml")
+    assert base.model.network is not None and base.model.text_encoder is not None
+    net = base.model.network["config"]
+    assert (net["sample_rate"], net["condition_dim"], net["channels"][-1]) == (16000, 512, 384)
+    assert base.model.text_encoder["kind"] == "clap"
+    assert (base.data.batch_size, base.data.segment_seconds, base.data.gain_db) == (
+        16,
+        10.0,
+        [-10.0, 10.0],
+    )
+    assert (base.optim.lr, base.optim.warmup_steps, base.optim.loss) == (1e-3, 10000, "l1")
+    smoke = load_config(REPO / "configs" / "tiny-smoke.yaml", ["trainer.max_steps=5"])
+    assert smoke.trainer.max_steps == 5 and smoke.model.text_encoder == {
+        "kind": "hashing",
+        "dim": 32,
+    }

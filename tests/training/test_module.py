@@ -1,0 +1,99 @@
+"""The LightningModule on a trivially learnable task; validation metrics; export round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from querysep.pretrained import load_model
+from querysep.training.config import config_from_dict
+from querysep.training.datamodule import MixtureDataModule
+from querysep.training.export import export_checkpoint, read_checkpoint
+from querysep.training.module import SeparationTask
+from querysep.training.run import build_model, build_trainer
+
+from .conftest import tiny_config
+
+
+class LossRecorder(pl.Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, idx: int):
+        self.losses.append(float(outputs["loss"]))
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory, sine_data: dict[str, Path]):
+    """30 steps on 'the target is a sine, the interferer is noise', validated at step 30."""
+    out = tmp_path_factory.mktemp("fit")
+    cfg = config_from_dict(tiny_config(sine_data, out / "run"))
+    pl.seed_everything(0, verbose=False)
+    task = SeparationTask(
+        build_model(cfg.model), cfg.optim, checkpoint_info={"train_config": cfg.to_dict()}
+    )
+    dm = MixtureDataModule(cfg.data, 8000, seed=0)
+    recorder = LossRecorder()
+    trainer = build_trainer(cfg, callbacks=[recorder], loggers=False)
+    trainer.fit(task, datamodule=dm, weights_only=True)
+    return {"task": task, "trainer": trainer, "losses": recorder.losses, "out": out / "run"}
+
+
+def test_loss_decreases(fitted: dict[str, Any]) -> None:
+    losses = fitted["losses"]
+    assert len(losses) == 30
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.75 * first, (first, last)
+
+
+def test_validation_and_checkpoints(fitted: dict[str, Any]) -> None:
+    metrics = fitted["trainer"].callback_metrics
+    for name in ("val/sdr", "val/sdri", "val/si_sdr", "val/loss"):
+        assert torch.isfinite(metrics[name]), name
+    assert float(metrics["val/sdri"]) > 0.0  # it learned something about sines
+    checkpoints = fitted["out"] / "checkpoints"
+    assert {p.name for p in checkpoints.iterdir()} == {"last.ckpt", "best.ckpt"}
+    last = read_checkpoint(checkpoints / "last.ckpt")  # weights_only=True
+    assert last["global_step"] == 30
+    assert not any(k.startswith("model.text_encoder.") for k in last["state_dict"])
+    best = read_checkpoint(checkpoints / "best.ckpt")  # written after validation at step 30
+    assert best["querysep"]["validation"]["step"] == 30
+    assert best["querysep"]["validation"]["val/sdri"] == pytest.approx(float(metrics["val/sdri"]))
+
+
+def test_export_round_trip(fitted: dict[str, Any], tmp_path: Path) -> None:
+    folder = export_checkpoint(fitted["out"] / "checkpoints" / "best.ckpt", tmp_path / "model")
+    loaded = load_model(str(folder))
+    assert loaded.metadata["training"]["step"] == 30
+    assert loaded.metadata["training"]["config"]["optim"]["lr"] == pytest.approx(3e-3)
+    assert set(loaded.metadata["training"]["validation"]) >= {"val/sdr", "val/sdri", "val/si_sdr"}
+    model = fitted["task"].model.eval()
+    mixture = torch.randn(2, 1, 3000) * 0.1
+    queries = ["a sine tone", "noise"]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(mixture, queries), model(mixture, queries))
+
+
+def test_fast_dev_run(sine_data: dict[str, Path], tmp_path: Path) -> None:
+    """One training and one validation batch through Lightning, with bf16 autocast on CPU."""
+    cfg = config_from_dict(
+        tiny_config(sine_data, tmp_path / "run", precision="bf16-mixed"),
+        ["optim.loss=sdr"],
+    )
+    task = SeparationTask(build_model(cfg.model), cfg.optim)
+    trainer = pl.Trainer(
+        fast_dev_run=True,
+        accelerator="cpu",
+        precision="bf16-mixed",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    )
+    trainer.fit(task, datamodule=MixtureDataModule(cfg.data, 8000))
+    assert trainer.global_step == 1
+    assert torch.isfinite(trainer.callback_metrics["val/sdri"])

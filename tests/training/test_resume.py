@@ -1,0 +1,130 @@
+"""Resume proof: a run SIGKILLed after a checkpoint and re-run ends exactly like an unbroken run.
+
+The killed run is a real ``querysep train`` process. The uninterrupted reference runs in this
+process meanwhile (one thread each, float32, no DataLoader workers); it keeps a copy of every
+checkpoint, so the killed run's ``last.ckpt`` is compared with the reference's state at the
+same step (weights, optimizer, learning-rate schedule), then the resumed run's final state and
+per-step losses (which depend on the batches it saw) with the reference's.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from typer.testing import CliRunner
+
+from querysep.cli import app
+from querysep.training.config import load_config
+from querysep.training.export import read_checkpoint
+from querysep.training.run import train
+
+from .conftest import tiny_config, write_config
+
+MAX_STEPS = 40
+EVERY = 4
+
+
+def _kill_after_first_checkpoint(proc: subprocess.Popen, last: Path, result: dict[str, Any]):
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if last.is_file():
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    result["returncode"] = proc.wait()
+
+
+def _losses(run: Path) -> dict[int, float]:
+    rows = csv.DictReader((run / "logs" / "csv" / "metrics.csv").open())
+    return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
+
+
+def _assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert a["global_step"] == b["global_step"]
+    for key, value in b["state_dict"].items():
+        torch.testing.assert_close(a["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    opt_a, opt_b = a["optimizer_states"][0], b["optimizer_states"][0]
+    assert opt_a["param_groups"] == opt_b["param_groups"]
+    for index, state in opt_b["state"].items():
+        for name, value in state.items():
+            torch.testing.assert_close(opt_a["state"][index][name], value, rtol=0, atol=0)
+    assert a["lr_schedulers"] == b["lr_schedulers"]
+
+
+def test_sigkill_then_rerun_matches_uninterrupted_run(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    settings = {
+        "max_steps": MAX_STEPS,
+        "checkpoint_every_n_steps": EVERY,
+        "val_every_n_steps": 1000,
+        "export": False,
+    }
+    config = tiny_config(sine_data, tmp_path / "run", **settings)
+    config["data"]["validation"] = None
+    config["optim"]["warmup_steps"] = 10  # the schedule must resume mid-warm-up too
+    config_path = write_config(tmp_path / "run.yaml", config)
+    command = [
+        sys.executable,
+        "-c",
+        "from querysep.cli import main; main()",
+        "train",
+        str(config_path),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    # 1. Start the run that will be killed, and kill it once last.ckpt appears.
+    run = tmp_path / "run"
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed: dict[str, Any] = {}
+    killer = threading.Thread(
+        target=_kill_after_first_checkpoint, args=(proc, run / "checkpoints" / "last.ckpt", killed)
+    )
+    killer.start()
+
+    # 2. Meanwhile, the uninterrupted reference, keeping every checkpoint (one thread, as
+    #    the subprocess: see conftest).
+    try:
+        reference = tmp_path / "reference"
+        ref_cfg = load_config(
+            config_path, [f"trainer.output_dir={reference}", "trainer.keep_step_checkpoints=true"]
+        )
+        assert train(ref_cfg, echo=lambda _m: None).step == MAX_STEPS
+        killer.join()
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+        assert killed["returncode"] == -signal.SIGKILL, stderr[-2000:]
+
+        # 3. The killed run's last.ckpt holds exactly the reference's state at that step.
+        saved = read_checkpoint(run / "checkpoints" / "last.ckpt")
+        step = saved["global_step"]
+        assert 0 < step < MAX_STEPS and step % EVERY == 0
+        _assert_same_state(
+            saved, read_checkpoint(reference / "checkpoints" / f"step-{step:08d}.ckpt")
+        )
+
+        # 4. The same command again continues from that step to the end.
+        result = CliRunner().invoke(app, ["train", str(config_path)])
+        assert result.exit_code == 0, result.output
+        assert f"resumed from {run / 'checkpoints' / 'last.ckpt'} at step {step}" in result.output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    # 5. Same final weights, optimizer state and schedule; same loss at every resumed step.
+    final = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert final["global_step"] == MAX_STEPS
+    _assert_same_state(final, read_checkpoint(reference / "checkpoints" / "last.ckpt"))
+    assert final["lr_schedulers"][0]["_last_lr"] == [config["optim"]["lr"]]
+    resumed, uninterrupted = _losses(run), _losses(reference)
+    after = [s for s in resumed if s >= step]
+    assert len(after) >= MAX_STEPS - step - 1
+    assert {s: resumed[s] for s in after} == {s: uninterrupted[s] for s in after}
