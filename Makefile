@@ -16,7 +16,7 @@ setup: $(STAMP)
 
 ## Separate the bundled example with the default model.
 demo: $(STAMP)
-	$(BIN)/querysep separate examples/dog-and-rain.wav -q "a dog barking" -o outputs/demo
+	$(BIN)/querysep separate examples/dog-and-rain.wav -q "a dog barking" -o outputs/demo --plot
 
 ## Run the test suite (CPU only, no downloads).
 test: $(STAMP)

@@ -44,7 +44,19 @@ class ModelInfo:
     license: str = ""
 
 
+ESC50_MINILM = "esc50-minilm"
+
 _MODELS: dict[str, ModelInfo] = {
+    ESC50_MINILM: ModelInfo(
+        name=ESC50_MINILM,
+        description=(
+            "Small ResUNet (3.1 M parameters) + offline MiniLM text encoder, trained on ESC-50 "
+            "folds 1-3: the 50 ESC-50 everyday sound classes, 16 kHz. See its MODEL_CARD.md."
+        ),
+        folder=ESC50_MINILM,
+        sha256="68949487cd145265a17fae0fd7844094e82e2645afebaab90cadcc08adbc95bf",
+        license="CC BY-NC 3.0 (non-commercial; trained on ESC-50)",
+    ),
     TEST_TINY: ModelInfo(
         name=TEST_TINY,
         description="Reserved random-weight model for smoke tests; its output is NOT meaningful.",
@@ -52,8 +64,8 @@ _MODELS: dict[str, ModelInfo] = {
     ),
 }
 
-#: The model used when none is named. Becomes the bundled trained model once it exists.
-DEFAULT_MODEL = TEST_TINY
+#: The model used when none is named.
+DEFAULT_MODEL = ESC50_MINILM
 
 Loader = Callable[[str, torch.device], TextQueriedSeparator]
 _LOADERS: dict[str, Loader] = {}

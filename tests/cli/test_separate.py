@@ -171,3 +171,13 @@ def test_real_process_exit_code_and_debug_traceback(tmp_path: Path) -> None:
         [*cmd[:3], "--debug", *cmd[3:]], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_plot_writes_a_spectrogram_png_next_to_the_output(mix: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dog.wav"
+    res = run("separate", str(mix), "-q", "a dog", "-o", str(out), "-m", "test-tiny", "--plot")
+    assert res.exit_code == 0, res.output
+    png = tmp_path / "dog.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 10_000  # three spectrogram panels, not an empty canvas
+    assert not list(tmp_path.glob(".*part*"))

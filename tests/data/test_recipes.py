@@ -253,3 +253,21 @@ def test_folder_with_captions_csv(
     assert [s.path for s in result.skipped] == ["three.wav"]
     with pytest.raises(DataError, match="not a folder"):
         prepare_folder(tmp_path / "nope")
+
+
+def test_esc50_builtin_captions_extend_the_label(tmp_path: Path) -> None:
+    from querysep.data.recipes.esc50 import builtin_captions, prepare_esc50
+
+    root = tmp_path / "esc"
+    (root / "audio").mkdir(parents=True)
+    (root / "esc50.csv").write_text(
+        "filename,fold,target,category,esc10,src_file,take\n1-1-A-0.wav,1,0,dog,True,1,A\n"
+    )
+    (root / "audio" / "1-1-A-0.wav").write_bytes(b"")
+    clips = prepare_esc50(root, check_audio=False, captions="builtin").clips
+    assert clips[0].captions[0] == "dog"
+    assert clips[0].captions[1:] == builtin_captions("train")["dog"]
+    train = {c for v in builtin_captions("train").values() for c in v}
+    heldout = {c for v in builtin_captions("heldout").values() for c in v}
+    assert len(builtin_captions("train")) == len(builtin_captions("heldout")) == 50
+    assert not train & heldout

@@ -8,6 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from querysep.cli import app
+from querysep.pretrained import DEFAULT_MODEL
 
 from .conftest import ValSet
 
@@ -33,7 +34,7 @@ def test_cli_smoke(valset: ValSet, tmp_path: Path) -> None:
         assert f"wrote {out / name}" in result.stdout
     assert "| System | SDR | SDRi | SI-SDR |" in result.stdout
     systems = json.loads((out / "summary.json").read_text())["systems"]
-    assert list(systems) == ["mixture", "test-tiny", "oracle-irm"]  # the default model + baselines
+    assert list(systems) == ["mixture", DEFAULT_MODEL, "oracle-irm"]  # default model + baselines
     assert all(entry["n"] == 2 for entry in systems.values())
 
     # Re-running into the same folder resumes: nothing is computed again.

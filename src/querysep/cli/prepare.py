@@ -31,6 +31,11 @@ def register(app: typer.Typer) -> None:
         captions_csv: Path | None = typer.Option(
             None, "--captions-csv", help="folder recipe: CSV with file_name,caption."
         ),
+        captions: str | None = typer.Option(
+            None,
+            "--captions",
+            help="esc50 recipe: 'label' (default) or 'builtin' natural captions.",
+        ),
         check_audio: bool = typer.Option(
             True,
             "--check-audio/--no-check-audio",
@@ -63,6 +68,10 @@ def register(app: typer.Typer) -> None:
             if "captions_csv" not in inspect.signature(recipe).parameters:
                 raise ConfigError(f"--captions-csv does not apply to the {name} recipe")
             kwargs["captions_csv"] = captions_csv
+        if captions is not None:
+            if "captions" not in inspect.signature(recipe).parameters:
+                raise ConfigError(f"--captions does not apply to the {name} recipe")
+            kwargs["captions"] = captions
 
         result = recipe(root, **kwargs)
         clips = result.clips

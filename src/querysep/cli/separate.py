@@ -52,6 +52,24 @@ def plan_outputs(
     return plan
 
 
+def _plot(mixture_path: Path, output_path: Path, query: str, mono: bool) -> Path:
+    """Write the spectrogram figure of one separation next to its output."""
+    import soundfile as sf
+
+    from ..plotting import plot_separation
+
+    rate = sf.info(str(output_path)).samplerate
+    frames = int(30 * rate)  # the figure shows 30 s at most; both files were validated already
+    mixture, _ = sf.read(str(mixture_path), frames=frames, dtype="float32", always_2d=True)
+    estimate, _ = sf.read(str(output_path), frames=frames, dtype="float32", always_2d=True)
+    if mono:
+        mixture = mixture.mean(axis=1, keepdims=True)
+    title = f"query: {query}"
+    return plot_separation(
+        mixture.T, estimate.T, rate, output_path.with_suffix(".png"), title=title
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("separate")
     @handle_errors
@@ -84,6 +102,11 @@ def register(app: typer.Typer) -> None:
             "wav", "--format", help="Output format in folder mode: wav or flac."
         ),
         threads: int | None = typer.Option(None, help="CPU threads for torch."),
+        plot: bool = typer.Option(
+            False,
+            "--plot",
+            help="Also write <output>.png: mixture, estimate and residual spectrograms.",
+        ),
     ) -> None:
         """Separate the sound each query describes from each input file."""
         from ..api import Separator
@@ -111,6 +134,9 @@ def register(app: typer.Typer) -> None:
             written = sep.separate_file(path, queries, outs, mono=mono, progress=info.duration > 60)
             for q, w in zip(queries, written, strict=True):
                 console.print(f"wrote {w}  ([italic]{q}[/] from {path.name})", highlight=False)
+                if plot:
+                    png = _plot(path, w, q, mono)
+                    console.print(f"wrote {png}", highlight=False)
         if sep.model.metadata.get("name") == TEST_TINY:
             err_console.print(
                 "[yellow]note:[/] model test-tiny has random weights: its output is NOT a real "

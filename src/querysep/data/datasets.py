@@ -318,8 +318,8 @@ class MixtureTrainingDataset(Dataset):
         interferer = random_crop(self._audio(self.clips[plan.interferer]), length, rng)
         mixture, target = self.mixer.apply(target, interferer, plan.params)
         return {
-            "mixture": torch.from_numpy(np.ascontiguousarray(mixture)).unsqueeze(0),
-            "target": torch.from_numpy(np.ascontiguousarray(target)).unsqueeze(0),
+            "mixture": _tensor(mixture),
+            "target": _tensor(target),
             "query": plan.query,
         }
 
@@ -396,8 +396,16 @@ class FixedMixtureDataset(Dataset):
             time = min(first.shape[-1], second.shape[-1])
             mixture, target = first[:time].copy(), second[:time].copy()
         return {
-            "mixture": torch.from_numpy(np.ascontiguousarray(mixture, np.float32)).unsqueeze(0),
-            "target": torch.from_numpy(np.ascontiguousarray(target, np.float32)).unsqueeze(0),
+            "mixture": _tensor(mixture),
+            "target": _tensor(target),
             "query": row.caption,
             "id": row.id,
         }
+
+
+def _tensor(audio: np.ndarray) -> torch.Tensor:
+    """``(1, time)`` float32 tensor owning its memory (cached arrays may be read-only views)."""
+    arr = np.ascontiguousarray(audio, dtype=np.float32)
+    if not arr.flags.writeable or not arr.flags.owndata:
+        arr = arr.copy()
+    return torch.from_numpy(arr).unsqueeze(0)

@@ -276,7 +276,7 @@ def read_datafile(path: str | Path, *, audio_dir: str | Path | None = None) -> l
         wav = _resolve(entry["wav"], folder)
         clip = by_wav.get(wav)
         if clip is None:
-            clip_id = _unique_id(Path(wav).stem, ids)
+            clip_id = unique_id(Path(wav).stem, ids)
             clip = Clip(id=clip_id, audio=wav)
             by_wav[wav] = clip
         caption = " ".join(entry["caption"].split())
@@ -285,7 +285,8 @@ def read_datafile(path: str | Path, *, audio_dir: str | Path | None = None) -> l
     return list(by_wav.values())
 
 
-def _unique_id(stem: str, taken: set[str]) -> str:
+def unique_id(stem: str, taken: set[str]) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``... if taken; the result is added to ``taken``."""
     candidate, k = stem, 1
     while candidate in taken:
         k += 1

@@ -143,6 +143,7 @@ class TextQueriedSeparator(nn.Module):
                 json.dump(self.config_dict(), fh, indent=2)
                 fh.write("\n")
             for name in (WEIGHTS_NAME, CONFIG_NAME):
+                os.chmod(os.path.join(tmp, name), 0o644)
                 os.replace(os.path.join(tmp, name), folder / name)
         return folder
 

@@ -8,17 +8,38 @@ Expected layout (the official archive, or a copy with the CSV next to ``audio/``
 
 from __future__ import annotations
 
+import json
+from functools import cache
+from importlib import resources
 from pathlib import Path
+from typing import Literal
 
+from ...errors import ConfigError
 from ..manifest import Clip, label_to_text
 from ._common import AudioIndex, PrepareResult, find_first, probe, read_csv
 
-__all__ = ["prepare_esc50"]
+__all__ = ["builtin_captions", "prepare_esc50"]
 
 COLUMNS = ("filename", "fold", "category")
 
 
-def prepare_esc50(root: str | Path, *, check_audio: bool = True) -> PrepareResult:
+@cache
+def builtin_captions(part: Literal["train", "heldout"] = "train") -> dict[str, list[str]]:
+    """querysep's natural-language captions of the 50 ESC-50 classes, by category.
+
+    ``train`` captions are for training; ``heldout`` ones are kept for evaluation only and
+    never appear among the training captions.
+    """
+    text = (resources.files("querysep.data") / "resources" / "esc50_captions.json").read_text()
+    return json.loads(text)[part]
+
+
+def prepare_esc50(
+    root: str | Path,
+    *,
+    check_audio: bool = True,
+    captions: Literal["label", "builtin"] = "label",
+) -> PrepareResult:
     """Build the manifest of an ESC-50 copy.
 
     Each clip gets the caption ``category`` with underscores as spaces (``"chirping
@@ -29,6 +50,8 @@ def prepare_esc50(root: str | Path, *, check_audio: bool = True) -> PrepareResul
         root: The dataset folder.
         check_audio: Read each file's header for duration and sample rate, and skip files
             that cannot be read.
+        captions: ``label``: the category text only; ``builtin``: the category text followed
+            by querysep's natural training captions of the class (:func:`builtin_captions`).
 
     Returns:
         Clips in CSV order, and the skipped files.
@@ -36,6 +59,9 @@ def prepare_esc50(root: str | Path, *, check_audio: bool = True) -> PrepareResul
     Raises:
         DataError: No ``esc50.csv``, or it lacks a required column.
     """
+    if captions not in ("label", "builtin"):
+        raise ConfigError(f"esc50 captions must be 'label' or 'builtin', not {captions!r}")
+    extra = builtin_captions("train") if captions == "builtin" else {}
     root = Path(root)
     csv_path = find_first(root, ("esc50.csv", "meta/esc50.csv"), "esc50.csv")
     rows = read_csv(csv_path, COLUMNS)
@@ -46,7 +72,7 @@ def prepare_esc50(root: str | Path, *, check_audio: bool = True) -> PrepareResul
         clip = Clip(
             id=Path(filename).stem,
             audio=filename,
-            captions=[label_to_text(category)],
+            captions=[label_to_text(category), *extra.get(category, [])],
             labels=[category],
             source="esc50",
             split=f"fold{row['fold']}",

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ...errors import DataError
-from ..manifest import Clip
+from ..manifest import Clip, unique_id
 from ._common import AudioIndex, PrepareResult, probe, read_csv
 
 __all__ = ["prepare_folder"]
@@ -57,7 +57,7 @@ def prepare_folder(
             txt = path.with_suffix(".txt")
             captions = _read_lines(txt) if txt.is_file() else []
             clip = Clip(
-                id=_unique(path.stem, taken),
+                id=unique_id(path.stem, taken),
                 audio="",
                 captions=captions,
                 source="folder",
@@ -76,7 +76,7 @@ def prepare_folder(
         if not path.is_file():
             path = index.find(os.path.basename(name)) if os.path.basename(name) == name else None
         clip = Clip(
-            id=_unique(Path(name).stem, taken),
+            id=unique_id(Path(name).stem, taken),
             audio="",
             captions=captions,
             source="folder",
@@ -93,12 +93,3 @@ def _read_lines(path: Path) -> list[str]:
         text = path.read_text(encoding="latin-1")
     lines = [" ".join(line.split()) for line in text.splitlines()]
     return list(dict.fromkeys(line for line in lines if line))
-
-
-def _unique(stem: str, taken: set[str]) -> str:
-    candidate, k = stem, 1
-    while candidate in taken:
-        k += 1
-        candidate = f"{stem}-{k}"
-    taken.add(candidate)
-    return candidate

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Train the bundled default model on a GPU machine, within a fixed time budget.
+#
+# The data travels compactly: .device-data/esc50/ holds ESC-50 folds 1-3 as Ogg/Opus
+# (scripts/pack_opus.py) with a manifest carrying the label + built-in captions, and
+# .device-data/minilm-esc50.safetensors the MiniLM embeddings of those captions
+# (querysep.models.text.save_embedding_table), so the machine needs neither ../shared nor
+# the MiniLM weights. The network, loss and schedule are those of configs/default-esc50.yaml;
+# only the device, batch, segment length and step count differ. The step count is chosen from
+# a measured speed so that training ends within BUDGET_SECONDS (cosine schedule completes).
+#
+#   BUDGET_SECONDS=400 OUT=out bash scripts/train_default_gpu.sh
+set -euo pipefail
+START=$(date +%s)
+cd "$(dirname "$0")/.."
+if compgen -G ".whl/*.whl" >/dev/null; then  # packages the GPU image lacks (soundfile, soxr)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site:src${PYTHONPATH:+:$PYTHONPATH}"
+else
+  export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONUNBUFFERED=1
+BUDGET=${BUDGET_SECONDS:-400}
+OUT=${OUT:-runs/gpu-default-out}
+ACCEL=${ACCELERATOR:-gpu}
+PRECISION=${PRECISION:-bf16-mixed}
+RUN=runs/gpu-default
+ARGS=(
+  configs/default-esc50.yaml
+  "data.train=[{manifest: .device-data/esc50/manifest.jsonl, splits: [fold1, fold2, fold3]}]"
+  "data.validation=null"
+  "model.text_encoder={kind: precomputed, path: .device-data/minilm-esc50.safetensors}"
+  "trainer.accelerator=$ACCEL" "trainer.precision=$PRECISION"
+  "data.batch_size=${BATCH:-64}" "data.segment_seconds=4.0" "data.num_workers=${WORKERS:-8}"
+  "trainer.output_dir=$RUN" "trainer.checkpoint_every_n_steps=500" "trainer.max_time=${MAX_TIME:-00:00:07:00}"
+)
+mkdir -p "$OUT"
+python3 benchmarks/train_speed.py "${ARGS[@]}" --steps "${PROBE_STEPS:-60}" --skip "${PROBE_SKIP:-10}" --json \
+  | tee "$OUT/probe.txt"
+RATE=$(python3 -c "import json; print(json.loads(open('$OUT/probe.txt').read().strip().splitlines()[-1])['steps_per_s'])")
+STEPS=$(python3 -c "print(max(20, int($RATE * $BUDGET)))")
+echo "measured $RATE steps/s -> training $STEPS steps"
+python3 -m querysep train "${ARGS[@]}" "trainer.max_steps=$STEPS" "optim.warmup_steps=$((STEPS / 20))" \
+  --restart 2>&1 | tee "$OUT/train.log"
+cp "$RUN"/model/config.json "$RUN"/model/model.safetensors "$OUT"/
+echo "wall time $(( $(date +%s) - START )) s"

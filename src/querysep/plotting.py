@@ -1,0 +1,88 @@
+"""Spectrogram figures of a separation: mixture, estimate and residual (mixture - estimate)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_separation"]
+
+
+def _log_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """Magnitude in dB, ``(bins, frames)``, of a mono signal (Hann window)."""
+    if audio.shape[-1] < n_fft:
+        audio = np.pad(audio, (0, n_fft - audio.shape[-1]))
+    frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[::hop]
+    spec = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=-1)).T
+    return 20 * np.log10(np.maximum(spec, 1e-5))
+
+
+def plot_separation(
+    mixture: np.ndarray,
+    estimate: np.ndarray,
+    sample_rate: int,
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    max_seconds: float | None = 30.0,
+) -> Path:
+    """Save a PNG with the spectrograms of the mixture, the estimate and the residual.
+
+    Args:
+        mixture: The input (multichannel input is averaged to mono for the figure).
+        estimate: The separated sound, same shape as ``mixture``.
+        sample_rate: Their rate in Hz.
+        path: The PNG to write (atomically).
+        title: Figure title, e.g. the query.
+        max_seconds: Only the first this many seconds are drawn (``None``: all).
+
+    Shape:
+        - mixture, estimate: ``(time,)`` or ``(channels, time)``
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mix = np.asarray(mixture, dtype=np.float32)
+    est = np.asarray(estimate, dtype=np.float32)
+    if mix.ndim == 2:
+        mix, est = mix.mean(axis=0), est.mean(axis=0)
+    if max_seconds is not None:
+        n = int(max_seconds * sample_rate)
+        mix, est = mix[:n], est[:n]
+    n_fft = 1 << max(8, int(np.log2(sample_rate * 0.032)))  # ~32 ms windows
+    hop = n_fft // 4
+    panels = [("mixture", mix), ("estimate", est), ("residual (mixture - estimate)", mix - est)]
+    specs = [_log_spectrogram(x, n_fft, hop) for _, x in panels]
+    top = max(float(s.max()) for s in specs)
+    fig, axes = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True, constrained_layout=True)
+    extent = (0.0, len(mix) / sample_rate, 0.0, sample_rate / 2000)
+    for ax, (label, _), spec in zip(axes, panels, specs, strict=True):
+        im = ax.imshow(
+            spec,
+            origin="lower",
+            aspect="auto",
+            extent=extent,
+            cmap="magma",
+            vmin=top - 80,
+            vmax=top,
+        )
+        ax.set_ylabel("kHz")
+        ax.set_title(label, loc="left", fontsize=10)
+    axes[-1].set_xlabel("time (s)")
+    fig.colorbar(im, ax=axes, label="dB", shrink=0.8)
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part.png")
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
