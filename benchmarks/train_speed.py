@@ -101,9 +101,10 @@ def main() -> None:
         trainer.fit(task, datamodule=dm)
         stats = timer.summary()
 
-    device = str(task.device)
-    if task.device.type == "cuda":
-        device += f" ({torch.cuda.get_device_name(task.device)})"
+    root = trainer.strategy.root_device  # the model is back on the CPU after fit()
+    device = str(root)
+    if root.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(root)})"
     steps = int(stats["steps"])
     print(f"config      {args.config} {' '.join(args.overrides)}")
     print(
