@@ -9,6 +9,7 @@ built in code, for smoke tests (its output is not meaningful). Other sources plu
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -18,7 +19,7 @@ import torch
 
 from .errors import CheckpointError, ModelNotFoundError
 from .models.resunet import ResUNet, ResUNetConfig
-from .models.separator import WEIGHTS_NAME, TextQueriedSeparator
+from .models.separator import CONFIG_NAME, WEIGHTS_NAME, TextQueriedSeparator
 from .models.text import HashingTextEncoder
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "ModelInfo",
     "list_models",
     "load_model",
+    "network_config",
     "register_loader",
     "resolve_device",
 ]
@@ -139,6 +141,25 @@ def _load_named(info: ModelInfo) -> TextQueriedSeparator:
     model = TextQueriedSeparator.from_pretrained(folder)
     model.metadata["name"] = info.name
     return model
+
+
+def network_config(spec: str | None = None) -> dict | None:
+    """The network part of a bundled model's or a model folder's ``config.json``, read
+    without loading any weights or text encoder; ``None`` for anything else (``test-tiny``,
+    ``kind:path`` specs), which only :func:`load_model` can resolve."""
+    spec = spec or DEFAULT_MODEL
+    info = _MODELS.get(spec)
+    if info is not None:
+        if info.folder is None:
+            return None
+        folder = Path(str(resources.files("querysep") / "weights" / info.folder))
+    else:
+        folder = Path(spec).expanduser()
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+        return dict(config["network"]["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load_model(

@@ -367,6 +367,22 @@ class MixtureRow:
             return f"{self.source}__{self.noise}__{_format_snr(self.snr)}dB"
         return Path(str(self.mixture)).stem
 
+    def column_values(self) -> dict[str, str]:
+        """The standard columns of the row's kind, as written in a mixture list."""
+        if self.kind == "dcase":
+            return {
+                "source": str(self.source),
+                "noise": str(self.noise),
+                "snr": _format_snr(self.snr),
+                "caption": self.caption,
+            }
+        return {"mixture": str(self.mixture), "target": str(self.target), "caption": self.caption}
+
+    def values(self, columns: Sequence[str]) -> tuple[str, ...]:
+        """The row's value for each of ``columns`` (standard ones, then ``extra``, else "")."""
+        known = self.column_values()
+        return tuple(known[c] if c in known else self.extra.get(c, "") for c in columns)
+
 
 def _format_snr(snr: float | None) -> str:
     value = float(snr or 0.0)
@@ -465,15 +481,7 @@ def write_mixture_list(rows: Sequence[MixtureRow], path: str | Path) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        values = {
-            "caption": row.caption,
-            "source": row.source or "",
-            "noise": row.noise or "",
-            "snr": _format_snr(row.snr) if row.snr is not None else "",
-            "mixture": row.mixture or "",
-            "target": row.target or "",
-        }
-        writer.writerow([values[c] if c in values else row.extra.get(c, "") for c in columns])
+        writer.writerow(row.values(columns))
     atomic_write_text(path, buffer.getvalue())
 
 

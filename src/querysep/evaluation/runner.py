@@ -156,28 +156,6 @@ def _list_header(path: Path) -> list[str]:
     return [name.strip() for name in header]
 
 
-def _format_number(value: float | None) -> str:
-    value = float(value or 0.0)
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def _row_values(row: MixtureRow, header: Sequence[str]) -> tuple[str, ...]:
-    known = {
-        "caption": row.caption,
-        "source": row.source or "",
-        "noise": row.noise or "",
-        "snr": _format_number(row.snr) if row.snr is not None else "",
-        "mixture": row.mixture or "",
-        "target": row.target or "",
-    }
-    standard = (
-        ("source", "noise", "snr", "caption")
-        if row.kind == "dcase"
-        else ("mixture", "target", "caption")
-    )
-    return tuple(known[c] if c in standard else row.extra.get(c, "") for c in header)
-
-
 def _find_files(row: MixtureRow, audio_dir: Path) -> tuple[Path, Path]:
     """The two files of a row: (source, noise) or (mixture, target); DataError if missing."""
     if row.kind == "dcase":
@@ -323,7 +301,7 @@ def evaluate(
     seen: Counter[tuple[str, ...]] = Counter()
     num_resumed = 0
     for row in rows:
-        key = _row_values(row, list_columns)
+        key = row.values(list_columns)
         k = seen[key]
         seen[key] += 1
         todo = []

@@ -203,15 +203,20 @@ class OracleIRM:
             ModelNotFoundError: ``spec`` resolves to nothing.
             ConfigError: The model has no STFT front end to copy.
         """
-        from ..pretrained import load_model
+        from ..pretrained import load_model, network_config
 
-        model = load_model(spec, "cpu")
-        stft = getattr(model.net, "stft", None)
-        n_fft = getattr(stft, "n_fft", None) or getattr(model.net.config, "n_fft", None)
-        hop = getattr(stft, "hop_length", None) or getattr(model.net.config, "hop_length", None)
-        if not n_fft or not hop:
+        config = network_config(spec)  # a config.json is enough: no weights, no text encoder
+        if config is not None:
+            n_fft, hop, rate = (config.get(k) for k in ("n_fft", "hop_length", "sample_rate"))
+        else:
+            model = load_model(spec, "cpu")
+            stft = getattr(model.net, "stft", None)
+            n_fft = getattr(stft, "n_fft", None) or getattr(model.net.config, "n_fft", None)
+            hop = getattr(stft, "hop_length", None) or getattr(model.net.config, "hop_length", None)
+            rate = model.sample_rate
+        if not n_fft or not hop or not rate:
             raise ConfigError(f"model {spec or 'default'} has no STFT settings for oracle-irm")
-        return cls(int(n_fft), int(hop), sample_rate=model.sample_rate, name=name)
+        return cls(int(n_fft), int(hop), sample_rate=int(rate), name=name)
 
     def mask(self, target: torch.Tensor, interference: torch.Tensor) -> torch.Tensor:
         """The ideal ratio mask.
