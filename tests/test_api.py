@@ -28,6 +28,20 @@ def test_segmented_agrees_with_whole_signal(tiny: Separator) -> None:
     assert sdr(whole.numpy()[0, 0], segmented.numpy()[0, 0]) >= 30.0
 
 
+@pytest.mark.parametrize("model", ["test-tiny", "esc50-minilm"])
+def test_a_clip_of_exactly_one_segment_is_one_network_pass(model: str) -> None:
+    # The segment is rounded up to the pooling grid: rounded down, a 10 s clip with 10 s
+    # segments would spill past the segment and be run through the network twice.
+    sep = Separator(model, segment_seconds=10.0)
+    calls = []
+    hook = sep.model.net.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[-1]))
+    try:
+        sep.separate_tensor(synth.scene(10.0, 16000, seed=7), 16000, "a dog barking")
+    finally:
+        hook.remove()
+    assert calls == [160000]
+
+
 def test_queries_run_as_one_batch_and_match_single_runs(tiny: Separator) -> None:
     x = synth.scene(3.0, 16000, seed=2)
     both = tiny.separate_tensor(x, 16000, ["a dog barking", "rain"])

@@ -8,6 +8,7 @@ mixture run as one batch.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,7 +104,9 @@ class Separator:
         """Segment-wise processor for ``queries``, on the network's pooling grid."""
         sr = self.sample_rate
         align = int(getattr(self.model.net, "alignment", 1))
-        seg = max(align, round(self.segment_seconds * sr / align) * align)
+        # Round the segment UP to the grid: rounding down would make a clip exactly
+        # segment_seconds long spill a few samples past the segment and cost a second pass.
+        seg = max(align, math.ceil(self.segment_seconds * sr / align - 1e-9) * align)
         overlap = min(seg - 1, round(self.overlap_seconds * sr))
         return OverlapAdd(self._make_fn(queries), seg, overlap, align)
 
