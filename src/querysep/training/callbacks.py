@@ -137,8 +137,8 @@ class GracefulInterrupt(Callback):
         self.requested = True
         # The second Ctrl-C aborts, even where the process started with SIGINT ignored or at
         # SIG_DFL (background jobs): only a Python-level handler is put back for it.
-        previous = self._previous if callable(self._previous) else None
-        signal.signal(signal.SIGINT, previous or signal.default_int_handler)
+        again = self._previous if callable(self._previous) else signal.default_int_handler
+        signal.signal(signal.SIGINT, again)
         self.echo("\nstopping after this step and saving last.ckpt (Ctrl-C again to abort)")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
