@@ -76,3 +76,20 @@ def test_bf16_autocast_runs_and_stays_close() -> None:
         out = net(mix, cond)
     assert out.dtype == torch.float32
     assert (out - ref).abs().max() < 0.05 * ref.abs().max() + 1e-3
+
+
+@pytest.mark.parametrize("mask", ["complex", "magnitude"])
+def test_reset_mask_head_gives_half_the_mixture_for_any_query(mask: str) -> None:
+    torch.manual_seed(0)
+    net = ResUNet(ResUNetConfig(**{**SMALL, "mask": mask})).eval()
+    mix = torch.randn(1, 1, 4000)
+    before = net(mix, torch.randn(1, 16))
+    net.reset_mask_head()
+    a, b = net(mix, torch.randn(1, 16)), net(mix, torch.randn(1, 16))
+    torch.testing.assert_close(a, b)
+    spec = net.stft(mix[:, 0])  # (B, T, F)
+    if mask == "complex":  # the top bin gets a zero map (as upstream): no phase, so no output
+        spec[..., -1] = 0
+    reconstructed = net.stft.inverse(spec, 4000)[:, None]
+    torch.testing.assert_close(a, 0.5 * reconstructed, atol=1e-5, rtol=1e-4)
+    assert (before - a).abs().max() > 1e-3  # the random head did something else

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from querysep.training.module import (
     l1_loss,
     neg_sdr_loss,
     neg_si_sdr_loss,
+    thresholded_sdr_loss,
 )
 from querysep.training.run import build_model
 
@@ -115,12 +117,13 @@ def test_warmup_then_constant() -> None:
     assert all(p.requires_grad for group in optimizer.param_groups for p in group["params"])
 
 
-@pytest.mark.parametrize("loss", [l1_loss, neg_sdr_loss, neg_si_sdr_loss])
+@pytest.mark.parametrize("loss", [l1_loss, neg_sdr_loss, neg_si_sdr_loss, thresholded_sdr_loss])
 def test_losses_are_safe_on_silent_targets(loss) -> None:
     target = torch.zeros(2, 1, 800)
     target[0, 0] = torch.sin(torch.arange(800) * 0.1)  # item 1 stays silent
     estimate = (0.5 * target + 0.01 * torch.randn_like(target)).requires_grad_(True)
-    value = loss(estimate, target)
+    mixture = target + 0.1 * torch.randn_like(target)
+    value = loss(estimate, target, mixture)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(estimate.grad).all()
     assert estimate.grad[1].abs().sum() > 0  # the silent item still trains towards silence
@@ -132,6 +135,32 @@ def test_sdr_losses_values() -> None:
     assert neg_sdr_loss(target, target) < -60 and l1_loss(target, target) == 0
     assert neg_sdr_loss(noisy, target) > neg_sdr_loss(target, target)
     torch.testing.assert_close(neg_si_sdr_loss(3.0 * noisy, target), neg_si_sdr_loss(noisy, target))
+
+
+def test_thresholded_sdr_bounds_silent_targets_and_keeps_active_ones() -> None:
+    torch.manual_seed(0)
+    target = torch.sin(torch.arange(1600) * 0.05).reshape(1, 1, -1)
+    noise = torch.randn_like(target)
+    mixture = target + noise
+    # an active target: the same ranking and, far from the floor, the plain SDR value
+    rough, close = target + 0.8 * noise, target + 0.03 * noise
+    loss_close = thresholded_sdr_loss(close, target, mixture)
+    assert loss_close < thresholded_sdr_loss(rough, target, mixture)
+    torch.testing.assert_close(
+        thresholded_sdr_loss(rough, target, mixture), neg_sdr_loss(rough, target), atol=0.05, rtol=0
+    )
+    # a silent target: the plain SDR loss grows without bound as the estimate gets quieter
+    # relative to eps; the thresholded loss is ~0 once the estimate is below the floor
+    silent = torch.zeros_like(target)
+    quiet = 1e-3 * mixture  # 60 dB below the mixture, 30 dB below the floor
+    assert neg_sdr_loss(quiet, silent) > 40
+    assert 0 <= thresholded_sdr_loss(quiet, silent, mixture) < 0.01
+    loud = 0.5 * mixture
+    assert thresholded_sdr_loss(loud, silent, mixture) == pytest.approx(
+        10 * math.log10(0.25 / 1e-3 + 1), abs=1e-3
+    )
+    with pytest.raises(ValueError, match="needs the mixture"):
+        thresholded_sdr_loss(loud, silent)
 
 
 def test_cosine_schedule_warms_up_then_decays_to_the_floor() -> None:

@@ -97,3 +97,13 @@ def test_fast_dev_run(sine_data: dict[str, Path], tmp_path: Path) -> None:
     trainer.fit(task, datamodule=MixtureDataModule(cfg.data, 8000))
     assert trainer.global_step == 1
     assert torch.isfinite(trainer.callback_metrics["val/sdri"])
+
+
+def test_a_fresh_model_starts_from_the_neutral_mask(sine_data: dict[str, Path], tmp_path: Path):
+    cfg = config_from_dict(tiny_config(sine_data, tmp_path / "run"))
+    model = build_model(cfg.model).eval()
+    mix = torch.randn(1, 1, 4000)
+    with torch.no_grad():
+        a, b = model(mix, ["a sine"]), model(mix, ["white noise"])
+    torch.testing.assert_close(a, b)  # no query preference before training
+    assert float(model.net.base.after_conv.weight.abs().max()) == 0.0

@@ -284,6 +284,22 @@ class ResUNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def reset_mask_head(self) -> None:
+        """Make the network output a half-gain mask with the mixture's phase, for any query.
+
+        Zeroes the 1x1 output convolution and sets its biases to a mask magnitude of
+        ``sigmoid(0) = 0.5`` and a phase rotation of 0, so that training from scratch starts by
+        shaping the mask instead of first undoing the random phase rotation that a random head
+        applies. Training calls it on fresh networks (:func:`querysep.training.run.build_model`);
+        random-weight networks built directly keep a random, query-dependent head.
+        """
+        head = self.base.after_conv
+        with torch.no_grad():
+            head.weight.zero_()
+            head.bias.zero_()
+            if self.base.num_mask_maps == 3:
+                head.bias[1] = 1.0  # real part of the phase map > 0, imaginary part 0
+
     # ------------------------------------------------------------------ forward
     def film_biases(self, condition: torch.Tensor) -> dict[str, dict[str, Any]]:
         """Per-block FiLM biases, ``{block: {"conv_block1->beta1": (B, C, 1, 1), ...}}``.

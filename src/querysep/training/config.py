@@ -40,7 +40,7 @@ __all__ = [
     "parse_override",
 ]
 
-LossName = Literal["l1", "sdr", "si_sdr"]
+LossName = Literal["l1", "sdr", "si_sdr", "thresholded_sdr"]
 Precision = Literal["32", "bf16-mixed"]
 CaptionField = Literal["captions", "labels", "both"]
 
@@ -237,7 +237,9 @@ class OptimConfig:
         amsgrad: Use the AMSGrad variant (as the DCASE baseline).
         warmup_steps: Steps of linear warm-up: step ``t`` (from 0) uses
             ``lr * min(1, (t + 1) / warmup_steps)``; 0 disables it.
-        loss: ``l1`` (waveform L1, the baseline), ``sdr`` or ``si_sdr`` (negative, in dB).
+        loss: ``l1`` (waveform L1, the baseline), ``sdr`` or ``si_sdr`` (negative, in dB),
+            or ``thresholded_sdr`` (negative SDR with a floor 30 dB below the mixture, so
+            crops where the target is silent stay bounded).
         schedule: After warm-up, ``constant`` (the baseline) or ``cosine`` decay to
             ``min_lr_ratio * lr`` at ``trainer.max_steps`` (better for short runs).
         min_lr_ratio: Final learning rate of the cosine schedule, as a fraction of ``lr``.

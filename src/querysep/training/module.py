@@ -31,6 +31,7 @@ __all__ = [
     "loss_function",
     "neg_sdr_loss",
     "neg_si_sdr_loss",
+    "thresholded_sdr_loss",
 ]
 
 #: Key of the querysep section (model config, train config, metrics) in Lightning checkpoints.
@@ -38,13 +39,18 @@ CHECKPOINT_KEY = "querysep"
 _TEXT_PREFIX = "model.text_encoder."
 _EPS = 1e-8
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``loss(estimate, target, mixture)``; only the thresholded SDR reads the mixture.
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+#: Noise floor of :func:`thresholded_sdr_loss`, in dB below the mixture's energy.
+SDR_FLOOR_DB = 30.0
 
 
 # ----------------------------------------------------------------------------- losses
 
 
-def l1_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def l1_loss(
+    estimate: torch.Tensor, target: torch.Tensor, mixture: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean absolute waveform error (the DCASE baseline's loss).
 
     Shape:
@@ -54,7 +60,9 @@ def l1_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (estimate.float() - target.float()).abs().mean()
 
 
-def neg_sdr_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def neg_sdr_loss(
+    estimate: torch.Tensor, target: torch.Tensor, mixture: torch.Tensor | None = None
+) -> torch.Tensor:
     """Negative SDR in dB, averaged over the batch.
 
     ``-10 log10((|s|^2 + eps) / (|s - e|^2 + eps))`` per signal: finite with a finite
@@ -70,7 +78,9 @@ def neg_sdr_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(10.0 * torch.log10((signal + _EPS) / (error + _EPS))).mean()
 
 
-def neg_si_sdr_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def neg_si_sdr_loss(
+    estimate: torch.Tensor, target: torch.Tensor, mixture: torch.Tensor | None = None
+) -> torch.Tensor:
     """Negative scale-invariant SDR in dB, averaged over the batch.
 
     The target is scaled by ``<s, e> / (|s|^2 + eps)``; a silent target gives a zero
@@ -88,11 +98,42 @@ def neg_si_sdr_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return -(10.0 * torch.log10(ratio)).mean()
 
 
-_LOSSES: dict[str, LossFn] = {"l1": l1_loss, "sdr": neg_sdr_loss, "si_sdr": neg_si_sdr_loss}
+def thresholded_sdr_loss(
+    estimate: torch.Tensor, target: torch.Tensor, mixture: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Negative SDR with a noise floor ``SDR_FLOOR_DB`` below the mixture, averaged.
+
+    ``-10 log10((|s|^2 + t) / (|s - e|^2 + t))`` with ``t = 10^(-30/10) |x|^2`` per signal
+    (the soft threshold of Wisdom et al., "Unsupervised sound separation using mixture
+    invariant training", 2020). A target silent in its crop then costs at most the estimate's
+    level relative to the floor and stops pulling once the estimate is below it, where the
+    plain SDR loss keeps rewarding ever quieter output (with ``eps`` 1e-8 a quiet estimate of
+    a silent target scores +60 dB, outweighing a whole batch). Active targets are unchanged
+    up to an SDR cap near 30 dB above the mixture's level.
+
+    Shape:
+        - estimate, target, mixture: ``(batch, channels, time)``
+        - output: scalar
+    """
+    if mixture is None:
+        raise ValueError("thresholded_sdr_loss needs the mixture")
+    est, ref = estimate.float().flatten(1), target.float().flatten(1)
+    floor = mixture.float().flatten(1).pow(2).sum(-1) * 10.0 ** (-SDR_FLOOR_DB / 10.0) + _EPS
+    signal = ref.pow(2).sum(-1)
+    error = (ref - est).pow(2).sum(-1)
+    return -(10.0 * torch.log10((signal + floor) / (error + floor))).mean()
+
+
+_LOSSES: dict[str, LossFn] = {
+    "l1": l1_loss,
+    "sdr": neg_sdr_loss,
+    "si_sdr": neg_si_sdr_loss,
+    "thresholded_sdr": thresholded_sdr_loss,
+}
 
 
 def loss_function(name: LossName) -> LossFn:
-    """The loss called ``name``: ``l1``, ``sdr`` or ``si_sdr``."""
+    """The loss called ``name``: ``l1``, ``sdr``, ``si_sdr`` or ``thresholded_sdr``."""
     if name not in _LOSSES:
         raise ConfigError(f"unknown loss {name!r}; known: {', '.join(_LOSSES)}")
     return _LOSSES[name]
@@ -209,10 +250,12 @@ class SeparationTask(pl.LightningModule):
         estimate = self.model(mixture, self.embed(batch["query"]))
         lengths = batch.get("length")
         if lengths is None:
-            loss = self.loss_fn(estimate, target)
+            loss = self.loss_fn(estimate, target, mixture)
         else:  # padded validation batch: each item over its own length
             losses = [
-                self.loss_fn(estimate[i : i + 1, :, :n], target[i : i + 1, :, :n])
+                self.loss_fn(
+                    estimate[i : i + 1, :, :n], target[i : i + 1, :, :n], mixture[i : i + 1, :, :n]
+                )
                 for i, n in enumerate(lengths.tolist())
             ]
             loss = torch.stack(losses).mean()

@@ -75,7 +75,8 @@ class TrainResult:
 def build_model(config: ModelConfig) -> TextQueriedSeparator:
     """A fresh separator from the model section, or the pretrained one it names.
 
-    A missing ``network.config.condition_dim`` is set to the text encoder's size.
+    A fresh network whose class has ``reset_mask_head`` starts from its neutral mask. A
+    missing ``network.config.condition_dim`` is set to the text encoder's size.
     """
     if config.init_from is not None:
         from ..pretrained import load_model
@@ -88,6 +89,9 @@ def build_model(config: ModelConfig) -> TextQueriedSeparator:
     net_config = dict(config.network.get("config", {}))
     net_config.setdefault("condition_dim", encoder.dim)
     net = build_network(str(config.network["type"]), net_config)
+    reset_head = getattr(net, "reset_mask_head", None)
+    if callable(reset_head):  # start from a neutral mask (see ResUNet.reset_mask_head)
+        reset_head()
     return TextQueriedSeparator(net, encoder, dict(config.metadata))
 
 
