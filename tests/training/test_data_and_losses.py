@@ -159,6 +159,11 @@ def test_thresholded_sdr_bounds_silent_targets_and_keeps_active_ones() -> None:
     assert thresholded_sdr_loss(loud, silent, mixture) == pytest.approx(
         10 * math.log10(0.25 / 1e-3 + 1), abs=1e-3
     )
+    # a quiet active target: the floor is in the numerator too, so a perfect estimate of a
+    # target 30 dB under the mixture scores 10 log10(2) = 3 dB, not the plain SDR's ~80 dB
+    faint = target * (1e-3 * mixture.pow(2).sum() / target.pow(2).sum()).sqrt()
+    perfect = thresholded_sdr_loss(faint, faint, mixture)
+    assert perfect == pytest.approx(-10 * math.log10(2), abs=1e-3)
     with pytest.raises(ValueError, match="needs the mixture"):
         thresholded_sdr_loss(loud, silent)
 

@@ -78,11 +78,12 @@ def test_export_round_trip(fitted: dict[str, Any], tmp_path: Path) -> None:
         torch.testing.assert_close(loaded(mixture, queries), model(mixture, queries))
 
 
-def test_fast_dev_run(sine_data: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("loss", ["sdr", "thresholded_sdr"])
+def test_fast_dev_run(sine_data: dict[str, Path], tmp_path: Path, loss: str) -> None:
     """One training and one validation batch through Lightning, with bf16 autocast on CPU."""
     cfg = config_from_dict(
         tiny_config(sine_data, tmp_path / "run", precision="bf16-mixed"),
-        ["optim.loss=sdr"],
+        [f"optim.loss={loss}"],
     )
     task = SeparationTask(build_model(cfg.model), cfg.optim)
     trainer = pl.Trainer(
@@ -99,7 +100,9 @@ def test_fast_dev_run(sine_data: dict[str, Path], tmp_path: Path) -> None:
     assert torch.isfinite(trainer.callback_metrics["val/sdri"])
 
 
-def test_a_fresh_model_starts_from_the_neutral_mask(sine_data: dict[str, Path], tmp_path: Path):
+def test_a_fresh_model_starts_from_the_neutral_mask(
+    sine_data: dict[str, Path], tmp_path: Path
+) -> None:
     cfg = config_from_dict(tiny_config(sine_data, tmp_path / "run"))
     model = build_model(cfg.model).eval()
     mix = torch.randn(1, 1, 4000)

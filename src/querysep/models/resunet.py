@@ -288,7 +288,8 @@ class ResUNet(nn.Module):
         """Make the network output a half-gain mask with the mixture's phase, for any query.
 
         Zeroes the 1x1 output convolution and sets its biases to a mask magnitude of
-        ``sigmoid(0) = 0.5`` and a phase rotation of 0, so that training from scratch starts by
+        ``sigmoid(0) = 0.5`` and a phase rotation of 0 (the top frequency bin, which gets no
+        map, stays silent with the complex mask), so that training from scratch starts by
         shaping the mask instead of first undoing the random phase rotation that a random head
         applies. Training calls it on fresh networks (:func:`querysep.training.run.build_model`);
         random-weight networks built directly keep a random, query-dependent head.

@@ -51,7 +51,7 @@ SDR_FLOOR_DB = 30.0
 def l1_loss(
     estimate: torch.Tensor, target: torch.Tensor, mixture: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Mean absolute waveform error (the DCASE baseline's loss).
+    """Mean absolute waveform error (the DCASE baseline's loss); ``mixture`` is ignored.
 
     Shape:
         - estimate, target: ``(batch, channels, time)``
@@ -63,7 +63,7 @@ def l1_loss(
 def neg_sdr_loss(
     estimate: torch.Tensor, target: torch.Tensor, mixture: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Negative SDR in dB, averaged over the batch.
+    """Negative SDR in dB, averaged over the batch; ``mixture`` is ignored.
 
     ``-10 log10((|s|^2 + eps) / (|s - e|^2 + eps))`` per signal: finite with a finite
     gradient for silent targets (where it asks for a silent estimate).
@@ -81,7 +81,7 @@ def neg_sdr_loss(
 def neg_si_sdr_loss(
     estimate: torch.Tensor, target: torch.Tensor, mixture: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Negative scale-invariant SDR in dB, averaged over the batch.
+    """Negative scale-invariant SDR in dB, averaged over the batch; ``mixture`` is ignored.
 
     The target is scaled by ``<s, e> / (|s|^2 + eps)``; a silent target gives a zero
     projection, so the loss then asks for a silent estimate (finite, with finite gradient).
@@ -103,13 +103,15 @@ def thresholded_sdr_loss(
 ) -> torch.Tensor:
     """Negative SDR with a noise floor ``SDR_FLOOR_DB`` below the mixture, averaged.
 
-    ``-10 log10((|s|^2 + t) / (|s - e|^2 + t))`` with ``t = 10^(-30/10) |x|^2`` per signal
-    (the soft threshold of Wisdom et al., "Unsupervised sound separation using mixture
+    ``-10 log10((|s|^2 + t) / (|s - e|^2 + t))`` with ``t = 10^(-30/10) |x|^2 + eps`` per
+    signal (the soft threshold of Wisdom et al., "Unsupervised sound separation using mixture
     invariant training", 2020). A target silent in its crop then costs at most the estimate's
     level relative to the floor and stops pulling once the estimate is below it, where the
     plain SDR loss keeps rewarding ever quieter output (with ``eps`` 1e-8 a quiet estimate of
-    a silent target scores +60 dB, outweighing a whole batch). Active targets are unchanged
-    up to an SDR cap near 30 dB above the mixture's level.
+    a silent target scores +60 dB, outweighing a whole batch). For an active target the score
+    saturates at ``30 dB + 10 log10(|s|^2 / |x|^2)`` (15 dB for a target 15 dB under the
+    mixture); it differs from the plain SDR by ``10 log10((1 + t/|s|^2) / (1 + t/|s - e|^2))``,
+    under 0.5 dB while target and error are both more than 10 dB above the floor.
 
     Shape:
         - estimate, target, mixture: ``(batch, channels, time)``
