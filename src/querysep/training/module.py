@@ -72,10 +72,7 @@ def neg_sdr_loss(
         - estimate, target: ``(batch, channels, time)``
         - output: scalar
     """
-    est, ref = estimate.float().flatten(1), target.float().flatten(1)
-    signal = ref.pow(2).sum(-1)
-    error = (ref - est).pow(2).sum(-1)
-    return -(10.0 * torch.log10((signal + _EPS) / (error + _EPS))).mean()
+    return _neg_sdr_with_floor(estimate, target, _EPS)
 
 
 def neg_si_sdr_loss(
@@ -119,8 +116,15 @@ def thresholded_sdr_loss(
     """
     if mixture is None:
         raise ValueError("thresholded_sdr_loss needs the mixture")
-    est, ref = estimate.float().flatten(1), target.float().flatten(1)
     floor = mixture.float().flatten(1).pow(2).sum(-1) * 10.0 ** (-SDR_FLOOR_DB / 10.0) + _EPS
+    return _neg_sdr_with_floor(estimate, target, floor)
+
+
+def _neg_sdr_with_floor(
+    estimate: torch.Tensor, target: torch.Tensor, floor: torch.Tensor | float
+) -> torch.Tensor:
+    """``-10 log10((|s|^2 + floor) / (|s - e|^2 + floor))`` per signal, averaged."""
+    est, ref = estimate.float().flatten(1), target.float().flatten(1)
     signal = ref.pow(2).sum(-1)
     error = (ref - est).pow(2).sum(-1)
     return -(10.0 * torch.log10((signal + floor) / (error + floor))).mean()
