@@ -83,7 +83,7 @@ def test_broken_yaml_reports_the_line(tmp_path: Path) -> None:
     ("override", "match"),
     [
         ("optim.lr=fast", "optim.lr: expected a number"),
-        ("optim.loss=l2", "optim.loss: must be one of l1, sdr, si_sdr, thresholded_sdr"),
+        ("optim.loss=l2", "optim.loss: must be one of l1, sdr, si_sdr, thresholded_sdr, thr"),
         ("trainer.max_steps=0", "max_steps must be at least 1"),
         ("trainer.precision=16", "must be one of 32, bf16-mixed"),
         ("data.caption=words", "must be one of captions, labels, both"),

@@ -26,6 +26,7 @@ from querysep.training.module import (
     neg_sdr_loss,
     neg_si_sdr_loss,
     thresholded_sdr_loss,
+    thresholded_sdr_si_sdr_loss,
 )
 from querysep.training.run import build_model
 
@@ -117,7 +118,10 @@ def test_warmup_then_constant() -> None:
     assert all(p.requires_grad for group in optimizer.param_groups for p in group["params"])
 
 
-@pytest.mark.parametrize("loss", [l1_loss, neg_sdr_loss, neg_si_sdr_loss, thresholded_sdr_loss])
+@pytest.mark.parametrize(
+    "loss",
+    [l1_loss, neg_sdr_loss, neg_si_sdr_loss, thresholded_sdr_loss, thresholded_sdr_si_sdr_loss],
+)
 def test_losses_are_safe_on_silent_targets(loss) -> None:
     target = torch.zeros(2, 1, 800)
     target[0, 0] = torch.sin(torch.arange(800) * 0.1)  # item 1 stays silent
@@ -166,6 +170,37 @@ def test_thresholded_sdr_bounds_silent_targets_and_keeps_active_ones() -> None:
     assert perfect == pytest.approx(-10 * math.log10(2), abs=1e-3)
     with pytest.raises(ValueError, match="needs the mixture"):
         thresholded_sdr_loss(loud, silent)
+
+
+def test_sdr_si_sdr_loss_does_not_reward_turning_down() -> None:
+    torch.manual_seed(0)
+    target = torch.sin(torch.arange(1600) * 0.05).reshape(1, 1, -1)
+    noise = torch.randn_like(target)
+    mixture = target + noise
+    rough = target + 0.8 * noise
+    # far from the floor: the mean of the plain SDR and SI-SDR losses
+    both = thresholded_sdr_si_sdr_loss(rough, target, mixture)
+    plain = 0.5 * (neg_sdr_loss(rough, target) + neg_si_sdr_loss(rough, target))
+    torch.testing.assert_close(both, plain, atol=0.05, rtol=0)
+    # for a target 15 dB under the interference, halving the mixture gains ~6 dB of SDR (the
+    # error shrinks) but next to no SI-SDR (only the floor is not scaled with the estimate),
+    # so the combined loss gains about half as much as the SDR loss alone
+    quiet = target * (10 ** (-15 / 20) * noise.norm() / target.norm())
+    mixture = quiet + noise
+    gain_sdr = thresholded_sdr_loss(mixture, quiet, mixture) - thresholded_sdr_loss(
+        0.5 * mixture, quiet, mixture
+    )
+    gain_both = thresholded_sdr_si_sdr_loss(mixture, quiet, mixture) - thresholded_sdr_si_sdr_loss(
+        0.5 * mixture, quiet, mixture
+    )
+    assert gain_sdr > 5.0
+    assert gain_sdr / 2 <= gain_both < gain_sdr / 2 + 0.25
+    # a silent target: bounded, and ~0 once the estimate is far below the floor
+    silent = torch.zeros_like(target)
+    assert 0 <= thresholded_sdr_si_sdr_loss(1e-3 * mixture, silent, mixture) < 0.01
+    assert thresholded_sdr_si_sdr_loss(0.5 * mixture, silent, mixture) < 30
+    with pytest.raises(ValueError, match="needs the mixture"):
+        thresholded_sdr_si_sdr_loss(mixture, silent)
 
 
 def test_cosine_schedule_warms_up_then_decays_to_the_floor() -> None:

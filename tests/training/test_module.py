@@ -78,7 +78,7 @@ def test_export_round_trip(fitted: dict[str, Any], tmp_path: Path) -> None:
         torch.testing.assert_close(loaded(mixture, queries), model(mixture, queries))
 
 
-@pytest.mark.parametrize("loss", ["sdr", "thresholded_sdr"])
+@pytest.mark.parametrize("loss", ["sdr", "thresholded_sdr", "thresholded_sdr_si_sdr"])
 def test_fast_dev_run(sine_data: dict[str, Path], tmp_path: Path, loss: str) -> None:
     """One training and one validation batch through Lightning, with bf16 autocast on CPU."""
     cfg = config_from_dict(

@@ -40,7 +40,7 @@ __all__ = [
     "parse_override",
 ]
 
-LossName = Literal["l1", "sdr", "si_sdr", "thresholded_sdr"]
+LossName = Literal["l1", "sdr", "si_sdr", "thresholded_sdr", "thresholded_sdr_si_sdr"]
 Precision = Literal["32", "bf16-mixed"]
 CaptionField = Literal["captions", "labels", "both"]
 
@@ -238,8 +238,10 @@ class OptimConfig:
         warmup_steps: Steps of linear warm-up: step ``t`` (from 0) uses
             ``lr * min(1, (t + 1) / warmup_steps)``; 0 disables it.
         loss: ``l1`` (waveform L1, the baseline), ``sdr`` or ``si_sdr`` (negative, in dB),
-            or ``thresholded_sdr`` (negative SDR with a floor 30 dB below the mixture, so
-            crops where the target is silent stay bounded).
+            ``thresholded_sdr`` (negative SDR with a floor 30 dB below the mixture, so
+            crops where the target is silent stay bounded), or ``thresholded_sdr_si_sdr``
+            (the mean of that and a negative SI-SDR with the same floor, which gives nothing
+            for turning the output down).
         schedule: After warm-up, ``constant`` (the baseline) or ``cosine`` decay to
             ``min_lr_ratio * lr`` at ``trainer.max_steps`` (better for short runs).
         min_lr_ratio: Final learning rate of the cosine schedule, as a fraction of ``lr``.

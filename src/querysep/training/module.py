@@ -32,6 +32,7 @@ __all__ = [
     "neg_sdr_loss",
     "neg_si_sdr_loss",
     "thresholded_sdr_loss",
+    "thresholded_sdr_si_sdr_loss",
 ]
 
 #: Key of the querysep section (model config, train config, metrics) in Lightning checkpoints.
@@ -39,7 +40,7 @@ CHECKPOINT_KEY = "querysep"
 _TEXT_PREFIX = "model.text_encoder."
 _EPS = 1e-8
 
-#: ``loss(estimate, target, mixture)``; only the thresholded SDR reads the mixture.
+#: ``loss(estimate, target, mixture)``; only the thresholded losses read the mixture.
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 #: Noise floor of :func:`thresholded_sdr_loss`, in dB below the mixture's energy.
 SDR_FLOOR_DB = 30.0
@@ -87,12 +88,7 @@ def neg_si_sdr_loss(
         - estimate, target: ``(batch, channels, time)``
         - output: scalar
     """
-    est, ref = estimate.float().flatten(1), target.float().flatten(1)
-    alpha = (ref * est).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + _EPS)
-    projection = alpha * ref
-    residual = est - projection
-    ratio = (projection.pow(2).sum(-1) + _EPS) / (residual.pow(2).sum(-1) + _EPS)
-    return -(10.0 * torch.log10(ratio)).mean()
+    return _neg_si_sdr_with_floor(estimate, target, _EPS)
 
 
 def thresholded_sdr_loss(
@@ -116,8 +112,46 @@ def thresholded_sdr_loss(
     """
     if mixture is None:
         raise ValueError("thresholded_sdr_loss needs the mixture")
-    floor = mixture.float().flatten(1).pow(2).sum(-1) * 10.0 ** (-SDR_FLOOR_DB / 10.0) + _EPS
-    return _neg_sdr_with_floor(estimate, target, floor)
+    return _neg_sdr_with_floor(estimate, target, _mixture_floor(mixture))
+
+
+def thresholded_sdr_si_sdr_loss(
+    estimate: torch.Tensor, target: torch.Tensor, mixture: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean of :func:`thresholded_sdr_loss` and a negative SI-SDR with the same floor.
+
+    The SDR half keeps the estimate at the target's level; the SI-SDR half gives nothing for
+    turning the output down, only for getting the target's content right, which is what
+    matters first on mixtures at -15..15 dB. The SI-SDR half projects the estimate on the
+    target as :func:`neg_si_sdr_loss` does and adds the floor ``t`` (30 dB below the mixture)
+    to both energies, so a target silent in its crop costs a bounded amount.
+
+    Shape:
+        - estimate, target, mixture: ``(batch, channels, time)``
+        - output: scalar
+    """
+    if mixture is None:
+        raise ValueError("thresholded_sdr_si_sdr_loss needs the mixture")
+    floor = _mixture_floor(mixture)
+    sdr = _neg_sdr_with_floor(estimate, target, floor)
+    return 0.5 * (sdr + _neg_si_sdr_with_floor(estimate, target, floor))
+
+
+def _mixture_floor(mixture: torch.Tensor) -> torch.Tensor:
+    """``10^(-SDR_FLOOR_DB / 10) |x|^2 + eps`` per signal."""
+    return mixture.float().flatten(1).pow(2).sum(-1) * 10.0 ** (-SDR_FLOOR_DB / 10.0) + _EPS
+
+
+def _neg_si_sdr_with_floor(
+    estimate: torch.Tensor, target: torch.Tensor, floor: torch.Tensor | float
+) -> torch.Tensor:
+    """``-10 log10((|a s|^2 + floor) / (|e - a s|^2 + floor))``, ``a = <s, e> / |s|^2``."""
+    est, ref = estimate.float().flatten(1), target.float().flatten(1)
+    alpha = (ref * est).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + _EPS)
+    projection = alpha * ref
+    residual = est - projection
+    ratio = (projection.pow(2).sum(-1) + floor) / (residual.pow(2).sum(-1) + floor)
+    return -(10.0 * torch.log10(ratio)).mean()
 
 
 def _neg_sdr_with_floor(
@@ -135,11 +169,12 @@ _LOSSES: dict[str, LossFn] = {
     "sdr": neg_sdr_loss,
     "si_sdr": neg_si_sdr_loss,
     "thresholded_sdr": thresholded_sdr_loss,
+    "thresholded_sdr_si_sdr": thresholded_sdr_si_sdr_loss,
 }
 
 
 def loss_function(name: LossName) -> LossFn:
-    """The loss called ``name``: ``l1``, ``sdr``, ``si_sdr`` or ``thresholded_sdr``."""
+    """The loss called ``name`` (the choices are described at ``OptimConfig.loss``)."""
     if name not in _LOSSES:
         raise ConfigError(f"unknown loss {name!r}; known: {', '.join(_LOSSES)}")
     return _LOSSES[name]
