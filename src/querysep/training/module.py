@@ -110,9 +110,7 @@ def thresholded_sdr_loss(
         - estimate, target, mixture: ``(batch, channels, time)``
         - output: scalar
     """
-    if mixture is None:
-        raise ValueError("thresholded_sdr_loss needs the mixture")
-    return _neg_sdr_with_floor(estimate, target, _mixture_floor(mixture))
+    return _neg_sdr_with_floor(estimate, target, _mixture_floor(mixture, "thresholded_sdr_loss"))
 
 
 def thresholded_sdr_si_sdr_loss(
@@ -130,15 +128,15 @@ def thresholded_sdr_si_sdr_loss(
         - estimate, target, mixture: ``(batch, channels, time)``
         - output: scalar
     """
-    if mixture is None:
-        raise ValueError("thresholded_sdr_si_sdr_loss needs the mixture")
-    floor = _mixture_floor(mixture)
+    floor = _mixture_floor(mixture, "thresholded_sdr_si_sdr_loss")
     sdr = _neg_sdr_with_floor(estimate, target, floor)
     return 0.5 * (sdr + _neg_si_sdr_with_floor(estimate, target, floor))
 
 
-def _mixture_floor(mixture: torch.Tensor) -> torch.Tensor:
-    """``10^(-SDR_FLOOR_DB / 10) |x|^2 + eps`` per signal."""
+def _mixture_floor(mixture: torch.Tensor | None, loss: str) -> torch.Tensor:
+    """``10^(-SDR_FLOOR_DB / 10) |x|^2 + eps`` per signal; ``loss`` names the caller."""
+    if mixture is None:
+        raise ValueError(f"{loss} needs the mixture")
     return mixture.float().flatten(1).pow(2).sum(-1) * 10.0 ** (-SDR_FLOOR_DB / 10.0) + _EPS
 
 
