@@ -29,6 +29,7 @@ from .audio.io import (
 from .errors import AudioError
 from .models.separator import TextQueriedSeparator
 from .models.text import validate_queries
+from .precision import autocast, resolve_precision
 from .pretrained import load_model, resolve_device
 
 __all__ = ["Separator", "separate"]
@@ -68,6 +69,10 @@ class Separator:
         overlap_seconds: Crossfaded overlap between consecutive segments.
         batch_size: Most (query x channel) items run through the network at once.
         num_threads: CPU threads for torch (``None`` leaves torch's default).
+        precision: ``32`` (default), ``bf16-mixed``, or ``auto``: bf16 autocast where the
+            device computes bf16 natively (see :func:`querysep.precision.resolve_precision`).
+            bf16 pays off for large networks (ResUNet30's forward ran 1.8x faster on an
+            AVX-512 BF16 CPU) but not for the small default model, which it slowed down.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class Separator:
         overlap_seconds: float = 1.0,
         batch_size: int = 8,
         num_threads: int | None = None,
+        precision: str = "32",
     ) -> None:
         if segment_seconds <= 0:
             raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
@@ -87,6 +93,7 @@ class Separator:
         if num_threads:
             torch.set_num_threads(int(num_threads))
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         if isinstance(model, TextQueriedSeparator):
             self.model = model.to(self.device).eval()
         else:
@@ -118,10 +125,11 @@ class Separator:
             num_ch, n = segment.shape
             items = segment.to(self.device).repeat(len(queries), 1)[:, None, :]  # (Q*C, 1, n)
             conds = cond.repeat_interleave(num_ch, dim=0)
-            outs = [
-                self.model.net(items[i : i + self.batch_size], conds[i : i + self.batch_size])
-                for i in range(0, items.shape[0], self.batch_size)
-            ]
+            with autocast(self.precision, self.device):
+                outs = [
+                    self.model.net(items[i : i + self.batch_size], conds[i : i + self.batch_size])
+                    for i in range(0, items.shape[0], self.batch_size)
+                ]
             return torch.cat(outs).reshape(len(queries), num_ch, n).float().cpu()
 
         return fn

@@ -39,7 +39,35 @@ class CheckpointError(QuerysepError):
 
 
 class ConfigError(QuerysepError):
-    """A configuration file or override that is malformed or names unknown fields."""
+    """A configuration file or override that is malformed or names unknown fields.
+
+    Args:
+        message: The whole one-line message.
+        key: The dotted key at fault, when one is (``model.network.config.n_fft``).
+        problem: The message without its location (``expected an integer, got 'many'``).
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, problem: str | None = None):
+        super().__init__(message)
+        self.key = key
+        self.problem = problem
+
+    def within(self, where: str = "", prefix: str = "") -> ConfigError:
+        """The same error seen from an enclosing config.
+
+        Args:
+            where: The file or override the enclosing config came from.
+            prefix: Dotted path of the failing config within the enclosing one.
+        """
+        if self.key is None or self.problem is None:
+            if not prefix:
+                return ConfigError(f"{where}: {self}" if where else str(self))
+            key, problem = prefix, str(self)
+        else:
+            key = ".".join(part for part in (prefix, self.key) if part)
+            problem = self.problem
+        text = f"{key}: {problem}"
+        return ConfigError(f"{where}: {text}" if where else text, key=key, problem=problem)
 
 
 class DataError(QuerysepError):

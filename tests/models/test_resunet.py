@@ -60,8 +60,14 @@ def test_config_round_trip_and_validation() -> None:
     cfg = ResUNetConfig(**SMALL)
     again = ResUNetConfig.from_dict(cfg.to_dict())
     assert again == cfg
-    with pytest.raises(ConfigError, match="unknown field"):
+    with pytest.raises(ConfigError, match="colour: unknown key"):
         ResUNetConfig.from_dict({**cfg.to_dict(), "colour": "blue"})
+    with pytest.raises(ConfigError, match=r"^n_fft: expected an integer, got 'many'$"):
+        ResUNetConfig.from_dict({**cfg.to_dict(), "n_fft": "many"})
+    with pytest.raises(ConfigError, match=r"^channels: expected a list, got 5$"):
+        ResUNetConfig.from_dict({**cfg.to_dict(), "channels": 5})
+    with pytest.raises(ConfigError, match=r"^momentum: must be > 0"):
+        ResUNetConfig.from_dict({**cfg.to_dict(), "momentum": -1})
     with pytest.raises(ConfigError, match="downsample"):
         ResUNetConfig(channels=(8, 16), downsample=((2, 2),))
     with pytest.raises(ConfigError, match="16000 and 32000"):

@@ -90,6 +90,7 @@ def tiny_config(data: dict[str, Path], output_dir: Path, **trainer: Any) -> dict
             "log_every_n_steps": 1,
             "accelerator": "cpu",
             "devices": 1,
+            "precision": "32",  # the same on every CPU (auto picks bf16 where it is native)
             "progress_bar": False,
             **trainer,
         },

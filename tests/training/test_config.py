@@ -82,21 +82,62 @@ def test_broken_yaml_reports_the_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "match"),
     [
-        ("optim.lr=fast", "optim.lr: expected a number"),
-        ("optim.loss=l2", "optim.loss: must be one of l1, sdr, si_sdr, thresholded_sdr, thr"),
-        ("trainer.max_steps=0", "max_steps must be at least 1"),
-        ("trainer.precision=16", "must be one of 32, bf16-mixed"),
-        ("data.caption=words", "must be one of captions, labels, both"),
-        ("data.gain_db=[5, -5]", "low <= high"),
-        ("data.sample_rate=16000", "differs from the network's 8000 Hz"),
-        ("model.init_from=test-tiny", "either init_from or network"),
-        ("model.network.config.chanels=[4]", "unknown field"),
+        ("optim.lr=fast", r"optim.lr: expected a number, got 'fast'"),
+        ("optim.loss=l2", r"optim.loss: must be one of l1, sdr, si_sdr, thresholded_sdr or thr"),
+        ("trainer.max_steps=0", r"trainer.max_steps: must be >= 1, got 0"),
+        ("trainer.precision=16", r"must be one of auto, 32 or bf16-mixed, got '16'"),
+        ("trainer.accelerator=tpuu", r"trainer.accelerator: must be one of auto, cpu, .*'tpuu'"),
+        ("trainer.devices=0", r"trainer.devices: devices must be auto, a count"),
+        ("trainer.max_time=soon", r"trainer.max_time: max_time must be HH:MM:SS"),
+        ("data.caption=words", r"must be one of captions, labels or both"),
+        ("data.gain_db=[5, -5]", r"low <= high"),
+        ("data.segment_seconds=.nan", r"data.segment_seconds: expected a finite number"),
+        ("data.sample_rate=16000", r"data.sample_rate: 16000 differs from the network's 8000 Hz"),
+        ("model.init_from=test-tiny", r"override 'model.init_from=test-tiny': model: give either"),
+        ("model.network.config.chanels=[4]", r"model.network.config.chanels: unknown key"),
+        (
+            "model.network.config.n_fft=many",
+            r"network.config.n_fft: expected an integer, got 'many'",
+        ),
+        (
+            "model.network.config.channels=5",
+            r"model.network.config.channels: expected a list, got 5",
+        ),
+        ("model.network.config.channels=[4, -8, 8]", r"network.config.channels.1: must be >= 1"),
+        ("model.network.config.mask=soft", r"network.config.mask: must be one of complex or mag"),
+        ("model.network.type=unet", r"model.network.type: unknown network type 'unet'"),
+        ("model.network=5", r"model.network: expected a mapping, got 5"),
+        ("model.text_encoder.dim=-3", r"model.text_encoder.dim: must be >= 1, got -3"),
+        ("model.text_encoder.dim=wide", r"model.text_encoder.dim: expected an integer, got 'wide'"),
+        ("model.text_encoder.kind=bert", r"model.text_encoder.kind: unknown text encoder kind"),
+        ("model.text_encoder.size=3", r"model.text_encoder.size: unknown key"),
         ("data.train.0.prepare={recipe: esc50, root: x}", "exactly one of 'manifest' or 'prepare'"),
     ],
 )
 def test_invalid_values(config_file: Path, override: str, match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(ConfigError, match=match) as info:
         load_config(config_file, [override])
+    assert "\n" not in str(info.value)
+
+
+def test_wrong_type_in_file_names_file_and_line(tmp_path: Path, config_file: Path) -> None:
+    text = config_file.read_text().replace("n_fft: 256", "n_fft: many")
+    assert "many" in text
+    bad = tmp_path / "typed.yaml"
+    bad.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "n_fft: many" in t)
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert str(info.value) == (
+        f"{bad}:{line}: model.network.config.n_fft: expected an integer, got 'many'"
+    )
+
+
+def test_config_that_is_not_utf8(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("optim:\n  lr: 0.1 # caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml is not UTF-8 text"):
+        load_config(bad)
 
 
 def test_shipped_configs_load() -> None:

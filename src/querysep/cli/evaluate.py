@@ -40,6 +40,11 @@ def register(app: typer.Typer) -> None:
         ),
         limit: int | None = typer.Option(None, "--limit", help="Only the first N rows."),
         device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
+        precision: str = typer.Option(
+            "32",
+            help="Inference precision: 32, bf16-mixed, or auto (bf16 where the device computes "
+            "it natively).",
+        ),
         sample_rate: int = typer.Option(16000, "--sample-rate", help="Evaluation rate in Hz."),
         skip_missing: bool = typer.Option(
             False, "--skip-missing", help="Skip clips whose audio is missing (counted)."
@@ -62,7 +67,7 @@ def register(app: typer.Typer) -> None:
         if not audio_dir.is_dir():
             raise DataError(f"audio folder not found: {audio_dir}")
         out_dir = output or Path("evaluation") / mixtures.stem
-        options = SystemOptions(device=device, segment_seconds=segment_seconds)
+        options = SystemOptions(device=device, segment_seconds=segment_seconds, precision=precision)
         systems = resolve_systems(
             list(model) if model else [DEFAULT_MODEL], baselines=not no_baselines, options=options
         )

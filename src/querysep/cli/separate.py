@@ -93,6 +93,11 @@ def register(app: typer.Typer) -> None:
             help="Model name, model folder or kind:path [default: the bundled default].",
         ),
         device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
+        precision: str = typer.Option(
+            "32",
+            help="Inference precision: 32, bf16-mixed, or auto (bf16 where the device computes "
+            "it natively).",
+        ),
         segment_seconds: float = typer.Option(10.0, help="Length of the segments the model sees."),
         overlap_seconds: float = typer.Option(1.0, help="Crossfaded overlap between segments."),
         mono: bool = typer.Option(
@@ -129,6 +134,7 @@ def register(app: typer.Typer) -> None:
             segment_seconds=segment_seconds,
             overlap_seconds=overlap_seconds,
             num_threads=threads,
+            precision=precision,
         )
         for path, info, outs in zip(inputs, infos, plan, strict=True):
             written = sep.separate_file(path, queries, outs, mono=mono, progress=info.duration > 60)

@@ -83,11 +83,14 @@ class SystemOptions:
         device: Where models run (``cpu``, ``cuda``, ``mps``, ``auto``).
         segment_seconds: Segment length for model inference.
         batch_size: Most items run through a network at once.
+        precision: ``32``, ``bf16-mixed`` or ``auto`` for model inference (see
+            :class:`~querysep.Separator`).
     """
 
     device: str = "cpu"
     segment_seconds: float = 10.0
     batch_size: int = 8
+    precision: str = "32"
 
 
 SystemFactory = Callable[[str, SystemOptions], System]
@@ -283,6 +286,7 @@ class ModelSystem:
             segment_seconds=options.segment_seconds,
             overlap_seconds=min(1.0, options.segment_seconds / 2),
             batch_size=options.batch_size,
+            precision=options.precision,
         )
         meta_name = self.separator.model.metadata.get("name")
         self.name = name or spec or str(meta_name or DEFAULT_MODEL)

@@ -16,19 +16,22 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..schema import validate_dataclass
 from .stft import STFT
 
 __all__ = ["ResUNet", "ResUNetConfig"]
 
 FilmPlacement = Literal["all", "encoder", "decoder"]
 MaskType = Literal["complex", "magnitude"]
+PositiveInt = Annotated[int, Field(ge=1)]
 
 
 @dataclass
@@ -54,17 +57,17 @@ class ResUNetConfig:
             dicts load strictly. They are frozen, so they never receive gradients.
     """
 
-    sample_rate: int = 16000
-    n_fft: int = 1024
-    hop_length: int = 160
-    channels: Sequence[int] = (32, 64, 128, 256, 384, 384)
-    pre_channels: int = 32
-    downsample: Sequence[Sequence[int]] = ((2, 2), (2, 2), (2, 2), (2, 2), (2, 2), (1, 2))
-    kernel_size: int = 3
-    condition_dim: int = 512
+    sample_rate: PositiveInt = 16000
+    n_fft: PositiveInt = 1024
+    hop_length: PositiveInt = 160
+    channels: Sequence[PositiveInt] = (32, 64, 128, 256, 384, 384)
+    pre_channels: PositiveInt = 32
+    downsample: Sequence[Sequence[PositiveInt]] = ((2, 2), (2, 2), (2, 2), (2, 2), (2, 2), (1, 2))
+    kernel_size: PositiveInt = 3
+    condition_dim: PositiveInt = 512
     film: FilmPlacement = "all"
     mask: MaskType = "complex"
-    momentum: float = 0.01
+    momentum: Annotated[float, Field(gt=0, le=1)] = 0.01
     upstream_keys: bool = False
 
     def __post_init__(self) -> None:
@@ -120,11 +123,13 @@ class ResUNetConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ResUNetConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"ResUNetConfig: unknown field(s) {', '.join(unknown)}")
-        return cls(**dict(data))
+        """Build from plain data, checking every field's type and range.
+
+        Raises:
+            ConfigError: Not a mapping, an unknown field, or a wrongly typed or out-of-range
+                value (the message names the field, the value and what was expected).
+        """
+        return validate_dataclass(cls, data)
 
 
 class ConvBlockRes(nn.Module):

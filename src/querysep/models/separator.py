@@ -11,13 +11,15 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, ModelNotFoundError
+from ..schema import ConfigModel, config_error, validate_model
 from .resunet import ResUNet, ResUNetConfig, load_state_dict_strict
 from .text import TextEncoder, build_text_encoder
 
@@ -27,6 +29,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "TextQueriedSeparator",
     "build_network",
+    "check_network_config",
     "register_network",
 ]
 
@@ -53,11 +56,62 @@ def register_network(
     _NETWORKS[kind] = (config_from_dict, factory)
 
 
+def _network_entry(kind: Any) -> tuple[Callable[[Mapping[str, Any]], Any], Any]:
+    if not isinstance(kind, str) or kind not in _NETWORKS:
+        raise config_error(
+            "type", f"unknown network type {kind!r}; known: {', '.join(sorted(_NETWORKS))}"
+        )
+    return _NETWORKS[kind]
+
+
+def check_network_config(
+    kind: Any, config: Mapping[str, Any], *, partial: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Validate a network config without building the network.
+
+    Args:
+        kind: The network type (``resunet``).
+        config: Its config fields.
+        partial: Fields that may be missing and are filled in later (left out of the result
+            when missing), e.g. ``condition_dim`` taken from the text encoder.
+
+    Returns:
+        The complete config as plain data (defaults filled in).
+
+    Raises:
+        ConfigError: An unknown type, an unknown field, or a wrongly typed or out-of-range
+            value, naming the field.
+    """
+    from_dict, _ = _network_entry(kind)
+    if not isinstance(config, Mapping):
+        raise config_error("", f"expected a mapping, got {config!r}")
+    full = from_dict(config).to_dict()
+    for name in partial:
+        if name not in config:
+            full.pop(name, None)
+    return full
+
+
 def build_network(kind: str, config: Mapping[str, Any]) -> nn.Module:
-    if kind not in _NETWORKS:
-        raise ConfigError(f"unknown network type {kind!r}; known: {', '.join(sorted(_NETWORKS))}")
-    from_dict, factory = _NETWORKS[kind]
+    """A network of a registered type from its config fields (see :func:`register_network`)."""
+    from_dict, factory = _network_entry(kind)
     return factory(from_dict(config))
+
+
+class _NetworkSection(ConfigModel):
+    type: str = "resunet"
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class _ModelFile(ConfigModel):
+    """The layout of a model folder's ``config.json``."""
+
+    format: Literal["querysep-separator"]
+    format_version: Annotated[int, Field(ge=0)] = 0
+    sample_rate: Annotated[int, Field(ge=1)] | None = None
+    network: _NetworkSection
+    text_encoder: dict[str, Any]
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 def _network_kind(net: nn.Module) -> str:
@@ -149,16 +203,40 @@ class TextQueriedSeparator(nn.Module):
 
     @classmethod
     def from_config(
-        cls, config: Mapping[str, Any], text_encoder: TextEncoder | None = None
+        cls,
+        config: Mapping[str, Any],
+        text_encoder: TextEncoder | None = None,
+        *,
+        source: str = "model config",
     ) -> TextQueriedSeparator:
-        """Build an untrained separator from a ``config.json`` dictionary."""
+        """Build an untrained separator from a ``config.json`` dictionary.
+
+        Args:
+            config: The parsed ``config.json``.
+            text_encoder: Reuse this encoder instead of building the one the config names.
+            source: Where the config came from, for error messages.
+
+        Raises:
+            ConfigError: A missing or wrongly typed field, naming it.
+        """
+        if not isinstance(config, Mapping) or config.get("format") != "querysep-separator":
+            raise ConfigError(f"{source} is not a querysep model config")
+        parsed = validate_model(_ModelFile, config, what=source)
+        if parsed.format_version > FORMAT_VERSION:
+            raise ConfigError(
+                f"{source} was written by a newer querysep (format {parsed.format_version}); "
+                "upgrade querysep to load it"
+            )
         try:
-            net_cfg = config["network"]
-            net = build_network(net_cfg["type"], net_cfg["config"])
-            encoder = text_encoder or build_text_encoder(config["text_encoder"])
-        except KeyError as exc:
-            raise ConfigError(f"model config lacks the field {exc.args[0]!r}") from None
-        return cls(net, encoder, config.get("metadata"))
+            net = build_network(parsed.network.type, parsed.network.config)
+        except ConfigError as exc:
+            raise exc.within(source, "network.config" if exc.key != "type" else "network") from None
+        if text_encoder is None:
+            try:
+                text_encoder = build_text_encoder(parsed.text_encoder)
+            except ConfigError as exc:
+                raise exc.within(source, "text_encoder") from None
+        return cls(net, text_encoder, parsed.metadata)
 
     @classmethod
     def from_pretrained(
@@ -185,16 +263,11 @@ class TextQueriedSeparator(nn.Module):
                 )
         try:
             config = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{cfg_path} is not UTF-8 text (byte {exc.start})") from None
+        except json.JSONDecodeError as exc:
             raise ConfigError(f"{cfg_path} is not valid JSON: {exc}") from None
-        if not isinstance(config, dict) or config.get("format") != "querysep-separator":
-            raise ConfigError(f"{cfg_path} is not a querysep model config")
-        if int(config.get("format_version", 0)) > FORMAT_VERSION:
-            raise ConfigError(
-                f"{folder} was written by a newer querysep (format {config['format_version']}); "
-                "upgrade querysep to load it"
-            )
-        model = cls.from_config(config, text_encoder)
+        model = cls.from_config(config, text_encoder, source=str(cfg_path))
         try:
             state = load_file(str(w_path))
         except Exception as exc:  # safetensors raises its own error types

@@ -22,6 +22,7 @@ __all__ = [
     "LastCheckpoint",
     "StepProgressBar",
     "TrainingInterruptedError",
+    "ValidateAtStop",
 ]
 
 LAST_CHECKPOINT = "last.ckpt"
@@ -114,6 +115,27 @@ class LastCheckpoint(Callback):
         trainer.strategy.barrier("querysep_last_checkpoint")
         self.saved_step = step
         return self.path
+
+
+class ValidateAtStop(Callback):
+    """Validate on the step where training ends, so the exported model has been validated.
+
+    Lightning validates every ``val_check_interval`` steps, and also on a step where
+    something asks to stop (``trainer.should_stop``: the ``max_time`` timer, early stopping).
+    This asks to stop on the ``max_steps`` step when that is not itself a validation step,
+    so the last steps are never trained without being scored.
+    """
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True
 
 
 class GracefulInterrupt(Callback):

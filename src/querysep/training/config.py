@@ -1,9 +1,17 @@
-"""Training configuration: nested dataclasses bound from YAML plus ``key=value`` overrides.
+"""Training configuration: typed sections validated with pydantic, from YAML plus overrides.
 
 A config file maps onto :class:`TrainConfig` (sections ``model``, ``data``, ``optim``,
 ``trainer``). Command-line overrides use dotted keys (``optim.lr=3e-4``,
-``data.train.0.splits=[fold1,fold2]``) and YAML values. Unknown keys, wrong types and broken
-YAML raise :class:`~querysep.errors.ConfigError` naming the key and where it came from.
+``data.train.0.splits=[fold1,fold2]``) and YAML values. Every section, the network's and the
+text encoder's arguments included, is checked the same way (:mod:`querysep.schema`): unknown
+keys, wrong types, values out of range and broken YAML raise
+:class:`~querysep.errors.ConfigError` naming the key, the value, what was expected and where
+it came from (``file:line`` or the override).
+
+pydantic v2 was chosen over OmegaConf structured configs because it checks ranges and
+cross-field rules declaratively (``Field(ge=1)``, validators), validates plain dataclasses
+and function signatures (the network configs, the text encoders' arguments) with the same
+machinery, and reports each problem as a key path, which the messages here are built from.
 
 Relative paths in a config (manifests, audio folders, ``output_dir``) are taken relative to
 the working directory, as on the command line.
@@ -11,19 +19,19 @@ the working directory, as on the command line.
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import datetime
 import difflib
-import types
-import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError
+from ..precision import PrecisionSetting
+from ..schema import ConfigModel, config_error, describe_error, nested
 
 __all__ = [
     "DataConfig",
@@ -41,8 +49,10 @@ __all__ = [
 ]
 
 LossName = Literal["l1", "sdr", "si_sdr", "thresholded_sdr", "thresholded_sdr_si_sdr"]
-Precision = Literal["32", "bf16-mixed"]
 CaptionField = Literal["captions", "labels", "both"]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 
 #: Keys of a model folder's ``config.json`` that the model section accepts and ignores.
 _IGNORED_MODEL_KEYS = ("format", "format_version")
@@ -51,8 +61,7 @@ _IGNORED_MODEL_KEYS = ("format", "format_version")
 # ------------------------------------------------------------------------------ sections
 
 
-@dataclass
-class ModelConfig:
+class ModelConfig(ConfigModel):
     """What to train: a new separator (the ``config.json`` layout) or a pretrained one.
 
     Attributes:
@@ -72,57 +81,64 @@ class ModelConfig:
     text_encoder: dict[str, Any] | None = None
     init_from: str | None = None
     train_text_encoder: bool = False
-    sample_rate: int | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    sample_rate: PositiveInt | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        try:
+            return self._check_sections()
+        except ConfigError as exc:
+            raise nested(exc) from None
+
+    def _check_sections(self) -> ModelConfig:
         if self.init_from is not None:
             if self.network is not None or self.text_encoder is not None:
-                raise ConfigError(
+                raise ValueError(
                     "give either init_from or network/text_encoder, not both "
                     "(a fine-tuned model keeps its architecture and text encoder)"
                 )
-            return
-        if self.network is None:
-            self.network = {"type": "resunet", "config": {}}
-        if self.text_encoder is None:
-            self.text_encoder = {"kind": "minilm"}
-        if "kind" not in self.text_encoder:
-            raise ConfigError("text_encoder needs a 'kind' (minilm, clap, hashing)")
-        unknown = sorted(set(self.network) - {"type", "config"})
+            return self
+        from ..models.separator import check_network_config
+        from ..models.text import check_text_encoder_config
+
+        network = dict(self.network or {"type": "resunet", "config": {}})
+        unknown = sorted(set(network) - {"type", "config"})
         if unknown:
-            raise ConfigError(f"network: unknown key(s) {', '.join(unknown)} (known: type, config)")
-        self.network.setdefault("type", "resunet")
-        net_config = self.network.setdefault("config", {})
+            raise config_error(f"network.{unknown[0]}", "unknown key (known: type, config)")
+        kind = network.setdefault("type", "resunet")
+        net_config = network.setdefault("config", {})
         if not isinstance(net_config, dict):
-            raise ConfigError("network.config must be a mapping of ResUNetConfig fields")
+            raise config_error("network.config", f"expected a mapping, got {net_config!r}")
         if self.sample_rate is not None:
             rate = net_config.setdefault("sample_rate", self.sample_rate)
             if rate != self.sample_rate:
-                raise ConfigError(
-                    f"sample_rate {self.sample_rate} differs from network.config.sample_rate {rate}"
+                raise config_error(
+                    "sample_rate",
+                    f"{self.sample_rate} differs from network.config.sample_rate {rate}",
                 )
-        if self.network["type"] == "resunet":
-            from ..models.resunet import ResUNetConfig
-
-            full = ResUNetConfig.from_dict(net_config).to_dict()  # fails early on bad fields
-            if "condition_dim" not in net_config:
-                del full["condition_dim"]  # taken from the text encoder when the model is built
-            self.network["config"] = full
+        try:
+            full = check_network_config(kind, net_config, partial=("condition_dim",))
+        except ConfigError as exc:
+            raise exc.within(prefix="network" if exc.key == "type" else "network.config") from None
+        encoder = dict(self.text_encoder or {"kind": "minilm"})
+        try:
+            check_text_encoder_config(encoder)
+        except ConfigError as exc:
+            raise exc.within(prefix="text_encoder") from None
+        # assigned without re-validation (validate_assignment would call this again)
+        self.__dict__.update(network={"type": kind, "config": full}, text_encoder=encoder)
+        return self
 
     @property
     def network_sample_rate(self) -> int | None:
         """The network's rate as configured (``None`` for ``init_from``)."""
         if self.network is None:
             return None
-        from ..models.resunet import ResUNetConfig
-
-        rate = self.network.get("config", {}).get("sample_rate")
-        return int(rate) if rate is not None else ResUNetConfig.sample_rate
+        return int(self.network["config"]["sample_rate"])
 
 
-@dataclass
-class PrepareConfig:
+class PrepareConfig(ConfigModel):
     """Build a manifest on the fly with a dataset recipe (``querysep prepare`` names).
 
     Attributes:
@@ -133,11 +149,10 @@ class PrepareConfig:
 
     recipe: str
     root: str
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
-@dataclass
-class TrainSetConfig:
+class TrainSetConfig(ConfigModel):
     """One source of training clips: a manifest file or a recipe, optionally split-filtered.
 
     Attributes:
@@ -150,13 +165,14 @@ class TrainSetConfig:
     prepare: PrepareConfig | None = None
     splits: list[str] | None = None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainSetConfig:
         if (self.manifest is None) == (self.prepare is None):
-            raise ConfigError("each training set needs exactly one of 'manifest' or 'prepare'")
+            raise ValueError("each training set needs exactly one of 'manifest' or 'prepare'")
+        return self
 
 
-@dataclass
-class ValidationConfig:
+class ValidationConfig(ConfigModel):
     """Fixed validation mixtures in the DCASE list format.
 
     Attributes:
@@ -169,18 +185,11 @@ class ValidationConfig:
 
     mixtures: str
     audio_dir: str
-    max_items: int | None = None
-    batch_size: int = 1
-
-    def __post_init__(self) -> None:
-        if self.max_items is not None and self.max_items < 1:
-            raise ConfigError(f"max_items must be at least 1, got {self.max_items}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+    max_items: PositiveInt | None = None
+    batch_size: PositiveInt = 1
 
 
-@dataclass
-class DataConfig:
+class DataConfig(ConfigModel):
     """Training mixtures made on the fly, and validation mixtures.
 
     Attributes:
@@ -200,33 +209,29 @@ class DataConfig:
         cache_size: Decoded files kept in memory when not preloading (``None``: all, 0: none).
     """
 
-    train: list[TrainSetConfig] = field(default_factory=list)
+    train: list[TrainSetConfig] = Field(default_factory=list)
     validation: ValidationConfig | None = None
-    sample_rate: int | None = None
-    segment_seconds: float = 10.0
-    batch_size: int = 16
-    num_workers: int = 4
-    gain_db: list[float] = field(default_factory=lambda: [-10.0, 10.0])
-    max_offset: float = 0.0
+    sample_rate: PositiveInt | None = None
+    segment_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
+    batch_size: PositiveInt = 16
+    num_workers: NonNegativeInt = 4
+    gain_db: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        default_factory=lambda: [-10.0, 10.0]
+    )
+    max_offset: Annotated[float, Field(ge=0, le=1)] = 0.0
     caption: CaptionField = "captions"
     preload: bool = True
-    cache_size: int | None = None
+    cache_size: NonNegativeInt | None = None
 
-    def __post_init__(self) -> None:
-        if self.segment_seconds <= 0:
-            raise ConfigError(f"segment_seconds must be positive, got {self.segment_seconds}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.num_workers < 0:
-            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
-        if len(self.gain_db) != 2 or self.gain_db[0] > self.gain_db[1]:
-            raise ConfigError(f"gain_db must be [low, high] with low <= high, got {self.gain_db}")
-        if self.sample_rate is not None and self.sample_rate <= 0:
-            raise ConfigError(f"sample_rate must be positive, got {self.sample_rate}")
+    @field_validator("gain_db")
+    @classmethod
+    def _gain_range(cls, value: list[float]) -> list[float]:
+        if len(value) != 2 or value[0] > value[1]:
+            raise ValueError(f"gain_db must be [low, high] with low <= high, got {value}")
+        return value
 
 
-@dataclass
-class OptimConfig:
+class OptimConfig(ConfigModel):
     """AdamW with a linear warm-up to a constant learning rate.
 
     Attributes:
@@ -247,33 +252,25 @@ class OptimConfig:
         min_lr_ratio: Final learning rate of the cosine schedule, as a fraction of ``lr``.
     """
 
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
+    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    betas: list[Annotated[float, Field(ge=0, lt=1)]] = Field(default_factory=lambda: [0.9, 0.999])
+    eps: Annotated[float, Field(gt=0)] = 1e-8
     amsgrad: bool = True
-    warmup_steps: int = 10000
+    warmup_steps: NonNegativeInt = 10000
     loss: LossName = "l1"
-    schedule: str = "constant"
-    min_lr_ratio: float = 0.0
+    schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
 
-    def __post_init__(self) -> None:
-        if self.schedule not in ("constant", "cosine"):
-            raise ConfigError(f"schedule must be constant or cosine, not {self.schedule!r}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+    @field_validator("betas")
+    @classmethod
+    def _two_betas(cls, value: list[float]) -> list[float]:
+        if len(value) != 2:
+            raise ValueError(f"betas must be two numbers in [0, 1), got {value}")
+        return value
 
 
-@dataclass
-class TrainerConfig:
+class TrainerConfig(ConfigModel):
     """The training loop, devices, checkpoints and logs.
 
     Attributes:
@@ -283,7 +280,10 @@ class TrainerConfig:
         checkpoint_every_n_steps: Write ``checkpoints/last.ckpt`` every this many steps.
         keep_step_checkpoints: Also keep a copy ``checkpoints/step-<N>.ckpt`` of each one.
         log_every_n_steps: Log training loss and learning rate every this many steps.
-        precision: ``"32"`` or ``"bf16-mixed"`` (autocast; also on CPU).
+        precision: ``auto`` (bf16-mixed where the hardware computes bf16 natively: a CUDA
+            GPU with bf16, a CPU with AVX-512 BF16 or AMX; float32 elsewhere), ``"32"`` or
+            ``"bf16-mixed"`` (autocast; the STFT stays in float32). See
+            :func:`querysep.precision.resolve_precision`.
         accelerator: ``auto``, ``cpu``, ``gpu``, ``cuda``, ``mps``.
         devices: ``auto``, a count, or a list of device indices.
         num_nodes: Machines for multi-node DDP.
@@ -293,77 +293,99 @@ class TrainerConfig:
         seed: Seeds the weights' initialisation and every training mixture.
         deterministic: ``torch.use_deterministic_algorithms`` (slower; exact reruns).
         progress_bar: Show the progress bar.
-        export: Export the best checkpoint as a model folder when training ends.
-        max_time: Stop after this much training wall time (``HH:MM:SS``), checkpointing and
-            exporting as at ``max_steps``; ``None``: no limit.
+        export: Export the best validated checkpoint as a model folder when training ends.
+        max_time: Stop after this much training wall time (``[DD:]HH:MM:SS``), validating,
+            checkpointing and exporting as at ``max_steps``; ``None``: no limit.
     """
 
     output_dir: str = "runs/train"
-    max_steps: int = 100000
-    val_every_n_steps: int = 5000
-    checkpoint_every_n_steps: int = 1000
+    max_steps: PositiveInt = 100000
+    val_every_n_steps: PositiveInt = 5000
+    checkpoint_every_n_steps: PositiveInt = 1000
     keep_step_checkpoints: bool = False
-    log_every_n_steps: int = 50
-    precision: Precision = "32"
-    accelerator: str = "auto"
-    devices: int | str | list[int] = "auto"
-    num_nodes: int = 1
+    log_every_n_steps: PositiveInt = 50
+    precision: PrecisionSetting = "auto"
+    accelerator: Accelerator = "auto"
+    devices: Any = "auto"
+    num_nodes: PositiveInt = 1
     strategy: str = "auto"
     sync_batchnorm: bool = False
-    gradient_clip_val: float | None = None
+    gradient_clip_val: Annotated[float, Field(gt=0)] | None = None
     seed: int = 0
     deterministic: bool = False
     progress_bar: bool = True
+    export: bool = True
     max_time: str | None = None
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: Any) -> Any:
+        if value == "auto" or (
+            isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or value == -1)
+        ):
+            return value
+        if (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        ):
+            return value
+        raise ValueError(
+            f"devices must be auto, a count >= 1 (-1: all) or a list of device indices, "
+            f"got {value!r}"
+        )
+
+    @field_validator("max_time")
+    @classmethod
+    def _max_time(cls, value: str | None) -> str | None:
+        _parse_duration(value)
+        return value
 
     def max_time_delta(self) -> datetime.timedelta | None:
         """:attr:`max_time` (``[DD:]HH:MM:SS``) as a timedelta."""
-        if self.max_time is None:
-            return None
-        parts = str(self.max_time).split(":")
-        try:
-            nums = [int(p) for p in parts]
-        except ValueError:
-            nums = []
-        if len(nums) not in (3, 4) or min(nums, default=-1) < 0:
-            raise ConfigError(f"max_time must be HH:MM:SS or DD:HH:MM:SS, got {self.max_time!r}")
-        days, (hours, minutes, seconds) = (nums[0], nums[1:]) if len(nums) == 4 else (0, nums)
-        return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
-
-    export: bool = True
-
-    def __post_init__(self) -> None:
-        if self.max_time is not None:
-            self.max_time_delta()  # validates
-        for name in ("max_steps", "val_every_n_steps", "checkpoint_every_n_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.log_every_n_steps < 1:
-            raise ConfigError(f"log_every_n_steps must be at least 1, got {self.log_every_n_steps}")
-        if self.num_nodes < 1:
-            raise ConfigError(f"num_nodes must be at least 1, got {self.num_nodes}")
-        if self.gradient_clip_val is not None and self.gradient_clip_val <= 0:
-            raise ConfigError(f"gradient_clip_val must be positive, got {self.gradient_clip_val}")
+        return _parse_duration(self.max_time)
 
 
-@dataclass
-class TrainConfig:
+def _parse_duration(text: str | None) -> datetime.timedelta | None:
+    if text is None:
+        return None
+    parts = str(text).split(":")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        nums = []
+    if len(nums) not in (3, 4) or min(nums, default=-1) < 0:
+        raise ValueError(f"max_time must be HH:MM:SS or DD:HH:MM:SS, got {text!r}")
+    days, (hours, minutes, seconds) = (nums[0], nums[1:]) if len(nums) == 4 else (0, nums)
+    return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+class TrainConfig(ConfigModel):
     """Everything a training run needs; see the section classes."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _same_rate(self) -> TrainConfig:
         net_rate = self.model.network_sample_rate
         rate = self.data.sample_rate
         if rate is not None and net_rate is not None and rate != net_rate:
-            raise ConfigError(f"data.sample_rate {rate} differs from the network's {net_rate} Hz")
+            raise nested(
+                config_error("data.sample_rate", f"{rate} differs from the network's {net_rate} Hz")
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain YAML/JSON-serialisable data."""
-        return dataclasses.asdict(self)
+        return self.model_dump(mode="json")
 
     def to_yaml(self) -> str:
         """The config as YAML (sections in order, keys in declaration order)."""
@@ -448,138 +470,31 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
-class _Binder:
-    """Builds dataclasses from plain data, reporting errors with the key and its origin."""
-
-    def __init__(self, source: str, lines: Mapping[str, int], overridden: Mapping[str, str]):
-        self.source = source
-        self.lines = lines
-        self.overridden = overridden
-
-    def where(self, path: str) -> str:
-        for key, text in self.overridden.items():
-            if path == key or path.startswith(key + "."):
-                return f"override {text!r}"
-        line = self.lines.get(path)
-        return f"{self.source}:{line}" if line is not None else self.source
-
-    def error(self, path: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.where(path)}: {path or 'config'}: {message}")
-
-    def bind(self, tp: Any, value: Any, path: str) -> Any:
-        origin = typing.get_origin(tp)
-        if tp is Any:
-            return value
-        if dataclasses.is_dataclass(tp):
-            return self._dataclass(tp, value, path)
-        if origin in (typing.Union, types.UnionType):
-            args = typing.get_args(tp)
-            if value is None:
-                if type(None) in args:
-                    return None
-                raise self.error(path, "must not be empty")
-            errors = []
-            for arg in args:
-                if arg is type(None):
-                    continue
-                try:
-                    return self.bind(arg, value, path)
-                except ConfigError as exc:
-                    errors.append(exc)
-            raise (
-                errors[0]
-                if len(errors) == 1
-                else self.error(path, f"expected {_describe(tp)}, got {value!r}")
-            )
-        if origin is Literal:
-            choices = typing.get_args(tp)
-            text = str(value) if isinstance(value, (int, float, str)) else value
-            if text not in choices:
-                raise self.error(
-                    path, f"must be one of {', '.join(map(str, choices))}, got {value!r}"
-                )
-            return text
-        if origin is list:
-            (item_tp,) = typing.get_args(tp)
-            if isinstance(value, tuple):
-                value = list(value)
-            if not isinstance(value, list):
-                raise self.error(path, f"expected a list, got {value!r}")
-            return [self.bind(item_tp, v, f"{path}.{i}") for i, v in enumerate(value)]
-        if origin is dict:
-            if not isinstance(value, dict):
-                raise self.error(path, f"expected a mapping, got {value!r}")
-            return dict(value)
-        return self._scalar(tp, value, path)
-
-    def _scalar(self, tp: Any, value: Any, path: str) -> Any:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            raise self.error(path, f"expected true or false, got {value!r}")
-        if tp is int:
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise self.error(path, f"expected an integer, got {value!r}")
-        if tp is float:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-            if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
-                try:
-                    return float(value)
-                except ValueError:
-                    pass
-            raise self.error(path, f"expected a number, got {value!r}")
-        if tp is str:
-            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-                return str(value)
-            raise self.error(path, f"expected text, got {value!r}")
-        raise self.error(path, f"unsupported type {tp!r}")  # pragma: no cover - schema bug
-
-    def _dataclass(self, cls: Any, value: Any, path: str) -> Any:
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise self.error(path, f"expected a mapping, got {value!r}")
-        hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-        prefix = f"{path}." if path else ""
-        for key in value:
-            if key not in fields:
-                close = difflib.get_close_matches(str(key), list(fields), n=1)
-                hint = (
-                    f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(fields)})"
-                )
-                raise self.error(f"{prefix}{key}", f"unknown key{hint}")
-        kwargs: dict[str, Any] = {}
-        for name, f in fields.items():
-            if name in value:
-                kwargs[name] = self.bind(hints[name], value[name], f"{prefix}{name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise self.error(f"{prefix}{name}", "is required")
-        try:
-            return cls(**kwargs)
-        except ConfigError as exc:
-            raise self.error(path, str(exc)) from None
+def _where(key: str, source: str, lines: Mapping[str, int], overridden: Mapping[str, str]) -> str:
+    """``override '...'`` or ``file:line`` for a dotted key (the longest known prefix)."""
+    for name, text in overridden.items():  # the override itself, or one inside the section
+        if key == name or key.startswith(name + ".") or name.startswith(key + "."):
+            return f"override {text!r}"
+    probe = key
+    while probe:
+        if probe in lines:
+            return f"{source}:{lines[probe]}"
+        probe = probe.rpartition(".")[0]
+    return source
 
 
-def _describe(tp: Any) -> str:
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    names = {int: "an integer", float: "a number", str: "text", bool: "true/false"}
-    return " or ".join(
-        names.get(a, "a list" if typing.get_origin(a) is list else str(a)) for a in args
-    )
-
-
-def _normalize(data: dict[str, Any]) -> dict[str, Any]:
-    """Accept a pasted model ``config.json`` in the model section (its bookkeeping keys)."""
-    model = data.get("model")
-    if isinstance(model, dict):
-        for key in _IGNORED_MODEL_KEYS:
-            model.pop(key, None)
-    return data
+def _suggestion(key: str, data: Mapping[str, Any]) -> str:
+    """``; did you mean 'lr'?`` for an unknown key close to a known one."""
+    section, _, name = key.rpartition(".")
+    model: Any = TrainConfig
+    for part in section.split(".") if section else []:
+        field = getattr(model, "model_fields", {}).get(part)
+        model = getattr(field, "annotation", None)
+        if model is None:
+            return ""
+    known = list(getattr(model, "model_fields", {}))
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def config_from_dict(
@@ -589,7 +504,7 @@ def config_from_dict(
     source: str = "config",
     key_lines: Mapping[str, int] | None = None,
 ) -> TrainConfig:
-    """Bind plain data (plus ``key=value`` overrides) to a :class:`TrainConfig`.
+    """Validate plain data (plus ``key=value`` overrides) as a :class:`TrainConfig`.
 
     Args:
         data: The parsed YAML document (``None``: all defaults).
@@ -598,23 +513,30 @@ def config_from_dict(
         key_lines: Dotted key -> line in ``source``, for error messages.
 
     Raises:
-        ConfigError: Unknown keys, wrong types, invalid values or malformed overrides.
+        ConfigError: Unknown keys, wrong types, invalid values or malformed overrides, with
+            the key, the value and where it came from.
     """
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping with model/data/optim/trainer sections")
-    raw = _deep_copy(dict(data or {}))
+    raw = copy.deepcopy(dict(data or {}))
     apply_overrides(raw, overrides)
     overridden = {".".join(parse_override(o)[0]): o for o in overrides}
-    binder = _Binder(source, key_lines or {}, overridden)
-    return binder.bind(TrainConfig, _normalize(raw), "")
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
+    model = raw.get("model")
+    if isinstance(model, dict):  # a pasted model config.json keeps its bookkeeping keys
+        for key in _IGNORED_MODEL_KEYS:
+            model.pop(key, None)
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        key, problem = describe_error(exc)
+        if problem == "unknown key":
+            problem += _suggestion(key, raw)
+    except ConfigError as exc:
+        if exc.key is None or exc.problem is None:
+            raise ConfigError(f"{source}: {exc}") from None
+        key, problem = exc.key, exc.problem
+    where = _where(key, source, key_lines or {}, overridden)
+    raise config_error(key, problem, where)
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
@@ -625,13 +547,20 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
         overrides: e.g. ``["optim.lr=3e-4", "trainer.max_steps=1000"]``.
 
     Raises:
-        ConfigError: The file is missing or is not valid YAML (with the line), or binding
-            fails (naming the key and the file or override).
+        ConfigError: The file is missing, not UTF-8 text or not valid YAML (with the line),
+            or validation fails (naming the key and the file or override).
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+        raise ConfigError(
+            f"config file not found: {path}" if not path.exists() else f"{path} is not a file"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start}); save the config as UTF-8"
+        ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

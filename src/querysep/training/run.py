@@ -31,12 +31,14 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from ..errors import CheckpointError, ConfigError
 from ..models.separator import CONFIG_NAME, TextQueriedSeparator, build_network
 from ..models.text import build_text_encoder
+from ..precision import describe_choice, resolve_precision
 from .callbacks import (
     LAST_CHECKPOINT,
     GracefulInterrupt,
     LastCheckpoint,
     StepProgressBar,
     TrainingInterruptedError,
+    ValidateAtStop,
 )
 from .config import ModelConfig, TrainConfig
 from .datamodule import MixtureDataModule
@@ -126,7 +128,7 @@ def build_trainer(
     t = config.trainer
     out = Path(t.output_dir)
     validate = config.data.validation is not None
-    cbs: list[Callback] = []
+    cbs: list[Callback] = [ValidateAtStop()] if validate else []
     best = None
     if checkpoints:
         last = LastCheckpoint(
@@ -158,7 +160,7 @@ def build_trainer(
         check_val_every_n_epoch=None,
         limit_val_batches=None if validate else 0,
         num_sanity_val_steps=1 if validate else 0,
-        precision=t.precision,
+        precision=resolve_precision(t.precision, t.accelerator),
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
@@ -191,13 +193,25 @@ def _write_config(config: TrainConfig, path: Path, echo: Echo) -> None:
 
 
 def _check_same_model(config: TrainConfig, saved: Path) -> None:
-    """Refuse to resume a run whose saved config describes another model."""
+    """Refuse to resume a run whose saved config describes another model, or is unreadable."""
     if not saved.is_file():
         return
+    fix = "fix or delete it, use another trainer.output_dir, or --restart to start over"
     try:
-        old = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("model", {})
-    except (yaml.YAMLError, AttributeError):
-        return
+        data = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"cannot resume {saved.parent}: {saved} is not UTF-8 text; {fix}"
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{saved}:{mark.line + 1}" if mark is not None else str(saved)
+        raise ConfigError(
+            f"cannot resume {saved.parent}: {where} is not valid YAML; {fix}"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise ConfigError(f"cannot resume {saved.parent}: {saved} has no model section; {fix}")
+    old = data["model"]
     new = config.to_dict()["model"]
     changed = [k for k in _changed_keys(old, new, "model.") if not k.startswith("model.metadata")]
     if changed:
@@ -205,6 +219,14 @@ def _check_same_model(config: TrainConfig, saved: Path) -> None:
             f"cannot resume {saved.parent}: the model differs from its {saved.name} in "
             f"{', '.join(changed)}; use another trainer.output_dir, or --restart to start over"
         )
+
+
+def _check_output_dir(out: Path) -> None:
+    """Refuse a run folder that is a file or lies under one (nothing is written yet)."""
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            where = "is a file" if folder == out else f"lies under {folder}, which is a file"
+            raise ConfigError(f"trainer.output_dir {out} {where}, not a folder")
 
 
 def _changed_keys(old: object, new: object, prefix: str = "") -> list[str]:
@@ -251,16 +273,14 @@ def train(
     is_zero = rank_zero_only.rank == 0
     say: Echo = echo if is_zero else (lambda _msg: None)
     out = config.output_dir
+    _check_output_dir(out)
     last = out / CHECKPOINT_DIR / LAST_CHECKPOINT
-    if restart and is_zero:
-        _restart(out, say)
     resume = last.is_file() and not restart
     if resume:
-        say(f"found {last}: resuming (use --restart to start over)")
         _check_same_model(config, out / CONFIG_FILE)
-    if is_zero:
-        _write_config(config, out / CONFIG_FILE, say)
+    say(describe_choice(config.trainer.precision, config.trainer.accelerator))
 
+    # Everything is checked (config, model, data) before the run folder is touched.
     pl.seed_everything(config.trainer.seed, workers=False, verbose=False)
     model = build_model(config.model)
     rate = config.data.sample_rate or model.sample_rate
@@ -272,6 +292,12 @@ def train(
     datamodule.setup("fit")
     ds = datamodule.train_dataset
     assert ds is not None
+    if restart and is_zero:
+        _restart(out, say)
+    if resume:
+        say(f"found {last}: resuming (use --restart to start over)")
+    if is_zero:
+        _write_config(config, out / CONFIG_FILE, say)
     say(
         f"training data: {len(ds.clips)} clips, {len(ds.targets)} targets, "
         f"{config.data.segment_seconds:g} s segments at {model.sample_rate} Hz"

@@ -4,6 +4,7 @@ from .base import (
     MAX_QUERY_CHARS,
     TextEncoder,
     build_text_encoder,
+    check_text_encoder_config,
     register_text_encoder,
     validate_queries,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "PrecomputedTextEncoder",
     "TextEncoder",
     "build_text_encoder",
+    "check_text_encoder_config",
     "register_text_encoder",
     "save_embedding_table",
     "validate_queries",

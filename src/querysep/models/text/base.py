@@ -9,12 +9,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ...errors import ConfigError, QueryError
+from ...errors import QueryError
+from ...schema import config_error, validate_arguments
 
 __all__ = [
     "MAX_QUERY_CHARS",
     "TextEncoder",
     "build_text_encoder",
+    "check_text_encoder_config",
     "register_text_encoder",
     "validate_queries",
 ]
@@ -120,14 +122,31 @@ def register_text_encoder(kind: str) -> Callable[[type[TextEncoder]], type[TextE
     return deco
 
 
-def build_text_encoder(config: Mapping[str, Any]) -> TextEncoder:
-    """Build an encoder from ``{"kind": ..., **kwargs}`` as written by ``to_config``."""
+def check_text_encoder_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate ``{"kind": ..., **kwargs}`` against the encoder's constructor, loading nothing.
+
+    Returns:
+        The constructor's keyword arguments, converted to their annotated types.
+
+    Raises:
+        ConfigError: Not a mapping, an unknown kind, or an unknown, missing, wrongly typed or
+            out-of-range argument (naming it).
+    """
+    if not isinstance(config, Mapping):
+        raise config_error("", f"expected a mapping with a 'kind', got {config!r}")
     args = dict(config)
     kind = args.pop("kind", None)
-    if kind not in _REGISTRY:
+    if not isinstance(kind, str) or kind not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY))
-        raise ConfigError(f"unknown text encoder kind {kind!r}; known: {known}")
-    try:
-        return _REGISTRY[kind](**args)
-    except TypeError as exc:
-        raise ConfigError(f"bad arguments for text encoder {kind!r}: {exc}") from None
+        raise config_error("kind", f"unknown text encoder kind {kind!r}; known: {known}")
+    return validate_arguments(_REGISTRY[kind].__init__, args)
+
+
+def build_text_encoder(config: Mapping[str, Any]) -> TextEncoder:
+    """Build an encoder from ``{"kind": ..., **kwargs}`` as written by ``to_config``.
+
+    Raises:
+        ConfigError: As :func:`check_text_encoder_config`.
+    """
+    args = check_text_encoder_config(config)
+    return _REGISTRY[str(config["kind"])](**args)

@@ -7,9 +7,10 @@ or a hub id already in the local cache; nothing is downloaded here (``local_file
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 
 from ...errors import ModelNotFoundError
 from .base import TextEncoder, register_text_encoder
@@ -27,7 +28,7 @@ class ClapTextEncoder(TextEncoder):
         max_length: Token limit; longer queries are truncated.
     """
 
-    def __init__(self, path: str, max_length: int = 77) -> None:
+    def __init__(self, path: str, max_length: Annotated[int, Field(ge=1)] = 77) -> None:
         super().__init__()
         from transformers import AutoTokenizer, ClapTextModelWithProjection
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 import zlib
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 
 from .base import TextEncoder, register_text_encoder
 
@@ -27,7 +28,7 @@ class HashingTextEncoder(TextEncoder):
         dim: Embedding size.
     """
 
-    def __init__(self, dim: int = 64) -> None:
+    def __init__(self, dim: Annotated[int, Field(ge=1, le=65536)] = 64) -> None:
         super().__init__()
         self.dim = int(dim)
 

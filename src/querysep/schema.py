@@ -1,0 +1,217 @@
+"""Typed validation of configuration data, with one error format for every config.
+
+Every configuration querysep reads (a training YAML and its ``key=value`` overrides, a model
+folder's ``config.json``, a network's or a text encoder's arguments) is checked here with
+pydantic v2. A problem becomes a :class:`~querysep.errors.ConfigError` whose one-line
+message names the key, the value given and what was expected, e.g.
+``model.network.config.n_fft: expected an integer, got 'many'``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
+
+from .errors import ConfigError
+
+__all__ = [
+    "ConfigModel",
+    "config_error",
+    "describe_error",
+    "nested",
+    "validate_arguments",
+    "validate_dataclass",
+    "validate_model",
+]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigModel(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are checked."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# pydantic error type -> what was expected, in plain words
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "finite_number": "a finite number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "text",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "sequence_str": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "dataclass_type": "a mapping",
+    "missing": None,
+    "extra_forbidden": None,
+}
+
+
+def _path(loc: tuple[Any, ...], prefix: str) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or "-" in p))]
+    return ".".join(p for p in (prefix, *parts) if p)
+
+
+def describe_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
+    """The dotted key and a one-line message for the first problem of ``exc``.
+
+    Args:
+        exc: A pydantic validation error.
+        prefix: Dotted path of the validated data within the whole config.
+
+    Returns:
+        ``(key, message)``, e.g. ``("optim.lr", "expected a number, got 'fast'")``.
+    """
+    error = exc.errors(include_url=False)[0]
+    kind = error["type"]
+    key = _path(tuple(error["loc"]), prefix)
+    given = error.get("input")
+    if kind == _NESTED:  # a ConfigError raised inside a validator (see nested)
+        ctx = error.get("ctx", {})
+        inner = ".".join(p for p in (key, ctx.get("key", "")) if p)
+        return inner, str(ctx.get("problem", ""))
+    if kind == "missing":
+        return key, "is required"
+    if kind == "extra_forbidden":
+        return key, "unknown key"
+    if kind == "literal_error":
+        choices = error.get("ctx", {}).get("expected", "")
+        return key, f"must be one of {choices.replace(chr(39), '')}, got {given!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        ctx = error.get("ctx", {})
+        sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}.get(kind, "<=")
+        bound = next(iter(ctx.values()), "")
+        return key, f"must be {sign} {bound}, got {given!r}"
+    if kind in ("too_short", "too_long"):
+        return key, f"{error['msg'][0].lower()}{error['msg'][1:]}, got {given!r}"
+    if kind == "value_error":  # a validator's own message (ValueError)
+        text = str(error.get("ctx", {}).get("error", error["msg"]))
+        return key, text
+    if kind == "is_instance_of":  # Sequence[...] fields
+        cls = str(error.get("ctx", {}).get("class", ""))
+        return key, f"expected {'a list' if cls == 'Sequence' else cls}, got {given!r}"
+    expected = _EXPECTED.get(kind)
+    if expected is not None:
+        return key, f"expected {expected}, got {given!r}"
+    return key, f"{error['msg'][0].lower()}{error['msg'][1:]}, got {given!r}"
+
+
+def config_error(key: str, problem: str, what: str = "") -> ConfigError:
+    """A :class:`ConfigError` about ``key``, located in ``what`` (a file or override)."""
+    text = f"{key or 'config'}: {problem}"
+    return ConfigError(f"{what}: {text}" if what else text, key=key, problem=problem)
+
+
+_NESTED = "querysep_config"
+
+
+def nested(exc: ConfigError) -> PydanticCustomError:
+    """``exc`` in a form a validator can raise, so pydantic adds the enclosing keys."""
+    return PydanticCustomError(
+        _NESTED, "{problem}", {"key": exc.key or "", "problem": exc.problem or str(exc)}
+    )
+
+
+def _raise(exc: ValidationError, what: str, prefix: str) -> typing.NoReturn:
+    key, problem = describe_error(exc, prefix)
+    raise config_error(key, problem, what) from None
+
+
+def validate_model(model: type[M], data: Any, *, what: str = "", prefix: str = "") -> M:
+    """Build ``model`` from plain data, or raise a one-line :class:`ConfigError`.
+
+    Args:
+        model: A pydantic model class.
+        data: Parsed YAML/JSON.
+        what: Where the data came from (a file, an override), put before the message.
+        prefix: Dotted path of ``data`` in the whole config, put before the key.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        _raise(exc, what, prefix)
+
+
+def validate_dataclass(cls: type[T], data: Any, *, what: str = "", prefix: str = "") -> T:
+    """Build the dataclass ``cls`` from a mapping, checking every field's type.
+
+    Unknown keys are refused. The dataclass's own ``__post_init__`` checks still run, and a
+    :class:`ConfigError` they raise gets ``what`` in front.
+
+    Raises:
+        ConfigError: Not a mapping, an unknown key, or a value of the wrong type or range.
+    """
+    if not isinstance(data, Mapping):
+        raise config_error(prefix, f"expected a mapping, got {data!r}", what)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        key = ".".join(p for p in (prefix, str(unknown[0])) if p)
+        raise config_error(key, f"unknown key (known: {', '.join(names)})", what)
+    try:
+        return _adapter(cls).validate_python(dict(data))
+    except ValidationError as exc:
+        _raise(exc, what, prefix)
+    except ConfigError as exc:
+        raise exc.within(what) from None
+
+
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(tp: Any) -> TypeAdapter[Any]:
+    if tp not in _ADAPTERS:
+        _ADAPTERS[tp] = TypeAdapter(tp)
+    return _ADAPTERS[tp]
+
+
+def validate_arguments(
+    func: Callable[..., Any], kwargs: Mapping[str, Any], *, what: str = "", prefix: str = ""
+) -> dict[str, Any]:
+    """Check keyword arguments against ``func``'s signature and annotations.
+
+    Annotations may carry pydantic constraints (``Annotated[int, Field(ge=1)]``).
+
+    Returns:
+        The validated (and converted) arguments.
+
+    Raises:
+        ConfigError: An unknown or missing argument, or a value of the wrong type or range.
+    """
+    key = (func, "arguments")
+    if key not in _ADAPTERS:
+        hints = typing.get_type_hints(func, include_extras=True)
+        fields: dict[str, Any] = {}
+        for name, param in inspect.signature(func).parameters.items():
+            if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[name] = (hints.get(name, Any), default)
+        model = pydantic.create_model(  # type: ignore[call-overload]
+            f"{getattr(func, '__qualname__', 'func')}_args",
+            __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+            **fields,
+        )
+        _ADAPTERS[key] = TypeAdapter(model)
+    try:
+        validated = _ADAPTERS[key].validate_python(dict(kwargs))
+    except ValidationError as exc:
+        _raise(exc, what, prefix)
+    return {name: getattr(validated, name) for name in kwargs}

@@ -1,0 +1,130 @@
+"""``train`` checks everything before it writes, and always exports a validated model."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+from typer.testing import CliRunner
+
+from querysep.cli import app
+from querysep.training.config import config_from_dict
+from querysep.training.export import read_checkpoint
+from querysep.training.run import train
+
+from .conftest import tiny_config, write_config
+
+
+def _one_line_error(result: Any) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("querysep: error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    ["missing manifest", "missing validation list", "empty yaml", "bad network"],
+)
+def test_a_failed_start_leaves_no_run_folder(
+    tmp_path: Path, sine_data: dict[str, Path], breakage: str
+) -> None:
+    run = tmp_path / "run"
+    config = copy.deepcopy(tiny_config(sine_data, run))
+    if breakage == "missing manifest":
+        config["data"]["train"][0]["manifest"] = str(tmp_path / "nope.jsonl")
+    elif breakage == "missing validation list":
+        config["data"]["validation"]["mixtures"] = str(tmp_path / "nope.csv")
+    elif breakage == "bad network":
+        config["model"]["network"]["config"]["n_fft"] = "many"
+    path = write_config(tmp_path / "run.yaml", config)
+    if breakage == "empty yaml":
+        path.write_text("", encoding="utf-8")
+    argv = ["train", str(path)]
+    if breakage == "empty yaml":
+        argv.append(f"trainer.output_dir={run}")
+    line = _one_line_error(CliRunner().invoke(app, argv))
+    assert not run.exists(), line
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_output_dir_that_is_a_file(tmp_path: Path, sine_data: dict[str, Path], under: bool) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    out = blocker / "run" if under else blocker
+    path = write_config(tmp_path / "run.yaml", tiny_config(sine_data, out))
+    line = _one_line_error(CliRunner().invoke(app, ["train", str(path)]))
+    assert f"trainer.output_dir {out}" in line and "file, not a folder" in line
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    ("saved", "match"),
+    [("model: [unclosed\n", "is not valid YAML"), ("- a list\n", "has no model section")],
+)
+def test_resume_with_a_corrupt_saved_config_stops(
+    tmp_path: Path, sine_data: dict[str, Path], saved: str, match: str
+) -> None:
+    run = tmp_path / "run"
+    path = write_config(tmp_path / "run.yaml", tiny_config(sine_data, run, max_steps=2))
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", str(path)]).exit_code == 0
+    (run / "config.yaml").write_text(saved)
+    before = read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"]
+    line = _one_line_error(runner.invoke(app, ["train", str(path), "trainer.max_steps=4"]))
+    assert f"cannot resume {run}" in line and match in line and "--restart" in line
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == before
+    assert (run / "config.yaml").read_text() == saved
+
+
+class _ValidationSteps(pl.Callback):
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.steps.append(trainer.global_step)
+
+
+def test_the_last_step_is_validated_when_off_the_validation_grid(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    seen = _ValidationSteps()
+    cfg = config_from_dict(
+        tiny_config(sine_data, tmp_path / "run", max_steps=5, val_every_n_steps=3)
+    )
+    result = train(cfg, callbacks=[seen], echo=lambda _m: None)
+    assert result.step == 5 and seen.steps == [3, 5]
+    assert result.exported is not None
+
+
+class _SlowStep(pl.Callback):
+    """Makes step 2 take over a second, so a one-second time limit ends the run there."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == 2:
+            time.sleep(1.1)
+
+
+def test_a_time_limit_stops_with_a_validated_export(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    seen = _ValidationSteps()
+    messages: list[str] = []
+    cfg = config_from_dict(
+        tiny_config(
+            sine_data, tmp_path / "run", max_steps=1000, val_every_n_steps=500, max_time="00:00:01"
+        )
+    )
+    result = train(cfg, callbacks=[_SlowStep(), seen], echo=messages.append)
+    assert 2 <= result.step <= 3 and seen.steps == [result.step]
+    assert result.exported is not None
+    ckpt = read_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    assert ckpt["global_step"] == result.step
+    assert any(m.startswith("exported best.ckpt") and "val/sdri" in m for m in messages)
+    assert any(m.startswith("precision 32 (as configured; CPU capability") for m in messages)
