@@ -16,19 +16,18 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import DataError
+from ..fileio import write_text
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "Clip",
     "MixtureRow",
-    "atomic_write_text",
     "find_audio",
     "label_to_text",
     "read_datafile",
@@ -129,26 +128,7 @@ def label_to_text(label: str) -> str:
     return " ".join(label.replace("_", " ").split())
 
 
-# ---------------------------------------------------------------------------- writing helpers
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder + ``os.replace``.
-
-    A reader never sees a half-written file, and an interrupted write leaves the old one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# ---------------------------------------------------------------------------- path helpers
 
 
 def _relative_if_inside(audio: str, folder: Path) -> str:
@@ -229,7 +209,7 @@ def write_manifest(clips: Iterable[Clip], path: str | Path) -> None:
         record = clip.to_dict()
         record["audio"] = _relative_if_inside(clip.audio, folder)
         lines.append(json.dumps(record, ensure_ascii=False))
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    write_text(path, "".join(line + "\n" for line in lines))
 
 
 # -------------------------------------------------------------------------------- datafiles
@@ -314,7 +294,7 @@ def write_datafile(clips: Iterable[Clip], path: str | Path) -> int:
         for clip in clips
         for text in clip.texts()
     ]
-    atomic_write_text(path, json.dumps({"data": data}, ensure_ascii=False, indent=1) + "\n")
+    write_text(path, json.dumps({"data": data}, ensure_ascii=False, indent=1) + "\n")
     return len(data)
 
 
@@ -482,7 +462,7 @@ def write_mixture_list(rows: Sequence[MixtureRow], path: str | Path) -> None:
     writer.writerow(columns)
     for row in rows:
         writer.writerow(row.values(columns))
-    atomic_write_text(path, buffer.getvalue())
+    write_text(path, buffer.getvalue())
 
 
 def find_audio(audio_dir: str | Path, name: str) -> Path:
