@@ -15,7 +15,6 @@ from querysep.fileio import (
     atomic_files,
     check_output_file,
     check_output_folder,
-    make_output_folder,
     remove_stale_temp_files,
     write_bytes,
     write_text,
@@ -136,11 +135,11 @@ def test_output_folders(tmp_path: Path) -> None:
     blocker = write_text(tmp_path / "FILE", "x")
     for folder in (blocker, blocker / "sub"):
         with pytest.raises(OutputError) as info:
-            make_output_folder(folder)
+            check_output_folder(folder, create=True)
         assert str(info.value) == f"cannot write to {folder}: {blocker} is a file, not a folder"
     assert check_output_folder(tmp_path / "new" / "run") == tmp_path / "new" / "run"
     assert not (tmp_path / "new").exists()  # checking creates nothing
-    assert make_output_folder(tmp_path / "new" / "run").is_dir()
+    assert check_output_folder(tmp_path / "new" / "run", create=True).is_dir()
 
 
 def test_broken_link_in_the_way(tmp_path: Path) -> None:

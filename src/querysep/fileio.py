@@ -39,7 +39,6 @@ __all__ = [
     "atomic_files",
     "check_output_file",
     "check_output_folder",
-    "make_output_folder",
     "remove_stale_temp_files",
     "write_bytes",
     "write_text",
@@ -92,45 +91,31 @@ def check_output_file(path: StrPath, *, error: type[QuerysepError] = OutputError
     return p
 
 
-def check_output_folder(folder: StrPath, *, error: type[QuerysepError] = OutputError) -> Path:
-    """Check, without creating anything, that ``folder`` is or can become a folder.
+def check_output_folder(folder: StrPath, *, create: bool = False) -> Path:
+    """Check that ``folder`` is or can become a folder; with ``create``, make it so.
+
+    Without ``create`` nothing is created, so a command can check its output folder before
+    any slow work and create it only once it has something to write.
 
     Args:
         folder: The output folder.
-        error: The error type to raise.
+        create: Create it (and its parents) if missing.
 
     Returns:
         ``folder`` as a :class:`~pathlib.Path`.
 
     Raises:
-        OutputError: ``folder`` or a folder above it is a file (``error``).
+        OutputError: ``folder`` or a folder above it is a file, or it cannot be created.
     """
     p = Path(folder)
     problem = _in_the_way(p)
     if problem:
-        raise error(f"cannot write to {p}: {problem}")
-    return p
-
-
-def make_output_folder(folder: StrPath, *, error: type[QuerysepError] = OutputError) -> Path:
-    """Create the output folder ``folder`` (and its parents) if missing.
-
-    Args:
-        folder: The output folder.
-        error: The error type to raise.
-
-    Returns:
-        ``folder`` as a :class:`~pathlib.Path`.
-
-    Raises:
-        OutputError: As :func:`check_output_folder`, or the folder cannot be created
-            (``error``).
-    """
-    p = check_output_folder(folder, error=error)
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise error(f"cannot create folder {p}: {_reason(exc)}") from exc
+        raise OutputError(f"cannot write to {p}: {problem}")
+    if create:
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create folder {p}: {_reason(exc)}") from exc
     return p
 
 

@@ -24,7 +24,7 @@ from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, load_audio, resample
 from ..data.manifest import MixtureRow, find_audio, read_mixture_list
 from ..data.mixing import fit_length, make_dcase_mixture
 from ..errors import ConfigError, DataError
-from ..fileio import check_output_folder, make_output_folder, write_text
+from ..fileio import check_output_folder, write_text
 from ..metrics import get_metrics
 from .report import METRIC_COLUMNS, PerClipWriter, format_table, read_per_clip, write_summary
 from .systems import System, SystemOptions, make_system
@@ -326,7 +326,7 @@ def evaluate(
             continue
         plan.append((row, key, todo, files))
 
-    make_output_folder(out_path)
+    check_output_folder(out_path, create=True)
     num_computed = 0
     bar = None
     if progress:
