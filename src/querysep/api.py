@@ -21,11 +21,12 @@ from .audio.io import (
     MAX_CHANNELS,
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
-    AudioWriter,
+    StreamResampler,
     audio_info,
     iter_audio_blocks,
     resample,
 )
+from .audio.writer import AudioWriter
 from .errors import AudioError
 from .models.separator import TextQueriedSeparator
 from .models.text import validate_queries
@@ -199,7 +200,7 @@ class Separator:
         proc = self._processor(items)
         block = max(proc.segment, self.sample_rate)  # at the model's rate
         writers = [AudioWriter(out, in_sr, num_ch) for out in outputs]
-        back = [_StreamResampler(self.sample_rate, in_sr, num_ch) for _ in items]
+        back = [StreamResampler(self.sample_rate, in_sr, num_ch) for _ in items]
         written = [0] * len(items)
 
         def emit(out: torch.Tensor, last: bool) -> None:
@@ -234,26 +235,6 @@ class Separator:
         for w in opened:
             w.__exit__(None, None, None)
         return [Path(p) for p in outputs]
-
-
-class _StreamResampler:
-    """Continuous resampling of (channels, n) chunks; identity when the rates match."""
-
-    def __init__(self, in_rate: int, out_rate: int, channels: int) -> None:
-        self.same = in_rate == out_rate
-        if not self.same:
-            import soxr
-
-            self.stream = soxr.ResampleStream(
-                in_rate, out_rate, channels, dtype="float32", quality="VHQ"
-            )
-
-    def __call__(self, chunk: np.ndarray, last: bool) -> np.ndarray:
-        chunk = np.ascontiguousarray(chunk, dtype=np.float32)
-        if self.same:
-            return chunk
-        out = self.stream.resample_chunk(np.ascontiguousarray(chunk.T), last=last)
-        return np.ascontiguousarray(out.T)
 
 
 def _progress(enabled: bool, seconds: float, desc: str):

@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "ModelNotFoundError",
+    "OutputError",
     "QueryError",
     "QuerysepError",
 ]
@@ -72,3 +73,7 @@ class ConfigError(QuerysepError):
 
 class DataError(QuerysepError):
     """A manifest, mixture list or dataset folder that is malformed or missing."""
+
+
+class OutputError(QuerysepError):
+    """An output path that cannot be written (it is a folder, lies under a file, no space)."""

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .fileio import AtomicFile
+
 __all__ = ["plot_separation"]
 
 
@@ -34,9 +36,16 @@ def plot_separation(
         mixture: The input (multichannel input is averaged to mono for the figure).
         estimate: The separated sound, same shape as ``mixture``.
         sample_rate: Their rate in Hz.
-        path: The PNG to write (atomically).
+        path: The PNG to write (atomically; other extensions matplotlib knows, such as
+            ``.svg`` or ``.pdf``, pick that format).
         title: Figure title, e.g. the query.
         max_seconds: Only the first this many seconds are drawn (``None``: all).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        OutputError: ``path`` cannot be written (a folder, under a file, no space).
 
     Shape:
         - mixture, estimate: ``(time,)`` or ``(channels, time)``
@@ -77,12 +86,9 @@ def plot_separation(
     if title:
         fig.suptitle(title)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part.png")
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        with AtomicFile(path) as tmp:
+            fig.savefig(tmp, dpi=100, format=path.suffix[1:].lower() or "png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path

@@ -181,3 +181,31 @@ def test_plot_writes_a_spectrogram_png_next_to_the_output(mix: Path, tmp_path: P
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000  # three spectrogram panels, not an empty canvas
     assert not list(tmp_path.glob(".*part*"))
+
+
+def test_output_with_any_writable_extension_is_a_file(tmp_path: Path) -> None:
+    """The CLI's file-or-folder decision uses the writer's own list of extensions."""
+    from querysep.audio import supported_save_extensions
+
+    if ".opus" not in supported_save_extensions():
+        pytest.skip("this libsndfile build cannot write Opus")
+    example = Path(__file__).parents[2] / "examples" / "dog-and-rain.wav"
+    out = tmp_path / "X" / "out.opus"
+    res = run("separate", str(example), "-q", "dog", "-o", str(out), "--model", "test-tiny")
+    assert res.exit_code == 0, res.output
+    info = sf.info(out)
+    assert (info.format, info.subtype) == ("OGG", "OPUS")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out.opus"]
+
+
+@pytest.mark.parametrize("where", ["FILE/out.wav", "FILE", "FILE/deeper"])
+def test_output_under_a_file_is_one_line_exit_2(mix: Path, tmp_path: Path, where: str) -> None:
+    blocker = tmp_path / "FILE"
+    blocker.write_text("x")
+    res = run("separate", str(mix), "-q", "dog", "-o", str(tmp_path / where), "-m", "test-tiny")
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.output
+    assert lines[0].startswith(f"querysep: error: cannot write {tmp_path / where}")
+    assert lines[0].endswith(f"{blocker} is a file, not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE", "mix.wav"]

@@ -113,3 +113,47 @@ def test_mixtures_user_errors(tmp_path: Path) -> None:
         app, ["mixtures", "make", str(tmp_path / "bad.jsonl"), "-n", "2", "-o", out]
     )
     assert result.exit_code == 2 and "bad.jsonl:1: malformed" in result.stderr
+
+
+def test_outputs_under_a_file_are_one_line_exit_2_and_write_nothing(
+    tmp_path: Path, write_audio: Callable[..., Path], write_csv: Callable[..., Path]
+) -> None:
+    root = tmp_path / "esc50"
+    _esc50(root, write_audio, write_csv)
+    manifest = tmp_path / "m.jsonl"
+    assert runner.invoke(app, ["prepare", "esc50", str(root), "-o", str(manifest)]).exit_code == 0
+    blocker = tmp_path / "FILE"
+    blocker.write_text("x")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    calls = [
+        ["prepare", "esc50", str(root), "-o", str(blocker / "m.jsonl")],
+        ["prepare", "esc50", str(root), "-o", str(blocker / "sub" / "d.json")],
+        ["mixtures", "make", str(manifest), "-n", "2", "-o", str(blocker / "x.csv")],
+    ]
+    for args in calls:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines() == [
+            f"querysep: error: cannot write {args[-1]}: {blocker} is a file, not a folder"
+        ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and blocker.read_text() == "x"
+
+
+def test_prepare_refuses_a_duplicated_metadata_row_and_writes_nothing(
+    tmp_path: Path, write_audio: Callable[..., Path], write_csv: Callable[..., Path]
+) -> None:
+    """A repeated row in ESC-50's meta/esc50.csv would give a manifest read_manifest refuses."""
+    root = tmp_path / "esc50"
+    rows = [[f"1-{k}-A-{k}.wav", 1, k, "dog", "False", k, "A"] for k in range(3)]
+    for row in rows:
+        write_audio(root / "audio" / str(row[0]))
+    write_csv(root / "meta" / "esc50.csv", ESC50_HEADER, [*rows, rows[1]])
+    manifest = tmp_path / "m.jsonl"
+    result = runner.invoke(app, ["prepare", "esc50", str(root), "-o", str(manifest)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"querysep: error: cannot write {manifest}: duplicate clip id '1-1-A-1' (clips 2 and 4); "
+        "ids must be unique"
+    ]
+    assert "Traceback" not in result.output
+    assert not manifest.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["esc50"]

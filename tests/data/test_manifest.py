@@ -83,7 +83,7 @@ def test_manifest_errors(tmp_path: Path) -> None:
         read_manifest(tmp_path / "nope.jsonl")
     path = tmp_path / "dup.jsonl"
     path.write_text('{"id": "x", "audio": "a.wav"}\n{"id": "x", "audio": "b.wav"}\n')
-    with pytest.raises(DataError, match=r"dup\.jsonl:2: duplicate clip id 'x'"):
+    with pytest.raises(DataError, match=r"dup\.jsonl: duplicate clip id 'x' \(lines 1 and 2\)"):
         read_manifest(path)
 
 
@@ -193,3 +193,19 @@ def test_find_audio_tries_extensions(tmp_path: Path) -> None:
     assert find_audio(tmp_path, "v1.2") == tmp_path / "v1.2.ogg"
     with pytest.raises(DataError, match="no audio file for 'c'"):
         find_audio(tmp_path, "c")
+
+
+def test_writer_refuses_what_the_reader_refuses(tmp_path: Path) -> None:
+    clips = [Clip(id=name, audio=f"{name}.wav") for name in ("a", "b", "a", "c", "c", "a")]
+    path = tmp_path / "m.jsonl"
+    with pytest.raises(DataError) as info:
+        write_manifest(clips, path)
+    assert str(info.value) == (
+        f"cannot write {path}: duplicate clip id 'a' (clips 1, 3 and 6), and 1 more repeated id; "
+        "ids must be unique"
+    )
+    assert not path.exists()
+    # the reader applies the same rule, with the file's line numbers
+    path.write_text("".join(json.dumps(c.to_dict()) + "\n\n" for c in clips[:3]))
+    with pytest.raises(DataError, match=r"m\.jsonl: duplicate clip id 'a' \(lines 1 and 5\)"):
+        read_manifest(path)

@@ -51,3 +51,21 @@ def test_cli_missing_list_is_one_line_exit_2(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("querysep: error: mixture list not found") and "nope.csv" in lines[0]
+
+
+def test_cli_output_folder_that_is_a_file_is_one_line_exit_2(
+    valset: ValSet, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "FILE"
+    blocker.write_text("x")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for out in (blocker, blocker / "sub"):
+        args = ["evaluate", "--mixtures", str(valset.mixture_list)]
+        args += ["--audio-dir", str(valset.audio_dir), "-o", str(out), "-m", "mixture"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert lines == [
+            f"querysep: error: cannot write to {out}: {blocker} is a file, not a folder"
+        ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and blocker.read_text() == "x"

@@ -255,3 +255,36 @@ def test_limit_and_metric_hook(valset: ValSet, tmp_path: Path) -> None:
     assert float(rows[0]["peak"]) == pytest.approx(0.9, abs=1e-6)  # peak-protected mixture
     assert (out / "table.md").read_text().splitlines()[0].endswith("| SI-SDR | Peak |")
     assert summary.scores["mixture"]["n"] == 2
+
+
+def test_outputs_get_the_umasks_permissions(valset: ValSet, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        summary = evaluate(
+            valset.mixture_list, valset.audio_dir, ["mixture"], tmp_path / "out", progress=False
+        )
+    finally:
+        os.umask(old)
+    for path in (summary.per_clip_path, summary.summary_path, summary.table_path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "per_clip.csv",
+        "summary.json",
+        "table.md",
+    ]
+
+
+def test_output_folder_under_a_file_is_refused_before_any_work(
+    valset: ValSet, tmp_path: Path
+) -> None:
+    from querysep.errors import OutputError
+
+    blocker = tmp_path / "FILE"
+    blocker.write_text("x")
+    system = Counting()
+    with pytest.raises(OutputError, match=r"cannot write to .*FILE/out: .*FILE is a file"):
+        evaluate(valset.mixture_list, valset.audio_dir, [system], blocker / "out", progress=False)
+    assert system.calls == [] and blocker.read_text() == "x"

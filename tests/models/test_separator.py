@@ -101,3 +101,77 @@ def test_test_tiny_is_deterministic_and_registered() -> None:
     mix = torch.randn(1, 1, 4000)
     with torch.inference_mode():
         torch.testing.assert_close(a(mix, ["x"]), b(mix, ["x"]))
+
+
+def _trained_pair(tmp_path: Path) -> tuple[TextQueriedSeparator, Path, dict[str, bytes]]:
+    """A saved model folder and the bytes of its two files."""
+    old = _model()
+    folder = old.save_pretrained(tmp_path / "m")
+    return old, folder, {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def _assert_old_pair_intact(folder: Path, old: TextQueriedSeparator, files: dict) -> None:
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files  # no temp file either
+    again = load_model(str(folder))
+    mix = torch.randn(1, 1, 2000)
+    with torch.inference_mode():
+        torch.testing.assert_close(again(mix, ["rain"]), old(mix, ["rain"]))
+
+
+def test_failure_while_writing_the_weights_keeps_the_old_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import querysep.models.separator as separator
+
+    old, folder, files = _trained_pair(tmp_path)
+
+    def half_then_ctrl_c(state: dict, path: Path, metadata: dict) -> None:
+        Path(path).write_bytes(b"half a safetensors file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(separator, "save_file", half_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        _model().save_pretrained(folder)
+    _assert_old_pair_intact(folder, old, files)
+
+
+def test_failure_while_writing_the_config_keeps_the_old_pair(tmp_path: Path) -> None:
+    old, folder, files = _trained_pair(tmp_path)
+    new = _model()
+    new.metadata["unserialisable"] = object()  # json.dumps fails after the weights are written
+    with pytest.raises(TypeError):
+        new.save_pretrained(folder)
+    _assert_old_pair_intact(folder, old, files)
+
+
+def test_new_weights_with_an_old_config_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between the two renames leaves new weights and the old config: never loaded."""
+    import os
+
+    _, folder, _ = _trained_pair(tmp_path)
+    real_replace = os.replace
+    calls: list[str] = []
+
+    def replace_then_crash(src: str, dst: str) -> None:
+        calls.append(str(dst))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # after model.safetensors, before config.json
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        _model().save_pretrained(folder)
+    monkeypatch.undo()
+    assert [Path(c).name for c in calls] == ["model.safetensors", "config.json"]
+    with pytest.raises(CheckpointError, match="come from different saves"):
+        load_model(str(folder))
+
+
+def test_model_folder_under_a_file_is_one_clear_error(tmp_path: Path) -> None:
+    from querysep.errors import OutputError
+
+    (tmp_path / "FILE").write_text("x")
+    with pytest.raises(OutputError, match=r"FILE/m/model\.safetensors: .*FILE is a file"):
+        _model().save_pretrained(tmp_path / "FILE" / "m")

@@ -8,14 +8,13 @@ from .io import (
     MIN_SAMPLE_RATE,
     RESAMPLE_QUALITY,
     AudioInfo,
-    AudioWriter,
+    StreamResampler,
     audio_info,
     iter_audio_blocks,
     load_audio,
     resample,
-    save_audio,
-    supported_save_extensions,
 )
+from .writer import AudioWriter, save_audio, supported_save_extensions
 
 __all__ = [
     "MAX_CHANNELS",
@@ -24,6 +23,7 @@ __all__ = [
     "RESAMPLE_QUALITY",
     "AudioInfo",
     "AudioWriter",
+    "StreamResampler",
     "audio_info",
     "iter_audio_blocks",
     "load_audio",

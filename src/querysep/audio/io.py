@@ -1,25 +1,24 @@
-"""Reading, writing and resampling audio files.
+"""Reading and resampling audio files; writing lives in :mod:`querysep.audio.writer`.
 
 Everything goes through ``soundfile`` (libsndfile) and ``soxr``. Arrays are always
 ``(channels, time)`` float32, the layout the models use, never libsndfile's
 ``(time, channels)``. Every problem with a file becomes an :class:`~querysep.errors.AudioError`
-with a one-line message that names the file, never a libsndfile traceback.
+with a one-line message that names the file, never a libsndfile traceback. Resampling, one
+shot (:func:`resample`) or streaming (:class:`StreamResampler`), uses one soxr quality,
+:data:`RESAMPLE_QUALITY`.
 
-Writes are atomic: audio goes to a hidden ``.<name>.<random>.part<ext>`` file next to the
-target and is renamed over it only once complete, so an interrupted run never leaves a
-truncated file behind.
+``AudioWriter``, ``save_audio`` and ``supported_save_extensions`` can still be imported from
+here; they are defined in :mod:`querysep.audio.writer`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
@@ -27,20 +26,35 @@ import soxr
 
 from ..errors import AudioError
 
+if TYPE_CHECKING:  # defined in .writer, re-exported lazily (see __getattr__)
+    from .writer import AudioWriter as AudioWriter
+    from .writer import save_audio as save_audio
+    from .writer import supported_save_extensions as supported_save_extensions
+
 __all__ = [
     "MAX_CHANNELS",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
     "RESAMPLE_QUALITY",
     "AudioInfo",
-    "AudioWriter",
+    "StreamResampler",
     "audio_info",
     "iter_audio_blocks",
     "load_audio",
     "resample",
-    "save_audio",
-    "supported_save_extensions",
 ]
+
+_MOVED_TO_WRITER = frozenset({"AudioWriter", "save_audio", "supported_save_extensions"})
+
+
+def __getattr__(name: str) -> Any:
+    """Keep ``from querysep.audio.io import save_audio`` (and the writer's others) working."""
+    if name in _MOVED_TO_WRITER:
+        from . import writer
+
+        return getattr(writer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 StrPath = str | os.PathLike[str]
 
@@ -52,20 +66,6 @@ MAX_CHANNELS = 8
 """Most channels accepted when reading or writing a file (7.1 surround)."""
 RESAMPLE_QUALITY = "VHQ"
 """soxr quality preset used by every resampling path, one-shot and streaming."""
-
-# Extension -> (libsndfile major format, default subtype). Only the ones this libsndfile
-# build can actually write are offered, see supported_save_extensions().
-_SAVE_FORMATS: dict[str, tuple[str, str]] = {
-    ".wav": ("WAV", "PCM_16"),
-    ".flac": ("FLAC", "PCM_16"),
-    ".ogg": ("OGG", "VORBIS"),
-    ".opus": ("OGG", "OPUS"),
-    ".mp3": ("MP3", "MPEG_LAYER_III"),
-}
-# Subtypes stored as floats are written untouched; everything else is clipped first.
-_FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
-_PCM_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
-_SAVE_BLOCK_FRAMES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -313,20 +313,62 @@ def iter_audio_blocks(
     return _stream_blocks(Path(path), info, block_frames, sample_rate, mono)
 
 
+class StreamResampler:
+    """Continuous soxr resampling (quality ``RESAMPLE_QUALITY``) of consecutive chunks.
+
+    Feeding a signal chunk by chunk, with ``last=True`` on the final call, gives the same
+    samples as :func:`resample` on the whole signal (up to float rounding) while holding
+    only a chunk at a time. When the rates are equal the chunks pass through unchanged.
+
+    Args:
+        orig_sr: Rate of the chunks fed in, in Hz.
+        target_sr: Rate of the chunks returned, in Hz.
+        channels: Number of channels of every chunk.
+    """
+
+    def __init__(self, orig_sr: int, target_sr: int, channels: int) -> None:
+        self.channels = int(channels)
+        self._stream = None
+        if orig_sr != target_sr:
+            self._stream = soxr.ResampleStream(
+                orig_sr, target_sr, self.channels, dtype="float32", quality=RESAMPLE_QUALITY
+            )
+
+    def __call__(self, chunk: np.ndarray, *, last: bool = False) -> np.ndarray:
+        """Resample the next chunk.
+
+        Args:
+            chunk: The next samples (any length, empty included).
+            last: This is the final chunk: flush what soxr still holds.
+
+        Returns:
+            float32 samples at ``target_sr``; soxr's delay makes each chunk's length vary,
+            but all of them together have ``round(total * target_sr / orig_sr)`` samples.
+
+        Shape:
+            - chunk: ``(channels, n)``
+            - output: ``(channels, m)``
+        """
+        chunk = np.asarray(chunk, dtype=np.float32)
+        if chunk.ndim != 2 or chunk.shape[0] != self.channels:
+            raise ValueError(f"expected a chunk shaped ({self.channels}, n), got {chunk.shape}")
+        if self._stream is None:
+            return chunk
+        # soxr takes (time, channels); a transposed (channels, time) C array is that layout.
+        out = self._stream.resample_chunk(np.ascontiguousarray(chunk.T), last=last)
+        return np.ascontiguousarray(out.T)
+
+
 def _stream_blocks(
     p: Path, info: AudioInfo, block_frames: int, sample_rate: int | None, mono: bool
 ) -> Iterator[np.ndarray]:
     orig_sr = info.sample_rate
     target_sr = orig_sr if sample_rate is None else int(sample_rate)
     channels = 1 if mono else info.num_channels
-    stream = None
-    if target_sr != orig_sr:
-        stream = soxr.ResampleStream(
-            orig_sr, target_sr, channels, dtype="float32", quality=RESAMPLE_QUALITY
-        )
+    resampler = StreamResampler(orig_sr, target_sr, channels)
     # Read at least a few thousand frames at a time: tiny reads are slow, not smaller.
     read_frames = max(4096, math.ceil(block_frames * orig_sr / target_sr))
-    pending: list[np.ndarray] = []  # (time, channels) pieces not yet yielded
+    pending: list[np.ndarray] = []  # (channels, n) pieces not yet yielded
     num_pending = 0
     position = 0  # input frames read so far
 
@@ -334,17 +376,23 @@ def _stream_blocks(
         nonlocal pending, num_pending
         if num_pending < block_frames and not (final and num_pending):
             return
-        joined = pending[0] if len(pending) == 1 else np.concatenate(pending, axis=0)
+        joined = pending[0] if len(pending) == 1 else np.concatenate(pending, axis=1)
         start = 0
         while num_pending - start >= block_frames:
-            yield np.ascontiguousarray(joined[start : start + block_frames].T)
+            yield np.ascontiguousarray(joined[:, start : start + block_frames])
             start += block_frames
-        rest = joined[start:]
-        if final and len(rest):
-            yield np.ascontiguousarray(rest.T)
-            rest = rest[:0]
-        pending = [rest] if len(rest) else []
-        num_pending = len(rest)
+        rest = joined[:, start:]
+        if final and rest.shape[1]:
+            yield np.ascontiguousarray(rest)
+            rest = rest[:, :0]
+        pending = [rest] if rest.shape[1] else []
+        num_pending = rest.shape[1]
+
+    def add(chunk: np.ndarray) -> None:
+        nonlocal num_pending
+        if chunk.shape[1]:
+            pending.append(chunk)
+            num_pending += chunk.shape[1]
 
     with _open(p) as f:
         while True:
@@ -360,252 +408,9 @@ def _stream_blocks(
             position += frames.shape[0]
             if mono:
                 frames = frames.mean(axis=1, keepdims=True, dtype=np.float32)
-            if stream is not None:
-                frames = stream.resample_chunk(frames)
-            if frames.shape[0]:
-                pending.append(frames)
-                num_pending += frames.shape[0]
-                yield from take_full_blocks(final=False)
+            add(resampler(frames.T))
+            yield from take_full_blocks(final=False)
     if position == 0:
         raise AudioError(f"{p}: contains no audio (0 frames)")
-    if stream is not None:
-        tail = stream.resample_chunk(np.zeros((0, channels), dtype=np.float32), last=True)
-        if tail.shape[0]:
-            pending.append(tail)
-            num_pending += tail.shape[0]
+    add(resampler(np.zeros((channels, 0), dtype=np.float32), last=True))
     yield from take_full_blocks(final=True)
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def supported_save_extensions() -> tuple[str, ...]:
-    """File extensions :func:`save_audio` can write with this libsndfile build.
-
-    Returns:
-        Lower-case extensions with the dot, e.g. ``(".wav", ".flac", ".ogg", ...)``.
-    """
-    return tuple(
-        ext for ext, (fmt, subtype) in _SAVE_FORMATS.items() if sf.check_format(fmt, subtype)
-    )
-
-
-def _resolve_format(p: Path, subtype: str | None) -> tuple[str, str]:
-    ext = p.suffix.lower()
-    supported = supported_save_extensions()
-    if ext not in supported:
-        shown = f"'{p.suffix}'" if p.suffix else "no extension"
-        raise AudioError(
-            f"cannot write {p}: {shown} is not a supported audio format; "
-            f"use one of {', '.join(supported)}"
-        )
-    fmt, default = _SAVE_FORMATS[ext]
-    chosen = default if subtype is None else subtype.upper()
-    if not sf.check_format(fmt, chosen):
-        valid = [s for s in sf.available_subtypes(fmt) if sf.check_format(fmt, s)]
-        raise AudioError(
-            f"cannot write {p}: subtype '{subtype}' does not fit {fmt}; "
-            f"use one of {', '.join(valid)}"
-        )
-    return fmt, chosen
-
-
-def _clip_bound(subtype: str, dtype: np.dtype) -> np.floating | None:
-    """Largest value that converts to the subtype's top integer without wrapping around."""
-    if subtype in _FLOAT_SUBTYPES:
-        return None
-    bits = _PCM_BITS.get(subtype, 16)
-    one = dtype.type(1.0)
-    bound = dtype.type(1.0 - 2.0 ** -(bits - 1))
-    # 1 - 2**-31 rounds to 1.0 in float32, which would wrap to the most negative integer.
-    return bound if bound < one else np.nextafter(one, dtype.type(0.0))
-
-
-class AudioWriter:
-    """Stream audio blocks into a file that appears only once it is complete.
-
-    The blocks go to a hidden temporary file in the target folder (``.<name>.<random>.part``
-    plus the real extension), which replaces ``path`` when the ``with`` block ends
-    normally. On any exception, Ctrl-C included, the temporary file is deleted and
-    ``path`` is left as it was. Parent folders are created. Float samples are clipped to
-    ``[-1, 1)`` for every non-float subtype so integers never wrap around.
-
-    Args:
-        path: Target file; its extension picks the format (see
-            :func:`supported_save_extensions`).
-        sample_rate: Sample rate in Hz, within ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``.
-        channels: Number of channels, 1 to ``MAX_CHANNELS``.
-        subtype: libsndfile subtype; default ``PCM_16`` for wav/flac, ``VORBIS`` for ogg,
-            ``OPUS`` for opus, ``MPEG_LAYER_III`` for mp3. ``"FLOAT"`` keeps wav as float.
-
-    Example:
-        >>> with AudioWriter("out.wav", 16000, 2) as writer:  # doctest: +SKIP
-        ...     for block in blocks:
-        ...         writer.write(block)
-    """
-
-    def __init__(
-        self, path: StrPath, sample_rate: int, channels: int, *, subtype: str | None = None
-    ) -> None:
-        self.path = Path(path)
-        self.sample_rate = int(sample_rate)
-        self.channels = int(channels)
-        self.format, self.subtype = _resolve_format(self.path, subtype)
-        if self.sample_rate != sample_rate or self.channels != channels:
-            raise ValueError("sample_rate and channels must be integers")
-        try:
-            _check_rate_and_channels(self.sample_rate, self.channels, self.path)
-        except AudioError as exc:
-            raise AudioError(f"cannot write {exc}") from None
-        self.num_frames = 0
-        self._tmp: Path | None = None
-        self._file: sf.SoundFile | None = None
-
-    def __enter__(self) -> AudioWriter:
-        if self._file is not None or self._tmp is not None:
-            raise RuntimeError("AudioWriter is already open")
-        p = self.path
-        if p.is_dir():
-            raise AudioError(f"cannot write {p}: it is a folder")
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise AudioError(f"cannot create folder {p.parent}: {exc.strerror or exc}") from exc
-        tmp = p.with_name(f".{p.name}.{secrets.token_hex(4)}.part{p.suffix}")
-        try:
-            # Reserve the name (O_EXCL) with the default permissions, then let libsndfile
-            # truncate and write it.
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except OSError as exc:
-            raise AudioError(f"cannot write {p}: {exc.strerror or exc}") from exc
-        self._tmp = tmp
-        try:
-            self._file = sf.SoundFile(
-                str(tmp),
-                "w",
-                samplerate=self.sample_rate,
-                channels=self.channels,
-                subtype=self.subtype,
-                format=self.format,
-            )
-        except BaseException as exc:
-            self._abort()
-            if isinstance(exc, sf.SoundFileError | OSError):
-                raise AudioError(f"cannot write {p}: {_reason(exc)}") from exc
-            raise
-        self.num_frames = 0
-        return self
-
-    def write(self, block: np.ndarray) -> None:
-        """Append one block of samples.
-
-        Args:
-            block: Floating-point samples, nominally in ``[-1, 1]``.
-
-        Raises:
-            AudioError: The block holds NaN or Inf, or libsndfile fails to write it.
-
-        Shape:
-            - block: ``(channels, n)``; ``(n,)`` is accepted for a mono writer.
-        """
-        if self._file is None:
-            raise RuntimeError("AudioWriter.write() called outside its 'with' block")
-        data = np.asarray(block)
-        if data.ndim == 1 and self.channels == 1:
-            data = data[np.newaxis]
-        if data.ndim != 2 or data.shape[0] != self.channels:
-            raise ValueError(
-                f"expected a block shaped ({self.channels}, n), got {tuple(data.shape)}"
-            )
-        if not np.issubdtype(data.dtype, np.floating):
-            raise ValueError(f"expected floating-point samples, got {data.dtype}")
-        if data.dtype not in (np.float32, np.float64):
-            data = data.astype(np.float32)
-        if data.shape[1] == 0:
-            return
-        frames = data.T
-        _check_finite(frames, self.path, self.num_frames, self.sample_rate)
-        bound = _clip_bound(self.subtype, data.dtype)
-        if bound is not None:
-            frames = np.clip(frames, data.dtype.type(-1.0), bound)
-        try:
-            self._file.write(np.ascontiguousarray(frames))
-        except (sf.SoundFileError, OSError) as exc:
-            raise AudioError(f"cannot write {self.path}: {_reason(exc)}") from exc
-        self.num_frames += data.shape[1]
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self._abort()
-            return
-        if self._file is None or self._tmp is None:
-            raise RuntimeError("AudioWriter was closed twice")
-        try:
-            self._file.close()
-            os.replace(self._tmp, self.path)
-        except BaseException as error:
-            self._abort()
-            if isinstance(error, sf.SoundFileError | OSError):
-                raise AudioError(f"cannot write {self.path}: {_reason(error)}") from error
-            raise
-        self._file = None
-        self._tmp = None
-
-    def _abort(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(Exception):
-                self._file.close()
-            self._file = None
-        if self._tmp is not None:
-            with contextlib.suppress(OSError):
-                self._tmp.unlink(missing_ok=True)
-            self._tmp = None
-
-
-def save_audio(
-    path: StrPath, audio: np.ndarray, sample_rate: int, *, subtype: str | None = None
-) -> Path:
-    """Write audio to a file atomically (see :class:`AudioWriter`).
-
-    Args:
-        path: Target file; the extension picks the format (see
-            :func:`supported_save_extensions`). Parent folders are created and an existing
-            file is replaced.
-        audio: Floating-point samples, nominally in ``[-1, 1]``; clipped to ``[-1, 1)``
-            for integer subtypes.
-        sample_rate: Sample rate in Hz.
-        subtype: libsndfile subtype; default ``PCM_16`` for wav/flac. ``"FLOAT"`` keeps
-            wav as 32-bit float.
-
-    Returns:
-        The path written.
-
-    Raises:
-        AudioError: Unknown extension, unfit subtype, empty audio, NaN/Inf samples, a rate
-            or channel count out of range, or a failed write.
-
-    Shape:
-        - audio: ``(channels, time)`` or ``(time,)`` for mono.
-    """
-    p = Path(path)
-    data = np.asarray(audio)
-    if data.ndim == 1:
-        data = data[np.newaxis]
-    if data.ndim != 2:
-        raise ValueError(f"expected audio shaped (channels, time) or (time,), got {data.shape}")
-    if data.shape[0] > MAX_CHANNELS >= data.shape[1]:
-        raise AudioError(
-            f"cannot write {p}: audio shaped {data.shape} looks like (time, channels); "
-            "pass (channels, time)"
-        )
-    if data.shape[1] == 0:
-        raise AudioError(f"cannot write {p}: the audio is empty (0 samples)")
-    with AudioWriter(p, sample_rate, data.shape[0], subtype=subtype) as writer:
-        for start in range(0, data.shape[1], _SAVE_BLOCK_FRAMES):
-            writer.write(data[:, start : start + _SAVE_BLOCK_FRAMES])
-    return p

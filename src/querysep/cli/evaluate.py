@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
         from ..data.manifest import read_mixture_list
         from ..errors import DataError
         from ..evaluation import ModelSystem, SystemOptions, evaluate, resolve_systems
+        from ..fileio import check_output_folder
         from ..pretrained import DEFAULT_MODEL
 
         if limit is not None and limit < 1:
@@ -66,7 +67,7 @@ def register(app: typer.Typer) -> None:
         read_mixture_list(mixtures)
         if not audio_dir.is_dir():
             raise DataError(f"audio folder not found: {audio_dir}")
-        out_dir = output or Path("evaluation") / mixtures.stem
+        out_dir = check_output_folder(output or Path("evaluation") / mixtures.stem)
         options = SystemOptions(device=device, segment_seconds=segment_seconds, precision=precision)
         systems = resolve_systems(
             list(model) if model else [DEFAULT_MODEL], baselines=not no_baselines, options=options

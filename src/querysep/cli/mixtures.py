@@ -42,8 +42,10 @@ def register(app: typer.Typer) -> None:
         """Write N source,noise,snr,caption rows; clips sharing a label are never paired."""
         from ..data.manifest import read_manifest, write_mixture_list
         from ..data.mixing import plan_mixtures
+        from ..fileio import check_output_file
 
         clips = read_manifest(manifest)
+        check_output_file(output)
         if split:
             kept = [clip for clip in clips if clip.split in split]
             if not kept:

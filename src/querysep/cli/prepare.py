@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
         """Write the manifest of a dataset: querysep prepare NAME ROOT -o manifest.jsonl"""
         from ..data.manifest import write_datafile, write_manifest
         from ..data.recipes import RECIPES
+        from ..fileio import check_output_file
 
         if list_recipes:
             for recipe_name, func in RECIPES.items():
@@ -62,6 +63,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("give the manifest to write with -o/--output")
         if not root.is_dir():
             raise DataError(f"dataset folder not found: {root}")
+        check_output_file(output)  # before the recipe, which can take a while
         recipe = RECIPES[name]
         kwargs: dict[str, object] = {"check_audio": check_audio}
         if captions_csv is not None:

@@ -9,8 +9,6 @@ import typer
 
 from ._common import console, err_console, handle_errors
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
-
 
 def query_slug(query: str, max_len: int = 60) -> str:
     """File-name-safe form of a query: ``"A dog, barking!"`` -> ``"a-dog-barking"``."""
@@ -23,10 +21,13 @@ def plan_outputs(
 ) -> list[list[Path]]:
     """Output path for each (input, query): ``out[i][q]``.
 
-    One input, one query and ``out`` ending in an audio extension: exactly that file.
-    Otherwise ``out`` is a folder (default ``separated/``) holding ``<stem>__<query>.<ext>``.
+    One input, one query and ``out`` ending in an extension the audio writer can write
+    (:func:`~querysep.audio.writer.supported_save_extensions`): exactly that file. Otherwise
+    ``out`` is a folder (default ``separated/``) holding ``<stem>__<query>.<ext>``.
     """
-    if out is not None and out.suffix.lower() in AUDIO_EXTENSIONS:
+    from ..audio.writer import supported_save_extensions
+
+    if out is not None and out.suffix.lower() in supported_save_extensions():
         if len(inputs) == 1 and len(queries) == 1:
             return [[out]]
         raise typer.BadParameter(
@@ -116,6 +117,7 @@ def register(app: typer.Typer) -> None:
         """Separate the sound each query describes from each input file."""
         from ..api import Separator
         from ..audio.io import audio_info
+        from ..fileio import check_output_file
         from ..models.text import validate_queries
         from ..pretrained import TEST_TINY
 
@@ -128,6 +130,9 @@ def register(app: typer.Typer) -> None:
             )
         infos = [audio_info(p) for p in inputs]  # every input is checked before any work
         plan = plan_outputs(list(inputs), queries, output, fmt)
+        for outs in plan:  # before loading the model: no output may be a folder or under a file
+            for out in outs:
+                check_output_file(out)
         sep = Separator(
             model,
             device=device,

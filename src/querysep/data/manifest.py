@@ -16,19 +16,19 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import DataError
+from ..fileio import write_text
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "Clip",
     "MixtureRow",
-    "atomic_write_text",
+    "check_unique_ids",
     "find_audio",
     "label_to_text",
     "read_datafile",
@@ -129,26 +129,7 @@ def label_to_text(label: str) -> str:
     return " ".join(label.replace("_", " ").split())
 
 
-# ---------------------------------------------------------------------------- writing helpers
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder + ``os.replace``.
-
-    A reader never sees a half-written file, and an interrupted write leaves the old one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# ---------------------------------------------------------------------------- path helpers
 
 
 def _relative_if_inside(audio: str, folder: Path) -> str:
@@ -170,6 +151,37 @@ def _resolve(path: str, folder: Path) -> str:
 # -------------------------------------------------------------------------------- manifests
 
 
+def check_unique_ids(
+    clips: Sequence[Clip], numbers: Sequence[int], *, where: str, unit: str
+) -> None:
+    """Refuse clips that share an id: the one rule :func:`write_manifest` and
+    :func:`read_manifest` both apply, so ``prepare`` never writes what training refuses.
+
+    Args:
+        clips: The clips, in manifest order.
+        numbers: Where each clip is, for the message (its line in a file, or its position).
+        where: What the message is about, e.g. the manifest path or ``"cannot write X"``.
+        unit: What ``numbers`` count, e.g. ``"line"`` or ``"clip"``.
+
+    Raises:
+        DataError: An id is used twice or more; the one line names the first such id, every
+            ``unit`` it is on, and how many other ids repeat.
+    """
+    positions: dict[str, list[int]] = {}
+    for clip, number in zip(clips, numbers, strict=True):
+        positions.setdefault(clip.id, []).append(number)
+    repeated = [(clip_id, at) for clip_id, at in positions.items() if len(at) > 1]
+    if not repeated:
+        return
+    clip_id, at = repeated[0]
+    shown = ", ".join(str(n) for n in at[:-1]) + f" and {at[-1]}"
+    others = len(repeated) - 1
+    more = f", and {others} more repeated id{'s' * (others > 1)}" if others else ""
+    raise DataError(
+        f"{where}: duplicate clip id '{clip_id}' ({unit}s {shown}){more}; ids must be unique"
+    )
+
+
 def read_manifest(path: str | Path) -> list[Clip]:
     """Read a JSON-lines manifest written by :func:`write_manifest`.
 
@@ -184,14 +196,14 @@ def read_manifest(path: str | Path) -> list[Clip]:
 
     Raises:
         DataError: The file is missing, or a line is not a valid clip (the message names the
-            file and line number), or two lines share an id.
+            file and line number), or two lines share an id (see :func:`check_unique_ids`).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"manifest not found: {path}")
     folder = path.resolve().parent
     clips: list[Clip] = []
-    seen: dict[str, int] = {}
+    lines: list[int] = []
     with path.open(encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
@@ -201,14 +213,10 @@ def read_manifest(path: str | Path) -> list[Clip]:
             except (json.JSONDecodeError, ValueError) as exc:
                 reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
                 raise DataError(f"{path}:{lineno}: malformed manifest line: {reason}") from None
-            if clip.id in seen:
-                raise DataError(
-                    f"{path}:{lineno}: duplicate clip id '{clip.id}' (first on line "
-                    f"{seen[clip.id]})"
-                )
-            seen[clip.id] = lineno
             clip.audio = _resolve(clip.audio, folder)
             clips.append(clip)
+            lines.append(lineno)
+    check_unique_ids(clips, lines, where=str(path), unit="line")
     return clips
 
 
@@ -221,15 +229,22 @@ def write_manifest(clips: Iterable[Clip], path: str | Path) -> None:
     Args:
         clips: The clips to write.
         path: The ``.jsonl`` file to create or replace.
+
+    Raises:
+        DataError: Two clips share an id, which :func:`read_manifest` would refuse (see
+            :func:`check_unique_ids`); nothing is written.
+        OutputError: ``path`` cannot be written.
     """
     path = Path(path)
+    clips = list(clips)
+    check_unique_ids(clips, range(1, len(clips) + 1), where=f"cannot write {path}", unit="clip")
     folder = path.parent.resolve()
     lines = []
     for clip in clips:
         record = clip.to_dict()
         record["audio"] = _relative_if_inside(clip.audio, folder)
         lines.append(json.dumps(record, ensure_ascii=False))
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    write_text(path, "".join(line + "\n" for line in lines))
 
 
 # -------------------------------------------------------------------------------- datafiles
@@ -314,7 +329,7 @@ def write_datafile(clips: Iterable[Clip], path: str | Path) -> int:
         for clip in clips
         for text in clip.texts()
     ]
-    atomic_write_text(path, json.dumps({"data": data}, ensure_ascii=False, indent=1) + "\n")
+    write_text(path, json.dumps({"data": data}, ensure_ascii=False, indent=1) + "\n")
     return len(data)
 
 
@@ -469,6 +484,7 @@ def write_mixture_list(rows: Sequence[MixtureRow], path: str | Path) -> None:
 
     Raises:
         DataError: The rows mix DCASE and triplet kinds.
+        OutputError: ``path`` cannot be written.
     """
     kinds = {row.kind for row in rows}
     if len(kinds) > 1:
@@ -482,7 +498,7 @@ def write_mixture_list(rows: Sequence[MixtureRow], path: str | Path) -> None:
     writer.writerow(columns)
     for row in rows:
         writer.writerow(row.values(columns))
-    atomic_write_text(path, buffer.getvalue())
+    write_text(path, buffer.getvalue())
 
 
 def find_audio(audio_dir: str | Path, name: str) -> Path:

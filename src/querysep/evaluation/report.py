@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..data.manifest import atomic_write_text
 from ..errors import DataError
+from ..fileio import write_text
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -78,6 +78,10 @@ def _all_numbers(values: Iterable[str]) -> bool:
 class PerClipWriter:
     """Appends rows to the per-clip CSV, flushing each one.
 
+    The header (with ``existing``) is written atomically when the file is started afresh;
+    after that, rows are appended, not rewritten, so resuming costs nothing and a killed
+    run loses at most the row being written (which :func:`read_per_clip` drops).
+
     Args:
         path: The CSV file.
         header: Its columns.
@@ -95,10 +99,9 @@ class PerClipWriter:
     ) -> None:
         self.path = path
         self.header = list(header)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if rewrite:
+        if rewrite or not path.is_file():
             lines = [self.header, *([row[c] for c in self.header] for row in existing)]
-            atomic_write_text(path, "".join(_csv_line(values) for values in lines))
+            write_text(path, "".join(_csv_line(values) for values in lines))
         self._handle: TextIO = path.open("a", encoding="utf-8", newline="")
 
     def write(self, row: Mapping[str, Any]) -> None:
@@ -173,4 +176,4 @@ def write_summary(path: Path, payload: Mapping[str, Any]) -> None:
             return [clean(v) for v in value]
         return value
 
-    atomic_write_text(path, json.dumps(clean(payload), indent=2, ensure_ascii=False) + "\n")
+    write_text(path, json.dumps(clean(payload), indent=2, ensure_ascii=False) + "\n")

@@ -21,9 +21,10 @@ from typing import Protocol
 import numpy as np
 
 from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, load_audio, resample
-from ..data.manifest import MixtureRow, atomic_write_text, find_audio, read_mixture_list
+from ..data.manifest import MixtureRow, find_audio, read_mixture_list
 from ..data.mixing import fit_length, make_dcase_mixture
 from ..errors import ConfigError, DataError
+from ..fileio import check_output_folder, write_text
 from ..metrics import get_metrics
 from .report import METRIC_COLUMNS, PerClipWriter, format_table, read_per_clip, write_summary
 from .systems import System, SystemOptions, make_system
@@ -254,6 +255,7 @@ def evaluate(
             missing (unless ``skip_missing``), or ``per_clip.csv`` has other columns.
         ConfigError: Bad ``sample_rate``, ``limit`` or systems.
         AudioError: An audio file cannot be read.
+        OutputError: ``out_dir`` is a file or lies under one, or cannot be written.
     """
     list_path, audio_path, out_path = Path(mixture_list), Path(audio_dir), Path(out_dir)
     if not (MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE):
@@ -265,6 +267,7 @@ def evaluate(
     rows = read_mixture_list(list_path)
     if not audio_path.is_dir():
         raise DataError(f"audio folder not found: {audio_path}")
+    check_output_folder(out_path)
     rows = rows[:limit] if limit is not None else rows
     list_columns = _list_header(list_path)
     columns = dict(METRIC_COLUMNS)
@@ -323,7 +326,7 @@ def evaluate(
             continue
         plan.append((row, key, todo, files))
 
-    out_path.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out_path, create=True)
     num_computed = 0
     bar = None
     if progress:
@@ -387,7 +390,7 @@ def evaluate(
             "systems": means,
         },
     )
-    atomic_write_text(summary.table_path, summary.table())
+    write_text(summary.table_path, summary.table())
     return summary
 
 

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, ModelNotFoundError
+from ..fileio import atomic_files
 from ..schema import ConfigModel, config_error, validate_model
 from .resunet import ResUNet, ResUNetConfig, load_state_dict_strict
 from .text import TextEncoder, build_text_encoder
@@ -36,6 +38,8 @@ __all__ = [
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+#: Key of the random id that ties a saved ``config.json`` to its ``model.safetensors``.
+SAVE_ID_KEY = "save_id"
 
 # network type -> (config from dict, network from config, config to dict)
 _NETWORKS: dict[str, tuple[Callable[[Mapping[str, Any]], Any], Callable[[Any], nn.Module]]] = {
@@ -112,6 +116,7 @@ class _ModelFile(ConfigModel):
     network: _NetworkSection
     text_encoder: dict[str, Any]
     metadata: dict[str, Any] = Field(default_factory=dict)
+    save_id: str | None = None  # pairs config.json with its model.safetensors
 
 
 def _network_kind(net: nn.Module) -> str:
@@ -187,18 +192,31 @@ class TextQueriedSeparator(nn.Module):
         }
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``folder`` (atomically)."""
+        """Write ``config.json`` and ``model.safetensors`` into ``folder``, as one pair.
+
+        Both files are written to temporary files and flushed to disk before either
+        replaces anything (see :func:`querysep.fileio.atomic_files`), so an error or Ctrl-C
+        while saving leaves the folder's previous pair untouched. The weights are renamed
+        into place first and the config last; both carry the same random ``save_id``, so
+        the one state a crash between the two renames can leave (new weights, old config)
+        is refused by :meth:`from_pretrained` instead of being loaded as a mismatched pair.
+
+        Args:
+            folder: The model folder (created).
+
+        Returns:
+            ``folder``.
+
+        Raises:
+            OutputError: ``folder`` is a file or lies under one, or cannot be written.
+        """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".saving-") as tmp:
-            save_file(state, os.path.join(tmp, WEIGHTS_NAME), metadata={"format": "pt"})
-            with open(os.path.join(tmp, CONFIG_NAME), "w", encoding="utf-8") as fh:
-                json.dump(self.config_dict(), fh, indent=2)
-                fh.write("\n")
-            for name in (WEIGHTS_NAME, CONFIG_NAME):
-                os.chmod(os.path.join(tmp, name), 0o644)
-                os.replace(os.path.join(tmp, name), folder / name)
+        save_id = secrets.token_hex(8)
+        config = {**self.config_dict(), SAVE_ID_KEY: save_id}
+        with atomic_files(folder / WEIGHTS_NAME, folder / CONFIG_NAME) as (weights, cfg):
+            save_file(state, weights, metadata={"format": "pt", SAVE_ID_KEY: save_id})
+            cfg.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         return folder
 
     @classmethod
@@ -252,7 +270,8 @@ class TextQueriedSeparator(nn.Module):
         Raises:
             ModelNotFoundError: The folder or one of its files is missing.
             ConfigError: ``config.json`` is not valid.
-            CheckpointError: The weights do not fit the architecture.
+            CheckpointError: The weights do not fit the architecture, or the two files come
+                from different saves.
         """
         folder = Path(folder)
         cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
@@ -269,9 +288,16 @@ class TextQueriedSeparator(nn.Module):
             raise ConfigError(f"{cfg_path} is not valid JSON: {exc}") from None
         model = cls.from_config(config, text_encoder, source=str(cfg_path))
         try:
-            state = load_file(str(w_path))
+            with safe_open(str(w_path), framework="pt") as weights:
+                saved_with = (weights.metadata() or {}).get(SAVE_ID_KEY)
+                state = {key: weights.get_tensor(key) for key in weights.keys()}  # noqa: SIM118
         except Exception as exc:  # safetensors raises its own error types
             raise CheckpointError(f"cannot read {w_path}: {exc}") from None
+        if saved_with is not None and saved_with != config.get(SAVE_ID_KEY):
+            raise CheckpointError(
+                f"{folder}: {WEIGHTS_NAME} and {CONFIG_NAME} come from different saves "
+                "(an interrupted save?); save or export the model again"
+            )
         load_state_dict_strict(model.net, state, what=f"model {folder.name}")
         model.metadata.setdefault("path", str(folder))
         return model.eval()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
 import time
@@ -14,6 +15,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+
+from ..fileio import AtomicFile, remove_stale_temp_files
 
 __all__ = [
     "LAST_CHECKPOINT",
@@ -40,8 +43,10 @@ class TrainingInterruptedError(Exception):
 class LastCheckpoint(Callback):
     """Writes ``last.ckpt`` every ``every_n_steps`` steps and at the last step, atomically.
 
-    The file is written next to its final name and renamed over it, so a run killed at any
-    moment leaves the previous complete ``last.ckpt``. Saves happen at the end of a training
+    The file is written next to its final name and renamed over it (through
+    :class:`~querysep.fileio.AtomicFile`), so a run killed at any moment leaves the previous
+    complete ``last.ckpt``; temporary files such a kill leaves are removed when training
+    starts again. Saves happen at the end of a training
     step, after the optimizer and learning-rate scheduler stepped, which is where Lightning
     resumes from.
 
@@ -73,6 +78,8 @@ class LastCheckpoint(Callback):
         return self.dirpath / LAST_CHECKPOINT
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:  # temporary files of saves cut short by a kill
+            remove_stale_temp_files(self.path)
         if trainer.ckpt_path:
             self.resumed_from = trainer.global_step
             if trainer.is_global_zero:
@@ -97,21 +104,20 @@ class LastCheckpoint(Callback):
         step = trainer.global_step
         if self.saved_step == step:
             return self.path
-        tmp = self.dirpath / f".{LAST_CHECKPOINT}.tmp"
-        if trainer.is_global_zero:
-            self.dirpath.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(tmp, weights_only=False)  # on global rank 0, with a barrier
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
-            if self.keep_step_checkpoints:
-                kept = self.dirpath / f"step-{step:08d}.ckpt"
-                kept.unlink(missing_ok=True)
-                try:
-                    os.link(self.path, kept)
-                except OSError:
-                    import shutil
-
-                    shutil.copyfile(self.path, kept)
+        with contextlib.ExitStack() as stack:
+            # Rank 0 writes through an atomic temporary file; every rank must call
+            # save_checkpoint (it holds a barrier), so all of them are given its name.
+            tmp = stack.enter_context(AtomicFile(self.path)) if trainer.is_global_zero else None
+            tmp = trainer.strategy.broadcast(tmp, src=0)
+            trainer.save_checkpoint(tmp, weights_only=False)  # written by global rank 0 only
+        if trainer.is_global_zero and self.keep_step_checkpoints:
+            kept = self.dirpath / f"step-{step:08d}.ckpt"
+            kept.unlink(missing_ok=True)
+            try:
+                os.link(self.path, kept)
+            except OSError:
+                with AtomicFile(kept) as tmp:
+                    shutil.copyfile(self.path, tmp)
         trainer.strategy.barrier("querysep_last_checkpoint")
         self.saved_step = step
         return self.path

@@ -55,7 +55,7 @@ PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
 #: Keys of a model folder's ``config.json`` that the model section accepts and ignores.
-_IGNORED_MODEL_KEYS = ("format", "format_version")
+_IGNORED_MODEL_KEYS = ("format", "format_version", "save_id")
 
 
 # ------------------------------------------------------------------------------ sections

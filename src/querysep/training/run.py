@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from ..errors import CheckpointError, ConfigError
+from ..fileio import write_text
 from ..models.separator import CONFIG_NAME, TextQueriedSeparator, build_network
 from ..models.text import build_text_encoder
 from ..precision import describe_choice, resolve_precision
@@ -188,8 +189,7 @@ def _write_config(config: TrainConfig, path: Path, echo: Echo) -> None:
         changed = _changed_keys(old, config.to_dict())
         if changed:
             echo(f"note: config differs from the saved {path.name} in: {', '.join(changed)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_text(path, text)
 
 
 def _check_same_model(config: TrainConfig, saved: Path) -> None:

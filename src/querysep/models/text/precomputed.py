@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ...errors import ModelNotFoundError, QueryError
+from ...fileio import AtomicFile
 from .base import TextEncoder, build_text_encoder, register_text_encoder, validate_queries
 
 __all__ = ["PrecomputedTextEncoder", "save_embedding_table"]
@@ -27,14 +28,14 @@ def save_embedding_table(encoder: TextEncoder, texts: Sequence[str], path: str |
     """Embed ``texts`` with ``encoder`` and save them with the encoder's config.
 
     The file is safetensors: tensor ``embeddings`` ``(N, dim)``, metadata ``texts`` (JSON list)
-    and ``encoder`` (the config that produced them).
+    and ``encoder`` (the config that produced them), written atomically.
     """
     items = list(dict.fromkeys(validate_queries(list(texts))))
     emb = encoder.encode(items).float().cpu().contiguous()
     meta = {"texts": json.dumps(items), "encoder": json.dumps(encoder.to_config())}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"embeddings": emb}, str(path), metadata=meta)
+    with AtomicFile(path) as tmp:
+        save_file({"embeddings": emb}, str(tmp), metadata=meta)
     return path
 
 

@@ -1,0 +1,256 @@
+"""Writing audio files: :func:`save_audio` and the streaming :class:`AudioWriter`.
+
+The extension picks the format (see :func:`supported_save_extensions`). Writes are atomic
+(through :class:`querysep.fileio.AtomicFile`): audio goes to a hidden
+``.<name>.<random>.part<ext>`` file next to the target and is renamed over it only once
+complete, so an interrupted run never leaves a truncated file behind. Float samples are
+clipped to ``[-1, 1)`` for integer subtypes so they never wrap around.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import soundfile as sf
+
+from ..errors import AudioError
+from ..fileio import AtomicFile
+from .io import MAX_CHANNELS, StrPath, _check_finite, _check_rate_and_channels, _reason
+
+__all__ = ["AudioWriter", "save_audio", "supported_save_extensions"]
+
+# Extension -> (libsndfile major format, default subtype). Only the ones this libsndfile
+# build can actually write are offered, see supported_save_extensions().
+_SAVE_FORMATS: dict[str, tuple[str, str]] = {
+    ".wav": ("WAV", "PCM_16"),
+    ".flac": ("FLAC", "PCM_16"),
+    ".ogg": ("OGG", "VORBIS"),
+    ".opus": ("OGG", "OPUS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+}
+# Subtypes stored as floats are written untouched; everything else is clipped first.
+_FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
+_PCM_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
+_SAVE_BLOCK_FRAMES = 1 << 16
+
+
+def supported_save_extensions() -> tuple[str, ...]:
+    """File extensions :func:`save_audio` can write with this libsndfile build.
+
+    Returns:
+        Lower-case extensions with the dot, e.g. ``(".wav", ".flac", ".ogg", ...)``.
+    """
+    return tuple(
+        ext for ext, (fmt, subtype) in _SAVE_FORMATS.items() if sf.check_format(fmt, subtype)
+    )
+
+
+def _resolve_format(p: Path, subtype: str | None) -> tuple[str, str]:
+    ext = p.suffix.lower()
+    supported = supported_save_extensions()
+    if ext not in supported:
+        shown = f"'{p.suffix}'" if p.suffix else "no extension"
+        raise AudioError(
+            f"cannot write {p}: {shown} is not a supported audio format; "
+            f"use one of {', '.join(supported)}"
+        )
+    fmt, default = _SAVE_FORMATS[ext]
+    chosen = default if subtype is None else subtype.upper()
+    if not sf.check_format(fmt, chosen):
+        valid = [s for s in sf.available_subtypes(fmt) if sf.check_format(fmt, s)]
+        raise AudioError(
+            f"cannot write {p}: subtype '{subtype}' does not fit {fmt}; "
+            f"use one of {', '.join(valid)}"
+        )
+    return fmt, chosen
+
+
+def _clip_bound(subtype: str, dtype: np.dtype) -> np.floating | None:
+    """Largest value that converts to the subtype's top integer without wrapping around."""
+    if subtype in _FLOAT_SUBTYPES:
+        return None
+    bits = _PCM_BITS.get(subtype, 16)
+    one = dtype.type(1.0)
+    bound = dtype.type(1.0 - 2.0 ** -(bits - 1))
+    # 1 - 2**-31 rounds to 1.0 in float32, which would wrap to the most negative integer.
+    return bound if bound < one else np.nextafter(one, dtype.type(0.0))
+
+
+class AudioWriter:
+    """Stream audio blocks into a file that appears only once it is complete.
+
+    The blocks go to a hidden temporary file in the target folder (an
+    :class:`~querysep.fileio.AtomicFile`), which replaces ``path`` when the ``with`` block
+    ends normally. On any exception, Ctrl-C included, the temporary file is deleted and
+    ``path`` is left as it was. Parent folders are created; a ``path`` that is a folder or
+    lies under a file is an :class:`AudioError` on entering. Float samples are clipped to
+    ``[-1, 1)`` for every non-float subtype so integers never wrap around.
+
+    Args:
+        path: Target file; its extension picks the format (see
+            :func:`supported_save_extensions`).
+        sample_rate: Sample rate in Hz, within ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``.
+        channels: Number of channels, 1 to ``MAX_CHANNELS``.
+        subtype: libsndfile subtype; default ``PCM_16`` for wav/flac, ``VORBIS`` for ogg,
+            ``OPUS`` for opus, ``MPEG_LAYER_III`` for mp3. ``"FLOAT"`` keeps wav as float.
+
+    Example:
+        >>> with AudioWriter("out.wav", 16000, 2) as writer:  # doctest: +SKIP
+        ...     for block in blocks:
+        ...         writer.write(block)
+    """
+
+    def __init__(
+        self, path: StrPath, sample_rate: int, channels: int, *, subtype: str | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.sample_rate = int(sample_rate)
+        self.channels = int(channels)
+        self.format, self.subtype = _resolve_format(self.path, subtype)
+        if self.sample_rate != sample_rate or self.channels != channels:
+            raise ValueError("sample_rate and channels must be integers")
+        try:
+            _check_rate_and_channels(self.sample_rate, self.channels, self.path)
+        except AudioError as exc:
+            raise AudioError(f"cannot write {exc}") from None
+        self.num_frames = 0
+        self._pending: AtomicFile | None = None
+        self._file: sf.SoundFile | None = None
+
+    def __enter__(self) -> AudioWriter:
+        if self._file is not None or self._pending is not None:
+            raise RuntimeError("AudioWriter is already open")
+        pending = AtomicFile(self.path, error=AudioError)
+        try:
+            self._file = sf.SoundFile(
+                str(pending.temp),
+                "w",
+                samplerate=self.sample_rate,
+                channels=self.channels,
+                subtype=self.subtype,
+                format=self.format,
+            )
+        except BaseException as exc:
+            pending.discard()
+            if isinstance(exc, sf.SoundFileError | OSError):
+                raise AudioError(f"cannot write {self.path}: {_reason(exc)}") from exc
+            raise
+        self._pending = pending
+        self.num_frames = 0
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        """Append one block of samples.
+
+        Args:
+            block: Floating-point samples, nominally in ``[-1, 1]``.
+
+        Raises:
+            AudioError: The block holds NaN or Inf, or libsndfile fails to write it.
+
+        Shape:
+            - block: ``(channels, n)``; ``(n,)`` is accepted for a mono writer.
+        """
+        if self._file is None:
+            raise RuntimeError("AudioWriter.write() called outside its 'with' block")
+        data = np.asarray(block)
+        if data.ndim == 1 and self.channels == 1:
+            data = data[np.newaxis]
+        if data.ndim != 2 or data.shape[0] != self.channels:
+            raise ValueError(
+                f"expected a block shaped ({self.channels}, n), got {tuple(data.shape)}"
+            )
+        if not np.issubdtype(data.dtype, np.floating):
+            raise ValueError(f"expected floating-point samples, got {data.dtype}")
+        if data.dtype not in (np.float32, np.float64):
+            data = data.astype(np.float32)
+        if data.shape[1] == 0:
+            return
+        frames = data.T
+        _check_finite(frames, self.path, self.num_frames, self.sample_rate)
+        bound = _clip_bound(self.subtype, data.dtype)
+        if bound is not None:
+            frames = np.clip(frames, data.dtype.type(-1.0), bound)
+        try:
+            self._file.write(np.ascontiguousarray(frames))
+        except (sf.SoundFileError, OSError) as exc:
+            raise AudioError(f"cannot write {self.path}: {_reason(exc)}") from exc
+        self.num_frames += data.shape[1]
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self._abort()
+            return
+        if self._file is None or self._pending is None:
+            raise RuntimeError("AudioWriter was closed twice")
+        file, pending = self._file, self._pending
+        self._file = self._pending = None
+        try:
+            file.close()
+        except BaseException as error:
+            pending.discard()
+            if isinstance(error, sf.SoundFileError | OSError):
+                raise AudioError(f"cannot write {self.path}: {_reason(error)}") from error
+            raise
+        pending.commit()
+
+    def _abort(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._file = None
+        if self._pending is not None:
+            self._pending.discard()
+            self._pending = None
+
+
+def save_audio(
+    path: StrPath, audio: np.ndarray, sample_rate: int, *, subtype: str | None = None
+) -> Path:
+    """Write audio to a file atomically (see :class:`AudioWriter`).
+
+    Args:
+        path: Target file; the extension picks the format (see
+            :func:`supported_save_extensions`). Parent folders are created and an existing
+            file is replaced.
+        audio: Floating-point samples, nominally in ``[-1, 1]``; clipped to ``[-1, 1)``
+            for integer subtypes.
+        sample_rate: Sample rate in Hz.
+        subtype: libsndfile subtype; default ``PCM_16`` for wav/flac. ``"FLOAT"`` keeps
+            wav as 32-bit float.
+
+    Returns:
+        The path written.
+
+    Raises:
+        AudioError: Unknown extension, unfit subtype, empty audio, NaN/Inf samples, a rate
+            or channel count out of range, or a failed write.
+
+    Shape:
+        - audio: ``(channels, time)`` or ``(time,)`` for mono.
+    """
+    p = Path(path)
+    data = np.asarray(audio)
+    if data.ndim == 1:
+        data = data[np.newaxis]
+    if data.ndim != 2:
+        raise ValueError(f"expected audio shaped (channels, time) or (time,), got {data.shape}")
+    if data.shape[0] > MAX_CHANNELS >= data.shape[1]:
+        raise AudioError(
+            f"cannot write {p}: audio shaped {data.shape} looks like (time, channels); "
+            "pass (channels, time)"
+        )
+    if data.shape[1] == 0:
+        raise AudioError(f"cannot write {p}: the audio is empty (0 samples)")
+    with AudioWriter(p, sample_rate, data.shape[0], subtype=subtype) as writer:
+        for start in range(0, data.shape[1], _SAVE_BLOCK_FRAMES):
+            writer.write(data[:, start : start + _SAVE_BLOCK_FRAMES])
+    return p

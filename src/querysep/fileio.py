@@ -1,0 +1,356 @@
+"""Atomic file writes and output-path checks: every file querysep writes goes through here.
+
+A write with :class:`AtomicFile` (or :func:`atomic_files`, :func:`write_text`,
+:func:`write_bytes`) goes like this:
+
+1. The output path is checked: a folder where the file should go, or a file where one of
+   its folders should be, is a one-line :class:`~querysep.errors.OutputError` that names
+   the output (never the temporary file). Missing folders are created.
+2. The data goes to a hidden temporary file next to the output,
+   ``.<name>.<random>.part<ext>``. The real extension is kept for writers that choose the
+   format by it (libsndfile, matplotlib).
+3. The temporary file is flushed to disk (``os.fsync``) and renamed over the output
+   (``os.replace``), so a reader sees the old file or the new one, never a torn one.
+4. On any exception, Ctrl-C included, the temporary file is removed and the output is left
+   as it was.
+
+The output gets the permissions a plain ``open(path, "w")`` gives (``0o666 & ~umask``), not
+the owner-only ``0o600`` of :func:`tempfile.mkstemp` files.
+
+This module imports nothing from querysep but :mod:`querysep.errors`, so any module can
+use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from .errors import OutputError, QuerysepError
+
+__all__ = [
+    "AtomicFile",
+    "atomic_files",
+    "check_output_file",
+    "check_output_folder",
+    "remove_stale_temp_files",
+    "write_bytes",
+    "write_text",
+]
+
+StrPath = str | os.PathLike[str]
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _in_the_way(folder: Path) -> str | None:
+    """Why ``folder`` cannot be a folder (something at it or above it is not one), or None.
+
+    Other problems (no permission, ...) return None and are left to the write to report.
+    """
+    for candidate in (folder, *folder.parents):
+        try:
+            mode = candidate.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            if candidate.is_symlink():
+                return f"{candidate} is a broken link, not a folder"
+            continue  # missing (created later), or under a file found further up
+        except OSError:
+            return None
+        return None if stat.S_ISDIR(mode) else f"{candidate} is a file, not a folder"
+    return None
+
+
+def check_output_file(path: StrPath, *, error: type[QuerysepError] = OutputError) -> Path:
+    """Check, without creating anything, that ``path`` can be written as a file.
+
+    Args:
+        path: The file to be written.
+        error: The error type to raise.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputError: ``path`` is a folder, or one of its folders is a file (``error``).
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise error(f"cannot write {p}: it is a folder")
+    problem = _in_the_way(p.parent)
+    if problem:
+        raise error(f"cannot write {p}: {problem}")
+    return p
+
+
+def check_output_folder(folder: StrPath, *, create: bool = False) -> Path:
+    """Check that ``folder`` is or can become a folder; with ``create``, make it so.
+
+    Without ``create`` nothing is created, so a command can check its output folder before
+    any slow work and create it only once it has something to write.
+
+    Args:
+        folder: The output folder.
+        create: Create it (and its parents) if missing.
+
+    Returns:
+        ``folder`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputError: ``folder`` or a folder above it is a file, or it cannot be created.
+    """
+    p = Path(folder)
+    problem = _in_the_way(p)
+    if problem:
+        raise OutputError(f"cannot write to {p}: {problem}")
+    if create:
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create folder {p}: {_reason(exc)}") from exc
+    return p
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.part{path.suffix}")
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush a folder's entries (the rename) to disk, where the OS allows it."""
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class AtomicFile:
+    """One atomic write: a hidden temporary file that replaces ``path`` on commit.
+
+    Creating it checks ``path`` (see :func:`check_output_file`), creates its folder and
+    reserves an empty temporary file there. Use it as a context manager that gives the
+    temporary path to write to; a clean exit commits, an exception discards. An
+    :class:`OSError` about the temporary file becomes ``error`` naming ``path``.
+
+    Args:
+        path: The output file.
+        error: The error type raised for output-path problems.
+
+    Raises:
+        OutputError: ``path`` is a folder, lies under a file, or its folder or the temporary
+            file cannot be created (``error``).
+
+    Example:
+        >>> with AtomicFile("model.ckpt") as tmp:  # doctest: +SKIP
+        ...     torch.save(state, tmp)
+    """
+
+    def __init__(self, path: StrPath, *, error: type[QuerysepError] = OutputError) -> None:
+        self.path = check_output_file(path, error=error)
+        self.error = error
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise error(
+                f"cannot write {self.path}: cannot create folder {self.path.parent}: {_reason(exc)}"
+            ) from exc
+        self.temp = _temp_name(self.path)
+        try:
+            # O_EXCL reserves the name; mode 0o666 lets the umask set the permissions.
+            os.close(os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except OSError as exc:
+            raise self._error(exc) from exc
+        self._synced = False
+        self._done = False
+
+    def _error(self, exc: OSError) -> QuerysepError:
+        return self.error(f"cannot write {self.path}: {_reason(exc)}")
+
+    def sync(self) -> None:
+        """Flush the temporary file to disk (``os.fsync``); :meth:`commit` does it too.
+
+        Raises:
+            OutputError: The flush fails (``error``); the temporary file is kept.
+        """
+        try:
+            fd = os.open(self.temp, os.O_RDWR)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise self._error(exc) from exc
+        self._synced = True
+
+    def commit(self) -> Path:
+        """Flush the temporary file and rename it over :attr:`path`.
+
+        Returns:
+            :attr:`path`.
+
+        Raises:
+            OutputError: The flush or rename fails (``error``); the temporary file is
+                removed and :attr:`path` is left as it was.
+        """
+        if self._done:
+            raise RuntimeError(f"the write of {self.path} is already finished")
+        try:
+            if not self._synced:
+                self.sync()
+            try:
+                os.replace(self.temp, self.path)
+            except OSError as exc:
+                raise self._error(exc) from exc
+        except BaseException:
+            self.discard()
+            raise
+        self._done = True
+        _sync_folder(self.path.parent)
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temporary file; :attr:`path` is left as it was. No-op once finished."""
+        if self._done:
+            return
+        self._done = True
+        with contextlib.suppress(OSError):
+            self.temp.unlink(missing_ok=True)
+
+    def about_temp(self, exc: BaseException) -> QuerysepError | None:
+        """``exc`` restated with :attr:`path` when it is an OSError naming the temporary file."""
+        if not isinstance(exc, OSError):
+            return None
+        names = [exc.filename, exc.filename2]
+        names = [os.fspath(n) for n in names if isinstance(n, str | os.PathLike)]
+        return self._error(exc) if os.fspath(self.temp) in names else None
+
+    def __enter__(self) -> Path:
+        return self.temp
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.commit()
+            return
+        self.discard()
+        restated = self.about_temp(exc)
+        if restated is not None:
+            raise restated from exc
+
+
+@contextlib.contextmanager
+def atomic_files(*paths: StrPath) -> Iterator[tuple[Path, ...]]:
+    """Write several files that are committed together, as far as a file system allows.
+
+    Yields one temporary path per output. When the block ends normally, every temporary
+    file is flushed to disk first, and only then are they renamed over their outputs, in
+    the order given. So an error or Ctrl-C while writing any of them leaves every output
+    as it was; only a crash (power loss, ``kill -9``) between the renames can leave the
+    first outputs new and the later ones old. Put last the file whose arrival marks the
+    set as complete, and check that the set belongs together when reading it (as model
+    folders do with a shared save id).
+
+    Args:
+        paths: The output files.
+
+    Yields:
+        The temporary paths, in the order of ``paths``.
+
+    Raises:
+        OutputError: As :class:`AtomicFile`, for any of the outputs.
+    """
+    pending: list[AtomicFile] = []
+    try:
+        for path in paths:
+            pending.append(AtomicFile(path))
+        try:
+            yield tuple(item.temp for item in pending)
+        except BaseException as exc:
+            for item in pending:
+                restated = item.about_temp(exc)
+                if restated is not None:
+                    raise restated from exc
+            raise
+        for item in pending:
+            item.sync()
+        for item in pending:
+            item.commit()
+    finally:
+        for item in pending:
+            item.discard()
+
+
+def write_bytes(path: StrPath, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :class:`AtomicFile`).
+
+    Args:
+        path: The output file; its folder is created.
+        data: The bytes to write.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputError: The output cannot be written.
+    """
+    with AtomicFile(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: StrPath, text: str, *, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (see :class:`AtomicFile`), newlines untranslated.
+
+    Args:
+        path: The output file; its folder is created.
+        text: The text to write.
+        encoding: Its encoding.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputError: The output cannot be written.
+    """
+    with AtomicFile(path) as tmp, open(tmp, "w", encoding=encoding, newline="") as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def remove_stale_temp_files(path: StrPath) -> list[Path]:
+    """Delete the temporary files that killed writes of ``path`` left behind.
+
+    Only call this where no other process may be writing ``path`` at the same time (for
+    example, a training run about to save its own checkpoints).
+
+    Args:
+        path: The output file.
+
+    Returns:
+        The files removed.
+    """
+    p = Path(path)
+    pattern = re.compile(rf"\.{re.escape(p.name)}\.[0-9a-f]{{8}}\.part{re.escape(p.suffix)}")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in p.parent.iterdir():
+            if pattern.fullmatch(entry.name) and entry.is_file():
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed

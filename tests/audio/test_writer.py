@@ -1,0 +1,82 @@
+"""querysep.audio.writer split from io, and the one streaming resampler they and api.py share."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from querysep.audio import (
+    RESAMPLE_QUALITY,
+    AudioWriter,
+    StreamResampler,
+    load_audio,
+    resample,
+    save_audio,
+    supported_save_extensions,
+)
+from querysep.errors import AudioError
+
+
+def test_old_import_paths_still_work() -> None:
+    from querysep.audio import io, writer
+
+    assert io.save_audio is writer.save_audio is save_audio
+    assert io.AudioWriter is AudioWriter
+    assert io.supported_save_extensions is supported_save_extensions
+    with pytest.raises(AttributeError):
+        _ = io.no_such_name  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("orig", "target"), [(44100, 16000), (16000, 48000), (16000, 16000)])
+def test_stream_resampler_equals_one_shot_resample(orig: int, target: int) -> None:
+    rng = np.random.default_rng(0)
+    signal = rng.uniform(-0.5, 0.5, (2, orig)).astype(np.float32)
+    stream = StreamResampler(orig, target, 2)
+    sizes = [1, 999, 0, 4096, orig]  # uneven chunks, an empty one, the rest
+    pieces, start = [], 0
+    for size in sizes:
+        pieces.append(stream(signal[:, start : start + size]))
+        start += size
+    pieces.append(stream(np.zeros((2, 0), np.float32), last=True))
+    streamed = np.concatenate(pieces, axis=1)
+    whole = resample(signal, orig, target)
+    assert streamed.shape == whole.shape and streamed.dtype == np.float32
+    np.testing.assert_allclose(streamed, whole, atol=1e-5)
+    assert RESAMPLE_QUALITY == "VHQ"
+
+
+def test_stream_resampler_checks_the_channel_count() -> None:
+    with pytest.raises(ValueError, match=r"\(2, n\)"):
+        StreamResampler(16000, 8000, 2)(np.zeros((1, 10), np.float32))
+
+
+def test_api_streams_with_the_io_resampler() -> None:
+    import querysep.api as api
+
+    assert api.StreamResampler is StreamResampler
+    assert not hasattr(api, "_StreamResampler")
+
+
+def test_audio_under_a_file_is_one_audio_error_naming_the_output(tmp_path: Path) -> None:
+    (tmp_path / "FILE").write_text("x")
+    target = tmp_path / "FILE" / "out.wav"
+    with pytest.raises(AudioError) as info:
+        save_audio(target, np.zeros(100, np.float32), 16000)
+    assert str(info.value) == f"cannot write {target}: {tmp_path / 'FILE'} is a file, not a folder"
+    (tmp_path / "dir.wav").mkdir()
+    with pytest.raises(AudioError, match=r"dir\.wav: it is a folder"):
+        save_audio(tmp_path / "dir.wav", np.zeros(100, np.float32), 16000)
+
+
+def test_audio_files_get_the_umasks_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        path = save_audio(tmp_path / "a.flac", np.zeros((2, 100), np.float32), 16000)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert load_audio(path)[0].shape == (2, 100)

@@ -1,0 +1,196 @@
+"""querysep.fileio: atomic writes, permissions, fsync, clean-up, and output-path errors."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from querysep.errors import DataError, OutputError
+from querysep.fileio import (
+    AtomicFile,
+    atomic_files,
+    check_output_file,
+    check_output_folder,
+    remove_stale_temp_files,
+    write_bytes,
+    write_text,
+)
+
+
+class BoomError(Exception):
+    pass
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    """Restore the process umask after a test that changes it."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.usefixtures("umask")
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_permissions_follow_the_umask(tmp_path: Path, mask: int) -> None:
+    os.umask(mask)
+    written = [
+        write_text(tmp_path / "a.txt", "x"),
+        write_bytes(tmp_path / "b.bin", b"x"),
+        write_text(tmp_path / "a.txt", "replaced"),  # replacing keeps the normal mode too
+    ]
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def test_temp_file_is_hidden_next_to_the_target_with_its_extension(tmp_path: Path) -> None:
+    with AtomicFile(tmp_path / "sub" / "fig.png") as tmp:
+        assert tmp.parent == tmp_path / "sub"
+        assert tmp.name.startswith(".fig.png.") and tmp.name.endswith(".part.png")
+        tmp.write_bytes(b"png")
+        assert not (tmp_path / "sub" / "fig.png").exists()
+    assert names(tmp_path / "sub") == ["fig.png"]
+
+
+@pytest.mark.parametrize("exc", [BoomError("disk on fire"), KeyboardInterrupt()])
+def test_exception_leaves_the_target_untouched_and_no_temp_file(
+    tmp_path: Path, exc: BaseException
+) -> None:
+    target = write_text(tmp_path / "m.jsonl", "old\n")
+    with pytest.raises(type(exc)), AtomicFile(target) as tmp:
+        tmp.write_text("half of the new")
+        raise exc
+    assert target.read_text() == "old\n"
+    assert names(tmp_path) == ["m.jsonl"]
+
+
+def test_failed_first_write_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(BoomError), AtomicFile(tmp_path / "new.csv"):
+        raise BoomError
+    assert names(tmp_path) == []
+
+
+def test_fsync_runs_on_the_complete_temp_file_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = write_text(tmp_path / "t.json", "old")
+    synced: list[tuple[int, bool]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append((os.fstat(fd).st_ino, target.read_text() == "old"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with AtomicFile(target) as tmp:
+        tmp.write_text("new")
+        inode = tmp.stat().st_ino
+    assert synced[0] == (inode, True)  # the temp file, while the target was still the old one
+    assert target.read_text() == "new" and target.stat().st_ino == inode
+
+
+def test_failed_fsync_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = write_text(tmp_path / "t.txt", "old")
+
+    def fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OutputError, match=r"cannot write .*t\.txt: Input/output error"):
+        write_text(target, "new")
+    assert target.read_text() == "old" and names(tmp_path) == ["t.txt"]
+
+
+def test_os_error_about_the_temp_file_names_the_output(tmp_path: Path) -> None:
+    target = tmp_path / "ckpt" / "last.ckpt"
+    with pytest.raises(OutputError) as info, AtomicFile(target) as tmp:
+        raise OSError(28, "No space left on device", str(tmp))
+    assert str(info.value) == f"cannot write {target}: No space left on device"
+    assert ".part" not in str(info.value)
+    assert names(target.parent) == []
+
+
+def test_output_under_a_file_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    blocker = write_text(tmp_path / "FILE", "x")
+    for target in (blocker / "m.jsonl", blocker / "deeper" / "x.csv"):
+        with pytest.raises(OutputError) as info:
+            write_text(target, "data")
+        assert str(info.value) == f"cannot write {target}: {blocker} is a file, not a folder"
+    with pytest.raises(OutputError, match="it is a folder"):
+        write_text(tmp_path, "data")
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        check_output_file(blocker / "a.wav", error=DataError)
+    assert names(tmp_path) == ["FILE"] and blocker.read_text() == "x"
+
+
+def test_output_folders(tmp_path: Path) -> None:
+    blocker = write_text(tmp_path / "FILE", "x")
+    for folder in (blocker, blocker / "sub"):
+        with pytest.raises(OutputError) as info:
+            check_output_folder(folder, create=True)
+        assert str(info.value) == f"cannot write to {folder}: {blocker} is a file, not a folder"
+    assert check_output_folder(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    assert check_output_folder(tmp_path / "new" / "run", create=True).is_dir()
+
+
+def test_broken_link_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to(tmp_path / "missing")
+    with pytest.raises(OutputError, match="link is a broken link"):
+        write_text(tmp_path / "link" / "a.txt", "x")
+
+
+def test_files_of_a_group_are_replaced_only_once_all_are_written(tmp_path: Path) -> None:
+    first, second = (
+        write_text(tmp_path / "a.bin", "old a"),
+        write_text(tmp_path / "b.json", "old b"),
+    )
+    with pytest.raises(BoomError), atomic_files(first, second) as (tmp_a, tmp_b):
+        tmp_a.write_text("new a")
+        tmp_b.write_text("half")
+        raise BoomError
+    assert (first.read_text(), second.read_text()) == ("old a", "old b")
+    assert names(tmp_path) == ["a.bin", "b.json"]
+    with atomic_files(first, second) as (tmp_a, tmp_b):
+        tmp_a.write_text("new a")
+        tmp_b.write_text("new b")
+    assert (first.read_text(), second.read_text()) == ("new a", "new b")
+    assert names(tmp_path) == ["a.bin", "b.json"]
+
+
+def test_group_refuses_before_writing_when_one_output_is_under_a_file(tmp_path: Path) -> None:
+    blocker = write_text(tmp_path / "FILE", "x")
+    with (
+        pytest.raises(OutputError, match="FILE is a file"),
+        atomic_files(tmp_path / "ok.txt", blocker / "b.txt"),
+    ):
+        pytest.fail("the block must not run")
+    assert names(tmp_path) == ["FILE"]
+
+
+def test_remove_stale_temp_files_only_touches_the_outputs_own(tmp_path: Path) -> None:
+    target = tmp_path / "last.ckpt"
+    stale = [tmp_path / ".last.ckpt.0123abcd.part.ckpt", tmp_path / ".last.ckpt.ffffffff.part.ckpt"]
+    keep = [tmp_path / ".best.ckpt.0123abcd.part.ckpt", tmp_path / "last.ckpt", tmp_path / "x"]
+    for p in stale + keep:
+        p.write_bytes(b"")
+    assert sorted(remove_stale_temp_files(target)) == sorted(stale)
+    assert names(tmp_path) == sorted(p.name for p in keep)
+    assert remove_stale_temp_files(tmp_path / "missing" / "a.txt") == []
+
+
+def test_commit_twice_is_a_bug(tmp_path: Path) -> None:
+    pending = AtomicFile(tmp_path / "a.txt")
+    pending.commit()
+    with pytest.raises(RuntimeError, match="already finished"):
+        pending.commit()
+    pending.discard()  # no-op once committed
+    assert names(tmp_path) == ["a.txt"]
