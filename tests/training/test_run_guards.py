@@ -128,3 +128,20 @@ def test_a_time_limit_stops_with_a_validated_export(
     assert ckpt["global_step"] == result.step
     assert any(m.startswith("exported best.ckpt") and "val/sdri" in m for m in messages)
     assert any(m.startswith("precision 32 (as configured; CPU capability") for m in messages)
+
+
+def test_a_resumed_run_keeps_the_earlier_training_log(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    run = tmp_path / "run"
+    path = write_config(tmp_path / "run.yaml", tiny_config(sine_data, run, max_steps=2))
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", str(path)]).exit_code == 0
+    logs = run / "logs" / "csv"
+    first = (logs / "metrics.csv").read_text()
+    assert runner.invoke(app, ["train", str(path), "trainer.max_steps=4"]).exit_code == 0
+    assert (logs / "metrics.1.csv").read_text() == first
+    later = (logs / "metrics.csv").read_text().splitlines()
+    header = later[0].split(",")
+    logged = {int(float(row.split(",")[header.index("step")])) for row in later[1:]}
+    assert logged and min(logged) >= 2 and max(logged) >= 3, logged

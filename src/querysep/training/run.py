@@ -5,7 +5,8 @@ The run folder (``trainer.output_dir``) holds::
     config.yaml              the resolved config of the latest start
     checkpoints/last.ckpt    written every trainer.checkpoint_every_n_steps and at the end
     checkpoints/best.ckpt    best val/sdri (when there is a validation list)
-    logs/csv/metrics.csv     and logs/tensorboard/ when tensorboard is installed
+    logs/csv/metrics.csv     and logs/tensorboard/ when tensorboard is installed; a resumed
+                             run keeps the earlier log as logs/csv/metrics.<k>.csv
     model/                   the exported model folder (config.json + model.safetensors)
 
 If ``checkpoints/last.ckpt`` exists, :func:`train` continues from it (step, weights,
@@ -98,7 +99,20 @@ def build_model(config: ModelConfig) -> TextQueriedSeparator:
     return TextQueriedSeparator(net, encoder, dict(config.metadata))
 
 
+def _keep_csv_log(output_dir: Path) -> None:
+    """Move an earlier ``metrics.csv`` aside (Lightning's CSVLogger deletes it on resume)."""
+    folder = output_dir / LOG_DIR / "csv"
+    log = folder / "metrics.csv"
+    if log.is_file():
+        k = 1
+        while (folder / f"metrics.{k}.csv").exists():
+            k += 1
+        log.rename(folder / f"metrics.{k}.csv")
+
+
 def _loggers(output_dir: Path) -> list[Logger]:
+    if rank_zero_only.rank == 0:
+        _keep_csv_log(output_dir)
     loggers: list[Logger] = [CSVLogger(output_dir, name=LOG_DIR, version="csv")]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         loggers.append(
