@@ -102,3 +102,44 @@ def ref_si_sdr(s: np.ndarray, e: np.ndarray) -> float:
     alpha = (eps + np.dot(s, e)) / (np.dot(s, s) + eps)
     proj = alpha * s
     return float(10 * np.log10((eps + np.sum(proj**2)) / (eps + np.sum((e - proj) ** 2))))
+
+
+def ref_irm_mask(target: np.ndarray, mixture: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """``sqrt(|S|^2 / (|S|^2 + |N|^2))`` (0 where both are 0), ``(bins, frames)``, float64."""
+    import torch
+
+    window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+
+    def spec(x: np.ndarray) -> torch.Tensor:
+        signal = torch.from_numpy(np.asarray(x, dtype=np.float64))
+        return torch.stft(
+            signal, n_fft, hop, n_fft, window, center=True, pad_mode="reflect", return_complex=True
+        )
+
+    s_pow = spec(target).abs() ** 2
+    n_pow = spec(np.asarray(mixture, np.float64) - np.asarray(target, np.float64)).abs() ** 2
+    total = s_pow + n_pow
+    mask = torch.where(total > 0, torch.sqrt(s_pow / torch.where(total > 0, total, 1.0)), 0.0)
+    return mask.numpy()
+
+
+def ref_irm(target: np.ndarray, mixture: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """The oracle IRM estimate: the mask above on the mixture's STFT, mixture phase, istft.
+
+    Clips of at most ``n_fft // 2`` samples are zero-padded to ``n_fft // 2 + 1`` first (reflect
+    padding needs more) and the estimate cut back.
+    """
+    import torch
+
+    length = len(mixture)
+    padded = max(length, n_fft // 2 + 1)
+    mix = np.zeros(padded)
+    tgt = np.zeros(padded)
+    mix[:length], tgt[:length] = mixture, target
+    window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+    x = torch.stft(
+        torch.from_numpy(mix), n_fft, hop, n_fft, window, center=True, return_complex=True
+    )
+    masked = torch.from_numpy(ref_irm_mask(tgt, mix, n_fft, hop)) * x
+    estimate = torch.istft(masked, n_fft, hop, n_fft, window, center=True, length=padded)
+    return estimate.numpy()[:length]

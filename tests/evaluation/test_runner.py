@@ -14,7 +14,17 @@ import soundfile as sf
 from querysep.errors import DataError
 from querysep.evaluation import MixtureSystem, evaluate, make_system
 
-from .conftest import SR, ValSet, dcase_mix, find, read_mono, ref_sdr, ref_si_sdr, write_csv
+from .conftest import (
+    SR,
+    ValSet,
+    dcase_mix,
+    find,
+    read_mono,
+    ref_irm,
+    ref_sdr,
+    ref_si_sdr,
+    write_csv,
+)
 
 LIST_COLUMNS = ["source", "noise", "snr", "caption"]
 
@@ -56,7 +66,8 @@ def test_per_clip_scores_match_independent_computation(valset: ValSet, tmp_path:
     assert len(rows) == len(valset.rows) * 3
     # grouped by clip: each clip's three systems are consecutive, in the given order
     assert [r["system"] for r in rows[:3]] == ["mixture", "oracle-irm", "test-tiny"]
-    oracle = make_system("oracle-irm")
+    oracle = make_system("oracle-irm")  # the default model's STFT: 512 / 256 at 16 kHz
+    assert (oracle.stft.n_fft, oracle.stft.hop_length, oracle.sample_rate) == (512, 256, SR)
     tiny = make_system("test-tiny")
     got = by_key(rows)
     for source, noise, snr, caption in valset.rows:
@@ -65,7 +76,7 @@ def test_per_clip_scores_match_independent_computation(valset: ValSet, tmp_path:
         mix, tgt = dcase_mix(src, noi, float(snr))
         estimates = {
             "mixture": mix,
-            "oracle-irm": oracle.separate(mix, SR, caption, target=tgt),
+            "oracle-irm": ref_irm(tgt, mix, 512, 256),  # written out in conftest
             "test-tiny": tiny.separate(mix, SR, caption, target=None),
         }
         for name, est in estimates.items():

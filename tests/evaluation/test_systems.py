@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from querysep.errors import ConfigError, ModelNotFoundError
 from querysep.evaluation import (
@@ -20,7 +21,7 @@ from querysep.evaluation import (
 )
 from querysep.evaluation import systems as systems_module
 
-from .conftest import SR, ValSet
+from .conftest import SR, ValSet, ref_irm, ref_irm_mask
 
 
 def test_registry_and_specs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,6 +47,59 @@ def test_registry_and_specs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert names == ["mixture", "x", "oracle-irm"]
 
 
+def _tone_and_noise(length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(mixture, target): a 440 Hz tone plus a noise burst fading in and out, in white noise.
+
+    Target and interference overlap in time and frequency, so the mask takes values all over
+    ``[0, 1]``, where the IRM definitions differ.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / SR
+    envelope = np.sin(np.pi * np.arange(length) / length) ** 2
+    target = 0.3 * np.sin(2 * np.pi * 440.0 * t) + 0.3 * envelope * rng.standard_normal(length)
+    noise = 0.2 * rng.standard_normal(length)
+    return (target + noise).astype(np.float32), target.astype(np.float32)
+
+
+def test_oracle_irm_is_the_documented_mask() -> None:
+    # OracleIRM documents M = sqrt(|S|^2 / (|S|^2 + |N|^2)) applied to the mixture's STFT;
+    # the reference is written out with torch.stft / torch.istft in conftest.ref_irm.
+    mixture, target = _tone_and_noise(4001)
+    for oracle, (n_fft, hop) in [
+        (OracleIRM.from_model("test-tiny"), (256, 64)),
+        (OracleIRM(512, 128), (512, 128)),
+    ]:
+        assert (oracle.stft.n_fft, oracle.stft.hop_length) == (n_fft, hop)
+        want_mask = ref_irm_mask(target, mixture, n_fft, hop).T  # (frames, bins)
+        tgt = torch.from_numpy(target)
+        mask = oracle.mask(tgt, torch.from_numpy(mixture) - tgt).numpy()
+        np.testing.assert_allclose(mask, want_mask, atol=2e-5)  # float32 STFT
+        assert mask.min() >= 0.0 and mask.max() <= 1.0
+        assert np.mean((mask > 0.1) & (mask < 0.9)) > 0.3  # mostly neither pass nor stop
+        estimate = oracle.separate(mixture, SR, "q", target=target)
+        assert estimate.dtype == np.float32 and estimate.shape == mixture.shape
+        want = ref_irm(target, mixture, n_fft, hop)
+        np.testing.assert_allclose(estimate, want, atol=2e-6)
+        # The other common definitions differ from it by far more than the tolerance above.
+        x = torch.stft(
+            torch.from_numpy(mixture.astype(np.float64)),
+            n_fft,
+            hop,
+            window=torch.hann_window(n_fft, periodic=True, dtype=torch.float64),
+            return_complex=True,
+        )
+        power = want_mask.T**2  # |S|^2 / (|S|^2 + |N|^2), without the square root
+        for other in (power, np.sqrt(power) / (np.sqrt(power) + np.sqrt(1 - power) + 1e-12)):
+            alt = torch.istft(
+                torch.from_numpy(other) * x,
+                n_fft,
+                hop,
+                window=torch.hann_window(n_fft, periodic=True, dtype=torch.float64),
+                length=len(mixture),
+            ).numpy()
+            assert np.abs(alt - want).max() > 0.02
+
+
 def test_oracle_irm_bounds() -> None:
     rng = np.random.default_rng(0)
     mixture = (0.3 * rng.standard_normal(4000)).astype(np.float32)
@@ -55,10 +109,22 @@ def test_oracle_irm_bounds() -> None:
     np.testing.assert_allclose(whole, mixture, atol=1e-5)
     none = oracle.separate(mixture, SR, "q", target=np.zeros_like(mixture))  # mask 0
     np.testing.assert_allclose(none, 0.0, atol=1e-7)
-    short = oracle.separate(mixture[:50], SR, "q", target=mixture[:50])  # < n_fft / 2
-    assert short.shape == (50,)
     with pytest.raises(ConfigError):
         oracle.separate(mixture, SR, "q", target=None)
+
+
+@pytest.mark.parametrize("length", [1, 50, 128])
+def test_oracle_irm_on_clips_shorter_than_half_a_frame(length: int) -> None:
+    # Documented: clips too short for reflect padding (<= n_fft / 2 = 128 samples here) are
+    # zero-padded, masked, and cut back, so a target equal to the mixture passes it unchanged.
+    oracle = OracleIRM.from_model("test-tiny")
+    mixture, target = _tone_and_noise(4000, seed=length)
+    mixture, target = mixture[1000 : 1000 + length], target[1000 : 1000 + length]
+    same = oracle.separate(mixture, SR, "q", target=mixture)
+    assert same.shape == (length,)
+    np.testing.assert_allclose(same, mixture, atol=1e-6)
+    part = oracle.separate(mixture, SR, "q", target=target)
+    np.testing.assert_allclose(part, ref_irm(target, mixture, 256, 64), atol=2e-6)
 
 
 def test_system_at_its_own_rate(valset: ValSet, tmp_path: Path) -> None:
