@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -57,16 +58,64 @@ def test_checkpoint_with_wrong_keys_is_listed(tmp_path: Path) -> None:
     assert "unexpected: base.surprise" in str(info.value)
 
 
-def test_broken_config_is_a_config_error(tmp_path: Path) -> None:
+def _edit(config: dict, path: tuple[str, ...], value: object) -> dict:
+    config = json.loads(json.dumps(config))
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return config
+
+
+def test_unreadable_config_is_a_config_error(tmp_path: Path) -> None:
     _model().save_pretrained(tmp_path / "m")
     (tmp_path / "m" / "config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_model(str(tmp_path / "m"))
-    cfg = _model().config_dict()
-    cfg["network"]["config"]["n_fft"] = "many"
-    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises((ConfigError, TypeError)):
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "match"),
+    [
+        (("network", "config", "n_fft"), "many", "network.config.n_fft: expected an integer"),
+        (("network", "config", "channels"), 5, "network.config.channels: "),
+        (("network",), 5, "network: expected a mapping"),
+        (("network", "config"), 5, "network.config: expected a mapping"),
+        (("network", "type"), "transformer", "unknown network type 'transformer'"),
+        (("network", "config", "film"), "middle", "network.config.film: must be one of"),
+        (("text_encoder",), 5, "text_encoder: expected a mapping"),
+        (("text_encoder", "dim"), "x", "text_encoder.dim: expected an integer"),
+        (("metadata",), 5, "metadata: expected a mapping"),
+        (("format_version",), "x", "format_version: expected an integer"),
+        (("format_version",), None, "format_version: expected an integer"),
+        (("format_version",), 2, "newer querysep"),
+    ],
+    ids=[
+        "n_fft-many",
+        "channels-5",
+        "network-5",
+        "network.config-5",
+        "network.type-unknown",
+        "film-middle",
+        "text_encoder-5",
+        "text_encoder.dim-x",
+        "metadata-5",
+        "format_version-x",
+        "format_version-null",
+        "format_version-newer",
+    ],
+)
+def test_broken_config_is_a_config_error(
+    tmp_path: Path, path: tuple[str, ...], value: object, match: str
+) -> None:
+    # Exactly ConfigError (which the CLI turns into a one-line error), never a TypeError,
+    # and the message names the file and the key.
+    _model().save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps(_edit(config, path, value)))
+    with pytest.raises(ConfigError, match=re.escape(match)) as info:
         load_model(str(tmp_path / "m"))
+    assert str(tmp_path / "m" / "config.json") in str(info.value)
 
 
 def test_garbage_weights_file_is_a_checkpoint_error(tmp_path: Path) -> None:
