@@ -65,6 +65,15 @@ def test_crossfade_blends_segments_without_jumps() -> None:
 
     y = apply_segmented(fn, torch.zeros(1, 5000), segment=1000, overlap=400)[0, 0]
     assert y.diff().abs().max() < 0.01  # 400-sample raised-cosine fades
+    # Segment 1 (value 1) covers [0, 1000), segment 2 (value 0) [600, 1600), segment 3
+    # (value 1) [1200, 2200): alone, a segment's value passes exactly; across an overlap the
+    # output falls along a raised cosine sampled at sample centres.
+    t = (torch.arange(400, dtype=torch.float64) + 0.5) / 400
+    fade_in = (0.5 - 0.5 * torch.cos(torch.pi * t)).float()
+    torch.testing.assert_close(y[:600], torch.ones(600), rtol=0, atol=1e-6)
+    torch.testing.assert_close(y[600:1000], 1 - fade_in, rtol=0, atol=1e-6)
+    torch.testing.assert_close(y[1000:1200], torch.zeros(200), rtol=0, atol=1e-6)
+    torch.testing.assert_close(y[1200:1600], fade_in, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("block", [1, 77, 1000, 4096])
