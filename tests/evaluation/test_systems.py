@@ -35,9 +35,17 @@ def test_registry_and_specs(monkeypatch: pytest.MonkeyPatch) -> None:
     register_system("const-test", factory)
     assert make_system("const-test:3").name == "const-3"
     assert seen == ["3"]
-    assert isinstance(make_system("mixture"), System)
+    mixture_system = make_system("mixture")
+    assert isinstance(mixture_system, System)
+    x = np.random.default_rng(0).standard_normal(3000).astype(np.float32)
+    np.testing.assert_array_equal(mixture_system.separate(x, SR, "q", target=None), x)
     model = make_system("model:test-tiny")
     assert isinstance(model, ModelSystem) and model.name == "test-tiny" and model.is_test_model
+    estimate = model.separate(x, SR, "a dog", target=np.zeros_like(x))  # target ignored
+    assert estimate.dtype == np.float32 and estimate.shape == x.shape
+    want = model.separator.separate_tensor(x, SR, "a dog")[0, 0].numpy()
+    np.testing.assert_allclose(estimate, want, rtol=0, atol=1e-7)
+    assert np.abs(estimate - x).max() > 1e-3  # the model did something
     assert make_system("test-tiny").sample_rate == 16000
     with pytest.raises(ModelNotFoundError):
         make_system("no-such-model")
