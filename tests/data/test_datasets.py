@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from querysep.audio.io import load_audio
@@ -86,6 +87,33 @@ def test_text_choice(labelled_clips: list[Clip], choice: str) -> None:
         assert plan.query in expected
 
 
+def _is_placed_in(out: np.ndarray, audio: np.ndarray, atol: float) -> bool:
+    """Whether ``out`` is a window of ``audio`` (or, if shorter, ``audio`` inside zeros)."""
+    n = len(out)
+    if len(audio) >= n:
+        windows = np.lib.stride_tricks.sliding_window_view(audio, n)
+        return bool((np.abs(windows - out).max(axis=1) <= atol).any())
+    return any(
+        np.abs(out[s : s + len(audio)] - audio).max() <= atol
+        and not np.any(np.delete(out, np.s_[s : s + len(audio)]))
+        for s in range(n - len(audio) + 1)
+    )
+
+
+def test_targets_are_crops_of_their_files(labelled_clips: list[Clip]) -> None:
+    # 0 dB gain: two 0.3-amplitude tones never trigger peak protection, so the target is
+    # the clip's samples as soundfile reads them, cropped (or zero-padded) to 4000 samples,
+    # up to the int16 cache's rounding.
+    dataset = _dataset(labelled_clips, mixer=Mixer((0.0, 0.0)))
+    for i in range(len(dataset)):
+        plan, item = dataset.draw(i), dataset[i]
+        target = item["target"][0].numpy()
+        audio, rate = sf.read(labelled_clips[plan.target].audio, dtype="float32")
+        assert rate == SR and target.shape == (4000,)
+        assert _is_placed_in(target, audio, atol=1e-5), (i, len(audio))
+        assert np.abs(target).max() > 0.25  # the 0.3-amplitude tone, not a silent crop
+
+
 def test_mixture_is_target_plus_interferer_crop(
     tmp_path: Path, write_audio: Callable[..., Path]
 ) -> None:
@@ -96,9 +124,12 @@ def test_mixture_is_target_plus_interferer_crop(
         Clip(id="high", audio=str(high), captions=["high beep"], labels=["high"]),
     ]
     dataset = _dataset(clips, mixer=Mixer((0.0, 0.0)))
+    files = {c.captions[0]: sf.read(c.audio, dtype="float32")[0] for c in clips}
     for i in range(2):
         item = dataset[i]
         mixture, target = item["mixture"][0].numpy(), item["target"][0].numpy()
+        # clips as long as the segment: the target is the whole file, sample for sample
+        np.testing.assert_allclose(target, files[item["query"]], rtol=0, atol=1e-5)
         interference = mixture - target
         spectrum_t = np.abs(np.fft.rfft(target))
         spectrum_i = np.abs(np.fft.rfft(interference))
@@ -189,11 +220,16 @@ def test_fixed_mixture_dataset_matches_dcase_protocol(
 
 def test_fixed_mixture_dataset_triplets(tmp_path: Path, write_audio: Callable[..., Path]) -> None:
     write_audio(tmp_path / "mix" / "1.wav", freq=500, seconds=0.5)
-    write_audio(tmp_path / "tgt" / "1.wav", freq=500, seconds=0.4)
+    write_audio(tmp_path / "tgt" / "1.wav", freq=700, seconds=0.4)
     rows = [MixtureRow("a tone", mixture="mix/1.wav", target="tgt/1.wav")]
     write_mixture_list(rows, tmp_path / "list.csv")
     item = FixedMixtureDataset(rows, tmp_path, SR)[0]
     assert item["mixture"].shape == item["target"].shape == (1, 3200)
+    # both cut to the shorter file; the values are the files' own, not swapped or rescaled
+    mixture, _ = sf.read(tmp_path / "mix" / "1.wav", dtype="float32")
+    target, _ = sf.read(tmp_path / "tgt" / "1.wav", dtype="float32")
+    np.testing.assert_array_equal(item["mixture"][0].numpy(), mixture[:3200])
+    np.testing.assert_array_equal(item["target"][0].numpy(), target)
     assert item["id"] == "1"
     with pytest.raises(DataError, match="not found"):
         FixedMixtureDataset([MixtureRow("x", mixture="m.wav", target="t.wav")], tmp_path, SR)
