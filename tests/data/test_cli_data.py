@@ -66,8 +66,40 @@ def test_prepare_esc50_then_make_mixtures(
     again = tmp_path / "again.csv"
     runner.invoke(app, [*args, "--split", "fold4", "--seed", "5", "-o", str(again)])
     assert again.read_text() == out.read_text()
-    result = runner.invoke(app, [*args, "--caption", "random", "-o", str(again)])
+
+
+def test_mixtures_with_random_captions(
+    tmp_path: Path, write_audio: Callable[..., Path], write_csv: Callable[..., Path]
+) -> None:
+    root = tmp_path / "esc50"
+    _esc50(root, write_audio, write_csv)
+    manifest = tmp_path / "esc50.jsonl"
+    args = ["prepare", "esc50", str(root), "-o", str(manifest), "--captions", "builtin"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    known = {c.id: c.captions for c in read_manifest(manifest)}
+    assert all(len(captions) > 3 for captions in known.values())  # label + natural captions
+
+    def make(name: str, *options: str) -> list:
+        out = tmp_path / name
+        result = runner.invoke(
+            app, ["mixtures", "make", str(manifest), "-n", "60", "-o", str(out), *options]
+        )
+        assert result.exit_code == 0, result.output
+        return read_mixture_list(out)
+
+    rows = make("a.csv", "--caption", "random", "--seed", "3")
+    for row in rows:
+        assert row.caption in known[str(row.source)]
+    for source in known:  # drawn among all of them, not the first only
+        used = {r.caption for r in rows if r.source == source}
+        assert len(used) >= 3, (source, used)
+    make("b.csv", "--caption", "random", "--seed", "3")  # same seed, same file
+    assert (tmp_path / "b.csv").read_text() == (tmp_path / "a.csv").read_text()
+    other_seed = make("c.csv", "--caption", "random", "--seed", "4")
+    assert [r.caption for r in other_seed] != [r.caption for r in rows]
+    first = make("d.csv", "--caption", "first", "--seed", "3")
+    assert all(r.caption == known[str(r.source)][0] for r in first)
 
 
 def test_prepare_list_and_user_errors(tmp_path: Path) -> None:
