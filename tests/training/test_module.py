@@ -78,6 +78,57 @@ def test_export_round_trip(fitted: dict[str, Any], tmp_path: Path) -> None:
         torch.testing.assert_close(loaded(mixture, queries), model(mixture, queries))
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_one_step_is_an_adamw_step_down_the_gradient(
+    sine_data: dict[str, Path], tmp_path: Path
+) -> None:
+    """The first AdamW step moves each weight by ``lr * g / (|g| + eps)`` against its gradient
+    (plus decoupled weight decay), at the warm-up's first rate, and lowers the batch's loss."""
+    config = tiny_config(sine_data, tmp_path / "run")
+    config["optim"].update(lr=4e-4, warmup_steps=4, weight_decay=0.1, loss="sdr")
+    cfg = config_from_dict(config)
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    with torch.no_grad():  # move off the neutral head so every layer gets a gradient
+        model.net.base.after_conv.weight.normal_(0.0, 0.1)
+    task = SeparationTask(model, cfg.optim).train()
+    optimizer = task.configure_optimizers()["optimizer"]
+    dm = MixtureDataModule(cfg.data, 8000, seed=0)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+
+    names = {p: n for n, p in task.named_parameters()}
+    trained = task.trainable_parameters()
+    before = {names[p]: p.detach().clone() for p in trained}
+    loss, estimate = task._step(batch, "train")
+    # the 'sdr' loss is the negative SDR in dB, averaged over the batch
+    assert loss.item() == pytest.approx(-_mean_sdr(batch["target"], estimate), abs=1e-3)
+    optimizer.zero_grad()
+    loss.backward()
+    grads = {names[p]: p.grad.detach().clone() for p in trained}
+    assert sum(int(g.count_nonzero()) for g in grads.values()) > 0.9 * sum(
+        g.numel() for g in grads.values()
+    )
+    optimizer.step()
+
+    lr = 4e-4 / 4  # warm-up step 0 of 4: lr * (0 + 1) / 4
+    for p in trained:
+        name = names[p]
+        g = grads[name]
+        want = before[name] * (1 - lr * 0.1) - lr * g / (g.abs() + cfg.optim.eps)
+        torch.testing.assert_close(p.detach(), want, rtol=1e-5, atol=1e-9, msg=name)
+    with torch.no_grad():
+        after, estimate = task._step(batch, "train")
+    gain = _mean_sdr(batch["target"], estimate) + loss.item()
+    assert gain > 0.01, gain  # the batch's SDR went up: measured +0.084 dB
+    assert after.item() == pytest.approx(loss.item() - gain, abs=1e-3)
+
+
+def _mean_sdr(target: torch.Tensor, estimate: torch.Tensor) -> float:
+    s, e = target.double().flatten(1), estimate.detach().double().flatten(1)
+    return float((10 * torch.log10(s.square().sum(1) / (s - e).square().sum(1))).mean())
+
+
 @pytest.mark.parametrize("loss", ["sdr", "thresholded_sdr", "thresholded_sdr_si_sdr"])
 def test_fast_dev_run(sine_data: dict[str, Path], tmp_path: Path, loss: str) -> None:
     """One training and one validation batch through Lightning, with bf16 autocast on CPU."""
