@@ -12,6 +12,7 @@ import soundfile as sf
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
+from querysep import Separator
 from querysep.cli import app
 from querysep.cli.separate import query_slug
 from querysep.pretrained import build_test_tiny
@@ -37,6 +38,11 @@ def test_one_input_one_query_writes_exactly_that_file(mix: Path, tmp_path: Path)
     data, rate = sf.read(out)
     assert rate == 16000 and data.shape == (32000,)
     assert "wrote" in res.stdout and "random weights" in res.stderr
+    # the file holds the library's estimate, to FLAC's 16-bit rounding
+    audio, _ = sf.read(mix, dtype="float32")
+    want = Separator("test-tiny").separate_tensor(audio, 16000, "a dog barking")[0, 0].numpy()
+    assert np.abs(want).max() > 0.01
+    np.testing.assert_allclose(data, want, rtol=0, atol=1.01 / 2**15)
 
 
 def test_folder_mode_names_each_input_and_query(tmp_path: Path) -> None:
