@@ -9,6 +9,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from querysep.data.datasets import FixedMixtureDataset
+from querysep.data.manifest import read_mixture_list
 from querysep.pretrained import load_model
 from querysep.training.config import config_from_dict
 from querysep.training.datamodule import MixtureDataModule
@@ -40,7 +42,13 @@ def fitted(tmp_path_factory: pytest.TempPathFactory, sine_data: dict[str, Path])
     recorder = LossRecorder()
     trainer = build_trainer(cfg, callbacks=[recorder], loggers=False)
     trainer.fit(task, datamodule=dm, weights_only=True)
-    return {"task": task, "trainer": trainer, "losses": recorder.losses, "out": out / "run"}
+    return {
+        "task": task,
+        "trainer": trainer,
+        "losses": recorder.losses,
+        "out": out / "run",
+        "data": sine_data,
+    }
 
 
 def test_loss_decreases(fitted: dict[str, Any]) -> None:
@@ -55,6 +63,20 @@ def test_validation_and_checkpoints(fitted: dict[str, Any]) -> None:
     for name in ("val/sdr", "val/sdri", "val/si_sdr", "val/loss"):
         assert torch.isfinite(metrics[name]), name
     assert float(metrics["val/sdri"]) > 0.0  # it learned something about sines
+    # The logged means equal scores computed here from the model at step 30 (the last step).
+    model = fitted["task"].model.eval()
+    rows = read_mixture_list(fitted["data"]["mixtures"])
+    scores: dict[str, list[float]] = {"val/sdr": [], "val/sdri": [], "val/si_sdr": []}
+    for item in FixedMixtureDataset(rows, fitted["data"]["audio_dir"], 8000):
+        with torch.no_grad():
+            est = model(item["mixture"][None], [item["query"]])[0, 0].double()
+        s, x = item["target"][0].double(), item["mixture"][0].double()
+        scores["val/sdr"].append(_sdr_db(s, est))
+        scores["val/sdri"].append(_sdr_db(s, est) - _sdr_db(s, x))
+        scores["val/si_sdr"].append(_sdr_db((s @ est) / (s @ s) * s, est))
+    assert len(scores["val/sdr"]) == 4
+    for name, values in scores.items():
+        assert float(metrics[name]) == pytest.approx(sum(values) / 4, abs=2e-3), name
     checkpoints = fitted["out"] / "checkpoints"
     assert {p.name for p in checkpoints.iterdir()} == {"last.ckpt", "best.ckpt"}
     last = read_checkpoint(checkpoints / "last.ckpt")  # weights_only=True
@@ -122,6 +144,10 @@ def test_one_step_is_an_adamw_step_down_the_gradient(
     gain = _mean_sdr(batch["target"], estimate) + loss.item()
     assert gain > 0.01, gain  # the batch's SDR went up: measured +0.084 dB
     assert after.item() == pytest.approx(loss.item() - gain, abs=1e-3)
+
+
+def _sdr_db(reference: torch.Tensor, estimate: torch.Tensor) -> float:
+    return float(10 * torch.log10(reference.square().sum() / (reference - estimate).square().sum()))
 
 
 def _mean_sdr(target: torch.Tensor, estimate: torch.Tensor) -> float:
