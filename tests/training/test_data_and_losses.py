@@ -130,7 +130,8 @@ def test_losses_are_safe_on_silent_targets(loss) -> None:
     value = loss(estimate, target, mixture)
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(estimate.grad).all()
-    assert estimate.grad[1].abs().sum() > 0  # the silent item still trains towards silence
+    # the silent item still trains towards silence: a step against the gradient shrinks it
+    assert (estimate.grad[1] * estimate[1]).sum() > 0
 
 
 def test_sdr_losses_values() -> None:
