@@ -71,7 +71,13 @@ def test_unknown_setting_is_refused() -> None:
 def test_the_real_cpu_is_described() -> None:
     info = precision.cpu_info()
     assert info.capability == torch.backends.cpu.get_cpu_capability()
-    assert info.fast_bf16 == (info.avx512_bf16 or info.amx)
+    native = (info.avx512_bf16 or info.amx) and info.capability.startswith("AVX512")
+    assert info.fast_bf16 == native
+
+
+def test_kernels_held_back_to_avx2_mean_emulated_bf16(cpu) -> None:
+    cpu(CpuInfo(capability="AVX2", avx512_bf16=True, amx=True))  # ATEN_CPU_CAPABILITY=avx2
+    assert resolve_precision("auto", "cpu") == "32"
 
 
 def test_autocast_context() -> None:

@@ -58,8 +58,12 @@ class CpuInfo:
 
     @property
     def fast_bf16(self) -> bool:
-        """bf16 is computed natively (not emulated) on this CPU."""
-        return self.avx512_bf16 or self.amx
+        """bf16 is computed natively (not emulated) on this CPU.
+
+        Needs the instructions and PyTorch's AVX-512 kernels: with the kernels held back to
+        AVX2 (``ATEN_CPU_CAPABILITY=avx2``) bf16 is emulated again.
+        """
+        return (self.avx512_bf16 or self.amx) and self.capability.startswith("AVX512")
 
     def __str__(self) -> str:
         return (
