@@ -7,15 +7,35 @@ become one line on stderr and exit code 2, with the traceback only under ``--deb
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
-from ._common import state
+from ._common import one_line_usage_errors, state
 
 __all__ = ["app", "main"]
 
+
+class _RootGroup(TyperGroup):
+    """The ``querysep`` group: usage errors of any subcommand become one line, exit 2.
+
+    Parsing the root options happens in :meth:`make_context`; resolving, parsing and running
+    a subcommand (and its subcommands) all happen inside the root's :meth:`invoke`.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with one_line_usage_errors():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
     name="querysep",
+    cls=_RootGroup,
     help="Language-queried audio source separation: get the sound a text query describes.",
     no_args_is_help=True,
     add_completion=False,

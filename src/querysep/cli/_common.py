@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -12,7 +13,7 @@ from rich.console import Console
 
 from ..errors import QuerysepError
 
-__all__ = ["console", "err_console", "fail", "handle_errors", "state"]
+__all__ = ["console", "err_console", "fail", "handle_errors", "one_line_usage_errors", "state"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,6 +33,38 @@ def fail(message: str) -> None:
     line = " ".join(str(message).split())
     print(f"querysep: error: {line}", file=sys.stderr)
     raise typer.Exit(code=2)
+
+
+# typer raises the exceptions of the click it runs on: its own vendored copy in recent
+# releases, the installed click in older ones. Its BadParameter lives in that module.
+_click_exceptions = sys.modules[typer.BadParameter.__module__]
+_ClickException: type[Exception] = _click_exceptions.ClickException
+
+
+def usage_message(exc: Exception) -> str:
+    """The one-line text of a click usage error, with where to find the command's help."""
+    message = str(exc.format_message()).rstrip(". ")  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        message = f"{message} (see '{ctx.command_path} {ctx.help_option_names[0]}')"
+    return message
+
+
+@contextlib.contextmanager
+def one_line_usage_errors() -> Iterator[None]:
+    """Turn click/typer usage errors raised inside into ``querysep: error: ...``, exit 2.
+
+    Bad option values, unknown options or commands, missing arguments and
+    :class:`typer.BadParameter` raised by a command all get the same single line as library
+    errors, instead of typer's framed multi-line box. A command group called without
+    arguments still prints its help.
+    """
+    try:
+        yield
+    except _ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help text, shown by typer
+            raise
+        fail(usage_message(exc))
 
 
 def handle_errors(func: F) -> F:
