@@ -15,14 +15,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import DataError
 from ..fileio import write_text
+from ..textfiles import read_text
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -195,27 +197,27 @@ def read_manifest(path: str | Path) -> list[Clip]:
         The clips, in file order.
 
     Raises:
-        DataError: The file is missing, or a line is not a valid clip (the message names the
-            file and line number), or two lines share an id (see :func:`check_unique_ids`).
+        DataError: The file is missing or not UTF-8 text, or a line is not a valid clip (the
+            message names the file and line number), or two lines share an id (see
+            :func:`check_unique_ids`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"manifest not found: {path}")
+    text = read_text(path, "manifest")
     folder = path.resolve().parent
     clips: list[Clip] = []
     lines: list[int] = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                clip = Clip.from_dict(json.loads(line))
-            except (json.JSONDecodeError, ValueError) as exc:
-                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-                raise DataError(f"{path}:{lineno}: malformed manifest line: {reason}") from None
-            clip.audio = _resolve(clip.audio, folder)
-            clips.append(clip)
-            lines.append(lineno)
+    # split on "\n" only: captions may hold other line separators (U+2028...) unescaped
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            clip = Clip.from_dict(json.loads(line))
+        except (json.JSONDecodeError, ValueError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise DataError(f"{path}:{lineno}: malformed manifest line: {reason}") from None
+        clip.audio = _resolve(clip.audio, folder)
+        clips.append(clip)
+        lines.append(lineno)
     check_unique_ids(clips, lines, where=str(path), unit="line")
     return clips
 
@@ -266,13 +268,13 @@ def read_datafile(path: str | Path, *, audio_dir: str | Path | None = None) -> l
         without extension (suffixed ``-2``, ``-3``... when two files share a name).
 
     Raises:
-        DataError: The file is missing, not JSON, or not in the datafile layout.
+        DataError: The file is missing, not UTF-8 text, not JSON, or not in the datafile
+            layout.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"datafile not found: {path}")
+    text = read_text(path, "datafile")
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     entries = payload.get("data") if isinstance(payload, dict) else None
@@ -417,59 +419,65 @@ def read_mixture_list(path: str | Path) -> list[MixtureRow]:
         The rows, in file order.
 
     Raises:
-        DataError: The file is missing or empty, the header fits neither format, or a row is
-            malformed (the message names the line).
+        DataError: The file is missing, empty or not UTF-8 text, the header fits neither
+            format, or a row is malformed (the message names the line).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"mixture list not found: {path}")
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path}: empty mixture list")
-        header = [name.strip() for name in header]
-        if set(DCASE_COLUMNS) <= set(header):
-            kind: MixtureKind = "dcase"
-            known: tuple[str, ...] = DCASE_COLUMNS
-        elif set(TRIPLET_COLUMNS) <= set(header):
-            kind, known = "triplet", TRIPLET_COLUMNS
+    lines = _csv_lines(path, read_text(path, "mixture list"))
+    header = [name.strip() for name in next(lines, (0, []))[1]]
+    if not header:
+        raise DataError(f"{path}: empty mixture list")
+    if set(DCASE_COLUMNS) <= set(header):
+        kind: MixtureKind = "dcase"
+        known: tuple[str, ...] = DCASE_COLUMNS
+    elif set(TRIPLET_COLUMNS) <= set(header):
+        kind, known = "triplet", TRIPLET_COLUMNS
+    else:
+        raise DataError(
+            f"{path}: unknown mixture list header {','.join(header)!r}; expected "
+            f"{','.join(DCASE_COLUMNS)!r} or {','.join(TRIPLET_COLUMNS)!r}"
+        )
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise DataError(f"{path}: column {twice[0]!r} appears twice in the header")
+    rows: list[MixtureRow] = []
+    for lineno, values in lines:
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            raise DataError(f"{path}:{lineno}: expected {len(header)} columns, found {len(values)}")
+        record = dict(zip(header, values, strict=True))
+        extra = {k: v for k, v in record.items() if k not in known}
+        caption = record["caption"].strip()
+        if not caption:
+            raise DataError(f"{path}:{lineno}: empty caption")
+        if kind == "dcase":
+            source, noise = record["source"].strip(), record["noise"].strip()
+            if not source or not noise:
+                raise DataError(f"{path}:{lineno}: empty source or noise id")
+            try:
+                snr = float(record["snr"])
+            except ValueError:
+                snr = math.nan
+            if not math.isfinite(snr):
+                raise DataError(f"{path}:{lineno}: snr {record['snr']!r} is not a finite number")
+            rows.append(MixtureRow(caption, source=source, noise=noise, snr=snr, extra=extra))
         else:
-            raise DataError(
-                f"{path}: unknown mixture list header {','.join(header)!r}; expected "
-                f"{','.join(DCASE_COLUMNS)!r} or {','.join(TRIPLET_COLUMNS)!r}"
-            )
-        rows: list[MixtureRow] = []
-        for values in reader:
-            lineno = reader.line_num
-            if not any(v.strip() for v in values):
-                continue
-            if len(values) != len(header):
-                raise DataError(
-                    f"{path}:{lineno}: expected {len(header)} columns, found {len(values)}"
-                )
-            record = dict(zip(header, values, strict=True))
-            extra = {k: v for k, v in record.items() if k not in known}
-            caption = record["caption"].strip()
-            if not caption:
-                raise DataError(f"{path}:{lineno}: empty caption")
-            if kind == "dcase":
-                source, noise = record["source"].strip(), record["noise"].strip()
-                if not source or not noise:
-                    raise DataError(f"{path}:{lineno}: empty source or noise id")
-                try:
-                    snr = float(record["snr"])
-                except ValueError:
-                    raise DataError(
-                        f"{path}:{lineno}: snr {record['snr']!r} is not a number"
-                    ) from None
-                rows.append(MixtureRow(caption, source=source, noise=noise, snr=snr, extra=extra))
-            else:
-                mixture, target = record["mixture"].strip(), record["target"].strip()
-                if not mixture or not target:
-                    raise DataError(f"{path}:{lineno}: empty mixture or target path")
-                rows.append(MixtureRow(caption, mixture=mixture, target=target, extra=extra))
+            mixture, target = record["mixture"].strip(), record["target"].strip()
+            if not mixture or not target:
+                raise DataError(f"{path}:{lineno}: empty mixture or target path")
+            rows.append(MixtureRow(caption, mixture=mixture, target=target, extra=extra))
     return rows
+
+
+def _csv_lines(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, values)`` of each CSV record; a malformed record is a DataError."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for values in reader:
+            yield reader.line_num, values
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise DataError(f"{path}:{reader.line_num}: not a valid CSV file: {exc}") from None
 
 
 def write_mixture_list(rows: Sequence[MixtureRow], path: str | Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from ..errors import DataError
 from ..fileio import write_text
+from ..textfiles import read_text
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -46,9 +47,8 @@ def read_per_clip(path: Path, header: Sequence[str]) -> tuple[list[dict[str, str
     """
     if not path.is_file() or path.stat().st_size == 0:
         return [], False
-    with path.open(encoding="utf-8", newline="") as handle:
-        text = handle.read()
-    reader = csv.reader(text.splitlines(keepends=True))
+    text = read_text(path, "per-clip scores file")
+    reader = csv.reader(io.StringIO(text, newline=""))
     found = next(reader, None)
     if found != list(header):
         raise DataError(

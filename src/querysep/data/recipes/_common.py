@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import AudioError, DataError
+from ...textfiles import read_text
 from ..manifest import AUDIO_EXTENSIONS, Clip
 
 __all__ = ["AudioIndex", "PrepareResult", "SkippedFile", "find_first", "probe", "read_csv"]
@@ -45,27 +47,33 @@ class PrepareResult:
             self.skipped.append(skipped)
 
 
-def read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+def read_csv(
+    path: Path, required: Sequence[str], *, latin1_fallback: bool = False
+) -> list[dict[str, str]]:
     """Read a CSV with a header into dicts, checking that ``required`` columns exist.
 
-    UTF-8 is tried first, then Latin-1 (some Clotho metadata files are not UTF-8).
+    Args:
+        path: The CSV file.
+        required: Columns it must have.
+        latin1_fallback: Read a file that is not UTF-8 as Latin-1 instead of failing (some
+            Clotho metadata files are Latin-1); files written by users must be UTF-8.
 
     Raises:
-        DataError: The file is missing or lacks a required column.
+        DataError: The file is missing, not UTF-8 text (unless ``latin1_fallback``) or lacks
+            a required column.
     """
-    if not path.is_file():
-        raise DataError(f"metadata file not found: {path}")
+    fallback = "latin-1" if latin1_fallback else None
+    text = read_text(path, "metadata file", fallback_encoding=fallback)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        text = path.read_text(encoding="latin-1")
-    reader = csv.DictReader(text.splitlines())
-    header = [name.strip() for name in reader.fieldnames or []]
-    missing = [name for name in required if name not in header]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    reader.fieldnames = header
-    return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+        header = [name.strip() for name in reader.fieldnames or []]
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+        reader.fieldnames = header
+        return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise DataError(f"{path}:{reader.line_num}: not a valid CSV file: {exc}") from None
 
 
 def find_first(root: Path, candidates: Iterable[str], what: str) -> Path:

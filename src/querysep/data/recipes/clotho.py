@@ -52,7 +52,7 @@ def prepare_clotho(
         splits = found
     result = PrepareResult()
     for split in splits:
-        rows = read_csv(root / f"{PREFIX}{split}.csv", ("file_name",))
+        rows = read_csv(root / f"{PREFIX}{split}.csv", ("file_name",), latin1_fallback=True)
         keywords = _read_keywords(root / f"clotho_metadata_{split}.csv")
         index = AudioIndex([root / split, root / f"clotho_audio_{split}", root / "audio" / split])
         for row in rows:
@@ -77,7 +77,7 @@ def prepare_clotho(
 def _read_keywords(path: Path) -> dict[str, list[str]]:
     if not path.is_file():
         return {}
-    rows = read_csv(path, ("file_name", "keywords"))
+    rows = read_csv(path, ("file_name", "keywords"), latin1_fallback=True)
     return {
         row["file_name"]: [k.strip() for k in row["keywords"].split(";") if k.strip()]
         for row in rows

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ...errors import DataError
+from ...textfiles import read_text
 from ..manifest import Clip, unique_id
 from ._common import AudioIndex, PrepareResult, probe, read_csv
 
@@ -87,9 +88,6 @@ def prepare_folder(
 
 
 def _read_lines(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        text = path.read_text(encoding="latin-1")
+    text = read_text(path, "captions file")
     lines = [" ".join(line.split()) for line in text.splitlines()]
     return list(dict.fromkeys(line for line in lines if line))

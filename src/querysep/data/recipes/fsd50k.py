@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DataError
+from ...textfiles import read_text
 from ..manifest import Clip, label_to_text
 from ._common import AudioIndex, PrepareResult, find_first, probe, read_csv
 
@@ -86,7 +87,7 @@ def _read_clip_info(root: Path, part: str) -> dict[str, dict[str, Any]]:
     for candidate in (root / "FSD50K.metadata" / name, root / "metadata" / name, root / name):
         if candidate.is_file():
             try:
-                data = json.loads(candidate.read_text(encoding="utf-8"))
+                data = json.loads(read_text(candidate, "clip info file"))
             except json.JSONDecodeError as exc:
                 raise DataError(f"{candidate}: not valid JSON ({exc.msg})") from None
             if not isinstance(data, dict):
