@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
-from .manifest import Clip, MixtureRow, find_audio, label_to_text
-from .mixing import Mixer, MixParams, PartnerSampler, make_dcase_mixture
+from .manifest import Clip, MixtureRow, label_to_text
+from .mixing import Mixer, MixParams, PartnerSampler, load_row_mixture, row_files
 
 __all__ = [
     "AudioCache",
@@ -333,10 +333,11 @@ class MixtureTrainingDataset(Dataset):
 class FixedMixtureDataset(Dataset):
     """Validation / evaluation mixtures from a mixture list, built by the DCASE protocol.
 
-    DCASE rows mix ``<audio_dir>/<source>.*`` and ``<audio_dir>/<noise>.*`` with
-    :func:`querysep.data.mixing.make_dcase_mixture` at the row's SNR; triplet rows load
-    ``<audio_dir>/<mixture>`` and ``<audio_dir>/<target>`` (cut to the shorter of the two).
-    File names are resolved when the dataset is built, so a missing file fails early.
+    Each item is built by :func:`querysep.data.mixing.load_row_mixture`, exactly as
+    evaluation builds it: DCASE rows mix ``<audio_dir>/<source>.*`` and
+    ``<audio_dir>/<noise>.*`` at the row's SNR; triplet rows load ``<audio_dir>/<mixture>``
+    and ``<audio_dir>/<target>`` (cut to the shorter of the two). File names are resolved
+    when the dataset is built, so a missing file fails early.
 
     Args:
         rows: The mixture list (see :func:`querysep.data.read_mixture_list`).
@@ -363,19 +364,7 @@ class FixedMixtureDataset(Dataset):
         self.sample_rate = int(sample_rate)
         self.cache = AudioCache(self.sample_rate, max_items=None if cache else 0, compact=False)
         found: dict[str, Path] = {}
-        self._paths: list[tuple[Path, Path]] = []
-        for row in self.rows:
-            if row.kind == "dcase":
-                for name in (str(row.source), str(row.noise)):
-                    if name not in found:
-                        found[name] = find_audio(self.audio_dir, name)
-                pair = (found[str(row.source)], found[str(row.noise)])
-            else:
-                pair = (self.audio_dir / str(row.mixture), self.audio_dir / str(row.target))
-                for path in pair:
-                    if not path.is_file():
-                        raise DataError(f"audio file not found: {path}")
-            self._paths.append((pair[0], pair[1]))
+        self._paths = [row_files(row, self.audio_dir, found=found) for row in self.rows]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -389,12 +378,9 @@ class FixedMixtureDataset(Dataset):
             - target: ``(1, time)`` float32 tensor
         """
         row = self.rows[index]
-        first, second = (self.cache.get(path) for path in self._paths[index])
-        if row.kind == "dcase":
-            mixture, target = make_dcase_mixture(first, second, float(row.snr or 0.0))
-        else:
-            time = min(first.shape[-1], second.shape[-1])
-            mixture, target = first[:time].copy(), second[:time].copy()
+        mixture, target = load_row_mixture(
+            row, self._paths[index], self.sample_rate, load=self.cache.get
+        )
         return {
             "mixture": _tensor(mixture),
             "target": _tensor(target),

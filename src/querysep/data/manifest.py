@@ -535,5 +535,6 @@ def find_audio(audio_dir: str | Path, name: str) -> Path:
     if base.is_file():
         return base
     raise DataError(
-        f"no audio file for '{name}' in {audio_dir} (tried {', '.join(AUDIO_EXTENSIONS)})"
+        f"no audio file for '{name}' in {audio_dir}: not found as named nor with "
+        f"{', '.join(AUDIO_EXTENSIONS)}"
     )

@@ -2,6 +2,8 @@
 
 * :func:`make_dcase_mixture` mixes a source and a noise clip at a given SNR exactly as the
   DCASE 2024 Task 9 evaluation does.
+* :func:`row_files` and :func:`load_row_mixture` turn a mixture list row into its
+  ``(mixture, target)``, for evaluation and validation alike.
 * :func:`plan_mixtures` draws a DCASE mixture list (source, noise, SNR, caption) from a
   manifest, never pairing two clips that share a label.
 * :class:`Mixer` mixes training examples on the fly: parameters are drawn from a random
@@ -11,14 +13,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .manifest import Clip, MixtureRow
+from .manifest import Clip, MixtureRow, find_audio
 
 __all__ = [
     "CaptionChoice",
@@ -26,8 +29,10 @@ __all__ = [
     "Mixer",
     "PartnerSampler",
     "fit_length",
+    "load_row_mixture",
     "make_dcase_mixture",
     "plan_mixtures",
+    "row_files",
 ]
 
 CaptionChoice = Literal["first", "random"]
@@ -103,6 +108,86 @@ def make_dcase_mixture(
     if gain is not None:
         mixture, src = mixture * gain, src * gain
     return mixture.astype(dtype), src.astype(dtype)
+
+
+# ------------------------------------------------------------------ mixture list rows
+
+
+def row_files(
+    row: MixtureRow, audio_dir: str | Path, *, found: dict[str, Path] | None = None
+) -> tuple[Path, Path]:
+    """The two audio files a mixture list row names, looked up with :func:`find_audio`.
+
+    Args:
+        row: A DCASE row (clip ids ``source`` and ``noise``) or a triplet row (paths
+            ``mixture`` and ``target``, relative to ``audio_dir``; the extension may be left
+            out).
+        audio_dir: Folder holding the clips.
+        found: Name -> path of earlier look-ups, reused and filled in (many rows share
+            clips).
+
+    Returns:
+        ``(source, noise)`` or ``(mixture, target)``.
+
+    Raises:
+        DataError: A file is missing.
+    """
+    names = (row.source, row.noise) if row.kind == "dcase" else (row.mixture, row.target)
+    memo = found if found is not None else {}
+    paths = []
+    for name in map(str, names):
+        if name not in memo:
+            memo[name] = find_audio(audio_dir, name)
+        paths.append(memo[name])
+    return paths[0], paths[1]
+
+
+def load_row_mixture(
+    row: MixtureRow,
+    files: tuple[Path, Path],
+    sample_rate: int,
+    *,
+    load: Callable[[Path], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load a mixture list row's two clips and build its ``(mixture, target)``.
+
+    This is how evaluation and validation both see a row: each file is read as mono at
+    ``sample_rate`` (resampled if needed); a DCASE row is then mixed by
+    :func:`make_dcase_mixture` at the row's SNR (the noise cut or zero-padded to the
+    source, the target being the source after the same peak protection), and a triplet
+    row's mixture and target are cut to the shorter of the two.
+
+    Args:
+        row: The row.
+        files: Its files, from :func:`row_files`.
+        sample_rate: Rate of the returned audio, in Hz.
+        load: Reads one file as float32 mono ``(time,)`` at ``sample_rate`` (e.g. a cache's
+            ``get``); default :func:`querysep.audio.io.load_audio`.
+
+    Returns:
+        ``(mixture, target)``, float32.
+
+    Raises:
+        AudioError: A file cannot be read or holds unusable audio.
+
+    Shape:
+        - output: two arrays of shape ``(time,)``: the source's length (DCASE rows) or the
+          shorter file's (triplet rows)
+    """
+    if load is None:
+
+        def load(path: Path) -> np.ndarray:
+            from ..audio.io import load_audio  # soxr and soundfile only when audio is read
+
+            return load_audio(path, sample_rate, mono=True)[0][0]
+
+    first, second = load(files[0]), load(files[1])
+    if row.kind == "dcase":
+        mixture, target = make_dcase_mixture(first, second, float(row.snr or 0.0))
+    else:
+        length = min(first.shape[-1], second.shape[-1])
+        mixture, target = first[:length], second[:length]
+    return mixture.astype(np.float32, copy=False), target.astype(np.float32, copy=False)
 
 
 # ------------------------------------------------------------------------------ pairing

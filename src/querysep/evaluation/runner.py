@@ -10,6 +10,7 @@ read back and those pairs are not computed again.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -20,12 +21,13 @@ from typing import Protocol
 
 import numpy as np
 
-from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, load_audio, resample
-from ..data.manifest import MixtureRow, find_audio, read_mixture_list
-from ..data.mixing import fit_length, make_dcase_mixture
+from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, resample
+from ..data.manifest import MixtureRow, read_mixture_list
+from ..data.mixing import fit_length, load_row_mixture, row_files
 from ..errors import ConfigError, DataError
 from ..fileio import check_output_folder, write_text
 from ..metrics import get_metrics
+from ..textfiles import read_text
 from .report import METRIC_COLUMNS, PerClipWriter, format_table, read_per_clip, write_summary
 from .systems import System, SystemOptions, make_system
 
@@ -35,6 +37,7 @@ __all__ = [
     "TABLE_NAME",
     "MetricHook",
     "Summary",
+    "check_settings",
     "evaluate",
     "resolve_systems",
 ]
@@ -150,41 +153,179 @@ def resolve_systems(
     return built
 
 
-def _list_header(path: Path) -> list[str]:
-    """The list's own columns in file order (the standard ones and the extras)."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        header = next(csv.reader(handle), [])
-    return [name.strip() for name in header]
+def check_settings(*, sample_rate: int, limit: int | None = None) -> None:
+    """Check :func:`evaluate`'s numeric settings (callers can do so before loading models).
 
-
-def _find_files(row: MixtureRow, audio_dir: Path) -> tuple[Path, Path]:
-    """The two files of a row: (source, noise) or (mixture, target); DataError if missing."""
-    if row.kind == "dcase":
-        return find_audio(audio_dir, str(row.source)), find_audio(audio_dir, str(row.noise))
-    return find_audio(audio_dir, str(row.mixture)), find_audio(audio_dir, str(row.target))
-
-
-def _load_mono(path: Path, sample_rate: int) -> np.ndarray:
-    audio, _ = load_audio(path, sample_rate, mono=True)
-    return audio[0]
-
-
-def _build_clip(
-    row: MixtureRow, files: tuple[Path, Path], sample_rate: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(mixture, target)`` as float32 ``(time,)`` at ``sample_rate``.
-
-    DCASE rows are mixed with :func:`~querysep.data.mixing.make_dcase_mixture` (the target
-    is the source after the same peak protection); triplet rows are cut to the shorter of
-    mixture and target.
+    Raises:
+        ConfigError: ``sample_rate`` is outside the supported range or ``limit < 1``.
     """
-    first, second = (_load_mono(p, sample_rate) for p in files)
-    if row.kind == "dcase":
-        mixture, target = make_dcase_mixture(first, second, float(row.snr or 0.0))
-    else:
-        length = min(first.shape[-1], second.shape[-1])
-        mixture, target = first[:length], second[:length]
-    return mixture.astype(np.float32, copy=False), target.astype(np.float32, copy=False)
+    if not (MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE):
+        raise ConfigError(
+            f"sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
+
+
+@dataclass
+class _Resume:
+    """What an earlier run left in ``per_clip.csv``.
+
+    Attributes:
+        rows: Its complete rows.
+        clean: Whether it can be appended to as is.
+        done: ``(list values, occurrence, system) -> scores``: the j-th row of (list values,
+            system) in the file is the j-th occurrence of that list row, so exact duplicate
+            rows in the list are handled too.
+    """
+
+    rows: list[dict[str, str]]
+    clean: bool
+    done: dict[tuple[tuple[str, ...], int, str], dict[str, float]]
+
+
+@dataclass
+class _Task:
+    """One clip still to score: its row, its list values, the systems it needs, its files."""
+
+    row: MixtureRow
+    key: tuple[str, ...]
+    systems: list[System]
+    files: tuple[Path, Path]
+
+
+@dataclass
+class _Plan:
+    """The clips still to score, and what was resumed or skipped on the way."""
+
+    tasks: list[_Task]
+    scores: dict[str, list[dict[str, float]]]
+    num_resumed: int
+    skipped: list[str]
+
+
+def _load_rows(
+    list_path: Path, audio_path: Path, limit: int | None
+) -> tuple[list[MixtureRow], list[str]]:
+    """The list's rows (the first ``limit``) and its own columns, in file order."""
+    rows = read_mixture_list(list_path)
+    if not audio_path.is_dir():
+        raise DataError(f"audio folder not found: {audio_path}")
+    rows = rows[:limit] if limit is not None else rows
+    header = next(csv.reader(io.StringIO(read_text(list_path, "mixture list"))), [])
+    return rows, [name.strip() for name in header]
+
+
+def _metric_columns(
+    list_path: Path, list_columns: Sequence[str], hooks: Sequence[MetricHook]
+) -> dict[str, str]:
+    """Metric column -> table label: the standard metrics, then each hook's."""
+    columns = dict(METRIC_COLUMNS)
+    for hook in hooks:
+        for key, label in hook.columns.items():
+            if key in columns:
+                raise ConfigError(f"two metrics write the column {key!r}")
+            columns[key] = label
+    reserved = set(columns) | {"system"}
+    if reserved & set(list_columns):
+        raise DataError(
+            f"{list_path}: column {sorted(reserved & set(list_columns))[0]!r} clashes with "
+            "an output column; rename it"
+        )
+    return columns
+
+
+def _read_resume(
+    per_clip: Path, header: Sequence[str], list_columns: Sequence[str], columns: Sequence[str]
+) -> _Resume:
+    """Read back the scores an earlier run of the same list and metrics wrote."""
+    existing, clean = read_per_clip(per_clip, header)
+    done: dict[tuple[tuple[str, ...], int, str], dict[str, float]] = {}
+    counts: Counter[tuple[tuple[str, ...], str]] = Counter()
+    for rec in existing:
+        key = tuple(rec[c] for c in list_columns)
+        j = counts[(key, rec["system"])]
+        counts[(key, rec["system"])] += 1
+        done[(key, j, rec["system"])] = {c: float(rec[c]) for c in columns}
+    return _Resume(existing, clean, done)
+
+
+def _plan(
+    rows: Sequence[MixtureRow],
+    list_columns: Sequence[str],
+    systems: Sequence[System],
+    resume: _Resume,
+    audio_path: Path,
+    skip_missing: bool,
+) -> _Plan:
+    """Which systems each clip still needs; each clip's files are found up front."""
+    plan = _Plan(tasks=[], scores={s.name: [] for s in systems}, num_resumed=0, skipped=[])
+    seen: Counter[tuple[str, ...]] = Counter()
+    for row in rows:
+        key = row.values(list_columns)
+        k = seen[key]
+        seen[key] += 1
+        todo = []
+        for system in systems:
+            prior = resume.done.get((key, k, system.name))
+            if prior is None:
+                todo.append(system)
+            else:
+                plan.scores[system.name].append(prior)
+                plan.num_resumed += 1
+        if not todo:
+            continue
+        try:
+            files = row_files(row, audio_path)
+        except DataError:
+            if not skip_missing:
+                raise
+            plan.skipped.append(row.id)
+            continue
+        plan.tasks.append(_Task(row, key, todo, files))
+    return plan
+
+
+def _score_tasks(
+    plan: _Plan,
+    writer: PerClipWriter,
+    list_columns: Sequence[str],
+    sample_rate: int,
+    hooks: Sequence[MetricHook],
+    progress: bool,
+) -> int:
+    """Score every task, appending each row to ``writer`` (and ``plan.scores``) as it comes.
+
+    Returns:
+        The number of (clip, system) pairs scored.
+    """
+    num_computed = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(plan.tasks), unit="clip", desc="evaluating", leave=False)
+    try:
+        for task in plan.tasks:
+            mixture, target = load_row_mixture(task.row, task.files, sample_rate)
+            cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            for system in task.systems:
+                if bar is not None:
+                    bar.set_postfix_str(system.name, refresh=False)
+                query = task.row.caption
+                estimate = _run_system(system, mixture, target, query, sample_rate, cache)
+                scores = _score(mixture, target, estimate, query, sample_rate, hooks)
+                values = dict(zip(list_columns, task.key, strict=True))
+                writer.write({**values, "system": system.name, **scores})
+                plan.scores[system.name].append(scores)
+                num_computed += 1
+            del cache, mixture, target
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return num_computed
 
 
 def _run_system(
@@ -211,6 +352,42 @@ def _run_system(
     return estimate
 
 
+def _means(
+    systems: Sequence[System],
+    scores: Mapping[str, Sequence[dict[str, float]]],
+    columns: Sequence[str],
+) -> dict[str, dict[str, float]]:
+    """Per system, the mean of each column over its scored clips, and ``n``."""
+    means: dict[str, dict[str, float]] = {}
+    for system in systems:
+        records = scores[system.name]
+        entry = {c: _mean([r[c] for r in records]) for c in columns}
+        means[system.name] = {**entry, "n": len(records)}
+    return means
+
+
+def _write_summary(
+    summary: Summary, list_path: Path, audio_path: Path, sample_rate: int, limit: int | None
+) -> None:
+    """Write ``summary.json`` (means, counts, where the data came from) and ``table.md``."""
+    write_summary(
+        summary.summary_path,
+        {
+            "mixture_list": str(list_path.resolve()),
+            "audio_dir": str(audio_path.resolve()),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "sample_rate": int(sample_rate),
+            "num_clips": summary.num_clips,
+            "limit": limit,
+            "num_skipped": len(summary.skipped),
+            "skipped": summary.skipped,
+            "metrics": summary.columns,
+            "systems": summary.scores,
+        },
+    )
+    write_text(summary.table_path, summary.table())
+
+
 def evaluate(
     mixture_list: str | Path,
     audio_dir: str | Path,
@@ -232,6 +409,9 @@ def evaluate(
     flushed as scored), ``summary.json`` (per-system means and counts, with the list path
     and date) and ``table.md`` (a markdown table, one row per system in order). Rows already
     in ``per_clip.csv`` are kept and not computed again.
+
+    Each clip is built by :func:`~querysep.data.mixing.load_row_mixture`, as the training
+    validation set builds it.
 
     Args:
         mixture_list: A DCASE (``source,noise,snr,caption``) or triplet
@@ -258,139 +438,30 @@ def evaluate(
         OutputError: ``out_dir`` is a file or lies under one, or cannot be written.
     """
     list_path, audio_path, out_path = Path(mixture_list), Path(audio_dir), Path(out_dir)
-    if not (MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE):
-        raise ConfigError(
-            f"sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
-        )
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit must be at least 1, got {limit}")
-    rows = read_mixture_list(list_path)
-    if not audio_path.is_dir():
-        raise DataError(f"audio folder not found: {audio_path}")
+    check_settings(sample_rate=sample_rate, limit=limit)
+    rows, list_columns = _load_rows(list_path, audio_path, limit)
     check_output_folder(out_path)
-    rows = rows[:limit] if limit is not None else rows
-    list_columns = _list_header(list_path)
-    columns = dict(METRIC_COLUMNS)
-    for hook in metric_hooks:
-        for key, label in hook.columns.items():
-            if key in columns:
-                raise ConfigError(f"two metrics write the column {key!r}")
-            columns[key] = label
-    reserved = set(columns) | {"system"}
-    if reserved & set(list_columns):
-        raise DataError(
-            f"{list_path}: column {sorted(reserved & set(list_columns))[0]!r} clashes with "
-            "an output column; rename it"
-        )
+    columns = _metric_columns(list_path, list_columns, metric_hooks)
     header = [*list_columns, "system", *columns]
     built = resolve_systems(systems, baselines=baselines, options=options)
-
-    # Resume: the j-th row of (list values, system) in the file is the j-th occurrence of
-    # that list row, so exact duplicate rows in the list are handled too.
     per_clip = out_path / PER_CLIP_NAME
-    existing, clean = read_per_clip(per_clip, header)
-    done: dict[tuple[tuple[str, ...], int, str], dict[str, float]] = {}
-    counts: Counter[tuple[tuple[str, ...], str]] = Counter()
-    for rec in existing:
-        key = tuple(rec[c] for c in list_columns)
-        j = counts[(key, rec["system"])]
-        counts[(key, rec["system"])] += 1
-        done[(key, j, rec["system"])] = {c: float(rec[c]) for c in columns}
-
-    # Plan: which systems each clip still needs; check its files up front.
-    sums: dict[str, list[dict[str, float]]] = {s.name: [] for s in built}
-    plan: list[tuple[MixtureRow, tuple[str, ...], list[System], tuple[Path, Path]]] = []
-    skipped: list[str] = []
-    seen: Counter[tuple[str, ...]] = Counter()
-    num_resumed = 0
-    for row in rows:
-        key = row.values(list_columns)
-        k = seen[key]
-        seen[key] += 1
-        todo = []
-        for system in built:
-            prior = done.get((key, k, system.name))
-            if prior is None:
-                todo.append(system)
-            else:
-                sums[system.name].append(prior)
-                num_resumed += 1
-        if not todo:
-            continue
-        try:
-            files = _find_files(row, audio_path)
-        except DataError:
-            if not skip_missing:
-                raise
-            skipped.append(row.id)
-            continue
-        plan.append((row, key, todo, files))
+    resume = _read_resume(per_clip, header, list_columns, list(columns))
+    plan = _plan(rows, list_columns, built, resume, audio_path, skip_missing)
 
     check_output_folder(out_path, create=True)
-    num_computed = 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    with PerClipWriter(per_clip, header, resume.rows, rewrite=not resume.clean) as writer:
+        num_computed = _score_tasks(plan, writer, list_columns, sample_rate, metric_hooks, progress)
 
-        bar = tqdm(total=len(plan), unit="clip", desc="evaluating", leave=False)
-    try:
-        with PerClipWriter(per_clip, header, existing, rewrite=not clean) as writer:
-            for row, key, todo, files in plan:
-                mixture, target = _build_clip(row, files, sample_rate)
-                cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-                for system in todo:
-                    if bar is not None:
-                        bar.set_postfix_str(system.name, refresh=False)
-                    estimate = _run_system(system, mixture, target, row.caption, sample_rate, cache)
-                    scores = _score(
-                        mixture, target, estimate, row.caption, sample_rate, metric_hooks
-                    )
-                    writer.write(
-                        {
-                            **dict(zip(list_columns, key, strict=True)),
-                            "system": system.name,
-                            **scores,
-                        }
-                    )
-                    sums[system.name].append(scores)
-                    num_computed += 1
-                del cache, mixture, target
-                if bar is not None:
-                    bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-
-    means: dict[str, dict[str, float]] = {}
-    for system in built:
-        records = sums[system.name]
-        entry = {c: _mean([r[c] for r in records]) for c in columns}
-        means[system.name] = {**entry, "n": len(records)}
     summary = Summary(
-        scores=means,
+        scores=_means(built, plan.scores, list(columns)),
         columns=columns,
         num_clips=len(rows),
         num_computed=num_computed,
-        num_resumed=num_resumed,
-        skipped=skipped,
+        num_resumed=plan.num_resumed,
+        skipped=plan.skipped,
         out_dir=out_path,
     )
-    write_summary(
-        summary.summary_path,
-        {
-            "mixture_list": str(list_path.resolve()),
-            "audio_dir": str(audio_path.resolve()),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "sample_rate": int(sample_rate),
-            "num_clips": len(rows),
-            "limit": limit,
-            "num_skipped": len(skipped),
-            "skipped": skipped,
-            "metrics": columns,
-            "systems": means,
-        },
-    )
-    write_text(summary.table_path, summary.table())
+    _write_summary(summary, list_path, audio_path, sample_rate, limit)
     return summary
 
 
