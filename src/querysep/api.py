@@ -27,13 +27,13 @@ from .audio.io import (
     resample,
 )
 from .audio.writer import AudioWriter
-from .errors import AudioError
+from .errors import AudioError, ConfigError
 from .models.separator import TextQueriedSeparator
 from .models.text import validate_queries
 from .precision import autocast, resolve_precision
 from .pretrained import load_model, resolve_device
 
-__all__ = ["Separator", "separate"]
+__all__ = ["Separator", "check_segment", "separate"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -59,6 +59,24 @@ def _check_waveform(audio: ArrayLike, sample_rate: int) -> torch.Tensor:
     return x
 
 
+def check_segment(segment_seconds: float, overlap_seconds: float) -> None:
+    """Check the segment settings of :class:`Separator` (before loading any model).
+
+    Raises:
+        ConfigError: ``segment_seconds`` is not a positive finite number, or
+            ``overlap_seconds`` is not in ``[0, segment_seconds)``.
+    """
+    if not (math.isfinite(segment_seconds) and segment_seconds > 0):
+        raise ConfigError(
+            f"the segment length must be a positive number of seconds, got {segment_seconds}"
+        )
+    if not 0 <= overlap_seconds < segment_seconds:  # also refuses NaN
+        raise ConfigError(
+            f"the overlap must be at least 0 s and shorter than the {segment_seconds} s "
+            f"segment, got {overlap_seconds}"
+        )
+
+
 class Separator:
     """Separates sounds described by text queries from recordings.
 
@@ -74,6 +92,10 @@ class Separator:
             device computes bf16 natively (see :func:`querysep.precision.resolve_precision`).
             bf16 pays off for large networks (ResUNet30's forward ran 1.8x faster on an
             AVX-512 BF16 CPU) but not for the small default model, which it slowed down.
+
+    Raises:
+        ConfigError: Bad segment, overlap, thread count, device or precision.
+        ModelNotFoundError: ``model`` names nothing that can be loaded.
     """
 
     def __init__(
@@ -87,11 +109,10 @@ class Separator:
         num_threads: int | None = None,
         precision: str = "32",
     ) -> None:
-        if segment_seconds <= 0:
-            raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
-        if not 0 <= overlap_seconds < segment_seconds:
-            raise ValueError("overlap_seconds must be >= 0 and shorter than segment_seconds")
-        if num_threads:
+        check_segment(segment_seconds, overlap_seconds)
+        if num_threads is not None:
+            if num_threads < 1:
+                raise ConfigError(f"the CPU thread count must be at least 1, got {num_threads}")
             torch.set_num_threads(int(num_threads))
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError, ModelNotFoundError
+from .errors import CheckpointError, ConfigError, ModelNotFoundError
 from .models.resunet import ResUNet, ResUNetConfig
 from .models.separator import CONFIG_NAME, WEIGHTS_NAME, TextQueriedSeparator
 from .models.text import HashingTextEncoder
@@ -84,7 +84,12 @@ def list_models() -> list[ModelInfo]:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"`` -> cuda if available, else mps if available, else cpu."""
+    """``None``/``"auto"`` -> cuda if available, else mps if available, else cpu.
+
+    Raises:
+        ConfigError: ``device`` is not cpu, cuda, cuda:N, mps or auto, or names a GPU this
+            machine does not have.
+    """
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -93,10 +98,20 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device("cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ModelNotFoundError(f"unknown device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelNotFoundError("device cuda was asked for but no CUDA GPU is available")
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {str(device)!r}: use cpu, cuda, cuda:N, mps or auto")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device cuda was asked for but no CUDA GPU is available")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"device {dev} was asked for but there are only {count} CUDA GPU(s)")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError("device mps was asked for but Apple's MPS backend is not available")
     return dev
 
 
@@ -173,8 +188,13 @@ def load_model(
         device: Where to put it (``"auto"`` picks a GPU when there is one).
 
     Raises:
-        ModelNotFoundError: Nothing matches ``spec``.
+        ModelNotFoundError: Nothing matches ``spec`` (or it is empty).
+        ConfigError: An unknown or unavailable device.
     """
+    if spec is not None and not spec.strip():
+        raise ModelNotFoundError(
+            "an empty model name was given (leave the option out for the default)"
+        )
     dev = resolve_device(device)
     spec = spec or DEFAULT_MODEL
     if spec in _MODELS:

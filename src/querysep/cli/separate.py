@@ -31,8 +31,9 @@ def plan_outputs(
         if len(inputs) == 1 and len(queries) == 1:
             return [[out]]
         raise typer.BadParameter(
-            f"-o {out} names one file, but {len(inputs)} input(s) x {len(queries)} query(ies) "
-            "give several outputs: pass a folder instead"
+            f"{out} names one file, but {len(inputs)} input(s) x {len(queries)} query(ies) "
+            "give several outputs: pass a folder instead",
+            param_hint="'--output'",
         )
     folder = out or Path("separated")
     slugs: list[str] = []
@@ -115,7 +116,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Separate the sound each query describes from each input file."""
-        from ..api import Separator
+        from ..api import Separator, check_segment
         from ..audio.io import audio_info
         from ..fileio import check_output_file
         from ..models.text import validate_queries
@@ -123,11 +124,10 @@ def register(app: typer.Typer) -> None:
 
         queries = validate_queries(query)
         if fmt not in ("wav", "flac"):
-            raise typer.BadParameter("--format must be wav or flac")
-        if segment_seconds <= 0 or not 0 <= overlap_seconds < segment_seconds:
-            raise typer.BadParameter(
-                "need segment-seconds > 0 and 0 <= overlap-seconds < segment-seconds"
-            )
+            raise typer.BadParameter("must be wav or flac", param_hint="'--format'")
+        if threads is not None and threads < 1:
+            raise typer.BadParameter("must be at least 1", param_hint="'--threads'")
+        check_segment(segment_seconds, overlap_seconds)
         infos = [audio_info(p) for p in inputs]  # every input is checked before any work
         plan = plan_outputs(list(inputs), queries, output, fmt)
         for outs in plan:  # before loading the model: no output may be a folder or under a file
