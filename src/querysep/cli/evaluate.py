@@ -53,18 +53,23 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
     ) -> None:
         """Score systems on a mixture list: per-clip CSV, summary.json and a markdown table."""
+        from ..api import check_segment
         from ..data.manifest import read_mixture_list
-        from ..errors import DataError
+        from ..errors import DataError, QueryError
         from ..evaluation import ModelSystem, SystemOptions, evaluate, resolve_systems
+        from ..evaluation.runner import check_settings
         from ..fileio import check_output_folder
+        from ..models.text import validate_queries
         from ..pretrained import DEFAULT_MODEL
 
-        if limit is not None and limit < 1:
-            raise typer.BadParameter("--limit must be at least 1")
-        if segment_seconds <= 0:
-            raise typer.BadParameter("--segment-seconds must be positive")
+        check_settings(sample_rate=sample_rate, limit=limit)
+        check_segment(segment_seconds, 0.0)
         # Check the inputs before loading any model (which can take a while).
-        read_mixture_list(mixtures)
+        for row in read_mixture_list(mixtures)[:limit]:
+            try:
+                validate_queries(row.caption)
+            except QueryError as exc:
+                raise DataError(f"{mixtures}: the caption of {row.id}: {exc}") from None
         if not audio_dir.is_dir():
             raise DataError(f"audio folder not found: {audio_dir}")
         out_dir = check_output_folder(output or Path("evaluation") / mixtures.stem)
@@ -72,13 +77,6 @@ def register(app: typer.Typer) -> None:
         systems = resolve_systems(
             list(model) if model else [DEFAULT_MODEL], baselines=not no_baselines, options=options
         )
-        for system in systems:
-            if isinstance(system, ModelSystem) and system.is_test_model:
-                err_console.print(
-                    f"[yellow]note:[/] {system.name} has random weights: its scores only show "
-                    "that the pipeline works.",
-                    soft_wrap=True,
-                )
         summary = evaluate(
             mixtures,
             audio_dir,
@@ -99,3 +97,11 @@ def register(app: typer.Typer) -> None:
         console.print(line, highlight=False)
         for path in (summary.per_clip_path, summary.summary_path, summary.table_path):
             console.print(f"wrote {path}", highlight=False)
+        # After the run, so that an error is the only line on stderr.
+        for system in systems:
+            if isinstance(system, ModelSystem) and system.is_test_model:
+                err_console.print(
+                    f"[yellow]note:[/] {system.name} has random weights: its scores only show "
+                    "that the pipeline works.",
+                    soft_wrap=True,
+                )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import DataError
-from ..fileio import write_text
+from ..fileio import check_output_folder, write_text
 from ..textfiles import read_text
 
 __all__ = [
@@ -82,6 +82,10 @@ class PerClipWriter:
     after that, rows are appended, not rewritten, so resuming costs nothing and a killed
     run loses at most the row being written (which :func:`read_per_clip` drops).
 
+    Nothing is written until the first row, so a run that fails before scoring anything
+    (unreadable first clip, bad query) leaves no output folder or file behind. Leaving the
+    ``with`` block without an error creates the file (header only) even if no row came.
+
     Args:
         path: The CSV file.
         header: Its columns.
@@ -99,26 +103,39 @@ class PerClipWriter:
     ) -> None:
         self.path = path
         self.header = list(header)
-        if rewrite or not path.is_file():
-            lines = [self.header, *([row[c] for c in self.header] for row in existing)]
-            write_text(path, "".join(_csv_line(values) for values in lines))
-        self._handle: TextIO = path.open("a", encoding="utf-8", newline="")
+        self._existing = list(existing)
+        self._rewrite = rewrite
+        self._handle: TextIO | None = None
+
+    def _open(self) -> TextIO:
+        if self._handle is None:
+            check_output_folder(self.path.parent, create=True)
+            if self._rewrite or not self.path.is_file():
+                rows = ([row[c] for c in self.header] for row in self._existing)
+                lines = [self.header, *rows]
+                write_text(self.path, "".join(_csv_line(values) for values in lines))
+            self._handle = self.path.open("a", encoding="utf-8", newline="")
+        return self._handle
 
     def write(self, row: Mapping[str, Any]) -> None:
         """Append one row (missing columns are left empty) and flush it to disk."""
         values = [_cell(row.get(c, "")) for c in self.header]
-        self._handle.write(_csv_line(values))
-        self._handle.flush()
+        handle = self._open()
+        handle.write(_csv_line(values))
+        handle.flush()
 
     def close(self) -> None:
-        """Close the file."""
-        self._handle.close()
+        """Close the file (creating it first if no row was written)."""
+        self._open().close()
 
     def __enter__(self) -> PerClipWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._handle is not None:
+            self._handle.close()
 
 
 def _cell(value: Any) -> str:

@@ -448,7 +448,6 @@ def evaluate(
     resume = _read_resume(per_clip, header, list_columns, list(columns))
     plan = _plan(rows, list_columns, built, resume, audio_path, skip_missing)
 
-    check_output_folder(out_path, create=True)
     with PerClipWriter(per_clip, header, resume.rows, rewrite=not resume.clean) as writer:
         num_computed = _score_tasks(plan, writer, list_columns, sample_rate, metric_hooks, progress)
 
