@@ -79,16 +79,18 @@ def register(app: typer.Typer) -> None:
         clips = result.clips
         if split:
             clips = [clip for clip in clips if clip.split in split]
-        if result.skipped:
-            print(
-                f"querysep: skipped {len(result.skipped)} missing/unreadable files "
-                f"(first: {result.skipped[0]})",
-                file=sys.stderr,
-            )
-        if not clips:
+        skipped = (
+            f"skipped {len(result.skipped)} missing/unreadable files (first: {result.skipped[0]})"
+            if result.skipped
+            else ""
+        )
+        if not clips:  # the error line says why, alone on stderr
             found = sorted({c.split for c in result.clips})
             hint = f" (splits found: {', '.join(found)})" if split and found else ""
+            hint += f"; {skipped}" if skipped else ""
             raise DataError(f"no clips found for recipe {name} in {root}{hint}")
+        if skipped:
+            print(f"querysep: {skipped}", file=sys.stderr)
         if output.suffix.lower() == ".json":
             entries = write_datafile(clips, output)
             console.print(f"wrote {entries} entries ({len(clips)} clips) to {output}")

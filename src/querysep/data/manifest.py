@@ -44,6 +44,10 @@ __all__ = [
 #: File extensions tried, in order, when an audio file is named without one.
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus")
 
+#: Largest SNR magnitude a mixture list may ask for, in dB (DCASE lists use -15..15); far
+#: beyond it the noise gain over- or underflows.
+MAX_ABS_SNR_DB = 100.0
+
 DCASE_COLUMNS: tuple[str, ...] = ("source", "noise", "snr", "caption")
 TRIPLET_COLUMNS: tuple[str, ...] = ("mixture", "target", "caption")
 
@@ -461,6 +465,11 @@ def read_mixture_list(path: str | Path) -> list[MixtureRow]:
                 snr = math.nan
             if not math.isfinite(snr):
                 raise DataError(f"{path}:{lineno}: snr {record['snr']!r} is not a finite number")
+            if abs(snr) > MAX_ABS_SNR_DB:
+                raise DataError(
+                    f"{path}:{lineno}: snr {record['snr']} dB is outside "
+                    f"-{MAX_ABS_SNR_DB:g}..{MAX_ABS_SNR_DB:g} dB"
+                )
             rows.append(MixtureRow(caption, source=source, noise=noise, snr=snr, extra=extra))
         else:
             mixture, target = record["mixture"].strip(), record["target"].strip()

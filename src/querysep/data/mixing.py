@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .manifest import Clip, MixtureRow, find_audio
+from .manifest import MAX_ABS_SNR_DB, Clip, MixtureRow, find_audio
 
 __all__ = [
     "CaptionChoice",
@@ -36,6 +36,9 @@ __all__ = [
 ]
 
 CaptionChoice = Literal["first", "random"]
+
+#: Most rows :func:`plan_mixtures` draws (DCASE lists have a few thousand).
+MAX_MIXTURES = 1_000_000
 
 #: Mixtures whose peak exceeds 1 are scaled (with their target) to this peak.
 PEAK_AFTER_PROTECTION = 0.9
@@ -285,14 +288,21 @@ def plan_mixtures(
         ``n`` DCASE rows.
 
     Raises:
-        ConfigError: ``n < 1``, ``snr_min > snr_max``, a negative seed or an unknown
-            ``caption`` choice.
+        ConfigError: ``n`` outside ``1..MAX_MIXTURES``, ``snr_min > snr_max``, an SNR
+            beyond ``MAX_ABS_SNR_DB``, a negative seed or an unknown ``caption`` choice.
         DataError: No clip has a caption, or no pair of clips may be mixed.
     """
     if n < 1:
         raise ConfigError(f"the number of mixtures must be at least 1, got {n}")
+    if n > MAX_MIXTURES:
+        raise ConfigError(f"the number of mixtures must be at most {MAX_MIXTURES:,}, got {n:,}")
     if snr_min > snr_max:
         raise ConfigError(f"snr_min ({snr_min}) is greater than snr_max ({snr_max})")
+    if max(abs(snr_min), abs(snr_max)) > MAX_ABS_SNR_DB:
+        raise ConfigError(
+            f"SNRs must lie within -{MAX_ABS_SNR_DB:g}..{MAX_ABS_SNR_DB:g} dB, "
+            f"got {snr_min}..{snr_max}"
+        )
     if seed < 0:
         raise ConfigError(f"seed must be >= 0, got {seed}")
     if caption not in ("first", "random"):
