@@ -57,7 +57,7 @@ def run_cmd(
     from checkpoints/last.ckpt if present, export the best model when done.
     """
     from ..training.config import load_config
-    from ..training.run import CONFIG_FILE, train
+    from ..training.run import train
 
     cfg = load_config(config, overrides or [])
     from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -66,7 +66,6 @@ def run_cmd(
         console.rule("resolved config")
         console.print(cfg.to_yaml().rstrip(), markup=False, highlight=False)
         console.rule()
-        console.print(f"config saved to {cfg.output_dir / CONFIG_FILE}", highlight=False)
     result = train(cfg, restart=restart, echo=_echo)
     if result.interrupted:
         raise typer.Exit(code=130)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
@@ -167,30 +168,33 @@ def build_trainer(
     if t.progress_bar:
         cbs.append(StepProgressBar(refresh_rate=max(1, min(20, t.log_every_n_steps))))
     cbs.extend(callbacks)
-    return pl.Trainer(
-        max_steps=t.max_steps,
-        max_time=t.max_time_delta(),
-        max_epochs=-1,
-        val_check_interval=t.val_every_n_steps,
-        check_val_every_n_epoch=None,
-        limit_val_batches=None if validate else 0,
-        num_sanity_val_steps=1 if validate else 0,
-        precision=resolve_precision(t.precision, t.accelerator),
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        sync_batchnorm=t.sync_batchnorm,
-        gradient_clip_val=t.gradient_clip_val,
-        deterministic=t.deterministic,
-        log_every_n_steps=t.log_every_n_steps,
-        use_distributed_sampler=False,  # the step sampler shards by rank itself
-        enable_checkpointing=best is not None,
-        enable_progress_bar=t.progress_bar,
-        callbacks=cbs,
-        logger=_loggers(out) if loggers else False,
-        default_root_dir=out,
-    )
+    try:
+        return pl.Trainer(
+            max_steps=t.max_steps,
+            max_time=t.max_time_delta(),
+            max_epochs=-1,
+            val_check_interval=t.val_every_n_steps,
+            check_val_every_n_epoch=None,
+            limit_val_batches=None if validate else 0,
+            num_sanity_val_steps=1 if validate else 0,
+            precision=resolve_precision(t.precision, t.accelerator),
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            sync_batchnorm=t.sync_batchnorm,
+            gradient_clip_val=t.gradient_clip_val,
+            deterministic=t.deterministic,
+            log_every_n_steps=t.log_every_n_steps,
+            use_distributed_sampler=False,  # the step sampler shards by rank itself
+            enable_checkpointing=best is not None,
+            enable_progress_bar=t.progress_bar,
+            callbacks=cbs,
+            logger=_loggers(out) if loggers else False,
+            default_root_dir=out,
+        )
+    except (ValueError, MisconfigurationException) as exc:  # strategy, devices, nodes...
+        raise ConfigError(f"trainer: {' '.join(str(exc).split())}") from None
 
 
 def _write_config(config: TrainConfig, path: Path, echo: Echo) -> None:
@@ -204,6 +208,7 @@ def _write_config(config: TrainConfig, path: Path, echo: Echo) -> None:
         if changed:
             echo(f"note: config differs from the saved {path.name} in: {', '.join(changed)}")
     write_text(path, text)
+    echo(f"config saved to {path}")
 
 
 def _check_same_model(config: TrainConfig, saved: Path) -> None:
@@ -306,12 +311,6 @@ def train(
     datamodule.setup("fit")
     ds = datamodule.train_dataset
     assert ds is not None
-    if restart and is_zero:
-        _restart(out, say)
-    if resume:
-        say(f"found {last}: resuming (use --restart to start over)")
-    if is_zero:
-        _write_config(config, out / CONFIG_FILE, say)
     say(
         f"training data: {len(ds.clips)} clips, {len(ds.targets)} targets, "
         f"{config.data.segment_seconds:g} s segments at {model.sample_rate} Hz"
@@ -328,6 +327,14 @@ def train(
         checkpoint_info={"train_config": config.to_dict()},
     )
     trainer = build_trainer(config, callbacks=callbacks, echo=say)
+    # Only now, with the trainer built too (Lightning checks strategy, devices...), is the
+    # run folder touched: a --restart's old run is removed and the config saved.
+    if restart and is_zero:
+        _restart(out, say)
+    if resume:
+        say(f"found {last}: resuming (use --restart to start over)")
+    if is_zero:
+        _write_config(config, out / CONFIG_FILE, say)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Experiment logs directory.*exists.*")
         warnings.filterwarnings(
