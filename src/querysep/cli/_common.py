@@ -84,10 +84,13 @@ def handle_errors(func: F) -> F:
             if state.debug:
                 raise
             fail("interrupted")
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-            if state.debug:
+        except OSError as exc:
+            # A path the user gave that the system refuses (missing, a folder or a file where
+            # the other is needed, no permission, name too long, disk full) is named in the
+            # exception; an OSError without a file name is not about the input: a bug.
+            if state.debug or exc.filename is None:
                 raise
-            fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+            fail(f"{exc.strerror or exc}: {exc.filename}")
         return None
 
     return wrapper  # type: ignore[return-value]

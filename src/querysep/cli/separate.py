@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -29,29 +30,45 @@ def plan_outputs(
 
     if out is not None and out.suffix.lower() in supported_save_extensions():
         if len(inputs) == 1 and len(queries) == 1:
-            return [[out]]
-        raise typer.BadParameter(
-            f"{out} names one file, but {len(inputs)} input(s) x {len(queries)} query(ies) "
-            "give several outputs: pass a folder instead",
-            param_hint="'--output'",
-        )
-    folder = out or Path("separated")
-    slugs: list[str] = []
-    for q in queries:
-        s, n = query_slug(q), 2
-        base = s
-        while s in slugs:
-            s, n = f"{base}-{n}", n + 1
-        slugs.append(s)
-    stems: dict[str, int] = {}
-    plan = []
-    for path in inputs:
-        stem = path.stem
-        stems[stem] = stems.get(stem, 0) + 1
-        if stems[stem] > 1:
-            stem = f"{stem}-{stems[stem]}"
-        plan.append([folder / f"{stem}__{s}.{ext}" for s in slugs])
+            plan = [[out]]
+        else:
+            raise typer.BadParameter(
+                f"{out} names one file, but {len(inputs)} input(s) x {len(queries)} query(ies) "
+                "give several outputs: pass a folder instead",
+                param_hint="'--output'",
+            )
+    else:
+        folder = out or Path("separated")
+        slugs = _unique([query_slug(q) for q in queries])
+        stems = _unique([path.stem for path in inputs])
+        plan = [[folder / f"{stem}__{s}.{ext}" for s in slugs] for stem in stems]
+    _refuse_overwriting_inputs(inputs, plan)
     return plan
+
+
+def _unique(names: list[str]) -> list[str]:
+    """``names`` with repeats suffixed ``-2``, ``-3``... (never clashing with another name)."""
+    taken: set[str] = set()
+    out = []
+    for name in names:
+        candidate, n = name, 2
+        while candidate in taken or (candidate != name and candidate in names):
+            candidate, n = f"{name}-{n}", n + 1
+        taken.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def _refuse_overwriting_inputs(inputs: list[Path], plan: list[list[Path]]) -> None:
+    """An output that is one of the inputs would replace the recording being separated."""
+    sources = {os.path.realpath(p) for p in inputs}
+    for outs in plan:
+        for path in outs:
+            if os.path.realpath(path) in sources:
+                raise typer.BadParameter(
+                    f"{path} is one of the inputs: writing it would replace the recording",
+                    param_hint="'--output'",
+                )
 
 
 def _plot(mixture_path: Path, output_path: Path, query: str, mono: bool) -> Path:
