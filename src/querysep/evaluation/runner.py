@@ -209,6 +209,8 @@ def _load_rows(
 ) -> tuple[list[MixtureRow], list[str]]:
     """The list's rows (the first ``limit``) and its own columns, in file order."""
     rows = read_mixture_list(list_path)
+    if not rows:
+        raise DataError(f"{list_path}: the mixture list has a header but no rows")
     if not audio_path.is_dir():
         raise DataError(f"audio folder not found: {audio_path}")
     rows = rows[:limit] if limit is not None else rows
