@@ -1,0 +1,644 @@
+"""Bad input, command by command: one line on stderr, exit code 2, no traceback, nothing written.
+
+Every row of :data:`CASES` runs the real command line in-process, in a fresh folder that
+holds a few valid inputs (see :func:`_base_files`: ``good.wav``, ``audio/{a,b,c,d}.wav``,
+``list.csv``, ``manifest.jsonl``, ``train.yaml``), plus whatever the row's setup writes.
+The working directory is that folder, so relative paths in ``argv`` name those files and
+default output locations (``separated/``, ``evaluation/``, ``runs/``) land in it.
+
+Each row checks the README's promises for bad input:
+
+1. exactly one non-empty line on stderr, ``querysep: error: ...``, holding ``expect``;
+2. exit code 2;
+3. no traceback (no uncaught exception, no "Traceback" in the output);
+4. nothing written: no file or folder appears, and no existing file changes or goes away.
+
+To add a row, append ``Case(id, argv, setup, expect)`` to :data:`CASES`:
+
+* ``id``: a short unique name (the pytest id);
+* ``argv``: the arguments after ``querysep``, as one string split like a shell does
+  (``"separate good.wav -q ''"``) or as a list (for arguments a shell line cannot hold);
+* ``setup``: ``None``, or a function of the folder (a :class:`~pathlib.Path`) that writes
+  the bad files; :func:`file` makes one for a single file (text is written as UTF-8,
+  bytes as they are); it runs after the valid inputs are written, so it may replace them;
+* ``expect``: a substring of the error line (after ``querysep: error:``).
+
+For example ``Case("yaml-bad-n-fft", "train train.yaml model.network.config.n_fft=many",
+None, "n_fft")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+from typer.testing import CliRunner
+
+from querysep.cli import app
+from querysep.data.manifest import Clip, MixtureRow, write_manifest, write_mixture_list
+from querysep.pretrained import build_test_tiny
+from querysep.testing import synth
+
+SR = 16000
+Setup = Callable[[Path], object]
+
+
+class Case(NamedTuple):
+    """One bad invocation: see the module docstring."""
+
+    id: str
+    argv: str | Sequence[str]
+    setup: Setup | None
+    expect: str
+
+    def args(self) -> list[str]:
+        return shlex.split(self.argv) if isinstance(self.argv, str) else list(self.argv)
+
+
+# ------------------------------------------------------------------------- valid inputs
+
+TINY_NETWORK = {
+    "type": "resunet",
+    "config": {
+        "sample_rate": SR,
+        "n_fft": 256,
+        "hop_length": 64,
+        "channels": [8, 16, 16],
+        "pre_channels": 8,
+        "downsample": [[2, 2], [2, 2], [1, 2]],
+    },
+}
+
+
+def _base_files(root: Path) -> None:
+    """The valid inputs every case starts from (about 20 ms to write)."""
+    synth.write_wav(root / "good.wav", synth.scene(0.5, SR, seed=1), SR)
+    (root / "audio").mkdir()
+    clips = []
+    for k, (name, label) in enumerate([("a", "dog"), ("b", "rain"), ("c", "cat"), ("d", "wind")]):
+        path = synth.write_wav(root / "audio" / f"{name}.wav", synth.scene(0.3, SR, seed=k), SR)
+        clips.append(Clip(id=name, audio=str(path), labels=[label], split="train"))
+    write_manifest(clips, root / "manifest.jsonl")
+    rows = [
+        MixtureRow("a dog", source="a", noise="b", snr=0.0),
+        MixtureRow("a cat", source="c", noise="d", snr=5.0),
+    ]
+    write_mixture_list(rows, root / "list.csv")
+    config = {
+        "model": {"network": TINY_NETWORK, "text_encoder": {"kind": "hashing", "dim": 32}},
+        "data": {
+            "train": [{"manifest": str(root / "manifest.jsonl")}],
+            "validation": None,
+            "segment_seconds": 0.25,
+            "batch_size": 2,
+            "num_workers": 0,
+            "preload": False,
+        },
+        "optim": {"lr": 1e-3, "warmup_steps": 0},
+        "trainer": {
+            "output_dir": str(root / "runs" / "bad"),
+            "max_steps": 2,
+            "accelerator": "cpu",
+            "devices": 1,
+            "progress_bar": False,
+        },
+    }
+    (root / "train.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+# ------------------------------------------------------------------------- setup helpers
+
+
+def file(name: str, content: str | bytes) -> Setup:
+    """A setup writing one file (``str`` as UTF-8, ``bytes`` as is; parents created)."""
+
+    def setup(root: Path) -> None:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        path.write_bytes(data)
+
+    return setup
+
+
+def both(*setups: Setup) -> Setup:
+    """A setup running several others in turn."""
+
+    def setup(root: Path) -> None:
+        for step in setups:
+            step(root)
+
+    return setup
+
+
+def _model_folder(name: str, **network_config: object) -> Setup:
+    """A test-tiny model folder whose config.json network config gets ``network_config``."""
+
+    def setup(root: Path) -> None:
+        import json
+
+        build_test_tiny().save_pretrained(root / name)
+        cfg_path = root / name / "config.json"
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        config["network"]["config"].update(network_config)
+        cfg_path.write_text(json.dumps(config), encoding="utf-8")
+
+    return setup
+
+
+def _nan_clip(root: Path) -> None:
+    samples = np.full(SR // 4, 0.1, np.float32)
+    samples[100] = np.nan
+    sf.write(root / "audio" / "a.wav", samples, SR, subtype="FLOAT")
+
+
+def _old_run(root: Path) -> None:
+    """A finished run that a failed ``--restart`` must leave alone."""
+    file("runs/bad/checkpoints/last.ckpt", b"an earlier run's checkpoint")(root)
+    file("runs/bad/config.yaml", "earlier: config\n")(root)
+
+
+LATIN1 = "caf\xe9".encode("latin-1")  # not UTF-8
+BINARY = bytes(range(256)) * 4  # NUL bytes and invalid UTF-8
+DCASE_HEADER = "source,noise,snr,caption\n"
+
+
+# -------------------------------------------------------------------------------- the table
+
+CASES: list[Case] = [
+    # --- usage errors, parsed by typer/click, on every subcommand
+    Case(
+        "usage-not-a-number",
+        "separate good.wav -q dog --segment-seconds abc",
+        None,
+        "'--segment-seconds'",
+    ),
+    Case(
+        "usage-unknown-option", "separate good.wav -q dog --bogus", None, "No such option: --bogus"
+    ),
+    Case("usage-missing-option", "separate good.wav", None, "Missing option '--query'"),
+    Case("usage-missing-argument", "train export", None, "Missing argument"),
+    Case(
+        "usage-invalid-choice",
+        "mixtures make manifest.jsonl -n 3 -o mx.csv --caption bad",
+        None,
+        "'--caption'",
+    ),
+    Case("usage-int-option", "mixtures make manifest.jsonl -n many -o mx.csv", None, "'-n'"),
+    Case("usage-unknown-command", "frobnicate", None, "No such command 'frobnicate'"),
+    Case("usage-unknown-subcommand", "mixtures frobnicate", None, "No such command"),
+    Case("usage-root-option", "--bogus models", None, "No such option: --bogus"),
+    Case(
+        "usage-evaluate-option",
+        "evaluate --mixtures list.csv --audio-dir audio --threads 2",
+        None,
+        "--threads",
+    ),
+    Case(
+        "usage-bad-parameter-in-command",
+        "separate good.wav -q dog -m test-tiny --format mp3",
+        None,
+        "'--format'",
+    ),
+    # --- text files that are not UTF-8
+    Case(
+        "latin1-mixture-list",
+        "evaluate --mixtures l1.csv --audio-dir audio -m mixture",
+        file("l1.csv", DCASE_HEADER.encode() + b"a,b,0," + LATIN1 + b"\n"),
+        "l1.csv is not UTF-8 text (byte 0xe9 on line 2)",
+    ),
+    Case(
+        "binary-mixture-list",
+        "evaluate --mixtures bin.csv --audio-dir audio -m mixture",
+        file("bin.csv", BINARY),
+        "bin.csv is not UTF-8 text",
+    ),
+    Case(
+        "utf16-mixture-list",
+        "evaluate --mixtures u16.csv --audio-dir audio -m mixture",
+        file("u16.csv", (DCASE_HEADER + "a,b,0,x\n").encode("utf-16")),
+        "u16.csv is not UTF-8 text",
+    ),
+    Case(
+        "latin1-manifest",
+        "mixtures make l1.jsonl -n 3 -o mx.csv",
+        file("l1.jsonl", b'{"id": "a", "audio": "' + LATIN1 + b'.wav"}\n'),
+        "l1.jsonl is not UTF-8 text",
+    ),
+    Case(
+        "binary-manifest",
+        "mixtures make bin.jsonl -n 3 -o mx.csv",
+        file("bin.jsonl", BINARY),
+        "bin.jsonl is not UTF-8 text",
+    ),
+    Case(
+        "latin1-captions-csv",
+        "prepare folder audio -o out.jsonl --captions-csv caps.csv",
+        file("caps.csv", b"file_name,caption\na.wav," + LATIN1 + b"\n"),
+        "caps.csv is not UTF-8 text",
+    ),
+    Case(
+        "latin1-captions-txt",
+        "prepare folder audio -o out.jsonl",
+        file("audio/a.txt", LATIN1 + b" sounds\n"),
+        "a.txt is not UTF-8 text",
+    ),
+    Case(
+        "binary-per-clip-csv",
+        "evaluate --mixtures list.csv --audio-dir audio -m mixture -o ev",
+        file("ev/per_clip.csv", BINARY),
+        "per_clip.csv is not UTF-8 text",
+    ),
+    Case(
+        "latin1-train-manifest",
+        "train train.yaml data.train.0.manifest=l1.jsonl",
+        file("l1.jsonl", LATIN1),
+        "l1.jsonl is not UTF-8 text",
+    ),
+    # --- a folder where a file is expected, a file where a folder is expected
+    Case("folder-as-audio", "separate audio -q dog -m test-tiny", None, "folder"),
+    Case(
+        "folder-as-mixture-list",
+        "evaluate --mixtures audio --audio-dir audio -m mixture",
+        None,
+        "mixture list is a folder",
+    ),
+    Case("folder-as-manifest", "mixtures make audio -n 3 -o mx.csv", None, "manifest is a folder"),
+    Case(
+        "folder-as-captions-csv",
+        "prepare folder audio -o out.jsonl --captions-csv audio",
+        None,
+        "is a folder",
+    ),
+    Case(
+        "folder-as-model-weights",
+        "separate good.wav -q dog -m audio",
+        None,
+        "not a querysep model folder",
+    ),
+    Case(
+        "file-as-audio-dir",
+        "evaluate --mixtures list.csv --audio-dir good.wav -m mixture",
+        None,
+        "audio folder not found: good.wav",
+    ),
+    Case(
+        "file-as-dataset-root",
+        "prepare esc50 good.wav -o out.jsonl",
+        None,
+        "dataset folder not found",
+    ),
+    Case(
+        "file-in-the-path",
+        "evaluate --mixtures good.wav/list.csv --audio-dir audio -m mixture",
+        None,
+        "Not a directory",
+    ),
+    Case("file-as-model", "separate good.wav -q dog -m good.wav", None, "is a file"),
+    Case(
+        "name-too-long",
+        ["mixtures", "make", "m" * 5000 + ".jsonl", "-n", "3", "-o", "mx.csv"],
+        None,
+        "too long",
+    ),
+    # --- empty or malformed files
+    Case(
+        "empty-audio", "separate empty.wav -q dog -m test-tiny", file("empty.wav", b""), "empty.wav"
+    ),
+    Case(
+        "nan-audio-in-list",
+        "evaluate --mixtures list.csv --audio-dir audio -m mixture -o ev --no-progress",
+        _nan_clip,
+        "NaN",
+    ),
+    Case(
+        "corrupt-audio-in-list",
+        "evaluate --mixtures list.csv --audio-dir audio -m mixture -o ev --no-progress",
+        file("audio/a.wav", b"RIFF\0\0\0\0WAVEjunk"),
+        "a.wav",
+    ),
+    Case(
+        "missing-audio-in-list",
+        "evaluate --mixtures list.csv --audio-dir audio -m mixture",
+        file("list.csv", DCASE_HEADER + "a,zz,0,x\n"),
+        "no audio file for 'zz'",
+    ),
+    Case(
+        "empty-mixture-list",
+        "evaluate --mixtures e.csv --audio-dir audio -m mixture",
+        file("e.csv", ""),
+        "empty mixture list",
+    ),
+    Case(
+        "header-only-mixture-list",
+        "evaluate --mixtures h.csv --audio-dir audio -m mixture",
+        file("h.csv", DCASE_HEADER),
+        "no rows",
+    ),
+    Case(
+        "unknown-columns",
+        "evaluate --mixtures u.csv --audio-dir audio -m mixture",
+        file("u.csv", "src,noise,snr,caption\na,b,0,x\n"),
+        "unknown mixture list header",
+    ),
+    Case(
+        "column-twice",
+        "evaluate --mixtures d.csv --audio-dir audio -m mixture",
+        file("d.csv", "source,noise,snr,caption,caption\na,b,0,x,y\n"),
+        "'caption' appears twice",
+    ),
+    Case(
+        "short-row",
+        "evaluate --mixtures s.csv --audio-dir audio -m mixture",
+        file("s.csv", DCASE_HEADER + "a,b,0\n"),
+        "s.csv:2: expected 4 columns",
+    ),
+    Case(
+        "snr-not-a-number",
+        "evaluate --mixtures n.csv --audio-dir audio -m mixture",
+        file("n.csv", DCASE_HEADER + "a,b,loud,x\n"),
+        "snr 'loud'",
+    ),
+    Case(
+        "snr-nan",
+        "evaluate --mixtures n.csv --audio-dir audio -m mixture",
+        file("n.csv", DCASE_HEADER + "a,b,nan,x\n"),
+        "not a finite number",
+    ),
+    Case(
+        "snr-absurd",
+        "evaluate --mixtures n.csv --audio-dir audio -m mixture",
+        file("n.csv", DCASE_HEADER + "a,b,4000,x\n"),
+        "outside -100..100 dB",
+    ),
+    Case(
+        "caption-too-long",
+        "evaluate --mixtures c.csv --audio-dir audio -m test-tiny -o ev",
+        file("c.csv", DCASE_HEADER + "a,b,0," + "x" * 5000 + "\n"),
+        "too long",
+    ),
+    Case(
+        "caption-over-csv-limit",
+        "evaluate --mixtures c.csv --audio-dir audio -m mixture",
+        file("c.csv", DCASE_HEADER + "a,b,0," + "x" * 200_000 + "\n"),
+        "not a valid CSV file",
+    ),
+    Case("empty-manifest", "mixtures make e.jsonl -n 3 -o mx.csv", file("e.jsonl", ""), "no clips"),
+    Case(
+        "manifest-not-json-lines",
+        "mixtures make list.csv -n 3 -o mx.csv",
+        None,
+        "list.csv:1: malformed manifest line",
+    ),
+    Case(
+        "captions-csv-missing-column",
+        "prepare folder audio -o out.jsonl --captions-csv list.csv",
+        None,
+        "missing column(s) file_name",
+    ),
+    Case(
+        "prepare-finds-nothing",
+        "prepare folder audio -o out.jsonl --captions-csv caps.csv",
+        file("caps.csv", "file_name,caption\nzz.wav,x\n"),
+        "no clips found for recipe folder in audio; skipped 1",
+    ),
+    # --- absurd numbers
+    Case("num-zero", "mixtures make manifest.jsonl -n 0 -o mx.csv", None, "at least 1, got 0"),
+    Case(
+        "num-negative", "mixtures make manifest.jsonl -n -5 -o mx.csv", None, "at least 1, got -5"
+    ),
+    Case(
+        "num-huge", "mixtures make manifest.jsonl -n 100000000 -o mx.csv", None, "at most 1,000,000"
+    ),
+    Case(
+        "snr-range-inverted",
+        "mixtures make manifest.jsonl -n 3 -o mx.csv --snr-min 10 --snr-max -10",
+        None,
+        "greater than",
+    ),
+    Case(
+        "snr-range-absurd",
+        "mixtures make manifest.jsonl -n 3 -o mx.csv --snr-min 1000 --snr-max 2000",
+        None,
+        "-100..100 dB",
+    ),
+    Case("seed-negative", "mixtures make manifest.jsonl -n 3 -o mx.csv --seed -1", None, "seed"),
+    Case(
+        "segment-zero",
+        "separate good.wav -q dog -m test-tiny --segment-seconds 0",
+        None,
+        "segment length",
+    ),
+    Case(
+        "segment-nan",
+        "separate good.wav -q dog -m test-tiny --segment-seconds nan",
+        None,
+        "segment length",
+    ),
+    Case(
+        "segment-inf",
+        "separate good.wav -q dog -m test-tiny --segment-seconds inf",
+        None,
+        "segment length",
+    ),
+    Case(
+        "overlap-not-shorter",
+        "separate good.wav -q dog -m test-tiny --segment-seconds 2 --overlap-seconds 2",
+        None,
+        "overlap",
+    ),
+    Case(
+        "overlap-negative",
+        "separate good.wav -q dog -m test-tiny --overlap-seconds -1",
+        None,
+        "overlap",
+    ),
+    Case("threads-zero", "separate good.wav -q dog -m test-tiny --threads 0", None, "'--threads'"),
+    Case(
+        "evaluate-segment-nan",
+        "evaluate --mixtures list.csv --audio-dir audio -m test-tiny --segment-seconds nan",
+        None,
+        "segment length",
+    ),
+    Case(
+        "evaluate-limit-zero",
+        "evaluate --mixtures list.csv --audio-dir audio -m mixture --limit 0",
+        None,
+        "limit",
+    ),
+    Case(
+        "evaluate-rate-zero",
+        "evaluate --mixtures list.csv --audio-dir audio -m test-tiny --sample-rate 0",
+        None,
+        "sample rate 0 Hz",
+    ),
+    # --- queries
+    Case("query-empty", "separate good.wav -q '' -m test-tiny", None, "empty query"),
+    Case("query-blank", "separate good.wav -q ' \t ' -m test-tiny", None, "empty query"),
+    Case(
+        "query-100kB",
+        ["separate", "good.wav", "-q", "dog " * 25_000, "-m", "test-tiny"],
+        None,
+        "too long",
+    ),
+    # --- models and devices
+    Case(
+        "model-unknown",
+        "separate good.wav -q dog -m no-such-model",
+        None,
+        "unknown model 'no-such-model'",
+    ),
+    Case("model-empty-name", "separate good.wav -q dog -m ''", None, "empty model name"),
+    Case(
+        "model-config-wrong-type",
+        "separate good.wav -q dog -m bad-model",
+        _model_folder("bad-model", n_fft="many"),
+        "n_fft must be a positive integer",
+    ),
+    Case(
+        "evaluate-model-unknown",
+        "evaluate --mixtures list.csv --audio-dir audio -m no-such-model",
+        None,
+        "unknown model",
+    ),
+    Case(
+        "evaluate-system-twice",
+        "evaluate --mixtures list.csv --audio-dir audio -m mixture -m mixture",
+        None,
+        "two systems are named 'mixture'",
+    ),
+    Case(
+        "device-unknown",
+        "separate good.wav -q dog -m test-tiny --device tpu",
+        None,
+        "unknown device 'tpu'",
+    ),
+    Case(
+        "device-missing-gpu",
+        "separate good.wav -q dog -m test-tiny --device cuda:99",
+        None,
+        "was asked for but",
+    ),
+    # --- outputs that would destroy inputs or earlier work
+    Case(
+        "output-is-the-input",
+        "separate good.wav -q dog -m test-tiny -o good.wav",
+        None,
+        "is one of the inputs",
+    ),
+    Case(
+        "restart-with-bad-data-keeps-old-run",
+        "train train.yaml --restart data.train.0.manifest=nope.jsonl",
+        _old_run,
+        "manifest not found: nope.jsonl",
+    ),
+    # --- training
+    Case(
+        "train-accelerator",
+        "train train.yaml trainer.accelerator=tpuu",
+        None,
+        "trainer: You selected an invalid accelerator",
+    ),
+    Case("train-devices-zero", "train train.yaml trainer.devices=0", None, "trainer:"),
+    Case(
+        "train-network-wrong-type",
+        "train train.yaml model.network.config.n_fft=many",
+        None,
+        "n_fft must be a positive integer",
+    ),
+    Case(
+        "train-manifest-folder",
+        "train train.yaml data.train.0.manifest=audio",
+        None,
+        "manifest is a folder",
+    ),
+]
+
+
+def _snapshot(root: Path) -> dict[str, str | None]:
+    """Every path under ``root``: a folder maps to None, a file to its content's hash."""
+    found: dict[str, str | None] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            found[os.path.relpath(os.path.join(dirpath, name), root)] = None
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as handle:
+                found[os.path.relpath(path, root)] = hashlib.sha1(handle.read()).hexdigest()
+    return found
+
+
+def _prepare(case: Case, root: Path) -> dict[str, str | None]:
+    _base_files(root)
+    if case.setup is not None:
+        case.setup(root)
+    return _snapshot(root)
+
+
+Snapshot = dict[str, "str | None"]
+
+
+def _check_promises(
+    case: Case, code: int, stderr: str, output: str, before: Snapshot, after: Snapshot
+) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"{case.id}: stderr is not one line:\n{stderr}"
+    assert lines[0].startswith("querysep: error: "), lines[0]
+    assert case.expect in lines[0], f"{case.id}: {case.expect!r} not in {lines[0]!r}"
+    assert code == 2, f"{case.id}: exit code {code}"
+    assert "Traceback" not in output
+    added = sorted(set(after) - set(before))
+    changed = sorted(p for p in before if after.get(p, "gone") != before[p])
+    assert not added and not changed, f"{case.id}: written {added}, changed or removed {changed}"
+
+
+def test_case_ids_are_unique() -> None:
+    ids = [case.id for case in CASES]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _prepare(case, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, case.args())
+    exc = result.exception
+    if exc is not None and not isinstance(exc, SystemExit):
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        pytest.fail(f"{case.id}: uncaught exception (a traceback for the user):\n{trace}")
+    _check_promises(
+        case, result.exit_code, result.stderr, result.output, before, _snapshot(tmp_path)
+    )
+
+
+# Two rows through a real process: the exit code and stderr the shell sees, not a runner's.
+@pytest.mark.parametrize("case_id", ["usage-not-a-number", "latin1-mixture-list"])
+def test_bad_input_in_a_real_process(case_id: str, tmp_path: Path) -> None:
+    case = next(c for c in CASES if c.id == case_id)
+    before = _prepare(case, tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "querysep", *case.args()],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = proc.stdout + proc.stderr
+    _check_promises(case, proc.returncode, proc.stderr, output, before, _snapshot(tmp_path))
+
+
+def test_help_still_works() -> None:
+    for args in (["--help"], ["separate", "--help"], ["mixtures", "make", "--help"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0 and "Usage" in result.stdout and not result.stderr
