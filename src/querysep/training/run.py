@@ -193,7 +193,7 @@ def build_trainer(
             logger=_loggers(out) if loggers else False,
             default_root_dir=out,
         )
-    except (ValueError, MisconfigurationException) as exc:  # strategy, devices, nodes...
+    except (ValueError, TypeError, MisconfigurationException) as exc:  # strategy, devices...
         raise ConfigError(f"trainer: {' '.join(str(exc).split())}") from None
 
 
