@@ -504,7 +504,7 @@ CASES: list[Case] = [
         "model-config-wrong-type",
         "separate good.wav -q dog -m bad-model",
         _model_folder("bad-model", n_fft="many"),
-        "n_fft must be a positive integer",
+        "n_fft: expected an integer",
     ),
     Case(
         "evaluate-model-unknown",
@@ -548,14 +548,18 @@ CASES: list[Case] = [
         "train-accelerator",
         "train train.yaml trainer.accelerator=tpuu",
         None,
-        "trainer: You selected an invalid accelerator",
+        "trainer.accelerator: must be one of",
     ),
-    Case("train-devices-zero", "train train.yaml trainer.devices=0", None, "trainer:"),
+    Case("train-devices-zero", "train train.yaml trainer.devices=0", None, "trainer.devices"),
+    Case(
+        "train-strategy", "train train.yaml trainer.strategy=bogus", None, "trainer: You selected"
+    ),
+    Case("train-device-list", "train train.yaml trainer.devices=[5]", None, "trainer: `devices`"),
     Case(
         "train-network-wrong-type",
         "train train.yaml model.network.config.n_fft=many",
         None,
-        "n_fft must be a positive integer",
+        "n_fft: expected an integer",
     ),
     Case(
         "train-manifest-folder",
