@@ -5,7 +5,10 @@ prints steps/s and how long the loop waited for data: the time between the end o
 and the start of the next (DataLoader fetch + host-to-device copy + loop bookkeeping),
 as a fraction of wall time and as a ratio to the compute time (forward + backward +
 optimizer, CUDA-synchronised) measured in the same run. A wait/compute ratio near 0 means
-the GPU (or CPU) is the bottleneck; a ratio near or above 1 means the loader is.
+the GPU (or CPU) is the bottleneck; a ratio near or above 1 means the loader is. On CUDA it
+also prints the peak GPU memory of the run, ``torch.cuda.max_memory_allocated`` (memory
+held by tensors; ``nvidia-smi`` shows more: the caching allocator's reserve and the CUDA
+context); on the CPU that line reads "n/a".
 
     python benchmarks/train_speed.py configs/tiny-smoke.yaml --steps 50
     python benchmarks/train_speed.py configs/baseline-dcase.yaml --steps 100 \\
@@ -98,13 +101,17 @@ def main() -> None:
         task = SeparationTask(model, cfg.optim, train_text_encoder=cfg.model.train_text_encoder)
         timer = DataWaitTimer(skip=args.skip)
         trainer = build_trainer(cfg, callbacks=[timer], checkpoints=False, loggers=False)
+        for index in range(torch.cuda.device_count()):
+            torch.cuda.reset_peak_memory_stats(index)
         trainer.fit(task, datamodule=dm)
         stats = timer.summary()
 
     root = trainer.strategy.root_device  # the model is back on the CPU after fit()
     device = str(root)
+    peak_gpu_bytes: int | None = None
     if root.type == "cuda":
         device += f" ({torch.cuda.get_device_name(root)})"
+        peak_gpu_bytes = int(torch.cuda.max_memory_allocated(root))
     steps = int(stats["steps"])
     print(f"config      {args.config} {' '.join(args.overrides)}")
     print(
@@ -124,8 +131,13 @@ def main() -> None:
         f"{100 * stats['wait_fraction']:.1f}% of wall time, "
         f"{stats['wait_ratio']:.3f} x compute"
     )
+    if peak_gpu_bytes is None:
+        print("peak GPU    n/a (not trained on CUDA)")
+    else:
+        print(f"peak GPU    {peak_gpu_bytes / 2**30:.1f} GiB (torch.cuda.max_memory_allocated)")
     if args.json:
-        print(json.dumps({"setup_s": setup_s, "device": device, **stats}))
+        numbers = {"setup_s": setup_s, "device": device, **stats}
+        print(json.dumps({**numbers, "peak_gpu_bytes": peak_gpu_bytes}))
 
 
 if __name__ == "__main__":
