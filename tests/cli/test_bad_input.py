@@ -142,8 +142,11 @@ def both(*setups: Setup) -> Setup:
     return setup
 
 
-def _model_folder(name: str, **network_config: object) -> Setup:
-    """A test-tiny model folder whose config.json network config gets ``network_config``."""
+def _model_folder(
+    name: str, network: dict[str, object] | None = None, text_encoder: object = None
+) -> Setup:
+    """A test-tiny model folder; ``network`` updates its network config, ``text_encoder``
+    replaces its text encoder config."""
 
     def setup(root: Path) -> None:
         import json
@@ -151,7 +154,9 @@ def _model_folder(name: str, **network_config: object) -> Setup:
         build_test_tiny().save_pretrained(root / name)
         cfg_path = root / name / "config.json"
         config = json.loads(cfg_path.read_text(encoding="utf-8"))
-        config["network"]["config"].update(network_config)
+        config["network"]["config"].update(network or {})
+        if text_encoder is not None:
+            config["text_encoder"] = text_encoder
         cfg_path.write_text(json.dumps(config), encoding="utf-8")
 
     return setup
@@ -503,8 +508,19 @@ CASES: list[Case] = [
     Case(
         "model-config-wrong-type",
         "separate good.wav -q dog -m bad-model",
-        _model_folder("bad-model", n_fft="many"),
+        _model_folder("bad-model", network={"n_fft": "many"}),
         "n_fft: expected an integer",
+    ),
+    Case(
+        "model-embedding-table-garbage",
+        "separate good.wav -q dog -m bad-model",
+        both(
+            file("table.safetensors", BINARY),
+            _model_folder(
+                "bad-model", text_encoder={"kind": "precomputed", "path": "table.safetensors"}
+            ),
+        ),
+        "cannot read embedding table table.safetensors",
     ),
     Case(
         "evaluate-model-unknown",

@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ...errors import ModelNotFoundError, QueryError
+from ...errors import CheckpointError, ModelNotFoundError, QueryError
 from ...fileio import AtomicFile
 from .base import TextEncoder, build_text_encoder, register_text_encoder, validate_queries
 
@@ -52,11 +52,15 @@ class PrecomputedTextEncoder(TextEncoder):
         self.path = str(path)
         if not Path(self.path).is_file():
             raise ModelNotFoundError(f"no embedding table at {self.path}")
-        with safe_open(self.path, framework="pt") as fh:
-            meta = fh.metadata() or {}
-            table = fh.get_tensor("embeddings")
-        texts = json.loads(meta.get("texts", "[]"))
-        self.source_config: dict[str, Any] = json.loads(meta.get("encoder", "{}"))
+        try:
+            with safe_open(self.path, framework="pt") as fh:
+                meta = fh.metadata() or {}
+                table = fh.get_tensor("embeddings")
+            texts = json.loads(meta.get("texts", "[]"))
+            self.source_config: dict[str, Any] = json.loads(meta.get("encoder", "{}"))
+        except Exception as exc:  # safetensors raises its own types; bad metadata is JSON's
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise CheckpointError(f"cannot read embedding table {self.path}: {reason}") from None
         self.index = {t: i for i, t in enumerate(texts)}
         self.register_buffer("table", table.float(), persistent=False)
         self.dim = int(table.shape[1])
