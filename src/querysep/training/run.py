@@ -202,7 +202,7 @@ def _write_config(config: TrainConfig, path: Path, echo: Echo) -> None:
     if path.is_file():
         try:
             old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError:
+        except (yaml.YAMLError, UnicodeDecodeError):  # about to be replaced anyway
             old = {}
         changed = _changed_keys(old, config.to_dict())
         if changed:
