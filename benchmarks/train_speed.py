@@ -69,6 +69,7 @@ def main() -> None:
     import lightning.pytorch as pl
     import torch
 
+    from querysep.precision import describe_choice
     from querysep.training.callbacks import DataWaitTimer
     from querysep.training.config import load_config
     from querysep.training.datamodule import MixtureDataModule
@@ -114,8 +115,9 @@ def main() -> None:
         peak_gpu_bytes = int(torch.cuda.max_memory_allocated(root))
     steps = int(stats["steps"])
     print(f"config      {args.config} {' '.join(args.overrides)}")
+    print(f"precision   {describe_choice(cfg.trainer.precision, cfg.trainer.accelerator)}")
     print(
-        f"device      {device}, precision {cfg.trainer.precision}, "
+        f"device      {device}, precision {trainer.precision}, "
         f"batch {cfg.data.batch_size} x {cfg.data.segment_seconds:g} s, "
         f"{cfg.data.num_workers} workers, torch threads {torch.get_num_threads()}"
     )

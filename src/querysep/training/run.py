@@ -112,8 +112,6 @@ def _keep_csv_log(output_dir: Path) -> None:
 
 
 def _loggers(output_dir: Path) -> list[Logger]:
-    if rank_zero_only.rank == 0:
-        _keep_csv_log(output_dir)
     loggers: list[Logger] = [CSVLogger(output_dir, name=LOG_DIR, version="csv")]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         loggers.append(
@@ -335,6 +333,7 @@ def train(
         say(f"found {last}: resuming (use --restart to start over)")
     if is_zero:
         _write_config(config, out / CONFIG_FILE, say)
+        _keep_csv_log(out)  # the CSV logger opens (and would delete) it during fit
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Experiment logs directory.*exists.*")
         warnings.filterwarnings(
