@@ -168,6 +168,21 @@ def _nan_clip(root: Path) -> None:
     sf.write(root / "audio" / "a.wav", samples, SR, subtype="FLOAT")
 
 
+def _model_folder_field(name: str, key: str, value: object) -> Setup:
+    """A test-tiny model folder whose ``config.json`` has ``key`` set to ``value``."""
+
+    def setup(root: Path) -> None:
+        import json
+
+        build_test_tiny().save_pretrained(root / name)
+        cfg_path = root / name / "config.json"
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+        config[key] = value
+        cfg_path.write_text(json.dumps(config), encoding="utf-8")
+
+    return setup
+
+
 def _old_run(root: Path) -> None:
     """A finished run that a failed ``--restart`` must leave alone."""
     file("runs/bad/checkpoints/last.ckpt", b"an earlier run's checkpoint")(root)
@@ -582,6 +597,61 @@ CASES: list[Case] = [
         "train train.yaml data.train.0.manifest=audio",
         None,
         "manifest is a folder",
+    ),
+    Case(
+        "train-encoder-dim-negative",
+        "train train.yaml model.text_encoder.dim=-3",
+        None,
+        "model.text_encoder.dim: must be >= 1, got -3",
+    ),
+    Case(
+        "train-channels-not-a-list",
+        "train train.yaml model.network.config.channels=5",
+        None,
+        "model.network.config.channels: expected a list, got 5",
+    ),
+    Case("train-precision", "train train.yaml trainer.precision=16", None, "trainer.precision"),
+    Case(
+        "train-output-dir-is-a-file",
+        "train train.yaml trainer.output_dir=good.wav",
+        None,
+        "trainer.output_dir good.wav is a file, not a folder",
+    ),
+    Case(
+        "train-output-dir-under-a-file",
+        "train train.yaml trainer.output_dir=good.wav/run",
+        None,
+        "lies under good.wav, which is a file",
+    ),
+    Case(
+        "train-yaml-not-utf8",
+        "train latin1.yaml",
+        file("latin1.yaml", b"optim:\n  lr: 0.1  # " + LATIN1 + b"\n"),
+        "latin1.yaml is not UTF-8 text",
+    ),
+    Case(
+        "train-resume-corrupt-saved-config",
+        "train train.yaml",
+        both(_old_run, file("runs/bad/config.yaml", "model: [unclosed\n")),
+        "is not valid YAML; fix or delete it",
+    ),
+    Case(
+        "model-format-version-text",
+        "separate good.wav -q dog -m bad-model",
+        _model_folder_field("bad-model", "format_version", "x"),
+        "format_version: expected an integer, got 'x'",
+    ),
+    Case(
+        "model-network-not-a-mapping",
+        "separate good.wav -q dog -m bad-model",
+        _model_folder_field("bad-model", "network", 5),
+        "network: expected a mapping, got 5",
+    ),
+    Case(
+        "separate-precision",
+        "separate good.wav -q dog -m test-tiny --precision 16",
+        None,
+        "precision must be auto, 32 or bf16-mixed",
     ),
 ]
 
