@@ -44,6 +44,9 @@ def test_forcing_bf16_on_a_cpu_without_it_warns_with_the_slowdown(cpu) -> None:
     cpu(AVX2)
     with pytest.warns(UserWarning, match=r"without native bf16.*190x slower"):
         assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # describing the choice for the log does not warn again
+        assert describe_choice("bf16-mixed", "cpu").startswith("precision bf16-mixed")
     cpu(AVX512_BF16)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -52,10 +55,15 @@ def test_forcing_bf16_on_a_cpu_without_it_warns_with_the_slowdown(cpu) -> None:
 
 def test_auto_on_cuda_follows_bf16_support(cpu, monkeypatch: pytest.MonkeyPatch) -> None:
     cpu(AVX2)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert resolve_precision("auto", "gpu") == "bf16-mixed"
     assert resolve_precision("auto", "cuda:1") == "bf16-mixed"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert resolve_precision("auto", "cuda") == "32"
+    # a pre-Ampere GPU emulates bf16: auto must not pick it
+    monkeypatch.setattr(
+        torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation
+    )
     assert resolve_precision("auto", "cuda") == "32"
     # accelerator auto without a GPU is the CPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -90,8 +90,9 @@ class Separator:
         num_threads: CPU threads for torch (``None`` leaves torch's default).
         precision: ``32`` (default), ``bf16-mixed``, or ``auto``: bf16 autocast where the
             device computes bf16 natively (see :func:`querysep.precision.resolve_precision`).
-            bf16 pays off for large networks (ResUNet30's forward ran 1.8x faster on an
-            AVX-512 BF16 CPU) but not for the small default model, which it slowed down.
+            On a CPU with AVX-512 BF16 bf16 took about half the float32 time (default model
+            0.56x, ResUNet30 0.49x; ``benchmarks/precision_speed.py``); float32 is the
+            default so that outputs are the same on every machine.
 
     Raises:
         ConfigError: Bad segment, overlap, thread count, device or precision.

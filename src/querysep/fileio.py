@@ -1,4 +1,10 @@
-"""Atomic file writes and output-path checks: every file querysep writes goes through here.
+"""Atomic file writes and output-path checks.
+
+Every file querysep writes whole goes through here: audio, manifests, mixture lists,
+evaluation summaries and tables, plots, run configs, model folders and training checkpoints
+(``last.ckpt``, and ``best.ckpt`` through :class:`querysep.training.callbacks.AtomicCheckpointIO`).
+Files that grow by appending so that a killed run can resume are not replaced whole: the
+evaluation's ``per_clip.csv`` (its first part is written atomically) and the training logs.
 
 A write with :class:`AtomicFile` (or :func:`atomic_files`, :func:`write_text`,
 :func:`write_bytes`) goes like this:

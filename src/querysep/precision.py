@@ -117,27 +117,39 @@ def resolve_precision(setting: str, device: str | torch.device) -> Precision:
     """
     if setting not in ("auto", "32", "bf16-mixed"):
         raise ConfigError(f"precision must be auto, 32 or bf16-mixed, got {setting!r}")
-    kind = _device_type(device)
-    if setting == "auto":
-        if kind == "cuda":
-            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32"
-        if kind == "cpu":
-            return "bf16-mixed" if cpu_info().fast_bf16 else "32"
-        return "32"
-    if setting == "bf16-mixed" and kind == "cpu" and not cpu_info().fast_bf16:
+    chosen = _resolve(setting, _device_type(device))
+    if setting == "bf16-mixed" and _device_type(device) == "cpu" and not cpu_info().fast_bf16:
         warnings.warn(
             f"bf16 was asked for on a CPU without native bf16 ({cpu_info()}): PyTorch emulates "
             f"it, measured about {EMULATED_BF16_SLOWDOWN}x slower than float32 for ResUNet30; "
             "use precision auto or 32",
             stacklevel=2,
         )
-    return setting  # type: ignore[return-value]
+    return chosen
+
+
+def _cuda_bf16() -> bool:
+    """The current GPU computes bf16 natively (Ampere or newer), not by emulation."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # a torch without the argument
+        return torch.cuda.get_device_capability()[0] >= 8
+
+
+def _resolve(setting: str, kind: str) -> Precision:
+    if setting != "auto":
+        return setting  # type: ignore[return-value]
+    if kind == "cuda":
+        return "bf16-mixed" if _cuda_bf16() else "32"
+    if kind == "cpu":
+        return "bf16-mixed" if cpu_info().fast_bf16 else "32"
+    return "32"
 
 
 def describe_choice(setting: str, device: str | torch.device) -> str:
-    """One line saying what :func:`resolve_precision` chose and why, for logs."""
-    chosen = resolve_precision(setting, device)
+    """One line saying what :func:`resolve_precision` chooses and why, for logs (no warning)."""
     kind = _device_type(device)
+    chosen = _resolve(setting, kind)
     why = str(cpu_info()) if kind == "cpu" else f"device {kind}"
     return f"precision {chosen} ({'auto' if setting == 'auto' else 'as configured'}; {why})"
 

@@ -64,8 +64,12 @@ _EXPECTED = {
 }
 
 
+# pydantic's own steps in an error location (not keys): "function-after[...]", "list[int]"...
+_TAGS = ("function-", "lax-or-strict", "json-or-python", "constrained-")
+
+
 def _path(loc: tuple[Any, ...], prefix: str) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or "-" in p))]
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith(_TAGS)))]
     return ".".join(p for p in (prefix, *parts) if p)
 
 

@@ -615,13 +615,13 @@ CASES: list[Case] = [
         "train-output-dir-is-a-file",
         "train train.yaml trainer.output_dir=good.wav",
         None,
-        "trainer.output_dir good.wav is a file, not a folder",
+        "trainer.output_dir: cannot write to good.wav: good.wav is a file, not a folder",
     ),
     Case(
         "train-output-dir-under-a-file",
         "train train.yaml trainer.output_dir=good.wav/run",
         None,
-        "lies under good.wav, which is a file",
+        "cannot write to good.wav/run: good.wav is a file, not a folder",
     ),
     Case(
         "train-yaml-not-utf8",

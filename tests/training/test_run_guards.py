@@ -9,12 +9,14 @@ from typing import Any
 
 import lightning.pytorch as pl
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from querysep.cli import app
+from querysep.training.callbacks import AtomicCheckpointIO
 from querysep.training.config import config_from_dict
 from querysep.training.export import read_checkpoint
-from querysep.training.run import train
+from querysep.training.run import build_trainer, train
 
 from .conftest import tiny_config, write_config
 
@@ -59,7 +61,7 @@ def test_output_dir_that_is_a_file(tmp_path: Path, sine_data: dict[str, Path], u
     out = blocker / "run" if under else blocker
     path = write_config(tmp_path / "run.yaml", tiny_config(sine_data, out))
     line = _one_line_error(CliRunner().invoke(app, ["train", str(path)]))
-    assert f"trainer.output_dir {out}" in line and "file, not a folder" in line
+    assert f"trainer.output_dir: cannot write to {out}: {blocker} is a file, not a folder" in line
     assert blocker.read_text() == "not a folder"
 
 
@@ -145,3 +147,24 @@ def test_a_resumed_run_keeps_the_earlier_training_log(
     header = later[0].split(",")
     logged = {int(float(row.split(",")[header.index("step")])) for row in later[1:]}
     assert logged and min(logged) >= 2 and max(logged) >= 3, logged
+
+
+def test_checkpoints_are_written_whole_or_not_at_all(
+    tmp_path: Path, sine_data: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = build_trainer(config_from_dict(tiny_config(sine_data, tmp_path / "run")))
+    io = trainer.strategy.checkpoint_io
+    assert isinstance(io, AtomicCheckpointIO)  # best.ckpt (ModelCheckpoint) goes through it too
+    path = tmp_path / "best.ckpt"
+    io.save_checkpoint({"w": torch.ones(3)}, path)
+    before = path.read_bytes()
+
+    def disk_full(checkpoint: Any, target: Any) -> None:
+        Path(target).write_bytes(b"torn")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("lightning.fabric.plugins.io.torch_io._atomic_save", disk_full)
+    with pytest.raises(OSError):
+        io.save_checkpoint({"w": torch.zeros(3)}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt"]

@@ -22,13 +22,17 @@ def plan_outputs(
 ) -> list[list[Path]]:
     """Output path for each (input, query): ``out[i][q]``.
 
-    One input, one query and ``out`` ending in an extension the audio writer can write
-    (:func:`~querysep.audio.writer.supported_save_extensions`): exactly that file. Otherwise
-    ``out`` is a folder (default ``separated/``) holding ``<stem>__<query>.<ext>``.
+    One input, one query and ``out`` ending in an audio extension: exactly that file (its
+    format must be one :func:`~querysep.audio.writer.supported_save_extensions` lists).
+    Otherwise ``out`` is a folder (default ``separated/``) holding ``<stem>__<query>.<ext>``.
     """
     from ..audio.writer import supported_save_extensions
+    from ..data.manifest import AUDIO_EXTENSIONS
 
-    if out is not None and out.suffix.lower() in supported_save_extensions():
+    # A name ending in any audio extension is a file; one the writer cannot produce here
+    # (mp3 without an mp3-capable libsndfile) then fails with the writer's one-line error.
+    file_exts = {*supported_save_extensions(), *AUDIO_EXTENSIONS}
+    if out is not None and out.suffix.lower() in file_exts:
         if len(inputs) == 1 and len(queries) == 1:
             plan = [[out]]
         else:

@@ -22,6 +22,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError, ModelNotFoundError
 from ..fileio import atomic_files
 from ..schema import ConfigModel, config_error, validate_model
+from ..textfiles import read_text
 from .resunet import ResUNet, ResUNetConfig, load_state_dict_strict
 from .text import TextEncoder, build_text_encoder
 
@@ -281,9 +282,7 @@ class TextQueriedSeparator(nn.Module):
                     f"{folder} is not a querysep model folder: {p.name} missing"
                 )
         try:
-            config = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{cfg_path} is not UTF-8 text (byte {exc.start})") from None
+            config = json.loads(read_text(cfg_path, "model config", error=ConfigError))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{cfg_path} is not valid JSON: {exc}") from None
         model = cls.from_config(config, text_encoder, source=str(cfg_path))

@@ -14,12 +14,15 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
 from ..fileio import AtomicFile, remove_stale_temp_files
 
 __all__ = [
+    "BEST_CHECKPOINT",
     "LAST_CHECKPOINT",
+    "AtomicCheckpointIO",
     "DataWaitTimer",
     "GracefulInterrupt",
     "LastCheckpoint",
@@ -29,6 +32,19 @@ __all__ = [
 ]
 
 LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT = "best.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, with every file written through
+    :class:`~querysep.fileio.AtomicFile`: ``best.ckpt`` (written by ``ModelCheckpoint``) is
+    replaced whole or not at all, like ``last.ckpt``."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        with AtomicFile(Path(path)) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 class TrainingInterruptedError(Exception):
@@ -79,7 +95,8 @@ class LastCheckpoint(Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:  # temporary files of saves cut short by a kill
-            remove_stale_temp_files(self.path)
+            for name in (LAST_CHECKPOINT, BEST_CHECKPOINT):
+                remove_stale_temp_files(self.dirpath / name)
         if trainer.ckpt_path:
             self.resumed_from = trainer.global_step
             if trainer.is_global_zero:

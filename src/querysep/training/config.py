@@ -32,6 +32,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ..errors import ConfigError
 from ..precision import PrecisionSetting
 from ..schema import ConfigModel, config_error, describe_error, nested
+from ..textfiles import read_text
 
 __all__ = [
     "DataConfig",
@@ -483,7 +484,7 @@ def _where(key: str, source: str, lines: Mapping[str, int], overridden: Mapping[
     return source
 
 
-def _suggestion(key: str, data: Mapping[str, Any]) -> str:
+def _suggestion(key: str) -> str:
     """``; did you mean 'lr'?`` for an unknown key close to a known one."""
     section, _, name = key.rpartition(".")
     model: Any = TrainConfig
@@ -530,7 +531,7 @@ def config_from_dict(
     except ValidationError as exc:
         key, problem = describe_error(exc)
         if problem == "unknown key":
-            problem += _suggestion(key, raw)
+            problem += _suggestion(key)
     except ConfigError as exc:
         if exc.key is None or exc.problem is None:
             raise ConfigError(f"{source}: {exc}") from None
@@ -551,16 +552,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
             or validation fails (naming the key and the file or override).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"config file not found: {path}" if not path.exists() else f"{path} is not a file"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path} is not UTF-8 text (byte {exc.start}); save the config as UTF-8"
-        ) from None
+    text = read_text(path, "config file", error=ConfigError)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

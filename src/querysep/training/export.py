@@ -19,12 +19,11 @@ from ..errors import CheckpointError
 from ..models.resunet import load_state_dict_strict
 from ..models.separator import TextQueriedSeparator
 from ..models.text import TextEncoder
-from .callbacks import LAST_CHECKPOINT
+from .callbacks import BEST_CHECKPOINT, LAST_CHECKPOINT
 from .module import CHECKPOINT_KEY
 
 __all__ = ["BEST_CHECKPOINT", "export_checkpoint", "find_export_checkpoint", "read_checkpoint"]
 
-BEST_CHECKPOINT = "best.ckpt"
 _NET_PREFIX = "model.net."
 
 

@@ -30,13 +30,14 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from ..errors import CheckpointError, ConfigError
-from ..fileio import write_text
+from ..errors import CheckpointError, ConfigError, OutputError
+from ..fileio import check_output_folder, write_text
 from ..models.separator import CONFIG_NAME, TextQueriedSeparator, build_network
 from ..models.text import build_text_encoder
 from ..precision import describe_choice, resolve_precision
 from .callbacks import (
     LAST_CHECKPOINT,
+    AtomicCheckpointIO,
     GracefulInterrupt,
     LastCheckpoint,
     StepProgressBar,
@@ -168,6 +169,7 @@ def build_trainer(
     cbs.extend(callbacks)
     try:
         return pl.Trainer(
+            plugins=[AtomicCheckpointIO()],
             max_steps=t.max_steps,
             max_time=t.max_time_delta(),
             max_epochs=-1,
@@ -240,10 +242,10 @@ def _check_same_model(config: TrainConfig, saved: Path) -> None:
 
 def _check_output_dir(out: Path) -> None:
     """Refuse a run folder that is a file or lies under one (nothing is written yet)."""
-    for folder in (out, *out.parents):
-        if folder.exists() and not folder.is_dir():
-            where = "is a file" if folder == out else f"lies under {folder}, which is a file"
-            raise ConfigError(f"trainer.output_dir {out} {where}, not a folder")
+    try:
+        check_output_folder(out)
+    except OutputError as exc:
+        raise ConfigError(f"trainer.output_dir: {exc}") from None
 
 
 def _changed_keys(old: object, new: object, prefix: str = "") -> list[str]:
