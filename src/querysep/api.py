@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from .audio.io import (
     resample,
 )
 from .audio.writer import AudioWriter
+from .clap import AudioTextModel, load_clap
 from .errors import AudioError, ConfigError
 from .models.separator import TextQueriedSeparator
 from .models.text import validate_queries
@@ -88,6 +90,9 @@ class Separator:
         overlap_seconds: Crossfaded overlap between consecutive segments.
         batch_size: Most (query x channel) items run through the network at once.
         num_threads: CPU threads for torch (``None`` leaves torch's default).
+        clap: The audio-text model for ATS scores (``return_ats=True``, :meth:`ats`): a
+            loaded :class:`~querysep.clap.AudioTextModel` or a spec for
+            :func:`~querysep.clap.load_clap`; ``None`` = the bundled default, loaded on first use.
         precision: ``32`` (default), ``bf16-mixed``, or ``auto``: bf16 autocast where the
             device computes bf16 natively (see :func:`querysep.precision.resolve_precision`).
             On a CPU with AVX-512 BF16 bf16 took about half the float32 time (default model
@@ -109,6 +114,7 @@ class Separator:
         batch_size: int = 8,
         num_threads: int | None = None,
         precision: str = "32",
+        clap: str | AudioTextModel | None = None,
     ) -> None:
         check_segment(segment_seconds, overlap_seconds)
         if num_threads is not None:
@@ -124,6 +130,37 @@ class Separator:
         self.segment_seconds = float(segment_seconds)
         self.overlap_seconds = float(overlap_seconds)
         self.batch_size = max(1, int(batch_size))
+        self._clap = clap
+
+    @property
+    def clap(self) -> AudioTextModel:
+        """The audio-text model behind ATS scores (loaded on first use)."""
+        if not isinstance(self._clap, AudioTextModel):
+            self._clap = load_clap(self._clap, self.device)
+        return self._clap
+
+    def ats(
+        self, estimates: ArrayLike, sample_rate: int, queries: str | Sequence[str]
+    ) -> torch.Tensor:
+        """ATS of each estimate against its own query: a confidence signal with no reference.
+
+        Args:
+            estimates: One estimate per query (channels are averaged).
+            sample_rate: Their rate in Hz.
+            queries: The queries, in the estimates' order.
+
+        Returns:
+            The cosine similarity of each estimate's and its query's CLAP embeddings.
+
+        Shape:
+            - estimates: ``(num_queries, channels, time)`` or ``(num_queries, time)``
+            - output: ``(num_queries,)``
+        """
+        items = validate_queries(queries)
+        if len(items) != len(estimates):
+            raise ValueError(f"{len(items)} queries but {len(estimates)} estimates")
+        audio = self.clap.embed_audio(estimates, sample_rate)
+        return (audio * self.clap.embed_text(items)).sum(-1)
 
     @property
     def sample_rate(self) -> int:
@@ -158,22 +195,49 @@ class Separator:
         return fn
 
     # ------------------------------------------------------------------ in memory
+    @overload
     def separate_tensor(
-        self, mixture: ArrayLike, sample_rate: int, queries: str | Sequence[str]
-    ) -> torch.Tensor:
+        self,
+        mixture: ArrayLike,
+        sample_rate: int,
+        queries: str | Sequence[str],
+        *,
+        return_ats: Literal[False] = False,
+    ) -> torch.Tensor: ...
+
+    @overload
+    def separate_tensor(
+        self,
+        mixture: ArrayLike,
+        sample_rate: int,
+        queries: str | Sequence[str],
+        *,
+        return_ats: Literal[True],
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def separate_tensor(
+        self,
+        mixture: ArrayLike,
+        sample_rate: int,
+        queries: str | Sequence[str],
+        *,
+        return_ats: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Separate in-memory audio.
 
         Args:
             mixture: The recording, any rate, mono or multichannel (each channel is separated).
             sample_rate: Its rate in Hz.
             queries: One text query or several.
+            return_ats: Also return each estimate's ATS against its query (see :meth:`ats`).
 
         Returns:
-            One estimate per query at the input's rate, channels and length.
+            One estimate per query at the input's rate, channels and length (and, with
+            ``return_ats``, their ATS).
 
         Shape:
             - mixture: ``(time,)`` or ``(channels, time)``
-            - output: ``(num_queries, channels, time)``
+            - output: ``(num_queries, channels, time)`` (ATS: ``(num_queries,)``)
         """
         items = validate_queries(queries)
         x = _check_waveform(mixture, sample_rate)
@@ -189,7 +253,10 @@ class Separator:
             est = torch.from_numpy(
                 np.ascontiguousarray(resample(flat, self.sample_rate, sample_rate))
             ).reshape(*est.shape[:2], -1)
-        return _fit_length(est, length)
+        est = _fit_length(est, length)
+        if return_ats:
+            return est, self.ats(est, sample_rate, items)
+        return est
 
     # ------------------------------------------------------------------ files
     def separate_file(
@@ -200,7 +267,8 @@ class Separator:
         *,
         mono: bool = False,
         progress: bool = False,
-    ) -> list[Path]:
+        return_ats: bool = False,
+    ) -> list[Path] | list[tuple[Path, float]]:
         """Separate a file to one output file per query, streaming through it.
 
         Memory is bounded by the segment length, not the file's. Each output has the input's
@@ -212,6 +280,8 @@ class Separator:
             outputs: One output path per query; the format follows each extension.
             mono: Downmix to mono before separating.
             progress: Show a progress bar.
+            return_ats: Return ``(path, ATS)`` pairs: each output scored against its query,
+                read back from the written file (streamed, so any length works).
         """
         items = validate_queries(queries)
         if len(outputs) != len(items):
@@ -256,7 +326,14 @@ class Separator:
                 bar.close()
         for w in opened:
             w.__exit__(None, None, None)
-        return [Path(p) for p in outputs]
+        paths = [Path(p) for p in outputs]
+        if not return_ats:
+            return paths
+        from .clap.files import embed_files
+
+        audio = embed_files(self.clap, paths)
+        scores = (audio * self.clap.embed_text(items)).sum(-1).tolist()
+        return list(zip(paths, scores, strict=True))
 
 
 def _progress(enabled: bool, seconds: float, desc: str):
@@ -286,12 +363,22 @@ def separate(
     *,
     model: str | TextQueriedSeparator | None = None,
     device: str | None = "cpu",
-) -> torch.Tensor:
+    return_ats: bool = False,
+    clap: str | AudioTextModel | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """One-liner: separate ``query`` from ``audio`` with the default (or named) model.
+
+    With ``return_ats``, also returns the ATS of each estimate against its query (a float
+    tensor, scalar for one query), computed with ``clap`` (default: the bundled model).
 
     Shape:
         - audio: ``(time,)`` or ``(channels, time)``
         - output: ``(channels, time)`` for one query, ``(num_queries, channels, time)`` for a list
     """
-    est = Separator(model, device=device).separate_tensor(audio, sample_rate, query)
-    return est[0] if isinstance(query, str) else est
+    sep = Separator(model, device=device, clap=clap)
+    single = isinstance(query, str)
+    if not return_ats:
+        est = sep.separate_tensor(audio, sample_rate, query)
+        return est[0] if single else est
+    est, ats = sep.separate_tensor(audio, sample_rate, query, return_ats=True)
+    return (est[0], ats[0]) if single else (est, ats)

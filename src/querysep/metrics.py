@@ -152,17 +152,29 @@ def sdri(reference: Signal, estimate: Signal, mixture: Signal) -> Score:
 
 
 def get_metrics(
-    mixture: Signal, reference: Signal, estimate: Signal
+    mixture: Signal,
+    reference: Signal,
+    estimate: Signal,
+    *,
+    query: str | None = None,
+    clap: Any = None,
+    sample_rate: int | None = None,
 ) -> dict[str, float | np.ndarray]:
     """Every separation score of an estimate in one flat dict.
 
     Keys: ``sdr``, ``sdri``, ``si_sdr``, ``si_sdri`` for the estimate, and ``input_sdr``,
-    ``input_si_sdr`` for the mixture itself (the improvements are the differences).
+    ``input_si_sdr`` for the mixture itself (the improvements are the differences). With a
+    ``query``, an audio-text model ``clap`` and the ``sample_rate``, also ``ats`` (the
+    cosine of the CLAP embeddings of the estimate and the query, the DCASE 2024 Task 9
+    report's ATS) and ``input_ats`` (the mixture's).
 
     Args:
         mixture: The mixture the estimate was separated from.
         reference: Clean target signal.
         estimate: Estimated signal.
+        query: The text query (for ATS).
+        clap: A :class:`querysep.clap.AudioTextModel` (for ATS).
+        sample_rate: Rate of the signals in Hz (for ATS).
 
     Returns:
         ``{name: score}``, Python floats for single signals and float64 numpy arrays for
@@ -189,7 +201,28 @@ def get_metrics(
         "input_sdr": scores["input_sdr"],
         "input_si_sdr": scores["input_si_sdr"],
     }
-    # Seam for the audio-text similarity score: an ``ats`` entry (CLAP similarity between
-    # the estimate and the text query) is added here once the CLAP model lands. It needs the
-    # query and a model, so it will come in as optional keyword arguments of this function.
-    return {name: _finish(value, False) for name, value in result.items()}
+    out = {name: _finish(value, False) for name, value in result.items()}
+    if query is not None or clap is not None:
+        if query is None or clap is None or sample_rate is None:
+            raise ValueError("ATS needs query, clap and sample_rate together")
+        out.update(ats_scores(clap, [estimate, mixture], sample_rate, query, ("ats", "input_ats")))
+    return out
+
+
+def ats_scores(
+    clap: Any, signals: list[Signal], sample_rate: int, query: str, names: tuple[str, ...]
+) -> dict[str, float | np.ndarray]:
+    """ATS of each signal (or batch of signals) against ``query``, under ``names``.
+
+    Shape:
+        - each signal: ``(time,)`` or ``(batch, time)``
+        - each value: ``()`` or ``(batch,)``
+    """
+    text = clap.embed_text([query])[0]
+    out: dict[str, float | np.ndarray] = {}
+    for name, signal in zip(names, signals, strict=True):
+        arr = signal.detach().cpu().numpy() if isinstance(signal, torch.Tensor) else signal
+        arr = np.asarray(arr, dtype=np.float32)
+        scores = (clap.embed_audio(arr, sample_rate) @ text).double().numpy()
+        out[name] = float(scores[0]) if arr.ndim == 1 else scores
+    return out

@@ -50,13 +50,22 @@ def register(app: typer.Typer) -> None:
             False, "--skip-missing", help="Skip clips whose audio is missing (counted)."
         ),
         segment_seconds: float = typer.Option(10.0, help="Length of the segments models see."),
+        clap: str | None = typer.Option(
+            None,
+            "--clap",
+            help="Audio-text model for the ATS column: a name (see 'querysep models'), a "
+            "transformers ClapModel or converted folder, or kind:path [default: esc50-clap].",
+        ),
+        no_ats: bool = typer.Option(
+            False, "--no-ats", help="Leave out the ATS column (and the reference row)."
+        ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
     ) -> None:
         """Score systems on a mixture list: per-clip CSV, summary.json and a markdown table."""
         from ..api import check_segment
         from ..data.manifest import read_mixture_list
         from ..errors import DataError, QueryError
-        from ..evaluation import ModelSystem, SystemOptions, evaluate, resolve_systems
+        from ..evaluation import ATSHook, ModelSystem, SystemOptions, evaluate, resolve_systems
         from ..evaluation.runner import check_settings
         from ..fileio import check_output_folder
         from ..models.text import validate_queries
@@ -74,8 +83,12 @@ def register(app: typer.Typer) -> None:
             raise DataError(f"audio folder not found: {audio_dir}")
         out_dir = check_output_folder(output or Path("evaluation") / mixtures.stem)
         options = SystemOptions(device=device, segment_seconds=segment_seconds, precision=precision)
+        hooks = [] if no_ats else [ATSHook(clap, device=device)]
         systems = resolve_systems(
-            list(model) if model else [DEFAULT_MODEL], baselines=not no_baselines, options=options
+            list(model) if model else [DEFAULT_MODEL],
+            baselines=not no_baselines,
+            reference=not no_ats,
+            options=options,
         )
         summary = evaluate(
             mixtures,
@@ -87,9 +100,12 @@ def register(app: typer.Typer) -> None:
             limit=limit,
             skip_missing=skip_missing,
             baselines=False,
+            metric_hooks=hooks,
         )
         console.print(summary.table(), highlight=False, markup=False)
         line = f"{summary.num_clips} clips"
+        if summary.num_upgraded:
+            line += f", {summary.num_upgraded} earlier rows given their ATS"
         if summary.num_resumed:
             line += f", {summary.num_resumed} scores resumed from an earlier run"
         if summary.skipped:

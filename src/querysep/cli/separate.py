@@ -135,6 +135,14 @@ def register(app: typer.Typer) -> None:
             "--plot",
             help="Also write <output>.png: mixture, estimate and residual spectrograms.",
         ),
+        clap: str | None = typer.Option(
+            None,
+            "--clap",
+            help="Audio-text model for the ATS printed next to each output [default: esc50-clap].",
+        ),
+        no_ats: bool = typer.Option(
+            False, "--no-ats", help="Do not score the outputs (ATS) against their queries."
+        ),
     ) -> None:
         """Separate the sound each query describes from each input file."""
         from ..api import Separator, check_segment
@@ -161,14 +169,30 @@ def register(app: typer.Typer) -> None:
             overlap_seconds=overlap_seconds,
             num_threads=threads,
             precision=precision,
+            clap=clap,
         )
+        if not no_ats:
+            sep.clap  # noqa: B018 - load it now: a bad --clap fails before any output
         for path, info, outs in zip(inputs, infos, plan, strict=True):
-            written = sep.separate_file(path, queries, outs, mono=mono, progress=info.duration > 60)
-            for q, w in zip(queries, written, strict=True):
-                console.print(f"wrote {w}  ([italic]{q}[/] from {path.name})", highlight=False)
+            done = sep.separate_file(
+                path, queries, outs, mono=mono, progress=info.duration > 60, return_ats=not no_ats
+            )
+            for q, item in zip(queries, done, strict=True):
+                w, ats = item if isinstance(item, tuple) else (item, None)
+                score = "" if ats is None else f"  ATS {ats:.3f}"
+                console.print(
+                    f"wrote {w}  ([italic]{q}[/] from {path.name}){score}", highlight=False
+                )
                 if plot:
                     png = _plot(path, w, q, mono)
                     console.print(f"wrote {png}", highlight=False)
+        if not no_ats:
+            err_console.print(
+                f"ATS: CLAP similarity of each output to its query ({sep.clap.name}; higher = "
+                "a closer match; compare values only within one model).",
+                soft_wrap=True,
+                highlight=False,
+            )
         if sep.model.metadata.get("name") == TEST_TINY:
             err_console.print(
                 "[yellow]note:[/] model test-tiny has random weights: its output is NOT a real "

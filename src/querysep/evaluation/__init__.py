@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+from .ats import ATSHook
 from .report import METRIC_COLUMNS, format_table
 from .runner import MetricHook, Summary, evaluate, resolve_systems
 from .systems import (
     MixtureSystem,
     ModelSystem,
     OracleIRM,
+    ReferenceSystem,
     System,
     SystemFactory,
     SystemOptions,
@@ -23,10 +25,12 @@ from .systems import (
 
 __all__ = [
     "METRIC_COLUMNS",
+    "ATSHook",
     "MetricHook",
     "MixtureSystem",
     "ModelSystem",
     "OracleIRM",
+    "ReferenceSystem",
     "Summary",
     "System",
     "SystemFactory",

@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -91,6 +91,8 @@ class PerClipWriter:
         header: Its columns.
         existing: Rows to (re)write first when ``rewrite`` (the complete rows of a torn file).
         rewrite: Start the file afresh (with ``existing``) instead of appending to it.
+        on_open: Called once, just before the file is first opened (to write files that
+            must exist whenever rows do).
     """
 
     def __init__(
@@ -100,8 +102,10 @@ class PerClipWriter:
         existing: Sequence[Mapping[str, str]] = (),
         *,
         rewrite: bool = True,
+        on_open: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
+        self._on_open = on_open
         self.header = list(header)
         self._existing = list(existing)
         self._rewrite = rewrite
@@ -110,6 +114,8 @@ class PerClipWriter:
     def _open(self) -> TextIO:
         if self._handle is None:
             check_output_folder(self.path.parent, create=True)
+            if self._on_open is not None:
+                self._on_open()
             if self._rewrite or not self.path.is_file():
                 rows = ([row[c] for c in self.header] for row in self._existing)
                 lines = [self.header, *rows]

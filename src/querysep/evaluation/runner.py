@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -21,15 +22,16 @@ from typing import Protocol
 
 import numpy as np
 
-from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, resample
+from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from ..data.manifest import MixtureRow, read_mixture_list
-from ..data.mixing import fit_length, load_row_mixture, row_files
+from ..data.mixing import load_row_mixture, row_files
 from ..errors import ConfigError, DataError
 from ..fileio import check_output_folder, write_text
 from ..metrics import get_metrics
 from ..textfiles import read_text
 from .report import METRIC_COLUMNS, PerClipWriter, format_table, read_per_clip, write_summary
-from .systems import System, SystemOptions, make_system
+from .systems import System, SystemOptions, make_system, run_system
+from .upgrade import missing_columns, peek_header, upgrade_per_clip
 
 __all__ = [
     "PER_CLIP_NAME",
@@ -43,6 +45,7 @@ __all__ = [
 ]
 
 PER_CLIP_NAME = "per_clip.csv"
+METRIC_MODELS_NAME = "metric_models.json"
 SUMMARY_NAME = "summary.json"
 TABLE_NAME = "table.md"
 
@@ -95,6 +98,8 @@ class Summary:
         num_resumed: Pairs read back from an earlier, interrupted run.
         skipped: Ids of the clips skipped for missing audio.
         out_dir: Output folder.
+        notes: Lines printed under the table (which model computed a metric, ...).
+        num_upgraded: Rows of an older ``per_clip.csv`` given the metric columns it lacked.
     """
 
     scores: dict[str, dict[str, float]]
@@ -104,6 +109,8 @@ class Summary:
     num_resumed: int
     skipped: list[str] = field(default_factory=list)
     out_dir: Path = Path(".")
+    notes: list[str] = field(default_factory=list)
+    num_upgraded: int = 0
 
     @property
     def per_clip_path(self) -> Path:
@@ -118,20 +125,26 @@ class Summary:
         return self.out_dir / TABLE_NAME
 
     def table(self) -> str:
-        """The markdown table (as written to ``table.md``)."""
-        return format_table(self.scores, self.columns)
+        """The markdown table (as written to ``table.md``), with its notes under it."""
+        table = format_table(self.scores, self.columns)
+        if self.notes:
+            table += "\n" + "\n".join(self.notes) + "\n"
+        return table
 
 
 def resolve_systems(
     systems: Sequence[str | System],
     *,
     baselines: bool = True,
+    reference: bool = False,
     options: SystemOptions | None = None,
 ) -> list[System]:
-    """Build systems from specs, adding the ``mixture`` and ``oracle-irm`` rows.
+    """Build systems from specs, adding the ``mixture``, ``oracle-irm`` and ``reference`` rows.
 
     With ``baselines``, ``mixture`` comes first and ``oracle-irm`` last unless the list
     already has a system of that name; the given systems keep their order between them.
+    With ``reference`` (for reference-free metrics such as ATS), ``reference`` (the clean
+    target) comes after everything else.
 
     Raises:
         ConfigError: No system at all, or two systems with the same name.
@@ -143,6 +156,8 @@ def resolve_systems(
             specs.insert(0, "mixture")
         if not any(n == "oracle-irm" or n.startswith("oracle-irm:") for n in names):
             specs.append("oracle-irm")
+    if reference and "reference" not in [s if isinstance(s, str) else s.name for s in specs]:
+        specs.append("reference")
     if not specs:
         raise ConfigError("no system to evaluate")
     built = [make_system(s, options) for s in specs]
@@ -204,16 +219,13 @@ class _Plan:
     skipped: list[str]
 
 
-def _load_rows(
-    list_path: Path, audio_path: Path, limit: int | None
-) -> tuple[list[MixtureRow], list[str]]:
-    """The list's rows (the first ``limit``) and its own columns, in file order."""
+def _load_rows(list_path: Path, audio_path: Path) -> tuple[list[MixtureRow], list[str]]:
+    """The list's rows and its own columns, in file order."""
     rows = read_mixture_list(list_path)
     if not rows:
         raise DataError(f"{list_path}: the mixture list has a header but no rows")
     if not audio_path.is_dir():
         raise DataError(f"audio folder not found: {audio_path}")
-    rows = rows[:limit] if limit is not None else rows
     header = next(csv.reader(io.StringIO(read_text(list_path, "mixture list"))), [])
     return rows, [name.strip() for name in header]
 
@@ -315,8 +327,8 @@ def _score_tasks(
                 if bar is not None:
                     bar.set_postfix_str(system.name, refresh=False)
                 query = task.row.caption
-                estimate = _run_system(system, mixture, target, query, sample_rate, cache)
-                scores = _score(mixture, target, estimate, query, sample_rate, hooks)
+                estimate = run_system(system, mixture, target, query, sample_rate, cache)
+                scores = _score(system, mixture, target, estimate, query, sample_rate, hooks)
                 values = dict(zip(list_columns, task.key, strict=True))
                 writer.write({**values, "system": system.name, **scores})
                 plan.scores[system.name].append(scores)
@@ -328,30 +340,6 @@ def _score_tasks(
         if bar is not None:
             bar.close()
     return num_computed
-
-
-def _run_system(
-    system: System,
-    mixture: np.ndarray,
-    target: np.ndarray,
-    query: str,
-    sample_rate: int,
-    cache: dict[int, tuple[np.ndarray, np.ndarray]],
-) -> np.ndarray:
-    """Run one system at its own rate; the estimate comes back at ``sample_rate``."""
-    rate = system.sample_rate or sample_rate
-    if rate not in cache:
-        cache[rate] = (resample(mixture, sample_rate, rate), resample(target, sample_rate, rate))
-    mix_r, tgt_r = cache[rate]
-    estimate = np.asarray(system.separate(mix_r, rate, query, target=tgt_r), dtype=np.float32)
-    if estimate.size != mix_r.shape[-1]:
-        raise ValueError(
-            f"system {system.name} returned shape {estimate.shape} for a mixture of {mix_r.shape}"
-        )
-    estimate = estimate.reshape(-1)
-    if rate != sample_rate:
-        estimate = fit_length(resample(estimate, rate, sample_rate), mixture.shape[-1])
-    return estimate
 
 
 def _means(
@@ -369,7 +357,12 @@ def _means(
 
 
 def _write_summary(
-    summary: Summary, list_path: Path, audio_path: Path, sample_rate: int, limit: int | None
+    summary: Summary,
+    list_path: Path,
+    audio_path: Path,
+    sample_rate: int,
+    limit: int | None,
+    models: Mapping[str, object],
 ) -> None:
     """Write ``summary.json`` (means, counts, where the data came from) and ``table.md``."""
     write_summary(
@@ -384,6 +377,7 @@ def _write_summary(
             "num_skipped": len(summary.skipped),
             "skipped": summary.skipped,
             "metrics": summary.columns,
+            "metric_models": dict(models),
             "systems": summary.scores,
         },
     )
@@ -415,6 +409,11 @@ def evaluate(
     Each clip is built by :func:`~querysep.data.mixing.load_row_mixture`, as the training
     validation set builds it.
 
+    A ``per_clip.csv`` written before a hook's column existed (a folder evaluated before
+    ATS) is upgraded in place by :func:`~querysep.evaluation.upgrade.upgrade_per_clip`: its
+    rows keep their scores and get the new column. Hooks that use a model (ATS) record it in
+    ``metric_models.json``; a later run with another model into the same folder is refused.
+
     Args:
         mixture_list: A DCASE (``source,noise,snr,caption``) or triplet
             (``mixture,target,caption``) CSV.
@@ -441,16 +440,47 @@ def evaluate(
     """
     list_path, audio_path, out_path = Path(mixture_list), Path(audio_dir), Path(out_dir)
     check_settings(sample_rate=sample_rate, limit=limit)
-    rows, list_columns = _load_rows(list_path, audio_path, limit)
+    all_rows, list_columns = _load_rows(list_path, audio_path)
+    rows = all_rows[:limit] if limit is not None else all_rows
     check_output_folder(out_path)
     columns = _metric_columns(list_path, list_columns, metric_hooks)
     header = [*list_columns, "system", *columns]
     built = resolve_systems(systems, baselines=baselines, options=options)
     per_clip = out_path / PER_CLIP_NAME
+    models = _metric_models(out_path, metric_hooks)
+
+    def record_models() -> None:
+        if models:
+            write_text(out_path / METRIC_MODELS_NAME, json.dumps(models, indent=2) + "\n")
+
+    def score(system: System, mix: np.ndarray, tgt: np.ndarray, est: np.ndarray, q: str):
+        return _score(system, mix, tgt, est, q, sample_rate, metric_hooks)
+
+    num_upgraded = 0
+    old_header = peek_header(per_clip)
+    addable = [c for c in columns if c not in METRIC_COLUMNS]
+    missing = missing_columns(old_header, header, addable) if old_header else None
+    if old_header is not None and missing is not None:
+        get_system = _system_getter(built, options)
+        record_models()
+        num_upgraded = upgrade_per_clip(
+            per_clip,
+            old_header,
+            header,
+            list_columns,
+            all_rows,
+            audio_path,
+            sample_rate,
+            get_system,
+            score,
+            progress=progress,
+        )
     resume = _read_resume(per_clip, header, list_columns, list(columns))
     plan = _plan(rows, list_columns, built, resume, audio_path, skip_missing)
 
-    with PerClipWriter(per_clip, header, resume.rows, rewrite=not resume.clean) as writer:
+    with PerClipWriter(
+        per_clip, header, resume.rows, rewrite=not resume.clean, on_open=record_models
+    ) as writer:
         num_computed = _score_tasks(plan, writer, list_columns, sample_rate, metric_hooks, progress)
 
     summary = Summary(
@@ -461,12 +491,60 @@ def evaluate(
         num_resumed=plan.num_resumed,
         skipped=plan.skipped,
         out_dir=out_path,
+        notes=[note for hook in metric_hooks if (note := getattr(hook, "note", None))],
+        num_upgraded=num_upgraded,
     )
-    _write_summary(summary, list_path, audio_path, sample_rate, limit)
+    _write_summary(summary, list_path, audio_path, sample_rate, limit, models)
     return summary
 
 
+def _metric_models(out_path: Path, hooks: Sequence[MetricHook]) -> dict[str, object]:
+    """``column -> model description`` of the hooks that use a model (ATS: the CLAP model).
+
+    Raises:
+        ConfigError: The folder's scores were computed with another model: values of two
+            models must not be mixed in one column.
+    """
+    models: dict[str, object] = {}
+    for hook in hooks:
+        describe = getattr(hook, "describe", None)
+        if callable(describe):
+            for column in hook.columns:
+                models[column] = describe()
+    path = out_path / METRIC_MODELS_NAME
+    if not models or not path.is_file():
+        return models
+    try:
+        stored = json.loads(read_text(path, "metric models file"))
+    except ValueError:
+        stored = None
+    if not isinstance(stored, dict):
+        raise DataError(f"{path} is corrupt; delete it or choose another output folder")
+    for column, model in models.items():
+        if column in stored and stored[column] != model:
+            name = stored[column].get("name") if isinstance(stored[column], dict) else None
+            raise ConfigError(
+                f"the {column} scores in {out_path} were computed with {name or stored[column]!r}, "
+                f"not {model.get('name') if isinstance(model, dict) else model!r}: values of two "
+                "models do not compare; use the same model or another output folder"
+            )
+    return {**stored, **models}
+
+
+def _system_getter(built: Sequence[System], options: SystemOptions | None):
+    """``name -> System``: this run's systems, others built from their name on demand."""
+    by_name = {s.name: s for s in built}
+
+    def get(name: str) -> System:
+        if name not in by_name:
+            by_name[name] = make_system(name, options)
+        return by_name[name]
+
+    return get
+
+
 def _score(
+    system: System,
     mixture: np.ndarray,
     target: np.ndarray,
     estimate: np.ndarray,
@@ -474,8 +552,12 @@ def _score(
     sample_rate: int,
     hooks: Sequence[MetricHook],
 ) -> dict[str, float]:
-    metrics = get_metrics(mixture, target, estimate)
-    scores = {c: float(metrics[c]) for c in METRIC_COLUMNS}
+    """The standard metrics (empty for the reference row) and every hook's."""
+    if getattr(system, "is_reference", False):
+        scores = dict.fromkeys(METRIC_COLUMNS, math.nan)
+    else:
+        metrics = get_metrics(mixture, target, estimate)
+        scores = {c: float(metrics[c]) for c in METRIC_COLUMNS}
     for hook in hooks:
         extra = hook(
             mixture=mixture, target=target, estimate=estimate, query=query, sample_rate=sample_rate

@@ -5,6 +5,7 @@ A system is anything with a ``name``, a ``sample_rate`` and a ``separate`` metho
 the command line and :func:`~querysep.evaluation.evaluate` accept strings:
 
 * ``mixture``: no separation, the estimate is the mixture (the "Mixture" row: SDRi = 0);
+* ``reference``: the clean target (only its ATS is scored: what a perfect output gets);
 * ``oracle-irm`` / ``oracle-irm:MODEL``: the ideal ratio mask computed from the references
   with the STFT of ``MODEL`` (default :data:`~querysep.pretrained.DEFAULT_MODEL`), the
   ceiling of mask-based separation;
@@ -24,18 +25,22 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from ..audio.io import resample
+from ..data.mixing import fit_length
 from ..errors import ConfigError
 
 __all__ = [
     "MixtureSystem",
     "ModelSystem",
     "OracleIRM",
+    "ReferenceSystem",
     "System",
     "SystemFactory",
     "SystemOptions",
     "make_system",
     "register_system",
     "registered_systems",
+    "run_system",
 ]
 
 
@@ -160,6 +165,36 @@ class MixtureSystem:
             - output: ``(time,)``
         """
         return mixture
+
+
+class ReferenceSystem:
+    """The clean target itself, scored like an output: the ``reference`` row.
+
+    Only reference-free metrics (ATS) mean something for it; the runner leaves its SDR,
+    SDRi and SI-SDR empty. Its ATS is what a perfect separation would score.
+    """
+
+    sample_rate: int | None = None
+    is_reference = True
+
+    def __init__(self, name: str = "reference") -> None:
+        self.name = name
+
+    def separate(
+        self, mixture: np.ndarray, sample_rate: int, query: str, *, target: np.ndarray | None
+    ) -> np.ndarray:
+        """Return ``target``.
+
+        Raises:
+            ConfigError: No target was given.
+
+        Shape:
+            - target: ``(time,)``
+            - output: ``(time,)``
+        """
+        if target is None:
+            raise ConfigError("the reference row needs the clean target")
+        return target
 
 
 class OracleIRM:
@@ -312,10 +347,54 @@ class ModelSystem:
         return estimate[0, 0].numpy().astype(np.float32, copy=False)
 
 
+def run_system(
+    system: System,
+    mixture: np.ndarray,
+    target: np.ndarray,
+    query: str,
+    sample_rate: int,
+    cache: dict[int, tuple[np.ndarray, np.ndarray]],
+) -> np.ndarray:
+    """Run one system at its own rate; the estimate comes back at ``sample_rate``.
+
+    Args:
+        system: The system.
+        mixture: The mixture at ``sample_rate``.
+        target: The clean target at ``sample_rate`` (for oracle and reference rows).
+        query: The caption.
+        sample_rate: The evaluation rate.
+        cache: ``rate -> (mixture, target)`` resampled copies, shared by the systems that
+            run on one clip.
+
+    Shape:
+        - mixture, target: ``(time,)``
+        - output: ``(time,)`` float32
+    """
+    rate = system.sample_rate or sample_rate
+    if rate not in cache:
+        cache[rate] = (resample(mixture, sample_rate, rate), resample(target, sample_rate, rate))
+    mix_r, tgt_r = cache[rate]
+    estimate = np.asarray(system.separate(mix_r, rate, query, target=tgt_r), dtype=np.float32)
+    if estimate.size != mix_r.shape[-1]:
+        raise ValueError(
+            f"system {system.name} returned shape {estimate.shape} for a mixture of {mix_r.shape}"
+        )
+    estimate = estimate.reshape(-1)
+    if rate != sample_rate:
+        estimate = fit_length(resample(estimate, rate, sample_rate), mixture.shape[-1])
+    return estimate
+
+
 def _mixture_factory(argument: str, options: SystemOptions) -> System:
     if argument:
         raise ConfigError(f"system 'mixture' takes no argument, got 'mixture:{argument}'")
     return MixtureSystem()
+
+
+def _reference_factory(argument: str, options: SystemOptions) -> System:
+    if argument:
+        raise ConfigError(f"system 'reference' takes no argument, got 'reference:{argument}'")
+    return ReferenceSystem()
 
 
 def _oracle_factory(argument: str, options: SystemOptions) -> System:
@@ -331,4 +410,5 @@ def _model_factory(argument: str, options: SystemOptions) -> System:
 
 register_system("mixture", _mixture_factory)
 register_system("oracle-irm", _oracle_factory)
+register_system("reference", _reference_factory)
 register_system("model", _model_factory)

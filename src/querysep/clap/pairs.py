@@ -1,0 +1,150 @@
+"""Lists of (audio, caption) pairs to score: reading, checking, writing back with ATS.
+
+A pair list is a CSV with at least the columns ``audio`` and ``caption`` (others are kept).
+Relative audio paths resolve against the CSV's folder. Every row is checked before any audio
+is embedded, and each problem is reported with its line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..audio.io import audio_info
+from ..errors import AudioError, DataError, QueryError
+from ..fileio import write_text
+from ..models.text.base import validate_queries
+from ..textfiles import read_text
+
+__all__ = ["ATS_COLUMN", "PairList", "PairRow", "describe_bad", "read_pairs", "write_pairs"]
+
+ATS_COLUMN = "ats"
+REQUIRED = ("audio", "caption")
+
+
+@dataclass
+class PairRow:
+    """One row of a pair list.
+
+    Attributes:
+        line: Line number in the file (the header is line 1).
+        values: The row as read, column -> text.
+        audio: The audio path, resolved against the list's folder.
+        caption: The caption, whitespace-normalised.
+        problem: Why the row cannot be scored, or ``None``.
+    """
+
+    line: int
+    values: dict[str, str]
+    audio: Path
+    caption: str
+    problem: str | None = None
+
+
+@dataclass
+class PairList:
+    """A pair list: its columns (in file order) and rows."""
+
+    path: Path
+    columns: list[str]
+    rows: list[PairRow]
+
+    @property
+    def bad(self) -> list[PairRow]:
+        """The rows that cannot be scored."""
+        return [r for r in self.rows if r.problem is not None]
+
+
+def read_pairs(path: Path, *, check_audio: bool = True) -> PairList:
+    """Read a pair list and check every row (audio readable, caption usable).
+
+    Raises:
+        DataError: The file is missing, unreadable, has no rows, or lacks a required column.
+    """
+    text = read_text(path, "pair list", error=DataError)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header:
+        raise DataError(f"{path}: empty file; expected a CSV with columns audio,caption")
+    columns = [c.strip() for c in header]
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise DataError(
+            f"{path}: no {' or '.join(missing)} column (found: {', '.join(columns)}); "
+            "a pair list has the columns audio,caption"
+        )
+    base = path.parent
+    rows: list[PairRow] = []
+    checked: dict[Path, str | None] = {}
+    for values in reader:
+        line = reader.line_num
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(columns):
+            raw = dict(zip(columns, values, strict=False))
+            problem = f"{len(values)} fields, expected {len(columns)}"
+            rows.append(PairRow(line, raw, Path(), "", problem))
+            continue
+        record = dict(zip(columns, values, strict=True))
+        audio = Path(record["audio"].strip()).expanduser()
+        audio = audio if audio.is_absolute() else base / audio
+        row = PairRow(line, record, audio, " ".join(record["caption"].split()))
+        row.problem = _caption_problem(record["caption"])
+        if row.problem is None and not record["audio"].strip():
+            row.problem = "empty audio path"
+        if row.problem is None and check_audio:
+            if audio not in checked:
+                checked[audio] = _audio_problem(audio)
+            row.problem = checked[audio]
+        rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: the pair list has a header but no rows")
+    return PairList(path, columns, rows)
+
+
+def _caption_problem(caption: str) -> str | None:
+    if not caption.strip():
+        return "empty caption"
+    try:
+        validate_queries(caption)
+    except QueryError as exc:
+        return str(exc)
+    return None
+
+
+def _audio_problem(path: Path) -> str | None:
+    try:
+        audio_info(path)  # also refuses a file with no samples
+    except AudioError as exc:
+        return str(exc)
+    return None
+
+
+def describe_bad(pairs: PairList, limit: int = 3) -> str:
+    """One line naming the first bad rows by line number."""
+    bad = pairs.bad
+    shown = "; ".join(f"line {r.line}: {r.problem}" for r in bad[:limit])
+    more = f" (and {len(bad) - limit} more)" if len(bad) > limit else ""
+    return f"{pairs.path}: {len(bad)} bad row(s): {shown}{more}"
+
+
+def write_pairs(path: Path, pairs: PairList, scores: Sequence[float]) -> None:
+    """Write the list with an ``ats`` column (replacing one it had), row order kept.
+
+    Rows that were not scored (bad rows under ``--skip-bad``) get an empty ``ats``.
+    """
+    columns = list(pairs.columns)
+    if ATS_COLUMN not in columns:
+        columns.append(ATS_COLUMN)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row, score in zip(pairs.rows, scores, strict=True):
+        values = dict(row.values)
+        values[ATS_COLUMN] = "" if math.isnan(score) else f"{score:.6f}"
+        writer.writerow([values.get(c, "") for c in columns])
+    write_text(path, buffer.getvalue())

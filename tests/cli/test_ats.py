@@ -1,0 +1,193 @@
+"""``querysep ats``: files x queries, pair lists, and every bad input as one line, exit 2."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from querysep.cli import app
+from querysep.clap import load_clap
+from querysep.clap.files import embed_file
+
+CLAP = ["--clap", "test-tiny", "--no-progress"]
+
+
+def _write(path: Path, seed: int, seconds: float = 1.0) -> Path:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, 0.1 * rng.standard_normal(int(seconds * 16000)), 16000, "FLOAT")
+    return path
+
+
+def _run(args: list[str]):
+    return CliRunner().invoke(app, args)
+
+
+def _pairs(path: Path, rows: list[tuple[str, ...]], header=("audio", "caption", "note")) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_files_times_queries_table_and_long_csv(tmp_path: Path) -> None:
+    a, b = _write(tmp_path / "a.wav", 1), _write(tmp_path / "b.wav", 2)
+    out = tmp_path / "scores.csv"
+    result = _run(["ats", str(a), str(b), "-q", "a dog", "-q", "rain", "-o", str(out), *CLAP])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [(Path(r["audio"]).name, r["caption"]) for r in rows] == [
+        ("a.wav", "a dog"),
+        ("a.wav", "rain"),
+        ("b.wav", "a dog"),
+        ("b.wav", "rain"),
+    ]
+    model = load_clap("test-tiny")
+    expected = float(embed_file(model, b) @ model.embed_text(["rain"])[0])
+    assert float(rows[3]["ats"]) == pytest.approx(expected, abs=1e-5)
+    assert f"{expected:.3f}" in result.output
+
+
+def test_pair_list_keeps_rows_and_columns_and_resolves_relative_paths(tmp_path: Path) -> None:
+    _write(tmp_path / "clips" / "a.wav", 1)
+    _write(tmp_path / "clips" / "b.wav", 2)
+    pairs = _pairs(
+        tmp_path / "pairs.csv",
+        [
+            ("clips/b.wav", "rain", "x"),
+            ("clips/a.wav", "a dog", "y"),
+            ("clips/b.wav", "a dog", "z"),
+        ],
+    )
+    out = tmp_path / "out.csv"
+    result = _run(["ats", "--list", str(pairs), "-o", str(out), *CLAP])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["audio"], r["caption"], r["note"]) for r in rows] == [
+        ("clips/b.wav", "rain", "x"),
+        ("clips/a.wav", "a dog", "y"),
+        ("clips/b.wav", "a dog", "z"),
+    ]
+    model = load_clap("test-tiny")
+    for row in rows:
+        expected = (
+            embed_file(model, tmp_path / row["audio"]) @ model.embed_text([row["caption"]])[0]
+        )
+        assert float(row["ats"]) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_skip_bad_scores_the_rest_and_leaves_ats_empty(tmp_path: Path) -> None:
+    _write(tmp_path / "a.wav", 1)
+    (tmp_path / "broken.wav").write_bytes(b"not audio at all")
+    pairs = _pairs(
+        tmp_path / "p.csv",
+        [
+            ("a.wav", "a dog", ""),
+            ("gone.wav", "a dog", ""),
+            ("a.wav", "  ", ""),
+            ("broken.wav", "rain", ""),
+        ],
+    )
+    out = tmp_path / "out.csv"
+    result = _run(["ats", "--list", str(pairs), "-o", str(out), "--skip-bad", *CLAP])
+    assert result.exit_code == 0, result.output
+    assert [r["ats"] != "" for r in csv.DictReader(out.open())] == [True, False, False, False]
+    assert "line 3" in result.output and "line 4" in result.output
+
+
+def _bad_cases(tmp: Path):
+    good = _write(tmp / "a.wav", 1)
+    empty = tmp / "empty.wav"
+    sf.write(empty, np.zeros(0), 16000)
+    return {
+        "missing-file-row": (
+            ["--list", str(_pairs(tmp / "l1.csv", [("a.wav", "x", ""), ("nope.wav", "y", "")]))],
+            "line 3",
+        ),
+        "empty-caption-row": (
+            ["--list", str(_pairs(tmp / "l2.csv", [("a.wav", " ", "")]))],
+            "line 2",
+        ),
+        "no-caption-column": (
+            ["--list", str(_pairs(tmp / "l3.csv", [("a.wav",)], header=("audio",)))],
+            "caption column",
+        ),
+        "header-only-list": (["--list", str(_pairs(tmp / "l4.csv", []))], "no rows"),
+        "missing-list": (["--list", str(tmp / "none.csv")], "none.csv"),
+        "empty-audio-file-row": (
+            ["--list", str(_pairs(tmp / "l5.csv", [(str(empty), "x", "")]))],
+            "no samples",
+        ),
+        "too-many-fields": (
+            ["--list", str(_pairs(tmp / "l6.csv", [("a.wav", "x", "", "extra")]))],
+            "fields",
+        ),
+        "list-and-files": (
+            ["--list", str(_pairs(tmp / "l7.csv", [("a.wav", "x", "")])), str(good), "-q", "x"],
+            "not both",
+        ),
+        "unknown-clap": (
+            ["--list", str(_pairs(tmp / "l8.csv", [("a.wav", "x", "")])), "--clap", "nope"],
+            "unknown audio-text model",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing-file-row",
+        "empty-caption-row",
+        "no-caption-column",
+        "header-only-list",
+        "missing-list",
+        "empty-audio-file-row",
+        "too-many-fields",
+        "list-and-files",
+        "unknown-clap",
+    ],
+)
+def test_bad_pair_lists_fail_with_one_line_and_write_nothing(tmp_path: Path, case: str) -> None:
+    args, needle = _bad_cases(tmp_path)[case]
+    out = tmp_path / "out.csv"
+    clap = [] if "--clap" in args else ["--clap", "test-tiny"]
+    result = _run(["ats", *args, "-o", str(out), *clap, "--no-progress"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("querysep: error:"), result.output
+    assert needle in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["{a}"], "-q QUERY"),
+        (["-q", "x"], "-q QUERY"),
+        (["{a}", "-q", "  "], "empty query"),
+        (["{a}", "{missing}", "-q", "x"], "not found"),
+        (["{a}", "-q", "x", "--skip-bad"], "only applies"),
+        (["--list", "{a}"], "needs -o"),
+    ],
+)
+def test_bad_file_mode_input_is_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    a = _write(tmp_path / "a.wav", 1)
+    argv = [x.format(a=a, missing=tmp_path / "missing.wav") for x in args]
+    result = _run(["ats", *argv, *CLAP])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], result.output
+
+
+def test_the_output_may_not_replace_the_list(tmp_path: Path) -> None:
+    _write(tmp_path / "a.wav", 1)
+    pairs = _pairs(tmp_path / "p.csv", [("a.wav", "x", "")])
+    before = pairs.read_bytes()
+    result = _run(["ats", "--list", str(pairs), "-o", str(pairs), *CLAP])
+    assert result.exit_code == 2 and pairs.read_bytes() == before
