@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -96,7 +98,7 @@ def test_repeat_pad_and_windows() -> None:
     for n in (11, 99, 1000):
         starts = window_starts(n, 10)
         assert starts[0] == 0 and starts[-1] == n - 10
-        assert all(b - a <= 10 for a, b in zip(starts, starts[1:], strict=False))
+        assert all(b - a <= 10 for a, b in itertools.pairwise(starts))
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from querysep.cli import app
 from querysep.clap import load_clap
 from querysep.clap.files import embed_file
+from querysep.cli import app
 
 CLAP = ["--clap", "test-tiny", "--no-progress"]
 
