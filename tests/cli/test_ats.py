@@ -122,7 +122,7 @@ def _bad_cases(tmp: Path):
         "missing-list": (["--list", str(tmp / "none.csv")], "none.csv"),
         "empty-audio-file-row": (
             ["--list", str(_pairs(tmp / "l5.csv", [(str(empty), "x", "")]))],
-            "no samples",
+            "no audio",
         ),
         "too-many-fields": (
             ["--list", str(_pairs(tmp / "l6.csv", [("a.wav", "x", "", "extra")]))],
