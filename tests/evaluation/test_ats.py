@@ -1,0 +1,197 @@
+"""The ATS column: values, the reference row, one CLAP model per folder, upgrading old folders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from querysep.clap import load_clap
+from querysep.clap.tiny import TinyClap
+from querysep.cli import app
+from querysep.errors import ConfigError, DataError
+from querysep.evaluation import ATSHook, evaluate, resolve_systems
+
+from .conftest import SR, ValSet, dcase_mix, find, read_mono
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+class Scaled:
+    """A deterministic 'model': half the mixture."""
+
+    sample_rate = None
+    name = "half"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def separate(self, mixture, sample_rate, query, *, target):
+        self.calls += 1
+        return 0.5 * mixture
+
+
+def _systems(system=None):
+    return resolve_systems([system or Scaled()], reference=True)
+
+
+def _run(valset: ValSet, out: Path, systems, hooks=(), **kw):
+    return evaluate(
+        valset.mixture_list,
+        valset.audio_dir,
+        systems,
+        out,
+        progress=False,
+        baselines=False,
+        metric_hooks=list(hooks),
+        **kw,
+    )
+
+
+def test_ats_values_and_the_reference_row(valset: ValSet, tmp_path: Path) -> None:
+    clap = load_clap("test-tiny")
+    summary = _run(valset, tmp_path / "out", _systems(), [ATSHook(clap)])
+    rows = read_rows(tmp_path / "out" / "per_clip.csv")
+    assert [r["system"] for r in rows[:4]] == ["mixture", "half", "oracle-irm", "reference"]
+    for source, noise, snr, caption in valset.rows:
+        mixture, target = dcase_mix(
+            read_mono(find(valset.audio_dir, source)),
+            read_mono(find(valset.audio_dir, noise)),
+            float(snr),
+        )
+        text = clap.embed_text([caption])[0]
+        expect = {
+            "mixture": float(clap.embed_audio(mixture, SR)[0] @ text),
+            "half": float(clap.embed_audio(0.5 * mixture, SR)[0] @ text),
+            "reference": float(clap.embed_audio(target, SR)[0] @ text),
+        }
+        mine = {r["system"]: r for r in rows if r["source"] == source}
+        for name, value in expect.items():
+            assert float(mine[name]["ats"]) == pytest.approx(value, abs=1e-5)
+        # gain does not move ATS: half the mixture scores as the mixture does
+        assert float(mine["half"]["ats"]) == pytest.approx(float(mine["mixture"]["ats"]), abs=1e-5)
+        assert all(math.isnan(float(mine["reference"][m])) for m in ("sdr", "sdri", "si_sdr"))
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert table.splitlines()[0] == "| System | SDR | SDRi | SI-SDR | ATS |"
+    assert "| reference | - | - | - | " in table and "test-tiny" in table
+    data = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert data["metric_models"]["ats"]["name"] == "test-tiny"
+    assert data["systems"]["reference"]["sdr"] is None
+    assert data["systems"]["reference"]["ats"] == pytest.approx(summary.scores["reference"]["ats"])
+
+
+def test_another_clap_model_is_refused_in_the_same_folder(valset: ValSet, tmp_path: Path) -> None:
+    _run(valset, tmp_path / "out", _systems(), [ATSHook("test-tiny")])
+    other = TinyClap(dim=16)
+    other.name = "tiny-16"
+    with pytest.raises(ConfigError, match="computed with 'test-tiny'"):
+        _run(valset, tmp_path / "out", _systems(), [ATSHook(other)])
+
+
+def _old_folder(valset: ValSet, out: Path) -> str:
+    """An evaluation folder as written before ATS existed."""
+    _run(valset, out, resolve_systems([Scaled()]))
+    return (out / "per_clip.csv").read_text()
+
+
+def test_an_old_folder_is_upgraded_in_place(valset: ValSet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    before = read_rows_text(_old_folder(valset, out))
+    system = Scaled()
+    summary = _run(valset, out, _systems(system), [ATSHook("test-tiny")])
+    after = read_rows(out / "per_clip.csv")
+    assert summary.num_upgraded == len(before) == 12
+    # every old row is still there, scores untouched, now with an ATS
+    for old, new in zip(before, after, strict=False):
+        assert {k: new[k] for k in old} == old and math.isfinite(float(new["ats"]))
+    assert [r["system"] for r in after[len(before) :]] == ["reference"] * 4
+    assert system.calls == 4  # run once per clip for its output, never re-scored otherwise
+    assert not (out / "per_clip.upgrade.csv").exists()
+    # and it equals a fresh run with ATS from the start
+    fresh = tmp_path / "fresh"
+    _run(valset, fresh, _systems(), [ATSHook("test-tiny")])
+    key = lambda r: (r["source"], r["system"])  # noqa: E731
+    fresh_rows = {key(r): r for r in read_rows(fresh / "per_clip.csv")}
+    for row in after:
+        assert float(row["ats"]) == pytest.approx(float(fresh_rows[key(row)]["ats"]), abs=1e-6)
+
+
+def read_rows_text(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(text.splitlines()))
+
+
+def test_an_interrupted_upgrade_resumes_without_redoing_rows(
+    valset: ValSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    original = _old_folder(valset, out)
+    hook = ATSHook("test-tiny")
+    calls = {"n": 0}
+    real = ATSHook.__call__
+
+    def flaky(self, **kw):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(self, **kw)
+
+    monkeypatch.setattr(ATSHook, "__call__", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        _run(valset, out, _systems(), [hook])
+    assert (out / "per_clip.csv").read_text() == original  # untouched until the upgrade is done
+    assert len(read_rows(out / "per_clip.upgrade.csv")) == 4
+    calls["n"] = 100
+    _run(valset, out, _systems(), [hook])
+    assert calls["n"] == 100 + 8 + 4  # the 8 old rows left, then the 4 reference rows
+    assert len(read_rows(out / "per_clip.csv")) == 16
+
+
+def test_a_system_that_changed_since_is_refused(valset: ValSet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _old_folder(valset, out)
+
+    class Louder(Scaled):
+        def separate(self, mixture, sample_rate, query, *, target):
+            return 0.5 * mixture + 0.1 * target
+
+    with pytest.raises(DataError, match="no longer reproduces"):
+        _run(valset, out, _systems(Louder()), [ATSHook("test-tiny")])
+
+
+def test_cli_ats_column_clap_choice_and_no_ats(valset: ValSet, tmp_path: Path) -> None:
+    base = [
+        "evaluate",
+        "--mixtures",
+        str(valset.mixture_list),
+        "--audio-dir",
+        str(valset.audio_dir),
+        "-m",
+        "test-tiny",
+        "--no-progress",
+    ]
+    result = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "a"), "--clap", "test-tiny"])
+    assert result.exit_code == 0, result.output
+    systems = [r["system"] for r in read_rows(tmp_path / "a" / "per_clip.csv")]
+    assert systems[:4] == ["mixture", "test-tiny", "oracle-irm", "reference"]
+    result = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "b"), "--no-ats"])
+    assert result.exit_code == 0, result.output
+    rows = read_rows(tmp_path / "b" / "per_clip.csv")
+    assert "ats" not in rows[0] and "reference" not in {r["system"] for r in rows}
+    result = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "c"), "--clap", "nope"])
+    assert result.exit_code == 2 and "unknown audio-text model" in result.output
+    assert not (tmp_path / "c").exists()
+
+
+def test_reference_row_needs_the_target() -> None:
+    from querysep.evaluation import ReferenceSystem
+
+    with pytest.raises(ConfigError):
+        ReferenceSystem().separate(np.zeros(4), SR, "x", target=None)
