@@ -26,11 +26,20 @@ def _write(path: Path, seconds: float, rate: int, channels: int = 1, seed: int =
     return path
 
 
+@pytest.fixture(params=["read-at-once", "streamed"])
+def streaming(request, monkeypatch):
+    if request.param == "streamed":
+        monkeypatch.setattr("querysep.clap.files._IN_MEMORY_SAMPLES", 0)
+    return request.param
+
+
 @pytest.mark.parametrize(
     ("seconds", "rate", "channels"),
     [(0.2, 16000, 1), (2.0, 16000, 2), (4.37, 44100, 1), (95.0, 16000, 1)],
 )
-def test_streamed_file_windows_equal_the_in_memory_ones(model, tmp_path, seconds, rate, channels):
+def test_streamed_file_windows_equal_the_in_memory_ones(
+    model, tmp_path, seconds, rate, channels, streaming
+):
     path = _write(tmp_path / "a.wav", seconds, rate, channels)
     audio, _ = load_audio(path, model.sample_rate, mono=True)
     expected, _ = model.prepare_windows(audio[0], model.sample_rate)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio.io import iter_audio_blocks
+from ..audio.io import audio_info, iter_audio_blocks, load_audio
 from ..errors import AudioError
 from .base import _SILENCE_RMS, REFERENCE_RMS, AudioTextModel, repeat_pad, window_starts
 
@@ -24,6 +24,8 @@ __all__ = ["embed_file", "embed_files", "score_pairs"]
 StrPath = str | os.PathLike[str]
 
 _BLOCK_SECONDS = 30
+# Files up to this many samples (at the model's rate; 64 MB of float32) are read at once.
+_IN_MEMORY_SAMPLES = 1 << 24
 
 
 def _file_rms(path: StrPath, rate: int, block: int) -> tuple[float, int]:
@@ -42,8 +44,9 @@ def file_windows(
 ) -> np.ndarray:
     """The windows :meth:`AudioTextModel.prepare_windows` would cut from the whole file.
 
-    Streams the file twice (once for its level, once for the windows), holding about one
-    block and the windows in memory, never the whole signal at once.
+    A file of more than 2**24 samples at the model's rate (about 6 minutes at 48 kHz) is
+    streamed twice (once for its level, once for the windows), holding about one block and
+    the windows in memory, never the whole signal at once; shorter files are read at once.
 
     Raises:
         AudioError: A missing, unreadable, empty or NaN-holding file.
@@ -52,6 +55,10 @@ def file_windows(
         - output: ``(num_windows, window_samples)``
     """
     rate, size = model.sample_rate, model.window_samples
+    info = audio_info(path)
+    if info.duration * rate <= _IN_MEMORY_SAMPLES:  # the usual case: one read, no second pass
+        audio, _ = load_audio(path, rate, mono=True)
+        return model.prepare_windows(audio[0], rate, normalize_level=normalize_level)[0]
     block = max(size, rate * _BLOCK_SECONDS)
     rms, length = _file_rms(path, rate, block)
     gain = REFERENCE_RMS / rms if normalize_level and rms > _SILENCE_RMS else 1.0
