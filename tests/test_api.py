@@ -124,3 +124,18 @@ def test_file_streaming_equals_in_memory(tiny: Separator, tmp_path: Path) -> Non
         assert rate == 22050 and data.shape == (x.shape[1], 2)
         # 16-bit output: agreement to quantisation level, and >= 40 dB overall
         assert np.min(sdr(ref[q], data.T.astype(np.float32))) > 40
+
+
+def test_ats_on_request(tiny: Separator) -> None:
+    from querysep.clap import load_clap
+
+    clap = load_clap("test-tiny")
+    sep = Separator("test-tiny", clap=clap)
+    audio = synth.scene(2.0, 22050, seed=5)
+    est, ats = sep.separate_tensor(audio, 22050, ["a dog", "rain"], return_ats=True)
+    assert est.shape[0] == 2 and ats.shape == (2,)
+    for i, query in enumerate(["a dog", "rain"]):
+        want = clap.embed_audio(est[i, 0].numpy(), 22050)[0] @ clap.embed_text([query])[0]
+        assert float(ats[i]) == pytest.approx(float(want), abs=1e-5)
+    one, score = separate(audio, 22050, "a dog", model="test-tiny", return_ats=True, clap=clap)
+    assert one.shape == est[0].shape and float(score) == pytest.approx(float(ats[0]), abs=1e-5)

@@ -215,3 +215,60 @@ def test_output_under_a_file_is_one_line_exit_2(mix: Path, tmp_path: Path, where
     assert lines[0].startswith(f"querysep: error: cannot write {tmp_path / where}")
     assert lines[0].endswith(f"{blocker} is a file, not a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE", "mix.wav"]
+
+
+def test_each_output_is_printed_with_its_ats(mix: Path, tmp_path: Path) -> None:
+    from querysep.clap import load_clap
+    from querysep.clap.files import embed_file
+
+    out = tmp_path / "out"
+    res = run(
+        "separate",
+        str(mix),
+        "-q",
+        "a dog",
+        "-q",
+        "rain",
+        "-o",
+        str(out),
+        "-m",
+        "test-tiny",
+        "--clap",
+        "test-tiny",
+    )
+    assert res.exit_code == 0, res.output
+    clap = load_clap("test-tiny")
+    for query, line in zip(["a dog", "rain"], res.stdout.strip().splitlines(), strict=True):
+        path = out / f"mix__{query_slug(query)}.wav"
+        ats = float(embed_file(clap, path) @ clap.embed_text([query])[0])
+        assert line.startswith(f"wrote {path}") and line.endswith(f"ATS {ats:.3f}")
+    res = run(
+        "separate",
+        str(mix),
+        "-q",
+        "a dog",
+        "-o",
+        str(tmp_path / "b"),
+        "-m",
+        "test-tiny",
+        "--no-ats",
+    )
+    assert res.exit_code == 0 and "ATS" not in res.output
+
+
+def test_a_bad_clap_fails_before_any_output(mix: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = run(
+        "separate",
+        str(mix),
+        "-q",
+        "a dog",
+        "-o",
+        str(out),
+        "-m",
+        "test-tiny",
+        "--clap",
+        "no-such-clap",
+    )
+    assert res.exit_code == 2 and "unknown audio-text model" in res.output
+    assert not out.exists()

@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
             baselines=False,
             metric_hooks=hooks,
         )
-        console.print(summary.table(), highlight=False, markup=False)
+        console.print(summary.table(), highlight=False, markup=False, soft_wrap=True)
         line = f"{summary.num_clips} clips"
         if summary.num_upgraded:
             line += f", {summary.num_upgraded} earlier rows given their ATS"

@@ -181,7 +181,9 @@ def register(app: typer.Typer) -> None:
                 w, ats = item if isinstance(item, tuple) else (item, None)
                 score = "" if ats is None else f"  ATS {ats:.3f}"
                 console.print(
-                    f"wrote {w}  ([italic]{q}[/] from {path.name}){score}", highlight=False
+                    f"wrote {w}  ([italic]{q}[/] from {path.name}){score}",
+                    highlight=False,
+                    soft_wrap=True,
                 )
                 if plot:
                     png = _plot(path, w, q, mono)
