@@ -42,7 +42,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_SUBCOMMANDS = ("separate", "ats", "models", "prepare", "mixtures", "train", "evaluate")
+_SUBCOMMANDS = (
+    "separate",
+    "ats",
+    "models",
+    "prepare",
+    "augment",
+    "mixtures",
+    "train",
+    "evaluate",
+)
 
 
 @app.callback()

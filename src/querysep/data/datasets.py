@@ -206,10 +206,15 @@ class MixtureTrainingDataset(Dataset):
             random ``"label"``, or a random one of ``"all"`` captions and labels. Clips
             without the asked kind fall back to the other.
         cache_size: Keep at most this many decoded files (``None``: all).
+        augmented_caption_prob: Probability that an item's query is drawn (uniformly)
+            from the target's ``augmented_captions`` instead of by ``text_choice``; clips
+            without augmented captions always use ``text_choice``. At 0 (the default) no
+            extra random number is drawn, so items equal those of earlier versions.
 
     Raises:
         DataError: No clip can be a target.
-        ConfigError: Bad segment length, sample rate, length, seed or text choice.
+        ConfigError: Bad segment length, sample rate, length, seed, text choice or
+            augmented caption probability.
     """
 
     def __init__(
@@ -223,9 +228,15 @@ class MixtureTrainingDataset(Dataset):
         text_choice: TextChoice = "random",
         *,
         cache_size: int | None = None,
+        augmented_caption_prob: float = 0.0,
     ) -> None:
         if sample_rate <= 0:
             raise ConfigError(f"sample_rate must be positive, got {sample_rate}")
+        if not 0.0 <= augmented_caption_prob <= 1.0:
+            raise ConfigError(
+                f"augmented_caption_prob must be in [0, 1], got {augmented_caption_prob}"
+            )
+        self.augmented_caption_prob = float(augmented_caption_prob)
         self.segment_length = round(segment_seconds * sample_rate)
         if self.segment_length <= 0:
             raise ConfigError(f"segment_seconds must be positive, got {segment_seconds}")
@@ -282,6 +293,11 @@ class MixtureTrainingDataset(Dataset):
         return self.targets[int(order[position])]
 
     def _query(self, clip: Clip, rng: np.random.Generator) -> str:
+        if self.augmented_caption_prob > 0.0:
+            use_augmented = float(rng.random()) < self.augmented_caption_prob
+            if use_augmented and clip.augmented_captions:
+                augmented = clip.augmented_captions
+                return augmented[int(rng.integers(len(augmented)))]
         captions = list(clip.captions)
         labels = [label_to_text(label) for label in clip.labels]
         if self.text_choice == "first":

@@ -70,6 +70,10 @@ class Clip:
             mixed together.
         source: Name of the dataset the clip comes from.
         split: Dataset split, e.g. ``"train"``, ``"fold4"``, ``"validation"``.
+        augmented_captions: Extra captions written from ``captions`` by a language model
+            or the offline paraphraser (``querysep augment``); training may draw its
+            queries from them (``data.augmented_caption_prob``). Empty by default, and left
+            out of the written line while empty.
     """
 
     id: str
@@ -81,10 +85,15 @@ class Clip:
     labels: list[str] = field(default_factory=list)
     source: str = ""
     split: str = ""
+    augmented_captions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the clip as a JSON-serialisable dict."""
-        return asdict(self)
+        """Return the clip as a JSON-serialisable dict (without an empty
+        ``augmented_captions``, so manifests of unaugmented clips stay as they were)."""
+        data = asdict(self)
+        if not data["augmented_captions"]:
+            del data["augmented_captions"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Clip:
@@ -105,7 +114,7 @@ class Clip:
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int):
             raise ValueError("field 'sample_rate' must be an integer")
         lists: dict[str, list[str]] = {}
-        for key in ("captions", "keywords", "labels"):
+        for key in ("captions", "keywords", "labels", "augmented_captions"):
             value = data.get(key, [])
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"field '{key}' must be a list of strings")

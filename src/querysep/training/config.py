@@ -208,6 +208,9 @@ class DataConfig(ConfigModel):
         preload: Decode every training clip into memory before training (shared by
             forked workers). Off for datasets larger than memory.
         cache_size: Decoded files kept in memory when not preloading (``None``: all, 0: none).
+        augmented_caption_prob: Probability that a step's query is one of the target
+            clip's ``augmented_captions`` (written by ``querysep augment``) instead of a
+            caption or label chosen by ``caption``; 0 never uses them.
     """
 
     train: list[TrainSetConfig] = Field(default_factory=list)
@@ -223,6 +226,7 @@ class DataConfig(ConfigModel):
     caption: CaptionField = "captions"
     preload: bool = True
     cache_size: NonNegativeInt | None = None
+    augmented_caption_prob: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
 
     @field_validator("gain_db")
     @classmethod

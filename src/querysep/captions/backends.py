@@ -1,0 +1,361 @@
+"""Caption backends: an OpenAI-compatible chat endpoint, or the offline paraphraser.
+
+Both turn one caption (and its keywords) into an :class:`Answer`: the captions kept, the
+ones rejected with their reasons (:mod:`querysep.captions.validate`), and what it cost.
+
+:class:`OpenAIBackend` talks to any chat-completions endpoint (OpenAI, vLLM, llama.cpp
+server, Ollama) through the official ``openai`` client, with the client's own retries
+turned off (``max_retries=0``) so that the loop here is the only one:
+
+* HTTP 429, 5xx, timeouts, connection errors and unreadable responses are retried up to
+  ``max_tries`` times in all, waiting ``backoff_base * 2**k`` seconds (at most
+  ``backoff_max``, at least what a ``Retry-After`` header asks) with random jitter (a
+  uniform draw between half and all of it);
+* HTTP 401/403 (wrong key), 404 (unknown model or route) and other 4xx fail at once;
+* an answer with too few valid captions is re-asked up to ``max_reasks`` times, asking only
+  for the number still missing.
+
+The API key comes from ``QUERYSEP_LLM_API_KEY`` or ``OPENAI_API_KEY``; it is handed to the
+client and nowhere else, and masked out of any server message that is shown.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import QuerysepError
+from .errors import (
+    AuthenticationFailedError,
+    BackendError,
+    EndpointUnreachableError,
+    UnknownModelError,
+)
+from .paraphrase import paraphrase
+from .prompt import PromptTemplate, follow_up_prompt
+from .validate import Rejection, parse_numbered, validate_captions
+
+__all__ = [
+    "API_KEY_VARIABLES",
+    "Answer",
+    "Backend",
+    "OfflineBackend",
+    "OpenAIBackend",
+    "RateLimiter",
+    "RetryPolicy",
+    "api_key_from_env",
+]
+
+#: Environment variables read for the API key, first found wins.
+API_KEY_VARIABLES = ("QUERYSEP_LLM_API_KEY", "OPENAI_API_KEY")
+
+
+@dataclass
+class Answer:
+    """What a backend made of one caption.
+
+    Attributes:
+        kept: Valid captions, at most the number asked for.
+        rejected: Refused captions (and unreadable answers) with the rule they broke.
+        requests: Chat requests that got an answer.
+        retries: Requests repeated after a 429, 5xx, timeout or connection error.
+        reasks: Follow-up requests for missing captions.
+        tokens_in: Prompt tokens, as the endpoint reported them.
+        tokens_out: Completion tokens, as the endpoint reported them.
+    """
+
+    kept: list[str] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    requests: int = 0
+    retries: int = 0
+    reasks: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+class Backend(Protocol):
+    """Anything that turns a caption into an :class:`Answer`."""
+
+    name: str
+    model: str
+
+    def augment(
+        self, caption: str, keywords: Sequence[str], template: PromptTemplate, num_captions: int
+    ) -> Answer:
+        """Write ``num_captions`` new captions for ``caption``."""
+        ...
+
+
+class OfflineBackend:
+    """The deterministic rule-based paraphraser (:mod:`querysep.captions.paraphrase`).
+
+    The template is not used (there is no language model to read it).
+    """
+
+    name = "offline"
+    model = "rules-v1"
+
+    def augment(
+        self, caption: str, keywords: Sequence[str], template: PromptTemplate, num_captions: int
+    ) -> Answer:
+        """Paraphrase ``caption``; see :func:`~querysep.captions.paraphrase.paraphrase`."""
+        return Answer(kept=paraphrase(caption, keywords, num_captions))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try one request.
+
+    Attributes:
+        max_tries: Attempts in all (first one included) before giving up.
+        backoff_base: First wait, in seconds; doubled after each failure.
+        backoff_max: Longest wait, in seconds.
+        timeout: Seconds to wait for one response.
+    """
+
+    max_tries: int = 6
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    timeout: float = 60.0
+
+    def delay(self, failures: int, rng: random.Random, retry_after: float | None = None) -> float:
+        """Seconds to wait after ``failures`` failed attempts (1, 2...), with jitter."""
+        full = min(self.backoff_max, self.backoff_base * 2 ** (failures - 1))
+        wait = rng.uniform(full / 2, full)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.backoff_max))
+        return wait
+
+
+class RateLimiter:
+    """Spaces request starts at least ``60 / per_minute`` seconds apart, across threads.
+
+    Args:
+        per_minute: Requests per minute (``None`` or 0: no limit).
+    """
+
+    def __init__(
+        self,
+        per_minute: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._next = -math.inf
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Block until the next request may start."""
+        if not self.interval:
+            return
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            self._sleep(start - now)
+
+
+def api_key_from_env() -> str | None:
+    """The API key from the environment (see :data:`API_KEY_VARIABLES`), or None."""
+    for name in API_KEY_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+@dataclass
+class _Reply:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    retries: int
+
+
+class OpenAIBackend:
+    """Captions from an OpenAI-compatible chat-completions endpoint.
+
+    Args:
+        model: Model name, as the endpoint knows it (``gpt-4``, ``llama3``...).
+        base_url: Endpoint root, e.g. ``http://localhost:8000/v1`` (``None``: OpenAI's).
+        api_key: The key (default: :func:`api_key_from_env`; a placeholder for a
+            ``base_url`` that needs none).
+        retry: Retry, backoff and timeout settings.
+        rate_limit: Requests per minute, over all threads (``None``: no limit).
+        max_reasks: Follow-up requests for missing captions, per caption.
+        temperature: Sampling temperature sent with each request (``None``: the server's).
+        sleep: The function that waits (tests pass a recorder).
+
+    Raises:
+        BackendError: No key for OpenAI's own endpoint.
+        QuerysepError: The ``openai`` package is not installed.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limit: float | None = None,
+        max_reasks: int = 2,
+        temperature: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        try:
+            import openai
+        except ImportError:
+            raise QuerysepError(
+                "the openai backend needs the openai package: pip install 'querysep[llm]'"
+            ) from None
+        key = api_key if api_key is not None else api_key_from_env()
+        if not key:
+            if base_url is None:
+                raise BackendError(
+                    "no API key: set OPENAI_API_KEY (or QUERYSEP_LLM_API_KEY), or give "
+                    "--base-url for a local server that needs none"
+                )
+            key = "no-key"  # local servers ignore it; the client insists on one
+        self.model = model
+        self.base_url = base_url
+        self.retry = retry or RetryPolicy()
+        self.limiter = RateLimiter(rate_limit, sleep=sleep)
+        self.max_reasks = max_reasks
+        self.temperature = temperature
+        self._sleep = sleep
+        self._rng = random.Random()
+        self._key = key
+        self._openai = openai
+        self._client = openai.OpenAI(
+            api_key=key, base_url=base_url, max_retries=0, timeout=self.retry.timeout
+        )
+        self.where = str(self._client.base_url).rstrip("/")
+
+    def _mask(self, text: str) -> str:
+        text = " ".join(str(text).split())[:300]
+        return text.replace(self._key, "***") if self._key else text
+
+    def _fatal(self, exc: Exception) -> BackendError | None:
+        """The error to stop with for ``exc``, or None when it is worth retrying."""
+        o = self._openai
+        if isinstance(exc, o.AuthenticationError | o.PermissionDeniedError):
+            return AuthenticationFailedError(
+                f"the LLM endpoint {self.where} refused the API key (HTTP {exc.status_code}); "
+                "check OPENAI_API_KEY / QUERYSEP_LLM_API_KEY"
+            )
+        if isinstance(exc, o.NotFoundError):
+            return UnknownModelError(
+                f"the LLM endpoint {self.where} has no model '{self.model}' or no chat "
+                "completions route (HTTP 404); check --model and --base-url"
+            )
+        if isinstance(exc, o.APIStatusError) and exc.status_code < 500 and exc.status_code != 429:
+            message = getattr(exc, "message", "") or str(exc)
+            return BackendError(
+                f"the LLM endpoint {self.where} refused the request "
+                f"(HTTP {exc.status_code}): {self._mask(message)}"
+            )
+        return None
+
+    def _gave_up(self, exc: Exception, tries: int) -> BackendError:
+        o = self._openai
+        after = f"after {tries} tr{'y' if tries == 1 else 'ies'}"
+        if isinstance(exc, o.RateLimitError):
+            return BackendError(
+                f"the LLM endpoint {self.where} still refuses with HTTP 429 (rate limit) "
+                f"{after}; lower --rate-limit or --concurrency"
+            )
+        if isinstance(exc, o.APITimeoutError):
+            what = f"no answer within {self.retry.timeout:g} s"
+        elif isinstance(exc, o.APIConnectionError):
+            what = "cannot connect"
+        elif isinstance(exc, o.APIStatusError):
+            what = f"server error HTTP {exc.status_code}"
+        else:
+            what = f"unreadable response ({type(exc).__name__})"
+        return EndpointUnreachableError(f"LLM endpoint {self.where} failed {after}: {what}")
+
+    @staticmethod
+    def _retry_after(exc: Exception) -> float | None:
+        response = getattr(exc, "response", None)
+        value = response.headers.get("retry-after") if response is not None else None
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+    def chat(self, messages: list[dict[str, str]]) -> _Reply:
+        """One chat completion, retried as the module docstring says.
+
+        Raises:
+            BackendError: A failure that retrying will not mend, or tries exhausted.
+        """
+        o = self._openai
+        retryable = (o.APIStatusError, o.APIConnectionError, o.APIResponseValidationError)
+        for attempt in range(1, self.retry.max_tries + 1):
+            self.limiter.wait()
+            try:
+                kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
+                if self.temperature is not None:
+                    kwargs["temperature"] = self.temperature
+                response = self._client.chat.completions.create(**kwargs)
+                text = response.choices[0].message.content or ""
+                usage = response.usage
+            except (*retryable, ValueError, TypeError, AttributeError, IndexError) as exc:
+                fatal = self._fatal(exc)
+                if fatal is not None:
+                    raise fatal from None
+                if attempt == self.retry.max_tries:
+                    raise self._gave_up(exc, attempt) from None
+                self._sleep(self.retry.delay(attempt, self._rng, self._retry_after(exc)))
+                continue
+            tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+            tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+            return _Reply(str(text), tokens_in, tokens_out, attempt - 1)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def augment(
+        self, caption: str, keywords: Sequence[str], template: PromptTemplate, num_captions: int
+    ) -> Answer:
+        """Ask for ``num_captions`` captions; re-ask for the missing ones, bounded."""
+        answer = Answer()
+        messages = [{"role": "user", "content": template.render(caption, list(keywords))}]
+        for round_ in range(self.max_reasks + 1):
+            reply = self.chat(messages)
+            answer.requests += 1
+            answer.reasks += round_ > 0
+            answer.retries += reply.retries
+            answer.tokens_in += reply.tokens_in
+            answer.tokens_out += reply.tokens_out
+            missing = num_captions - len(answer.kept)
+            parsed = parse_numbered(reply.text)
+            if not parsed:
+                answer.rejected.append(Rejection(reply.text.strip()[:500], "no numbered captions"))
+            checked = validate_captions(parsed, caption, answer.kept)
+            answer.kept += checked.kept[:missing]
+            answer.rejected += checked.rejected
+            answer.rejected += [Rejection(t, "more than asked") for t in checked.kept[missing:]]
+            missing = num_captions - len(answer.kept)
+            if missing <= 0:
+                break
+            problems = [r.reason for r in checked.rejected] or (
+                ["no numbered captions"] if not parsed else ["too few captions"]
+            )
+            messages = [
+                *messages,
+                {"role": "assistant", "content": reply.text},
+                {"role": "user", "content": follow_up_prompt(missing, answer.kept, problems)},
+            ]
+        return answer

@@ -1,0 +1,123 @@
+"""The answer cache: an append-only JSON-lines file, one finished caption per line.
+
+Each line is one :class:`~querysep.captions.backends.Answer` with its key, the sha256 of
+``(backend, model, template text, caption, keywords)``: change any of them and the caption
+is asked again; keep them and a re-run asks nothing twice. Every line is flushed and
+``fsync``-ed as soon as its answer exists, so a run killed at any moment loses at most the
+answers still in flight. A last line cut short by such a kill is dropped (and cut off the
+file) when the cache is opened; any other unreadable line is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import DataError, OutputError
+from ..fileio import check_output_file
+
+__all__ = ["AnswerCache", "cache_key"]
+
+
+def cache_key(
+    backend: str, model: str, template: str, caption: str, keywords: Sequence[str]
+) -> str:
+    """The sha256 hex digest naming one work item (see the module docstring)."""
+    payload = json.dumps([backend, model, template, caption, list(keywords)], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class AnswerCache:
+    """Finished answers by key, read from and appended to a JSON-lines file.
+
+    The file is created on the first :meth:`add`, so a dry run leaves no trace.
+
+    Args:
+        path: The cache file.
+
+    Raises:
+        DataError: A line other than the last is not a JSON object with a ``key``.
+        OutputError: The path is a folder or lies under a file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = check_output_file(path, error=OutputError)
+        self.records: dict[str, dict[str, Any]] = {}
+        self.dropped_partial_line = False
+        self._handle: Any = None
+        self._lock = threading.Lock()
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise DataError(f"cannot read cache {self.path}: {exc.strerror or exc}") from None
+        complete, _, partial = data.rpartition(b"\n")
+        if partial.strip():  # the last line, cut short by a kill: drop it
+            self.dropped_partial_line = True
+            try:
+                os.truncate(self.path, len(complete) + 1 if complete else 0)
+            except OSError as exc:
+                raise OutputError(f"cannot repair cache {self.path}: {exc.strerror}") from None
+        for lineno, line in enumerate(complete.split(b"\n") if complete else [], start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                record = None
+            if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+                raise DataError(
+                    f"cache {self.path}:{lineno} is not a cache record; remove that line "
+                    "(or the file, to ask everything again)"
+                )
+            self.records[record["key"]] = record
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The record stored under ``key``, or None."""
+        return self.records.get(key)
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Append ``record`` (which holds its ``key``) and flush it to disk.
+
+        Raises:
+            OutputError: The file cannot be written.
+        """
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self._lock:
+            try:
+                if self._handle is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+                self._handle.write(line)
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            except OSError as exc:
+                raise OutputError(f"cannot write cache {self.path}: {exc.strerror}") from None
+            self.records[record["key"]] = record
+
+    def close(self) -> None:
+        """Close the file (a later :meth:`add` opens it again)."""
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+    def __enter__(self) -> AnswerCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,36 @@
+"""Errors of the caption augmentation job, each a one-line :class:`QuerysepError`.
+
+The messages never hold the API key: the backend masks it out of anything a server says.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError, QuerysepError
+
+__all__ = [
+    "AuthenticationFailedError",
+    "BackendError",
+    "EndpointUnreachableError",
+    "TemplateError",
+    "UnknownModelError",
+]
+
+
+class TemplateError(ConfigError):
+    """A prompt template file that is missing, empty or lacks a placeholder."""
+
+
+class BackendError(QuerysepError):
+    """The language-model endpoint failed in a way that retrying will not mend."""
+
+
+class EndpointUnreachableError(BackendError):
+    """No answer from the endpoint (connection refused, timeouts, 5xx) after every retry."""
+
+
+class AuthenticationFailedError(BackendError):
+    """The endpoint refused the API key (HTTP 401 or 403)."""
+
+
+class UnknownModelError(BackendError):
+    """The endpoint does not know the model, or has no chat-completions route (HTTP 404)."""

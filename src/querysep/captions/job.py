@@ -1,0 +1,247 @@
+"""The batch job behind ``querysep augment``: a manifest in, the same clips with
+``augmented_captions`` out.
+
+1. Every clip's captions (its labels as text when it has none) with its keywords (its
+   labels when it has none) make the work items; identical ``(caption, keywords)`` pairs
+   are asked once.
+2. Items found in the answer cache (:mod:`querysep.captions.cache`) are not asked again;
+   the others go to the backend, ``concurrency`` at a time, and each answer is written to
+   the cache as soon as it exists.
+3. When every item has an answer, each clip gets the kept captions of all its captions
+   (duplicates and copies of its own captions left out) and the output manifest is written
+   atomically. A failure before that writes no output; the cache keeps what was finished.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from ..data.manifest import Clip
+from .backends import Answer, Backend
+from .cache import AnswerCache, cache_key
+from .prompt import PromptTemplate, clip_keywords
+from .validate import normalize
+
+__all__ = ["Estimate", "Summary", "WorkItem", "estimate", "plan_items", "run_job"]
+
+#: Output tokens assumed per caption by :func:`estimate`.
+TOKENS_PER_CAPTION = 20
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One caption to augment, with the keywords sent along and its cache key."""
+
+    caption: str
+    keywords: tuple[str, ...]
+    key: str
+
+
+@dataclass
+class Summary:
+    """What a run did (``requests``... count this run's work, not the cache's).
+
+    Attributes:
+        clips: Clips in the output; ``augmented_clips`` of them were augmented.
+        items: Distinct captions to augment; ``cache_hits`` of them came from the cache.
+        requests: Chat requests answered; ``retries`` and ``reasks`` as in
+            :class:`~querysep.captions.backends.Answer`.
+        rejected: Captions refused in this run's answers.
+        short: Items (cached ones included) that have fewer captions than asked.
+        tokens_in: Prompt tokens reported by the endpoint; ``tokens_out`` completion ones.
+        captions_written: Augmented captions in the output, over all clips.
+    """
+
+    clips: int = 0
+    augmented_clips: int = 0
+    items: int = 0
+    cache_hits: int = 0
+    requests: int = 0
+    retries: int = 0
+    reasks: int = 0
+    rejected: int = 0
+    short: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    captions_written: int = 0
+
+
+@dataclass
+class Estimate:
+    """What a run would send (:func:`estimate`): requests and approximate tokens."""
+
+    items: int
+    cache_hits: int
+    requests: int
+    tokens_in: int
+    tokens_out: int
+
+
+def plan_items(
+    clips: Sequence[Clip], backend: Backend, template: PromptTemplate
+) -> tuple[list[WorkItem], list[list[str]]]:
+    """The distinct work items of ``clips``, and each clip's item keys in caption order."""
+    items: dict[str, WorkItem] = {}
+    per_clip: list[list[str]] = []
+    for clip in clips:
+        keywords = tuple(clip_keywords(clip))
+        keys = []
+        for caption in clip.texts():
+            caption = " ".join(caption.split())
+            if not caption:
+                continue
+            key = cache_key(backend.name, backend.model, template.text, caption, keywords)
+            items.setdefault(key, WorkItem(caption, keywords, key))
+            keys.append(key)
+        per_clip.append(keys)
+    return list(items.values()), per_clip
+
+
+def estimate(
+    items: Sequence[WorkItem],
+    cache: AnswerCache,
+    template: PromptTemplate,
+    *,
+    backend: Backend,
+    num_captions: int = 5,
+) -> Estimate:
+    """Requests and tokens a run would spend, sending nothing.
+
+    Input tokens are the rendered prompt's characters / 4 (rounded up), output tokens
+    ``num_captions * TOKENS_PER_CAPTION``; re-asks are not foreseen. The offline backend
+    sends no request.
+    """
+    todo = [item for item in items if item.key not in cache]
+    if backend.name == "offline":
+        return Estimate(len(items), len(items) - len(todo), 0, 0, 0)
+    tokens_in = sum(
+        math.ceil(len(template.render(item.caption, list(item.keywords))) / 4) for item in todo
+    )
+    return Estimate(
+        len(items),
+        len(items) - len(todo),
+        len(todo),
+        tokens_in,
+        len(todo) * num_captions * TOKENS_PER_CAPTION,
+    )
+
+
+def _record(item: WorkItem, backend: Backend, answer: Answer) -> dict[str, Any]:
+    return {
+        "key": item.key,
+        "backend": backend.name,
+        "model": backend.model,
+        "caption": item.caption,
+        "keywords": list(item.keywords),
+        "kept": answer.kept,
+        "rejected": [asdict(r) for r in answer.rejected],
+        "requests": answer.requests,
+        "retries": answer.retries,
+        "reasks": answer.reasks,
+        "tokens_in": answer.tokens_in,
+        "tokens_out": answer.tokens_out,
+    }
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="caption", desc="augment", file=sys.stderr, disable=not enabled)
+
+
+def run_job(
+    clips: Sequence[Clip],
+    backend: Backend,
+    template: PromptTemplate,
+    cache: AnswerCache,
+    *,
+    num_captions: int = 5,
+    concurrency: int = 1,
+    limit: int | None = None,
+    progress: bool = False,
+) -> tuple[list[Clip], Summary]:
+    """Augment the captions of ``clips`` (the first ``limit`` of them; all by default).
+
+    Args:
+        clips: The manifest's clips.
+        backend: Where new captions come from.
+        template: The prompt template.
+        cache: Answers already paid for; new ones are added as they arrive.
+        num_captions: Captions asked per caption.
+        concurrency: Captions in flight at once (threads).
+        limit: Augment only the first ``limit`` clips; the others are returned unchanged.
+        progress: Show a progress bar on stderr.
+
+    Returns:
+        The clips with ``augmented_captions`` set, and the run's summary.
+
+    Raises:
+        QuerysepError: The backend failed for good (e.g. wrong key); in-flight answers are
+            still cached, nothing else is asked.
+    """
+    chosen = list(clips[:limit] if limit is not None else clips)
+    items, per_clip = plan_items(chosen, backend, template)
+    summary = Summary(clips=len(clips), items=len(items))
+    todo = [item for item in items if item.key not in cache]
+    summary.cache_hits = len(items) - len(todo)
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def work(item: WorkItem) -> None:
+        if stop.is_set():
+            return
+        answer = backend.augment(item.caption, item.keywords, template, num_captions)
+        cache.add(_record(item, backend, answer))
+        with lock:
+            summary.requests += answer.requests
+            summary.retries += answer.retries
+            summary.reasks += answer.reasks
+            summary.rejected += len(answer.rejected)
+            summary.tokens_in += answer.tokens_in
+            summary.tokens_out += answer.tokens_out
+            bar.update(1)
+
+    with _progress(len(items), progress) as bar:
+        bar.update(summary.cache_hits)
+        if concurrency <= 1:
+            for item in todo:
+                work(item)
+        else:
+            pool = ThreadPoolExecutor(max_workers=concurrency)
+            try:
+                futures: list[Future[None]] = [pool.submit(work, item) for item in todo]
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                failed = [f.exception() for f in done if f.exception() is not None]
+                if failed:
+                    raise failed[0]  # type: ignore[misc]
+            finally:  # on a failure or Ctrl-C: start nothing new, let running answers land
+                stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    out = list(clips)
+    for index, (clip, keys) in enumerate(zip(chosen, per_clip, strict=True)):
+        augmented = _merge(clip, [cache.records[key] for key in keys])
+        out[index] = replace(clip, augmented_captions=augmented)
+        summary.augmented_clips += 1
+    summary.short = sum(len(cache.records[item.key]["kept"]) < num_captions for item in items)
+    summary.captions_written = sum(len(c.augmented_captions) for c in out)
+    return out, summary
+
+
+def _merge(clip: Clip, records: Sequence[dict[str, Any]]) -> list[str]:
+    """The kept captions of ``records``, without repeats or copies of the clip's texts."""
+    seen = {normalize(text) for text in clip.texts()}
+    merged = []
+    for record in records:
+        for text in record["kept"]:
+            key = normalize(text)
+            if key not in seen:
+                seen.add(key)
+                merged.append(text)
+    return merged

@@ -1,0 +1,152 @@
+"""The openai backend over real HTTP, against the local fake server (tests/captions/fake_llm.py)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from querysep.captions import (
+    AuthenticationFailedError,
+    BackendError,
+    EndpointUnreachableError,
+    OpenAIBackend,
+    RetryPolicy,
+    UnknownModelError,
+    load_template,
+)
+from querysep.captions.validate import check_caption
+
+from .fake_llm import KEY, MODEL, FakeLLM
+
+pytest.importorskip("openai")
+
+CAPTION = "a dog barks"
+FAST = RetryPolicy(max_tries=4, backoff_base=0.01, backoff_max=0.05, timeout=2.0)
+
+
+@pytest.fixture
+def server():
+    with FakeLLM(slow_seconds=1.0) as fake:
+        yield fake
+
+
+def backend(server: FakeLLM, *, key: str = KEY, model: str = MODEL, **kwargs) -> OpenAIBackend:
+    kwargs.setdefault("retry", FAST)
+    return OpenAIBackend(model, server.url, api_key=key, **kwargs)
+
+
+def augment(llm: OpenAIBackend, caption: str = CAPTION):
+    return llm.augment(caption, ["dog", "animal"], load_template(), 5)
+
+
+def test_plain_answer(server):
+    answer = augment(backend(server))
+    assert len(answer.kept) == 5 and answer.rejected == []
+    assert (answer.requests, answer.retries, answer.reasks) == (1, 0, 0)
+    assert answer.tokens_in > 0 and answer.tokens_out > 0
+    assert all(check_caption(c, CAPTION) is None for c in answer.kept)
+    prompt = server.received[0]
+    assert prompt["caption"] == CAPTION
+
+
+@pytest.mark.parametrize("failure", ["429", "500", "badjson"])
+def test_transient_failures_are_retried_with_growing_backoff(server, failure):
+    waits: list[float] = []
+    server.plan.extend([failure, failure])
+    answer = augment(backend(server, sleep=waits.append))
+    assert len(answer.kept) == 5
+    assert answer.retries == 2 and answer.requests == 1
+    assert len(server.received) == 3
+    # jittered exponential backoff: wait k lies in [base * 2**k / 2, base * 2**k]
+    assert 0.005 <= waits[0] <= 0.01 and 0.01 <= waits[1] <= 0.02
+
+
+def test_slow_response_times_out_and_is_retried(server):
+    server.plan.append("slow")
+    retry = RetryPolicy(max_tries=3, backoff_base=0.01, backoff_max=0.01, timeout=0.3)
+    answer = augment(backend(server, retry=retry))
+    assert len(answer.kept) == 5 and answer.retries == 1
+
+
+def test_tries_are_bounded(server):
+    server.plan.extend(["500"] * 10)
+    with pytest.raises(EndpointUnreachableError, match="after 4 tries: server error HTTP 500"):
+        augment(backend(server))
+    assert len(server.received) == 4
+
+
+def test_rate_limit_exhausted_says_so(server):
+    server.plan.extend(["429"] * 10)
+    with pytest.raises(BackendError, match="429") as info:
+        augment(backend(server))
+    assert "--rate-limit" in str(info.value)
+
+
+def test_malformed_answer_is_reasked(server):
+    server.plan.append("malformed")
+    answer = augment(backend(server))
+    assert len(answer.kept) == 5
+    assert (answer.requests, answer.reasks) == (2, 1)
+    assert [r.reason for r in answer.rejected] == ["no numbered captions"]
+    assert [r["turn"] for r in server.received] == [1, 2]
+
+
+def test_rule_breaking_answer_is_reasked_for_the_missing_count_only(server):
+    server.plan.append("rulebreak")
+    answer = augment(backend(server))
+    reasons = sorted(r.reason for r in answer.rejected)
+    assert reasons == ["copies the input", "names a place", 'uses "heard"']
+    assert len(answer.kept) == 5 and answer.reasks == 1
+    # the follow-up asked for exactly the 3 missing captions and named the broken rules
+    follow_up = server.answered[1]["content"].splitlines()
+    assert len(follow_up) == 3
+    assert len(set(answer.kept)) == 5
+
+
+def test_reasks_are_bounded(server):
+    server.plan.extend(["malformed"] * 5)
+    answer = augment(backend(server, max_reasks=1))
+    assert answer.requests == 2 and answer.reasks == 1
+    assert len(answer.kept) == 5  # the follow-up of the fake server is always valid
+    server.plan.clear()
+
+
+def test_wrong_key_fails_at_once_without_showing_the_key(server):
+    secret = "sk-wrong-SECRET-abcdef"
+    with pytest.raises(AuthenticationFailedError, match="refused the API key") as info:
+        augment(backend(server, key=secret))
+    assert secret not in str(info.value)
+    assert len(server.received) == 0  # refused before any caption was logged
+
+
+def test_unknown_model_fails_at_once(server):
+    with pytest.raises(UnknownModelError, match="no model 'gpt-9'"):
+        augment(backend(server, model="gpt-9"))
+
+
+def test_closed_port_is_unreachable():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    waits: list[float] = []
+    llm = OpenAIBackend(
+        MODEL, f"http://127.0.0.1:{port}/v1", api_key=KEY, retry=FAST, sleep=waits.append
+    )
+    with pytest.raises(EndpointUnreachableError, match="after 4 tries: cannot connect"):
+        augment(llm)
+    assert len(waits) == 3
+
+
+def test_no_key_for_openai_itself(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("QUERYSEP_LLM_API_KEY", raising=False)
+    with pytest.raises(BackendError, match="OPENAI_API_KEY"):
+        OpenAIBackend("gpt-4")
+
+
+def test_key_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv("QUERYSEP_LLM_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-other")
+    llm = OpenAIBackend(MODEL, server.url, retry=FAST)
+    assert len(augment(llm).kept) == 5

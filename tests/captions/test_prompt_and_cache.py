@@ -1,0 +1,103 @@
+"""The prompt template and the answer cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from querysep.captions import AnswerCache, TemplateError, cache_key, clip_keywords, load_template
+from querysep.captions.prompt import follow_up_prompt
+from querysep.data.manifest import Clip
+from querysep.errors import DataError
+
+REPORT_PROMPT = (
+    "I will give a description of an audio recording and tags associated with the audio "
+    "recording. Generate 5 audio captions describing the sound events. Each audio caption "
+    "should be one sentence with less than 20 words. Use grammatical subject-verb-object "
+    "sentences. Do not include names of cities, countries, and persons. Do not include the "
+    "time. Do not include recording device names. Do not write introductions or "
+    'explanations. Do not use "heard", "recorded". Start each output sentence with its index.'
+)
+
+
+def test_default_template_is_the_report_prompt_word_for_word():
+    template = load_template()
+    assert template.text.startswith(REPORT_PROMPT + "\n")
+    prompt = template.render("a dog barks", ["dog", "animal"])
+    assert prompt == REPORT_PROMPT + "\nDescription: a dog barks\nTags: dog, animal\n"
+
+
+def test_template_file(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text('Rewrite {caption} ({keywords}); JSON like {"a": 1} is kept.\n')
+    template = load_template(path)
+    assert template.render("rain", []) == 'Rewrite rain (none); JSON like {"a": 1} is kept.\n'
+    assert template.sha256 != load_template().sha256
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ("Rewrite these tags: {keywords}", "no {caption} placeholder"),
+        ("Rewrite {caption} with {tags}", "unknown placeholder {tags}"),
+        ("   \n", "is empty"),
+    ],
+)
+def test_broken_templates(tmp_path, text, expect):
+    path = tmp_path / "t.txt"
+    path.write_text(text)
+    with pytest.raises(TemplateError, match=expect):
+        load_template(path)
+
+
+def test_missing_template(tmp_path):
+    with pytest.raises(TemplateError, match="prompt template not found"):
+        load_template(tmp_path / "nope.txt")
+
+
+def test_keywords_or_labels():
+    assert clip_keywords(Clip("a", "a.wav", keywords=["Dog", "bark"], labels=["dog"])) == [
+        "Dog",
+        "bark",
+    ]
+    assert clip_keywords(Clip("a", "a.wav", labels=["chirping_birds"])) == ["chirping birds"]
+
+
+def test_follow_up_asks_for_the_missing_count_only():
+    text = follow_up_prompt(2, ["a hound barks"], ['uses "heard"', 'uses "heard"'])
+    assert "Write 2 more audio captions" in text
+    assert "a hound barks" in text and text.count('uses "heard"') == 1
+
+
+def test_cache_key_depends_on_every_part():
+    base = ("openai", "gpt-4", "T {caption}", "a dog barks", ["dog"])
+    keys = {cache_key(*base)}
+    for i, other in enumerate(["offline", "gpt-4o", "U {caption}", "a dog", ["cat"]]):
+        changed = list(base)
+        changed[i] = other
+        keys.add(cache_key(*changed))
+    assert len(keys) == 6
+
+
+def test_cache_round_trip_and_truncated_last_line(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    with AnswerCache(path) as cache:
+        assert not path.exists()  # created on the first answer only
+        cache.add({"key": "k1", "kept": ["a"]})
+        cache.add({"key": "k2", "kept": ["b"]})
+    with path.open("a") as handle:
+        handle.write('{"key": "k3", "ke')
+    cache = AnswerCache(path)
+    assert cache.dropped_partial_line and set(cache.records) == {"k1", "k2"}
+    cache.add({"key": "k3", "kept": ["c"]})
+    cache.close()
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["key"] for line in lines] == ["k1", "k2", "k3"]
+
+
+def test_cache_corrupt_middle_line(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    path.write_text('{"key": "k1"}\n[1, 2]\n{"key": "k2"}\n')
+    with pytest.raises(DataError, match=r"cache\.jsonl:2 is not a cache record"):
+        AnswerCache(path)
