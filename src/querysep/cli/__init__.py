@@ -42,7 +42,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_SUBCOMMANDS = ("separate", "models", "prepare", "mixtures", "train", "evaluate")
+_SUBCOMMANDS = ("separate", "models", "prepare", "mixtures", "train", "evaluate", "clap")
 
 
 @app.callback()
