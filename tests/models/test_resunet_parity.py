@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -11,23 +10,9 @@ import torch
 
 from querysep.errors import CheckpointError
 from querysep.models import ResUNet, ResUNetConfig
+from querysep.testing.weights import rule_weight
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "resunet30"
-
-
-def rule_weight(key: str, shape: tuple[int, ...]) -> torch.Tensor:
-    """The fixtures' deterministic weight for ``key`` (see fixtures/resunet30/README.md)."""
-    seed = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    if len(shape) >= 2:
-        x = x / (x.numel() // shape[0]) ** 0.5
-    elif key.endswith("running_var"):
-        x = 1.0 + 0.25 * x.abs()
-    elif key.endswith(".weight"):
-        x = 1.0 + 0.1 * x
-    else:
-        x = 0.05 * x
-    return x.float()
 
 
 def upstream_state_dict(tag: str, prefix: str = "") -> dict[str, torch.Tensor]:

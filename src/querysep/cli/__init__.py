@@ -45,6 +45,7 @@ app = typer.Typer(
 _SUBCOMMANDS = (
     "separate",
     "ats",
+    "clap",
     "models",
     "prepare",
     "augment",
