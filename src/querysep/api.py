@@ -104,6 +104,9 @@ class Separator:
             ResUNet30 0.49x; ``benchmarks/precision_speed.py``).
         channels_last: Run the network's convolutions in channels-last memory layout (same
             values, faster oneDNN kernels on CPUs). ``None``: only with bf16.
+        compile: Run the network through ``torch.compile`` (needs a C++ compiler on CPUs;
+            the first call of each new segment length compiles, which takes a while; see
+            ``benchmarks/upstream_speed.py``, variant ``compile``).
 
     Raises:
         ConfigError: Bad segment, overlap, thread count, device or precision.
@@ -122,6 +125,7 @@ class Separator:
         precision: str | None = None,
         clap: str | AudioTextModel | None = None,
         channels_last: bool | None = None,
+        compile: bool = False,
     ) -> None:
         check_segment(segment_seconds, overlap_seconds)
         if num_threads is not None:
@@ -145,6 +149,7 @@ class Separator:
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self.model.net.to(memory_format=torch.channels_last)
+        self._net = torch.compile(self.model.net) if compile else self.model.net
         self.segment_seconds = float(segment_seconds)
         self.overlap_seconds = float(overlap_seconds)
         self.batch_size = max(1, int(batch_size))
@@ -205,7 +210,7 @@ class Separator:
             conds = cond.repeat_interleave(num_ch, dim=0)
             with autocast(self.precision, self.device):
                 outs = [
-                    self.model.net(items[i : i + self.batch_size], conds[i : i + self.batch_size])
+                    self._net(items[i : i + self.batch_size], conds[i : i + self.batch_size])
                     for i in range(0, items.shape[0], self.batch_size)
                 ]
             return torch.cat(outs).reshape(len(queries), num_ch, n).float().cpu()
