@@ -139,3 +139,17 @@ def test_ats_on_request(tiny: Separator) -> None:
         assert float(ats[i]) == pytest.approx(float(want), abs=1e-5)
     one, score = separate(audio, 22050, "a dog", model="test-tiny", return_ats=True, clap=clap)
     assert one.shape == est[0].shape and float(score) == pytest.approx(float(ats[0]), abs=1e-5)
+
+
+def test_channels_last_gives_the_same_output() -> None:
+    """channels_last only changes the memory layout of the convolutions, not the values."""
+    audio = synth.scene(0.7, 16000, seed=5)
+    plain = Separator("test-tiny", precision="32", channels_last=False)
+    fast = Separator("test-tiny", precision="32", channels_last=True)
+    assert (plain.channels_last, fast.channels_last) == (False, True)
+    torch.testing.assert_close(
+        fast.separate_tensor(audio, 16000, "a dog"),
+        plain.separate_tensor(audio, 16000, "a dog"),
+        atol=1e-5,
+        rtol=1e-4,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, overload
@@ -93,11 +94,19 @@ class Separator:
         clap: The audio-text model for ATS scores (``return_ats=True``, :meth:`ats`): a
             loaded :class:`~querysep.clap.AudioTextModel` or a spec for
             :func:`~querysep.clap.load_clap`; ``None`` = the bundled default, loaded on first use.
-        precision: ``32`` (default), ``bf16-mixed``, or ``auto``: bf16 autocast where the
-            device computes bf16 natively (see :func:`querysep.precision.resolve_precision`).
-            On a CPU with AVX-512 BF16 bf16 took about half the float32 time (default model
-            0.56x, ResUNet30 0.49x; ``benchmarks/precision_speed.py``); float32 is the
-            default so that outputs are the same on every machine.
+        precision: ``32``, ``bf16-mixed``, ``auto`` (bf16 autocast where the device
+            computes bf16 natively; see :func:`querysep.precision.resolve_precision`), or
+            ``None``: the model's own default, which is ``auto`` for the upstream checkpoints
+            (``audiosep:``, ``dcase-baseline:``; their bf16 outputs agree with float32 to
+            30 dB SDR or more, ``benchmarks/upstream_speed.py``) and ``32`` for every other
+            model, so that their outputs are the same on every machine. On a CPU with
+            AVX-512 BF16 bf16 took about half the float32 time (default model 0.56x,
+            ResUNet30 0.49x; ``benchmarks/precision_speed.py``).
+        channels_last: Run the network's convolutions in channels-last memory layout (same
+            values, faster oneDNN kernels on CPUs). ``None``: only with bf16.
+        compile: Run the network through ``torch.compile`` (needs a C++ compiler on CPUs;
+            the first call of each new segment length compiles, which takes a while; see
+            ``benchmarks/upstream_speed.py``, variant ``compile``).
 
     Raises:
         ConfigError: Bad segment, overlap, thread count, device or precision.
@@ -113,8 +122,10 @@ class Separator:
         overlap_seconds: float = 1.0,
         batch_size: int = 8,
         num_threads: int | None = None,
-        precision: str = "32",
+        precision: str | None = None,
         clap: str | AudioTextModel | None = None,
+        channels_last: bool | None = None,
+        compile: bool = False,
     ) -> None:
         check_segment(segment_seconds, overlap_seconds)
         if num_threads is not None:
@@ -122,11 +133,23 @@ class Separator:
                 raise ConfigError(f"the CPU thread count must be at least 1, got {num_threads}")
             torch.set_num_threads(int(num_threads))
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        if precision is not None:  # a bad setting fails before the model loads
+            with warnings.catch_warnings():  # warned once, below
+                warnings.simplefilter("ignore")
+                resolve_precision(precision, self.device)
         if isinstance(model, TextQueriedSeparator):
             self.model = model.to(self.device).eval()
         else:
             self.model = load_model(model, self.device)
+        if precision is None:
+            precision = str(self.model.metadata.get("precision", "32"))
+        self.precision = resolve_precision(precision, self.device)
+        if channels_last is None:
+            channels_last = self.precision == "bf16-mixed"
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.model.net.to(memory_format=torch.channels_last)
+        self._net = torch.compile(self.model.net) if compile else self.model.net
         self.segment_seconds = float(segment_seconds)
         self.overlap_seconds = float(overlap_seconds)
         self.batch_size = max(1, int(batch_size))
@@ -187,7 +210,7 @@ class Separator:
             conds = cond.repeat_interleave(num_ch, dim=0)
             with autocast(self.precision, self.device):
                 outs = [
-                    self.model.net(items[i : i + self.batch_size], conds[i : i + self.batch_size])
+                    self._net(items[i : i + self.batch_size], conds[i : i + self.batch_size])
                     for i in range(0, items.shape[0], self.batch_size)
                 ]
             return torch.cat(outs).reshape(len(queries), num_ch, n).float().cpu()

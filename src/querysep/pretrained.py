@@ -3,7 +3,9 @@
 Bundled models live in ``querysep/weights/<name>/`` and are checked against the SHA-256
 written here before loading. ``test-tiny`` is reserved: a deterministic random-weight model,
 built in code, for smoke tests (its output is not meaningful). Other sources plug in through
-:func:`register_loader` (``kind:path`` specs, e.g. upstream checkpoints).
+:func:`register_loader` (``kind:path`` specs): ``audiosep:PATH.ckpt`` and
+``dcase-baseline:PATH.ckpt`` load upstream Lightning checkpoints
+(:mod:`querysep.models.upstream`).
 """
 
 from __future__ import annotations
@@ -224,4 +226,17 @@ def _load_folder(path: str, device: torch.device) -> TextQueriedSeparator:
     return TextQueriedSeparator.from_pretrained(Path(path).expanduser()).to(device)
 
 
+def _upstream_loader(kind: str) -> Loader:
+    """``kind:PATH.ckpt`` for an upstream checkpoint (imported on first use, not at import)."""
+
+    def load(path: str, device: torch.device) -> TextQueriedSeparator:
+        from .models.upstream import load_upstream
+
+        return load_upstream(path, kind, device)
+
+    return load
+
+
 register_loader("querysep", _load_folder)
+register_loader("audiosep", _upstream_loader("audiosep"))
+register_loader("dcase-baseline", _upstream_loader("dcase-baseline"))

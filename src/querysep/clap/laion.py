@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ModelNotFoundError
+from ..safeload import load_weights_only
 from .hf import ROBERTA_TOKENIZER_FILES, HFClap
 from .registry import register_clap_loader
 
@@ -49,6 +49,7 @@ __all__ = [
     "find_roberta_tokenizer",
     "laion_clap_model",
     "laion_feature_extractor",
+    "laion_text_model",
     "load_laion_clap",
     "load_laion_state_dict",
     "load_roberta_tokenizer",
@@ -109,24 +110,7 @@ def load_laion_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], st
         CheckpointError: Not readable, needs pickled code, or holds no LAION-CLAP weights.
         ModelNotFoundError: No such file.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ModelNotFoundError(f"LAION-CLAP checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        if found:
-            raise CheckpointError(
-                f"{path} needs pickled code to load ({found.group(1)}), which is refused for "
-                "safety and never run; only plain weight files are read"
-            ) from None
-        raise CheckpointError(
-            f"cannot read {path}: not a PyTorch checkpoint of plain weights, or corrupt"
-        ) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint: {first}") from None
+    obj = load_weights_only(path, "LAION-CLAP checkpoint")
     try:
         return strip_laion_prefix(obj)
     except CheckpointError as exc:
@@ -518,6 +502,44 @@ def laion_clap_model(state: Mapping[str, torch.Tensor]) -> tuple[Any, LaionConve
     weights = {k: v.to(expected[k].dtype).contiguous() for k, v in conv.state_dict.items()}
     model.load_state_dict(weights, strict=False, assign=True)  # no copy of ~1 GB
     return model.eval(), conv
+
+
+def laion_text_model(state: Mapping[str, torch.Tensor], prefix: str = "") -> Any:
+    """A transformers ``ClapTextModelWithProjection`` (eval mode) with LAION's text tower.
+
+    Only ``{prefix}text_branch.*`` and ``{prefix}text_projection.*`` are read (see
+    :func:`convert_text_branch`), so this works on a whole AudioSep checkpoint with
+    ``prefix="query_encoder.model."``; L2-normalising its ``text_embeds`` gives LAION's
+    ``get_text_embedding``. Every key and shape of the text tower is checked.
+
+    Raises:
+        CheckpointError: Missing, unexpected or wrong-shape keys of the text tower.
+    """
+    from transformers import ClapTextConfig, ClapTextModelWithProjection
+
+    config, mapped = convert_text_branch(state, prefix)
+    with _no_init_weights():  # every parameter is loaded below (checked first)
+        model = ClapTextModelWithProjection(ClapTextConfig(**config))
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in mapped and not _RECOMPUTED.search(k)]
+    unexpected = [k for k in mapped if k not in expected]
+    wrong = [
+        f"{prefix}{_laion_name(k)} {tuple(v.shape)} (expected {tuple(expected[k].shape)})"
+        for k, v in mapped.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append("missing keys: " + _few({prefix + _laion_name(k) for k in missing}))
+    if unexpected:
+        problems.append("unexpected keys: " + _few({prefix + _laion_name(k) for k in unexpected}))
+    if wrong:
+        problems.append("wrong shapes: " + _few(wrong))
+    if problems:
+        raise CheckpointError("the LAION-CLAP text tower does not fit: " + "; ".join(problems))
+    weights = {k: v.to(expected[k].dtype).contiguous() for k, v in mapped.items()}
+    model.load_state_dict(weights, strict=False, assign=True)
+    return model.eval()
 
 
 def laion_feature_extractor() -> Any:

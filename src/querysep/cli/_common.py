@@ -94,3 +94,42 @@ def handle_errors(func: F) -> F:
         return None
 
     return wrapper  # type: ignore[return-value]
+
+
+def check_upstream_options(
+    models: list[str | None], text_tokenizer: Any, clap_checkpoint: Any
+) -> contextlib.AbstractContextManager[Any]:
+    """Check ``--text-tokenizer`` and ``--clap-checkpoint`` before any model loads.
+
+    Returns:
+        The context in which upstream specs (``audiosep:``, ``dcase-baseline:``) load with
+        these options.
+
+    Raises:
+        typer.BadParameter: An option given without an upstream model, or a path that is
+            not there.
+    """
+    from ..models.upstream import is_upstream_spec, upstream_options
+
+    given = [
+        (opt, value)
+        for opt, value in (
+            ("--text-tokenizer", text_tokenizer),
+            ("--clap-checkpoint", clap_checkpoint),
+        )
+        if value is not None
+    ]
+    if given and not any(is_upstream_spec(m) for m in models):
+        raise typer.BadParameter(
+            "only applies to audiosep:PATH and dcase-baseline:PATH models",
+            param_hint=f"'{given[0][0]}'",
+        )
+    if text_tokenizer is not None:
+        from ..models.text.clap import laion_tokenizer_folder
+
+        laion_tokenizer_folder(text_tokenizer)  # names the files it needs when they are not there
+    if clap_checkpoint is not None and not clap_checkpoint.is_file():
+        raise typer.BadParameter(
+            f"{clap_checkpoint} is not a file (a LAION-CLAP .pt)", param_hint="'--clap-checkpoint'"
+        )
+    return upstream_options(text_tokenizer, clap_checkpoint)

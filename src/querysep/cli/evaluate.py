@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import console, err_console, handle_errors
+from ._common import check_upstream_options, console, err_console, handle_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -40,10 +40,24 @@ def register(app: typer.Typer) -> None:
         ),
         limit: int | None = typer.Option(None, "--limit", help="Only the first N rows."),
         device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
-        precision: str = typer.Option(
-            "32",
+        precision: str | None = typer.Option(
+            None,
             help="Inference precision: 32, bf16-mixed, or auto (bf16 where the device computes "
-            "it natively).",
+            "it natively) [default: auto for audiosep:/dcase-baseline: checkpoints, else 32].",
+            show_default=False,
+        ),
+        text_tokenizer: Path | None = typer.Option(
+            None,
+            "--text-tokenizer",
+            help="Folder with the roberta-base tokenizer files, for audiosep:/dcase-baseline: "
+            "checkpoints [default: the local Hugging Face cache].",
+        ),
+        clap_checkpoint: Path | None = typer.Option(
+            None,
+            "--clap-checkpoint",
+            help="LAION-CLAP .pt for the query encoder of audiosep:/dcase-baseline: checkpoints "
+            "(music_speech_audioset_epoch_15_esc_89.98.pt) [default: the copy inside the "
+            "checkpoint].",
         ),
         sample_rate: int = typer.Option(16000, "--sample-rate", help="Evaluation rate in Hz."),
         skip_missing: bool = typer.Option(
@@ -73,6 +87,11 @@ def register(app: typer.Typer) -> None:
 
         check_settings(sample_rate=sample_rate, limit=limit)
         check_segment(segment_seconds, 0.0)
+        specs = list(model) if model else [DEFAULT_MODEL]
+        inner = [
+            s.partition(":")[2] if s.startswith(("model:", "oracle-irm:")) else s for s in specs
+        ]
+        upstream = check_upstream_options(inner, text_tokenizer, clap_checkpoint)
         # Check the inputs before loading any model (which can take a while).
         for row in read_mixture_list(mixtures)[:limit]:
             try:
@@ -84,12 +103,10 @@ def register(app: typer.Typer) -> None:
         out_dir = check_output_folder(output or Path("evaluation") / mixtures.stem)
         options = SystemOptions(device=device, segment_seconds=segment_seconds, precision=precision)
         hooks = [] if no_ats else [ATSHook(clap, device=device)]
-        systems = resolve_systems(
-            list(model) if model else [DEFAULT_MODEL],
-            baselines=not no_baselines,
-            reference=not no_ats,
-            options=options,
-        )
+        with upstream:
+            systems = resolve_systems(
+                specs, baselines=not no_baselines, reference=not no_ats, options=options
+            )
         summary = evaluate(
             mixtures,
             audio_dir,

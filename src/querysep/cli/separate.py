@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import console, err_console, handle_errors
+from ._common import check_upstream_options, console, err_console, handle_errors
 
 
 def query_slug(query: str, max_len: int = 60) -> str:
@@ -116,10 +116,24 @@ def register(app: typer.Typer) -> None:
             help="Model name, model folder or kind:path [default: the bundled default].",
         ),
         device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
-        precision: str = typer.Option(
-            "32",
+        precision: str | None = typer.Option(
+            None,
             help="Inference precision: 32, bf16-mixed, or auto (bf16 where the device computes "
-            "it natively).",
+            "it natively) [default: auto for audiosep:/dcase-baseline: checkpoints, else 32].",
+            show_default=False,
+        ),
+        text_tokenizer: Path | None = typer.Option(
+            None,
+            "--text-tokenizer",
+            help="Folder with the roberta-base tokenizer files, for audiosep:/dcase-baseline: "
+            "checkpoints [default: the local Hugging Face cache].",
+        ),
+        clap_checkpoint: Path | None = typer.Option(
+            None,
+            "--clap-checkpoint",
+            help="LAION-CLAP .pt for the query encoder of audiosep:/dcase-baseline: checkpoints "
+            "(music_speech_audioset_epoch_15_esc_89.98.pt) [default: the copy inside the "
+            "checkpoint].",
         ),
         segment_seconds: float = typer.Option(10.0, help="Length of the segments the model sees."),
         overlap_seconds: float = typer.Option(1.0, help="Crossfaded overlap between segments."),
@@ -157,20 +171,22 @@ def register(app: typer.Typer) -> None:
         if threads is not None and threads < 1:
             raise typer.BadParameter("must be at least 1", param_hint="'--threads'")
         check_segment(segment_seconds, overlap_seconds)
+        upstream = check_upstream_options([model], text_tokenizer, clap_checkpoint)
         infos = [audio_info(p) for p in inputs]  # every input is checked before any work
         plan = plan_outputs(list(inputs), queries, output, fmt)
         for outs in plan:  # before loading the model: no output may be a folder or under a file
             for out in outs:
                 check_output_file(out)
-        sep = Separator(
-            model,
-            device=device,
-            segment_seconds=segment_seconds,
-            overlap_seconds=overlap_seconds,
-            num_threads=threads,
-            precision=precision,
-            clap=clap,
-        )
+        with upstream:
+            sep = Separator(
+                model,
+                device=device,
+                segment_seconds=segment_seconds,
+                overlap_seconds=overlap_seconds,
+                num_threads=threads,
+                precision=precision,
+                clap=clap,
+            )
         if not no_ats:
             sep.clap  # noqa: B018 - load it now: a bad --clap fails before any output
         for path, info, outs in zip(inputs, infos, plan, strict=True):

@@ -88,14 +88,15 @@ class SystemOptions:
         device: Where models run (``cpu``, ``cuda``, ``mps``, ``auto``).
         segment_seconds: Segment length for model inference.
         batch_size: Most items run through a network at once.
-        precision: ``32``, ``bf16-mixed`` or ``auto`` for model inference (see
+        precision: ``32``, ``bf16-mixed``, ``auto`` or ``None`` (each model's default:
+            ``auto`` for upstream checkpoints, ``32`` otherwise) for model inference (see
             :class:`~querysep.Separator`).
     """
 
     device: str = "cpu"
     segment_seconds: float = 10.0
     batch_size: int = 8
-    precision: str = "32"
+    precision: str | None = None
 
 
 SystemFactory = Callable[[str, SystemOptions], System]

@@ -1,53 +1,158 @@
-"""The text tower of a Hugging Face ``ClapModel`` (LAION CLAP in transformers format).
+"""The text tower of a CLAP model: a transformers ``ClapModel`` folder or a LAION checkpoint.
 
-Loads only what text queries need (``text_model`` + ``text_projection``) from a local folder
-or a hub id already in the local cache; nothing is downloaded here (``local_files_only``).
+Loads only what text queries need (``text_model`` + ``text_projection``), from
+
+- a local folder or a hub id already in the local cache (``ClapModel.save_pretrained``
+  layout, tokenizer included), or
+- an original LAION-CLAP checkpoint (``music_speech_audioset_epoch_15_esc_89.98.pt``) or a
+  checkpoint that embeds one (AudioSep's, under ``query_encoder.model.``), converted by
+  :mod:`querysep.clap.laion`, with the roberta-base tokenizer from a folder or the local
+  Hugging Face cache.
+
+Nothing is downloaded here (``local_files_only``), and checkpoints are read without running
+pickled code. The embedding is the pooler output through the projection, L2-normalised:
+LAION's ``get_text_embedding``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 from pydantic import Field
 
-from ...errors import ModelNotFoundError
+from ...errors import ConfigError, ModelNotFoundError
 from .base import TextEncoder, register_text_encoder
 
-__all__ = ["ClapTextEncoder"]
+__all__ = ["LAION_MAX_TOKENS", "ClapTextEncoder", "laion_tokenizer_folder"]
+
+#: Token limit AudioSep's query encoder tokenises with (roberta-base's 512 positions).
+LAION_MAX_TOKENS = 512
+
+
+def laion_tokenizer_folder(tokenizer: str | Path | None = None) -> Path:
+    """The roberta-base tokenizer folder LAION-CLAP's text tower needs.
+
+    Args:
+        tokenizer: A folder holding it; ``None`` searches the local Hugging Face cache.
+
+    Raises:
+        ModelNotFoundError: ``tokenizer`` has no tokenizer files, or none is given and none
+            is cached (the message names the files and where they go).
+    """
+    from ...clap.hf import ROBERTA_TOKENIZER_FILES
+    from ...clap.laion import find_roberta_tokenizer
+
+    folder = find_roberta_tokenizer(tokenizer)
+    if folder is None:
+        raise ModelNotFoundError(
+            "the CLAP text encoder needs the roberta-base tokenizer and none is in the local "
+            f"Hugging Face cache: download its {ROBERTA_TOKENIZER_FILES} from "
+            "https://huggingface.co/FacebookAI/roberta-base into a folder and pass it with "
+            "--text-tokenizer DIR"
+        )
+    return folder
 
 
 @register_text_encoder("clap")
 class ClapTextEncoder(TextEncoder):
     """CLAP text embeddings (512-d for LAION CLAP), frozen, L2-normalised.
 
+    Give exactly one of ``path`` and ``laion_checkpoint``.
+
     Args:
         path: Folder saved by ``ClapModel.save_pretrained`` (with its tokenizer), or the id of
             a model already in the local Hugging Face cache.
         max_length: Token limit; longer queries are truncated.
+        laion_checkpoint: An original LAION-CLAP ``.pt``, or a checkpoint with one inside
+            (AudioSep's ``.ckpt``); only its text tower is loaded.
+        tokenizer: With ``laion_checkpoint``: the roberta-base tokenizer folder (``None``
+            searches the local Hugging Face cache).
     """
 
-    def __init__(self, path: str, max_length: Annotated[int, Field(ge=1)] = 77) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        max_length: Annotated[int, Field(ge=1)] = 77,
+        laion_checkpoint: str | None = None,
+        tokenizer: str | None = None,
+    ) -> None:
         super().__init__()
+        if (path is None) == (laion_checkpoint is None):
+            raise ConfigError("a CLAP text encoder needs either path or laion_checkpoint")
+        if laion_checkpoint is not None:
+            from ...clap.laion import laion_text_model, load_laion_state_dict
+
+            folder = laion_tokenizer_folder(tokenizer)  # cheap: checked before the weights
+            state, _ = load_laion_state_dict(laion_checkpoint)
+            self._setup(laion_text_model(state), _load_tokenizer(folder), max_length)
+            self.laion_checkpoint: str | None = str(laion_checkpoint)
+            self.tokenizer_folder: str | None = str(folder)
+            self.path = None
+            return
         from transformers import AutoTokenizer, ClapTextModelWithProjection
 
-        self.path = str(path)
-        self.max_length = int(max_length)
-        local = Path(self.path).expanduser()
-        source = str(local) if local.exists() else self.path
+        local = Path(str(path)).expanduser()
+        source = str(local) if local.exists() else str(path)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-            self.model = ClapTextModelWithProjection.from_pretrained(source, local_files_only=True)
+            tok = AutoTokenizer.from_pretrained(source, local_files_only=True)
+            model = ClapTextModelWithProjection.from_pretrained(source, local_files_only=True)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelNotFoundError(
-                f"cannot load a CLAP text model from {self.path!r} (a local folder with "
+                f"cannot load a CLAP text model from {path!r} (a local folder with "
                 f"config.json, weights and tokenizer files is needed): {first}"
             ) from None
-        self.model.eval()
+        self._setup(model, tok, max_length)
+        self.path = str(path)
+        self.laion_checkpoint = None
+        self.tokenizer_folder = None
+
+    def _setup(self, model: Any, tokenizer: Any, max_length: int) -> None:
+        self.model = model.eval()
         self.model.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.max_length = int(max_length)
         self.dim = int(self.model.config.projection_dim)
+
+    @classmethod
+    def from_laion_state_dict(
+        cls,
+        state: Mapping[str, torch.Tensor],
+        *,
+        prefix: str = "",
+        tokenizer: str | Path,
+        checkpoint: str | Path,
+        max_length: int = LAION_MAX_TOKENS,
+    ) -> ClapTextEncoder:
+        """The text tower of an already read LAION-CLAP state dict (no second file read).
+
+        Args:
+            state: The state dict; only ``{prefix}text_branch.*`` and
+                ``{prefix}text_projection.*`` are used.
+            prefix: What precedes ``text_branch.`` (``query_encoder.model.`` in AudioSep's).
+            tokenizer: The roberta-base tokenizer folder.
+            checkpoint: The file ``state`` came from: :meth:`to_config` names it, so a saved
+                model folder can rebuild this encoder.
+            max_length: Token limit (AudioSep tokenises to 512).
+
+        Raises:
+            CheckpointError: The text tower's keys or shapes do not fit.
+            ModelNotFoundError: The tokenizer cannot be loaded.
+        """
+        from ...clap.laion import laion_text_model
+
+        encoder = cls.__new__(cls)
+        TextEncoder.__init__(encoder)
+        encoder._setup(
+            laion_text_model(state, prefix), _load_tokenizer(Path(tokenizer)), max_length
+        )
+        encoder.path = None
+        encoder.laion_checkpoint = str(checkpoint)
+        encoder.tokenizer_folder = str(tokenizer)
+        return encoder
 
     def embed_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Embeddings from token ids, for callers that tokenise themselves.
@@ -72,4 +177,16 @@ class ClapTextEncoder(TextEncoder):
         return self.embed_tokens(tok["input_ids"], tok["attention_mask"])
 
     def to_config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": self.path, "max_length": self.max_length}
+        config: dict[str, Any] = {"kind": self.kind, "max_length": self.max_length}
+        if self.laion_checkpoint is not None:
+            config["laion_checkpoint"] = self.laion_checkpoint
+            config["tokenizer"] = self.tokenizer_folder
+        else:
+            config["path"] = self.path
+        return config
+
+
+def _load_tokenizer(folder: Path) -> Any:
+    from ...clap.laion import load_roberta_tokenizer
+
+    return load_roberta_tokenizer(folder)

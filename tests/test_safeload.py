@@ -1,0 +1,30 @@
+"""``load_weights_only``: zip and legacy files load; folders, missing files and code do not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from querysep.errors import CheckpointError, ModelNotFoundError
+from querysep.safeload import load_weights_only
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_plain_weights_load(zip_format: bool, tmp_path: Path) -> None:
+    path = tmp_path / "w.pt"
+    torch.save(
+        {"state_dict": {"a": torch.arange(3.0)}}, path, _use_new_zipfile_serialization=zip_format
+    )
+    torch.testing.assert_close(load_weights_only(path)["state_dict"]["a"], torch.arange(3.0))
+
+
+def test_refusals(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="is a folder"):
+        load_weights_only(tmp_path)
+    with pytest.raises(ModelNotFoundError, match="not found"):
+        load_weights_only(tmp_path / "nope.pt")
+    torch.save({"f": print}, tmp_path / "code.pt")
+    with pytest.raises(CheckpointError, match=r"needs pickled code to load \(print\)"):
+        load_weights_only(tmp_path / "code.pt")
