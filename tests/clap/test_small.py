@@ -243,3 +243,23 @@ def test_mel_augmentation_off_is_identity_and_on_changes_the_batch() -> None:
     assert out.shape == (4, config.n_mels, 10) and (out > 0).all()
     torch.testing.assert_close(soft.sum(1), torch.ones(4))
     assert (soft.max(1).values < 1).any()
+
+
+def test_clap_train_cli_commands_wire_into_a_group(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from querysep.cli.clap_train import add_train_command, add_zeroshot_command
+
+    group = typer.Typer()
+    add_train_command(group)
+    add_zeroshot_command(group)
+    _write_toy_esc50(tmp_path / "data")
+    runner = CliRunner()
+    result = runner.invoke(
+        group,
+        ["zeroshot", "--clap", "test-tiny", "--data", str(tmp_path / "data"), "--fold", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    assert '"acc_labels"' in result.output and '"roc_auc"' in result.output
+    assert runner.invoke(group, ["train", "--help"]).exit_code == 0
