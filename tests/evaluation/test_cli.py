@@ -32,15 +32,17 @@ def test_cli_smoke(valset: ValSet, tmp_path: Path) -> None:
     for name in ("per_clip.csv", "summary.json", "table.md"):
         assert (out / name).is_file()
         assert f"wrote {out / name}" in result.stdout
-    assert "| System | SDR | SDRi | SI-SDR |" in result.stdout
+    assert "| System | SDR | SDRi | SI-SDR | ATS |" in result.stdout
+    assert "esc50-clap" in result.stdout  # the table names the model behind its ATS
     systems = json.loads((out / "summary.json").read_text())["systems"]
-    assert list(systems) == ["mixture", DEFAULT_MODEL, "oracle-irm"]  # default model + baselines
+    # default model + baselines + the reference row of the (default) ATS column
+    assert list(systems) == ["mixture", DEFAULT_MODEL, "oracle-irm", "reference"]
     assert all(entry["n"] == 2 for entry in systems.values())
 
     # Re-running into the same folder resumes: nothing is computed again.
     result = CliRunner().invoke(app, [*args, "--no-baselines", "-m", "mixture"])
     assert result.exit_code == 0, result.output
-    assert "2 scores resumed" in result.stdout
+    assert "4 scores resumed" in result.stdout  # mixture and reference rows, 2 clips each
     assert (out / "table.md").read_text().splitlines()[2].startswith("| mixture |")
 
 
