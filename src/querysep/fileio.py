@@ -30,6 +30,7 @@ use it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -46,6 +47,7 @@ __all__ = [
     "check_output_file",
     "check_output_folder",
     "remove_stale_temp_files",
+    "sha256_file",
     "write_bytes",
     "write_text",
 ]
@@ -360,3 +362,12 @@ def remove_stale_temp_files(path: StrPath) -> list[Path]:
                     entry.unlink()
                     removed.append(entry)
     return removed
+
+
+def sha256_file(path: StrPath) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

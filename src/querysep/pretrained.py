@@ -10,7 +10,6 @@ built in code, for smoke tests (its output is not meaningful). Other sources plu
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError, ConfigError, ModelNotFoundError
+from .fileio import sha256_file
 from .models.resunet import ResUNet, ResUNetConfig
 from .models.separator import CONFIG_NAME, WEIGHTS_NAME, TextQueriedSeparator
 from .models.text import HashingTextEncoder
@@ -135,21 +135,13 @@ def build_test_tiny() -> TextQueriedSeparator:
     return TextQueriedSeparator(net, HashingTextEncoder(32), meta).eval()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _load_named(info: ModelInfo) -> TextQueriedSeparator:
     if info.name == TEST_TINY:
         return build_test_tiny()
     assert info.folder is not None
     folder = Path(str(resources.files("querysep") / "weights" / info.folder))
     if info.sha256:
-        digest = _sha256(folder / WEIGHTS_NAME)
+        digest = sha256_file(folder / WEIGHTS_NAME)
         if digest != info.sha256:
             raise CheckpointError(
                 f"bundled model {info.name} is corrupt: sha256 {digest[:12]}... "

@@ -13,7 +13,6 @@ it, which is renamed to OUTDIR at the end and removed on any error.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import OutputError
-from ..fileio import check_output_folder
+from ..fileio import check_output_folder, sha256_file
 from .hf import CONVERSION_FILE, ROBERTA_TOKENIZER_FILES, quiet_transformers
 from .laion import (
     find_roberta_tokenizer,
@@ -66,14 +65,6 @@ class ConversionResult:
             f"no roberta-base tokenizer was given or cached: copy its {ROBERTA_TOKENIZER_FILES} "
             f"into {self.folder} before embedding text"
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_outdir(outdir: Path, overwrite: bool) -> None:
@@ -130,7 +121,7 @@ def convert_laion_checkpoint(
     tok = load_roberta_tokenizer(tok_folder) if tok_folder is not None else None
     state, prefix = load_laion_state_dict(checkpoint)
     model, conv = laion_clap_model(state)
-    sha256 = _sha256(checkpoint)
+    sha256 = sha256_file(checkpoint)
 
     parent = outdir.parent
     try:

@@ -12,7 +12,6 @@ Sources plug in with :func:`register_clap_loader` (a ``kind:path`` prefix) and
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, ModelNotFoundError
+from ..fileio import sha256_file
 from ..pretrained import resolve_device
 from .base import AudioTextModel
 
@@ -98,14 +98,6 @@ def list_clap_models() -> list[ClapInfo]:
     return sorted(_NAMED.values(), key=lambda m: (m.name != DEFAULT_CLAP, m.name))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _load_named(info: ClapInfo) -> AudioTextModel:
     if info.name == TEST_TINY:
         from .tiny import TinyClap
@@ -119,7 +111,7 @@ def _load_named(info: ClapInfo) -> AudioTextModel:
             raise ModelNotFoundError(
                 f"bundled audio-text model {info.name} is missing its weights; reinstall querysep"
             )
-        digest = _sha256(weights)
+        digest = sha256_file(weights)
         if digest != info.sha256:
             raise CheckpointError(
                 f"bundled audio-text model {info.name} is corrupt: sha256 {digest[:12]}... "
