@@ -230,17 +230,27 @@ class AudioTextModel(nn.Module, abc.ABC):
         windows, owners = self.prepare_windows(
             waveform, sample_rate, normalize_level=normalize_level
         )
-        parts = []
-        with torch.inference_mode():
-            for start in range(0, len(windows), max(1, int(batch_size))):
-                chunk = torch.from_numpy(windows[start : start + batch_size]).to(self.device)
-                emb = self._embed_windows(chunk).float()
-                parts.append(nn.functional.normalize(emb, dim=-1).cpu())
-            emb = torch.cat(parts)
-            owner = torch.tensor(owners)
-            count = int(owner.max()) + 1
-            total = torch.zeros(count, emb.shape[-1]).index_add_(0, owner, emb)
+        emb = self.embed_windows(windows, batch_size=batch_size)
+        owner = torch.tensor(owners)
+        count = int(owner.max()) + 1
+        total = torch.zeros(count, emb.shape[-1]).index_add_(0, owner, emb)
         return nn.functional.normalize(total, dim=-1)
+
+    def embed_windows(self, windows: np.ndarray, *, batch_size: int = 16) -> torch.Tensor:
+        """L2-normalised embeddings of prepared windows (see :meth:`prepare_windows`), batched.
+
+        Shape:
+            - windows: ``(num_windows, window_samples)`` at :attr:`sample_rate`
+            - output: ``(num_windows, dim)``, float32 on the CPU
+        """
+        parts = []
+        step = max(1, int(batch_size))
+        with torch.inference_mode():
+            for start in range(0, len(windows), step):
+                chunk = np.ascontiguousarray(windows[start : start + step])
+                emb = self._embed_windows(torch.from_numpy(chunk).to(self.device)).float()
+                parts.append(nn.functional.normalize(emb, dim=-1).cpu())
+        return torch.cat(parts)
 
     def embed_text(self, texts: str | Sequence[str], *, batch_size: int = 64) -> torch.Tensor:
         """L2-normalised text embeddings, one per text.

@@ -85,16 +85,6 @@ def file_windows(
     return out
 
 
-def _embed_windows(model: AudioTextModel, windows: np.ndarray, batch_size: int) -> torch.Tensor:
-    parts = []
-    with torch.inference_mode():
-        for start in range(0, len(windows), batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(windows[start : start + batch_size]))
-            emb = model._embed_windows(chunk.to(model.device)).float()
-            parts.append(torch.nn.functional.normalize(emb, dim=-1).cpu())
-    return torch.cat(parts)
-
-
 def embed_file(
     model: AudioTextModel, path: StrPath, *, normalize_level: bool = True, batch_size: int = 16
 ) -> torch.Tensor:
@@ -138,7 +128,7 @@ def embed_files(
     def flush(upto: int) -> None:
         nonlocal queue, owners, done
         if queue:
-            emb = _embed_windows(model, np.concatenate(queue), batch_size)
+            emb = model.embed_windows(np.concatenate(queue), batch_size=batch_size)
             out.index_add_(0, torch.tensor(owners), emb)
         queue, owners = [], []
         for index in range(done, upto):

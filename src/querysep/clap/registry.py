@@ -13,7 +13,6 @@ Sources plug in with :func:`register_clap_loader` (a ``kind:path`` prefix) and
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 
 from ..errors import CheckpointError, ModelNotFoundError
 from ..fileio import sha256_file
-from ..pretrained import resolve_device
+from ..pretrained import ModelInfo, resolve_device
 from .base import AudioTextModel
 
 __all__ = [
@@ -41,15 +40,8 @@ ESC50_CLAP = "esc50-clap"
 DEFAULT_CLAP = ESC50_CLAP
 
 
-@dataclass(frozen=True)
-class ClapInfo:
-    """A named audio-text model: where its files are and how to check them."""
-
-    name: str
-    description: str
-    folder: str | None = None  # under querysep/weights/, for bundled models
-    sha256: str | None = None  # of model.safetensors
-    license: str = ""
+ClapInfo = ModelInfo
+"""A named audio-text model: the same record as a named separator's."""
 
 
 _NAMED: dict[str, ClapInfo] = {

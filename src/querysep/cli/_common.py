@@ -16,6 +16,27 @@ from ..errors import QuerysepError
 __all__ = ["console", "err_console", "fail", "handle_errors", "one_line_usage_errors", "state"]
 
 console = Console()
+
+# Options that several subcommands share (one definition, one help text).
+PRECISION_OPTION: Any = typer.Option(
+    None,
+    "--precision",
+    help="Inference precision: 32, bf16-mixed, or auto (bf16 where the device computes "
+    "it natively) [default: auto for audiosep:/dcase-baseline: checkpoints, else 32].",
+    show_default=False,
+)
+TEXT_TOKENIZER_OPTION: Any = typer.Option(
+    None,
+    "--text-tokenizer",
+    help="Folder with the roberta-base tokenizer files, for audiosep:/dcase-baseline: "
+    "checkpoints [default: the local Hugging Face cache].",
+)
+CLAP_CHECKPOINT_OPTION: Any = typer.Option(
+    None,
+    "--clap-checkpoint",
+    help="LAION-CLAP .pt for the query encoder of audiosep:/dcase-baseline: checkpoints "
+    "(music_speech_audioset_epoch_15_esc_89.98.pt) [default: the copy inside the checkpoint].",
+)
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from ._common import check_upstream_options, console, err_console, handle_errors
+from ._common import (
+    CLAP_CHECKPOINT_OPTION,
+    PRECISION_OPTION,
+    TEXT_TOKENIZER_OPTION,
+    check_upstream_options,
+    console,
+    err_console,
+    handle_errors,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -40,25 +48,9 @@ def register(app: typer.Typer) -> None:
         ),
         limit: int | None = typer.Option(None, "--limit", help="Only the first N rows."),
         device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
-        precision: str | None = typer.Option(
-            None,
-            help="Inference precision: 32, bf16-mixed, or auto (bf16 where the device computes "
-            "it natively) [default: auto for audiosep:/dcase-baseline: checkpoints, else 32].",
-            show_default=False,
-        ),
-        text_tokenizer: Path | None = typer.Option(
-            None,
-            "--text-tokenizer",
-            help="Folder with the roberta-base tokenizer files, for audiosep:/dcase-baseline: "
-            "checkpoints [default: the local Hugging Face cache].",
-        ),
-        clap_checkpoint: Path | None = typer.Option(
-            None,
-            "--clap-checkpoint",
-            help="LAION-CLAP .pt for the query encoder of audiosep:/dcase-baseline: checkpoints "
-            "(music_speech_audioset_epoch_15_esc_89.98.pt) [default: the copy inside the "
-            "checkpoint].",
-        ),
+        precision: str | None = PRECISION_OPTION,
+        text_tokenizer: Path | None = TEXT_TOKENIZER_OPTION,
+        clap_checkpoint: Path | None = CLAP_CHECKPOINT_OPTION,
         sample_rate: int = typer.Option(16000, "--sample-rate", help="Evaluation rate in Hz."),
         skip_missing: bool = typer.Option(
             False, "--skip-missing", help="Skip clips whose audio is missing (counted)."

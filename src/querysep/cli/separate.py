@@ -8,7 +8,15 @@ from pathlib import Path
 
 import typer
 
-from ._common import check_upstream_options, console, err_console, handle_errors
+from ._common import (
+    CLAP_CHECKPOINT_OPTION,
+    PRECISION_OPTION,
+    TEXT_TOKENIZER_OPTION,
+    check_upstream_options,
+    console,
+    err_console,
+    handle_errors,
+)
 
 
 def query_slug(query: str, max_len: int = 60) -> str:
@@ -116,25 +124,9 @@ def register(app: typer.Typer) -> None:
             help="Model name, model folder or kind:path [default: the bundled default].",
         ),
         device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
-        precision: str | None = typer.Option(
-            None,
-            help="Inference precision: 32, bf16-mixed, or auto (bf16 where the device computes "
-            "it natively) [default: auto for audiosep:/dcase-baseline: checkpoints, else 32].",
-            show_default=False,
-        ),
-        text_tokenizer: Path | None = typer.Option(
-            None,
-            "--text-tokenizer",
-            help="Folder with the roberta-base tokenizer files, for audiosep:/dcase-baseline: "
-            "checkpoints [default: the local Hugging Face cache].",
-        ),
-        clap_checkpoint: Path | None = typer.Option(
-            None,
-            "--clap-checkpoint",
-            help="LAION-CLAP .pt for the query encoder of audiosep:/dcase-baseline: checkpoints "
-            "(music_speech_audioset_epoch_15_esc_89.98.pt) [default: the copy inside the "
-            "checkpoint].",
-        ),
+        precision: str | None = PRECISION_OPTION,
+        text_tokenizer: Path | None = TEXT_TOKENIZER_OPTION,
+        clap_checkpoint: Path | None = CLAP_CHECKPOINT_OPTION,
         segment_seconds: float = typer.Option(10.0, help="Length of the segments the model sees."),
         overlap_seconds: float = typer.Option(1.0, help="Crossfaded overlap between segments."),
         mono: bool = typer.Option(
