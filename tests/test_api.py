@@ -153,3 +153,48 @@ def test_channels_last_gives_the_same_output() -> None:
         atol=1e-5,
         rtol=1e-4,
     )
+
+
+def test_residual_is_the_mixture_minus_every_estimate(tiny: Separator, tmp_path: Path) -> None:
+    x = np.stack([synth.scene(2.5, 22050, seed=3), synth.scene(2.5, 22050, seed=4)])
+    est, residual = tiny.separate_tensor(x, 22050, ["dog", "rain"], return_residual=True)
+    assert residual.shape == x.shape
+    torch.testing.assert_close(residual + est.sum(0), torch.from_numpy(x), atol=1e-6, rtol=0)
+    est2, ats, residual2 = tiny.separate_tensor(
+        x, 22050, ["dog", "rain"], return_ats=True, return_residual=True
+    )
+    assert ats.shape == (2,)
+    torch.testing.assert_close(est2, est)
+    torch.testing.assert_close(residual2, residual)
+    one, rest = separate(x, 22050, "dog", model="test-tiny", return_residual=True)
+    torch.testing.assert_close(one + rest, torch.from_numpy(x), atol=1e-6, rtol=0)
+
+    # From a file: written with the outputs, same rate, channels and exact length; the
+    # residual is computed before 16-bit rounding, so the three files add up to the input.
+    path = tmp_path / "in.wav"
+    sf.write(path, x.T, 22050, subtype="FLOAT")
+    seen: list[float] = []
+    outs = tiny.separate_file(
+        path,
+        ["dog", "rain"],
+        [tmp_path / "dog.wav", tmp_path / "rain.wav"],
+        residual=tmp_path / "rest.wav",
+        on_progress=seen.append,
+    )
+    assert [p.name for p in outs] == ["dog.wav", "rain.wav"]
+    files = [sf.read(tmp_path / n, always_2d=True) for n in ("dog.wav", "rain.wav", "rest.wav")]
+    assert all(rate == 22050 and data.shape == x.T.shape for data, rate in files)
+    total = sum(data for data, _ in files)
+    np.testing.assert_allclose(total, x.T, rtol=0, atol=3 * 1.01 / 2**15)
+    np.testing.assert_allclose(files[2][0], residual.numpy().T, rtol=0, atol=1e-3)
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+
+
+def test_residual_of_a_downmixed_file(tiny: Separator, tmp_path: Path) -> None:
+    x = np.stack([synth.scene(1.0, 16000, seed=5), synth.scene(1.0, 16000, seed=6)])
+    path = tmp_path / "in.wav"
+    sf.write(path, x.T, 16000, subtype="FLOAT")
+    tiny.separate_file(path, "dog", [tmp_path / "d.wav"], mono=True, residual=tmp_path / "r.wav")
+    dog, _ = sf.read(tmp_path / "d.wav")
+    rest, _ = sf.read(tmp_path / "r.wav")
+    np.testing.assert_allclose(dog + rest, x.mean(0), rtol=0, atol=2.02 / 2**15)

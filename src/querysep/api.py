@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal, overload
 
@@ -226,6 +226,7 @@ class Separator:
         queries: str | Sequence[str],
         *,
         return_ats: Literal[False] = False,
+        return_residual: Literal[False] = False,
     ) -> torch.Tensor: ...
 
     @overload
@@ -236,7 +237,30 @@ class Separator:
         queries: str | Sequence[str],
         *,
         return_ats: Literal[True],
+        return_residual: Literal[False] = False,
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def separate_tensor(
+        self,
+        mixture: ArrayLike,
+        sample_rate: int,
+        queries: str | Sequence[str],
+        *,
+        return_ats: Literal[False] = False,
+        return_residual: Literal[True],
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def separate_tensor(
+        self,
+        mixture: ArrayLike,
+        sample_rate: int,
+        queries: str | Sequence[str],
+        *,
+        return_ats: Literal[True],
+        return_residual: Literal[True],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
     def separate_tensor(
         self,
@@ -245,7 +269,8 @@ class Separator:
         queries: str | Sequence[str],
         *,
         return_ats: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        return_residual: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """Separate in-memory audio.
 
         Args:
@@ -253,14 +278,18 @@ class Separator:
             sample_rate: Its rate in Hz.
             queries: One text query or several.
             return_ats: Also return each estimate's ATS against its query (see :meth:`ats`).
+            return_residual: Also return the residual: the mixture minus the sum of all
+                estimates ("everything else"), so removing a sound is one call.
 
         Returns:
-            One estimate per query at the input's rate, channels and length (and, with
-            ``return_ats``, their ATS).
+            One estimate per query at the input's rate, channels and length; with
+            ``return_ats`` and/or ``return_residual``, the tuple ``(estimates, ats,
+            residual)`` without the parts not asked for.
 
         Shape:
             - mixture: ``(time,)`` or ``(channels, time)``
-            - output: ``(num_queries, channels, time)`` (ATS: ``(num_queries,)``)
+            - output: ``(num_queries, channels, time)`` (ATS: ``(num_queries,)``; residual:
+              ``(channels, time)``)
         """
         items = validate_queries(queries)
         x = _check_waveform(mixture, sample_rate)
@@ -277,9 +306,12 @@ class Separator:
                 np.ascontiguousarray(resample(flat, self.sample_rate, sample_rate))
             ).reshape(*est.shape[:2], -1)
         est = _fit_length(est, length)
-        if return_ats:
-            return est, self.ats(est, sample_rate, items)
-        return est
+        if not (return_ats or return_residual):
+            return est
+        extra = [self.ats(est, sample_rate, items)] if return_ats else []
+        if return_residual:
+            extra.append(x - est.sum(dim=0))
+        return (est, *extra)
 
     # ------------------------------------------------------------------ files
     def separate_file(
@@ -291,6 +323,8 @@ class Separator:
         mono: bool = False,
         progress: bool = False,
         return_ats: bool = False,
+        residual: str | os.PathLike[str] | None = None,
+        on_progress: Callable[[float], None] | None = None,
     ) -> list[Path] | list[tuple[Path, float]]:
         """Separate a file to one output file per query, streaming through it.
 
@@ -305,6 +339,11 @@ class Separator:
             progress: Show a progress bar.
             return_ats: Return ``(path, ATS)`` pairs: each output scored against its query,
                 read back from the written file (streamed, so any length works).
+            residual: Also write this file: the mixture (downmixed with ``mono``) minus the
+                sum of all estimates, same rate, channels and length. It is written with the
+                outputs and appears only complete, like them; it is not in the returned list.
+            on_progress: Called with the fraction of the file separated so far (0 to 1)
+                after each block, e.g. to drive a progress bar in a web page.
         """
         items = validate_queries(queries)
         if len(outputs) != len(items):
@@ -314,31 +353,44 @@ class Separator:
         num_ch = 1 if mono else info.num_channels
         proc = self._processor(items)
         block = max(proc.segment, self.sample_rate)  # at the model's rate
-        writers = [AudioWriter(out, in_sr, num_ch) for out in outputs]
+        targets = [*outputs, *([residual] if residual is not None else [])]
+        writers = [AudioWriter(out, in_sr, num_ch) for out in targets]
         back = [StreamResampler(self.sample_rate, in_sr, num_ch) for _ in items]
-        written = [0] * len(items)
+        # The residual needs the mixture at the input's rate, in step with the estimates.
+        mixture = None if residual is None else _Frames(iter_audio_blocks(path, 1 << 16, mono=mono))
+        written = 0
 
         def emit(out: torch.Tensor, last: bool) -> None:
-            for q in range(len(items)):
-                chunk = out[q] if out.dim() == 3 else torch.zeros(num_ch, 0)
-                data = back[q](chunk.numpy(), last=last)
-                take = min(data.shape[-1], total - written[q])
-                if take > 0:
-                    writers[q].write(data[:, :take])
-                    written[q] += take
-                if last and written[q] < total:
-                    writers[q].write(np.zeros((num_ch, total - written[q]), np.float32))
-                    written[q] = total
+            nonlocal written
+            chunks = [
+                back[q](out[q].numpy() if out.dim() == 3 else np.zeros((num_ch, 0)), last=last)
+                for q in range(len(items))
+            ]
+            est = np.stack(chunks)[:, :, : total - written]  # every query's chunk is as long
+            if last and written + est.shape[-1] < total:
+                est = np.pad(est, ((0, 0), (0, 0), (0, total - written - est.shape[-1])))
+            if est.shape[-1] == 0:
+                return
+            for writer, chunk in zip(writers, est, strict=False):
+                writer.write(chunk)
+            if mixture is not None:
+                writers[-1].write(mixture.take(est.shape[-1]) - est.sum(axis=0))
+            written += est.shape[-1]
 
-        bar = _progress(progress, total / in_sr, "separating")
+        total_seconds = total / in_sr
+        bar = _progress(progress, total_seconds, "separating")
+        done_seconds = 0.0
         opened = []
         try:
             for w in writers:
                 opened.append(w.__enter__())
             for blk in iter_audio_blocks(path, block, sample_rate=self.sample_rate, mono=mono):
                 emit(proc.push(torch.from_numpy(blk)), last=False)
+                done_seconds += blk.shape[-1] / self.sample_rate
                 if bar is not None:
                     bar.update(blk.shape[-1] / self.sample_rate)
+                if on_progress is not None:
+                    on_progress(min(1.0, done_seconds / total_seconds))
             emit(proc.finish(), last=True)
         except BaseException as exc:
             for w in opened:
@@ -373,6 +425,24 @@ def _progress(enabled: bool, seconds: float, desc: str):
     )
 
 
+class _Frames:
+    """Exactly ``n`` frames at a time from an iterator of ``(channels, n)`` blocks."""
+
+    def __init__(self, blocks: Iterator[np.ndarray]) -> None:
+        self._blocks = blocks
+        self._buffer: np.ndarray | None = None
+
+    def take(self, n: int) -> np.ndarray:
+        parts, have = [], 0
+        while have < n:
+            if self._buffer is None or self._buffer.shape[-1] == 0:
+                self._buffer = next(self._blocks)
+            part, self._buffer = self._buffer[:, : n - have], self._buffer[:, n - have :]
+            parts.append(part)
+            have += part.shape[-1]
+        return np.concatenate(parts, axis=-1)
+
+
 def _fit_length(x: torch.Tensor, length: int) -> torch.Tensor:
     if x.shape[-1] >= length:
         return x[..., :length].contiguous()
@@ -388,20 +458,30 @@ def separate(
     device: str | None = "cpu",
     return_ats: bool = False,
     clap: str | AudioTextModel | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    return_residual: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """One-liner: separate ``query`` from ``audio`` with the default (or named) model.
 
     With ``return_ats``, also returns the ATS of each estimate against its query (a float
-    tensor, scalar for one query), computed with ``clap`` (default: the bundled model).
+    tensor, scalar for one query), computed with ``clap`` (default: the bundled model). With
+    ``return_residual``, also returns the mixture minus the sum of the estimates. Extras come
+    after the estimate in the order ``(estimate, ats, residual)``.
 
     Shape:
         - audio: ``(time,)`` or ``(channels, time)``
         - output: ``(channels, time)`` for one query, ``(num_queries, channels, time)`` for a list
+        - residual: ``(channels, time)``
     """
     sep = Separator(model, device=device, clap=clap)
     single = isinstance(query, str)
-    if not return_ats:
-        est = sep.separate_tensor(audio, sample_rate, query)
-        return est[0] if single else est
-    est, ats = sep.separate_tensor(audio, sample_rate, query, return_ats=True)
-    return (est[0], ats[0]) if single else (est, ats)
+    result = sep.separate_tensor(
+        audio, sample_rate, query, return_ats=return_ats, return_residual=return_residual
+    )
+    if not (return_ats or return_residual):
+        return result[0] if single else result
+    est, *extra = result
+    if single:
+        est = est[0]
+        if return_ats:
+            extra[0] = extra[0][0]
+    return (est, *extra)

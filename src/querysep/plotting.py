@@ -9,7 +9,7 @@ import numpy as np
 
 from .fileio import AtomicFile
 
-__all__ = ["plot_separation"]
+__all__ = ["plot_files", "plot_separation"]
 
 
 def _log_spectrogram(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -50,10 +50,8 @@ def plot_separation(
     Shape:
         - mixture, estimate: ``(time,)`` or ``(channels, time)``
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot): no global state, so threads (the web app) may draw at once.
+    from matplotlib.figure import Figure
 
     mix = np.asarray(mixture, dtype=np.float32)
     est = np.asarray(estimate, dtype=np.float32)
@@ -67,7 +65,8 @@ def plot_separation(
     panels = [("mixture", mix), ("estimate", est), ("residual (mixture - estimate)", mix - est)]
     specs = [_log_spectrogram(x, n_fft, hop) for _, x in panels]
     top = max(float(s.max()) for s in specs)
-    fig, axes = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True, constrained_layout=True)
+    fig = Figure(figsize=(9, 7.5), layout="constrained")
+    axes = fig.subplots(3, 1, sharex=True)
     extent = (0.0, len(mix) / sample_rate, 0.0, sample_rate / 2000)
     for ax, (label, _), spec in zip(axes, panels, specs, strict=True):
         im = ax.imshow(
@@ -86,9 +85,41 @@ def plot_separation(
     if title:
         fig.suptitle(title)
     path = Path(path)
-    try:
-        with AtomicFile(path) as tmp:
-            fig.savefig(tmp, dpi=100, format=path.suffix[1:].lower() or "png")
-    finally:
-        plt.close(fig)
+    with AtomicFile(path) as tmp:
+        fig.savefig(tmp, dpi=100, format=path.suffix[1:].lower() or "png")
     return path
+
+
+def plot_files(
+    mixture_path: str | os.PathLike[str],
+    estimate_path: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    mono: bool = False,
+    max_seconds: float = 30.0,
+) -> Path:
+    """:func:`plot_separation` of two audio files (the figure ``separate --plot`` writes).
+
+    Only the first ``max_seconds`` are read, so any length is cheap.
+
+    Args:
+        mixture_path: The input; downmixed when ``mono`` (as the estimate was made).
+        estimate_path: The separated file, at the mixture's rate.
+        path: The image to write (atomically).
+        title: Figure title, e.g. ``query: a dog barking``.
+        mono: The estimate was made from the downmixed input.
+        max_seconds: How much of the start to draw.
+
+    Returns:
+        ``path``.
+    """
+    import soundfile as sf
+
+    rate = sf.info(str(estimate_path)).samplerate
+    frames = int(max_seconds * rate)
+    mixture, _ = sf.read(str(mixture_path), frames=frames, dtype="float32", always_2d=True)
+    estimate, _ = sf.read(str(estimate_path), frames=frames, dtype="float32", always_2d=True)
+    if mono:
+        mixture = mixture.mean(axis=1, keepdims=True)
+    return plot_separation(mixture.T, estimate.T, rate, path, title=title, max_seconds=max_seconds)

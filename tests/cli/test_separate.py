@@ -272,3 +272,55 @@ def test_a_bad_clap_fails_before_any_output(mix: Path, tmp_path: Path) -> None:
     )
     assert res.exit_code == 2 and "unknown audio-text model" in res.output
     assert not out.exists()
+
+
+def test_residual_is_written_next_to_the_outputs(mix: Path, tmp_path: Path) -> None:
+    # a query named "residual" does not take the residual's name
+    out = tmp_path / "out"
+    res = run(
+        "separate",
+        str(mix),
+        "-q",
+        "dog",
+        "-q",
+        "Residual",
+        "-o",
+        str(out),
+        "-m",
+        "test-tiny",
+        "--residual",
+        "--no-ats",
+    )
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["mix__dog.wav", "mix__residual-2.wav", "mix__residual.wav"]
+    assert "everything else in mix.wav" in res.stdout
+    parts = [sf.read(out / n)[0] for n in names]
+    np.testing.assert_allclose(sum(parts), sf.read(mix)[0], rtol=0, atol=3.03 / 2**15)
+    # one input, one query, an output file: the residual goes beside it
+    res = run(
+        "separate",
+        str(mix),
+        "-q",
+        "dog",
+        "-o",
+        str(tmp_path / "d.flac"),
+        "-m",
+        "test-tiny",
+        "--residual",
+        "--no-ats",
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "mix__residual.flac").is_file()
+    res = run(
+        "separate",
+        str(mix),
+        "-q",
+        "dog",
+        "-o",
+        str(tmp_path / "mix__residual.wav"),
+        "-m",
+        "test-tiny",
+        "--residual",
+    )
+    assert res.exit_code == 2 and "name of the residual" in res.stderr

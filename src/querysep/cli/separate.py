@@ -25,14 +25,19 @@ def query_slug(query: str, max_len: int = 60) -> str:
     return (slug[:max_len].rstrip("-")) or "query"
 
 
+RESIDUAL = "residual"
+
+
 def plan_outputs(
-    inputs: list[Path], queries: list[str], out: Path | None, ext: str
+    inputs: list[Path], queries: list[str], out: Path | None, ext: str, residual: bool = False
 ) -> list[list[Path]]:
     """Output path for each (input, query): ``out[i][q]``.
 
     One input, one query and ``out`` ending in an audio extension: exactly that file (its
     format must be one :func:`~querysep.audio.writer.supported_save_extensions` lists).
     Otherwise ``out`` is a folder (default ``separated/``) holding ``<stem>__<query>.<ext>``.
+    With ``residual``, each row ends with one more path, ``<stem>__residual.<ext>`` in the
+    same folder (a query whose name would clash gets ``residual-2``).
     """
     from ..audio.writer import supported_save_extensions
     from ..data.manifest import AUDIO_EXTENSIONS
@@ -43,6 +48,14 @@ def plan_outputs(
     if out is not None and out.suffix.lower() in file_exts:
         if len(inputs) == 1 and len(queries) == 1:
             plan = [[out]]
+            if residual:
+                rest = out.with_name(f"{inputs[0].stem}__{RESIDUAL}{out.suffix}")
+                if rest == out:
+                    raise typer.BadParameter(
+                        f"{out} is the name of the residual: choose another output name",
+                        param_hint="'--output'",
+                    )
+                plan[0].append(rest)
         else:
             raise typer.BadParameter(
                 f"{out} names one file, but {len(inputs)} input(s) x {len(queries)} query(ies) "
@@ -51,9 +64,12 @@ def plan_outputs(
             )
     else:
         folder = out or Path("separated")
-        slugs = _unique([query_slug(q) for q in queries])
+        slugs = [query_slug(q) for q in queries]
+        slugs = _unique([RESIDUAL, *slugs]) if residual else _unique(slugs)
         stems = _unique([path.stem for path in inputs])
         plan = [[folder / f"{stem}__{s}.{ext}" for s in slugs] for stem in stems]
+        if residual:  # the reserved name first kept it; it goes last, as in the library
+            plan = [[*row[1:], row[0]] for row in plan]
     _refuse_overwriting_inputs(inputs, plan)
     return plan
 
@@ -81,24 +97,6 @@ def _refuse_overwriting_inputs(inputs: list[Path], plan: list[list[Path]]) -> No
                     f"{path} is one of the inputs: writing it would replace the recording",
                     param_hint="'--output'",
                 )
-
-
-def _plot(mixture_path: Path, output_path: Path, query: str, mono: bool) -> Path:
-    """Write the spectrogram figure of one separation next to its output."""
-    import soundfile as sf
-
-    from ..plotting import plot_separation
-
-    rate = sf.info(str(output_path)).samplerate
-    frames = int(30 * rate)  # the figure shows 30 s at most; both files were validated already
-    mixture, _ = sf.read(str(mixture_path), frames=frames, dtype="float32", always_2d=True)
-    estimate, _ = sf.read(str(output_path), frames=frames, dtype="float32", always_2d=True)
-    if mono:
-        mixture = mixture.mean(axis=1, keepdims=True)
-    title = f"query: {query}"
-    return plot_separation(
-        mixture.T, estimate.T, rate, output_path.with_suffix(".png"), title=title
-    )
 
 
 def register(app: typer.Typer) -> None:
@@ -149,12 +147,19 @@ def register(app: typer.Typer) -> None:
         no_ats: bool = typer.Option(
             False, "--no-ats", help="Do not score the outputs (ATS) against their queries."
         ),
+        residual: bool = typer.Option(
+            False,
+            "--residual",
+            help="Also write <stem>__residual.<ext>: the input minus the sum of all the "
+            "estimates (everything the queries did not take).",
+        ),
     ) -> None:
         """Separate the sound each query describes from each input file."""
         from ..api import Separator, check_segment
         from ..audio.io import audio_info
         from ..fileio import check_output_file
         from ..models.text import validate_queries
+        from ..plotting import plot_files
         from ..pretrained import TEST_TINY
 
         queries = validate_queries(query)
@@ -165,7 +170,7 @@ def register(app: typer.Typer) -> None:
         check_segment(segment_seconds, overlap_seconds)
         upstream = check_upstream_options([model], text_tokenizer, clap_checkpoint)
         infos = [audio_info(p) for p in inputs]  # every input is checked before any work
-        plan = plan_outputs(list(inputs), queries, output, fmt)
+        plan = plan_outputs(list(inputs), queries, output, fmt, residual=residual)
         for outs in plan:  # before loading the model: no output may be a folder or under a file
             for out in outs:
                 check_output_file(out)
@@ -182,8 +187,15 @@ def register(app: typer.Typer) -> None:
         if not no_ats:
             sep.clap  # noqa: B018 - load it now: a bad --clap fails before any output
         for path, info, outs in zip(inputs, infos, plan, strict=True):
+            rest = outs.pop() if residual else None
             done = sep.separate_file(
-                path, queries, outs, mono=mono, progress=info.duration > 60, return_ats=not no_ats
+                path,
+                queries,
+                outs,
+                mono=mono,
+                progress=info.duration > 60,
+                return_ats=not no_ats,
+                residual=rest,
             )
             for q, item in zip(queries, done, strict=True):
                 w, ats = item if isinstance(item, tuple) else (item, None)
@@ -194,8 +206,14 @@ def register(app: typer.Typer) -> None:
                     soft_wrap=True,
                 )
                 if plot:
-                    png = _plot(path, w, q, mono)
+                    png = plot_files(path, w, w.with_suffix(".png"), title=f"query: {q}", mono=mono)
                     console.print(f"wrote {png}", highlight=False)
+            if rest is not None:
+                console.print(
+                    f"wrote {rest}  (everything else in {path.name})",
+                    highlight=False,
+                    soft_wrap=True,
+                )
         if not no_ats:
             err_console.print(
                 f"ATS: CLAP similarity of each output to its query ({sep.clap.name}; higher = "
