@@ -52,6 +52,7 @@ _SUBCOMMANDS = (
     "mixtures",
     "train",
     "evaluate",
+    "webapp",  # querysep app (a module named app would hide the typer app above)
 )
 
 

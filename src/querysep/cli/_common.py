@@ -13,7 +13,15 @@ from rich.console import Console
 
 from ..errors import QuerysepError
 
-__all__ = ["console", "err_console", "fail", "handle_errors", "one_line_usage_errors", "state"]
+__all__ = [
+    "console",
+    "err_console",
+    "error_line",
+    "fail",
+    "handle_errors",
+    "one_line_usage_errors",
+    "state",
+]
 
 console = Console()
 
@@ -54,6 +62,21 @@ def fail(message: str) -> None:
     line = " ".join(str(message).split())
     print(f"querysep: error: {line}", file=sys.stderr)
     raise typer.Exit(code=2)
+
+
+def error_line(exc: BaseException) -> str | None:
+    """The one-line message for an error caused by the user's input, or None for a bug.
+
+    What follows ``querysep: error:`` on the command line, and what the web app shows.
+    """
+    if isinstance(exc, QuerysepError):
+        return " ".join(str(exc).split())
+    # A path the user gave that the system refuses (missing, a folder or a file where the
+    # other is needed, no permission, name too long, disk full) is named in the exception;
+    # an OSError without a file name is not about the input: a bug.
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return " ".join(f"{exc.strerror or exc}: {exc.filename}".split())
+    return None
 
 
 # typer raises the exceptions of the click it runs on: its own vendored copy in recent
@@ -97,21 +120,15 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except typer.Exit:
             raise
-        except QuerysepError as exc:
-            if state.debug:
-                raise
-            fail(str(exc))
         except KeyboardInterrupt:
             if state.debug:
                 raise
             fail("interrupted")
-        except OSError as exc:
-            # A path the user gave that the system refuses (missing, a folder or a file where
-            # the other is needed, no permission, name too long, disk full) is named in the
-            # exception; an OSError without a file name is not about the input: a bug.
-            if state.debug or exc.filename is None:
+        except (QuerysepError, OSError) as exc:
+            line = error_line(exc)
+            if state.debug or line is None:
                 raise
-            fail(f"{exc.strerror or exc}: {exc.filename}")
+            fail(line)
         return None
 
     return wrapper  # type: ignore[return-value]

@@ -1,0 +1,127 @@
+"""Running the web app: a private folder, the models, the page, the queue, the server."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import ipaddress
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..errors import ConfigError
+from .service import AppConfig, SeparationService
+from .workspace import Workspace
+
+__all__ = ["is_loopback", "serve"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a service manager, ``kill``) stops the server as Ctrl-C does, cleanly."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _launch(page: Any, host: str, port: int, **options: Any) -> None:
+    if "run_history" in inspect.signature(page.launch).parameters:  # recent gradio 6 releases
+        options["run_history"] = False  # keep no copies of recordings in the browser's storage
+    try:
+        page.launch(server_name=host, server_port=port, **options)
+    except OSError as exc:  # gradio's message suggests its own environment variables
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: the port is in use or the address is not this "
+            "machine's (choose another with --port or --host)"
+        ) from exc
+
+
+def serve(
+    config: AppConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Serve the app until Ctrl-C or SIGTERM, then remove its private folder.
+
+    gradio keeps uploads in ``GRADIO_TEMP_DIR``; this sets it (and its example cache) to a
+    new private folder for this process, so nothing outside that folder can be fetched.
+
+    Args:
+        config: The app's settings.
+        host: Address to listen on (loopback unless told otherwise).
+        port: Port to listen on.
+        share: Ask gradio for a public share link.
+        announce: Prints the addresses once the server listens.
+
+    Raises:
+        QuerysepError: A model that cannot be loaded (before anything listens), or an
+            address or port that cannot be listened on.
+    """
+    workspace = Workspace(
+        keep_seconds=config.keep_minutes * 60, max_bytes=int(config.max_disk_gb * 2**30)
+    )
+    page = None
+    try:
+        os.environ["GRADIO_TEMP_DIR"] = str(workspace.root)
+        os.environ["GRADIO_EXAMPLES_CACHE"] = str(workspace.root / "examples-cache")
+        os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+        service = SeparationService(config, workspace)
+        service.warm()
+        import gradio as gr
+
+        from .page import build_page
+
+        page = build_page(service)
+        page.queue(max_size=config.max_queue, default_concurrency_limit=config.concurrency)
+        workspace.pin_contents()  # gradio copied the example recordings in: keep them
+        workspace.start_pruning()
+        with _stop_on_sigterm():
+            _launch(
+                page,
+                host,
+                port,
+                share=share,
+                prevent_thread_lock=True,
+                quiet=True,
+                max_file_size=int(config.max_upload_mb * 1e6),
+                footer_links=["api"],
+                theme=gr.themes.Default(
+                    font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+                ),
+            )
+            announce(f"querysep app: serving on {page.local_url} (Ctrl-C to stop)")
+            if page.share_url:
+                announce(f"querysep app: public link {page.share_url}")
+            announce(f"querysep app: files in {workspace.root} (private, removed on exit)")
+            with contextlib.suppress(KeyboardInterrupt):
+                while page.is_running:
+                    time.sleep(0.5)
+    finally:
+        if page is not None:
+            page.close()
+        workspace.close()

@@ -1,0 +1,310 @@
+"""What the web app does for one request, without any web framework.
+
+:class:`SeparationService` checks a request (the recording, the queries, the model and the
+advanced settings) with the same checks and messages as ``querysep separate``, separates
+the recording to one WAV per query plus the residual, scores each output (ATS) and draws
+the spectrogram figure of ``separate --plot``. Loaded models are shared between requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..api import Separator, check_segment
+from ..audio.io import audio_info
+from ..clap import AudioTextModel, load_clap
+from ..cli.separate import plan_outputs
+from ..errors import AudioError, ModelNotFoundError, QueryError
+from ..models.separator import TextQueriedSeparator
+from ..models.text import validate_queries
+from ..plotting import plot_files
+from ..pretrained import DEFAULT_MODEL, TEST_TINY, list_models, load_model, resolve_device
+from .workspace import Workspace
+
+__all__ = ["AppConfig", "SeparationResult", "SeparationService", "example_rows"]
+
+Progress = Callable[[float, str], None]
+
+# Queries for the bundled examples (examples/README.md); other files get their name's words.
+_EXAMPLE_QUERIES = {
+    "dog-and-rain": "a dog barking\nrain",
+    "rooster-and-church-bells": "a rooster crowing\nchurch bells",
+    "typing-and-crying-baby": "keyboard typing\na baby crying",
+}
+
+
+def _bundled_examples() -> Path | None:
+    """``examples/`` of a source checkout (editable installs included), if there is one."""
+    folder = Path(__file__).resolve().parents[3] / "examples"
+    return folder if folder.is_dir() else None
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Settings of ``querysep app``.
+
+    Args:
+        models: Models offered on top of the named ones (names, folders, ``kind:path``);
+            the first is the page's default, else :data:`~querysep.pretrained.DEFAULT_MODEL`.
+        clap: The audio-text model for ATS scores (``None``: the bundled default).
+        text_tokenizer: Tokenizer folder for ``audiosep:`` / ``dcase-baseline:`` models.
+        clap_checkpoint: LAION-CLAP ``.pt`` for their query encoder.
+        max_upload_mb: Largest upload, in MB.
+        max_minutes: Longest recording, in minutes.
+        max_queries: Most queries in one request.
+        concurrency: Requests separated at once (the others wait in the queue).
+        max_queue: Most requests waiting; more are refused with a message.
+        keep_minutes: How long uploads and results stay on disk.
+        max_disk_gb: Most disk the private folder may use.
+        examples: Folder of example recordings shown on the page (``None``: none).
+    """
+
+    models: tuple[str, ...] = ()
+    clap: str | None = None
+    text_tokenizer: Path | None = None
+    clap_checkpoint: Path | None = None
+    max_upload_mb: float = 200.0
+    max_minutes: float = 30.0
+    max_queries: int = 8
+    concurrency: int = 1
+    max_queue: int = 32
+    keep_minutes: float = 60.0
+    max_disk_gb: float = 4.0
+    examples: Path | None = field(default_factory=_bundled_examples)
+
+    @property
+    def model_choices(self) -> list[str]:
+        """The models the page offers: those given first, then the named ones.
+
+        The reserved random-weight ``test-tiny`` is offered only when given.
+        """
+        named = [m.name for m in list_models() if m.name != TEST_TINY]
+        return list(dict.fromkeys([*self.models, *named]))
+
+    @property
+    def default_model(self) -> str:
+        return self.models[0] if self.models else DEFAULT_MODEL
+
+
+def example_rows(folder: Path | None) -> list[tuple[Path, str]]:
+    """(recording, queries) for each audio file in ``folder``, sorted by name."""
+    if folder is None:
+        return []
+    rows = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"):
+            words = [part.replace("-", " ") for part in path.stem.split("-and-")]
+            rows.append((path, _EXAMPLE_QUERIES.get(path.stem, "\n".join(words))))
+    return rows
+
+
+@dataclass(frozen=True)
+class SeparationResult:
+    """The files of one request, all in its job folder.
+
+    Args:
+        queries: The queries, cleaned (see :func:`~querysep.models.text.validate_queries`).
+        outputs: One WAV per query, in query order (the input's rate, channels, length).
+        residual: The input minus the sum of all outputs.
+        ats: Each output's ATS against its query.
+        figures: Each output's spectrogram figure (mixture, estimate, residual).
+        model: The separation model used.
+        clap: The audio-text model that computed ``ats``.
+        sample_rate: The input's (and outputs') rate in Hz.
+        num_channels: Their channel count.
+        seconds: Their length.
+    """
+
+    queries: list[str]
+    outputs: list[Path]
+    residual: Path
+    ats: list[float]
+    figures: list[Path]
+    model: str
+    clap: str
+    sample_rate: int
+    num_channels: int
+    seconds: float
+
+    def report(self) -> dict[str, Any]:
+        """A JSON-ready summary (file names, not paths)."""
+        return {
+            "model": self.model,
+            "ats_model": self.clap,
+            "sample_rate": self.sample_rate,
+            "channels": self.num_channels,
+            "seconds": round(self.seconds, 3),
+            "outputs": [
+                {"query": q, "file": p.name, "ats": round(a, 4)}
+                for q, p, a in zip(self.queries, self.outputs, self.ats, strict=True)
+            ],
+            "residual": self.residual.name,
+        }
+
+
+class SeparationService:
+    """Checks and runs separation requests; safe to call from several threads.
+
+    Args:
+        config: The app's settings.
+        workspace: Where uploads live and outputs are written.
+    """
+
+    def __init__(self, config: AppConfig, workspace: Workspace) -> None:
+        self.config = config
+        self.workspace = workspace
+        self._models: dict[tuple[str, str], TextQueriedSeparator] = {}
+        self._claps: dict[str, AudioTextModel] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ models
+    def _loading(self) -> contextlib.AbstractContextManager[Any]:
+        if self.config.text_tokenizer is None and self.config.clap_checkpoint is None:
+            return contextlib.nullcontext()
+        from ..models.upstream import upstream_options
+
+        return upstream_options(self.config.text_tokenizer, self.config.clap_checkpoint)
+
+    def model(self, spec: str, device: torch.device) -> TextQueriedSeparator:
+        """The separator ``spec`` on ``device``, loaded once and then shared."""
+        key = (spec, str(device))
+        with self._lock:
+            if key not in self._models:
+                with self._loading():
+                    self._models[key] = load_model(spec, device)
+            return self._models[key]
+
+    def clap(self, device: torch.device) -> AudioTextModel:
+        """The audio-text model for ATS on ``device``, loaded once and then shared."""
+        with self._lock:
+            if str(device) not in self._claps:
+                self._claps[str(device)] = load_clap(self.config.clap, device)
+            return self._claps[str(device)]
+
+    def warm(self) -> None:
+        """Load every model given on the command line and the ATS model, on the CPU.
+
+        A bad ``--model`` or ``--clap`` fails here, before the server starts, with the
+        message ``querysep separate`` gives.
+        """
+        cpu = torch.device("cpu")
+        for spec in self.config.models or (DEFAULT_MODEL,):
+            self.model(spec, cpu)
+        self.clap(cpu)
+
+    # ------------------------------------------------------------------ requests
+    def parse_queries(self, text: str | None) -> list[str]:
+        """One query per non-blank line, checked as ``separate -q`` checks them."""
+        lines = [line for line in (text or "").splitlines() if line.strip()]
+        queries = validate_queries(lines or [text or ""])  # nothing at all: "empty query"
+        if len(queries) > self.config.max_queries:
+            raise QueryError(
+                f"{len(queries)} queries: at most {self.config.max_queries} at once (one per line)"
+            )
+        return queries
+
+    def check_recording(self, path: str | os.PathLike[str] | None) -> None:
+        """Refuse a missing, unreadable, too large or too long recording."""
+        if path is None:
+            raise AudioError("no recording: upload an audio file or record one first")
+        limit_mb = self.config.max_upload_mb
+        size = Path(path).stat().st_size if Path(path).is_file() else 0
+        if size > limit_mb * 1e6:
+            raise AudioError(
+                f"{Path(path).name} is {size / 1e6:.1f} MB; this app takes files of at most "
+                f"{limit_mb:g} MB (querysep app --max-upload-mb)"
+            )
+        info = audio_info(path)
+        if info.duration > self.config.max_minutes * 60:
+            raise AudioError(
+                f"{Path(path).name} lasts {info.duration / 60:.1f} min; this app takes "
+                f"recordings of at most {self.config.max_minutes:g} min (querysep app "
+                "--max-minutes)"
+            )
+
+    def separate(
+        self,
+        recording: str | os.PathLike[str] | None,
+        queries: str | None,
+        *,
+        model: str | None = None,
+        segment_seconds: float | None = 10.0,
+        overlap_seconds: float | None = 1.0,
+        device: str | None = "cpu",
+        progress: Progress | None = None,
+    ) -> SeparationResult:
+        """Separate ``recording`` into one WAV per line of ``queries`` plus the residual.
+
+        Args:
+            recording: The uploaded or recorded file.
+            queries: One query per line.
+            model: One of :attr:`AppConfig.model_choices` (``None``: the default).
+            segment_seconds: Length of the segments the model sees.
+            overlap_seconds: Crossfaded overlap between segments.
+            device: ``cpu``, ``cuda``, ``mps`` or ``auto``.
+            progress: Called with (fraction done, what is being done).
+
+        Raises:
+            QuerysepError: Anything wrong with the request, with the message
+                ``querysep separate`` gives for the same input.
+        """
+        report = progress or (lambda fraction, what: None)
+        items = self.parse_queries(queries)
+        segment = math.nan if segment_seconds is None else float(segment_seconds)
+        overlap = math.nan if overlap_seconds is None else float(overlap_seconds)
+        check_segment(segment, overlap)
+        dev = resolve_device(device or "cpu")
+        spec = model or self.config.default_model
+        if spec not in self.config.model_choices:
+            raise ModelNotFoundError(
+                f"unknown model {spec!r}: this app offers "
+                f"{', '.join(self.config.model_choices)} (querysep app --model adds others)"
+            )
+        self.check_recording(recording)
+        assert recording is not None
+        source = Path(recording)
+        report(0.0, "loading the model")
+        sep = Separator(
+            self.model(spec, dev),
+            device=dev,
+            segment_seconds=segment,
+            overlap_seconds=overlap,
+            clap=self.clap(dev),
+        )
+        with self.workspace.job(source) as folder:
+            *outputs, residual = plan_outputs([source], items, folder, "wav", residual=True)[0]
+            scored = sep.separate_file(
+                source,
+                items,
+                outputs,
+                residual=residual,
+                return_ats=True,
+                on_progress=lambda done: report(0.9 * done, "separating"),
+            )
+            report(0.9, "drawing spectrograms")
+            figures = [
+                plot_files(source, out, out.with_suffix(".png"), title=f"query: {q}")
+                for q, out in zip(items, outputs, strict=True)
+            ]
+        info = audio_info(source)
+        return SeparationResult(
+            queries=items,
+            outputs=list(outputs),
+            residual=residual,
+            ats=[float(ats) for _, ats in scored],  # type: ignore[misc]
+            figures=figures,
+            model=spec,
+            clap=sep.clap.name,
+            sample_rate=info.sample_rate,
+            num_channels=info.num_channels,
+            seconds=info.duration,
+        )

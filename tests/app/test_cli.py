@@ -1,0 +1,60 @@
+"""``querysep app`` on the command line: one-line errors before anything listens."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from querysep.app.server import _launch, is_loopback
+from querysep.cli import app as cli
+from querysep.errors import ConfigError
+
+runner = CliRunner()
+
+
+def test_without_gradio_it_says_to_install_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio now fails
+    res = runner.invoke(cli, ["app"])
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines() == [
+        "querysep: error: querysep app needs gradio: install the app extra, "
+        "pip install 'querysep[app]'"
+    ]
+
+
+def test_an_unknown_model_stops_it_with_the_separate_message(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("gradio")
+    for key in ("GRADIO_TEMP_DIR", "GRADIO_EXAMPLES_CACHE", "GRADIO_ANALYTICS_ENABLED"):
+        monkeypatch.delenv(key, raising=False)  # serve() sets them; restored afterwards
+    res = runner.invoke(cli, ["app", "--model", "nope"])
+    example = Path(__file__).parents[2] / "examples" / "dog-and-rain.wav"
+    want = runner.invoke(
+        cli, ["separate", str(example), "-q", "dog", "-m", "nope", "-o", str(tmp_path)]
+    )
+    assert res.exit_code == want.exit_code == 2
+    assert res.stderr.strip().splitlines() == want.stderr.strip().splitlines()
+    assert "unknown model 'nope'" in res.stderr
+
+
+def test_the_cli_and_the_library_do_not_import_gradio() -> None:
+    code = "import sys, querysep, querysep.cli, querysep.app; print('gradio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_addresses_and_ports() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+
+    class Busy:
+        def launch(self, **options: object) -> None:
+            raise OSError("Cannot find empty port in range: 7860-7860.")
+
+    with pytest.raises(ConfigError, match=r"cannot listen on 127.0.0.1:7860: .* --port"):
+        _launch(Busy(), "127.0.0.1", 7860)

@@ -1,0 +1,118 @@
+"""One request of the web app, without the web: checks, files, ATS, figures, progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from querysep.app import AppConfig, SeparationService, Workspace
+from querysep.app.service import example_rows
+from querysep.errors import AudioError, ConfigError, ModelNotFoundError, QueryError
+from querysep.models.text import validate_queries
+from querysep.testing import synth
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+@pytest.fixture
+def service(tmp_path: Path):
+    ws = Workspace(parent=tmp_path)
+    config = AppConfig(models=("test-tiny",), clap="test-tiny", max_minutes=0.5, examples=None)
+    yield SeparationService(config, ws)
+    ws.close()
+
+
+def test_a_request_gives_one_wav_per_query_the_residual_ats_and_figures(
+    service: SeparationService, tmp_path: Path
+) -> None:
+    x = np.stack([synth.scene(12.0, 22050, seed=1), synth.scene(12.0, 22050, seed=2)])
+    path = synth.write_wav(tmp_path / "street.wav", x, 22050, subtype="FLOAT")
+    seen: list[tuple[float, str]] = []
+    result = service.separate(
+        path,
+        "a dog barking\n\n  rain  \n",
+        segment_seconds=4.0,
+        overlap_seconds=0.5,
+        progress=lambda fraction, what: seen.append((fraction, what)),
+    )
+    assert result.queries == ["a dog barking", "rain"]
+    names = [p.name for p in (*result.outputs, result.residual)]
+    assert names == ["street__a-dog-barking.wav", "street__rain.wav", "street__residual.wav"]
+    parts = []
+    for p in (*result.outputs, result.residual):
+        data, rate = sf.read(p, always_2d=True)
+        assert rate == 22050 and data.shape == x.T.shape
+        assert p.parent.parent == service.workspace.root / "jobs"
+        parts.append(data)
+    np.testing.assert_allclose(sum(parts), x.T, rtol=0, atol=3.03 / 2**15)
+    assert len(result.ats) == 2 and all(-1 <= a <= 1 for a in result.ats)
+    assert all(f.read_bytes()[:4] == b"\x89PNG" for f in result.figures)
+    report = result.report()
+    assert report["model"] == "test-tiny" and report["ats_model"] == result.clap
+    assert [o["file"] for o in report["outputs"]] == names[:2]
+    # segment by segment: the bar moves forward while separating, then the figures
+    fractions = [f for f, what in seen if what == "separating"]
+    assert len(fractions) >= 3 and fractions == sorted(fractions) and fractions[-1] == 0.9
+    assert seen[-1][1] == "drawing spectrograms"
+
+
+def test_queries_one_per_line(service: SeparationService) -> None:
+    assert service.parse_queries("dog\n\n rain \n") == ["dog", "rain"]
+    for text in ("", "\n \n", None):
+        with pytest.raises(QueryError) as exc:
+            service.parse_queries(text)
+        with pytest.raises(QueryError) as cli:
+            validate_queries([""])  # what `separate -q ""` says
+        assert str(exc.value) == str(cli.value)
+    with pytest.raises(QueryError, match="9 queries: at most 8"):
+        service.parse_queries("\n".join(f"sound {i}" for i in range(9)))
+    with pytest.raises(QueryError, match="too long"):
+        service.parse_queries("z" * 1001)
+
+
+def test_requests_are_checked_before_any_work(service: SeparationService, tmp_path: Path) -> None:
+    good = synth.write_wav(tmp_path / "good.wav", synth.scene(1.0, 16000), 16000)
+    long = synth.write_wav(tmp_path / "long.wav", np.zeros(16000 * 31, np.float32), 16000)
+    nan = np.full(16000 * 3, 0.1, np.float32)
+    nan[40000] = np.nan  # found only while separating, after the first segment
+    late_nan = synth.write_wav(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    cases = [
+        ({"recording": None}, AudioError, "no recording"),
+        ({"recording": long}, AudioError, "long.wav lasts 0.5 min; .* at most 0.5 min"),
+        ({"model": "nope"}, ModelNotFoundError, "unknown model 'nope': this app offers test-tiny"),
+        ({"segment_seconds": None}, ConfigError, "segment length"),
+        ({"overlap_seconds": 20.0}, ConfigError, "overlap"),
+        ({"device": "tpu"}, ConfigError, "unknown device 'tpu'"),
+        (
+            {"recording": late_nan, "segment_seconds": 1.0, "overlap_seconds": 0.1},
+            AudioError,
+            "NaN",
+        ),
+    ]
+    for change, error, match in cases:
+        request = {"recording": good, "queries": "dog", **change}
+        recording, queries = request.pop("recording"), request.pop("queries")
+        with pytest.raises(error, match=match):
+            service.separate(recording, queries, **request)
+    assert not list((service.workspace.root / "jobs").iterdir())  # the failed job left nothing
+    small = SeparationService(AppConfig(max_upload_mb=0.01, examples=None), service.workspace)
+    with pytest.raises(AudioError, match=r"good.wav is 0.0 MB; .* at most 0.01 MB"):
+        small.check_recording(good)
+
+
+def test_models_offered() -> None:
+    assert AppConfig().model_choices[0] == AppConfig().default_model == "esc50-minilm"
+    assert "test-tiny" not in AppConfig().model_choices  # random weights: only when asked for
+    config = AppConfig(models=("test-tiny", "esc50-minilm"))
+    assert config.model_choices == ["test-tiny", "esc50-minilm"]
+    assert config.default_model == "test-tiny"
+
+
+def test_the_bundled_examples_come_with_their_queries() -> None:
+    rows = example_rows(EXAMPLES)
+    assert (rows[0][0].name, rows[0][1]) == ("dog-and-rain.wav", "a dog barking\nrain")
+    assert len(rows) == 3 and all(q.count("\n") == 1 for _, q in rows)
+    assert example_rows(None) == []
