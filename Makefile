@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo app test screenshot lint format bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,18 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/querysep separate examples/dog-and-rain.wav -q "a dog barking" -o outputs/demo --plot
 
+## Serve the web app on http://127.0.0.1:7860 (Ctrl-C to stop).
+app: $(STAMP)
+	$(BIN)/querysep app
+
 ## Run the test suite (CPU only, no downloads).
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
+
+## Retake the README's picture of the web app (needs Chromium: apt-get install chromium).
+screenshot: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 QUERYSEP_SCREENSHOT=docs/images/app.png \
+		$(BIN)/python -m pytest -q tests/app/test_browser.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
