@@ -30,6 +30,21 @@ def is_loopback(host: str) -> bool:
 
 
 @contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set inside, as it was outside."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
 def _stop_on_sigterm() -> Iterator[None]:
     """SIGTERM (a service manager, ``kill``) stops the server as Ctrl-C does, cleanly."""
 
@@ -68,8 +83,9 @@ def serve(
 ) -> None:
     """Serve the app until Ctrl-C or SIGTERM, then remove its private folder.
 
-    gradio keeps uploads in ``GRADIO_TEMP_DIR``; this sets it (and its example cache) to a
-    new private folder for this process, so nothing outside that folder can be fetched.
+    gradio keeps uploads in ``GRADIO_TEMP_DIR``; while it serves, this sets it (and the
+    example cache) to a new private folder, so nothing outside that folder can be fetched.
+    Parts of gradio read it when first imported: call this before importing gradio.
 
     Args:
         config: The app's settings.
@@ -85,22 +101,24 @@ def serve(
     workspace = Workspace(
         keep_seconds=config.keep_minutes * 60, max_bytes=int(config.max_disk_gb * 2**30)
     )
+    gradio_environ = {
+        "GRADIO_TEMP_DIR": str(workspace.root),
+        "GRADIO_EXAMPLES_CACHE": str(workspace.root / "examples-cache"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
     page = None
     try:
-        os.environ["GRADIO_TEMP_DIR"] = str(workspace.root)
-        os.environ["GRADIO_EXAMPLES_CACHE"] = str(workspace.root / "examples-cache")
-        os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-        service = SeparationService(config, workspace)
-        service.warm()
-        import gradio as gr
+        with _environ(gradio_environ), _stop_on_sigterm():
+            service = SeparationService(config, workspace)
+            service.warm()
+            import gradio as gr
 
-        from .page import build_page
+            from .page import build_page
 
-        page = build_page(service)
-        page.queue(max_size=config.max_queue, default_concurrency_limit=config.concurrency)
-        workspace.pin_contents()  # gradio copied the example recordings in: keep them
-        workspace.start_pruning()
-        with _stop_on_sigterm():
+            page = build_page(service)
+            page.queue(max_size=config.max_queue, default_concurrency_limit=config.concurrency)
+            workspace.pin_contents()  # gradio copied the example recordings in: keep them
+            workspace.start_pruning()
             _launch(
                 page,
                 host,

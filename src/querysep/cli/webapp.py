@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import typer
@@ -52,9 +53,9 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Serve a web page: upload or record audio, type what to hear, listen, download."""
-        try:
-            import gradio  # noqa: F401
-        except ImportError:
+        # Not imported here: parts of gradio read where to keep files when first imported,
+        # and serve() points them into its private folder first.
+        if importlib.util.find_spec("gradio") is None:
             fail("querysep app needs gradio: install the app extra, pip install 'querysep[app]'")
         from ..app import AppConfig, serve
         from ..app.server import is_loopback
