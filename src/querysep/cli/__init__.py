@@ -51,6 +51,7 @@ _SUBCOMMANDS = (
     "augment",
     "mixtures",
     "train",
+    "ldm",
     "evaluate",
 )
 
