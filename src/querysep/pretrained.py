@@ -5,7 +5,8 @@ written here before loading. ``test-tiny`` is reserved: a deterministic random-w
 built in code, for smoke tests (its output is not meaningful). Other sources plug in through
 :func:`register_loader` (``kind:path`` specs): ``audiosep:PATH.ckpt`` and
 ``dcase-baseline:PATH.ckpt`` load upstream Lightning checkpoints
-(:mod:`querysep.models.upstream`).
+(:mod:`querysep.models.upstream`); ``irm-ldm:DIR[@OUTPUT]`` loads a trained IRM-LDM folder
+(:mod:`querysep.models.irm_ldm`).
 """
 
 from __future__ import annotations
@@ -229,6 +230,13 @@ def _upstream_loader(kind: str) -> Loader:
     return load
 
 
+def _load_irm_ldm(path: str, device: torch.device) -> TextQueriedSeparator:
+    from .models.irm_ldm import load_irm_ldm
+
+    return load_irm_ldm(path, device)
+
+
 register_loader("querysep", _load_folder)
+register_loader("irm-ldm", _load_irm_ldm)
 register_loader("audiosep", _upstream_loader("audiosep"))
 register_loader("dcase-baseline", _upstream_loader("dcase-baseline"))

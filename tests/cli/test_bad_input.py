@@ -30,6 +30,7 @@ None, "n_fft")``.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shlex
 import subprocess
@@ -653,6 +654,51 @@ CASES: list[Case] = [
         None,
         "precision must be auto, 32 or bf16-mixed",
     ),
+    # --- IRM-LDM (System 3)
+    Case(
+        "irm-ldm-no-folder",
+        "separate good.wav -q dog -m irm-ldm:nowhere",
+        None,
+        "IRM-LDM model folder not found: nowhere",
+    ),
+    Case(
+        "irm-ldm-train-no-audioldm",
+        [
+            "train",
+            "train.yaml",
+            "model.network={type: irm-ldm, config: {ldm: nowhere}}",
+        ],
+        None,
+        "folder 'nowhere' the model names was not found",
+    ),
+    Case(
+        "irm-ldm-bad-mask",
+        [
+            "train",
+            "train.yaml",
+            "model.network={type: irm-ldm, config: {ldm: x, mask_activation: relu}}",
+        ],
+        None,
+        "model.network.config.mask_activation: must be one of",
+    ),
+    Case(
+        "oracle-ldm-bad-output",
+        "evaluate --mixtures list.csv --audio-dir audio -m oracle-ldm:loud:x --no-ats",
+        None,
+        "oracle-ldm rows are oracle-ldm:OUTPUT:SOURCE",
+    ),
+    Case(
+        "ldm-train-vae-unknown-key",
+        "ldm train-vae vae.yaml",
+        file("vae.yaml", "vae:\n  blocks: [16, 32]\n"),
+        "vae.blocks: unknown key",
+    ),
+    Case(
+        "ldm-train-vae-groups",
+        "ldm train-vae vae.yaml",
+        file("vae.yaml", "vae:\n  block_out_channels: [12, 24]\n  norm_num_groups: 8\n"),
+        "norm_num_groups 8 must divide every level's channels, not 12",
+    ),
 ]
 
 
@@ -698,7 +744,16 @@ def test_case_ids_are_unique() -> None:
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+_NO_DIFFUSERS = pytest.mark.skipif(
+    importlib.util.find_spec("diffusers") is None, reason="needs the gen extra (diffusers)"
+)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(case, marks=_NO_DIFFUSERS) if "ldm" in case.id else case for case in CASES],
+    ids=[case.id for case in CASES],
+)
 def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = _prepare(case, tmp_path)
     monkeypatch.chdir(tmp_path)

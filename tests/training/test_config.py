@@ -83,7 +83,7 @@ def test_broken_yaml_reports_the_line(tmp_path: Path) -> None:
     ("override", "match"),
     [
         ("optim.lr=fast", r"optim.lr: expected a number, got 'fast'"),
-        ("optim.loss=l2", r"optim.loss: must be one of l1, sdr, si_sdr, thresholded_sdr or thr"),
+        ("optim.loss=l2", r"optim.loss: must be one of l1, mse, sdr, si_sdr, thresholded_sdr or"),
         ("trainer.max_steps=0", r"trainer.max_steps: must be >= 1, got 0"),
         ("trainer.precision=16", r"must be one of auto, 32 or bf16-mixed, got '16'"),
         ("trainer.accelerator=tpuu", r"trainer.accelerator: must be one of auto, cpu, .*'tpuu'"),

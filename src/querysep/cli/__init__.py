@@ -51,6 +51,7 @@ _SUBCOMMANDS = (
     "augment",
     "mixtures",
     "train",
+    "ldm",
     "evaluate",
     "webapp",  # querysep app (a module named app would hide the typer app above)
 )

@@ -45,6 +45,13 @@ CLAP_CHECKPOINT_OPTION: Any = typer.Option(
     help="LAION-CLAP .pt for the query encoder of audiosep:/dcase-baseline: checkpoints "
     "(music_speech_audioset_epoch_15_esc_89.98.pt) [default: the copy inside the checkpoint].",
 )
+TRAIN_OVERRIDES_ARGUMENT: Any = typer.Argument(
+    None,
+    help="Overrides key=value with dotted keys, e.g. optim.lr=3e-4 trainer.max_steps=1000.",
+)
+RESTART_OPTION: Any = typer.Option(
+    False, "--restart", help="Start over: discard the run's checkpoints, logs and model."
+)
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])

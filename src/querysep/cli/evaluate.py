@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
             None,
             "--model",
             "-m",
-            help="Model name, folder or kind:path, or a system (mixture, oracle-irm[:MODEL]). "
+            help="Model name, folder or kind:path, or a system (mixture, oracle-irm[:MODEL], "
+            "oracle-ldm:OUTPUT:SOURCE, oracle-mel:OUTPUT:SOURCE). "
             "Repeatable; one table row each (default: the default model).",
         ),
         no_baselines: bool = typer.Option(

@@ -15,7 +15,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from ._common import console, handle_errors
+from ._common import RESTART_OPTION, TRAIN_OVERRIDES_ARGUMENT, console, handle_errors
 
 _DEFAULT = "run"
 
@@ -45,13 +45,8 @@ train_app = typer.Typer(
 @handle_errors
 def run_cmd(
     config: Path = typer.Argument(..., help="Training config (YAML).", show_default=False),
-    overrides: list[str] | None = typer.Argument(
-        None,
-        help="Overrides key=value with dotted keys, e.g. optim.lr=3e-4 trainer.max_steps=1000.",
-    ),
-    restart: bool = typer.Option(
-        False, "--restart", help="Start over: discard the run's checkpoints, logs and model."
-    ),
+    overrides: list[str] | None = TRAIN_OVERRIDES_ARGUMENT,
+    restart: bool = RESTART_OPTION,
 ) -> None:
     """Train from CONFIG (the default command): print and save the resolved config, resume
     from checkpoints/last.ckpt if present, export the best model when done.
@@ -60,12 +55,7 @@ def run_cmd(
     from ..training.run import train
 
     cfg = load_config(config, overrides or [])
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
-    if rank_zero_only.rank == 0:
-        console.rule("resolved config")
-        console.print(cfg.to_yaml().rstrip(), markup=False, highlight=False)
-        console.rule()
+    show_config(cfg)
     result = train(cfg, restart=restart, echo=_echo)
     if result.interrupted:
         raise typer.Exit(code=130)
@@ -97,6 +87,16 @@ def export_cmd(
         source = find_export_checkpoint(folder)
     folder_out = export_checkpoint(source, output)
     console.print(f"exported {source} to {folder_out}", highlight=False)
+
+
+def show_config(config: Any) -> None:
+    """Print a run's resolved config (on the global rank 0 process only)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        console.rule("resolved config")
+        console.print(config.to_yaml().rstrip(), markup=False, highlight=False)
+        console.rule()
 
 
 def _echo(message: Any) -> None:

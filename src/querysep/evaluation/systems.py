@@ -9,8 +9,12 @@ the command line and :func:`~querysep.evaluation.evaluate` accept strings:
 * ``oracle-irm`` / ``oracle-irm:MODEL``: the ideal ratio mask computed from the references
   with the STFT of ``MODEL`` (default :data:`~querysep.pretrained.DEFAULT_MODEL`), the
   ceiling of mask-based separation;
+* ``oracle-ldm:OUTPUT:SOURCE`` / ``oracle-mel:OUTPUT:SOURCE``: the clean target through
+  AudioLDM's VAE (or its exact mel) and back to audio by an IRM-LDM output path, the
+  ceiling of latent separators (:mod:`querysep.evaluation.resynthesis`);
 * ``model:SPEC`` or any other spec :func:`~querysep.load_model` accepts (a name, a folder,
-  ``kind:path``): a trained separator through :class:`~querysep.Separator`.
+  ``kind:path``): a trained separator through :class:`~querysep.Separator`. A network with
+  a ``row_label`` (IRM-LDM's output path) has it added to the row's name.
 
 New kinds of system (a 32 kHz AudioSep run through 16->32->16 kHz resampling, a latent
 IRM-LDM, ...) plug in with :func:`register_system` and need no change to the runner.
@@ -326,6 +330,9 @@ class ModelSystem:
         )
         meta_name = self.separator.model.metadata.get("name")
         self.name = name or spec or str(meta_name or DEFAULT_MODEL)
+        label = getattr(self.separator.model.net, "row_label", None)
+        if name is None and isinstance(label, str) and label not in self.name:
+            self.name += f" [{label}]"  # e.g. which output path an IRM-LDM row used
         self.sample_rate: int | None = self.separator.sample_rate
 
     @property
@@ -409,7 +416,18 @@ def _model_factory(argument: str, options: SystemOptions) -> System:
     return ModelSystem(argument, options=options)
 
 
+def _resynthesis_factory(through_vae: bool) -> SystemFactory:
+    def factory(argument: str, options: SystemOptions) -> System:
+        from .resynthesis import oracle_factory
+
+        return oracle_factory(through_vae)(argument, options)
+
+    return factory
+
+
 register_system("mixture", _mixture_factory)
+register_system("oracle-ldm", _resynthesis_factory(True))
+register_system("oracle-mel", _resynthesis_factory(False))
 register_system("oracle-irm", _oracle_factory)
 register_system("reference", _reference_factory)
 register_system("model", _model_factory)

@@ -1,5 +1,6 @@
 """Separation networks, text encoders and the separator that joins them."""
 
+from .irm_ldm import IrmLdm, IrmLdmConfig  # also registers the "irm-ldm" network type
 from .resunet import ResUNet, ResUNetConfig
 from .separator import TextQueriedSeparator, register_network
 from .text import (
@@ -13,6 +14,8 @@ from .text import (
 __all__ = [
     "ClapTextEncoder",
     "HashingTextEncoder",
+    "IrmLdm",
+    "IrmLdmConfig",
     "MiniLMTextEncoder",
     "ResUNet",
     "ResUNetConfig",

@@ -6,6 +6,7 @@ A model folder holds ``config.json`` (architecture, text encoder, metadata) and
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import secrets
@@ -33,6 +34,7 @@ __all__ = [
     "TextQueriedSeparator",
     "build_network",
     "check_network_config",
+    "loading_folder",
     "register_network",
 ]
 
@@ -41,6 +43,20 @@ WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
 #: Key of the random id that ties a saved ``config.json`` to its ``model.safetensors``.
 SAVE_ID_KEY = "save_id"
+
+_LOADING: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "querysep_loading_folder", default=None
+)
+
+
+def loading_folder() -> Path | None:
+    """The model folder :meth:`TextQueriedSeparator.from_pretrained` is loading, if any.
+
+    A network whose config names other files by relative path (IRM-LDM's AudioLDM folder)
+    looks for them there first.
+    """
+    return _LOADING.get()
+
 
 # network type -> (config from dict, network from config, config to dict)
 _NETWORKS: dict[str, tuple[Callable[[Mapping[str, Any]], Any], Callable[[Any], nn.Module]]] = {
@@ -285,7 +301,11 @@ class TextQueriedSeparator(nn.Module):
             config = json.loads(read_text(cfg_path, "model config", error=ConfigError))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{cfg_path} is not valid JSON: {exc}") from None
-        model = cls.from_config(config, text_encoder, source=str(cfg_path))
+        token = _LOADING.set(folder)
+        try:
+            model = cls.from_config(config, text_encoder, source=str(cfg_path))
+        finally:
+            _LOADING.reset(token)
         try:
             with safe_open(str(w_path), framework="pt") as weights:
                 saved_with = (weights.metadata() or {}).get(SAVE_ID_KEY)

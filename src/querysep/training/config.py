@@ -24,7 +24,7 @@ import datetime
 import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -39,6 +39,7 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "PrepareConfig",
+    "RunSections",
     "TrainConfig",
     "TrainSetConfig",
     "TrainerConfig",
@@ -49,11 +50,13 @@ __all__ = [
     "parse_override",
 ]
 
-LossName = Literal["l1", "sdr", "si_sdr", "thresholded_sdr", "thresholded_sdr_si_sdr"]
+LossName = Literal["l1", "mse", "sdr", "si_sdr", "thresholded_sdr", "thresholded_sdr_si_sdr"]
 CaptionField = Literal["captions", "labels", "both"]
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+
+C = TypeVar("C", bound=ConfigModel)
 
 #: Keys of a model folder's ``config.json`` that the model section accepts and ignores.
 _IGNORED_MODEL_KEYS = ("format", "format_version", "save_id")
@@ -247,7 +250,8 @@ class OptimConfig(ConfigModel):
         amsgrad: Use the AMSGrad variant (as the DCASE baseline).
         warmup_steps: Steps of linear warm-up: step ``t`` (from 0) uses
             ``lr * min(1, (t + 1) / warmup_steps)``; 0 disables it.
-        loss: ``l1`` (waveform L1, the baseline), ``sdr`` or ``si_sdr`` (negative, in dB),
+        loss: ``l1`` (waveform L1, the baseline), ``mse`` (waveform mean squared error,
+            IRM-LDM's in the report), ``sdr`` or ``si_sdr`` (negative, in dB),
             ``thresholded_sdr`` (negative SDR with a floor 30 dB below the mixture, so
             crops where the target is silent stay bounded), or ``thresholded_sdr_si_sdr``
             (the mean of that and a negative SI-SDR with the same floor, which gives nothing
@@ -370,7 +374,24 @@ def _parse_duration(text: str | None) -> datetime.timedelta | None:
     return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
-class TrainConfig(ConfigModel):
+class RunSections(ConfigModel):
+    """What every training run's config has: a plain-data form and, in its ``trainer``
+    section (each subclass declares its sections in its own order), an output folder."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain YAML/JSON-serialisable data."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        """The config as YAML (sections in order, keys in declaration order)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.trainer.output_dir)  # type: ignore[attr-defined]
+
+
+class TrainConfig(RunSections):
     """Everything a training run needs; see the section classes."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -387,18 +408,6 @@ class TrainConfig(ConfigModel):
                 config_error("data.sample_rate", f"{rate} differs from the network's {net_rate} Hz")
             )
         return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as plain YAML/JSON-serialisable data."""
-        return self.model_dump(mode="json")
-
-    def to_yaml(self) -> str:
-        """The config as YAML (sections in order, keys in declaration order)."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
-
-    @property
-    def output_dir(self) -> Path:
-        return Path(self.trainer.output_dir)
 
 
 # ------------------------------------------------------------------------ YAML + overrides
@@ -488,10 +497,10 @@ def _where(key: str, source: str, lines: Mapping[str, int], overridden: Mapping[
     return source
 
 
-def _suggestion(key: str) -> str:
+def _suggestion(key: str, schema: type[ConfigModel]) -> str:
     """``; did you mean 'lr'?`` for an unknown key close to a known one."""
     section, _, name = key.rpartition(".")
-    model: Any = TrainConfig
+    model: Any = schema
     for part in section.split(".") if section else []:
         field = getattr(model, "model_fields", {}).get(part)
         model = getattr(field, "annotation", None)
@@ -508,7 +517,8 @@ def config_from_dict(
     *,
     source: str = "config",
     key_lines: Mapping[str, int] | None = None,
-) -> TrainConfig:
+    schema: type[C] = TrainConfig,  # type: ignore[assignment]
+) -> C:
     """Validate plain data (plus ``key=value`` overrides) as a :class:`TrainConfig`.
 
     Args:
@@ -516,6 +526,7 @@ def config_from_dict(
         overrides: ``key=value`` strings applied on top, in order.
         source: Name used in error messages (the file).
         key_lines: Dotted key -> line in ``source``, for error messages.
+        schema: The config class (another run's, e.g. the mel VAE's), checked the same way.
 
     Raises:
         ConfigError: Unknown keys, wrong types, invalid values or malformed overrides, with
@@ -531,11 +542,11 @@ def config_from_dict(
         for key in _IGNORED_MODEL_KEYS:
             model.pop(key, None)
     try:
-        return TrainConfig.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as exc:
         key, problem = describe_error(exc)
         if problem == "unknown key":
-            problem += _suggestion(key)
+            problem += _suggestion(key, schema)
     except ConfigError as exc:
         if exc.key is None or exc.problem is None:
             raise ConfigError(f"{source}: {exc}") from None
@@ -544,12 +555,17 @@ def config_from_dict(
     raise config_error(key, problem, where)
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+def load_config(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    schema: type[C] = TrainConfig,  # type: ignore[assignment]
+) -> C:
     """Read a YAML config file and apply ``key=value`` overrides.
 
     Args:
         path: The YAML file.
         overrides: e.g. ``["optim.lr=3e-4", "trainer.max_steps=1000"]``.
+        schema: The config class (default: a separator's :class:`TrainConfig`).
 
     Raises:
         ConfigError: The file is missing, not UTF-8 text or not valid YAML (with the line),
@@ -563,4 +579,4 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, str(path)) from None
     lines = _key_lines(node) if node is not None else {}
-    return config_from_dict(data, overrides, source=str(path), key_lines=lines)
+    return config_from_dict(data, overrides, source=str(path), key_lines=lines, schema=schema)

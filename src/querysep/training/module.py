@@ -29,6 +29,8 @@ __all__ = [
     "WarmupConstant",
     "l1_loss",
     "loss_function",
+    "make_optimizer",
+    "mse_loss",
     "neg_sdr_loss",
     "neg_si_sdr_loss",
     "thresholded_sdr_loss",
@@ -59,6 +61,19 @@ def l1_loss(
         - output: scalar
     """
     return (estimate.float() - target.float()).abs().mean()
+
+
+def mse_loss(
+    estimate: torch.Tensor, target: torch.Tensor, mixture: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean squared waveform error (IRM-LDM's waveform loss in the report); ``mixture`` is
+    ignored.
+
+    Shape:
+        - estimate, target: ``(batch, channels, time)``
+        - output: scalar
+    """
+    return (estimate.float() - target.float()).pow(2).mean()
 
 
 def neg_sdr_loss(
@@ -164,6 +179,7 @@ def _neg_sdr_with_floor(
 
 _LOSSES: dict[str, LossFn] = {
     "l1": l1_loss,
+    "mse": mse_loss,
     "sdr": neg_sdr_loss,
     "si_sdr": neg_si_sdr_loss,
     "thresholded_sdr": thresholded_sdr_loss,
@@ -212,6 +228,38 @@ class WarmupCosine:
             return (step + 1) / self.warmup_steps
         progress = min(1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(
+    parameters: Sequence[nn.Parameter], cfg: OptimConfig, total_steps: int | None
+) -> dict[str, Any]:
+    """AdamW and its per-step schedule, as Lightning's ``configure_optimizers`` returns them.
+
+    Args:
+        parameters: What to optimise.
+        cfg: The optimizer section.
+        total_steps: Steps of the run (the cosine schedule ends there); ``None`` without a
+            trainer.
+    """
+    optimizer = torch.optim.AdamW(
+        parameters,
+        lr=cfg.lr,
+        betas=(cfg.betas[0], cfg.betas[1]),
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        amsgrad=cfg.amsgrad,
+    )
+    if cfg.schedule == "cosine":
+        factor: Any = WarmupCosine(
+            cfg.warmup_steps, total_steps or cfg.warmup_steps, cfg.min_lr_ratio
+        )
+    else:
+        factor = WarmupConstant(cfg.warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {
+        "optimizer": optimizer,
+        "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+    }
 
 
 # ----------------------------------------------------------------------------- module
@@ -284,9 +332,20 @@ class SeparationTask(pl.LightningModule):
         return self
 
     def _step(self, batch: Mapping[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The shared step: separate the batch, return ``(loss, estimate)``."""
+        """The shared step: separate the batch, return ``(loss, estimate)``.
+
+        A network with ``forward_train(mixture, condition, target) -> (estimate, terms)``
+        (IRM-LDM: its latent loss) adds its terms to the training loss; each is logged as
+        ``train/<name>``. Validation scores the waveform loss only.
+        """
         mixture, target = batch["mixture"], batch["target"]
-        estimate = self.model(mixture, self.embed(batch["query"]))
+        condition = self.embed(batch["query"])
+        forward_train = getattr(self.model.net, "forward_train", None)
+        extra: dict[str, torch.Tensor] = {}
+        if stage == "train" and callable(forward_train):
+            estimate, extra = forward_train(mixture, condition.to(mixture.device), target)
+        else:
+            estimate = self.model(mixture, condition)
         lengths = batch.get("length")
         if lengths is None:
             loss = self.loss_fn(estimate, target, mixture)
@@ -298,6 +357,9 @@ class SeparationTask(pl.LightningModule):
                 for i, n in enumerate(lengths.tolist())
             ]
             loss = torch.stack(losses).mean()
+        for name, term in extra.items():
+            self.log(f"{stage}/{name}", term.detach(), on_step=True, batch_size=mixture.shape[0])
+            loss = loss + term
         self.log(
             f"{stage}/loss",
             loss.detach(),
@@ -349,25 +411,8 @@ class SeparationTask(pl.LightningModule):
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        cfg = self.optim_config
-        optimizer = torch.optim.AdamW(
-            self.trainable_parameters(),
-            lr=cfg.lr,
-            betas=(cfg.betas[0], cfg.betas[1]),
-            eps=cfg.eps,
-            weight_decay=cfg.weight_decay,
-            amsgrad=cfg.amsgrad,
-        )
-        if cfg.schedule == "cosine":
-            total = self.trainer.max_steps if self._trainer is not None else cfg.warmup_steps
-            factor: Any = WarmupCosine(cfg.warmup_steps, total, cfg.min_lr_ratio)
-        else:
-            factor = WarmupConstant(cfg.warmup_steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
-        }
+        total = self.trainer.max_steps if self._trainer is not None else None
+        return make_optimizer(self.trainable_parameters(), self.optim_config, total)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -15,13 +15,15 @@ optimizer, learning-rate schedule and data position); ``restart=True`` starts ov
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import shutil
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import lightning.pytorch as pl
 import yaml
@@ -44,12 +46,19 @@ from .callbacks import (
     TrainingInterruptedError,
     ValidateAtStop,
 )
-from .config import ModelConfig, TrainConfig
+from .config import DataConfig, ModelConfig, TrainConfig, TrainerConfig
 from .datamodule import MixtureDataModule
 from .export import BEST_CHECKPOINT, export_checkpoint, find_export_checkpoint
 from .module import SeparationTask
 
-__all__ = ["TrainResult", "build_model", "build_trainer", "train"]
+__all__ = [
+    "TrainResult",
+    "build_model",
+    "build_trainer",
+    "fit_warnings_filtered",
+    "open_run_folder",
+    "train",
+]
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
@@ -81,8 +90,9 @@ class TrainResult:
 def build_model(config: ModelConfig) -> TextQueriedSeparator:
     """A fresh separator from the model section, or the pretrained one it names.
 
-    A fresh network whose class has ``reset_mask_head`` starts from its neutral mask. A
-    missing ``network.config.condition_dim`` is set to the text encoder's size.
+    A fresh network whose class has ``reset_mask_head`` starts from its neutral mask, and one
+    with ``prepare_training`` loads what only training needs. A missing
+    ``network.config.condition_dim`` is set to the text encoder's size.
     """
     if config.init_from is not None:
         from ..pretrained import load_model
@@ -98,6 +108,9 @@ def build_model(config: ModelConfig) -> TextQueriedSeparator:
     reset_head = getattr(net, "reset_mask_head", None)
     if callable(reset_head):  # start from a neutral mask (see ResUNet.reset_mask_head)
         reset_head()
+    prepare = getattr(net, "prepare_training", None)
+    if callable(prepare):  # load what training alone needs now (IRM-LDM's UNet for sds)
+        prepare()
     return TextQueriedSeparator(net, encoder, dict(config.metadata))
 
 
@@ -123,8 +136,16 @@ def _loggers(output_dir: Path) -> list[Logger]:
     return loggers
 
 
+class RunConfig(Protocol):
+    """What :func:`build_trainer` reads of a run's config (a :class:`TrainConfig`, or the
+    mel VAE's :class:`~querysep.training.melvae.MelVaeTrainConfig`)."""
+
+    data: DataConfig
+    trainer: TrainerConfig
+
+
 def build_trainer(
-    config: TrainConfig,
+    config: RunConfig,
     *,
     callbacks: Sequence[Callback] = (),
     checkpoints: bool = True,
@@ -197,7 +218,7 @@ def build_trainer(
         raise ConfigError(f"trainer: {' '.join(str(exc).split())}") from None
 
 
-def _write_config(config: TrainConfig, path: Path, echo: Echo) -> None:
+def _write_config(config: Any, path: Path, echo: Echo) -> None:
     text = config.to_yaml()
     if path.is_file():
         try:
@@ -211,8 +232,9 @@ def _write_config(config: TrainConfig, path: Path, echo: Echo) -> None:
     echo(f"config saved to {path}")
 
 
-def _check_same_model(config: TrainConfig, saved: Path) -> None:
-    """Refuse to resume a run whose saved config describes another model, or is unreadable."""
+def _check_same_model(config: Any, saved: Path, section: str = "model") -> None:
+    """Refuse to resume a run whose saved config describes another model (its ``section``),
+    or is unreadable."""
     if not saved.is_file():
         return
     fix = "fix or delete it, use another trainer.output_dir, or --restart to start over"
@@ -228,11 +250,13 @@ def _check_same_model(config: TrainConfig, saved: Path) -> None:
         raise ConfigError(
             f"cannot resume {saved.parent}: {where} is not valid YAML; {fix}"
         ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
-        raise ConfigError(f"cannot resume {saved.parent}: {saved} has no model section; {fix}")
-    old = data["model"]
-    new = config.to_dict()["model"]
-    changed = [k for k in _changed_keys(old, new, "model.") if not k.startswith("model.metadata")]
+    if not isinstance(data, dict) or not isinstance(data.get(section), dict):
+        raise ConfigError(f"cannot resume {saved.parent}: {saved} has no {section} section; {fix}")
+    old = data[section]
+    new = config.to_dict()[section]
+    changed = [
+        k for k in _changed_keys(old, new, f"{section}.") if not k.startswith(f"{section}.metadata")
+    ]
     if changed:
         raise ConfigError(
             f"cannot resume {saved.parent}: the model differs from its {saved.name} in "
@@ -329,19 +353,8 @@ def train(
     trainer = build_trainer(config, callbacks=callbacks, echo=say)
     # Only now, with the trainer built too (Lightning checks strategy, devices...), is the
     # run folder touched: a --restart's old run is removed and the config saved.
-    if restart and is_zero:
-        _restart(out, say)
-    if resume:
-        say(f"found {last}: resuming (use --restart to start over)")
-    if is_zero:
-        _write_config(config, out / CONFIG_FILE, say)
-        _keep_csv_log(out)  # the CSV logger opens (and would delete) it during fit
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Experiment logs directory.*exists.*")
-        warnings.filterwarnings(
-            "ignore", message=".*Checkpoint directory.*exists and is not empty.*"
-        )
-        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    open_run_folder(config, restart=restart, resume=resume, echo=say)
+    with fit_warnings_filtered():
         if not config.model.train_text_encoder:  # the frozen text encoder stays in eval mode
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start")
         try:
@@ -373,6 +386,41 @@ def train(
             + f") to {result.exported}"
         )
     return result
+
+
+@contextlib.contextmanager
+def fit_warnings_filtered() -> Iterator[None]:
+    """Silence Lightning's warnings about what a resumable run does on purpose (reusing its
+    log and checkpoint folders) and a deprecation inside Lightning itself."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Experiment logs directory.*exists.*")
+        warnings.filterwarnings(
+            "ignore", message=".*Checkpoint directory.*exists and is not empty.*"
+        )
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+        yield
+
+
+def open_run_folder(config: Any, *, restart: bool, resume: bool, echo: Echo) -> None:
+    """Touch the run folder (call once everything is checked): remove a ``--restart``'s old
+    run, say that the run resumes, save the config, keep the earlier CSV log aside.
+
+    Args:
+        config: The run's config (with ``output_dir``, ``to_yaml`` and ``to_dict``).
+        restart: ``--restart`` was given.
+        resume: ``checkpoints/last.ckpt`` will be resumed from.
+        echo: Prints messages.
+    """
+    out = config.output_dir
+    is_zero = rank_zero_only.rank == 0
+    if restart and is_zero:
+        _restart(out, echo)
+    if resume:
+        last = out / CHECKPOINT_DIR / LAST_CHECKPOINT
+        echo(f"found {last}: resuming (use --restart to start over)")
+    if is_zero:
+        _write_config(config, out / CONFIG_FILE, echo)
+        _keep_csv_log(out)  # the CSV logger opens (and would delete) it during fit
 
 
 def _resumed_step(trainer: pl.Trainer) -> int | None:

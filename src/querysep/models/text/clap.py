@@ -3,7 +3,8 @@
 Loads only what text queries need (``text_model`` + ``text_projection``), from
 
 - a local folder or a hub id already in the local cache (``ClapModel.save_pretrained``
-  layout, tokenizer included), or
+  layout, tokenizer included), or a diffusers AudioLDM folder (``text_encoder/`` +
+  ``tokenizer/``), or
 - an original LAION-CLAP checkpoint (``music_speech_audioset_epoch_15_esc_89.98.pt``) or a
   checkpoint that embeds one (AudioSep's, under ``query_encoder.model.``), converted by
   :mod:`querysep.clap.laion`, with the roberta-base tokenizer from a folder or the local
@@ -63,8 +64,9 @@ class ClapTextEncoder(TextEncoder):
     Give exactly one of ``path`` and ``laion_checkpoint``.
 
     Args:
-        path: Folder saved by ``ClapModel.save_pretrained`` (with its tokenizer), or the id of
-            a model already in the local Hugging Face cache.
+        path: Folder saved by ``ClapModel.save_pretrained`` (with its tokenizer), a diffusers
+            AudioLDM folder (its ``text_encoder/`` and ``tokenizer/``: AudioLDM's own CLAP
+            text tower), or the id of a model already in the local Hugging Face cache.
         max_length: Token limit; longer queries are truncated.
         laion_checkpoint: An original LAION-CLAP ``.pt``, or a checkpoint with one inside
             (AudioSep's ``.ckpt``); only its text tower is loaded.
@@ -96,9 +98,12 @@ class ClapTextEncoder(TextEncoder):
 
         local = Path(str(path)).expanduser()
         source = str(local) if local.exists() else str(path)
+        model_source, tok_source = source, source
+        if (local / "text_encoder" / "config.json").is_file():  # a diffusers AudioLDM folder
+            model_source, tok_source = str(local / "text_encoder"), str(local / "tokenizer")
         try:
-            tok = AutoTokenizer.from_pretrained(source, local_files_only=True)
-            model = ClapTextModelWithProjection.from_pretrained(source, local_files_only=True)
+            tok = AutoTokenizer.from_pretrained(tok_source, local_files_only=True)
+            model = ClapTextModelWithProjection.from_pretrained(model_source, local_files_only=True)
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelNotFoundError(

@@ -1,0 +1,118 @@
+"""``irm-ldm:DIR[@OUTPUT]``: load a trained IRM-LDM model folder as a separator.
+
+A folder written by ``querysep train`` with an ``irm-ldm`` network holds the mask network
+(``model.safetensors``) and a ``config.json`` that names the AudioLDM folder (or the mel
+VAE) it was trained on; that folder must be at hand. ``@vocoder``, ``@griffin-lim`` or
+``@phase-preserving`` after the folder picks the output path instead of the one it was
+trained with, so one trained mask network can be evaluated both ways.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ...errors import ModelNotFoundError
+from ..separator import CONFIG_NAME, TextQueriedSeparator
+from .components import require_diffusers
+from .model import OUTPUTS, IrmLdm, IrmLdmConfig, resolve_ldm
+
+__all__ = ["NETWORK_TYPE", "component_network", "load_irm_ldm", "split_output"]
+
+#: The network type of IRM-LDM models in ``config.json``.
+NETWORK_TYPE = "irm-ldm"
+
+
+def split_output(spec: str) -> tuple[str, str | None]:
+    """``"DIR@vocoder"`` -> ``("DIR", "vocoder")``; a spec without a known output is kept."""
+    head, sep, tail = spec.rpartition("@")
+    if sep and tail in OUTPUTS:
+        return head, tail
+    return spec, None
+
+
+def load_irm_ldm(
+    spec: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> TextQueriedSeparator:
+    """A trained IRM-LDM folder (or a bundled IRM-LDM name), optionally ``@OUTPUT``.
+
+    Raises:
+        ModelNotFoundError: diffusers missing, no such folder, not an IRM-LDM folder, or the
+            AudioLDM folder it names is not found.
+        ConfigError, CheckpointError: A folder that does not load.
+    """
+    require_diffusers()
+    path_text, output = split_output(str(spec))
+    if not path_text.strip():
+        raise ModelNotFoundError("irm-ldm: needs a model folder, e.g. irm-ldm:runs/x/model")
+    folder = Path(path_text).expanduser()
+    if not folder.is_dir():
+        from ...pretrained import list_models, load_model
+
+        if path_text in {m.name for m in list_models()}:
+            model = load_model(path_text, device)
+        else:
+            raise ModelNotFoundError(f"IRM-LDM model folder not found: {folder}")
+    else:
+        kind = _network_type(folder)
+        if kind != NETWORK_TYPE:
+            raise ModelNotFoundError(
+                f"{folder} holds a {kind!r} model, not an IRM-LDM one: pass it as --model {folder}"
+            )
+        model = TextQueriedSeparator.from_pretrained(folder).to(device)
+    if not hasattr(model.net, "set_output"):
+        raise ModelNotFoundError(f"{path_text} is not an IRM-LDM model")
+    if output is not None:
+        model.net.set_output(output)
+    return model.eval()
+
+
+def _network_type(folder: Path) -> str:
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+        return str(config["network"]["type"])
+    except FileNotFoundError:
+        raise ModelNotFoundError(
+            f"{folder} is not a querysep model folder: {CONFIG_NAME} missing"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unknown"
+
+
+def component_network(source: str, output: str | None = None) -> IrmLdm:
+    """The components (front end, VAE, vocoder) of ``source``, with an untrained mask.
+
+    For evaluation rows that never use the mask network (oracle resynthesis).
+
+    Args:
+        source: An IRM-LDM model (``irm-ldm:DIR``, a model folder or a bundled name: its
+            components and front end), or directly an AudioLDM folder, a folder with
+            ``vae/`` or a bundled VAE name (AudioLDM's front end).
+        output: The output path (default: the model's, else ``vocoder``).
+
+    Raises:
+        ModelNotFoundError: ``source`` names nothing usable.
+    """
+    require_diffusers()
+    from importlib import resources
+
+    from ...pretrained import list_models
+
+    text = source.removeprefix(f"{NETWORK_TYPE}:")
+    text, suffix = split_output(text)
+    folder = Path(text).expanduser()
+    named = {m.name: m.folder for m in list_models() if m.folder}
+    if not folder.is_dir() and text in named:
+        folder = Path(str(resources.files("querysep") / "weights" / named[text]))
+    config: dict = {"ldm": text, "condition_dim": 1}
+    if (folder / CONFIG_NAME).is_file() and _network_type(folder) == NETWORK_TYPE:
+        saved = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+        config = dict(saved["network"]["config"])
+        config["ldm"] = str(resolve_ldm(str(config.get("ldm", "")), folder).root)
+    picked = output or suffix
+    if picked is not None:
+        config["output"] = picked
+    return IrmLdm(IrmLdmConfig.from_dict(config)).eval()

@@ -1,0 +1,126 @@
+"""IRM-LDM and mel-VAE training: the shipped configs, a short run of each, export, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from querysep.errors import ConfigError
+from querysep.pretrained import load_model
+from querysep.testing.ldm import tiny_irm_ldm_config
+from querysep.training import config_from_dict, load_config, train
+from querysep.training.module import loss_function
+from tests.ldm_support import TEXT_DIM
+
+from .conftest import tiny_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_mse_loss_is_the_mean_squared_error() -> None:
+    a, b = torch.tensor([[[1.0, 2.0]]]), torch.tensor([[[0.0, 4.0]]])
+    assert float(loss_function("mse")(a, b, None)) == pytest.approx(2.5)
+
+
+def test_shipped_configs_validate() -> None:
+    from querysep.training.melvae import MelVaeTrainConfig
+
+    esc50 = load_config(CONFIGS / "irm-ldm-esc50.yaml")
+    network = esc50.model.network or {}
+    assert network["type"] == "irm-ldm"
+    assert network["config"]["output"] == "phase-preserving"
+    faithful = load_config(CONFIGS / "irm-ldm-audioldm.yaml").model.network or {}
+    assert (faithful["config"]["output"], faithful["config"]["ldm_loss"]) == ("vocoder", "sds")
+    vae = load_config(CONFIGS / "esc50-melvae.yaml", schema=MelVaeTrainConfig)
+    assert vae.vae.factor == 2
+    assert network["config"]["ldm"] == str(Path(vae.trainer.output_dir) / "model")
+
+
+def test_bad_irm_ldm_key_in_a_config_names_it() -> None:
+    with pytest.raises(ConfigError, match=r"model.network.config.mask_bound: must be > 0"):
+        load_config(CONFIGS / "irm-ldm-esc50.yaml", ["model.network.config.mask_bound=0"])
+
+
+def _irm_config(sine_data: dict[str, Path], tiny_ldm: Path, out: Path, **net: Any) -> Any:
+    config = tiny_config(sine_data, out, max_steps=2, val_every_n_steps=2)
+    config["model"] = {
+        "network": {"type": "irm-ldm", "config": tiny_irm_ldm_config(tiny_ldm, **net)},
+        "text_encoder": {"kind": "hashing", "dim": TEXT_DIM},
+    }
+    config["data"]["batch_size"] = 2
+    config["optim"]["loss"] = "mse"
+    return config_from_dict(config)
+
+
+def test_training_exports_a_model_that_separates(
+    sine_data: dict[str, Path], tiny_ldm: Path, tmp_path: Path
+) -> None:
+    config = _irm_config(
+        sine_data, tiny_ldm, tmp_path / "run", ldm_loss="x0", output="phase-preserving"
+    )
+    result = train(config, echo=lambda _msg: None)
+    assert result.step == 2 and result.exported is not None
+    saved = json.loads((result.exported / "config.json").read_text(encoding="utf-8"))
+    assert saved["network"]["config"]["ldm"] == str(tiny_ldm)
+    log = (tmp_path / "run" / "logs" / "csv" / "metrics.csv").read_text(encoding="utf-8")
+    assert "train/latent_loss" in log.splitlines()[0]
+    # the checkpoint holds the mask network only, not the frozen AudioLDM parts
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert all(".vae." not in k and ".vocoder." not in k for k in ckpt["state_dict"])
+    model = load_model(f"irm-ldm:{result.exported}")
+    out = model(torch.randn(1, 1, 4000) * 0.1, ["a sine tone"])
+    assert out.shape == (1, 1, 4000) and torch.isfinite(out).all()
+    # resuming continues from last.ckpt
+    again = train(
+        config.model_copy(
+            update={
+                "trainer": config.trainer.model_copy(
+                    update={"max_steps": 3, "val_every_n_steps": 3}
+                )
+            }
+        ),
+        echo=lambda _msg: None,
+    )
+    assert again.resumed_from == 2 and again.step == 3
+
+
+def test_a_missing_ldm_folder_stops_training_before_anything_is_written(
+    sine_data: dict[str, Path], tmp_path: Path
+) -> None:
+    config = _irm_config(sine_data, tmp_path / "nowhere", tmp_path / "run")
+    with pytest.raises(Exception, match="was not found"):
+        train(config, echo=lambda _msg: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_mel_vae_training_exports_a_vae_irm_ldm_can_use(
+    sine_data: dict[str, Path], tmp_path: Path
+) -> None:
+    from querysep.models.irm_ldm import IrmLdm, IrmLdmConfig
+    from querysep.training.melvae import MelVaeTrainConfig, train_vae
+
+    base = tiny_config(sine_data, tmp_path / "vae-run", max_steps=2, val_every_n_steps=2)
+    config = config_from_dict(
+        {
+            "vae": {"block_out_channels": [8, 8], "norm_num_groups": 4, "latent_channels": 4},
+            "scale_batches": 1,
+            "data": {**base["data"], "batch_size": 2},
+            "optim": {"lr": 1e-3, "warmup_steps": 0},
+            "trainer": base["trainer"],
+        },
+        schema=MelVaeTrainConfig,
+    )
+    result = train_vae(config, echo=lambda _msg: None)
+    assert result.exported is not None
+    facts = json.loads((result.exported / "querysep_vae.json").read_text(encoding="utf-8"))
+    assert facts["front_end"]["n_mels"] == 64 and facts["training"]["step"] == 2
+    assert {"val/mel_l1", "val/sdri"} <= set(facts["training"]["validation"])
+    vae_config = json.loads((result.exported / "vae" / "config.json").read_text("utf-8"))
+    assert vae_config["scaling_factor"] == pytest.approx(1.0 / facts["latent_std"])
+    net = IrmLdm(IrmLdmConfig.from_dict(tiny_irm_ldm_config(result.exported)))
+    assert net.scaling_factor == pytest.approx(vae_config["scaling_factor"])
+    assert net.output_label == "griffin-lim"  # a VAE-only folder has no vocoder
