@@ -32,7 +32,6 @@ from typing import Annotated, Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from pydantic import Field, model_validator
 from torch.utils.data import default_collate
@@ -209,8 +208,7 @@ class MelVaeTask(pl.LightningModule):
         """
         gain = peak_gain(mixture[:, 0].float(), self.config.front_end.peak)
         waves = torch.cat([mixture[:, 0], target[:, 0]]).float() * gain.repeat(2, 1)
-        waves = F.pad(waves, (0, max(0, self.front.n_fft // 2 + 1 - waves.shape[-1])))
-        log_mel = self.front.log_mel(self.front.spectrogram(waves))
+        log_mel = self.front.log_mel(self.front.spectrogram(self.front.pad_short(waves)))
         return pad_frames(log_mel, self.config.vae.factor)[:, None]
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
@@ -233,7 +231,7 @@ class MelVaeTask(pl.LightningModule):
             mixture = batch["mixture"][i : i + 1, :, :n].float()
             target = batch["target"][i : i + 1, :, :n].float()
             x = self.mels(mixture, target)
-            frames = self.front.num_frames(max(n, self.front.n_fft // 2 + 1))
+            frames = self.front.num_frames(max(n, self.front.min_length))
             latent = self.vae.encode(x).latent_dist.mode()
             rebuilt = self.vae.decode(latent).sample.float()[:, 0, :frames]
             estimate = self._phase_preserving(mixture, rebuilt, n)
@@ -255,10 +253,9 @@ class MelVaeTask(pl.LightningModule):
         self, mixture: torch.Tensor, rebuilt: torch.Tensor, n: int
     ) -> torch.Tensor:
         """The decoded target mel over the decoded mixture mel, as an STFT mask on the mixture."""
-        wave = F.pad(mixture[:, 0], (0, max(0, self.front.n_fft // 2 + 1 - n)))
+        wave = self.front.pad_short(mixture[:, 0])
         spec = self.front.spectrogram(wave)
-        mask = self.front.stft_mask(rebuilt[1:] - rebuilt[:1])
-        return self.front.stft.inverse(mask * spec, wave.shape[-1])[:, :n]
+        return self.front.phase_preserving(rebuilt[1:], rebuilt[:1], spec, wave.shape[-1])[:, :n]
 
     def on_validation_epoch_end(self) -> None:
         if not self._count:

@@ -115,9 +115,23 @@ class MelFrontEnd(nn.Module):
     def n_fft(self) -> int:
         return self.stft.n_fft
 
+    @property
+    def min_length(self) -> int:
+        """Fewest samples the reflect-padded STFT takes: more than ``n_fft / 2``."""
+        return self.stft.n_fft // 2 + 1
+
     def num_frames(self, num_samples: int) -> int:
         """STFT frames of a signal of ``num_samples`` samples (centred frames)."""
         return self.stft.num_frames(num_samples)
+
+    def pad_short(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Zero-pad signals shorter than :attr:`min_length` to that length.
+
+        Shape:
+            - waveform: ``(batch, time)``
+            - output: ``(batch, max(time, min_length))``
+        """
+        return F.pad(waveform, (0, max(0, self.min_length - waveform.shape[-1])))
 
     def spectrogram(self, waveform: torch.Tensor) -> torch.Tensor:
         """Complex STFT, always in float32.
@@ -151,6 +165,25 @@ class MelFrontEnd(nn.Module):
         """
         ratio = torch.exp(torch.clamp(log_ratio, max=math.log(max_value)))
         return torch.clamp(ratio @ self.spread.T, 0.0, max_value)
+
+    def phase_preserving(
+        self,
+        estimate_mel: torch.Tensor,
+        mixture_mel: torch.Tensor,
+        spectrogram: torch.Tensor,
+        length: int,
+        max_value: float = 1.0,
+    ) -> torch.Tensor:
+        """The mixture's STFT masked by :meth:`stft_mask` of the two log-mels' difference,
+        back to audio (the mixture's phase is kept).
+
+        Shape:
+            - estimate_mel, mixture_mel: ``(batch, frames, n_mels)``
+            - spectrogram: ``(batch, frames, n_fft // 2 + 1)`` complex (the mixture's)
+            - output: ``(batch, length)``
+        """
+        mask = self.stft_mask(estimate_mel - mixture_mel, max_value)
+        return self.stft.inverse(mask * spectrogram, length)
 
     def magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
         """A linear magnitude spectrogram that has (about) the given mel spectrogram.

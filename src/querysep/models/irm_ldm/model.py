@@ -388,8 +388,9 @@ class IrmLdm(nn.Module):
         if output == "phase-preserving":
             if mixture_mel is None:
                 raise ValueError("the phase-preserving output needs the mixture's mel")
-            mask = self.front.stft_mask(estimate_mel - mixture_mel, self.config.stft_mask_max)
-            return self.front.stft.inverse(mask * spectrogram, length)
+            return self.front.phase_preserving(
+                estimate_mel, mixture_mel, spectrogram, length, self.config.stft_mask_max
+            )
         if output == "vocoder" and self.has_vocoder:
             wave = self._frozen["vocoder"](estimate_mel.float())
             return F.pad(wave, (0, max(0, length - wave.shape[-1])))[..., :length]
@@ -404,9 +405,7 @@ class IrmLdm(nn.Module):
             - waveform: ``(batch, 1, time)``
             - output: ``(batch, time')``
         """
-        length = waveform.shape[-1]
-        min_len = self.config.n_fft // 2 + 1
-        return F.pad(waveform[:, 0].float(), (0, max(0, min_len - length))), length
+        return self.front.pad_short(waveform[:, 0].float()), waveform.shape[-1]
 
     # ------------------------------------------------------------------ forward
     def _check(self, mixture: torch.Tensor, condition: torch.Tensor) -> None:
