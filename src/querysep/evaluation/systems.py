@@ -32,6 +32,7 @@ import torch
 from ..audio.io import resample
 from ..data.mixing import fit_length
 from ..errors import ConfigError
+from .resynthesis import oracle_factory
 
 __all__ = [
     "MixtureSystem",
@@ -416,18 +417,9 @@ def _model_factory(argument: str, options: SystemOptions) -> System:
     return ModelSystem(argument, options=options)
 
 
-def _resynthesis_factory(through_vae: bool) -> SystemFactory:
-    def factory(argument: str, options: SystemOptions) -> System:
-        from .resynthesis import oracle_factory
-
-        return oracle_factory(through_vae)(argument, options)
-
-    return factory
-
-
 register_system("mixture", _mixture_factory)
-register_system("oracle-ldm", _resynthesis_factory(True))
-register_system("oracle-mel", _resynthesis_factory(False))
+register_system("oracle-ldm", oracle_factory(True))
+register_system("oracle-mel", oracle_factory(False))
 register_system("oracle-irm", _oracle_factory)
 register_system("reference", _reference_factory)
 register_system("model", _model_factory)
