@@ -75,6 +75,13 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {_first_line(exc)}") from None
+
+
 @dataclass(frozen=True)
 class LdmFolder:
     """A local folder holding some of AudioLDM's components in the diffusers layout.
@@ -122,10 +129,7 @@ class LdmFolder:
         path = self.root / VAE_INFO_NAME
         if not path.is_file():
             return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {_first_line(exc)}") from None
+        data = _read_json(path)
         front = data.get("front_end") if isinstance(data, dict) else None
         return dict(front) if isinstance(front, dict) else None
 
@@ -137,10 +141,7 @@ class LdmFolder:
             ConfigError: Its config is not a JSON object.
         """
         path = self.require(part) / _CONFIG_FILES.get(part, "config.json")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {_first_line(exc)}") from None
+        data = _read_json(path)
         if not isinstance(data, dict):
             raise ConfigError(f"{path} is not a JSON object")
         return data

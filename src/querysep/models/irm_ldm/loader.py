@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -70,16 +71,22 @@ def load_irm_ldm(
     return model.eval()
 
 
-def _network_type(folder: Path) -> str:
+def _saved_network(folder: Path) -> dict[str, Any]:
+    """The ``network`` section of ``folder``'s ``config.json`` (``{}`` when unreadable)."""
     try:
         config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-        return str(config["network"]["type"])
+        network = config["network"]
     except FileNotFoundError:
         raise ModelNotFoundError(
             f"{folder} is not a querysep model folder: {CONFIG_NAME} missing"
         ) from None
     except (OSError, ValueError, KeyError, TypeError):
-        return "unknown"
+        return {}
+    return network if isinstance(network, dict) else {}
+
+
+def _network_type(folder: Path) -> str:
+    return str(_saved_network(folder).get("type", "unknown"))
 
 
 def component_network(source: str, output: str | None = None) -> IrmLdm:
@@ -108,9 +115,9 @@ def component_network(source: str, output: str | None = None) -> IrmLdm:
     if not folder.is_dir() and text in named:
         folder = Path(str(resources.files("querysep") / "weights" / named[text]))
     config: dict = {"ldm": text, "condition_dim": 1}
-    if (folder / CONFIG_NAME).is_file() and _network_type(folder) == NETWORK_TYPE:
-        saved = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-        config = dict(saved["network"]["config"])
+    network = _saved_network(folder) if (folder / CONFIG_NAME).is_file() else {}
+    if network.get("type") == NETWORK_TYPE:
+        config = dict(network["config"])
         config["ldm"] = str(resolve_ldm(str(config.get("ldm", "")), folder).root)
     picked = output or suffix
     if picked is not None:
