@@ -23,6 +23,7 @@ from ..api import Separator, check_segment
 from ..audio.io import AudioInfo, audio_info
 from ..clap import AudioTextModel, load_clap
 from ..cli.separate import plan_outputs
+from ..data.manifest import AUDIO_EXTENSIONS
 from ..errors import AudioError, ModelNotFoundError, QueryError
 from ..models.separator import TextQueriedSeparator
 from ..models.text import validate_queries
@@ -101,7 +102,7 @@ def example_rows(folder: Path | None) -> list[tuple[Path, str]]:
         return []
     rows = []
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"):
+        if path.suffix.lower() in AUDIO_EXTENSIONS:
             words = [part.replace("-", " ") for part in path.stem.split("-and-")]
             rows.append((path, _EXAMPLE_QUERIES.get(path.stem, "\n".join(words))))
     return rows
