@@ -16,6 +16,7 @@ __all__ = [
     "OutputError",
     "QueryError",
     "QuerysepError",
+    "error_line",
 ]
 
 
@@ -77,3 +78,18 @@ class DataError(QuerysepError):
 
 class OutputError(QuerysepError):
     """An output path that cannot be written (it is a folder, lies under a file, no space)."""
+
+
+def error_line(exc: BaseException) -> str | None:
+    """The one-line message for an error caused by the user's input, or None for a bug.
+
+    What follows ``querysep: error:`` on the command line, and what the web app shows.
+    """
+    if isinstance(exc, QuerysepError):
+        return " ".join(str(exc).split())
+    # A path the user gave that the system refuses (missing, a folder or a file where the
+    # other is needed, no permission, name too long, disk full) is named in the exception;
+    # an OSError without a file name is not about the input: a bug.
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return " ".join(f"{exc.strerror or exc}: {exc.filename}".split())
+    return None

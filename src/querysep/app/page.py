@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..cli._common import error_line
+from ..errors import error_line
 from .service import SeparationService, example_rows
 
 __all__ = ["build_page"]

@@ -20,9 +20,10 @@ from typing import Any
 import torch
 
 from ..api import Separator, check_segment
-from ..audio.io import audio_info
+from ..audio.io import AudioInfo, audio_info
 from ..clap import AudioTextModel, load_clap
 from ..cli.separate import plan_outputs
+from ..data.manifest import AUDIO_EXTENSIONS
 from ..errors import AudioError, ModelNotFoundError, QueryError
 from ..models.separator import TextQueriedSeparator
 from ..models.text import validate_queries
@@ -101,7 +102,7 @@ def example_rows(folder: Path | None) -> list[tuple[Path, str]]:
         return []
     rows = []
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"):
+        if path.suffix.lower() in AUDIO_EXTENSIONS:
             words = [part.replace("-", " ") for part in path.stem.split("-and-")]
             rows.append((path, _EXAMPLE_QUERIES.get(path.stem, "\n".join(words))))
     return rows
@@ -212,8 +213,12 @@ class SeparationService:
             )
         return queries
 
-    def check_recording(self, path: str | os.PathLike[str] | None) -> None:
-        """Refuse a missing, unreadable, too large or too long recording."""
+    def check_recording(self, path: str | os.PathLike[str] | None) -> AudioInfo:
+        """Refuse a missing, unreadable, too large or too long recording.
+
+        Returns:
+            The recording's header (rate, channels, length).
+        """
         if path is None:
             raise AudioError("no recording: upload an audio file or record one first")
         limit_mb = self.config.max_upload_mb
@@ -230,6 +235,7 @@ class SeparationService:
                 f"recordings of at most {self.config.max_minutes:g} min (querysep app "
                 "--max-minutes)"
             )
+        return info
 
     def separate(
         self,
@@ -269,7 +275,7 @@ class SeparationService:
                 f"unknown model {spec!r}: this app offers "
                 f"{', '.join(self.config.model_choices)} (querysep app --model adds others)"
             )
-        self.check_recording(recording)
+        info = self.check_recording(recording)
         assert recording is not None
         source = Path(recording)
         report(0.0, "loading the model")
@@ -295,7 +301,6 @@ class SeparationService:
                 plot_files(source, out, out.with_suffix(".png"), title=f"query: {q}")
                 for q, out in zip(items, outputs, strict=True)
             ]
-        info = audio_info(source)
         return SeparationResult(
             queries=items,
             outputs=list(outputs),

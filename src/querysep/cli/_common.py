@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from ..errors import QuerysepError
+from ..errors import QuerysepError, error_line
 
 __all__ = [
     "console",
@@ -69,21 +69,6 @@ def fail(message: str) -> None:
     line = " ".join(str(message).split())
     print(f"querysep: error: {line}", file=sys.stderr)
     raise typer.Exit(code=2)
-
-
-def error_line(exc: BaseException) -> str | None:
-    """The one-line message for an error caused by the user's input, or None for a bug.
-
-    What follows ``querysep: error:`` on the command line, and what the web app shows.
-    """
-    if isinstance(exc, QuerysepError):
-        return " ".join(str(exc).split())
-    # A path the user gave that the system refuses (missing, a folder or a file where the
-    # other is needed, no permission, name too long, disk full) is named in the exception;
-    # an OSError without a file name is not about the input: a bug.
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return " ".join(f"{exc.strerror or exc}: {exc.filename}".split())
-    return None
 
 
 # typer raises the exceptions of the click it runs on: its own vendored copy in recent
