@@ -47,9 +47,12 @@ class ModelInfo:
     folder: str | None = None  # under querysep/weights/, for bundled models
     sha256: str | None = None  # of model.safetensors
     license: str = ""
+    #: Other bundled files the model needs, as (path under querysep/weights/, SHA-256).
+    extra_files: tuple[tuple[str, str], ...] = ()
 
 
 ESC50_MINILM = "esc50-minilm"
+IRM_LDM_ESC50 = "irm-ldm-esc50"
 
 _MODELS: dict[str, ModelInfo] = {
     ESC50_MINILM: ModelInfo(
@@ -61,6 +64,23 @@ _MODELS: dict[str, ModelInfo] = {
         folder=ESC50_MINILM,
         sha256="68949487cd145265a17fae0fd7844094e82e2645afebaab90cadcc08adbc95bf",
         license="CC BY-NC 3.0 (non-commercial; trained on ESC-50)",
+    ),
+    IRM_LDM_ESC50: ModelInfo(
+        name=IRM_LDM_ESC50,
+        description=(
+            "System 3 (IRM-LDM): ratio mask in the latent space of a small mel VAE, "
+            "phase-preserving output, MiniLM queries, trained on ESC-50 folds 1-3; 16 kHz. "
+            "Needs the gen extra (diffusers). See its MODEL_CARD.md."
+        ),
+        folder=IRM_LDM_ESC50,
+        sha256="5c7225069f88045f01b385f2982258ed65c7844e9e20c3452c1b25a5ba4d2733",
+        license="CC BY-NC 3.0 (non-commercial; trained on ESC-50)",
+        extra_files=(
+            (
+                "esc50-melvae/vae/diffusion_pytorch_model.safetensors",
+                "fcbd25f62d80f6425ad1aaccbdeda2f513609ae8e147785d90c4394ee799763a",
+            ),
+        ),
     ),
     TEST_TINY: ModelInfo(
         name=TEST_TINY,
@@ -140,13 +160,21 @@ def _load_named(info: ModelInfo) -> TextQueriedSeparator:
     if info.name == TEST_TINY:
         return build_test_tiny()
     assert info.folder is not None
-    folder = Path(str(resources.files("querysep") / "weights" / info.folder))
-    if info.sha256:
-        digest = sha256_file(folder / WEIGHTS_NAME)
-        if digest != info.sha256:
+    weights = Path(str(resources.files("querysep") / "weights"))
+    folder = weights / info.folder
+    checks = [(folder / WEIGHTS_NAME, info.sha256)] if info.sha256 else []
+    checks += [(weights / path, digest) for path, digest in info.extra_files]
+    for path, expected in checks:
+        if not path.is_file():
             raise CheckpointError(
-                f"bundled model {info.name} is corrupt: sha256 {digest[:12]}... "
-                f"!= {info.sha256[:12]}...; reinstall querysep"
+                f"bundled model {info.name} is incomplete: {path.relative_to(weights)} is "
+                "missing; reinstall querysep"
+            )
+        digest = sha256_file(path)
+        if digest != expected:
+            raise CheckpointError(
+                f"bundled model {info.name} is corrupt: {path.relative_to(weights)} has sha256 "
+                f"{digest[:12]}... != {expected[:12]}...; reinstall querysep"
             )
     model = TextQueriedSeparator.from_pretrained(folder)
     model.metadata["name"] = info.name
