@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import pytest
 import torch
+import typer
 
 from querysep.errors import ConfigError
 from querysep.pretrained import load_model
@@ -124,3 +128,41 @@ def test_mel_vae_training_exports_a_vae_irm_ldm_can_use(
     net = IrmLdm(IrmLdmConfig.from_dict(tiny_irm_ldm_config(result.exported)))
     assert net.scaling_factor == pytest.approx(vae_config["scaling_factor"])
     assert net.output_label == "griffin-lim"  # a VAE-only folder has no vocoder
+
+
+class _CtrlC(pl.Callback):
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, idx: int) -> None:
+        if trainer.global_step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_stops_vae_training_and_the_cli_exits_130(
+    sine_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from querysep.cli import ldm as ldm_cli
+    from querysep.training import config as config_module
+    from querysep.training import melvae
+    from querysep.training.melvae import MelVaeTrainConfig, train_vae
+
+    base = tiny_config(sine_data, tmp_path / "vae-run", max_steps=20, val_every_n_steps=20)
+    config = config_from_dict(
+        {
+            "vae": {"block_out_channels": [8, 8], "norm_num_groups": 4, "latent_channels": 4},
+            "scale_batches": 1,
+            "data": {**base["data"], "batch_size": 2},
+            "optim": {"lr": 1e-3, "warmup_steps": 0},
+            "trainer": base["trainer"],
+        },
+        schema=MelVaeTrainConfig,
+    )
+    result = train_vae(config, callbacks=[_CtrlC()], echo=lambda _msg: None)
+    assert result.interrupted and result.step == 2 and result.exported is None
+    assert (tmp_path / "vae-run" / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "vae-run" / "model").exists()
+
+    # the command turns the interruption into exit code 130
+    monkeypatch.setattr(config_module, "load_config", lambda *a, **k: config)
+    monkeypatch.setattr(melvae, "train_vae", lambda *a, **k: result)
+    with pytest.raises(typer.Exit) as stop:
+        ldm_cli.train_vae_cmd(config=tmp_path / "c.yaml", overrides=[], restart=False)
+    assert stop.value.exit_code == 130

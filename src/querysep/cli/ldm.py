@@ -40,6 +40,8 @@ def train_vae_cmd(
     cfg = load_config(config, overrides or [], schema=MelVaeTrainConfig)
     show_config(cfg)
     result = train_vae(cfg, restart=restart, echo=_echo)
+    if result.interrupted:
+        raise typer.Exit(code=130)
     if result.exported is not None:
         console.print(
             f"done at step {result.step}: the VAE is in {result.exported}",

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,7 +42,7 @@ from ..models.irm_ldm.components import VAE_INFO_NAME, require_diffusers
 from ..models.irm_ldm.mel import MelFrontEnd, pad_frames, peak_gain
 from ..precision import describe_choice
 from ..schema import ConfigModel, config_error, nested
-from .callbacks import LAST_CHECKPOINT
+from .callbacks import LAST_CHECKPOINT, TrainingInterruptedError
 from .config import DataConfig, OptimConfig, RunSections, TrainerConfig
 from .datamodule import MixtureDataModule
 from .export import find_export_checkpoint, read_checkpoint
@@ -341,9 +341,16 @@ def export_vae(
 
 
 def train_vae(
-    config: MelVaeTrainConfig, *, restart: bool = False, echo: Any = print
+    config: MelVaeTrainConfig,
+    *,
+    restart: bool = False,
+    callbacks: Sequence[pl.Callback] = (),
+    echo: Any = print,
 ) -> TrainResult:
     """Train (or resume) a mel VAE as ``config`` says, then export the best checkpoint.
+
+    A first Ctrl-C stops after the current step with ``last.ckpt`` saved and nothing
+    exported (``TrainResult.interrupted``); rerunning resumes.
 
     Raises:
         ConfigError, DataError, ModelNotFoundError, CheckpointError: Bad config or inputs.
@@ -364,12 +371,16 @@ def train_vae(
     datamodule.setup("fit")
     size = sum(p.numel() for p in task.vae.parameters())
     say(f"mel VAE: {size / 1e6:.2f} M parameters, factor {config.vae.factor}")
-    trainer = build_trainer(config, echo=say)
+    trainer = build_trainer(config, callbacks=callbacks, echo=say)
     open_run_folder(config, restart=restart, resume=resume, echo=say)
     with fit_warnings_filtered():
-        trainer.fit(
-            task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True
-        )
+        try:
+            trainer.fit(
+                task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True
+            )
+        except TrainingInterruptedError as exc:
+            say(f"stopped at step {exc.step}; saved {exc.checkpoint}: rerun the command to resume")
+            return TrainResult(out, exc.step, _resumed_step(trainer), interrupted=True)
     result = TrainResult(out, trainer.global_step, _resumed_step(trainer))
     if config.trainer.export and trainer.is_global_zero:
         source = find_export_checkpoint(out / CHECKPOINT_DIR)
