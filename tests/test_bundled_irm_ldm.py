@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import shutil
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +14,12 @@ import pytest
 pytest.importorskip("diffusers")
 
 from querysep import Separator, pretrained
+from querysep.app.service import AppConfig
 from querysep.audio import load_audio
 from querysep.data.mixing import make_dcase_mixture
-from querysep.errors import CheckpointError
+from querysep.errors import CheckpointError, ModelNotFoundError
 from querysep.metrics import sdr, si_sdr
+from querysep.models.irm_ldm.loader import component_network
 
 FIXTURES = Path(__file__).parent / "fixtures" / "esc50"
 NAME = "irm-ldm-esc50"
@@ -66,3 +71,39 @@ def test_corrupt_bundled_files_are_refused(monkeypatch: pytest.MonkeyPatch, part
     monkeypatch.setitem(pretrained._MODELS, NAME, broken)
     with pytest.raises(CheckpointError, match="corrupt"):
         pretrained.load_model(NAME)
+
+
+def test_its_bundled_vae_wins_over_a_folder_of_the_same_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundled = Path(str(resources.files("querysep") / "weights" / "esc50-melvae")).resolve()
+    decoy = tmp_path / "esc50-melvae"
+    shutil.copytree(bundled, decoy)
+    monkeypatch.chdir(tmp_path)
+    for spec in (NAME, f"irm-ldm:{NAME}"):
+        net = pretrained.load_model(spec).net
+        assert net.folder.root.resolve() == bundled
+    oracle = component_network(NAME)
+    assert oracle.folder.root.resolve() == bundled
+
+
+def test_a_missing_bundled_file_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    info = pretrained._MODELS[NAME]
+    broken = dataclasses.replace(info, extra_files=(("esc50-melvae/vae/gone.bin", "0" * 64),))
+    monkeypatch.setitem(pretrained._MODELS, NAME, broken)
+    with pytest.raises(CheckpointError, match=r"incomplete: esc50-melvae/vae/gone.bin is missing"):
+        pretrained.load_model(NAME)
+
+
+def test_without_diffusers_it_is_named_but_not_offered(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "diffusers" else real(name, *a),
+    )
+    assert pretrained._MODELS[NAME].missing == ["diffusers"]
+    with pytest.raises(ModelNotFoundError, match=r"needs diffusers.*querysep\[gen\]"):
+        pretrained.load_model(NAME)
+    assert NAME not in AppConfig().model_choices
+    assert "esc50-minilm" in AppConfig().model_choices

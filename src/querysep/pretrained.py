@@ -11,6 +11,7 @@ built in code, for smoke tests (its output is not meaningful). Other sources plu
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,13 @@ class ModelInfo:
     license: str = ""
     #: Other bundled files the model needs, as (path under querysep/weights/, SHA-256).
     extra_files: tuple[tuple[str, str], ...] = ()
+    #: Optional packages (import names) it needs beyond querysep's own dependencies.
+    requires: tuple[str, ...] = ()
+
+    @property
+    def missing(self) -> list[str]:
+        """The packages of :attr:`requires` that are not installed."""
+        return [name for name in self.requires if importlib.util.find_spec(name) is None]
 
 
 ESC50_MINILM = "esc50-minilm"
@@ -75,10 +83,24 @@ _MODELS: dict[str, ModelInfo] = {
         folder=IRM_LDM_ESC50,
         sha256="5c7225069f88045f01b385f2982258ed65c7844e9e20c3452c1b25a5ba4d2733",
         license="CC BY-NC 3.0 (non-commercial; trained on ESC-50)",
+        requires=("diffusers",),
         extra_files=(
             (
                 "esc50-melvae/vae/diffusion_pytorch_model.safetensors",
                 "fcbd25f62d80f6425ad1aaccbdeda2f513609ae8e147785d90c4394ee799763a",
+            ),
+            # the files that change its output besides the weights
+            (
+                "irm-ldm-esc50/config.json",
+                "b9942e38a9ed513c201068499e7bd45efb07489598c21d61b56136f3be1fc4ce",
+            ),
+            (
+                "esc50-melvae/vae/config.json",
+                "b28c9cde5036186333a9bae71d7a08c01d26c9b7156623ffdda92a6a7eef3d81",
+            ),
+            (
+                "esc50-melvae/querysep_vae.json",
+                "5d5daaf1ce925d477f38248ef8e9c0b58381cc4858fbf41eee38322a6776332c",
             ),
         ),
     ),
@@ -159,6 +181,17 @@ def build_test_tiny() -> TextQueriedSeparator:
 def _load_named(info: ModelInfo) -> TextQueriedSeparator:
     if info.name == TEST_TINY:
         return build_test_tiny()
+    model = TextQueriedSeparator.from_pretrained(verify_bundled(info))
+    model.metadata["name"] = info.name
+    return model
+
+
+def verify_bundled(info: ModelInfo) -> Path:
+    """The folder of a bundled model, after checking its files against their SHA-256s.
+
+    Raises:
+        CheckpointError: A file is missing or differs from what was shipped.
+    """
     assert info.folder is not None
     weights = Path(str(resources.files("querysep") / "weights"))
     folder = weights / info.folder
@@ -176,9 +209,7 @@ def _load_named(info: ModelInfo) -> TextQueriedSeparator:
                 f"bundled model {info.name} is corrupt: {path.relative_to(weights)} has sha256 "
                 f"{digest[:12]}... != {expected[:12]}...; reinstall querysep"
             )
-    model = TextQueriedSeparator.from_pretrained(folder)
-    model.metadata["name"] = info.name
-    return model
+    return folder
 
 
 def network_config(spec: str | None = None) -> dict | None:

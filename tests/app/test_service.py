@@ -107,7 +107,7 @@ def test_models_offered() -> None:
     assert AppConfig().model_choices[0] == AppConfig().default_model == "esc50-minilm"
     assert "test-tiny" not in AppConfig().model_choices  # random weights: only when asked for
     config = AppConfig(models=("test-tiny", "esc50-minilm"))
-    assert config.model_choices == ["test-tiny", "esc50-minilm"]
+    assert config.model_choices == ["test-tiny", "esc50-minilm", "irm-ldm-esc50"]
     assert config.default_model == "test-tiny"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from querysep.errors import ConfigError
 from querysep.models import ResUNet, ResUNetConfig
@@ -126,3 +127,34 @@ def test_reset_mask_head_gives_half_the_mixture_for_any_query(mask: str) -> None
     reconstructed = net.stft.inverse(spec, 4000)[:, None]
     torch.testing.assert_close(a, 0.5 * reconstructed, atol=1e-5, rtol=1e-4)
     assert (before - a).abs().max() > 1e-3  # the random head did something else
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("beta", ["tensor", "float"])
+def test_fused_inference_activation_equals_the_plain_one(memory_format, beta) -> None:
+    from querysep.models.resunet import film_activation
+
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(6).eval()
+    bn.running_mean.uniform_(-1, 1)
+    bn.running_var.uniform_(0.2, 3)
+    bn.weight.data.uniform_(0.5, 1.5)
+    bn.bias.data.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 6, 7, 9).to(memory_format=memory_format)
+    b = torch.randn(2, 6, 1, 1) if beta == "tensor" else 0.3
+    plain = F.leaky_relu(bn(x) + b, negative_slope=0.01)
+    with torch.inference_mode():
+        fused = film_activation(bn, x, b)
+    assert fused.is_contiguous(memory_format=memory_format)
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
+    # under bf16 autocast, bf16 activations stay bf16 and close to the float32 result
+    with torch.inference_mode():
+        low = film_activation(bn, x.to(torch.bfloat16), b)
+    assert low.dtype == torch.bfloat16
+    error = (low.float() - plain).norm() / plain.norm()
+    assert error < 1e-2  # > 40 dB: bf16 rounding of the input, the affine and the output
+    # training, or a gradient, takes the plain path (BatchNorm's batch statistics)
+    bn.train()
+    torch.testing.assert_close(
+        film_activation(bn, x, b), F.leaky_relu(bn(x) + b, negative_slope=0.01)
+    )

@@ -86,9 +86,11 @@ class AppConfig:
     def model_choices(self) -> list[str]:
         """The models the page offers: those given first, then the named ones.
 
-        The reserved random-weight ``test-tiny`` is offered only when given.
+        The reserved random-weight ``test-tiny`` is offered only when given, and a named
+        model whose optional packages are missing (``irm-ldm-esc50`` without diffusers) not
+        at all.
         """
-        named = [m.name for m in list_models() if m.name != TEST_TINY]
+        named = [m.name for m in list_models() if m.name != TEST_TINY and not m.missing]
         return list(dict.fromkeys([*self.models, *named]))
 
     @property

@@ -21,7 +21,10 @@ def register(app: typer.Typer) -> None:
         table.add_column("license")
         for info in list_models():
             name = f"{info.name} (default)" if info.name == DEFAULT_MODEL else info.name
-            table.add_row(name, info.description, info.license)
+            description = info.description
+            if info.missing:
+                description += f" [needs {', '.join(info.missing)}, which is not installed]"
+            table.add_row(name, description, info.license)
         console.print(table)
         kinds = ", ".join(f"{k}:PATH" for k in sorted(_LOADERS))
         console.print(f"Also accepted by --model: a model folder, or {kinds}.")

@@ -137,14 +137,20 @@ def film_activation(
 ) -> torch.Tensor:
     """``leaky_relu(bn(x) + beta)``, the pre-activation of every convolution.
 
-    In inference (an eval-mode BatchNorm, no gradient) the normalisation and the FiLM bias
-    are folded into one per-channel scale and shift (computed in float32, then in ``x``'s
-    dtype), applied in a single ``addcmul`` that keeps ``x``'s dtype and memory layout, and
-    the activation runs in place. On a CPU with native bf16 these element-wise passes, not
-    the convolutions, dominated the bf16 forward: folding them made ResUNet30's default path
-    about 1.8x faster (``benchmarks/upstream_speed.py``). Training takes the plain path.
+    In inference (an eval-mode affine BatchNorm, no gradient) the normalisation and the FiLM
+    bias are folded into one per-channel scale and shift, computed in float32 and then cast
+    to ``x``'s dtype (bf16 where the activations are bf16 under autocast), applied in a single
+    ``addcmul`` that keeps ``x``'s dtype and memory layout, and the activation runs in place.
+    On a CPU with native bf16 these element-wise passes, not the convolutions, dominated the
+    bf16 forward (``benchmarks/README.md``, System 2). Training takes the plain path.
     """
-    if bn.training or torch.is_grad_enabled() or bn.running_var is None:
+    if (
+        bn.training
+        or torch.is_grad_enabled()
+        or bn.running_var is None
+        or bn.weight is None
+        or x.dtype == torch.float64
+    ):
         return F.leaky_relu(bn(x) + beta, negative_slope=0.01)
     scale = bn.weight.float() * torch.rsqrt(bn.running_var.float() + bn.eps)
     shift = (bn.bias.float() - bn.running_mean.float() * scale)[None, :, None, None] + beta
@@ -203,7 +209,9 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, betas: Mapping[str, Any]):
         h = self.conv1(film_activation(self.bn1, x, betas["beta1"]))
-        h = torch.cat((h, skip.to(h.dtype)), dim=1)
+        if not torch.is_grad_enabled():  # inference: one dtype for the cat (no promotion)
+            skip = skip.to(h.dtype)
+        h = torch.cat((h, skip), dim=1)
         return self.conv_block2(h, betas["conv_block2->beta1"], betas["conv_block2->beta2"])
 
 
@@ -391,10 +399,11 @@ class ResUNet(nn.Module):
     def _unet(self, mag: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Mask feature maps from a magnitude spectrogram ``(B, 1, T, F)``."""
         base = self.base
-        # Under bf16 autocast the cheap ends stay in float32: the FiLM biases, the 1x1
+        # Under bf16 autocast the cheap ends stay in float32: the FiLM projections, the 1x1
         # convolutions from the spectrogram and to the mask maps. Rounding the input
-        # magnitudes, the biases or the mask logits to bf16 cost about 3 dB of agreement
-        # with float32 (benchmarks/upstream_speed.py), for under 1% of the compute.
+        # magnitudes or the mask logits to bf16 cost about 3 dB of agreement with float32
+        # (benchmarks/upstream_speed.py), for under 1% of the compute. In inference the FiLM
+        # biases are added in the activations' dtype (film_activation): 33-41 dB agreement.
         with _float32(mag):
             betas = self.film_biases(condition.float())
             x = base.bn0(mag.transpose(1, 3)).transpose(1, 3)

@@ -50,13 +50,12 @@ def load_irm_ldm(
     if not path_text.strip():
         raise ModelNotFoundError("irm-ldm: needs a model folder, e.g. irm-ldm:runs/x/model")
     folder = Path(path_text).expanduser()
-    if not folder.is_dir():
-        from ...pretrained import list_models, load_model
+    from ...pretrained import list_models, load_model
 
-        if path_text in {m.name for m in list_models()}:
-            model = load_model(path_text, device)
-        else:
-            raise ModelNotFoundError(f"IRM-LDM model folder not found: {folder}")
+    if path_text in {m.name for m in list_models()}:  # a name wins over a folder, as load_model
+        model = load_model(path_text, device)
+    elif not folder.is_dir():
+        raise ModelNotFoundError(f"IRM-LDM model folder not found: {folder}")
     else:
         kind = _network_type(folder)
         if kind != NETWORK_TYPE:
@@ -104,16 +103,14 @@ def component_network(source: str, output: str | None = None) -> IrmLdm:
         ModelNotFoundError: ``source`` names nothing usable.
     """
     require_diffusers()
-    from importlib import resources
-
-    from ...pretrained import list_models
+    from ...pretrained import list_models, verify_bundled
 
     text = source.removeprefix(f"{NETWORK_TYPE}:")
     text, suffix = split_output(text)
     folder = Path(text).expanduser()
-    named = {m.name: m.folder for m in list_models() if m.folder}
-    if not folder.is_dir() and text in named:
-        folder = Path(str(resources.files("querysep") / "weights" / named[text]))
+    named = {m.name: m for m in list_models() if m.folder}
+    if text in named:  # a name wins over a folder, as in load_model; its files are checked
+        folder = verify_bundled(named[text])
     config: dict = {"ldm": text, "condition_dim": 1}
     network = _saved_network(folder) if (folder / CONFIG_NAME).is_file() else {}
     if network.get("type") == NETWORK_TYPE:

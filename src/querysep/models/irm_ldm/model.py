@@ -163,8 +163,9 @@ def resolve_ldm(spec: str, base: Path | None = None) -> LdmFolder:
     """The folder an :attr:`IrmLdmConfig.ldm` value names.
 
     Args:
-        spec: A bundled VAE name, or a folder (absolute, or relative to ``base`` and then
-            to the working directory).
+        spec: A bundled VAE name, or a folder (absolute, or relative to ``base``, then a
+            bundled VAE of that name, then the working directory: a bundled model's VAE is
+            never replaced by a folder of the same name where the command runs).
         base: The model folder being loaded, if any.
 
     Raises:
@@ -174,7 +175,7 @@ def resolve_ldm(spec: str, base: Path | None = None) -> LdmFolder:
 
     bundled = Path(str(resources.files("querysep") / "weights")) / spec
     path = Path(spec).expanduser()
-    tried = [path] if path.is_absolute() else [*([base / path] if base else []), path, bundled]
+    tried = [path] if path.is_absolute() else [*([base / path] if base else []), bundled, path]
     for candidate in tried:
         if candidate.is_dir():
             return LdmFolder.find(candidate)
