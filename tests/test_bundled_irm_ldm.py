@@ -15,11 +15,10 @@ pytest.importorskip("diffusers")
 
 from querysep import Separator, pretrained
 from querysep.app.service import AppConfig
-from querysep.audio import load_audio
-from querysep.data.mixing import make_dcase_mixture
 from querysep.errors import CheckpointError, ModelNotFoundError
 from querysep.metrics import sdr, si_sdr
 from querysep.models.irm_ldm.loader import component_network
+from tests.test_default_model import dog_and_rain
 
 FIXTURES = Path(__file__).parent / "fixtures" / "esc50"
 NAME = "irm-ldm-esc50"
@@ -32,10 +31,7 @@ def system3() -> Separator:
 
 @pytest.fixture(scope="module")
 def scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    dog, _ = load_audio(FIXTURES / "4-182395-A-0.flac", 16000, mono=True)
-    rain, _ = load_audio(FIXTURES / "4-160999-A-10.flac", 16000, mono=True)
-    mixture, dog_scaled = make_dcase_mixture(dog[0], rain[0], 0)
-    return mixture, dog_scaled, mixture - dog_scaled
+    return dog_and_rain()
 
 
 def test_listed_and_loaded_with_its_bundled_vae(system3: Separator) -> None:

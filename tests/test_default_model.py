@@ -21,12 +21,17 @@ def default() -> Separator:
     return Separator()  # no model named: the bundled default
 
 
-@pytest.fixture(scope="module")
-def scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def dog_and_rain() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mixture, dog, rain): two fold-4 test clips mixed at 0 dB as the DCASE protocol does."""
     dog, _ = load_audio(FIXTURES / "4-182395-A-0.flac", 16000, mono=True)
     rain, _ = load_audio(FIXTURES / "4-160999-A-10.flac", 16000, mono=True)
     mixture, dog_scaled = make_dcase_mixture(dog[0], rain[0], 0)
     return mixture, dog_scaled, mixture - dog_scaled
+
+
+@pytest.fixture(scope="module")
+def scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return dog_and_rain()
 
 
 def test_default_is_the_bundled_trained_model(default: Separator) -> None:

@@ -101,14 +101,12 @@ def test_a_missing_ldm_folder_stops_training_before_anything_is_written(
     assert not (tmp_path / "run").exists()
 
 
-def test_mel_vae_training_exports_a_vae_irm_ldm_can_use(
-    sine_data: dict[str, Path], tmp_path: Path
-) -> None:
-    from querysep.models.irm_ldm import IrmLdm, IrmLdmConfig
-    from querysep.training.melvae import MelVaeTrainConfig, train_vae
+def _tiny_vae_config(sine_data: dict[str, Path], out: Path, steps: int) -> Any:
+    """A tiny mel-VAE run of ``steps`` steps, validated at the last one."""
+    from querysep.training.melvae import MelVaeTrainConfig
 
-    base = tiny_config(sine_data, tmp_path / "vae-run", max_steps=2, val_every_n_steps=2)
-    config = config_from_dict(
+    base = tiny_config(sine_data, out, max_steps=steps, val_every_n_steps=steps)
+    return config_from_dict(
         {
             "vae": {"block_out_channels": [8, 8], "norm_num_groups": 4, "latent_channels": 4},
             "scale_batches": 1,
@@ -118,6 +116,15 @@ def test_mel_vae_training_exports_a_vae_irm_ldm_can_use(
         },
         schema=MelVaeTrainConfig,
     )
+
+
+def test_mel_vae_training_exports_a_vae_irm_ldm_can_use(
+    sine_data: dict[str, Path], tmp_path: Path
+) -> None:
+    from querysep.models.irm_ldm import IrmLdm, IrmLdmConfig
+    from querysep.training.melvae import train_vae
+
+    config = _tiny_vae_config(sine_data, tmp_path / "vae-run", steps=2)
     result = train_vae(config, echo=lambda _msg: None)
     assert result.exported is not None
     facts = json.loads((result.exported / "querysep_vae.json").read_text(encoding="utf-8"))
@@ -142,19 +149,9 @@ def test_ctrl_c_stops_vae_training_and_the_cli_exits_130(
     from querysep.cli import ldm as ldm_cli
     from querysep.training import config as config_module
     from querysep.training import melvae
-    from querysep.training.melvae import MelVaeTrainConfig, train_vae
+    from querysep.training.melvae import train_vae
 
-    base = tiny_config(sine_data, tmp_path / "vae-run", max_steps=20, val_every_n_steps=20)
-    config = config_from_dict(
-        {
-            "vae": {"block_out_channels": [8, 8], "norm_num_groups": 4, "latent_channels": 4},
-            "scale_batches": 1,
-            "data": {**base["data"], "batch_size": 2},
-            "optim": {"lr": 1e-3, "warmup_steps": 0},
-            "trainer": base["trainer"],
-        },
-        schema=MelVaeTrainConfig,
-    )
+    config = _tiny_vae_config(sine_data, tmp_path / "vae-run", steps=20)
     result = train_vae(config, callbacks=[_CtrlC()], echo=lambda _msg: None)
     assert result.interrupted and result.step == 2 and result.exported is None
     assert (tmp_path / "vae-run" / "checkpoints" / "last.ckpt").is_file()
