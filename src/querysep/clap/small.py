@@ -41,7 +41,7 @@ __all__ = [
 FORMAT = "querysep-clap"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-ESC50_CLAP_SHA256 = "50d7277b5e9ec646b6471961119e09d3c838c840f358064c7426b0c04a98e944"
+ESC50_CLAP_SHA256 = "fb21c6b0b8914f743c1d04e2090f4f176ace9625bb282044a124f1234a848d69"
 
 
 @dataclass
