@@ -11,8 +11,8 @@ from pathlib import Path
 
 import typer
 
-from ._common import RESTART_OPTION, TRAIN_OVERRIDES_ARGUMENT, console, handle_errors
-from .train import _echo, show_config
+from ._common import RESTART_OPTION, TRAIN_OVERRIDES_ARGUMENT, handle_errors
+from .train import _echo, report_result, show_config
 
 ldm_app = typer.Typer(
     help="IRM-LDM (System 3) helpers: train a small mel VAE for it (train-vae). "
@@ -40,14 +40,7 @@ def train_vae_cmd(
     cfg = load_config(config, overrides or [], schema=MelVaeTrainConfig)
     show_config(cfg)
     result = train_vae(cfg, restart=restart, echo=_echo)
-    if result.interrupted:
-        raise typer.Exit(code=130)
-    if result.exported is not None:
-        console.print(
-            f"done at step {result.step}: the VAE is in {result.exported}",
-            highlight=False,
-            soft_wrap=True,
-        )
+    report_result(result, "done at step {step}: the VAE is in {exported}")
 
 
 def register(app: typer.Typer) -> None:

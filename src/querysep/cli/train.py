@@ -57,12 +57,20 @@ def run_cmd(
     cfg = load_config(config, overrides or [])
     show_config(cfg)
     result = train(cfg, restart=restart, echo=_echo)
+    report_result(
+        result,
+        "done at step {step}. Try: querysep separate --model {exported} MIX.wav -q 'a dog barking'",
+    )
+
+
+def report_result(result: Any, done: str) -> None:
+    """End a training command: exit 130 after a Ctrl-C, else say where the export is
+    (``done`` is formatted with ``step`` and ``exported``)."""
     if result.interrupted:
         raise typer.Exit(code=130)
     if result.exported is not None:
         console.print(
-            f"done at step {result.step}. Try: querysep separate --model {result.exported} "
-            "MIX.wav -q 'a dog barking'",
+            done.format(step=result.step, exported=result.exported),
             highlight=False,
             soft_wrap=True,
         )

@@ -42,7 +42,7 @@ from ..models.irm_ldm.components import VAE_INFO_NAME, require_diffusers
 from ..models.irm_ldm.mel import MelFrontEnd, pad_frames, peak_gain
 from ..precision import describe_choice
 from ..schema import ConfigModel, config_error, nested
-from .callbacks import LAST_CHECKPOINT, TrainingInterruptedError
+from .callbacks import LAST_CHECKPOINT
 from .config import DataConfig, OptimConfig, RunSections, TrainerConfig
 from .datamodule import MixtureDataModule
 from .export import find_export_checkpoint, read_checkpoint
@@ -54,8 +54,8 @@ from .run import (
     TrainResult,
     _check_output_dir,
     _check_same_model,
-    _resumed_step,
     build_trainer,
+    fit,
     fit_warnings_filtered,
     open_run_folder,
 )
@@ -374,14 +374,9 @@ def train_vae(
     trainer = build_trainer(config, callbacks=callbacks, echo=say)
     open_run_folder(config, restart=restart, resume=resume, echo=say)
     with fit_warnings_filtered():
-        try:
-            trainer.fit(
-                task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True
-            )
-        except TrainingInterruptedError as exc:
-            say(f"stopped at step {exc.step}; saved {exc.checkpoint}: rerun the command to resume")
-            return TrainResult(out, exc.step, _resumed_step(trainer), interrupted=True)
-    result = TrainResult(out, trainer.global_step, _resumed_step(trainer))
+        result = fit(trainer, task, datamodule, out=out, resume=resume, echo=say)
+    if result.interrupted:
+        return result
     if config.trainer.export and trainer.is_global_zero:
         source = find_export_checkpoint(out / CHECKPOINT_DIR)
         result.exported = export_vae(source, out / MODEL_DIR, datamodule)

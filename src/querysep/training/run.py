@@ -357,23 +357,9 @@ def train(
     with fit_warnings_filtered():
         if not config.model.train_text_encoder:  # the frozen text encoder stays in eval mode
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start")
-        try:
-            trainer.fit(
-                task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True
-            )
-        except (RuntimeError, ValueError) as exc:
-            text = str(exc)
-            if resume and ("state_dict" in text or "parameter group" in text):
-                first = text.strip().splitlines()[0]
-                raise CheckpointError(
-                    f"{last} does not fit this config ({first}); use another "
-                    "trainer.output_dir, or --restart to discard it"
-                ) from None
-            raise
-        except TrainingInterruptedError as exc:
-            say(f"stopped at step {exc.step}; saved {exc.checkpoint}: rerun the command to resume")
-            return TrainResult(out, exc.step, _resumed_step(trainer), interrupted=True)
-    result = TrainResult(out, trainer.global_step, _resumed_step(trainer))
+        result = fit(trainer, task, datamodule, out=out, resume=resume, echo=say)
+    if result.interrupted:
+        return result
     if config.trainer.export and trainer.is_global_zero:
         source = find_export_checkpoint(out / CHECKPOINT_DIR)
         result.exported = export_checkpoint(source, out / MODEL_DIR)
@@ -386,6 +372,43 @@ def train(
             + f") to {result.exported}"
         )
     return result
+
+
+def fit(
+    trainer: pl.Trainer,
+    task: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    *,
+    out: Path,
+    resume: bool,
+    echo: Echo = print,
+) -> TrainResult:
+    """``trainer.fit``, from ``out``'s ``last.ckpt`` when ``resume``; the run's result.
+
+    A first Ctrl-C (the interrupt callback of :func:`build_trainer`) ends the fit after the
+    current step with ``last.ckpt`` saved: the result is ``interrupted``.
+
+    Raises:
+        CheckpointError: ``last.ckpt`` does not fit the model or optimiser being trained.
+    """
+    last = out / CHECKPOINT_DIR / LAST_CHECKPOINT
+    try:
+        trainer.fit(
+            task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True
+        )
+    except (RuntimeError, ValueError) as exc:
+        text = str(exc)
+        if resume and ("state_dict" in text or "parameter group" in text):
+            first = text.strip().splitlines()[0]
+            raise CheckpointError(
+                f"{last} does not fit this config ({first}); use another "
+                "trainer.output_dir, or --restart to discard it"
+            ) from None
+        raise
+    except TrainingInterruptedError as exc:
+        echo(f"stopped at step {exc.step}; saved {exc.checkpoint}: rerun the command to resume")
+        return TrainResult(out, exc.step, _resumed_step(trainer), interrupted=True)
+    return TrainResult(out, trainer.global_step, _resumed_step(trainer))
 
 
 @contextlib.contextmanager
