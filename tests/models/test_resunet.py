@@ -158,3 +158,34 @@ def test_fused_inference_activation_equals_the_plain_one(memory_format, beta) ->
     torch.testing.assert_close(
         film_activation(bn, x, b), F.leaky_relu(bn(x) + b, negative_slope=0.01)
     )
+
+
+def test_channels_last_trunk_runs_every_level_channels_last() -> None:
+    """A channels-last network gets channels-last activations from its first level on.
+
+    The one-channel spectrogram leaves pre_conv's output in NCHW; left so, the largest level
+    converted layouts in every convolution, add and cat.
+    """
+    torch.manual_seed(0)
+    net = ResUNet(ResUNetConfig(**SMALL)).eval()
+    mix, cond = torch.randn(1, 1, 4000), torch.randn(1, 16)
+    with torch.inference_mode():
+        ref = net(mix, cond)
+    seen: list[bool] = []
+
+    def record(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+
+    for module in net.base.modules():
+        if isinstance(module, torch.nn.Conv2d) and module.kernel_size == (3, 3):
+            module.register_forward_pre_hook(record)
+    with torch.inference_mode():
+        plain = net(mix, cond)
+    assert len(seen) > 0 and not any(seen)  # the plain network stays NCHW
+    seen.clear()
+    net.to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        fast = net(mix, cond)
+    assert len(seen) > 0 and all(seen)
+    torch.testing.assert_close(plain, ref)
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)  # layout only

@@ -416,6 +416,12 @@ class ResUNet(nn.Module):
             x = F.pad(x, (0, pad_f))
         with _float32(x):
             x = base.pre_conv(x.float())
+        if _is_channels_last(base.encoder_block1.conv_block1.conv1.weight):
+            # A one-channel input leaves pre_conv's output in NCHW even when the trunk's
+            # weights are channels-last; without this the largest level ran in NCHW and each
+            # of its convolutions, adds and cats converted layouts (about a third of the
+            # bf16 forward on a 2-core CPU, benchmarks/README.md).
+            x = x.contiguous(memory_format=torch.channels_last)
         skips = []
         for i in range(self.depth):
             x, skip = getattr(base, f"encoder_block{i + 1}")(x, betas[f"encoder_block{i + 1}"])
@@ -451,6 +457,11 @@ class ResUNet(nn.Module):
                 continue
             cleaned[key] = value
         load_state_dict_strict(self, cleaned, what="ResUNet")
+
+
+def _is_channels_last(weight: torch.Tensor) -> bool:
+    """True for a 4-d convolution weight stored channels-last (and not also plain NCHW)."""
+    return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
 
 
 def _float32(like: torch.Tensor) -> torch.autocast:
