@@ -14,7 +14,7 @@ import torch
 
 from querysep.audio import load_audio
 from querysep.clap import DEFAULT_CLAP, load_clap
-from querysep.clap.small import ESC50_CLAP_SHA256, SmallClap, SmallClapConfig
+from querysep.clap.small import ESC50_CLAP_SHA256, ClapEnsemble, SmallClap, SmallClapConfig
 from querysep.clap.train import contrastive_loss, load_train_config, train
 from querysep.clap.zeroshot import (
     Esc50Split,
@@ -77,6 +77,54 @@ def test_strict_loading_names_the_bad_keys(tmp_path: Path) -> None:
     save_file(state, str(tmp_path / "model.safetensors"))
     with pytest.raises(CheckpointError, match=r"missing \['logit_scale'\].*extra\.weight"):
         SmallClap.from_pretrained(tmp_path)
+
+
+def _random_member(seed: int, **kwargs: object) -> SmallClap:
+    torch.manual_seed(seed)
+    return SmallClap(tiny_config(**kwargs)).eval()
+
+
+def test_ensemble_scores_are_the_mean_of_its_members(tmp_path: Path) -> None:
+    members = [_random_member(0), _random_member(1, channels=[6, 12], dim=5)]
+    ensemble = ClapEnsemble(members, {"name": "pair"}).eval()
+    assert ensemble.dim == 13
+    audio = np.random.default_rng(1).standard_normal((3, 12000)).astype(np.float32)
+    sentence = torch.nn.functional.normalize(torch.randn(4, 384), dim=-1)
+    with torch.no_grad():
+        joint_text = ensemble._join([m.text_features(sentence) for m in members])
+        each_text = [
+            torch.nn.functional.normalize(m.text_features(sentence), dim=-1) for m in members
+        ]
+    joint = ensemble.embed_audio(audio, 16000) @ joint_text.T
+    each = [m.embed_audio(audio, 16000) @ t.T for m, t in zip(members, each_text, strict=True)]
+    torch.testing.assert_close(joint, (each[0] + each[1]) / 2, rtol=1e-5, atol=1e-6)
+    # a member alone is not the ensemble: the pair differs from either of its members
+    assert (joint - each[0]).abs().max() > 1e-3 and (joint - each[1]).abs().max() > 1e-3
+    # saved, it reloads by folder as the same ensemble
+    ensemble.save_pretrained(tmp_path / "pair")
+    config = json.loads((tmp_path / "pair" / "config.json").read_text())
+    assert config["format"] == "querysep-clap-ensemble" and len(config["members"]) == 2
+    loaded = load_clap(str(tmp_path / "pair"))
+    assert isinstance(loaded, ClapEnsemble) and loaded.name == "pair"
+    torch.testing.assert_close(loaded.embed_audio(audio, 16000), ensemble.embed_audio(audio, 16000))
+
+
+def test_ensemble_refuses_mismatched_members_and_bad_files(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    with pytest.raises(ConfigError, match="window_seconds"):
+        ClapEnsemble([_random_member(0), _random_member(1, window_seconds=1.0)])
+    with pytest.raises(ConfigError, match="at least one"):
+        ClapEnsemble([])
+    ClapEnsemble([_random_member(0), _random_member(1)]).save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    state.pop("members.1.logit_scale")
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"missing \['members\.1\.logit_scale'\]"):
+        load_clap(str(tmp_path))
+    (tmp_path / "config.json").write_text('{"format": "querysep-clap-ensemble", "members": []}')
+    with pytest.raises(CheckpointError, match="ensemble config"):
+        load_clap(str(tmp_path))
 
 
 def test_bundled_model_loads_and_is_checked() -> None:
@@ -176,6 +224,51 @@ def test_training_smoke_run_learns_and_exports(tmp_path: Path) -> None:
     config.epochs = 6
     train(config, tmp_path / "run", log=lambda line: None, text_encoder=encoder)
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 6
+
+
+def test_training_members_trains_each_seed_once_and_exports_their_ensemble(
+    tmp_path: Path,
+) -> None:
+    _write_toy_esc50(tmp_path / "data")
+    overrides = [
+        f"data={tmp_path / 'data'}",
+        "train_folds=[1,2]",
+        "epochs=2",
+        "batch_size=4",
+        "precision=32",
+        "model.window_seconds=0.5",
+        "model.n_fft=256",
+        "model.hop_length=128",
+        "model.n_mels=16",
+        "model.channels=[4,8]",
+        "model.dim=8",
+        "augment.crop_seconds=0.5",
+        "seed=5",
+        "members=2",
+    ]
+    config = load_train_config(None, overrides)
+    encoder = HashingTextEncoder(384)
+    lines: list[str] = []
+    folder = train(config, tmp_path / "run", log=lines.append, text_encoder=encoder)
+    ensemble = load_clap(str(folder))
+    assert isinstance(ensemble, ClapEnsemble) and len(ensemble.members) == 2
+    seeds = [m["config"]["seed"] for m in ensemble.metadata["training"]["members"]]
+    assert seeds == [5, 6]
+    # each member is exactly its own single-seed run
+    for index in range(2):
+        alone = SmallClap.from_pretrained(tmp_path / "run" / f"member{index}" / "model")
+        for key, value in alone.state_dict().items():
+            torch.testing.assert_close(ensemble.members[index].state_dict()[key], value)
+    weight = "audio.blocks.0.net.0.weight"
+    a, b = (m.state_dict()[weight] for m in ensemble.members)
+    assert not torch.equal(a, b)
+    # running the command again trains nothing and exports the same ensemble
+    train(config, tmp_path / "run", log=lines.append, text_encoder=encoder)
+    for index in range(2):
+        log = (tmp_path / "run" / f"member{index}" / "log.jsonl").read_text().splitlines()
+        assert len(log) == 2
+    with pytest.raises(ConfigError, match="members"):
+        train(load_train_config(None, ["members=0"]), tmp_path / "bad", log=lines.append)
 
 
 def test_config_overrides_and_unknown_keys() -> None:

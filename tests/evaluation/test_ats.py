@@ -96,6 +96,31 @@ def test_another_clap_model_is_refused_in_the_same_folder(valset: ValSet, tmp_pa
         _run(valset, tmp_path / "out", _systems(), [ATSHook(other)])
 
 
+def test_a_retrained_model_under_the_same_name_is_refused(valset: ValSet, tmp_path: Path) -> None:
+    import torch
+
+    from querysep.clap.small import SmallClap, SmallClapConfig
+
+    config = SmallClapConfig(
+        window_seconds=0.5, n_fft=256, hop_length=128, n_mels=16, channels=[4, 8], dim=8
+    )
+    folders = []
+    for seed in (0, 1):  # the same architecture and name, retrained: other weights
+        torch.manual_seed(seed)
+        folders.append(SmallClap(config).save_pretrained(tmp_path / f"v{seed}"))
+
+    def named(folder: Path):
+        model = load_clap(str(folder))
+        model.name = "my-clap"
+        return model
+
+    assert named(folders[0]).describe() != named(folders[1]).describe()
+    _run(valset, tmp_path / "out", _systems(), [ATSHook(named(folders[0]))])
+    with pytest.raises(ConfigError, match="another version of 'my-clap'"):
+        _run(valset, tmp_path / "out", _systems(), [ATSHook(named(folders[1]))])
+    _run(valset, tmp_path / "out", _systems(), [ATSHook(named(folders[0]))])  # same: resumes
+
+
 def _old_folder(valset: ValSet, out: Path) -> str:
     """An evaluation folder as written before ATS existed."""
     _run(valset, out, resolve_systems([Scaled()]))

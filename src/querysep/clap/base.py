@@ -120,6 +120,7 @@ class AudioTextModel(nn.Module, abc.ABC):
 
     Attributes:
         name: Shown in tables next to ATS values (scores compare only within one model).
+        weights_sha256: SHA-256 of the weights file, where the loader knows it ("" if not).
         sample_rate: Rate the audio tower takes, in Hz.
         window_samples: Audio samples per embedding window at :attr:`sample_rate`.
         dim: Embedding size.
@@ -127,6 +128,7 @@ class AudioTextModel(nn.Module, abc.ABC):
 
     kind: ClassVar[str] = ""
     name: str = ""
+    weights_sha256: str = ""
     sample_rate: int
     window_samples: int
     dim: int
@@ -157,8 +159,16 @@ class AudioTextModel(nn.Module, abc.ABC):
         """
 
     def describe(self) -> dict[str, Any]:
-        """What to record next to a score so it can be reproduced."""
-        return {"kind": self.kind, "name": self.name, "dim": self.dim}
+        """What to record next to a score so it can be reproduced.
+
+        Includes the SHA-256 of the weights file (first 16 hex digits) where the loader set
+        :attr:`weights_sha256`, so a model retrained under the same name does not compare
+        equal to its earlier version.
+        """
+        out: dict[str, Any] = {"kind": self.kind, "name": self.name, "dim": self.dim}
+        if self.weights_sha256:
+            out["weights_sha256"] = self.weights_sha256[:16]
+        return out
 
     def prepare_windows(
         self, waveform: AudioInput, sample_rate: int, *, normalize_level: bool = True

@@ -7,6 +7,12 @@ a trainable residual projection head. Both heads map into one ``dim``-sized spac
 
 A model folder holds ``config.json`` (``{"format": "querysep-clap", "config": {...}}``)
 and ``model.safetensors`` (the audio tower and both heads; never the MiniLM weights).
+
+:class:`ClapEnsemble` averages several such models trained with different seeds (the bundled
+``esc50-clap`` is one): its embedding is the concatenation of the members' unit embeddings
+scaled by ``1/sqrt(members)``, so an ATS is the mean of the members' ATS. Its folder says
+``"format": "querysep-clap-ensemble"`` and lists the member configs; the weights of member
+``i`` are stored under ``members.i.`` in one ``model.safetensors``.
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ from .registry import ClapInfo, register_folder_loader, register_named
 
 __all__ = [
     "CONFIG_NAME",
+    "ENSEMBLE_FORMAT",
     "FORMAT",
     "WEIGHTS_NAME",
     "AudioTower",
+    "ClapEnsemble",
     "SmallClap",
     "SmallClapConfig",
     "TextHead",
@@ -39,6 +47,7 @@ __all__ = [
 ]
 
 FORMAT = "querysep-clap"
+ENSEMBLE_FORMAT = "querysep-clap-ensemble"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ESC50_CLAP_SHA256 = "fb21c6b0b8914f743c1d04e2090f4f176ace9625bb282044a124f1234a848d69"
@@ -298,8 +307,6 @@ class SmallClap(AudioTextModel):
         Raises:
             CheckpointError: A missing or unreadable file, or weights that do not fit.
         """
-        from safetensors.torch import load_file
-
         path = Path(folder)
         try:
             payload = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
@@ -307,48 +314,163 @@ class SmallClap(AudioTextModel):
         except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
             raise CheckpointError(f"cannot read small-CLAP config in {path}: {exc}") from exc
         model = cls(config)
-        try:
-            state = load_file(str(path / WEIGHTS_NAME))
-        except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises these
-            raise CheckpointError(f"cannot read {path / WEIGHTS_NAME}: {exc}") from exc
-        own = model.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if missing or unexpected or wrong:
-            raise CheckpointError(
-                f"weights in {path} do not fit the config: missing {missing or 'none'}; "
-                f"unexpected {unexpected or 'none'}; wrong shape {wrong or 'none'}"
-            )
-        model.load_state_dict(state, strict=True)
+        _load_strict(model, path)
         return model.to(device).eval()
 
 
-def is_small_clap_folder(folder: Path) -> bool:
-    """True for a folder whose ``config.json`` says ``"format": "querysep-clap"``."""
+class ClapEnsemble(AudioTextModel):
+    """Small CLAPs with one text encoder, scored together (see the module docstring).
+
+    Args:
+        members: Models with the same sample rate, window and sentence encoder.
+        metadata: Written to ``config.json`` (``name`` names the ensemble).
+
+    Raises:
+        ConfigError: No members, or members that do not share rate, window or encoder.
+    """
+
+    kind = "querysep-clap-ensemble"
+
+    def __init__(self, members: list[SmallClap], metadata: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        if not members:
+            raise ConfigError("an ensemble needs at least one member")
+        first = members[0].config
+        shared = ("sample_rate", "window_seconds", "text_dim", "text_encoder")
+        for member in members[1:]:
+            differ = [k for k in shared if getattr(member.config, k) != getattr(first, k)]
+            if differ:
+                raise ConfigError(f"ensemble members differ in {', '.join(differ)}")
+        self.members = nn.ModuleList(members)
+        self.metadata = dict(metadata or {})
+        self.name = str(self.metadata.get("name", "small-clap-ensemble"))
+        self.sample_rate = members[0].sample_rate
+        self.window_samples = members[0].window_samples
+        self.dim = sum(m.dim for m in members)
+        self._scale = 1.0 / math.sqrt(len(members))
+
+    def _join(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        unit = [nn.functional.normalize(p.float(), dim=-1) for p in parts]
+        return torch.cat(unit, dim=-1) * self._scale
+
+    def _embed_windows(self, windows: torch.Tensor) -> torch.Tensor:
+        return self._join([m.audio_features(windows) for m in self.members])
+
+    def _embed_texts(self, texts: list[str]) -> torch.Tensor:
+        first = self.members[0]
+        sentence = first.text_encoder().encode(texts).to(first.logit_scale.device).float()
+        return self._join([m.text_features(sentence) for m in self.members])
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "sample_rate": self.sample_rate,
+            "members": len(self.members),
+        }
+
+    def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (all members) to ``folder``."""
+        from safetensors.torch import save_file
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": ENSEMBLE_FORMAT,
+            "format_version": 1,
+            "metadata": self.metadata,
+            "members": [asdict(m.config) for m in self.members],
+        }
+        (out / CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(out / WEIGHTS_NAME), metadata={"format": ENSEMBLE_FORMAT})
+        return out
+
+    @classmethod
+    def from_members(
+        cls, folders: list[str | os.PathLike[str]], metadata: dict[str, Any] | None = None
+    ) -> ClapEnsemble:
+        """Join single-model folders (written by :meth:`SmallClap.save_pretrained`)."""
+        return cls([SmallClap.from_pretrained(f) for f in folders], metadata)
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | os.PathLike[str], device: str | torch.device = "cpu"
+    ) -> ClapEnsemble:
+        """Load a folder written by :meth:`save_pretrained` (strict).
+
+        Raises:
+            CheckpointError: A missing or unreadable file, or weights that do not fit.
+        """
+        path = Path(folder)
+        try:
+            payload = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+            configs = [SmallClapConfig.from_dict(c) for c in payload["members"]]
+            metadata = payload.get("metadata") or {}
+            if not configs or not isinstance(metadata, dict):
+                raise ValueError("no members, or metadata that is not a mapping")
+            model = cls([SmallClap(c) for c in configs], metadata)
+        except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+            raise CheckpointError(f"cannot read the ensemble config in {path}: {exc}") from exc
+        _load_strict(model, path)
+        return model.to(device).eval()
+
+
+def _load_strict(model: nn.Module, path: Path) -> None:
+    """Load ``path/model.safetensors`` into ``model``; every key and shape must fit."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path / WEIGHTS_NAME))
+    except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises these
+        raise CheckpointError(f"cannot read {path / WEIGHTS_NAME}: {exc}") from exc
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"weights in {path} do not fit the config: missing {missing or 'none'}; "
+            f"unexpected {unexpected or 'none'}; wrong shape {wrong or 'none'}"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def _folder_format(folder: Path) -> str | None:
     try:
         payload = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(payload, dict) and payload.get("format") == FORMAT
+        return None
+    return payload.get("format") if isinstance(payload, dict) else None
 
 
-def load_small_clap(path: str, device: torch.device | str = "cpu") -> SmallClap:
-    """Registry loader for small-CLAP folders."""
-    return SmallClap.from_pretrained(path, device)
+def is_small_clap_folder(folder: Path) -> bool:
+    """True for a folder of a small CLAP or of an ensemble of them."""
+    return _folder_format(folder) in (FORMAT, ENSEMBLE_FORMAT)
+
+
+def load_small_clap(path: str, device: torch.device | str = "cpu") -> SmallClap | ClapEnsemble:
+    """Load a small-CLAP folder, single or ensemble (by its ``format``)."""
+    from ..fileio import sha256_file
+
+    if _folder_format(Path(path)) == ENSEMBLE_FORMAT:
+        model: SmallClap | ClapEnsemble = ClapEnsemble.from_pretrained(path, device)
+    else:
+        model = SmallClap.from_pretrained(path, device)
+    model.weights_sha256 = sha256_file(Path(path) / WEIGHTS_NAME)
+    return model
 
 
 register_named(
     ClapInfo(
         name="esc50-clap",
         description=(
-            "Small CLAP trained from scratch on ESC-50 folds 1-3 (log-mel CNN + frozen MiniLM "
+            "Small CLAP trained from scratch on ESC-50 folds 1-3 (log-mel CNNs + frozen MiniLM "
             "text tower), 16 kHz, 5 s windows: the 50 ESC-50 classes only. See its MODEL_CARD.md."
         ),
         folder="esc50-clap",
         sha256=ESC50_CLAP_SHA256,
         license="CC BY-NC 3.0 (non-commercial; trained on ESC-50)",
     ),
-    lambda folder: SmallClap.from_pretrained(folder),
+    lambda folder: load_small_clap(str(folder)),
 )
 register_folder_loader(is_small_clap_folder, load_small_clap)

@@ -9,6 +9,11 @@ soft (mixup) targets, and each class text present in the batch -> the clips of i
 Data order and augmentation are drawn from generators seeded by (seed, epoch, step), so a run
 is reproducible and resumes from ``OUT/checkpoint.pt`` where it stopped. The model folder
 (``config.json`` + ``model.safetensors``) is written to ``OUT/model`` at the end.
+
+With ``members: N`` (N > 1) the command trains N such models one after the other, member
+``i`` with seed ``seed + i`` in ``OUT/member{i}/`` (each resumable as above; a finished member
+is not trained again), and writes their :class:`~querysep.clap.small.ClapEnsemble` to
+``OUT/model``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +36,7 @@ from ..errors import ConfigError
 from ..models.text.base import TextEncoder
 from ..precision import resolve_precision
 from .augment import AugmentConfig, augment_mel, spec_augment
-from .small import SmallClap, SmallClapConfig, log_compress, mel_centres
+from .small import ClapEnsemble, SmallClap, SmallClapConfig, log_compress, mel_centres
 from .zeroshot import DEFAULT_ROOT, Esc50Split, class_texts, evaluate_zeroshot, load_esc50
 
 __all__ = ["ClapTrainConfig", "load_train_config", "train"]
@@ -58,6 +63,7 @@ class ClapTrainConfig:
     precision: str = "auto"
     val_every: int = 10
     max_steps: int | None = None  # cut a run short (smoke tests)
+    members: int = 1  # > 1: train that many seeds (seed, seed + 1, ...) and export their ensemble
 
 
 def _bind(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -198,6 +204,11 @@ def train(
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    members = config.members
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ConfigError(f"members must be a whole number >= 1, got {config.members!r}")
+    if config.members > 1:
+        return _train_ensemble(config, out, log=log, text_encoder=text_encoder)
     torch.manual_seed(config.seed)
     precision = str(config.precision)  # YAML reads a bare 32 as a number
     use_bf16 = resolve_precision(precision, torch.device("cpu")) == "bf16-mixed"
@@ -316,9 +327,7 @@ def train(
             break
     final = _with_ema(model, ema)
     final.config.metadata = {
-        "name": "esc50-clap",
-        "license": "CC BY-NC 3.0 (trained on ESC-50): non-commercial use only",
-        "data": f"ESC-50 folds {config.train_folds}",
+        **_card(config),
         "training": {
             "config": _plain(asdict(config)),
             "steps": step,
@@ -326,6 +335,36 @@ def train(
         },
     }
     return final.save_pretrained(out / "model")
+
+
+def _card(config: ClapTrainConfig) -> dict[str, Any]:
+    return {
+        "name": "esc50-clap",
+        "license": "CC BY-NC 3.0 (trained on ESC-50): non-commercial use only",
+        "data": f"ESC-50 folds {config.train_folds}",
+    }
+
+
+def _train_ensemble(
+    config: ClapTrainConfig, out: Path, *, log: Any, text_encoder: TextEncoder | None
+) -> Path:
+    """Train ``config.members`` seeds one after the other; export their ensemble."""
+    folders = []
+    for index in range(config.members):
+        member = replace(config, seed=config.seed + index, members=1)
+        log(f"member {index + 1}/{config.members} (seed {member.seed}) in {out / f'member{index}'}")
+        folders.append(train(member, out / f"member{index}", log=log, text_encoder=text_encoder))
+    ensemble = ClapEnsemble.from_members(folders)
+    ensemble.metadata = {
+        **_card(config),
+        "training": {
+            "config": _plain(asdict(config)),
+            "members": [m.config.metadata.get("training") for m in ensemble.members],
+        },
+    }
+    for member in ensemble.members:  # the ensemble's metadata describes them once
+        member.config.metadata = {}
+    return ensemble.save_pretrained(out / "model")
 
 
 def _with_ema(model: SmallClap, ema: _Ema | None) -> SmallClap:

@@ -521,12 +521,20 @@ def _metric_models(out_path: Path, hooks: Sequence[MetricHook]) -> dict[str, obj
     if not isinstance(stored, dict):
         raise DataError(f"{path} is corrupt; delete it or choose another output folder")
     for column, model in models.items():
+        if isinstance(model, dict) and isinstance(stored.get(column), dict):
+            if "weights_sha256" not in stored[column]:  # written before digests were recorded
+                model = {k: v for k, v in model.items() if k != "weights_sha256"}
         if column in stored and stored[column] != model:
             name = stored[column].get("name") if isinstance(stored[column], dict) else None
+            now = model.get("name") if isinstance(model, dict) else model
+            then = (
+                f"another version of {name!r} (its kind, size or weights differ)"
+                if name is not None and name == now
+                else repr(name or stored[column])
+            )
             raise ConfigError(
-                f"the {column} scores in {out_path} were computed with {name or stored[column]!r}, "
-                f"not {model.get('name') if isinstance(model, dict) else model!r}: values of two "
-                "models do not compare; use the same model or another output folder"
+                f"the {column} scores in {out_path} were computed with {then}, not {now!r}: "
+                "values of two models do not compare; use the same model or another output folder"
             )
     return {**stored, **models}
 
