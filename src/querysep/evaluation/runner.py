@@ -521,9 +521,10 @@ def _metric_models(out_path: Path, hooks: Sequence[MetricHook]) -> dict[str, obj
     if not isinstance(stored, dict):
         raise DataError(f"{path} is corrupt; delete it or choose another output folder")
     for column, model in models.items():
-        if isinstance(model, dict) and isinstance(stored.get(column), dict):
-            if "weights_sha256" not in stored[column]:  # written before digests were recorded
-                model = {k: v for k, v in model.items() if k != "weights_sha256"}
+        old = stored.get(column)
+        if isinstance(model, dict) and isinstance(old, dict) and "weights_sha256" not in old:
+            # written before digests were recorded: compare the rest
+            model = {k: v for k, v in model.items() if k != "weights_sha256"}
         if column in stored and stored[column] != model:
             name = stored[column].get("name") if isinstance(stored[column], dict) else None
             now = model.get("name") if isinstance(model, dict) else model
