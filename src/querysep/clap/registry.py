@@ -111,6 +111,7 @@ def _load_named(info: ClapInfo) -> AudioTextModel:
             )
     model = _NAMED_LOADERS[info.name](folder)
     model.name = info.name
+    model.weights_sha256 = info.sha256 or ""
     return model
 
 

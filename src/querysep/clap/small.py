@@ -288,15 +288,8 @@ class SmallClap(AudioTextModel):
     # ------------------------------------------------------------------ files
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (no MiniLM weights) to ``folder``."""
-        from safetensors.torch import save_file
-
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
         payload = {"format": FORMAT, "format_version": 1, "config": asdict(self.config)}
-        (out / CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(out / WEIGHTS_NAME), metadata={"format": FORMAT})
-        return out
+        return _save_folder(self, folder, payload)
 
     @classmethod
     def from_pretrained(
@@ -370,20 +363,13 @@ class ClapEnsemble(AudioTextModel):
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``config.json`` and ``model.safetensors`` (all members) to ``folder``."""
-        from safetensors.torch import save_file
-
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": ENSEMBLE_FORMAT,
             "format_version": 1,
             "metadata": self.metadata,
             "members": [asdict(m.config) for m in self.members],
         }
-        (out / CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(out / WEIGHTS_NAME), metadata={"format": ENSEMBLE_FORMAT})
-        return out
+        return _save_folder(self, folder, payload)
 
     @classmethod
     def from_members(
@@ -413,6 +399,18 @@ class ClapEnsemble(AudioTextModel):
             raise CheckpointError(f"cannot read the ensemble config in {path}: {exc}") from exc
         _load_strict(model, path)
         return model.to(device).eval()
+
+
+def _save_folder(model: nn.Module, folder: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as ``config.json`` and the weights as ``model.safetensors``."""
+    from safetensors.torch import save_file
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS_NAME), metadata={"format": payload["format"]})
+    return out
 
 
 def _load_strict(model: nn.Module, path: Path) -> None:
@@ -448,14 +446,18 @@ def is_small_clap_folder(folder: Path) -> bool:
     return _folder_format(folder) in (FORMAT, ENSEMBLE_FORMAT)
 
 
+def _load_folder(path: str, device: torch.device | str = "cpu") -> SmallClap | ClapEnsemble:
+    """A small-CLAP folder, single or ensemble (by its ``format``)."""
+    if _folder_format(Path(path)) == ENSEMBLE_FORMAT:
+        return ClapEnsemble.from_pretrained(path, device)
+    return SmallClap.from_pretrained(path, device)
+
+
 def load_small_clap(path: str, device: torch.device | str = "cpu") -> SmallClap | ClapEnsemble:
-    """Load a small-CLAP folder, single or ensemble (by its ``format``)."""
+    """Registry loader for small-CLAP folders; records the weights' SHA-256."""
     from ..fileio import sha256_file
 
-    if _folder_format(Path(path)) == ENSEMBLE_FORMAT:
-        model: SmallClap | ClapEnsemble = ClapEnsemble.from_pretrained(path, device)
-    else:
-        model = SmallClap.from_pretrained(path, device)
+    model = _load_folder(path, device)
     model.weights_sha256 = sha256_file(Path(path) / WEIGHTS_NAME)
     return model
 
@@ -471,6 +473,6 @@ register_named(
         sha256=ESC50_CLAP_SHA256,
         license="CC BY-NC 3.0 (non-commercial; trained on ESC-50)",
     ),
-    lambda folder: load_small_clap(str(folder)),
+    lambda folder: _load_folder(str(folder)),  # the registry checks and records the digest
 )
 register_folder_loader(is_small_clap_folder, load_small_clap)
