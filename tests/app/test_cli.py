@@ -47,6 +47,16 @@ def test_the_cli_and_the_library_do_not_import_gradio() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_the_app_service_does_not_import_the_cli() -> None:
+    # The app sits beside the CLI, not above it: it names outputs through querysep.outputs.
+    code = (
+        "import sys, querysep.app.service; "
+        "print(sorted(m for m in sys.modules if m == 'typer' or m.startswith('querysep.cli')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_addresses_and_ports() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from querysep import Separator
 from querysep.cli import app
-from querysep.cli.separate import query_slug
+from querysep.outputs import query_slug
 from querysep.pretrained import build_test_tiny
 from querysep.testing import synth
 

@@ -22,11 +22,11 @@ import torch
 from ..api import Separator, check_segment
 from ..audio.io import AudioInfo, audio_info
 from ..clap import AudioTextModel, load_clap
-from ..cli.separate import plan_outputs
 from ..data.manifest import AUDIO_EXTENSIONS
 from ..errors import AudioError, ModelNotFoundError, QueryError
 from ..models.separator import TextQueriedSeparator
 from ..models.text import validate_queries
+from ..outputs import plan_outputs
 from ..plotting import plot_files
 from ..pretrained import DEFAULT_MODEL, TEST_TINY, list_models, load_model, resolve_device
 from .workspace import Workspace

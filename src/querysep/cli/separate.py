@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 
 import typer
 
+from ..outputs import plan_outputs
 from ._common import (
     CLAP_CHECKPOINT_OPTION,
     PRECISION_OPTION,
@@ -17,86 +16,6 @@ from ._common import (
     err_console,
     handle_errors,
 )
-
-
-def query_slug(query: str, max_len: int = 60) -> str:
-    """File-name-safe form of a query: ``"A dog, barking!"`` -> ``"a-dog-barking"``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", query.lower()).strip("-")
-    return (slug[:max_len].rstrip("-")) or "query"
-
-
-RESIDUAL = "residual"
-
-
-def plan_outputs(
-    inputs: list[Path], queries: list[str], out: Path | None, ext: str, residual: bool = False
-) -> list[list[Path]]:
-    """Output path for each (input, query): ``out[i][q]``.
-
-    One input, one query and ``out`` ending in an audio extension: exactly that file (its
-    format must be one :func:`~querysep.audio.writer.supported_save_extensions` lists).
-    Otherwise ``out`` is a folder (default ``separated/``) holding ``<stem>__<query>.<ext>``.
-    With ``residual``, each row ends with one more path, ``<stem>__residual.<ext>`` in the
-    same folder (a query whose name would clash gets ``residual-2``).
-    """
-    from ..audio.writer import supported_save_extensions
-    from ..data.manifest import AUDIO_EXTENSIONS
-
-    # A name ending in any audio extension is a file; one the writer cannot produce here
-    # (mp3 without an mp3-capable libsndfile) then fails with the writer's one-line error.
-    file_exts = {*supported_save_extensions(), *AUDIO_EXTENSIONS}
-    if out is not None and out.suffix.lower() in file_exts:
-        if len(inputs) == 1 and len(queries) == 1:
-            plan = [[out]]
-            if residual:
-                rest = out.with_name(f"{inputs[0].stem}__{RESIDUAL}{out.suffix}")
-                if rest == out:
-                    raise typer.BadParameter(
-                        f"{out} is the name of the residual: choose another output name",
-                        param_hint="'--output'",
-                    )
-                plan[0].append(rest)
-        else:
-            raise typer.BadParameter(
-                f"{out} names one file, but {len(inputs)} input(s) x {len(queries)} query(ies) "
-                "give several outputs: pass a folder instead",
-                param_hint="'--output'",
-            )
-    else:
-        folder = out or Path("separated")
-        slugs = [query_slug(q) for q in queries]
-        slugs = _unique([RESIDUAL, *slugs]) if residual else _unique(slugs)
-        stems = _unique([path.stem for path in inputs])
-        plan = [[folder / f"{stem}__{s}.{ext}" for s in slugs] for stem in stems]
-        if residual:  # the reserved name first kept it; it goes last, as in the library
-            plan = [[*row[1:], row[0]] for row in plan]
-    _refuse_overwriting_inputs(inputs, plan)
-    return plan
-
-
-def _unique(names: list[str]) -> list[str]:
-    """``names`` with repeats suffixed ``-2``, ``-3``... (never clashing with another name)."""
-    taken: set[str] = set()
-    out = []
-    for name in names:
-        candidate, n = name, 2
-        while candidate in taken or (candidate != name and candidate in names):
-            candidate, n = f"{name}-{n}", n + 1
-        taken.add(candidate)
-        out.append(candidate)
-    return out
-
-
-def _refuse_overwriting_inputs(inputs: list[Path], plan: list[list[Path]]) -> None:
-    """An output that is one of the inputs would replace the recording being separated."""
-    sources = {os.path.realpath(p) for p in inputs}
-    for outs in plan:
-        for path in outs:
-            if os.path.realpath(path) in sources:
-                raise typer.BadParameter(
-                    f"{path} is one of the inputs: writing it would replace the recording",
-                    param_hint="'--output'",
-                )
 
 
 def register(app: typer.Typer) -> None:
