@@ -158,6 +158,24 @@ def test_training_texts_never_hold_heldout_captions() -> None:
         assert not set(captions) & set(texts)
 
 
+def test_paraphrased_training_texts_avoid_heldout_only_words() -> None:
+    heldout = builtin_captions("heldout")
+    train = builtin_captions("train")
+    held_words = {w for caps in heldout.values() for c in caps for w in c.lower().split()}
+    known = {w for caps in train.values() for c in caps for w in c.lower().split()}
+    for category in ("dog", "crying_baby", "clock_tick", "rooster"):
+        plain = class_texts(category)
+        texts = class_texts(category, paraphrases=5)
+        assert texts[: len(plain)] == plain
+        extra = texts[len(plain) :]
+        assert len(extra) >= 5 and len(set(extra)) == len(extra)
+        assert not set(extra) & set(plain)
+        for text in extra:
+            new_words = set(text.lower().split()) - known
+            assert not new_words & held_words, (category, text)
+        assert not set(heldout[category]) & set(texts)
+
+
 def test_contrastive_loss_prefers_aligned_embeddings() -> None:
     text = torch.eye(4)
     soft = torch.eye(4)

@@ -59,6 +59,7 @@ class ClapTrainConfig:
     min_lr_ratio: float = 0.01
     ema_decay: float = 0.0  # 0 = off; else the exported weights are the EMA
     text_noise: float = 0.0  # expected norm of Gaussian noise added to unit sentence embeddings
+    paraphrases: int = 0  # offline paraphrases of each training caption added to its class's texts
     seed: int = 0
     precision: str = "auto"
     val_every: int = 10
@@ -105,12 +106,12 @@ def load_train_config(path: str | None, overrides: list[str] = ()) -> ClapTrainC
 
 
 def _text_table(
-    categories: list[str], encoder: TextEncoder
+    categories: list[str], encoder: TextEncoder, paraphrases: int = 0
 ) -> tuple[torch.Tensor, list[list[int]], list[str]]:
     """Sentence embeddings of every training text, and the text indices of each class."""
     texts, owners = [], []
     for index, category in enumerate(categories):
-        for text in class_texts(category):
+        for text in class_texts(category, paraphrases):
             owners.append(index)
             texts.append(text)
     emb = encoder.encode(texts).float().clone()
@@ -216,7 +217,9 @@ def train(
     val_split = load_esc50(config.data, config.val_folds) if config.val_folds else None
     num_classes = len(train_split.categories)
     model = SmallClap(config.model, text_encoder)
-    text_emb, text_by_class, texts = _text_table(train_split.categories, model.text_encoder())
+    text_emb, text_by_class, texts = _text_table(
+        train_split.categories, model.text_encoder(), config.paraphrases
+    )
     model.train()
     mel = _mel_power(model, train_split.audio)
     band_hz = mel_centres(config.model.n_mels, config.model.f_min, config.model.f_max)

@@ -21,6 +21,7 @@ import argparse
 import csv
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,15 +50,49 @@ def label_prompt(category: str) -> str:
     return category.replace("_", " ")
 
 
-def class_texts(category: str) -> list[str]:
-    """Training texts of a class: label variants plus the 5 ``train`` captions.
+def class_texts(category: str, paraphrases: int = 0) -> list[str]:
+    """Training texts of a class: label variants, the 5 ``train`` captions, and paraphrases.
+
+    Args:
+        category: The ESC-50 category (``crying_baby``).
+        paraphrases: How many offline paraphrases (:func:`querysep.captions.paraphrase`) of
+            each ``train`` caption to add. A paraphrase that uses a word found only in the
+            ``heldout`` captions (of any class) is dropped, so the held-out figures never
+            reward vocabulary the lexicon shares with them.
 
     Never contains a ``heldout`` caption.
     """
     label = label_prompt(category)
     article = "an" if label[0] in "aeiou" else "a"
     variants = [label, f"{article} {label}", f"the sound of {article} {label}"]
-    return variants + list(builtin_captions("train")[category])
+    texts = variants + list(builtin_captions("train")[category])
+    if paraphrases > 0:
+        from ..captions.paraphrase import paraphrase
+
+        banned = _heldout_only_words()
+        for caption in builtin_captions("train")[category]:
+            for text in paraphrase(caption, [label], paraphrases):
+                if text not in texts and not banned & _words(text):
+                    texts.append(text)
+    return texts
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def _heldout_only_words() -> set[str]:
+    """Words of the ``heldout`` captions that no training text or label uses."""
+    seen: set[str] = set()
+    for category, captions in builtin_captions("train").items():
+        seen |= _words(label_prompt(category)) | {"a", "an", "the", "sound", "of"}
+        for caption in captions:
+            seen |= _words(caption)
+    held: set[str] = set()
+    for captions in builtin_captions("heldout").values():
+        for caption in captions:
+            held |= _words(caption)
+    return held - seen
 
 
 @dataclass
