@@ -205,6 +205,18 @@ def _write_toy_esc50(root: Path) -> None:
         writer.writerows(rows)
 
 
+# A model and crop small enough to train in seconds on the toy data.
+_TOY_MODEL = [
+    "model.window_seconds=0.5",
+    "model.n_fft=256",
+    "model.hop_length=128",
+    "model.n_mels=16",
+    "model.channels=[4,8]",
+    "model.dim=8",
+    "augment.crop_seconds=0.5",
+]
+
+
 def test_training_smoke_run_learns_and_exports(tmp_path: Path) -> None:
     _write_toy_esc50(tmp_path / "data")
     config = load_train_config(
@@ -219,13 +231,7 @@ def test_training_smoke_run_learns_and_exports(tmp_path: Path) -> None:
             "warmup_epochs=1",
             "val_every=6",
             "precision=32",
-            "model.window_seconds=0.5",
-            "model.n_fft=256",
-            "model.hop_length=128",
-            "model.n_mels=16",
-            "model.channels=[4,8]",
-            "model.dim=8",
-            "augment.crop_seconds=0.5",
+            *_TOY_MODEL,
             "augment.mixup_prob=0",
             "augment.noise_prob=0",
         ],
@@ -254,13 +260,7 @@ def test_training_members_trains_each_seed_once_and_exports_their_ensemble(
         "epochs=2",
         "batch_size=4",
         "precision=32",
-        "model.window_seconds=0.5",
-        "model.n_fft=256",
-        "model.hop_length=128",
-        "model.n_mels=16",
-        "model.channels=[4,8]",
-        "model.dim=8",
-        "augment.crop_seconds=0.5",
+        *_TOY_MODEL,
         "seed=5",
         "members=2",
     ]

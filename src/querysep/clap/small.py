@@ -17,10 +17,12 @@ scaled by ``1/sqrt(members)``, so an ATS is the mean of the members' ATS. Its fo
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -293,19 +295,24 @@ class SmallClap(AudioTextModel):
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | os.PathLike[str], device: str | torch.device = "cpu"
+        cls,
+        folder: str | os.PathLike[str],
+        device: str | torch.device = "cpu",
+        *,
+        payload: dict[str, Any] | None = None,
     ) -> SmallClap:
         """Load a folder written by :meth:`save_pretrained` (strict).
+
+        Args:
+            payload: Its ``config.json``, where the caller has read it already.
 
         Raises:
             CheckpointError: A missing or unreadable file, or weights that do not fit.
         """
         path = Path(folder)
-        try:
-            payload = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+        with _config_errors(path, "small-CLAP config"):
+            payload = _read_config(path) if payload is None else payload
             config = SmallClapConfig.from_dict(payload["config"])
-        except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
-            raise CheckpointError(f"cannot read small-CLAP config in {path}: {exc}") from exc
         model = cls(config)
         _load_strict(model, path)
         return model.to(device).eval()
@@ -380,23 +387,28 @@ class ClapEnsemble(AudioTextModel):
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | os.PathLike[str], device: str | torch.device = "cpu"
+        cls,
+        folder: str | os.PathLike[str],
+        device: str | torch.device = "cpu",
+        *,
+        payload: dict[str, Any] | None = None,
     ) -> ClapEnsemble:
         """Load a folder written by :meth:`save_pretrained` (strict).
+
+        Args:
+            payload: Its ``config.json``, where the caller has read it already.
 
         Raises:
             CheckpointError: A missing or unreadable file, or weights that do not fit.
         """
         path = Path(folder)
-        try:
-            payload = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+        with _config_errors(path, "the ensemble config"):
+            payload = _read_config(path) if payload is None else payload
             configs = [SmallClapConfig.from_dict(c) for c in payload["members"]]
             metadata = payload.get("metadata") or {}
             if not configs or not isinstance(metadata, dict):
                 raise ValueError("no members, or metadata that is not a mapping")
             model = cls([SmallClap(c) for c in configs], metadata)
-        except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
-            raise CheckpointError(f"cannot read the ensemble config in {path}: {exc}") from exc
         _load_strict(model, path)
         return model.to(device).eval()
 
@@ -433,9 +445,23 @@ def _load_strict(model: nn.Module, path: Path) -> None:
     model.load_state_dict(state, strict=True)
 
 
+def _read_config(folder: Path) -> Any:
+    """The parsed ``config.json`` of ``folder`` (OSError, ValueError if unreadable)."""
+    return json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def _config_errors(path: Path, what: str) -> Iterator[None]:
+    """Turn a config that is missing, unreadable or does not fit into a CheckpointError."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(f"cannot read {what} in {path}: {exc}") from exc
+
+
 def _folder_format(folder: Path) -> str | None:
     try:
-        payload = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+        payload = _read_config(folder)
     except (OSError, ValueError):
         return None
     return payload.get("format") if isinstance(payload, dict) else None
@@ -447,10 +473,14 @@ def is_small_clap_folder(folder: Path) -> bool:
 
 
 def _load_folder(path: str, device: torch.device | str = "cpu") -> SmallClap | ClapEnsemble:
-    """A small-CLAP folder, single or ensemble (by its ``format``)."""
-    if _folder_format(Path(path)) == ENSEMBLE_FORMAT:
-        return ClapEnsemble.from_pretrained(path, device)
-    return SmallClap.from_pretrained(path, device)
+    """A small-CLAP folder, single or ensemble (by its ``format``); config.json read once."""
+    folder = Path(path)
+    with _config_errors(folder, "small-CLAP config"):
+        payload = _read_config(folder)
+    loader: type[SmallClap] | type[ClapEnsemble] = SmallClap
+    if isinstance(payload, dict) and payload.get("format") == ENSEMBLE_FORMAT:
+        loader = ClapEnsemble
+    return loader.from_pretrained(folder, device, payload=payload)
 
 
 def load_small_clap(path: str, device: torch.device | str = "cpu") -> SmallClap | ClapEnsemble:
