@@ -3,11 +3,11 @@
 It listens on 127.0.0.1 (a free port), answers ``POST /v1/chat/completions`` with
 deterministic valid captions built from the prompt's ``Description:`` line, and can be told
 to misbehave: :attr:`FakeLLM.plan` holds one action per coming request (``"429"``,
-``"500"``, ``"slow"``, ``"malformed"``, ``"rulebreak"``, ``"badjson"``); an empty plan
-means ``"ok"``. It checks the bearer key (401 when wrong) and the model (404 when unknown),
-logs every request it receives and every one it answers, and with :attr:`block_after` set
-holds any request beyond that many answers until :attr:`release` is set, then drops it
-unanswered (used to kill a client mid-run).
+``"500"``, ``"slow"``, ``"malformed"``, ``"rulebreak"``, ``"badjson"``, ``"nochoices"``);
+an empty plan means ``"ok"``. It checks the bearer key (401 when wrong) and the model (404
+when unknown), logs every request it receives and every one it answers, and with
+:attr:`block_after` set holds any request beyond that many answers until :attr:`release` is
+set, then drops it unanswered (used to kill a client mid-run).
 """
 
 from __future__ import annotations
@@ -149,6 +149,9 @@ class FakeLLM:
                     return
                 if action == "badjson":
                     self._send(200, b"this is not json")
+                    return
+                if action == "nochoices":
+                    self._send(200, {"id": "x", "object": "chat.completion", "choices": []})
                     return
                 if action == "slow":
                     time.sleep(fake.slow_seconds)

@@ -50,7 +50,7 @@ def test_plain_answer(server):
     assert prompt["caption"] == CAPTION
 
 
-@pytest.mark.parametrize("failure", ["429", "500", "badjson"])
+@pytest.mark.parametrize("failure", ["429", "500", "badjson", "nochoices"])
 def test_transient_failures_are_retried_with_growing_backoff(server, failure):
     waits: list[float] = []
     server.plan.extend([failure, failure])
@@ -60,6 +60,27 @@ def test_transient_failures_are_retried_with_growing_backoff(server, failure):
     assert len(server.received) == 3
     # jittered exponential backoff: wait k lies in [base * 2**k / 2, base * 2**k]
     assert 0.005 <= waits[0] <= 0.01 and 0.01 <= waits[1] <= 0.02
+
+
+def test_unreadable_answers_name_the_problem_when_tries_run_out(server):
+    server.plan.extend(["nochoices"] * FAST.max_tries)
+    with pytest.raises(EndpointUnreachableError, match="unreadable response: no message"):
+        augment(backend(server, sleep=lambda s: None))
+    assert len(server.received) == FAST.max_tries
+
+
+def test_a_mistake_in_building_the_request_is_not_retried(server):
+    llm = backend(server, sleep=lambda s: None)
+    calls: list[dict] = []
+
+    def broken_create(**kwargs):  # what a wrong keyword argument to the client raises
+        calls.append(kwargs)
+        raise TypeError("create() got an unexpected keyword argument 'temprature'")
+
+    llm._client.chat.completions.create = broken_create
+    with pytest.raises(TypeError, match="temprature"):
+        augment(llm)
+    assert len(calls) == 1
 
 
 def test_slow_response_times_out_and_is_retried(server):

@@ -182,6 +182,23 @@ class _Reply:
     retries: int
 
 
+class _UnreadableReplyError(ValueError):
+    """A 200 answer without ``choices[0].message`` (a proxy's error page in JSON, say)."""
+
+
+def _read_reply(response: Any) -> tuple[str, Any]:
+    """The message text and the usage of a chat completion.
+
+    Raises:
+        _UnreadableReplyError: The answer has no first choice with a message.
+    """
+    try:
+        message = response.choices[0].message
+        return str(message.content or ""), response.usage
+    except (TypeError, AttributeError, IndexError) as exc:
+        raise _UnreadableReplyError(f"no message in the answer ({type(exc).__name__})") from None
+
+
 class OpenAIBackend:
     """Captions from an OpenAI-compatible chat-completions endpoint.
 
@@ -283,6 +300,8 @@ class OpenAIBackend:
             what = "cannot connect"
         elif isinstance(exc, o.APIStatusError):
             what = f"server error HTTP {exc.status_code}"
+        elif isinstance(exc, _UnreadableReplyError):
+            what = f"unreadable response: {exc}"
         else:
             what = f"unreadable response ({type(exc).__name__})"
         return EndpointUnreachableError(f"LLM endpoint {self.where} failed {after}: {what}")
@@ -303,17 +322,22 @@ class OpenAIBackend:
             BackendError: A failure that retrying will not mend, or tries exhausted.
         """
         o = self._openai
-        retryable = (o.APIStatusError, o.APIConnectionError, o.APIResponseValidationError)
+        # ValueError: a body that is not JSON; _UnreadableReplyError: JSON without a message in it.
+        # A mistake of ours in building the request is not among them: it is raised at once.
+        retryable = (
+            o.APIStatusError,
+            o.APIConnectionError,
+            o.APIResponseValidationError,
+            ValueError,
+        )
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
         for attempt in range(1, self.retry.max_tries + 1):
             self.limiter.wait()
             try:
-                kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
-                if self.temperature is not None:
-                    kwargs["temperature"] = self.temperature
-                response = self._client.chat.completions.create(**kwargs)
-                text = response.choices[0].message.content or ""
-                usage = response.usage
-            except (*retryable, ValueError, TypeError, AttributeError, IndexError) as exc:
+                text, usage = _read_reply(self._client.chat.completions.create(**kwargs))
+            except retryable as exc:
                 fatal = self._fatal(exc)
                 if fatal is not None:
                     raise fatal from None
