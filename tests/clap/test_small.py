@@ -15,7 +15,7 @@ import torch
 from querysep.audio import load_audio
 from querysep.clap import DEFAULT_CLAP, load_clap
 from querysep.clap.small import ESC50_CLAP_SHA256, ClapEnsemble, SmallClap, SmallClapConfig
-from querysep.clap.train import contrastive_loss, load_train_config, train
+from querysep.clap.train import PairwiseSigmoid, contrastive_loss, load_train_config, train
 from querysep.clap.zeroshot import (
     Esc50Split,
     class_texts,
@@ -185,6 +185,25 @@ def test_contrastive_loss_prefers_aligned_embeddings() -> None:
     assert aligned < shuffled
 
 
+def test_pairwise_sigmoid_loss_is_per_pair_binary_cross_entropy() -> None:
+    loss_fn = PairwiseSigmoid(num_classes=4)
+    assert float(loss_fn.bias) == pytest.approx(-np.log(3))  # prior odds of 1 match in 4
+    with torch.no_grad():
+        loss_fn.log_scale.fill_(np.log(10.0))
+        loss_fn.bias.fill_(-2.0)
+    text, soft = torch.eye(4), torch.eye(4)
+    aligned = loss_fn(text.clone(), text, soft)
+    # per clip: one matching pair at logit 10 - 2 and three mismatched ones at logit -2
+    expected = np.log1p(np.exp(-8.0)) + 3 * np.log1p(np.exp(-2.0))
+    assert float(aligned) == pytest.approx(expected, rel=1e-5)
+    assert loss_fn(text[[1, 2, 3, 0]], text, soft) > aligned
+    # unlike InfoNCE, it sees a shift of every score: all pairs scoring high costs more
+    everything_matches = loss_fn(torch.ones(4, 4), torch.ones(4, 4), soft)
+    assert everything_matches > aligned
+    same_rows = contrastive_loss(torch.ones(4, 4), torch.ones(4, 4), soft, torch.tensor(0.0))
+    assert float(same_rows) == pytest.approx(np.log(4), rel=1e-5)
+
+
 def _write_toy_esc50(root: Path) -> None:
     (root / "audio").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -287,6 +306,39 @@ def test_training_members_trains_each_seed_once_and_exports_their_ensemble(
         assert len(log) == 2
     with pytest.raises(ConfigError, match="members"):
         train(load_train_config(None, ["members=0"]), tmp_path / "bad", log=lines.append)
+
+
+def test_training_with_the_pairwise_loss_resumes_exactly(tmp_path: Path) -> None:
+    _write_toy_esc50(tmp_path / "data")
+    overrides = [
+        f"data={tmp_path / 'data'}",
+        "train_folds=[1,2]",
+        "epochs=3",
+        "batch_size=4",
+        "precision=32",
+        *_TOY_MODEL,
+        "loss=infonce+sigmoid",
+    ]
+    config = load_train_config(None, overrides)
+    encoder = HashingTextEncoder(384)
+    whole = train(config, tmp_path / "whole", log=lambda line: None, text_encoder=encoder)
+
+    def stop_at_epoch_2(line: str) -> None:  # raised before epoch 2's checkpoint is written
+        if '"epoch": 2,' in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "cut", log=stop_at_epoch_2, text_encoder=encoder)
+    checkpoint = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 1 and set(checkpoint["pairwise"]) == {"log_scale", "bias"}
+    resumed = train(config, tmp_path / "cut", log=lambda line: None, text_encoder=encoder)
+    a, b = SmallClap.from_pretrained(whole), SmallClap.from_pretrained(resumed)
+    for key, value in a.state_dict().items():
+        torch.testing.assert_close(b.state_dict()[key], value, rtol=0, atol=0)
+    log = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
+    assert all("pair_bias" in record for record in log)
+    with pytest.raises(ConfigError, match="loss must be one of"):
+        train(load_train_config(None, ["loss=hinge"]), tmp_path / "bad", log=lambda line: None)
 
 
 def test_config_overrides_and_unknown_keys() -> None:

@@ -5,9 +5,12 @@ then costs one audio-tower pass. Each step pairs a batch of augmented clips with
 class (drawn among the label variants and the ``train`` captions) and minimises a symmetric
 multi-positive InfoNCE loss with a learnable temperature: clip -> the 50 class texts with
 soft (mixup) targets, and each class text present in the batch -> the clips of its class.
+``loss: sigmoid`` replaces it with :class:`PairwiseSigmoid` (every clip-text pair a binary
+decision against one learned threshold), ``loss: infonce+sigmoid`` adds the two.
 
-Data order and augmentation are drawn from generators seeded by (seed, epoch, step), so a run
-is reproducible and resumes from ``OUT/checkpoint.pt`` where it stopped. The model folder
+Data order and augmentation are drawn from generators seeded by (seed, epoch, step), and the
+checkpoint keeps the global generator that dropout draws from, so a run is reproducible and
+resumes from ``OUT/checkpoint.pt`` where it stopped, to the same weights. The model folder
 (``config.json`` + ``model.safetensors``) is written to ``OUT/model`` at the end.
 
 With ``members: N`` (N > 1) the command trains N such models one after the other, member
@@ -39,7 +42,7 @@ from .augment import AugmentConfig, augment_mel, spec_augment
 from .small import ClapEnsemble, SmallClap, SmallClapConfig, log_compress, mel_centres
 from .zeroshot import DEFAULT_ROOT, Esc50Split, class_texts, evaluate_zeroshot, load_esc50
 
-__all__ = ["ClapTrainConfig", "load_train_config", "train"]
+__all__ = ["ClapTrainConfig", "PairwiseSigmoid", "load_train_config", "train"]
 
 
 @dataclass
@@ -59,6 +62,7 @@ class ClapTrainConfig:
     min_lr_ratio: float = 0.01
     ema_decay: float = 0.0  # 0 = off; else the exported weights are the EMA
     text_noise: float = 0.0  # expected norm of Gaussian noise added to unit sentence embeddings
+    loss: str = "infonce"  # "infonce", "sigmoid" (pairwise, global threshold) or "infonce+sigmoid"
     paraphrases: int = 0  # offline paraphrases of each training caption added to its class's texts
     seed: int = 0
     precision: str = "auto"
@@ -138,6 +142,37 @@ def contrastive_loss(
     return (a2t + t2a) / 2
 
 
+LOSSES = ("infonce", "sigmoid", "infonce+sigmoid")
+
+
+class PairwiseSigmoid(torch.nn.Module):
+    """Pairwise sigmoid loss: every (clip, class text) pair is its own binary decision.
+
+    Unlike InfoNCE, which only ranks the texts of one clip (and the clips of one text) against
+    each other, it fits one scale and one bias shared by all pairs, so matching pairs are
+    pushed above a single global threshold: what scoring ATS against a threshold needs. The
+    scale and bias are training-only (``SmallClap`` exports cosines); the bias starts at the
+    log prior odds of a match among ``num_classes`` texts.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.log_scale = torch.nn.Parameter(torch.tensor(math.log(10.0)))
+        self.bias = torch.nn.Parameter(torch.tensor(-math.log(max(1, num_classes - 1))))
+
+    def forward(self, audio: torch.Tensor, text: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+        """Mean over clips of the summed pair losses; ``soft`` holds the (mixup) targets.
+
+        Shape:
+            - audio: ``(batch, dim)``; text: ``(num_classes, dim)``; soft: ``(batch, num_classes)``
+        """
+        a = F.normalize(audio.float(), dim=-1)
+        t = F.normalize(text.float(), dim=-1)
+        logits = self.log_scale.exp() * a @ t.T + self.bias
+        bce = F.binary_cross_entropy_with_logits(logits, soft.clamp(0, 1), reduction="sum")
+        return bce / len(a)
+
+
 class _Ema:
     """Exponential moving average of a model's parameters (buffers are copied)."""
 
@@ -208,6 +243,8 @@ def train(
     members = config.members
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise ConfigError(f"members must be a whole number >= 1, got {config.members!r}")
+    if config.loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
     if config.members > 1:
         return _train_ensemble(config, out, log=log, text_encoder=text_encoder)
     torch.manual_seed(config.seed)
@@ -233,11 +270,11 @@ def train(
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or name == "logit_scale" else decay).append(p)
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay}],
-        lr=config.lr,
-        weight_decay=0.0,
-    )
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay}]
+    pairwise = PairwiseSigmoid(num_classes) if "sigmoid" in config.loss else None
+    if pairwise is not None:
+        groups.append({"params": list(pairwise.parameters())})
+    opt = torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config, steps_per_epoch))
     ema = _Ema(model, config.ema_decay) if config.ema_decay > 0 else None
     start_epoch, history = 0, []
@@ -249,6 +286,10 @@ def train(
         sched.load_state_dict(ckpt["sched"])
         if ema is not None:
             ema.state = ckpt["ema"]
+        if pairwise is not None:
+            pairwise.load_state_dict(ckpt["pairwise"])
+        if "rng" in ckpt:  # dropout draws from the global generator
+            torch.set_rng_state(ckpt["rng"])
         start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
         log(f"resumed from {ckpt_path} at epoch {start_epoch}")
     log(
@@ -287,7 +328,11 @@ def train(
                 logmel = spec_augment(log_compress(x), config.augment, gen)
                 a = model.audio_head(model.audio(logmel))
                 t = model.text_features(sent)
-            loss = contrastive_loss(a, t, soft, model.logit_scale)
+            loss = torch.zeros(())
+            if "infonce" in config.loss:
+                loss = loss + contrastive_loss(a, t, soft, model.logit_scale)
+            if pairwise is not None:
+                loss = loss + pairwise(a, t, soft)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -304,6 +349,14 @@ def train(
             "loss": float(np.mean(losses)) if losses else None,
             "lr": sched.get_last_lr()[0],
             "temperature": float(1 / model.logit_scale.detach().exp()),
+            **(
+                {
+                    "pair_scale": float(pairwise.log_scale.detach().exp()),
+                    "pair_bias": float(pairwise.bias.detach()),
+                }
+                if pairwise is not None
+                else {}
+            ),
             "seconds": round(time.time() - t0, 1),
         }
         last = epoch + 1 == config.epochs or (config.max_steps and step >= config.max_steps)
@@ -321,9 +374,12 @@ def train(
             "sched": sched.state_dict(),
             "epoch": epoch + 1,
             "history": history,
+            "rng": torch.get_rng_state(),
         }
         if ema is not None:
             payload["ema"] = ema.state
+        if pairwise is not None:
+            payload["pairwise"] = pairwise.state_dict()
         torch.save(payload, out / "checkpoint.tmp")
         os.replace(out / "checkpoint.tmp", ckpt_path)
         if last:
