@@ -16,6 +16,7 @@ from querysep.data.datasets import (
     FixedMixtureDataset,
     MixtureTrainingDataset,
     random_crop,
+    speed_crop,
 )
 from querysep.errors import ConfigError, DataError
 
@@ -142,6 +143,54 @@ def test_mixture_is_target_plus_interferer_crop(
         )
 
 
+def _peak_hz(signal: np.ndarray) -> float:
+    return float(np.argmax(np.abs(np.fft.rfft(signal))) * SR / len(signal))
+
+
+def test_speed_change_moves_pitch_and_keeps_the_target_exact(
+    tmp_path: Path, write_audio: Callable[..., Path]
+) -> None:
+    low = write_audio(tmp_path / "low.wav", freq=300.0, seconds=2.0)
+    high = write_audio(tmp_path / "high.wav", freq=1200.0, seconds=2.0)
+    clips = [
+        Clip(id="low", audio=str(low), captions=["low hum"], labels=["low"]),
+        Clip(id="high", audio=str(high), captions=["high beep"], labels=["high"]),
+    ]
+    plain = _dataset(clips, mixer=Mixer((0.0, 0.0)), length=16)
+    varied = _dataset(clips, mixer=Mixer((0.0, 0.0)), length=16, speed_range=(0.8, 1.25))
+    ratios = []
+    for i in range(16):
+        torch.testing.assert_close(  # (1, 1), the default, leaves items as they were
+            plain[i]["mixture"], _dataset(clips, mixer=Mixer((0.0, 0.0)), length=16)[i]["mixture"]
+        )
+        item = varied[i]
+        target, mixture = item["target"][0].numpy(), item["mixture"][0].numpy()
+        base = 300.0 if item["query"] == "low hum" else 1200.0
+        other = 1500.0 - base
+        ratio_t = _peak_hz(target) / base
+        ratio_i = _peak_hz(mixture - target) / other
+        assert 0.8 - 0.01 <= ratio_t <= 1.25 + 0.01 and 0.8 - 0.01 <= ratio_i <= 1.25 + 0.01
+        # the target fills the segment (no zero tail) and is what the mixture holds
+        assert np.abs(target[-400:]).max() > 0.1
+        assert _peak_hz(plain[i]["target"][0].numpy()) == base
+        ratios.append(round(ratio_t, 2))
+    assert len(set(ratios)) > 8  # a speed of its own per item
+
+
+def test_speed_crop_rates() -> None:
+    rng = np.random.Generator(np.random.PCG64(0))
+    t = np.arange(SR) / SR
+    tone = np.sin(2 * np.pi * 500.0 * t).astype(np.float32)
+    for speed in (0.5, 0.9, 1.1, 2.0):
+        out = speed_crop(tone, 4000, SR, speed, rng)
+        assert out.shape == (4000,)
+        assert _peak_hz(out) == pytest.approx(500.0 * speed, abs=2 * SR / 4000)
+    # too short to fill the segment at speed 2: 1000 samples become 500, the rest silence
+    # (soxr's filter rings a few samples into the padding)
+    loud = np.abs(speed_crop(tone[:1000], 4000, SR, 2.0, rng)) > 0.01
+    assert 480 <= np.count_nonzero(loud) <= 560
+
+
 def test_random_crop_pads_short_and_prefers_energy() -> None:
     rng = np.random.Generator(np.random.PCG64(0))
     short = np.arange(1, 6, dtype=np.float32)
@@ -191,6 +240,10 @@ def test_training_dataset_errors(labelled_clips: list[Clip]) -> None:
         _dataset(labelled_clips, segment_seconds=0)
     with pytest.raises(IndexError):
         _dataset(labelled_clips)[12]
+    with pytest.raises(ConfigError, match="speed_range"):
+        _dataset(labelled_clips, speed_range=(0.3, 1.0))
+    with pytest.raises(ConfigError, match="speed_range"):
+        _dataset(labelled_clips, speed_range=(1.1, 0.9))
 
 
 def test_fixed_mixture_dataset_matches_dcase_protocol(

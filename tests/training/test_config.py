@@ -91,6 +91,8 @@ def test_broken_yaml_reports_the_line(tmp_path: Path) -> None:
         ("trainer.max_time=soon", r"trainer.max_time: max_time must be HH:MM:SS"),
         ("data.caption=words", r"must be one of captions, labels or both"),
         ("data.gain_db=[5, -5]", r"low <= high"),
+        ("data.speed_range=[1.1, 0.9]", r"data.speed_range: .*low <= high"),
+        ("data.speed_range=[0.9, 3]", r"data.speed_range.1: must be <= 2"),
         ("data.segment_seconds=.nan", r"data.segment_seconds: expected a finite number"),
         ("data.sample_rate=16000", r"data.sample_rate: 16000 differs from the network's 8000 Hz"),
         ("model.init_from=test-tiny", r"override 'model.init_from=test-tiny': model: give either"),

@@ -48,6 +48,18 @@ def test_step_sampler_resumes_and_shards() -> None:
         StepSampler(2, rank=3, world_size=3)
 
 
+def test_speed_range_reaches_the_training_dataset(sine_data: dict[str, Path]) -> None:
+    raw = tiny_config(sine_data, Path("unused"))
+    plain = MixtureDataModule(config_from_dict(raw).data, 8000, seed=3)
+    raw["data"]["speed_range"] = [0.8, 0.9]
+    slowed = MixtureDataModule(config_from_dict(raw).data, 8000, seed=3)
+    for dm in (plain, slowed):
+        dm.setup("fit")
+    assert plain.train_dataset.speed_range == (1.0, 1.0)
+    assert slowed.train_dataset.speed_range == (0.8, 0.9)
+    assert not torch.equal(plain.train_dataset[0]["target"], slowed.train_dataset[0]["target"])
+
+
 def test_examples_are_a_function_of_the_global_index(sine_data: dict[str, Path]) -> None:
     cfg = config_from_dict(tiny_config(sine_data, Path("unused")))
     dm = MixtureDataModule(cfg.data, 8000, seed=3)

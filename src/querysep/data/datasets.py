@@ -179,6 +179,31 @@ def random_crop(
     return audio[start : start + length]
 
 
+def speed_crop(
+    audio: np.ndarray, length: int, sample_rate: int, speed: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A :func:`random_crop` of ``audio`` played ``speed`` times as fast (tape-style).
+
+    Enough of the clip is cropped to fill ``length`` samples after the change, then
+    resampled with soxr from ``round(sample_rate * speed)`` Hz to ``sample_rate``: duration
+    shrinks and every frequency rises by that ratio (``speed > 1``), or the reverse.
+
+    Shape:
+        - audio: ``(time,)``
+        - output: ``(length,)``
+    """
+    from ..audio.io import resample
+
+    source_rate = max(1, round(sample_rate * speed))
+    if source_rate == sample_rate:
+        return random_crop(audio, length, rng)
+    crop = random_crop(audio, -(-length * source_rate // sample_rate), rng)
+    out = resample(np.ascontiguousarray(crop, dtype=np.float32), source_rate, sample_rate)
+    if out.shape[-1] >= length:
+        return out[:length]
+    return np.pad(out, (0, length - out.shape[-1]))
+
+
 class MixtureTrainingDataset(Dataset):
     """Training examples mixed on the fly: a target clip, its text query, an interferer.
 
@@ -186,8 +211,10 @@ class MixtureTrainingDataset(Dataset):
     a random order that covers every usable target once per ``len(targets)`` items; the
     interferer is drawn uniformly among the clips that share no label with the target
     (any other clip for unlabelled data). Both are cropped to the segment (see
-    :func:`random_crop`) and mixed by ``mixer`` with parameters drawn from the item's
-    generator.
+    :func:`random_crop`), each optionally played at its own random speed
+    (:func:`speed_crop`), and mixed by ``mixer`` with parameters drawn from the item's
+    generator. The target returned is the one in the mixture: any change of speed is
+    applied before mixing, so ``mixture - target`` is exactly the interference.
 
     Call :meth:`set_epoch` at the start of each epoch to get new mixtures; with DataLoader
     workers use ``persistent_workers=False`` so that the workers see the new epoch. Call
@@ -210,6 +237,10 @@ class MixtureTrainingDataset(Dataset):
             from the target's ``augmented_captions`` instead of by ``text_choice``; clips
             without augmented captions always use ``text_choice``. At 0 (the default) no
             extra random number is drawn, so items equal those of earlier versions.
+        speed_range: ``(low, high)``: target and interferer are each played at a speed
+            drawn uniformly in this range (e.g. ``(0.9, 1.1)``: up to 10 % slower or
+            faster, pitch moving with it). ``(1, 1)`` (the default) draws nothing, so
+            items equal those of earlier versions.
 
     Raises:
         DataError: No clip can be a target.
@@ -229,7 +260,14 @@ class MixtureTrainingDataset(Dataset):
         *,
         cache_size: int | None = None,
         augmented_caption_prob: float = 0.0,
+        speed_range: tuple[float, float] = (1.0, 1.0),
     ) -> None:
+        low, high = (float(v) for v in speed_range)
+        if not 0.5 <= low <= high <= 2.0:
+            raise ConfigError(
+                f"speed_range must be (low, high) with 0.5 <= low <= high <= 2, got {speed_range}"
+            )
+        self.speed_range = (low, high)
         if sample_rate <= 0:
             raise ConfigError(f"sample_rate must be positive, got {sample_rate}")
         if not 0.0 <= augmented_caption_prob <= 1.0:
@@ -330,8 +368,16 @@ class MixtureTrainingDataset(Dataset):
         plan = self.draw(index)
         rng = np.random.Generator(np.random.PCG64(plan.crop_seed))
         length = self.segment_length
-        target = random_crop(self._audio(self.clips[plan.target]), length, rng)
-        interferer = random_crop(self._audio(self.clips[plan.interferer]), length, rng)
+        target_audio = self._audio(self.clips[plan.target])
+        interferer_audio = self._audio(self.clips[plan.interferer])
+        if self.speed_range == (1.0, 1.0):
+            target = random_crop(target_audio, length, rng)
+            interferer = random_crop(interferer_audio, length, rng)
+        else:
+            speeds = rng.uniform(*self.speed_range, size=2)
+            rate = self.sample_rate
+            target = speed_crop(target_audio, length, rate, float(speeds[0]), rng)
+            interferer = speed_crop(interferer_audio, length, rate, float(speeds[1]), rng)
         mixture, target = self.mixer.apply(target, interferer, plan.params)
         return {
             "mixture": _tensor(mixture),

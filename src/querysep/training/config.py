@@ -214,6 +214,9 @@ class DataConfig(ConfigModel):
         augmented_caption_prob: Probability that a step's query is one of the target
             clip's ``augmented_captions`` (written by ``querysep augment``) instead of a
             caption or label chosen by ``caption``; 0 never uses them.
+        speed_range: ``[low, high]``: target and interferer each play at a random speed
+            in this range (pitch moves with it), applied before mixing so the target stays
+            exactly what the mixture holds; ``[1, 1]`` (the default) is off.
     """
 
     train: list[TrainSetConfig] = Field(default_factory=list)
@@ -230,12 +233,22 @@ class DataConfig(ConfigModel):
     preload: bool = True
     cache_size: NonNegativeInt | None = None
     augmented_caption_prob: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    speed_range: list[Annotated[float, Field(ge=0.5, le=2.0, allow_inf_nan=False)]] = Field(
+        default_factory=lambda: [1.0, 1.0]
+    )
 
     @field_validator("gain_db")
     @classmethod
     def _gain_range(cls, value: list[float]) -> list[float]:
         if len(value) != 2 or value[0] > value[1]:
             raise ValueError(f"gain_db must be [low, high] with low <= high, got {value}")
+        return value
+
+    @field_validator("speed_range")
+    @classmethod
+    def _speed_range(cls, value: list[float]) -> list[float]:
+        if len(value) != 2 or value[0] > value[1]:
+            raise ValueError(f"speed_range must be [low, high] with low <= high, got {value}")
         return value
 
 

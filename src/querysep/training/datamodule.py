@@ -210,6 +210,7 @@ class MixtureDataModule(pl.LightningDataModule):
                 text_choice=_TEXT_CHOICE[cfg.caption],  # type: ignore[arg-type]
                 cache_size=None if cfg.preload else cfg.cache_size,
                 augmented_caption_prob=cfg.augmented_caption_prob,
+                speed_range=(cfg.speed_range[0], cfg.speed_range[1]),
             )
             if cfg.preload:
                 self.train_dataset.preload(num_workers=min(8, os.cpu_count() or 1))
