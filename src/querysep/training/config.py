@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..errors import ConfigError
 from ..precision import PrecisionSetting
@@ -237,18 +237,11 @@ class DataConfig(ConfigModel):
         default_factory=lambda: [1.0, 1.0]
     )
 
-    @field_validator("gain_db")
+    @field_validator("gain_db", "speed_range")
     @classmethod
-    def _gain_range(cls, value: list[float]) -> list[float]:
+    def _range(cls, value: list[float], info: ValidationInfo) -> list[float]:
         if len(value) != 2 or value[0] > value[1]:
-            raise ValueError(f"gain_db must be [low, high] with low <= high, got {value}")
-        return value
-
-    @field_validator("speed_range")
-    @classmethod
-    def _speed_range(cls, value: list[float]) -> list[float]:
-        if len(value) != 2 or value[0] > value[1]:
-            raise ValueError(f"speed_range must be [low, high] with low <= high, got {value}")
+            raise ValueError(f"{info.field_name} must be [low, high] with low <= high, got {value}")
         return value
 
 
