@@ -187,7 +187,7 @@ def test_contrastive_loss_prefers_aligned_embeddings() -> None:
 
 def test_pairwise_sigmoid_loss_is_per_pair_binary_cross_entropy() -> None:
     loss_fn = PairwiseSigmoid(num_classes=4)
-    assert float(loss_fn.bias) == pytest.approx(-np.log(3))  # prior odds of 1 match in 4
+    assert float(loss_fn.bias.detach()) == pytest.approx(-np.log(3))  # prior odds: 1 match in 4
     with torch.no_grad():
         loss_fn.log_scale.fill_(np.log(10.0))
         loss_fn.bias.fill_(-2.0)
@@ -195,7 +195,7 @@ def test_pairwise_sigmoid_loss_is_per_pair_binary_cross_entropy() -> None:
     aligned = loss_fn(text.clone(), text, soft)
     # per clip: one matching pair at logit 10 - 2 and three mismatched ones at logit -2
     expected = np.log1p(np.exp(-8.0)) + 3 * np.log1p(np.exp(-2.0))
-    assert float(aligned) == pytest.approx(expected, rel=1e-5)
+    assert float(aligned.detach()) == pytest.approx(expected, rel=1e-5)
     assert loss_fn(text[[1, 2, 3, 0]], text, soft) > aligned
     # unlike InfoNCE, it sees a shift of every score: all pairs scoring high costs more
     everything_matches = loss_fn(torch.ones(4, 4), torch.ones(4, 4), soft)
@@ -337,6 +337,9 @@ def test_training_with_the_pairwise_loss_resumes_exactly(tmp_path: Path) -> None
         torch.testing.assert_close(b.state_dict()[key], value, rtol=0, atol=0)
     log = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
     assert all("pair_bias" in record for record in log)
+    infonce = load_train_config(None, [*overrides[:-1], "loss=infonce"])
+    with pytest.raises(ConfigError, match="with the pairwise sigmoid loss, but loss is 'infonce'"):
+        train(infonce, tmp_path / "whole", log=lambda line: None, text_encoder=encoder)
     with pytest.raises(ConfigError, match="loss must be one of"):
         train(load_train_config(None, ["loss=hinge"]), tmp_path / "bad", log=lambda line: None)
 

@@ -281,6 +281,12 @@ def train(
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, weights_only=True)
+        if ("pairwise" in ckpt) != (pairwise is not None):
+            raise ConfigError(
+                f"{ckpt_path} was written by a run with{'out' if pairwise else ''} the pairwise "
+                f"sigmoid loss, but loss is {config.loss!r}: resume with the run's own loss "
+                "or train into a new output folder"
+            )
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         sched.load_state_dict(ckpt["sched"])
