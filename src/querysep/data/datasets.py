@@ -21,7 +21,14 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
 from .manifest import Clip, MixtureRow, label_to_text
-from .mixing import Mixer, MixParams, PartnerSampler, load_row_mixture, row_files
+from .mixing import (
+    Mixer,
+    MixParams,
+    PartnerSampler,
+    fit_length,
+    load_row_mixture,
+    row_files,
+)
 
 __all__ = [
     "AudioCache",
@@ -199,9 +206,7 @@ def speed_crop(
         return random_crop(audio, length, rng)
     crop = random_crop(audio, -(-length * source_rate // sample_rate), rng)
     out = resample(np.ascontiguousarray(crop, dtype=np.float32), source_rate, sample_rate)
-    if out.shape[-1] >= length:
-        return out[:length]
-    return np.pad(out, (0, length - out.shape[-1]))
+    return fit_length(out, length)
 
 
 class MixtureTrainingDataset(Dataset):
