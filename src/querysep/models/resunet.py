@@ -142,7 +142,8 @@ def film_activation(
     to ``x``'s dtype (bf16 where the activations are bf16 under autocast), applied in a single
     ``addcmul`` that keeps ``x``'s dtype and memory layout, and the activation runs in place.
     On a CPU with native bf16 these element-wise passes, not the convolutions, dominated the
-    bf16 forward (``benchmarks/README.md``, System 2). Training takes the plain path.
+    bf16 forward (``benchmarks/README.md``, System 2). Training takes the plain path, with the
+    bias in the activations' dtype.
     """
     if (
         bn.training
@@ -151,7 +152,10 @@ def film_activation(
         or bn.weight is None
         or x.dtype == torch.float64
     ):
-        return F.leaky_relu(bn(x) + beta, negative_slope=0.01)
+        h = bn(x)
+        if isinstance(beta, torch.Tensor):
+            beta = beta.to(h.dtype)  # a float32 bias would promote bf16 activations
+        return F.leaky_relu(h + beta, negative_slope=0.01)
     scale = bn.weight.float() * torch.rsqrt(bn.running_var.float() + bn.eps)
     shift = (bn.bias.float() - bn.running_mean.float() * scale)[None, :, None, None] + beta
     out = torch.addcmul(shift.to(x.dtype), x, scale[None, :, None, None].to(x.dtype))
@@ -399,11 +403,16 @@ class ResUNet(nn.Module):
     def _unet(self, mag: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Mask feature maps from a magnitude spectrogram ``(B, 1, T, F)``."""
         base = self.base
-        # Under bf16 autocast the cheap ends stay in float32: the FiLM projections, the 1x1
-        # convolutions from the spectrogram and to the mask maps. Rounding the input
-        # magnitudes or the mask logits to bf16 cost about 3 dB of agreement with float32
-        # (benchmarks/upstream_speed.py), for under 1% of the compute. In inference the FiLM
-        # biases are added in the activations' dtype (film_activation): 33-41 dB agreement.
+        # In inference under bf16 autocast the cheap ends stay in float32: the FiLM
+        # projections, the 1x1 convolutions from the spectrogram and to the mask maps.
+        # Rounding the input magnitudes or the mask logits to bf16 cost about 3 dB of
+        # agreement with float32 (benchmarks/upstream_speed.py), for under 1% of the
+        # inference compute; the FiLM biases are added in the activations' dtype
+        # (film_activation): 33-41 dB agreement. Training under autocast runs the two 1x1
+        # convolutions and the whole trunk in bf16: there the float32 ends (full-resolution
+        # float32 convolutions and their backward, and a first level promoted to float32
+        # by its identity shortcut) made the CPU step 1.4x slower (benchmarks/train_speed.py).
+        training = torch.is_grad_enabled() and torch.is_autocast_enabled(mag.device.type)
         with _float32(mag):
             betas = self.film_biases(condition.float())
             x = base.bn0(mag.transpose(1, 3)).transpose(1, 3)
@@ -414,8 +423,11 @@ class ResUNet(nn.Module):
         pad_f = -(bins - 1) % self.freq_ratio
         if pad_f:
             x = F.pad(x, (0, pad_f))
-        with _float32(x):
-            x = base.pre_conv(x.float())
+        if training:
+            x = base.pre_conv(x)
+        else:
+            with _float32(x):
+                x = base.pre_conv(x.float())
         if _is_channels_last(base.encoder_block1.conv_block1.conv1.weight):
             # A one-channel input leaves pre_conv's output in NCHW even when the trunk's
             # weights are channels-last; without this the largest level ran in NCHW and each
@@ -431,8 +443,11 @@ class ResUNet(nn.Module):
         for i in range(self.depth):
             block = getattr(base, f"decoder_block{i + 1}")
             x = block(x, skips[-1 - i], betas[f"decoder_block{i + 1}"])
-        with _float32(x):
-            x = base.after_conv(x.float())
+        if training:
+            x = base.after_conv(x)
+        else:
+            with _float32(x):
+                x = base.after_conv(x.float())
         x = x[..., : bins - 1]
         x = F.pad(x, (0, 1))  # the dropped top bin gets a zero map, as upstream
         return x[:, :, :frames, :]
