@@ -9,7 +9,10 @@
 # only the device, batch, segment length and step count differ. The step count is chosen from
 # a measured speed so that training ends within BUDGET_SECONDS (cosine schedule completes).
 #
-#   BUDGET_SECONDS=400 OUT=out bash scripts/train_default_gpu.sh
+#   BUDGET_SECONDS=400 OUT=out bash scripts/train_default_gpu.sh [key=value ...]
+#
+# Arguments are further config overrides (a lever of issue #17, for example
+# 'data.speed_range=[0.9,1.1]'), applied to the probe and to the run alike.
 set -euo pipefail
 START=$(date +%s)
 cd "$(dirname "$0")/.."
@@ -34,6 +37,7 @@ ARGS=(
   "trainer.accelerator=$ACCEL" "trainer.precision=$PRECISION"
   "data.batch_size=${BATCH:-64}" "data.segment_seconds=4.0" "data.num_workers=${WORKERS:-8}"
   "trainer.output_dir=$RUN" "trainer.checkpoint_every_n_steps=500" "trainer.max_time=${MAX_TIME:-00:00:07:00}"
+  "$@"
 )
 mkdir -p "$OUT"
 python3 benchmarks/train_speed.py "${ARGS[@]}" --steps "${PROBE_STEPS:-60}" --skip "${PROBE_SKIP:-10}" --json \

@@ -186,4 +186,4 @@ def test_a_fresh_model_starts_from_the_neutral_mask(
     with torch.no_grad():
         a, b = model(mix, ["a sine"]), model(mix, ["white noise"])
     torch.testing.assert_close(a, b)  # no query preference before training
-    assert float(model.net.base.after_conv.weight.abs().max()) == 0.0
+    assert float(model.net.base.after_conv.weight.detach().abs().max()) == 0.0
