@@ -423,11 +423,7 @@ class ResUNet(nn.Module):
         pad_f = -(bins - 1) % self.freq_ratio
         if pad_f:
             x = F.pad(x, (0, pad_f))
-        if training:
-            x = base.pre_conv(x)
-        else:
-            with _float32(x):
-                x = base.pre_conv(x.float())
+        x = _end_convolution(base.pre_conv, x, in_float32=not training)
         if _is_channels_last(base.encoder_block1.conv_block1.conv1.weight):
             # A one-channel input leaves pre_conv's output in NCHW even when the trunk's
             # weights are channels-last; without this the largest level ran in NCHW and each
@@ -443,11 +439,7 @@ class ResUNet(nn.Module):
         for i in range(self.depth):
             block = getattr(base, f"decoder_block{i + 1}")
             x = block(x, skips[-1 - i], betas[f"decoder_block{i + 1}"])
-        if training:
-            x = base.after_conv(x)
-        else:
-            with _float32(x):
-                x = base.after_conv(x.float())
+        x = _end_convolution(base.after_conv, x, in_float32=not training)
         x = x[..., : bins - 1]
         x = F.pad(x, (0, 1))  # the dropped top bin gets a zero map, as upstream
         return x[:, :, :frames, :]
@@ -477,6 +469,14 @@ class ResUNet(nn.Module):
 def _is_channels_last(weight: torch.Tensor) -> bool:
     """True for a 4-d convolution weight stored channels-last (and not also plain NCHW)."""
     return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
+def _end_convolution(conv: nn.Module, x: torch.Tensor, in_float32: bool) -> torch.Tensor:
+    """``conv(x)``, in float32 outside autocast where ``in_float32`` (see ``ResUNet._unet``)."""
+    if not in_float32:
+        return conv(x)
+    with _float32(x):
+        return conv(x.float())
 
 
 def _float32(like: torch.Tensor) -> torch.autocast:
