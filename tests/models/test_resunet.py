@@ -116,7 +116,7 @@ def test_training_under_bf16_autocast_runs_every_layer_in_bf16() -> None:
     """In training the trunk and both 1x1 ends compute in bf16 under autocast.
 
     A float32 FiLM bias (or a float32 first level, kept so by its identity shortcut) made the
-    element-wise passes and their backward run in float32: 1.4x the CPU training step. The
+    element-wise passes and their backward run in float32: 1.35x the CPU training step. The
     input BatchNorm on the magnitudes stays float32; gradients reach the FiLM projections.
     """
     torch.manual_seed(0)

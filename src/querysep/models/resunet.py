@@ -411,7 +411,7 @@ class ResUNet(nn.Module):
         # (film_activation): 33-41 dB agreement. Training under autocast runs the two 1x1
         # convolutions and the whole trunk in bf16: there the float32 ends (full-resolution
         # float32 convolutions and their backward, and a first level promoted to float32
-        # by its identity shortcut) made the CPU step 1.4x slower (benchmarks/train_speed.py).
+        # by its identity shortcut) made the CPU step 1.35x slower (benchmarks/train_speed.py).
         training = torch.is_grad_enabled() and torch.is_autocast_enabled(mag.device.type)
         with _float32(mag):
             betas = self.film_biases(condition.float())
