@@ -15,7 +15,7 @@ from querysep.pretrained import load_model
 from querysep.training.config import config_from_dict
 from querysep.training.datamodule import MixtureDataModule
 from querysep.training.export import export_checkpoint, read_checkpoint
-from querysep.training.module import SeparationTask
+from querysep.training.module import SeparationTask, _step_generator, perturb_embeddings
 from querysep.training.run import build_model, build_trainer
 
 from .conftest import tiny_config
@@ -187,3 +187,58 @@ def test_a_fresh_model_starts_from_the_neutral_mask(
         a, b = model(mix, ["a sine"]), model(mix, ["white noise"])
     torch.testing.assert_close(a, b)  # no query preference before training
     assert float(model.net.base.after_conv.weight.detach().abs().max()) == 0.0
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_text_noise_moves_training_queries_on_their_sphere_and_repeats_per_step(
+    sine_data: dict[str, Path], tmp_path: Path
+) -> None:
+    """``optim.text_noise`` perturbs the training condition (same norm, expected distance),
+    draws the same noise again at the same step (exact resume), other noise at another step,
+    and leaves validation queries alone."""
+    config = tiny_config(sine_data, tmp_path / "run")
+    config["optim"].update(text_noise=0.5)
+    cfg = config_from_dict(config)
+    task = SeparationTask(build_model(cfg.model), cfg.optim, seed=7).train()
+    seen: list[torch.Tensor] = []
+    task.model.net.register_forward_pre_hook(lambda _m, args: seen.append(args[1].detach()))
+    dm = MixtureDataModule(cfg.data, 8000, seed=0)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    clean = task.embed(batch["query"]).float()
+
+    with torch.no_grad():
+        task._step(batch, "train")
+        task._step(batch, "train")
+        task._step(batch, "val")
+    first, again, val = (t.float() for t in seen)
+    torch.testing.assert_close(first, again)  # same (seed, step, rank): the same draw
+    torch.testing.assert_close(val, clean)  # validation: no noise
+    torch.testing.assert_close(first.norm(dim=-1), clean.norm(dim=-1))
+    dist = (first - clean).norm(dim=-1) / clean.norm(dim=-1)
+    # noise of expected norm 0.5, then back onto the sphere: about 0.5 / sqrt(1 + 0.25) = 0.45
+    # in 16 dimensions each row's distance scatters around that
+    assert 0.2 < float(dist.mean()) < 0.7, dist
+
+    seen.clear()
+    other = SeparationTask(build_model(cfg.model), cfg.optim, seed=8).train()
+    other.model.net.register_forward_pre_hook(lambda _m, args: seen.append(args[1].detach()))
+    with torch.no_grad():
+        other._step(batch, "train")
+    assert not torch.allclose(seen[0].float(), first)  # another seed, another draw
+
+    quiet = SeparationTask(build_model(config_from_dict(tiny_config(sine_data, tmp_path)).model))
+    seen.clear()
+    quiet.model.net.register_forward_pre_hook(lambda _m, args: seen.append(args[1].detach()))
+    with torch.no_grad():
+        quiet.train()._step(batch, "train")
+    torch.testing.assert_close(seen[0].float(), clean)  # text_noise 0: the embedding itself
+
+    draws = [
+        perturb_embeddings(clean, 0.5, _step_generator(7, step, rank))
+        for step, rank in ((0, 0), (0, 0), (1, 0), (0, 1))
+    ]
+    torch.testing.assert_close(draws[0], first)
+    torch.testing.assert_close(draws[1], draws[0])
+    assert not torch.allclose(draws[2], draws[0])  # the next step draws other noise
+    assert not torch.allclose(draws[3], draws[0])  # so does another DDP rank

@@ -265,6 +265,12 @@ class OptimConfig(ConfigModel):
         schedule: After warm-up, ``constant`` (the baseline) or ``cosine`` decay to
             ``min_lr_ratio * lr`` at ``trainer.max_steps`` (better for short runs).
         min_lr_ratio: Final learning rate of the cosine schedule, as a fraction of ``lr``.
+        text_noise: Regularises the query side: in training, each query embedding gets
+            isotropic Gaussian noise of this expected norm relative to its own norm (std
+            ``text_noise / sqrt(dim)`` per dimension on a unit embedding) and is scaled back
+            to its norm, so the network learns a neighbourhood of each phrasing rather than
+            the point; drawn from ``(trainer.seed, step, rank)`` so a resumed run repeats it.
+            0 (the default) is off; validation and inference never add it.
     """
 
     lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-3
@@ -276,6 +282,7 @@ class OptimConfig(ConfigModel):
     loss: LossName = "l1"
     schedule: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.0
+    text_noise: Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)] = 0.0
 
     @field_validator("betas")
     @classmethod

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
@@ -33,6 +34,7 @@ __all__ = [
     "mse_loss",
     "neg_sdr_loss",
     "neg_si_sdr_loss",
+    "perturb_embeddings",
     "thresholded_sdr_loss",
     "thresholded_sdr_si_sdr_loss",
 ]
@@ -262,6 +264,32 @@ def make_optimizer(
     }
 
 
+# ----------------------------------------------------------------------------- queries
+
+
+def perturb_embeddings(
+    embeddings: torch.Tensor, noise: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Each row plus isotropic Gaussian noise of expected norm ``noise * |row|``, scaled
+    back to ``|row|``: a random neighbour of the query on its sphere (``optim.text_noise``).
+
+    Shape:
+        - embeddings: ``(batch, dim)``
+        - output: ``(batch, dim)``, same dtype and device
+    """
+    x = embeddings.float()
+    norm = x.norm(dim=-1, keepdim=True)
+    z = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device)
+    y = x + z * (noise / math.sqrt(x.shape[-1])) * norm
+    return (y * (norm / y.norm(dim=-1, keepdim=True).clamp_min(_EPS))).to(embeddings.dtype)
+
+
+def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """A CPU generator determined by ``(seed, step, rank)``: a resumed run draws the same."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(step), int(rank)])
+    return torch.Generator().manual_seed(int(state.generate_state(1, np.uint64)[0]))
+
+
 # ----------------------------------------------------------------------------- module
 
 
@@ -275,6 +303,7 @@ class SeparationTask(pl.LightningModule):
             mode, left out of checkpoints, queries embedded through its cache).
         checkpoint_info: JSON-serialisable facts stored in every checkpoint under
             :data:`CHECKPOINT_KEY` (e.g. the training config).
+        seed: Seeds the query noise of ``optim.text_noise`` (with the step and rank).
     """
 
     def __init__(
@@ -284,6 +313,7 @@ class SeparationTask(pl.LightningModule):
         *,
         train_text_encoder: bool = False,
         checkpoint_info: Mapping[str, Any] | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -291,6 +321,7 @@ class SeparationTask(pl.LightningModule):
         self.loss_fn = loss_function(self.optim_config.loss)
         self.train_text_encoder = train_text_encoder
         self.checkpoint_info = dict(checkpoint_info or {})
+        self.seed = int(seed)
         self.model.text_encoder.requires_grad_(train_text_encoder)
         self.val_sdr = MeanMetric()
         self.val_sdri = MeanMetric()
@@ -340,6 +371,9 @@ class SeparationTask(pl.LightningModule):
         """
         mixture, target = batch["mixture"], batch["target"]
         condition = self.embed(batch["query"])
+        if stage == "train" and self.optim_config.text_noise > 0:
+            generator = _step_generator(self.seed, self.global_step, self.global_rank)
+            condition = perturb_embeddings(condition, self.optim_config.text_noise, generator)
         forward_train = getattr(self.model.net, "forward_train", None)
         extra: dict[str, torch.Tensor] = {}
         if stage == "train" and callable(forward_train):

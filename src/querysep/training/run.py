@@ -349,6 +349,7 @@ def train(
         config.optim,
         train_text_encoder=config.model.train_text_encoder,
         checkpoint_info={"train_config": config.to_dict()},
+        seed=config.trainer.seed,
     )
     trainer = build_trainer(config, callbacks=callbacks, echo=say)
     # Only now, with the trainer built too (Lightning checks strategy, devices...), is the
