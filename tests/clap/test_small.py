@@ -15,11 +15,18 @@ import torch
 from querysep.audio import load_audio
 from querysep.clap import DEFAULT_CLAP, load_clap
 from querysep.clap.small import ESC50_CLAP_SHA256, ClapEnsemble, SmallClap, SmallClapConfig
-from querysep.clap.train import PairwiseSigmoid, contrastive_loss, load_train_config, train
+from querysep.clap.train import (
+    PairwiseSigmoid,
+    contrastive_loss,
+    load_train_config,
+    refit_text_head,
+    train,
+)
 from querysep.clap.zeroshot import (
     Esc50Split,
     class_texts,
     evaluate_zeroshot,
+    load_esc50,
     roc_auc,
     zeroshot_scores,
 )
@@ -409,6 +416,145 @@ def test_mel_augmentation_off_is_identity_and_on_changes_the_batch() -> None:
     assert out.shape == (4, config.n_mels, 10) and (out > 0).all()
     torch.testing.assert_close(soft.sum(1), torch.ones(4))
     assert (soft.max(1).values < 1).any()
+
+
+def test_text_head_refit_solves_the_ridge_problem_and_leaves_the_audio_tower(
+    tmp_path: Path,
+) -> None:
+    """The refitted linear head is the ridge solution mapping each training text to its class's
+    unit audio centroid, so after it every text scores its own class's clips highest."""
+    _write_toy_esc50(tmp_path / "data")
+    split = load_esc50(tmp_path / "data", [1, 2])
+    torch.manual_seed(0)
+    encoder = HashingTextEncoder(384)
+    model = SmallClap(tiny_config(text_mlp=False), encoder).eval()
+    audio_before = {k: v.clone() for k, v in model.audio.state_dict().items()}
+    texts = [t for c in split.categories for t in class_texts(c)]
+    owner = np.repeat([0, 1], [len(class_texts(c)) for c in split.categories])
+    before = model.embed_text(texts)
+
+    info = refit_text_head(model, split, 0.3)
+    assert info == {"method": "ridge", "penalty": 0.3, "texts": len(texts), "clips": 8}
+    for key, value in model.audio.state_dict().items():
+        torch.testing.assert_close(value, audio_before[key])
+    # the normal equations, solved independently as least squares on an augmented system
+    audio = model.embed_audio(split.audio, split.sample_rate).double().numpy()
+    centroids = np.stack([audio[split.targets == k].mean(0) for k in (0, 1)])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    x = np.hstack([encoder.encode(texts).double().numpy(), np.ones((len(texts), 1))])
+    big_x = np.vstack([x, np.sqrt(0.3) * np.eye(x.shape[1])])
+    big_y = np.vstack([centroids[owner], np.zeros((x.shape[1], centroids.shape[1]))])
+    want = np.linalg.lstsq(big_x, big_y, rcond=None)[0]
+    head = model.text_head.linear
+    np.testing.assert_allclose(head.weight.detach().double().numpy(), want[:-1].T, atol=1e-5)
+    np.testing.assert_allclose(head.bias.detach().double().numpy(), want[-1], atol=1e-5)
+    after = model.embed_text(texts)
+    assert not torch.allclose(after, before)
+    scores = after.double().numpy() @ centroids.T  # each text nearest its own class's sound
+    assert (scores.argmax(1) == owner).all()
+
+    with pytest.raises(ConfigError, match="positive"):
+        refit_text_head(model, split, 0.0)
+    with pytest.raises(ConfigError, match="linear text head"):
+        refit_text_head(SmallClap(tiny_config(text_mlp=True), encoder), split, 0.3)
+    one_class = Esc50Split(
+        split.audio[:2], np.array([0, 0]), split.categories, split.sample_rate, ["a", "b"]
+    )
+    with pytest.raises(ConfigError, match="every class"):
+        refit_text_head(model, one_class, 0.3)
+
+
+def test_training_with_text_ridge_exports_the_refitted_head(tmp_path: Path) -> None:
+    _write_toy_esc50(tmp_path / "data")
+    overrides = [
+        f"data={tmp_path / 'data'}",
+        "train_folds=[1,2]",
+        "val_folds=[2]",
+        "epochs=2",
+        "batch_size=4",
+        "precision=32",
+        *_TOY_MODEL,
+        "model.text_mlp=false",
+    ]
+    encoder = HashingTextEncoder(384)
+    lines: list[str] = []
+    plain = train(
+        load_train_config(None, overrides),
+        tmp_path / "plain",
+        log=lines.append,
+        text_encoder=encoder,
+    )
+    config = load_train_config(None, [*overrides, "text_ridge=0.3"])
+    folder = train(config, tmp_path / "ridge", log=lines.append, text_encoder=encoder)
+    refit_line = json.loads(lines[-1])
+    assert refit_line["text_head_refit"]["penalty"] == 0.3 and "val" in refit_line
+    a, b = SmallClap.from_pretrained(plain), SmallClap.from_pretrained(folder)
+    assert b.config.metadata["training"]["text_head_refit"]["method"] == "ridge"
+    # the same training (same seed), then only the text head differs: it is the refit of a
+    for key, value in a.state_dict().items():
+        if key.startswith("text_head."):
+            assert not torch.allclose(value, b.state_dict()[key]), key
+        else:
+            torch.testing.assert_close(value, b.state_dict()[key], msg=key)
+    a.__dict__["_text_encoder"] = encoder
+    refit_text_head(a, load_esc50(tmp_path / "data", [1, 2]), 0.3)
+    for key, value in a.text_head.state_dict().items():
+        torch.testing.assert_close(value, b.text_head.state_dict()[key], msg=key)
+    # a bad penalty or an MLP text head is refused before any training
+    for bad, message in (("text_ridge=-1", "positive"), ("model.text_mlp=true", "linear")):
+        bad_config = load_train_config(None, [*overrides, "text_ridge=0.3", bad])
+        with pytest.raises(ConfigError, match=message):
+            train(bad_config, tmp_path / "bad", log=lines.append, text_encoder=encoder)
+        assert not (tmp_path / "bad").exists()
+    # a finished run, run again, trains nothing and exports the same refitted weights
+    again = train(config, tmp_path / "ridge", log=lines.append, text_encoder=encoder)
+    for key, value in SmallClap.from_pretrained(again).state_dict().items():
+        torch.testing.assert_close(value, b.state_dict()[key], msg=key)
+
+
+def test_refit_text_command_writes_a_new_folder_and_refuses_bad_targets(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from querysep.cli.clap_train import add_refit_command
+
+    group = typer.Typer()
+    add_refit_command(group)
+    group.command("noop")(lambda: None)  # a second command keeps the group's subcommand names
+    _write_toy_esc50(tmp_path / "data")
+    torch.manual_seed(0)
+    source = SmallClap(tiny_config(text_mlp=False)).save_pretrained(tmp_path / "model")
+    runner = CliRunner()
+    args = [
+        "refit-text",
+        str(source),
+        "--data",
+        str(tmp_path / "data"),
+        "--fold",
+        "1",
+        "--fold",
+        "2",
+    ]
+    result = runner.invoke(group, [*args, "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    refitted = SmallClap.from_pretrained(tmp_path / "out")
+    assert refitted.config.metadata["text_head_refit"]["folds"] == [1, 2]
+    original = SmallClap.from_pretrained(source)
+    torch.testing.assert_close(
+        refitted.audio.state_dict()["blocks.0.net.0.weight"],
+        original.audio.state_dict()["blocks.0.net.0.weight"],
+    )
+    assert not torch.allclose(refitted.text_head.linear.weight, original.text_head.linear.weight)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "model", "out"]  # no leftovers
+
+    for bad, message in (
+        ([*args, "-o", str(tmp_path / "out")], "already exists"),
+        (["refit-text", str(tmp_path / "data"), "-o", str(tmp_path / "x")], "not a small-CLAP"),
+    ):
+        result = runner.invoke(group, bad)
+        assert result.exit_code == 2, result.output
+        assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
 
 
 def test_clap_train_cli_commands_wire_into_a_group(tmp_path: Path) -> None:

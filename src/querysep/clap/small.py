@@ -52,7 +52,7 @@ FORMAT = "querysep-clap"
 ENSEMBLE_FORMAT = "querysep-clap-ensemble"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-ESC50_CLAP_SHA256 = "fb21c6b0b8914f743c1d04e2090f4f176ace9625bb282044a124f1234a848d69"
+ESC50_CLAP_SHA256 = "32c56eac3483a14400d6f7eada00aa033685fb0dc84df60f528728bd7367fd80"
 
 
 @dataclass

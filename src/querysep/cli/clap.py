@@ -46,8 +46,9 @@ def register(app: typer.Typer) -> None:
         else:
             console.print(f"load it with load_clap({str(result.folder)!r})")
 
-    from .clap_train import add_train_command, add_zeroshot_command
+    from .clap_train import add_refit_command, add_train_command, add_zeroshot_command
 
     add_train_command(group)
+    add_refit_command(group)
     add_zeroshot_command(group)
     app.add_typer(group)

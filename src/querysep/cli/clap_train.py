@@ -1,8 +1,9 @@
-"""``querysep clap train`` and ``querysep clap zeroshot`` (added to the ``clap`` group).
+"""``querysep clap train``, ``refit-text`` and ``zeroshot`` (added to the ``clap`` group).
 
-Thin wrappers over :func:`querysep.clap.train.train` and
+Thin wrappers over :func:`querysep.clap.train.train`,
+:func:`querysep.clap.train.refit_text_head` and
 :func:`querysep.clap.zeroshot.evaluate_zeroshot`; wire them in with
-:func:`add_train_command` and :func:`add_zeroshot_command`.
+:func:`add_train_command`, :func:`add_refit_command` and :func:`add_zeroshot_command`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import typer
 
 from ._common import console, handle_errors
 
-__all__ = ["add_train_command", "add_zeroshot_command"]
+__all__ = ["add_refit_command", "add_train_command", "add_zeroshot_command"]
 
 
 def add_train_command(clap_app: typer.Typer) -> None:
@@ -67,4 +68,62 @@ def add_zeroshot_command(clap_app: typer.Typer) -> None:
         result = evaluate_zeroshot(model, load_esc50(data, list(fold)))
         console.print(
             json.dumps({"clap": clap or "default", "folds": fold, **result}, indent=2), markup=False
+        )
+
+
+def add_refit_command(clap_app: typer.Typer) -> None:
+    """Add ``refit-text MODEL -o OUT [--ridge 0.3] [--fold N ...]`` to the ``clap`` group."""
+
+    @clap_app.command("refit-text")
+    @handle_errors
+    def refit_cmd(
+        model: Path = typer.Argument(
+            ..., help="A small-CLAP folder (querysep clap train's OUT/model), or an ensemble."
+        ),
+        output: Path = typer.Option(
+            ..., "--output", "-o", help="Folder for the refitted model (must not exist)."
+        ),
+        ridge: float = typer.Option(0.3, "--ridge", help="L2 penalty of the ridge regression."),
+        fold: list[int] = typer.Option(
+            [1, 2, 3], "--fold", help="ESC-50 folds whose clips give the class centroids."
+        ),
+        data: Path = typer.Option(
+            Path("/work/shared/datasets/esc50-16k"),
+            "--data",
+            help="ESC-50 folder with esc50.csv and audio/.",
+        ),
+    ) -> None:
+        """Refit a trained small CLAP's text head by ridge regression (config: text_ridge)."""
+        import os
+        import shutil
+
+        from ..clap.small import ClapEnsemble, SmallClap, is_small_clap_folder, load_small_clap
+        from ..clap.train import refit_text_head
+        from ..clap.zeroshot import load_esc50
+        from ..errors import ConfigError
+
+        if output.exists():
+            raise ConfigError(f"{output} already exists: choose a new output folder")
+        if not is_small_clap_folder(model):
+            raise ConfigError(f"{model} is not a small-CLAP folder (querysep clap train's model)")
+        loaded = load_small_clap(str(model))
+        split = load_esc50(data, list(fold))
+        members = loaded.members if isinstance(loaded, ClapEnsemble) else [loaded]
+        refits = []
+        for member in members:
+            assert isinstance(member, SmallClap)
+            refits.append({**refit_text_head(member, split, ridge), "folds": list(fold)})
+        if isinstance(loaded, ClapEnsemble):  # its metadata describes the members
+            loaded.metadata = {**loaded.metadata, "text_head_refit": refits}
+        else:
+            loaded.config.metadata = {**loaded.config.metadata, "text_head_refit": refits[0]}
+        partial = output.with_name(f".{output.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            loaded.save_pretrained(partial)
+            os.replace(partial, output)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        console.print(
+            f"text head refitted (ridge {ridge:g}, folds {list(fold)}): {output}", markup=False
         )
