@@ -243,6 +243,19 @@ _TOY_MODEL = [
 ]
 
 
+def _toy_run(data: Path, epochs: int, *extra: str) -> list[str]:
+    """Overrides for a short run of the toy model on the toy data of ``data``."""
+    return [
+        f"data={data}",
+        "train_folds=[1,2]",
+        f"epochs={epochs}",
+        "batch_size=4",
+        "precision=32",
+        *_TOY_MODEL,
+        *extra,
+    ]
+
+
 def test_training_smoke_run_learns_and_exports(tmp_path: Path) -> None:
     _write_toy_esc50(tmp_path / "data")
     config = load_train_config(
@@ -280,16 +293,7 @@ def test_training_members_trains_each_seed_once_and_exports_their_ensemble(
     tmp_path: Path,
 ) -> None:
     _write_toy_esc50(tmp_path / "data")
-    overrides = [
-        f"data={tmp_path / 'data'}",
-        "train_folds=[1,2]",
-        "epochs=2",
-        "batch_size=4",
-        "precision=32",
-        *_TOY_MODEL,
-        "seed=5",
-        "members=2",
-    ]
+    overrides = _toy_run(tmp_path / "data", 2, "seed=5", "members=2")
     config = load_train_config(None, overrides)
     encoder = HashingTextEncoder(384)
     lines: list[str] = []
@@ -317,15 +321,7 @@ def test_training_members_trains_each_seed_once_and_exports_their_ensemble(
 
 def test_training_with_the_pairwise_loss_resumes_exactly(tmp_path: Path) -> None:
     _write_toy_esc50(tmp_path / "data")
-    overrides = [
-        f"data={tmp_path / 'data'}",
-        "train_folds=[1,2]",
-        "epochs=3",
-        "batch_size=4",
-        "precision=32",
-        *_TOY_MODEL,
-        "loss=infonce+sigmoid",
-    ]
+    overrides = _toy_run(tmp_path / "data", 3, "loss=infonce+sigmoid")
     config = load_train_config(None, overrides)
     encoder = HashingTextEncoder(384)
     whole = train(config, tmp_path / "whole", log=lambda line: None, text_encoder=encoder)
@@ -466,16 +462,7 @@ def test_text_head_refit_solves_the_ridge_problem_and_leaves_the_audio_tower(
 
 def test_training_with_text_ridge_exports_the_refitted_head(tmp_path: Path) -> None:
     _write_toy_esc50(tmp_path / "data")
-    overrides = [
-        f"data={tmp_path / 'data'}",
-        "train_folds=[1,2]",
-        "val_folds=[2]",
-        "epochs=2",
-        "batch_size=4",
-        "precision=32",
-        *_TOY_MODEL,
-        "model.text_mlp=false",
-    ]
+    overrides = _toy_run(tmp_path / "data", 2, "val_folds=[2]", "model.text_mlp=false")
     encoder = HashingTextEncoder(384)
     lines: list[str] = []
     plain = train(
