@@ -46,6 +46,7 @@ __all__ = [
     "atomic_files",
     "check_output_file",
     "check_output_folder",
+    "publish_folder",
     "remove_stale_temp_files",
     "sha256_file",
     "write_bytes",
@@ -125,6 +126,30 @@ def check_output_folder(folder: StrPath, *, create: bool = False) -> Path:
         except OSError as exc:
             raise OutputError(f"cannot create folder {p}: {_reason(exc)}") from exc
     return p
+
+
+def publish_folder(temp: StrPath, folder: StrPath) -> Path:
+    """Rename a finished ``temp`` folder to ``folder``, replacing what is there.
+
+    An old ``folder`` is moved aside first and removed only after the rename, and put back if
+    the rename fails, so ``folder`` is always either the old folder or the new one.
+    """
+    import shutil
+
+    temp, folder = Path(temp), Path(folder)
+    old = None
+    if folder.is_dir():
+        old = folder.with_name(f".{folder.name}.{secrets.token_hex(4)}.old")
+        os.replace(folder, old)
+    try:
+        os.replace(temp, folder)
+    except OSError:
+        if old is not None:
+            os.replace(old, folder)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
 
 
 def _temp_name(path: Path) -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import OutputError
-from ..fileio import check_output_folder, sha256_file
+from ..fileio import check_output_folder, publish_folder, sha256_file
 from .hf import CONVERSION_FILE, ROBERTA_TOKENIZER_FILES, quiet_transformers
 from .laion import (
     find_roberta_tokenizer,
@@ -73,22 +72,6 @@ def _check_outdir(outdir: Path, overwrite: bool) -> None:
         raise OutputError(f"cannot write to {outdir}: it is a file, not a folder")
     if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
         raise OutputError(f"{outdir} exists and is not empty (use --overwrite to replace it)")
-
-
-def _publish(temp: Path, outdir: Path) -> None:
-    """Rename ``temp`` to ``outdir``, replacing what is there (an old folder is removed)."""
-    old = None
-    if outdir.is_dir():
-        old = outdir.with_name(f".{outdir.name}.{secrets.token_hex(4)}.old")
-        os.replace(outdir, old)
-    try:
-        os.replace(temp, outdir)
-    except OSError:
-        if old is not None:
-            os.replace(old, outdir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def convert_laion_checkpoint(
@@ -152,7 +135,7 @@ def convert_laion_checkpoint(
             "converted_by": f"querysep {__version__}",
         }
         (temp / CONVERSION_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        _publish(temp, outdir)
+        publish_folder(temp, outdir)
     except OSError as exc:
         raise OutputError(f"cannot write {outdir}: {exc.strerror or exc}") from exc
     finally:

@@ -94,14 +94,15 @@ def add_refit_command(clap_app: typer.Typer) -> None:
         ),
     ) -> None:
         """Refit a trained small CLAP's text head by ridge regression (config: text_ridge)."""
-        import os
         import shutil
 
         from ..clap.small import ClapEnsemble, SmallClap, is_small_clap_folder, load_small_clap
         from ..clap.train import refit_text_head
         from ..clap.zeroshot import load_esc50
         from ..errors import ConfigError
+        from ..fileio import check_output_folder, publish_folder
 
+        check_output_folder(output)  # nothing in the way, checked before the slow work
         if output.exists():
             raise ConfigError(f"{output} already exists: choose a new output folder")
         if not is_small_clap_folder(model):
@@ -120,8 +121,7 @@ def add_refit_command(clap_app: typer.Typer) -> None:
         partial = output.with_name(f".{output.name}.partial")
         shutil.rmtree(partial, ignore_errors=True)
         try:
-            loaded.save_pretrained(partial)
-            os.replace(partial, output)
+            publish_folder(loaded.save_pretrained(partial), output)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
         console.print(
