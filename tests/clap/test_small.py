@@ -430,7 +430,16 @@ def test_text_head_refit_solves_the_ridge_problem_and_leaves_the_audio_tower(
     before = model.embed_text(texts)
 
     info = refit_text_head(model, split, 0.3)
-    assert info == {"method": "ridge", "penalty": 0.3, "texts": len(texts), "clips": 8}
+    assert info == {
+        "method": "ridge",
+        "penalty": 0.3,
+        "discriminant": 0.0,
+        "shrinkage": 0.3,
+        "templates": ["{}"],
+        "audio_views": 1,
+        "texts": len(texts),
+        "clips": 8,
+    }
     for key, value in model.audio.state_dict().items():
         torch.testing.assert_close(value, audio_before[key])
     # the normal equations, solved independently as least squares on an augmented system
@@ -488,7 +497,12 @@ def test_training_with_text_ridge_exports_the_refitted_head(tmp_path: Path) -> N
     for key, value in a.text_head.state_dict().items():
         torch.testing.assert_close(value, b.text_head.state_dict()[key], msg=key)
     # a bad penalty or an MLP text head is refused before any training
-    for bad, message in (("text_ridge=-1", "positive"), ("model.text_mlp=true", "linear")):
+    for bad, message in (
+        ("text_ridge=-1", "positive"),
+        ("model.text_mlp=true", "linear"),
+        ("text_ridge_discriminant=2", r"\[0, 1\]"),
+        ("text_ridge_templates=[plain]", "hold"),
+    ):
         bad_config = load_train_config(None, [*overrides, "text_ridge=0.3", bad])
         with pytest.raises(ConfigError, match=message):
             train(bad_config, tmp_path / "bad", log=lines.append, text_encoder=encoder)
@@ -534,9 +548,27 @@ def test_refit_text_command_writes_a_new_folder_and_refuses_bad_targets(tmp_path
     assert not torch.allclose(refitted.text_head.linear.weight, original.text_head.linear.weight)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "model", "out"]  # no leftovers
 
+    # the optional refit settings are stored in the written model
+    options = ["--discriminant", "0.5", "--template", "{}", "--template", "a {} sound"]
+    result = runner.invoke(
+        group, [*args, *options, "--audio-views", "2", "-o", str(tmp_path / "views")]
+    )
+    assert result.exit_code == 0, result.output
+    views = SmallClap.from_pretrained(tmp_path / "views")
+    assert views.audio_views == 2 and views.config.text_templates == ["{}", "a {} sound"]
+    assert views.config.metadata["text_head_refit"]["discriminant"] == 0.5
+    assert not torch.allclose(views.text_head.linear.weight, refitted.text_head.linear.weight)
+    (tmp_path / "views").rename(tmp_path / "out2")  # keep the leftover check below simple
+    import shutil
+
+    shutil.rmtree(tmp_path / "out2")
+
     for bad, message in (
         ([*args, "-o", str(tmp_path / "out")], "already exists"),
         (["refit-text", str(tmp_path / "data"), "-o", str(tmp_path / "x")], "not a small-CLAP"),
+        ([*args, "--audio-views", "0", "-o", str(tmp_path / "x")], "audio-views"),
+        ([*args, "--template", "no slot", "-o", str(tmp_path / "x")], "hold"),
+        ([*args, "--discriminant", "1.5", "-o", str(tmp_path / "x")], "discriminant"),
     ):
         result = runner.invoke(group, bad)
         assert result.exit_code == 2, result.output
@@ -562,3 +594,84 @@ def test_clap_train_cli_commands_wire_into_a_group(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert '"acc_labels"' in result.output and '"roc_auc"' in result.output
     assert runner.invoke(group, ["train", "--help"]).exit_code == 0
+
+
+def test_refit_targets_are_centroids_or_directions_that_separate_better() -> None:
+    """Weight 0 gives the unit class centroids exactly; the discriminant direction discounts a
+    nuisance shared by all classes, so fresh clips score their own class's target above the
+    others' more reliably than with centroids (pooled ROC-AUC)."""
+    from querysep.clap.train import refit_targets
+
+    rng = np.random.default_rng(0)
+    num_classes, dim, per_class = 4, 8, 60
+    means = np.zeros((num_classes, dim))
+    means[np.arange(num_classes), np.arange(num_classes)] = 0.6
+    means[:, 4] = 1.0  # a shared component: every centroid leans on it
+    nuisance = np.zeros(dim)
+    nuisance[4] = 1.0
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = np.repeat(np.arange(num_classes), n)
+        x = means[labels] + 0.15 * rng.standard_normal((len(labels), dim))
+        x += 1.2 * rng.standard_normal((len(labels), 1)) * nuisance  # large within-class spread
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return torch.from_numpy(unit), torch.from_numpy(labels)
+
+    audio, labels = draw(per_class)
+    centroids = refit_targets(audio, labels, num_classes)
+    want = np.stack([audio[labels == k].sum(0).numpy() for k in range(num_classes)])
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(centroids.numpy(), want, atol=1e-6)
+    mixed = refit_targets(audio, labels, num_classes, discriminant=0.7, shrinkage=0.3)
+    np.testing.assert_allclose(mixed.norm(dim=1).numpy(), 1.0, atol=1e-12)
+
+    fresh, fresh_labels = draw(200)
+    match = fresh_labels.numpy()[:, None] == np.arange(num_classes)[None, :]
+    auc_centroid = roc_auc((fresh @ centroids.T).numpy(), match)
+    auc_mixed = roc_auc((fresh @ mixed.T).numpy(), match)
+    assert auc_mixed > auc_centroid + 0.02, (auc_mixed, auc_centroid)
+
+
+def test_audio_views_and_text_templates_change_the_embeddings_as_documented(
+    tmp_path: Path,
+) -> None:
+    torch.manual_seed(0)
+    plain = SmallClap(tiny_config(text_mlp=False), HashingTextEncoder(384)).eval()
+    config = tiny_config(text_mlp=False, audio_views=2, text_templates=["{}", "a {} sound"])
+    both = SmallClap(config, HashingTextEncoder(384)).eval()
+    both.load_state_dict(plain.state_dict())
+    # a one-window clip: the sum of the unit embeddings of it and of it shifted by half
+    clip = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    want = torch.nn.functional.normalize(
+        plain.embed_audio(clip, 16000) + plain.embed_audio(np.roll(clip, 4000), 16000), dim=-1
+    )
+    torch.testing.assert_close(both.embed_audio(clip, 16000), want)
+    # (the shifted view differs, so views are not ignored: the difference is far above the
+    # tolerance of the comparison above)
+    assert (both.embed_audio(clip, 16000) - plain.embed_audio(clip, 16000)).abs().max() > 1e-4
+    windows, owners = both.prepare_windows(np.tile(clip, 3)[:20000], 16000)
+    assert len(windows) == 2 * len(plain.prepare_windows(np.tile(clip, 3)[:20000], 16000)[0])
+    assert owners == [0] * len(windows)
+    # a text: the head applied to the mean sentence embedding over the templates
+    encoder = HashingTextEncoder(384)
+    texts = ["dog", "rain on a roof"]
+    mean = (encoder.encode(texts) + encoder.encode(["a dog sound", "a rain on a roof sound"])) / 2
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(both.text_features(mean), dim=-1)
+    torch.testing.assert_close(both.embed_text(texts), expected)
+    # stored in the folder, so a reload embeds the same way
+    both.save_pretrained(tmp_path / "m")
+    loaded = SmallClap.from_pretrained(tmp_path / "m")
+    assert loaded.audio_views == 2 and loaded.config.text_templates == ["{}", "a {} sound"]
+    torch.testing.assert_close(loaded.embed_audio(clip, 16000), both.embed_audio(clip, 16000))
+    # malformed settings, and ensembles of members that embed differently, are refused
+    for bad, message in (
+        ({"audio_views": 0}, "audio_views"),
+        ({"audio_views": 2.5}, "audio_views"),
+        ({"text_templates": []}, "text_templates"),
+        ({"text_templates": ["{} and {}"]}, "text_templates"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            tiny_config(**bad)
+    with pytest.raises(ConfigError, match="audio_views, text_templates"):
+        ClapEnsemble([plain, both])

@@ -124,6 +124,8 @@ class AudioTextModel(nn.Module, abc.ABC):
         sample_rate: Rate the audio tower takes, in Hz.
         window_samples: Audio samples per embedding window at :attr:`sample_rate`.
         dim: Embedding size.
+        audio_views: Views of each clip whose window embeddings are summed: view ``k`` is the
+            clip circularly shifted by ``k / audio_views`` of its length (1 = the clip only).
     """
 
     kind: ClassVar[str] = ""
@@ -132,6 +134,7 @@ class AudioTextModel(nn.Module, abc.ABC):
     sample_rate: int
     window_samples: int
     dim: int
+    audio_views: int = 1
 
     @property
     def device(self) -> torch.device:
@@ -173,7 +176,8 @@ class AudioTextModel(nn.Module, abc.ABC):
     def prepare_windows(
         self, waveform: AudioInput, sample_rate: int, *, normalize_level: bool = True
     ) -> tuple[np.ndarray, list[int]]:
-        """Resample, mix to mono, level-normalise and cut the clips into windows.
+        """Resample, mix to mono, level-normalise and cut the clips (each of their
+        :attr:`audio_views`) into windows.
 
         Returns:
             The windows, and for each window the index of the clip it came from.
@@ -207,11 +211,12 @@ class AudioTextModel(nn.Module, abc.ABC):
                 rms = float(np.sqrt(np.mean(np.square(clip, dtype=np.float64))))
                 if rms > _SILENCE_RMS:
                     clip = (clip * (REFERENCE_RMS / rms)).astype(np.float32)
-            for start in window_starts(clip.shape[-1], self.window_samples):
-                windows.append(
-                    repeat_pad(clip[start : start + self.window_samples], self.window_samples)
-                )
-                owners.append(index)
+            length, size = clip.shape[-1], self.window_samples
+            for view in range(self.audio_views):
+                shifted = np.roll(clip, view * length // self.audio_views) if view else clip
+                for start in window_starts(length, size):
+                    windows.append(repeat_pad(shifted[start : start + size], size))
+                    owners.append(index)
         return np.stack(windows).astype(np.float32, copy=False), owners
 
     def embed_audio(

@@ -55,6 +55,28 @@ WEIGHTS_NAME = "model.safetensors"
 ESC50_CLAP_SHA256 = "32c56eac3483a14400d6f7eada00aa033685fb0dc84df60f528728bd7367fd80"
 
 
+MAX_VIEWS = 8
+
+
+def check_templates(templates: Any) -> None:
+    """Raise :class:`ConfigError` unless ``templates`` is a non-empty list of strings, each
+    holding ``{}`` exactly once."""
+    if (
+        not isinstance(templates, list)
+        or not templates
+        or not all(isinstance(t, str) and t.count("{}") == 1 for t in templates)
+    ):
+        raise ConfigError(
+            'text_templates must be a non-empty list of strings that each hold "{}" once, '
+            f"got {templates!r}"
+        )
+
+
+def fill_templates(templates: list[str], texts: list[str]) -> list[str]:
+    """Every text in every template: template-major, ``len(templates) * len(texts)`` texts."""
+    return [template.replace("{}", text) for template in templates for text in texts]
+
+
 @dataclass
 class SmallClapConfig:
     """Constructor arguments of :class:`SmallClap` (written to ``config.json``)."""
@@ -73,6 +95,17 @@ class SmallClapConfig:
     text_mlp: bool = True  # residual MLP in the text head (else linear only)
     text_encoder: str | None = None  # a sentence-transformers folder; None = bundled MiniLM
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Inference: a clip's embedding sums this many views of it, view k circularly shifted by
+    # k / audio_views of its length; a text's sentence embedding is the mean over these
+    # templates ("{}" stands for the text).
+    audio_views: int = 1
+    text_templates: list[str] = field(default_factory=lambda: ["{}"])
+
+    def __post_init__(self) -> None:
+        views = self.audio_views
+        if isinstance(views, bool) or not isinstance(views, int) or not 1 <= views <= MAX_VIEWS:
+            raise ConfigError(f"audio_views must be a whole number 1-{MAX_VIEWS}, got {views!r}")
+        check_templates(self.text_templates)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SmallClapConfig:
@@ -233,6 +266,7 @@ class SmallClap(AudioTextModel):
         self.sample_rate = config.sample_rate
         self.window_samples = round(config.window_seconds * config.sample_rate)
         self.dim = config.dim
+        self.audio_views = config.audio_views
         self.logmel = LogMel(config)
         self.audio = AudioTower(config)
         width = config.channels[-1]
@@ -279,10 +313,19 @@ class SmallClap(AudioTextModel):
     def _embed_windows(self, windows: torch.Tensor) -> torch.Tensor:
         return self.audio_features(windows)
 
+    def sentence_embeddings(self, texts: list[str]) -> torch.Tensor:
+        """Frozen sentence embeddings of ``texts``, averaged over :attr:`config`'s templates.
+
+        Shape:
+            - output: ``(len(texts), text_dim)``, float32
+        """
+        templates = self.config.text_templates
+        encoded = self.text_encoder().encode(fill_templates(templates, list(texts))).float()
+        return encoded.reshape(len(templates), len(texts), -1).mean(dim=0)
+
     def _embed_texts(self, texts: list[str]) -> torch.Tensor:
-        encoder = self.text_encoder()
-        sentence = encoder.encode(texts).to(self.logit_scale.device)
-        return self.text_features(sentence.float())
+        sentence = self.sentence_embeddings(texts).to(self.logit_scale.device)
+        return self.text_features(sentence)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "sample_rate": self.sample_rate}
@@ -336,7 +379,14 @@ class ClapEnsemble(AudioTextModel):
         if not members:
             raise ConfigError("an ensemble needs at least one member")
         first = members[0].config
-        shared = ("sample_rate", "window_seconds", "text_dim", "text_encoder")
+        shared = (
+            "sample_rate",
+            "window_seconds",
+            "text_dim",
+            "text_encoder",
+            "audio_views",
+            "text_templates",
+        )
         for member in members[1:]:
             differ = [k for k in shared if getattr(member.config, k) != getattr(first, k)]
             if differ:
@@ -346,6 +396,7 @@ class ClapEnsemble(AudioTextModel):
         self.name = str(self.metadata.get("name", "small-clap-ensemble"))
         self.sample_rate = members[0].sample_rate
         self.window_samples = members[0].window_samples
+        self.audio_views = members[0].audio_views
         self.dim = sum(m.dim for m in members)
         self._scale = 1.0 / math.sqrt(len(members))
 
@@ -358,7 +409,7 @@ class ClapEnsemble(AudioTextModel):
 
     def _embed_texts(self, texts: list[str]) -> torch.Tensor:
         first = self.members[0]
-        sentence = first.text_encoder().encode(texts).to(first.logit_scale.device).float()
+        sentence = first.sentence_embeddings(texts).to(first.logit_scale.device)
         return self._join([m.text_features(sentence) for m in self.members])
 
     def describe(self) -> dict[str, Any]:

@@ -72,7 +72,8 @@ def add_zeroshot_command(clap_app: typer.Typer) -> None:
 
 
 def add_refit_command(clap_app: typer.Typer) -> None:
-    """Add ``refit-text MODEL -o OUT [--ridge 0.3] [--fold N ...]`` to the ``clap`` group."""
+    """Add ``refit-text MODEL -o OUT [--ridge 0.3] [--discriminant 0.7] [--template T ...]
+    [--audio-views N] [--fold N ...]`` to the ``clap`` group."""
 
     @clap_app.command("refit-text")
     @handle_errors
@@ -84,6 +85,27 @@ def add_refit_command(clap_app: typer.Typer) -> None:
             ..., "--output", "-o", help="Folder for the refitted model (must not exist)."
         ),
         ridge: float = typer.Option(0.3, "--ridge", help="L2 penalty of the ridge regression."),
+        discriminant: float = typer.Option(
+            0.0,
+            "--discriminant",
+            help="Weight (0-1) of each class's discriminant direction in its target "
+            "(0: the audio class centroid alone).",
+        ),
+        shrinkage: float = typer.Option(
+            0.3, "--shrinkage", help="Shrinkage of the within-class covariance (x its mean)."
+        ),
+        template: list[str] = typer.Option(
+            None,
+            "--template",
+            help='Text template holding "{}" (repeat it; text embedding = mean over them). '
+            'Default: "{}", the text alone.',
+        ),
+        audio_views: int = typer.Option(
+            None,
+            "--audio-views",
+            help="Store this many audio views (circular shifts) in the model before the refit "
+            "(default: keep the model's).",
+        ),
         fold: list[int] = typer.Option(
             [1, 2, 3], "--fold", help="ESC-50 folds whose clips give the class centroids."
         ),
@@ -96,15 +118,31 @@ def add_refit_command(clap_app: typer.Typer) -> None:
         """Refit a trained small CLAP's text head by ridge regression (config: text_ridge)."""
         import shutil
 
-        from ..clap.small import ClapEnsemble, SmallClap, is_small_clap_folder, load_small_clap
-        from ..clap.train import refit_text_head
+        from ..clap.small import (
+            MAX_VIEWS,
+            ClapEnsemble,
+            SmallClap,
+            is_small_clap_folder,
+            load_small_clap,
+        )
+        from ..clap.train import check_refit, refit_text_head
         from ..clap.zeroshot import load_esc50
         from ..errors import ConfigError
         from ..fileio import check_output_folder, publish_folder
 
+        templates = list(template) if template else ["{}"]
         check_output_folder(output)  # nothing in the way, checked before the slow work
         if output.exists():
             raise ConfigError(f"{output} already exists: choose a new output folder")
+        check_refit(
+            ridge,
+            text_mlp=False,
+            discriminant=discriminant,
+            shrinkage=shrinkage,
+            templates=templates,
+        )
+        if audio_views is not None and not 1 <= audio_views <= MAX_VIEWS:
+            raise ConfigError(f"--audio-views must be 1-{MAX_VIEWS}, got {audio_views}")
         if not is_small_clap_folder(model):
             raise ConfigError(f"{model} is not a small-CLAP folder (querysep clap train's model)")
         loaded = load_small_clap(str(model))
@@ -113,7 +151,19 @@ def add_refit_command(clap_app: typer.Typer) -> None:
         refits = []
         for member in members:
             assert isinstance(member, SmallClap)
-            refits.append({**refit_text_head(member, split, ridge), "folds": list(fold)})
+            if audio_views is not None:
+                member.config.audio_views = member.audio_views = audio_views
+            result = refit_text_head(
+                member,
+                split,
+                ridge,
+                discriminant=discriminant,
+                shrinkage=shrinkage,
+                templates=templates,
+            )
+            refits.append({**result, "folds": list(fold)})
+        if audio_views is not None:
+            loaded.audio_views = audio_views
         if isinstance(loaded, ClapEnsemble):  # its metadata describes the members
             loaded.metadata = {**loaded.metadata, "text_head_refit": refits}
         else:
@@ -125,5 +175,8 @@ def add_refit_command(clap_app: typer.Typer) -> None:
         finally:
             shutil.rmtree(partial, ignore_errors=True)
         console.print(
-            f"text head refitted (ridge {ridge:g}, folds {list(fold)}): {output}", markup=False
+            f"text head refitted (ridge {ridge:g}, discriminant {discriminant:g}, "
+            f"{len(templates)} template(s), {loaded.audio_views} audio view(s), "
+            f"folds {list(fold)}): {output}",
+            markup=False,
         )
