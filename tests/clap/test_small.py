@@ -140,16 +140,17 @@ def test_bundled_model_loads_and_is_checked() -> None:
     assert (WEIGHTS / "model.safetensors").stat().st_size < 20 * 2**20
     assert DEFAULT_CLAP == "esc50-clap"
     model = load_clap("esc50-clap")
-    assert isinstance(model, SmallClap) and model.name == "esc50-clap"
-    assert isinstance(load_clap(), SmallClap)
+    assert isinstance(model, ClapEnsemble) and model.name == "esc50-clap"
+    assert len(model.members) == 2  # the 300- and 400-epoch runs of the recipe (model card)
+    assert isinstance(load_clap(), ClapEnsemble)
 
 
 @pytest.fixture(scope="module")
-def bundled() -> SmallClap:
+def bundled() -> ClapEnsemble:
     return load_clap("esc50-clap")  # type: ignore[return-value]
 
 
-def test_bundled_model_tells_dog_from_rain(bundled: SmallClap) -> None:
+def test_bundled_model_tells_dog_from_rain(bundled: ClapEnsemble) -> None:
     dog, _ = load_audio(FIXTURES / "4-182395-A-0.flac", 16000, mono=True)
     rain, _ = load_audio(FIXTURES / "4-160999-A-10.flac", 16000, mono=True)
     scores = bundled.score([dog[0], rain[0]], 16000, ["a dog barking", "rain falling"])
@@ -317,6 +318,46 @@ def test_training_members_trains_each_seed_once_and_exports_their_ensemble(
         assert len(log) == 2
     with pytest.raises(ConfigError, match="members"):
         train(load_train_config(None, ["members=0"]), tmp_path / "bad", log=lines.append)
+
+
+def test_training_members_as_per_member_settings(tmp_path: Path) -> None:
+    """``members: [{...}, {...}]``: each member is the recipe with its own settings (seed
+    kept unless set), trained as a single run would be; bad lists are refused up front."""
+    _write_toy_esc50(tmp_path / "data")
+    overrides = _toy_run(tmp_path / "data", 2, "seed=5")
+    encoder = HashingTextEncoder(384)
+    lines: list[str] = []
+    listed = [*overrides, "members=[{epochs: 1}, {epochs: 2, lr: 0.02}]"]
+    folder = train(
+        load_train_config(None, listed), tmp_path / "run", log=lines.append, text_encoder=encoder
+    )
+    ensemble = load_clap(str(folder))
+    assert isinstance(ensemble, ClapEnsemble) and len(ensemble.members) == 2
+    configs = [m["config"] for m in ensemble.metadata["training"]["members"]]
+    assert [(c["seed"], c["epochs"], c["lr"]) for c in configs] == [(5, 1, 0.002), (5, 2, 0.02)]
+    lengths = [
+        len((tmp_path / "run" / f"member{i}" / "log.jsonl").read_text().splitlines())
+        for i in range(2)
+    ]
+    assert lengths == [1, 2]
+    alone = train(
+        load_train_config(None, [*overrides, "epochs=1"]),
+        tmp_path / "alone",
+        log=lines.append,
+        text_encoder=encoder,
+    )
+    for key, value in SmallClap.from_pretrained(alone).state_dict().items():
+        torch.testing.assert_close(ensemble.members[0].state_dict()[key], value, msg=key)
+    for bad, message in (
+        ("members=[]", "whole number"),
+        ("members=[3]", "mapping"),
+        ("members=[{model: {dim: 4}}]", "may set only"),
+        ("members=[{epochs: 1}, {loss: nope}]", "loss must be"),
+        ("members=[{epochs: 1}, {text_ridge: 0.3}]", "linear text head"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            train(load_train_config(None, [*overrides, bad]), tmp_path / "bad", log=lines.append)
+        assert not (tmp_path / "bad").exists()
 
 
 def test_training_with_the_pairwise_loss_resumes_exactly(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ FORMAT = "querysep-clap"
 ENSEMBLE_FORMAT = "querysep-clap-ensemble"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-ESC50_CLAP_SHA256 = "32c56eac3483a14400d6f7eada00aa033685fb0dc84df60f528728bd7367fd80"
+ESC50_CLAP_SHA256 = "f83ac68345e99d4ec727ba93420a32e5ebc4a7c0ef7a30a2f8e14d53286d9a52"
 
 
 MAX_VIEWS = 8

@@ -16,7 +16,9 @@ resumes from ``OUT/checkpoint.pt`` where it stopped, to the same weights. The mo
 With ``members: N`` (N > 1) the command trains N such models one after the other, member
 ``i`` with seed ``seed + i`` in ``OUT/member{i}/`` (each resumable as above; a finished member
 is not trained again), and writes their :class:`~querysep.clap.small.ClapEnsemble` to
-``OUT/model``.
+``OUT/model``. ``members`` may instead list one mapping of overrides per member (e.g.
+``[{epochs: 300}, {epochs: 400}]``: the recipe with each member's own top-level settings; the
+seed stays ``seed`` unless a member sets it).
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ class ClapTrainConfig:
     precision: str = "auto"
     val_every: int = 10
     max_steps: int | None = None  # cut a run short (smoke tests)
-    members: int = 1  # > 1: train that many seeds (seed, seed + 1, ...) and export their ensemble
+    # > 1: train that many seeds (seed, seed + 1, ...) and export their ensemble; or a list of
+    # per-member overrides of the top-level settings, e.g. [{epochs: 300}, {epochs: 400}]
+    members: int | list[dict[str, Any]] = 1
     text_ridge: float | None = None  # after training, refit the text head by ridge (this penalty)
     # Refit targets: unit mix of the class centroid and (this weight) the class's discriminant
     # direction, whose within-class covariance is shrunk by text_ridge_shrinkage x its mean
@@ -420,22 +424,12 @@ def train(
             ``model.text_dim``, and the exported folder still names the MiniLM.
     """
     out = Path(output_dir)
-    members = config.members
-    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
-        raise ConfigError(f"members must be a whole number >= 1, got {config.members!r}")
-    if config.loss not in LOSSES:
-        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
-    if config.text_ridge is not None:  # before training, not after it
-        check_refit(
-            config.text_ridge,
-            text_mlp=config.model.text_mlp,
-            discriminant=config.text_ridge_discriminant,
-            shrinkage=config.text_ridge_shrinkage,
-            templates=config.text_ridge_templates,
-        )
+    members = member_configs(config)
+    for each in members or [config]:  # before training (any member), not after it
+        _check_run(each)
     out.mkdir(parents=True, exist_ok=True)  # only for a config that passed the checks
-    if config.members > 1:
-        return _train_ensemble(config, out, log=log, text_encoder=text_encoder)
+    if members is not None:
+        return _train_ensemble(config, members, out, log=log, text_encoder=text_encoder)
     torch.manual_seed(config.seed)
     precision = str(config.precision)  # YAML reads a bare 32 as a number
     use_bf16 = resolve_precision(precision, torch.device("cpu")) == "bf16-mixed"
@@ -615,15 +609,70 @@ def _card(config: ClapTrainConfig) -> dict[str, Any]:
     }
 
 
+def _check_run(config: ClapTrainConfig) -> None:
+    """Raise :class:`ConfigError` for a loss or refit setting a run cannot use."""
+    if config.loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
+    if config.text_ridge is not None:
+        check_refit(
+            config.text_ridge,
+            text_mlp=config.model.text_mlp,
+            discriminant=config.text_ridge_discriminant,
+            shrinkage=config.text_ridge_shrinkage,
+            templates=config.text_ridge_templates,
+        )
+
+
+_NOT_PER_MEMBER = frozenset({"members", "model", "augment", "data", "train_folds"})
+
+
+def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
+    """The configs of an ensemble's members (see the module docstring); ``None`` for one model.
+
+    Raises:
+        ConfigError: ``members`` is neither a whole number >= 1 nor a non-empty list of
+            mappings of known top-level keys (not ``members``, ``model``, ``augment``,
+            ``data`` or ``train_folds``, which every member shares).
+    """
+    members = config.members
+    if isinstance(members, int) and not isinstance(members, bool) and members >= 1:
+        if members == 1:
+            return None
+        return [replace(config, seed=config.seed + i, members=1) for i in range(members)]
+    if not isinstance(members, list) or not members:
+        raise ConfigError(
+            f"members must be a whole number >= 1 or a list of per-member settings, got {members!r}"
+        )
+    known = {f.name for f in fields(ClapTrainConfig)} - _NOT_PER_MEMBER
+    out = []
+    for index, overrides in enumerate(members):
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"members[{index}] must be a mapping of settings, got {overrides!r}")
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(
+                f"members[{index}] sets {', '.join(unknown)}: a member may set only "
+                f"{', '.join(sorted(known))}"
+            )
+        out.append(replace(config, **overrides, members=1))
+    return out
+
+
 def _train_ensemble(
-    config: ClapTrainConfig, out: Path, *, log: Any, text_encoder: TextEncoder | None
+    config: ClapTrainConfig,
+    members: list[ClapTrainConfig],
+    out: Path,
+    *,
+    log: Any,
+    text_encoder: TextEncoder | None,
 ) -> Path:
-    """Train ``config.members`` seeds one after the other; export their ensemble."""
+    """Train ``members`` one after the other (each resumable); export their ensemble."""
     folders = []
-    for index in range(config.members):
-        member = replace(config, seed=config.seed + index, members=1)
-        log(f"member {index + 1}/{config.members} (seed {member.seed}) in {out / f'member{index}'}")
-        folders.append(train(member, out / f"member{index}", log=log, text_encoder=text_encoder))
+    for index, member in enumerate(members):
+        where = out / f"member{index}"
+        detail = f"seed {member.seed}, {member.epochs} epochs"
+        log(f"member {index + 1}/{len(members)} ({detail}) in {where}")
+        folders.append(train(member, where, log=log, text_encoder=text_encoder))
     ensemble = ClapEnsemble.from_members(folders)
     ensemble.metadata = {
         **_card(config),
