@@ -599,10 +599,16 @@ def test_refit_text_command_writes_a_new_folder_and_refuses_bad_targets(tmp_path
     assert views.audio_views == 2 and views.config.text_templates == ["{}", "a {} sound"]
     assert views.config.metadata["text_head_refit"]["discriminant"] == 0.5
     assert not torch.allclose(views.text_head.linear.weight, refitted.text_head.linear.weight)
-    (tmp_path / "views").rename(tmp_path / "out2")  # keep the leftover check below simple
+    # refitted again without the options, it keeps its templates and views
+    again = ["refit-text", str(tmp_path / "views"), *args[2:], "-o", str(tmp_path / "again")]
+    result = runner.invoke(group, again)
+    assert result.exit_code == 0, result.output
+    kept = SmallClap.from_pretrained(tmp_path / "again")
+    assert kept.audio_views == 2 and kept.config.text_templates == ["{}", "a {} sound"]
     import shutil
 
-    shutil.rmtree(tmp_path / "out2")
+    for name in ("views", "again"):  # keep the leftover check below simple
+        shutil.rmtree(tmp_path / name)
 
     for bad, message in (
         ([*args, "-o", str(tmp_path / "out")], "already exists"),

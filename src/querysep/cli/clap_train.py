@@ -98,7 +98,7 @@ def add_refit_command(clap_app: typer.Typer) -> None:
             None,
             "--template",
             help='Text template holding "{}" (repeat it; text embedding = mean over them). '
-            'Default: "{}", the text alone.',
+            "Default: keep the model's (the text alone for a trained model).",
         ),
         audio_views: int = typer.Option(
             None,
@@ -130,7 +130,7 @@ def add_refit_command(clap_app: typer.Typer) -> None:
         from ..errors import ConfigError
         from ..fileio import check_output_folder, publish_folder
 
-        templates = list(template) if template else ["{}"]
+        templates = list(template) if template else None
         check_output_folder(output)  # nothing in the way, checked before the slow work
         if output.exists():
             raise ConfigError(f"{output} already exists: choose a new output folder")
@@ -176,7 +176,8 @@ def add_refit_command(clap_app: typer.Typer) -> None:
             shutil.rmtree(partial, ignore_errors=True)
         console.print(
             f"text head refitted (ridge {ridge:g}, discriminant {discriminant:g}, "
-            f"{len(templates)} template(s), {loaded.audio_views} audio view(s), "
+            f"{len(members[0].config.text_templates)} template(s), "
+            f"{loaded.audio_views} audio view(s), "
             f"folds {list(fold)}): {output}",
             markup=False,
         )
