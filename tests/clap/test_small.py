@@ -113,6 +113,10 @@ def test_ensemble_scores_are_the_mean_of_its_members(tmp_path: Path) -> None:
     assert config["format"] == "querysep-clap-ensemble" and len(config["members"]) == 2
     loaded = load_clap(str(tmp_path / "pair"))
     assert isinstance(loaded, ClapEnsemble) and loaded.name == "pair"
+    encoder = HashingTextEncoder(384)
+    loaded.members[0].__dict__["_text_encoder"] = encoder
+    assert loaded.text_encoder() is encoder  # one sentence encoder, shared by the members
+    assert loaded.members[1].text_encoder() is encoder
     torch.testing.assert_close(loaded.embed_audio(audio, 16000), ensemble.embed_audio(audio, 16000))
 
 

@@ -407,6 +407,13 @@ class ClapEnsemble(AudioTextModel):
     def _embed_windows(self, windows: torch.Tensor) -> torch.Tensor:
         return self._join([m.audio_features(windows) for m in self.members])
 
+    def text_encoder(self) -> nn.Module:
+        """The members' frozen sentence encoder: built once (by the first member), shared."""
+        encoder = self.members[0].text_encoder()
+        for member in self.members[1:]:
+            member.__dict__["_text_encoder"] = encoder
+        return encoder
+
     def _embed_texts(self, texts: list[str]) -> torch.Tensor:
         first = self.members[0]
         sentence = first.sentence_embeddings(texts).to(first.logit_scale.device)

@@ -148,6 +148,8 @@ def add_refit_command(clap_app: typer.Typer) -> None:
         loaded = load_small_clap(str(model))
         split = load_esc50(data, list(fold))
         members = loaded.members if isinstance(loaded, ClapEnsemble) else [loaded]
+        if isinstance(loaded, ClapEnsemble):
+            loaded.text_encoder()  # one MiniLM for every member's refit
         refits = []
         for member in members:
             assert isinstance(member, SmallClap)
