@@ -56,6 +56,7 @@ __all__ = [
     "ClapTrainConfig",
     "PairwiseSigmoid",
     "check_refit",
+    "export_ensemble",
     "load_train_config",
     "refit_targets",
     "refit_text_head",
@@ -673,17 +674,31 @@ def _train_ensemble(
         detail = f"seed {member.seed}, {member.epochs} epochs"
         log(f"member {index + 1}/{len(members)} ({detail}) in {where}")
         folders.append(train(member, where, log=log, text_encoder=text_encoder))
-    ensemble = ClapEnsemble.from_members(folders)
+    return export_ensemble(config, folders, out / "model")
+
+
+def export_ensemble(
+    config: ClapTrainConfig, folders: list[Path] | list[str], output: str | os.PathLike[str]
+) -> Path:
+    """Write the ensemble of trained member folders to ``output``, as ``members`` does.
+
+    The ensemble's metadata describes the recipe ``config`` and each member's run once (a
+    text-head refit done afterwards by ``querysep clap refit-text`` joins its member's run).
+    """
+    ensemble = ClapEnsemble.from_members(list(folders))
+    runs = []
+    for member in ensemble.members:
+        meta = member.config.metadata
+        run = dict(meta.get("training") or {})
+        if "text_head_refit" in meta:
+            run["text_head_refit"] = meta["text_head_refit"]
+        runs.append(run)
+        member.config.metadata = {}
     ensemble.metadata = {
         **_card(config),
-        "training": {
-            "config": _plain(asdict(config)),
-            "members": [m.config.metadata.get("training") for m in ensemble.members],
-        },
+        "training": {"config": _plain(asdict(config)), "members": runs},
     }
-    for member in ensemble.members:  # the ensemble's metadata describes them once
-        member.config.metadata = {}
-    return ensemble.save_pretrained(out / "model")
+    return ensemble.save_pretrained(output)
 
 
 def _with_ema(model: SmallClap, ema: _Ema | None) -> SmallClap:
