@@ -15,6 +15,7 @@ from querysep.fileio import (
     atomic_files,
     check_output_file,
     check_output_folder,
+    publish_folder,
     remove_stale_temp_files,
     write_bytes,
     write_text,
@@ -49,6 +50,46 @@ def test_permissions_follow_the_umask(tmp_path: Path, mask: int) -> None:
     ]
     for path in written:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def _owner_only_file(path: Path) -> None:
+    """Replace ``path`` with a 0o600 file, as safetensors' save_file does with its target."""
+    other = path.with_name(path.name + ".other")
+    os.close(os.open(other, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    os.replace(other, path)
+
+
+@pytest.mark.usefixtures("umask")
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_a_writer_that_replaces_the_temp_file_does_not_narrow_the_mode(
+    tmp_path: Path, mask: int
+) -> None:
+    os.umask(mask)
+    with AtomicFile(tmp_path / "model.safetensors") as tmp:
+        _owner_only_file(tmp)
+        assert stat.S_IMODE(tmp.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "model.safetensors").stat().st_mode) == 0o666 & ~mask
+
+
+@pytest.mark.usefixtures("umask")
+def test_published_folder_files_get_the_plain_mode(tmp_path: Path) -> None:
+    os.umask(0o022)
+    temp = tmp_path / ".out.part"
+    (temp / "sub").mkdir(parents=True)
+    for name in ("config.json", "sub/model.safetensors"):
+        (temp / name).touch()
+        _owner_only_file(temp / name)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("old")
+    folder = publish_folder(temp, tmp_path / "out")
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == [
+        "config.json",
+        "sub",
+        "sub/model.safetensors",
+    ]
+    for name in ("config.json", "sub/model.safetensors"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, name
+    assert names(tmp_path) == ["out"]  # no probe file, no old folder left beside it
 
 
 def test_temp_file_is_hidden_next_to_the_target_with_its_extension(tmp_path: Path) -> None:

@@ -132,11 +132,17 @@ def publish_folder(temp: StrPath, folder: StrPath) -> Path:
     """Rename a finished ``temp`` folder to ``folder``, replacing what is there.
 
     An old ``folder`` is moved aside first and removed only after the rename, and put back if
-    the rename fails, so ``folder`` is always either the old folder or the new one.
+    the rename fails, so ``folder`` is always either the old folder or the new one. Files in
+    ``temp`` get the permissions a plain ``open(path, "w")`` gives, whatever wrote them (some
+    writers, safetensors among them, leave owner-only files).
     """
     import shutil
 
     temp, folder = Path(temp), Path(folder)
+    mode = _plain_file_mode(temp)
+    for path in temp.rglob("*"):
+        if path.is_file() and not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) != mode:
+            os.chmod(path, mode)
     old = None
     if folder.is_dir():
         old = folder.with_name(f".{folder.name}.{secrets.token_hex(4)}.old")
@@ -150,6 +156,16 @@ def publish_folder(temp: StrPath, folder: StrPath) -> Path:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def _plain_file_mode(folder: Path) -> int:
+    """The mode a new file in ``folder`` gets from ``open(path, "w")`` (``0o666 & ~umask``)."""
+    probe = _temp_name(folder / "mode")
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        return stat.S_IMODE(os.stat(probe).st_mode)
+    finally:
+        probe.unlink()
 
 
 def _temp_name(path: Path) -> Path:
@@ -202,6 +218,7 @@ class AtomicFile:
         try:
             # O_EXCL reserves the name; mode 0o666 lets the umask set the permissions.
             os.close(os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            self._mode = stat.S_IMODE(os.stat(self.temp).st_mode)
         except OSError as exc:
             raise self._error(exc) from exc
         self._synced = False
@@ -242,6 +259,10 @@ class AtomicFile:
             if not self._synced:
                 self.sync()
             try:
+                # A writer that replaced the reserved file with its own (safetensors writes a
+                # 0o600 temporary file and renames it) must not narrow the output's mode.
+                if stat.S_IMODE(os.stat(self.temp).st_mode) != self._mode:
+                    os.chmod(self.temp, self._mode)
                 os.replace(self.temp, self.path)
             except OSError as exc:
                 raise self._error(exc) from exc

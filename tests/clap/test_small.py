@@ -31,7 +31,7 @@ from querysep.clap.zeroshot import (
     zeroshot_scores,
 )
 from querysep.data.recipes.esc50 import builtin_captions
-from querysep.errors import CheckpointError, ConfigError
+from querysep.errors import CheckpointError, ConfigError, OutputError
 from querysep.models.text import HashingTextEncoder
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "esc50"
@@ -72,6 +72,24 @@ def test_round_trip_gives_identical_embeddings(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(loaded.text_features(sentence), model.text_features(sentence))
     assert not any(k.startswith("_text_encoder") for k in loaded.state_dict())
+
+
+def test_saved_folder_is_written_atomically_with_plain_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        folder = SmallClap(tiny_config()).save_pretrained(tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    for path in folder.iterdir():  # safetensors alone would leave the weights owner-only
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match=r"^cannot write .*file.*: .*file, not a folder"):
+        SmallClap(tiny_config()).save_pretrained(tmp_path / "file" / "m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "m"]
 
 
 def test_strict_loading_names_the_bad_keys(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..fileio import atomic_files
 from .base import AudioTextModel
 from .registry import ClapInfo, register_folder_loader, register_named
 
@@ -472,14 +473,19 @@ class ClapEnsemble(AudioTextModel):
 
 
 def _save_folder(model: nn.Module, folder: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as ``config.json`` and the weights as ``model.safetensors``."""
+    """Write ``payload`` as ``config.json`` and the weights as ``model.safetensors``.
+
+    Both files are written atomically and together (:func:`~querysep.fileio.atomic_files`):
+    an error or Ctrl-C leaves a folder that was there as it was, and a path in the way is a
+    one-line :class:`~querysep.errors.OutputError`.
+    """
     from safetensors.torch import save_file
 
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / WEIGHTS_NAME), metadata={"format": payload["format"]})
+    with atomic_files(out / WEIGHTS_NAME, out / CONFIG_NAME) as (weights, config):
+        save_file(state, str(weights), metadata={"format": payload["format"]})
+        config.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return out
 
 
