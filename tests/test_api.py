@@ -198,3 +198,38 @@ def test_residual_of_a_downmixed_file(tiny: Separator, tmp_path: Path) -> None:
     dog, _ = sf.read(tmp_path / "d.wav")
     rest, _ = sf.read(tmp_path / "r.wav")
     np.testing.assert_allclose(dog + rest, x.mean(0), rtol=0, atol=2.02 / 2**15)
+
+
+def test_a_silent_file_is_refused_and_leaves_no_output(tiny: Separator, tmp_path: Path) -> None:
+    path = tmp_path / "silent.wav"
+    sf.write(path, np.zeros((40000, 2)), 16000)
+    outs = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    with pytest.raises(AudioError, match=r"silent\.wav: silent .*nothing to separate$"):
+        tiny.separate_file(path, ["dog", "rain"], outs, residual=tmp_path / "rest.wav")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["silent.wav"]  # no temp file either
+    # -80 dBFS of noise is quiet, not silent: it is separated
+    sf.write(path, 1e-4 * np.random.default_rng(0).standard_normal(40000), 16000, "FLOAT")
+    assert tiny.separate_file(path, "dog", outs[:1]) == outs[:1]
+
+
+def test_a_silent_output_has_no_ats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ATS of silence would be a number with no meaning; the file is still written."""
+    from querysep.clap import load_clap
+
+    sep = Separator("test-tiny", clap=load_clap("test-tiny"))
+    net, mute = sep._net, sep.model.encode(["nothing"])
+
+    def muted(items: torch.Tensor, conds: torch.Tensor) -> torch.Tensor:
+        out = net(items, conds)
+        return out * ~(conds == mute).all(-1)[:, None, None]
+
+    monkeypatch.setattr(sep, "_net", muted)
+    path = tmp_path / "in.wav"
+    sf.write(path, synth.scene(1.5, 16000, seed=2), 16000, subtype="FLOAT")
+    outs = [tmp_path / "dog.wav", tmp_path / "nothing.wav"]
+    done = sep.separate_file(path, ["a dog", "nothing"], outs, return_ats=True)
+    assert [p for p, _ in done] == outs and not sf.read(outs[1])[0].any()
+    (_, dog), (_, nothing) = done
+    want = sep.clap.embed_audio(sf.read(outs[0], dtype="float32")[0], 16000)[0]
+    assert dog == pytest.approx(float(want @ sep.clap.embed_text(["a dog"])[0]), abs=1e-5)
+    assert np.isnan(nothing)

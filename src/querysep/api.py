@@ -23,6 +23,7 @@ from .audio.io import (
     MAX_CHANNELS,
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
+    SILENT_PEAK,
     StreamResampler,
     audio_info,
     iter_audio_blocks,
@@ -338,12 +339,18 @@ class Separator:
             mono: Downmix to mono before separating.
             progress: Show a progress bar.
             return_ats: Return ``(path, ATS)`` pairs: each output scored against its query,
-                read back from the written file (streamed, so any length works).
+                read back from the written file (streamed, so any length works); NaN for an
+                output that is silent (no sample above -100 dBFS: silence has no ATS).
             residual: Also write this file: the mixture (downmixed with ``mono``) minus the
                 sum of all estimates, same rate, channels and length. It is written with the
                 outputs and appears only complete, like them; it is not in the returned list.
             on_progress: Called with the fraction of the file separated so far (0 to 1)
                 after each block, e.g. to drive a progress bar in a web page.
+
+        Raises:
+            AudioError: The input cannot be read, holds NaN or Inf, or is silent (no sample
+                above :data:`~querysep.audio.io.SILENT_PEAK`, -100 dBFS: nothing to separate;
+                known once the whole file is read). No output is written then.
         """
         items = validate_queries(queries)
         if len(outputs) != len(items):
@@ -359,6 +366,7 @@ class Separator:
         # The residual needs the mixture at the input's rate, in step with the estimates.
         mixture = None if residual is None else _Frames(iter_audio_blocks(path, 1 << 16, mono=mono))
         written = 0
+        out_peak = np.zeros(len(items))  # of each estimate, as written
 
         def emit(out: torch.Tensor, last: bool) -> None:
             nonlocal written
@@ -371,6 +379,7 @@ class Separator:
                 est = np.pad(est, ((0, 0), (0, 0), (0, total - written - est.shape[-1])))
             if est.shape[-1] == 0:
                 return
+            out_peak[:] = np.maximum(out_peak, np.abs(est).max(axis=(1, 2)))
             for writer, chunk in zip(writers, est, strict=False):
                 writer.write(chunk)
             if mixture is not None:
@@ -379,12 +388,13 @@ class Separator:
 
         total_seconds = total / in_sr
         bar = _progress(progress, total_seconds, "separating")
-        done_seconds = 0.0
+        done_seconds = peak = 0.0
         opened = []
         try:
             for w in writers:
                 opened.append(w.__enter__())
             for blk in iter_audio_blocks(path, block, sample_rate=self.sample_rate, mono=mono):
+                peak = max(peak, float(np.abs(blk).max()))
                 emit(proc.push(torch.from_numpy(blk)), last=False)
                 done_seconds += blk.shape[-1] / self.sample_rate
                 if bar is not None:
@@ -392,6 +402,9 @@ class Separator:
                 if on_progress is not None:
                     on_progress(min(1.0, done_seconds / total_seconds))
             emit(proc.finish(), last=True)
+            if not peak > SILENT_PEAK:
+                what = "silent (no sample above -100 dBFS)"
+                raise AudioError(f"{path}: {what}: there is nothing to separate")
         except BaseException as exc:
             for w in opened:
                 w.__exit__(type(exc), exc, exc.__traceback__)
@@ -406,8 +419,13 @@ class Separator:
             return paths
         from .clap.files import embed_files
 
-        audio = embed_files(self.clap, paths)
-        scores = (audio * self.clap.embed_text(items)).sum(-1).tolist()
+        audible = [q for q in range(len(items)) if out_peak[q] > SILENT_PEAK]
+        scores = [math.nan] * len(items)
+        if audible:
+            audio = embed_files(self.clap, [paths[q] for q in audible])
+            text = self.clap.embed_text([items[q] for q in audible])
+            for q, score in zip(audible, (audio * text).sum(-1).tolist(), strict=True):
+                scores[q] = score
         return list(zip(paths, scores, strict=True))
 
 

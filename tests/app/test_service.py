@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from querysep.app import AppConfig, SeparationService, Workspace
-from querysep.app.service import example_rows
+from querysep.app.service import SeparationResult, example_rows
 from querysep.errors import AudioError, ConfigError, ModelNotFoundError, QueryError
 from querysep.models.text import validate_queries
 from querysep.testing import synth
@@ -79,6 +81,7 @@ def test_requests_are_checked_before_any_work(service: SeparationService, tmp_pa
     nan = np.full(16000 * 3, 0.1, np.float32)
     nan[40000] = np.nan  # found only while separating, after the first segment
     late_nan = synth.write_wav(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    silent = synth.write_wav(tmp_path / "silent.wav", np.zeros(16000 * 2, np.float32), 16000)
     cases = [
         ({"recording": None}, AudioError, "no recording"),
         ({"recording": long}, AudioError, "long.wav lasts 0.5 min; .* at most 0.5 min"),
@@ -91,6 +94,7 @@ def test_requests_are_checked_before_any_work(service: SeparationService, tmp_pa
             AudioError,
             "NaN",
         ),
+        ({"recording": silent}, AudioError, r"silent.wav: silent .*nothing to separate"),
     ]
     for change, error, match in cases:
         request = {"recording": good, "queries": "dog", **change}
@@ -116,3 +120,20 @@ def test_the_bundled_examples_come_with_their_queries() -> None:
     assert (rows[0][0].name, rows[0][1]) == ("dog-and-rain.wav", "a dog barking\nrain")
     assert len(rows) == 3 and all(q.count("\n") == 1 for _, q in rows)
     assert example_rows(None) == []
+
+
+def test_report_is_strict_json_when_an_output_is_silent(tmp_path: Path) -> None:
+    result = SeparationResult(
+        queries=["a dog", "nothing"],
+        outputs=[tmp_path / "a.wav", tmp_path / "b.wav"],
+        residual=tmp_path / "rest.wav",
+        ats=[0.41234, math.nan],
+        figures=[tmp_path / "a.png", tmp_path / "b.png"],
+        model="test-tiny",
+        clap="test-tiny",
+        sample_rate=16000,
+        num_channels=1,
+        seconds=1.0,
+    )
+    text = json.dumps(result.report(), allow_nan=False)  # NaN is not JSON
+    assert [o["ats"] for o in json.loads(text)["outputs"]] == [0.4123, None]

@@ -101,10 +101,31 @@ def test_skip_bad_scores_the_rest_and_leaves_ats_empty(tmp_path: Path) -> None:
     assert "line 3" in result.output and "line 4" in result.output
 
 
+def test_a_file_found_bad_while_embedding_is_reported_by_line(tmp_path: Path) -> None:
+    """Silence is only seen once the audio is read: still a bad row, with its line number."""
+    _write(tmp_path / "a.wav", 1)
+    sf.write(tmp_path / "silent.wav", np.zeros(16000), 16000)
+    rows = [("a.wav", "a dog", ""), ("silent.wav", "rain", ""), ("a.wav", "rain", "")]
+    pairs = _pairs(tmp_path / "p.csv", rows)
+    out = tmp_path / "out.csv"
+    result = _run(["ats", "--list", str(pairs), "-o", str(out), *CLAP])
+    assert result.exit_code == 2 and not out.exists(), result.output
+    assert result.output.strip() == (
+        f"querysep: error: {pairs}: 1 bad row(s): line 3: {tmp_path / 'silent.wav'}: silent (no "
+        "sample above -100 dBFS): it has no ATS; fix them or pass --skip-bad"
+    )
+    result = _run(["ats", "--list", str(pairs), "-o", str(out), "--skip-bad", *CLAP])
+    assert result.exit_code == 0, result.output
+    assert [r["ats"] != "" for r in csv.DictReader(out.open())] == [True, False, True]
+    assert "line 3" in result.output
+
+
 def _bad_cases(tmp: Path):
     good = _write(tmp / "a.wav", 1)
     empty = tmp / "empty.wav"
     sf.write(empty, np.zeros(0), 16000)
+    silent = tmp / "silent.wav"
+    sf.write(silent, np.zeros(8000), 16000)
     return {
         "missing-file-row": (
             ["--list", str(_pairs(tmp / "l1.csv", [("a.wav", "x", ""), ("nope.wav", "y", "")]))],
@@ -132,6 +153,10 @@ def _bad_cases(tmp: Path):
             ["--list", str(_pairs(tmp / "l7.csv", [("a.wav", "x", "")])), str(good), "-q", "x"],
             "not both",
         ),
+        "silent-audio-file-row": (
+            ["--list", str(_pairs(tmp / "l9.csv", [("a.wav", "x", ""), (str(silent), "y", "")]))],
+            "silent.wav: silent (no sample above -100 dBFS): it has no ATS",
+        ),
         "unknown-clap": (
             ["--list", str(_pairs(tmp / "l8.csv", [("a.wav", "x", "")])), "--clap", "nope"],
             "unknown audio-text model",
@@ -148,6 +173,7 @@ def _bad_cases(tmp: Path):
         "header-only-list",
         "missing-list",
         "empty-audio-file-row",
+        "silent-audio-file-row",
         "too-many-fields",
         "list-and-files",
         "unknown-clap",
@@ -172,13 +198,16 @@ def test_bad_pair_lists_fail_with_one_line_and_write_nothing(tmp_path: Path, cas
         (["-q", "x"], "-q QUERY"),
         (["{a}", "-q", "  "], "empty query"),
         (["{a}", "{missing}", "-q", "x"], "not found"),
+        (["{a}", "{silent}", "-q", "x"], "silent.wav: silent"),
         (["{a}", "-q", "x", "--skip-bad"], "only applies"),
         (["--list", "{a}"], "needs -o"),
     ],
 )
 def test_bad_file_mode_input_is_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
     a = _write(tmp_path / "a.wav", 1)
-    argv = [x.format(a=a, missing=tmp_path / "missing.wav") for x in args]
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(4000), 16000)
+    argv = [x.format(a=a, missing=tmp_path / "missing.wav", silent=silent) for x in args]
     result = _run(["ats", *argv, *CLAP])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]

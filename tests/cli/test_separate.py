@@ -108,6 +108,10 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "empty file": ([str(_touch(tmp / "empty.wav")), "-q", "dog"], "empty.wav"),
         "zero samples": ([str(_write(tmp / "zero.wav", np.zeros(0), 16000)), "-q", "dog"], "zero"),
         "nan samples": ([str(_write(tmp / "nan.wav", nan, 16000, "FLOAT")), "-q", "dog"], "NaN"),
+        "silent file": (
+            [str(_write(tmp / "silent.wav", np.zeros(16000), 16000)), "-q", "dog"],
+            "silent.wav: silent",
+        ),
         "rate too low": ([str(_write(tmp / "low.wav", np.zeros(4000), 4000)), "-q", "dog"], "4000"),
         "rate too high": (
             [str(_write(tmp / "high.wav", np.zeros(4000), 400000)), "-q", "dog"],
@@ -139,6 +143,7 @@ CASES = [
     "empty file",
     "zero samples",
     "nan samples",
+    "silent file",
     "rate too low",
     "rate too high",
     "too many channels",
@@ -166,6 +171,24 @@ def test_bad_input_is_one_line_exit_2_and_no_output(case: str, tmp_path: Path) -
     assert lines[0].startswith("querysep: error:") and needle in lines[0]
     assert "Traceback" not in res.output
     assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_a_silent_input_fails_but_keeps_the_outputs_already_written(tmp_path: Path) -> None:
+    quiet = 1e-4 * np.random.default_rng(0).standard_normal(16000)  # -80 dBFS: not silent
+    first = _write(tmp_path / "quiet.wav", quiet, 16000, "FLOAT")
+    second = _write(tmp_path / "silent.wav", np.zeros(24000), 16000)
+    out_dir = tmp_path / "out"
+    res = runner.invoke(
+        app,
+        ["separate", str(first), str(second), "-q", "dog", "-o", str(out_dir), "-m", "test-tiny"],
+    )
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip() == (
+        f"querysep: error: {second}: silent (no sample above -100 dBFS): there is nothing to "
+        "separate"
+    )
+    assert sorted(p.name for p in out_dir.iterdir()) == ["quiet__dog.wav"]
+    assert f"wrote {out_dir / 'quiet__dog.wav'}" in res.stdout
 
 
 def test_real_process_exit_code_and_debug_traceback(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ spectrogram figure and the ATS for each query from the same result.
 from __future__ import annotations
 
 import html
+import math
 import re
 import sys
 from pathlib import Path
@@ -169,10 +170,13 @@ def build_page(service: SeparationService) -> Any:
                             if item["title"] is None:
                                 gr.Markdown("### Everything else (the residual)")
                             else:
-                                gr.Markdown(
-                                    f"### {_plain(item['title'])}\n"
-                                    f"ATS **{item['ats']:.3f}** ({_plain(item['ats_model'])})"
+                                ats = item["ats"]
+                                score = (
+                                    "n/a (the output is silent)"
+                                    if math.isnan(ats)
+                                    else f"**{ats:.3f}** ({_plain(item['ats_model'])})"
                                 )
+                                gr.Markdown(f"### {_plain(item['title'])}\nATS {score}")
                             gr.Audio(
                                 item["audio"],
                                 label="everything else" if item["title"] is None else item["title"],

@@ -118,7 +118,8 @@ class SeparationResult:
         queries: The queries, cleaned (see :func:`~querysep.models.text.validate_queries`).
         outputs: One WAV per query, in query order (the input's rate, channels, length).
         residual: The input minus the sum of all outputs.
-        ats: Each output's ATS against its query.
+        ats: Each output's ATS against its query (NaN for a silent output: ``None`` in
+            :meth:`report`).
         figures: Each output's spectrogram figure (mixture, estimate, residual).
         model: The separation model used.
         clap: The audio-text model that computed ``ats``.
@@ -147,7 +148,7 @@ class SeparationResult:
             "channels": self.num_channels,
             "seconds": round(self.seconds, 3),
             "outputs": [
-                {"query": q, "file": p.name, "ats": round(a, 4)}
+                {"query": q, "file": p.name, "ats": None if math.isnan(a) else round(a, 4)}
                 for q, p, a in zip(self.queries, self.outputs, self.ats, strict=True)
             ],
             "residual": self.residual.name,

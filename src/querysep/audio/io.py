@@ -36,6 +36,7 @@ __all__ = [
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
     "RESAMPLE_QUALITY",
+    "SILENT_PEAK",
     "AudioInfo",
     "StreamResampler",
     "audio_info",
@@ -57,6 +58,10 @@ def __getattr__(name: str) -> Any:
 
 
 StrPath = str | os.PathLike[str]
+
+#: Audio whose every sample is at most this in magnitude (-100 dBFS) is silent: there is
+#: nothing in it to separate, and no sound whose ATS could be scored.
+SILENT_PEAK = 1e-5
 
 MIN_SAMPLE_RATE = 8_000
 """Lowest sample rate (Hz) accepted when reading or writing a file."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio.io import audio_info, iter_audio_blocks, load_audio
+from ..audio.io import SILENT_PEAK, audio_info, iter_audio_blocks, load_audio
 from ..errors import AudioError
 from .base import _SILENCE_RMS, REFERENCE_RMS, AudioTextModel, repeat_pad, window_starts
 
@@ -28,15 +28,20 @@ _BLOCK_SECONDS = 30
 _IN_MEMORY_SAMPLES = 1 << 24
 
 
-def _file_rms(path: StrPath, rate: int, block: int) -> tuple[float, int]:
-    """RMS and length of the file at ``rate`` (one streamed pass)."""
-    total = 0.0
+def _file_level(path: StrPath, rate: int, block: int) -> tuple[float, float, int]:
+    """RMS, peak and length of the file at ``rate`` (one streamed pass)."""
+    total = peak = 0.0
     count = 0
     for blk in iter_audio_blocks(path, block, sample_rate=rate, mono=True):
         x = blk[0].astype(np.float64)
         total += float(np.dot(x, x))
+        peak = max(peak, float(np.abs(x).max()))
         count += x.shape[-1]
-    return (total / count) ** 0.5 if count else 0.0, count
+    return (total / count) ** 0.5 if count else 0.0, peak, count
+
+
+def _silent(path: StrPath) -> AudioError:
+    return AudioError(f"{path}: silent (no sample above -100 dBFS): it has no ATS")
 
 
 def file_windows(
@@ -49,7 +54,8 @@ def file_windows(
     the windows in memory, never the whole signal at once; shorter files are read at once.
 
     Raises:
-        AudioError: A missing, unreadable, empty or NaN-holding file.
+        AudioError: A missing, unreadable, empty, silent (no sample above
+            :data:`~querysep.audio.io.SILENT_PEAK`, -100 dBFS) or NaN-holding file.
 
     Shape:
         - output: ``(num_windows, window_samples)``
@@ -58,12 +64,16 @@ def file_windows(
     info = audio_info(path)
     if info.duration * rate <= _IN_MEMORY_SAMPLES:  # the usual case: one read, no second pass
         audio, _ = load_audio(path, rate, mono=True)
+        if not np.abs(audio).max() > SILENT_PEAK:
+            raise _silent(path)
         return model.prepare_windows(audio[0], rate, normalize_level=normalize_level)[0]
     block = max(size, rate * _BLOCK_SECONDS)
-    rms, length = _file_rms(path, rate, block)
+    rms, peak, length = _file_level(path, rate, block)
     gain = REFERENCE_RMS / rms if normalize_level and rms > _SILENCE_RMS else 1.0
     if length == 0:
         raise AudioError(f"{path}: the file holds no samples")
+    if not peak > SILENT_PEAK:
+        raise _silent(path)
     starts = window_starts(length, size)
     windows: list[np.ndarray] = []
     buffer = np.zeros(0, np.float32)
@@ -113,8 +123,8 @@ def embed_files(
         normalize_level: Scale each file to :data:`~querysep.clap.base.REFERENCE_RMS` first.
         batch_size: Windows per forward pass.
         on_file: Called with the index of each file once it is embedded (progress bars).
-        on_error: Called with the index and error of each file that cannot be read; its
-            embedding is then NaN. Without it the error is raised.
+        on_error: Called with the index and error of each file that cannot be read or is
+            silent; its embedding is then NaN. Without it the error is raised.
 
     Shape:
         - output: ``(len(paths), dim)``
@@ -167,10 +177,11 @@ def score_pairs(
 ) -> list[float]:
     """ATS of each ``(audio[i], texts[i])`` pair; each distinct file and text embedded once.
 
-    With ``on_error``, a file that cannot be read is reported to it and its pairs score NaN.
+    With ``on_error``, a file that cannot be read or is silent is reported to it and its
+    pairs score NaN.
 
     Raises:
-        AudioError: A file that cannot be used.
+        AudioError: A file that cannot be used (silent included: silence has no ATS).
         QueryError: An empty or overlong text.
     """
     if len(audio) != len(texts):

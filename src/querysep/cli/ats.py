@@ -177,7 +177,7 @@ def _score_list(
             [r.caption for r in good],
             batch_size=batch_size,
             on_file=(lambda _: bar.update(1)) if bar is not None else None,
-            on_error=(lambda path, exc: failed.__setitem__(path, str(exc))) if skip_bad else None,
+            on_error=lambda path, exc: failed.__setitem__(path, str(exc)),
         )
     finally:
         if bar is not None:
@@ -188,6 +188,8 @@ def _score_list(
             row.problem = failed[row.audio]
         else:
             by_line[row.line] = value
+    if failed and not skip_bad:  # found while reading the audio (NaN samples, silence, ...)
+        raise DataError(describe_bad(pairs) + "; fix them or pass --skip-bad")
     scores = [by_line.get(r.line, math.nan) for r in pairs.rows]
     write_pairs(output, pairs, scores)
     scored = sum(1 for s in scores if not math.isnan(s))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -118,7 +119,10 @@ def register(app: typer.Typer) -> None:
             )
             for q, item in zip(queries, done, strict=True):
                 w, ats = item if isinstance(item, tuple) else (item, None)
-                score = "" if ats is None else f"  ATS {ats:.3f}"
+                if ats is None:
+                    score = ""
+                else:
+                    score = "  ATS n/a (silent output)" if math.isnan(ats) else f"  ATS {ats:.3f}"
                 console.print(
                     f"wrote {w}  ([italic]{q}[/] from {path.name}){score}",
                     highlight=False,
