@@ -124,6 +124,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "empty query": ([good, "-q", ""], "query"),
         "blank query": ([good, "-q", "  \t "], "query"),
         "long query": ([good, "-q", "x" * 1001], "too long"),
+        "absurd query": ([good, "-q", "dog", "-q", "?!"], "'?!' has no letter or digit"),
         "unknown model": ([good, "-q", "dog", "-m", "no-such-model"], "no-such-model"),
         "bad checkpoint": (
             [good, "-q", "dog", "-m", str(tmp / "broken-model")],
@@ -150,6 +151,7 @@ CASES = [
     "empty query",
     "blank query",
     "long query",
+    "absurd query",
     "unknown model",
     "bad checkpoint",
 ]

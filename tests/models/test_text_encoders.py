@@ -26,6 +26,18 @@ def test_validate_queries_normalises_and_rejects() -> None:
     with pytest.raises(QueryError, match="too long"):
         validate_queries("x" * (MAX_QUERY_CHARS + 1))
     assert validate_queries("y" * MAX_QUERY_CHARS) == ["y" * MAX_QUERY_CHARS]
+    for absurd in ("!!!!", "\U0001f415", "-- ?", "\u3002"):  # punctuation, an emoji alone
+        with pytest.raises(QueryError, match="has no letter or digit"):
+            validate_queries(["a dog", absurd])
+    with pytest.raises(QueryError, match=r"control character \(U\+0000\)"):
+        validate_queries("a dog\x00")
+    # words in any script, digits, and emoji beside words are queries
+    assert validate_queries(["un chien qui aboie", "\u72ac", "2 dogs", "a dog \U0001f415"]) == [
+        "un chien qui aboie",
+        "\u72ac",
+        "2 dogs",
+        "a dog \U0001f415",
+    ]
 
 
 def test_hashing_encoder_is_deterministic_and_word_sensitive() -> None:

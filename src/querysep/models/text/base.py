@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -30,8 +31,10 @@ def validate_queries(queries: str | Sequence[str]) -> list[str]:
     """Normalise ``queries`` to a non-empty list of usable, stripped strings.
 
     Raises:
-        QueryError: No query, an empty or whitespace-only query, or one longer than
-            :data:`MAX_QUERY_CHARS` characters.
+        QueryError: No query, an empty or whitespace-only query, one longer than
+            :data:`MAX_QUERY_CHARS` characters, one with a control character (other than
+            whitespace, which is collapsed), or one with no letter or digit at all
+            (``'!!!'``, an emoji alone: nothing a text encoder can read as a sound).
     """
     items = [queries] if isinstance(queries, str) else list(queries)
     if not items:
@@ -46,6 +49,14 @@ def validate_queries(queries: str | Sequence[str]) -> list[str]:
         if len(text) > MAX_QUERY_CHARS:
             raise QueryError(
                 f"query of {len(text)} characters is too long (at most {MAX_QUERY_CHARS})"
+            )
+        control = next((c for c in text if unicodedata.category(c) == "Cc"), None)
+        if control is not None:
+            raise QueryError(f"query {text!r} holds a control character (U+{ord(control):04X})")
+        if not any(unicodedata.category(c)[0] in "LN" for c in text):
+            raise QueryError(
+                f"query {text!r} has no letter or digit: say what to separate in words, "
+                "e.g. 'a dog barking'"
             )
         out.append(text)
     return out
