@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 
 from querysep.audio import load_audio
+from querysep.captions.paraphrase import paraphrase
 from querysep.clap import DEFAULT_CLAP, load_clap
 from querysep.clap.small import ESC50_CLAP_SHA256, ClapEnsemble, SmallClap, SmallClapConfig
 from querysep.clap.train import (
@@ -31,7 +32,7 @@ from querysep.clap.zeroshot import (
     zeroshot_scores,
 )
 from querysep.data.recipes.esc50 import builtin_captions
-from querysep.errors import CheckpointError, ConfigError, OutputError
+from querysep.errors import AudioError, CheckpointError, ConfigError, DataError, OutputError
 from querysep.models.text import HashingTextEncoder
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "esc50"
@@ -188,6 +189,13 @@ def test_training_texts_never_hold_heldout_captions() -> None:
         assert not set(captions) & set(texts)
 
 
+def test_paraphrases_need_a_paraphraser_passed_in() -> None:
+    """The clap room does not import the captions room; the caller hands the paraphraser."""
+    with pytest.raises(ConfigError, match="paraphrases: 2 needs the offline paraphraser"):
+        class_texts("dog", paraphrases=2)
+    assert class_texts("dog", paraphrases=0) == class_texts("dog")
+
+
 def test_paraphrased_training_texts_avoid_heldout_only_words() -> None:
     heldout = builtin_captions("heldout")
     train = builtin_captions("train")
@@ -195,7 +203,7 @@ def test_paraphrased_training_texts_avoid_heldout_only_words() -> None:
     known = {w for caps in train.values() for c in caps for w in c.lower().split()}
     for category in ("dog", "crying_baby", "clock_tick", "rooster"):
         plain = class_texts(category)
-        texts = class_texts(category, paraphrases=5)
+        texts = class_texts(category, paraphrases=5, paraphrase=paraphrase)
         assert texts[: len(plain)] == plain
         extra = texts[len(plain) :]
         assert len(extra) >= 5 and len(set(extra)) == len(extra)
@@ -665,6 +673,45 @@ def test_clap_train_cli_commands_wire_into_a_group(tmp_path: Path) -> None:
     assert runner.invoke(group, ["train", "--help"]).exit_code == 0
 
 
+def test_module_entry_points_are_the_cli_commands(tmp_path: Path) -> None:
+    """`python -m querysep.clap.zeroshot|train` (the model card's commands): the CLI's
+    one-line errors and exit 2, and the clap train command hands the paraphraser in."""
+    import subprocess
+    import sys
+
+    _write_toy_esc50(tmp_path / "data")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    ok = run("querysep.clap.zeroshot", "--clap", "test-tiny", "--data", str(tmp_path / "data"))
+    assert ok.returncode == 2 and ok.stderr.strip() == (
+        f"querysep: error: no ESC-50 clips in folds [4] under {tmp_path / 'data'}"
+    )
+    ok = run(
+        "querysep.clap.zeroshot",
+        "--clap",
+        "test-tiny",
+        "--data",
+        str(tmp_path / "data"),
+        "--fold",
+        "1",
+        "--batch-size",
+        "3",
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["folds"] == [1]
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {tmp_path / 'data'}\ntrain_folds: [1]\nloss: bogus\n")
+    bad = run("querysep.clap.train", str(config), "-o", str(tmp_path / "run"), "paraphrases=2")
+    assert bad.returncode == 2  # the paraphraser was there: the loss is what is refused
+    assert bad.stderr.strip() == (
+        "querysep: error: loss must be one of infonce, sigmoid, infonce+sigmoid, got 'bogus'"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_refit_targets_are_centroids_or_directions_that_separate_better() -> None:
     """Weight 0 gives the unit class centroids exactly; the discriminant direction discounts a
     nuisance shared by all classes, so fresh clips score their own class's target above the
@@ -744,3 +791,24 @@ def test_audio_views_and_text_templates_change_the_embeddings_as_documented(
             tiny_config(**bad)
     with pytest.raises(ConfigError, match="audio_views, text_templates"):
         ClapEnsemble([plain, both])
+
+
+def test_esc50_folder_problems_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"no esc50\.csv in .*nowhere \(give the ESC-50 folder"):
+        load_esc50(tmp_path / "nowhere", [4])
+    _write_toy_esc50(tmp_path / "data")
+    table = tmp_path / "data" / "esc50.csv"
+    good = table.read_text()
+    table.write_text(good.replace("category", "label"))
+    with pytest.raises(DataError, match=r"esc50\.csv: no column\(s\) category$"):
+        load_esc50(tmp_path / "data", [1])
+    table.write_text(good.replace(",1,0,dog", ",one,0,dog"))
+    with pytest.raises(DataError, match="a fold or target is not an integer"):
+        load_esc50(tmp_path / "data", [1])
+    table.write_text(good)
+    first = sorted((tmp_path / "data" / "audio").iterdir())[0]
+    first.unlink()
+    with pytest.raises(AudioError, match=f"{first.name}"):
+        load_esc50(tmp_path / "data", [1, 2])
+    split = load_esc50(tmp_path / "data", [2])  # the other fold still loads
+    assert split.categories == ["dog", "rain"] and len(split.filenames) == 4

@@ -23,11 +23,9 @@ seed stays ``seed`` unless a member sets it).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -50,7 +48,14 @@ from .small import (
     log_compress,
     mel_centres,
 )
-from .zeroshot import DEFAULT_ROOT, Esc50Split, class_texts, evaluate_zeroshot, load_esc50
+from .zeroshot import (
+    DEFAULT_ROOT,
+    Esc50Split,
+    Paraphraser,
+    class_texts,
+    evaluate_zeroshot,
+    load_esc50,
+)
 
 __all__ = [
     "ClapTrainConfig",
@@ -143,11 +148,12 @@ def _text_table(
     categories: list[str],
     encode: Callable[[list[str]], torch.Tensor],
     paraphrases: int = 0,
+    paraphrase: Paraphraser | None = None,
 ) -> tuple[torch.Tensor, list[list[int]], list[str]]:
     """Sentence embeddings (by ``encode``) of every training text, and each class's indices."""
     texts, owners = [], []
     for index, category in enumerate(categories):
-        for text in class_texts(category, paraphrases):
+        for text in class_texts(category, paraphrases, paraphrase):
             owners.append(index)
             texts.append(text)
     emb = encode(texts).float().clone()
@@ -318,6 +324,7 @@ def refit_text_head(
     penalty: float,
     *,
     paraphrases: int = 0,
+    paraphrase: Paraphraser | None = None,
     batch_size: int = 32,
     discriminant: float = 0.0,
     shrinkage: float = 0.3,
@@ -374,7 +381,7 @@ def refit_text_head(
     if templates is not None:
         model.config.text_templates = list(templates)
     sentences, by_class, texts = _text_table(
-        split.categories, model.sentence_embeddings, paraphrases
+        split.categories, model.sentence_embeddings, paraphrases, paraphrase
     )
     owner = torch.empty(len(texts), dtype=torch.long)
     for index, rows in enumerate(by_class):
@@ -413,6 +420,7 @@ def train(
     *,
     log: Any = print,
     text_encoder: TextEncoder | None = None,
+    paraphrase: Paraphraser | None = None,
 ) -> Path:
     """Run (or resume) a training run; return the exported model folder.
 
@@ -423,14 +431,18 @@ def train(
         text_encoder: The frozen sentence encoder; ``None`` = the model's own (MiniLM, or
             ``model.text_encoder``). Tests pass a cheap one; its ``dim`` must equal
             ``model.text_dim``, and the exported folder still names the MiniLM.
+        paraphrase: The offline paraphraser, needed by ``config.paraphrases > 0``
+            (``querysep clap train`` passes :func:`querysep.captions.paraphrase.paraphrase`).
     """
     out = Path(output_dir)
     members = member_configs(config)
     for each in members or [config]:  # before training (any member), not after it
-        _check_run(each)
+        _check_run(each, paraphrase)
     out.mkdir(parents=True, exist_ok=True)  # only for a config that passed the checks
     if members is not None:
-        return _train_ensemble(config, members, out, log=log, text_encoder=text_encoder)
+        return _train_ensemble(
+            config, members, out, log=log, text_encoder=text_encoder, paraphrase=paraphrase
+        )
     torch.manual_seed(config.seed)
     precision = str(config.precision)  # YAML reads a bare 32 as a number
     use_bf16 = resolve_precision(precision, torch.device("cpu")) == "bf16-mixed"
@@ -439,7 +451,7 @@ def train(
     num_classes = len(train_split.categories)
     model = SmallClap(config.model, text_encoder)
     text_emb, text_by_class, texts = _text_table(
-        train_split.categories, model.sentence_embeddings, config.paraphrases
+        train_split.categories, model.sentence_embeddings, config.paraphrases, paraphrase
     )
     model.train()
     mel = _mel_power(model, train_split.audio)
@@ -582,6 +594,7 @@ def train(
             train_split,
             config.text_ridge,
             paraphrases=config.paraphrases,
+            paraphrase=paraphrase,
             discriminant=config.text_ridge_discriminant,
             shrinkage=config.text_ridge_shrinkage,
             templates=config.text_ridge_templates,
@@ -610,8 +623,10 @@ def _card(config: ClapTrainConfig) -> dict[str, Any]:
     }
 
 
-def _check_run(config: ClapTrainConfig) -> None:
-    """Raise :class:`ConfigError` for a loss or refit setting a run cannot use."""
+def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -> None:
+    """Raise :class:`ConfigError` for a loss, refit or text setting a run cannot use."""
+    if config.paraphrases > 0:
+        class_texts("dog", config.paraphrases, paraphrase)  # no paraphraser: one line, now
     if config.loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
     if config.text_ridge is not None:
@@ -666,6 +681,7 @@ def _train_ensemble(
     *,
     log: Any,
     text_encoder: TextEncoder | None,
+    paraphrase: Paraphraser | None,
 ) -> Path:
     """Train ``members`` one after the other (each resumable); export their ensemble."""
     folders = []
@@ -673,7 +689,9 @@ def _train_ensemble(
         where = out / f"member{index}"
         detail = f"seed {member.seed}, {member.epochs} epochs"
         log(f"member {index + 1}/{len(members)} ({detail}) in {where}")
-        folders.append(train(member, where, log=log, text_encoder=text_encoder))
+        folders.append(
+            train(member, where, log=log, text_encoder=text_encoder, paraphrase=paraphrase)
+        )
     return export_ensemble(config, folders, out / "model")
 
 
@@ -713,17 +731,9 @@ def _plain(data: Any) -> Any:
     return json.loads(json.dumps(data, default=list))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m querysep.clap.train CONFIG -o OUT [key=value ...]``."""
-    parser = argparse.ArgumentParser(description="Train the small CLAP on ESC-50.")
-    parser.add_argument("config", help="YAML config (configs/esc50-clap.yaml)")
-    parser.add_argument("-o", "--output", required=True, help="run folder")
-    parser.add_argument("overrides", nargs="*", help="key=value (e.g. epochs=20 augment.speed=0)")
-    args = parser.parse_intermixed_args(argv)
-    config = load_train_config(args.config, args.overrides)
-    folder = train(config, args.output, log=lambda line: print(line, flush=True))
-    print(f"model written to {folder}", file=sys.stderr)
+if __name__ == "__main__":  # the same command as `querysep clap train ARGS`
+    import sys
 
+    from querysep.cli import app
 
-if __name__ == "__main__":
-    main()
+    app(["clap", "train", *sys.argv[1:]], prog_name="python -m querysep.clap.train")

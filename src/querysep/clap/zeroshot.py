@@ -17,23 +17,25 @@ Works for every model :func:`~querysep.clap.load_clap` loads.
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
+import io
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..data.recipes.esc50 import builtin_captions
-from ..errors import DataError
+from ..data.recipes.esc50 import DEFAULT_ROOT, builtin_captions
+from ..errors import ConfigError, DataError
 from .base import REFERENCE_RMS, AudioTextModel
 
 __all__ = [
+    "DEFAULT_ROOT",
     "Esc50Split",
+    "Paraphraser",
     "class_texts",
     "evaluate_zeroshot",
     "label_prompt",
@@ -42,33 +44,47 @@ __all__ = [
     "zeroshot_scores",
 ]
 
-DEFAULT_ROOT = "/work/shared/datasets/esc50-16k"
-
 
 def label_prompt(category: str) -> str:
     """The label prompt of an ESC-50 category: ``crying_baby`` -> ``crying baby``."""
     return category.replace("_", " ")
 
 
-def class_texts(category: str, paraphrases: int = 0) -> list[str]:
+#: ``paraphrase(caption, keywords, n)``: up to ``n`` rewrites of ``caption`` (the offline
+#: paraphraser, :func:`querysep.captions.paraphrase.paraphrase`, has this signature).
+Paraphraser = Callable[[str, Sequence[str], int], list[str]]
+
+
+def class_texts(
+    category: str, paraphrases: int = 0, paraphrase: Paraphraser | None = None
+) -> list[str]:
     """Training texts of a class: label variants, the 5 ``train`` captions, and paraphrases.
 
     Args:
         category: The ESC-50 category (``crying_baby``).
-        paraphrases: How many offline paraphrases (:func:`querysep.captions.paraphrase`) of
-            each ``train`` caption to add. A paraphrase that uses a word found only in the
-            ``heldout`` captions (of any class) is dropped, so the held-out figures never
-            reward vocabulary the lexicon shares with them.
+        paraphrases: How many paraphrases of each ``train`` caption to add. A paraphrase
+            that uses a word found only in the ``heldout`` captions (of any class) is
+            dropped, so the held-out figures never reward vocabulary the paraphraser shares
+            with them.
+        paraphrase: The paraphraser, needed when ``paraphrases > 0`` (the caller passes
+            :func:`querysep.captions.paraphrase.paraphrase`: this room does not import the
+            captions room).
 
     Never contains a ``heldout`` caption.
+
+    Raises:
+        ConfigError: ``paraphrases > 0`` without a ``paraphrase``.
     """
     label = label_prompt(category)
     article = "an" if label[0] in "aeiou" else "a"
     variants = [label, f"{article} {label}", f"the sound of {article} {label}"]
     texts = variants + list(builtin_captions("train")[category])
     if paraphrases > 0:
-        from ..captions.paraphrase import paraphrase
-
+        if paraphrase is None:
+            raise ConfigError(
+                f"paraphrases: {paraphrases} needs the offline paraphraser: train with "
+                "`querysep clap train`, or pass paraphrase=querysep.captions.paraphrase.paraphrase"
+            )
         banned = _heldout_only_words()
         for caption in builtin_captions("train")[category]:
             for text in paraphrase(caption, [label], paraphrases):
@@ -117,24 +133,35 @@ def load_esc50(root: str | os.PathLike[str], folds: list[int]) -> Esc50Split:
     """Read the clips of ``folds`` from an ESC-50 copy (``esc50.csv`` + ``audio/``).
 
     Raises:
-        DataError: No ``esc50.csv``, or no clip in those folds.
+        DataError: No ``esc50.csv`` (the message names the folder and ``--data``), one
+            without the ``filename``, ``fold``, ``target`` and ``category`` columns or with
+            a non-integer fold or target, no clip in those folds, or clips at two rates.
+        AudioError: A clip that is missing or cannot be read.
     """
-    import soundfile as sf
+    from ..audio.io import load_audio
+    from ..textfiles import read_text
 
     root = Path(root)
     if not (root / "esc50.csv").is_file():
-        raise DataError(f"no esc50.csv in {root}")
-    with open(root / "esc50.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    names = {int(r["target"]): r["category"] for r in rows}
-    categories = [names[i] for i in range(len(names))]
-    chosen = sorted((r for r in rows if int(r["fold"]) in folds), key=lambda r: r["filename"])
+        raise DataError(f"no esc50.csv in {root} (give the ESC-50 folder with --data)")
+    rows = list(csv.DictReader(io.StringIO(read_text(root / "esc50.csv", "ESC-50 metadata"))))
+    missing = {"filename", "fold", "target", "category"} - set(rows[0] if rows else ())
+    if missing:
+        raise DataError(f"{root / 'esc50.csv'}: no column(s) {', '.join(sorted(missing))}")
+    try:
+        names = {int(r["target"]): r["category"] for r in rows}
+        chosen = sorted((r for r in rows if int(r["fold"]) in folds), key=lambda r: r["filename"])
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{root / 'esc50.csv'}: a fold or target is not an integer") from exc
+    categories = [names.get(i, f"class {i}") for i in range(max(names, default=-1) + 1)]
     if not chosen:
         raise DataError(f"no ESC-50 clips in folds {folds} under {root}")
     clips, targets, rate = [], [], 0
     for r in chosen:
-        audio, rate = sf.read(root / "audio" / r["filename"], dtype="float32", always_2d=True)
-        clip = audio.mean(axis=1)
+        audio, clip_rate = load_audio(root / "audio" / r["filename"], mono=True)
+        if rate and clip_rate != rate:
+            raise DataError(f"{r['filename']}: {clip_rate} Hz, but the first clip is {rate} Hz")
+        rate, clip = clip_rate, audio[0]
         rms = float(np.sqrt(np.mean(np.square(clip, dtype=np.float64))))
         clips.append(clip * (REFERENCE_RMS / rms) if rms > 1e-8 else clip)
         targets.append(int(r["target"]))
@@ -212,22 +239,9 @@ def evaluate_zeroshot(
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m querysep.clap.zeroshot --clap SPEC --fold 4``."""
-    from .registry import load_clap
+if __name__ == "__main__":  # the same command as `querysep clap zeroshot ARGS`
+    import sys
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clap", default=None, help="model name, folder or kind:path")
-    parser.add_argument("--fold", type=int, nargs="+", default=[4])
-    parser.add_argument("--data", default=DEFAULT_ROOT, help="ESC-50 folder (esc50.csv, audio/)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=32)
-    args = parser.parse_args(argv)
-    model = load_clap(args.clap, args.device)
-    split = load_esc50(args.data, args.fold)
-    result = evaluate_zeroshot(model, split, batch_size=args.batch_size)
-    print(json.dumps({"clap": args.clap or "default", "folds": args.fold, **result}, indent=2))
+    from querysep.cli import app
 
-
-if __name__ == "__main__":
-    main()
+    app(["clap", "zeroshot", *sys.argv[1:]], prog_name="python -m querysep.clap.zeroshot")

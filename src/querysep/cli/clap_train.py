@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 
+from ..data.recipes.esc50 import DEFAULT_ROOT
 from ._common import console, handle_errors
 
 __all__ = ["add_refit_command", "add_train_command", "add_zeroshot_command"]
@@ -34,10 +35,16 @@ def add_train_command(clap_app: typer.Typer) -> None:
         overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. epochs=20."),
     ) -> None:
         """Train the small CLAP (log-mel CNN + frozen MiniLM) on ESC-50 folds."""
+        from ..captions.paraphrase import paraphrase
         from ..clap.train import load_train_config, train
 
         cfg = load_train_config(str(config), list(overrides or []))
-        folder = train(cfg, output, log=lambda line: console.print(line, markup=False))
+        folder = train(
+            cfg,
+            output,
+            log=lambda line: console.print(line, markup=False),
+            paraphrase=paraphrase,  # for `paraphrases: N` (the clap room leaves captions alone)
+        )
         console.print(f"model written to {folder}", markup=False)
 
 
@@ -54,18 +61,21 @@ def add_zeroshot_command(clap_app: typer.Typer) -> None:
         ),
         fold: list[int] = typer.Option([4], "--fold", help="ESC-50 fold(s) to score."),
         data: Path = typer.Option(
-            Path("/work/shared/datasets/esc50-16k"),
+            Path(DEFAULT_ROOT),
             "--data",
             help="ESC-50 folder with esc50.csv and audio/.",
         ),
         device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
+        batch_size: int = typer.Option(32, "--batch-size", help="Audio windows per forward pass."),
     ) -> None:
         """Zero-shot accuracy (labels, held-out captions) and ATS ROC-AUC on ESC-50 folds."""
         from ..clap.registry import load_clap
         from ..clap.zeroshot import evaluate_zeroshot, load_esc50
 
+        if batch_size < 1:
+            raise typer.BadParameter("must be at least 1", param_hint="'--batch-size'")
         model = load_clap(clap, device)
-        result = evaluate_zeroshot(model, load_esc50(data, list(fold)))
+        result = evaluate_zeroshot(model, load_esc50(data, list(fold)), batch_size=batch_size)
         console.print(
             json.dumps({"clap": clap or "default", "folds": fold, **result}, indent=2), markup=False
         )
@@ -110,7 +120,7 @@ def add_refit_command(clap_app: typer.Typer) -> None:
             [1, 2, 3], "--fold", help="ESC-50 folds whose clips give the class centroids."
         ),
         data: Path = typer.Option(
-            Path("/work/shared/datasets/esc50-16k"),
+            Path(DEFAULT_ROOT),
             "--data",
             help="ESC-50 folder with esc50.csv and audio/.",
         ),

@@ -18,7 +18,11 @@ from ...errors import ConfigError
 from ..manifest import Clip, label_to_text
 from ._common import AudioIndex, PrepareResult, find_first, probe, read_csv
 
-__all__ = ["builtin_captions", "prepare_esc50"]
+__all__ = ["DEFAULT_ROOT", "builtin_captions", "prepare_esc50"]
+
+#: Where the workplace keeps ESC-50 at 16 kHz, relative to the working directory: run from
+#: the repository root, with the ``shared`` folder beside it (as the recipes in configs/ do).
+DEFAULT_ROOT = "../shared/datasets/esc50-16k"
 
 COLUMNS = ("filename", "fold", "category")
 
