@@ -22,7 +22,8 @@ from pathlib import Path
 from .. import __version__
 from ..errors import OutputError
 from ..fileio import check_output_folder, publish_folder, sha256_file
-from .hf import CONVERSION_FILE, ROBERTA_TOKENIZER_FILES, quiet_transformers
+from ..models.text.laion import ROBERTA_TOKENIZER_FILES
+from .hf import CONVERSION_FILE, quiet_transformers
 from .laion import (
     find_roberta_tokenizer,
     laion_clap_model,

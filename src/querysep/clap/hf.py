@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelNotFoundError
+from ..models.text.laion import ROBERTA_TOKENIZER_FILES
 from .base import AudioTextModel
 from .registry import register_clap_loader, register_folder_loader
 
@@ -49,8 +50,6 @@ _WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
 )
 _FEATURE_EXTRACTOR_FILE = "preprocessor_config.json"
-ROBERTA_TOKENIZER_FILES = "vocab.json, merges.txt and tokenizer_config.json (or tokenizer.json)"
-"""The roberta-base files a converted LAION-CLAP folder needs to embed text."""
 
 CONVERSION_FILE = "querysep_clap.json"
 """Written beside the weights by ``querysep clap convert`` (source checkpoint and sha256)."""

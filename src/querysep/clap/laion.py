@@ -8,7 +8,9 @@ transformers ``ClapModel`` plus a ``ClapFeatureExtractor`` set to LAION's front 
 - :func:`load_laion_state_dict` reads a checkpoint without running any pickled code
   (``torch.load(weights_only=True)``) and finds the CLAP keys in it;
 - :func:`convert_text_branch` and :func:`convert_audio_branch` map each tower on its own
-  (AudioSep's query encoder needs only the text one);
+  (AudioSep's query encoder needs only the text one, so the text half, with the checkpoint
+  reader and the tokenizer, lives in :mod:`querysep.models.text.laion`; it is re-exported
+  here);
 - :func:`laion_clap_model` builds the ``ClapModel`` and checks every key and shape;
 - :func:`laion_feature_extractor` is LAION's front end as a ``ClapFeatureExtractor``: LAION
   computes its log-mel inside the audio tower (torchlibrosa STFT, n_fft 1024, hop 480, Hann,
@@ -26,7 +28,6 @@ only by the training loss (``audio_transform``, ``text_transform``).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from collections.abc import Mapping
@@ -37,11 +38,27 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, ModelNotFoundError
-from ..safeload import load_weights_only
-from .hf import ROBERTA_TOKENIZER_FILES, HFClap
+from ..models.text.laion import (
+    RECOMPUTED_KEYS,
+    ROBERTA_HUB_IDS,
+    ROBERTA_TOKENIZER_FILES,
+    TEXT_DROPPED,
+    convert_text_branch,
+    few_keys,
+    find_roberta_tokenizer,
+    get_key,
+    laion_text_model,
+    load_laion_state_dict,
+    load_roberta_tokenizer,
+    map_projection,
+    skip_weight_init,
+    strip_laion_prefix,
+)
+from .hf import HFClap
 from .registry import register_clap_loader
 
 __all__ = [
+    "ROBERTA_HUB_IDS",
     "LaionConversion",
     "convert_audio_branch",
     "convert_laion_state_dict",
@@ -56,12 +73,6 @@ __all__ = [
     "strip_laion_prefix",
 ]
 
-ROBERTA_HUB_IDS = ("FacebookAI/roberta-base", "roberta-base")
-"""Where the RoBERTa tokenizer is looked for in the local Hugging Face cache."""
-
-_TEXT_MARK = "text_branch.embeddings.word_embeddings.weight"
-_AUDIO_MARK = "audio_branch.patch_embed.proj.weight"
-_PREFIXES = ("", "module.", "query_encoder.model.", "module.query_encoder.model.")
 _TOP_LEVEL = ("audio_branch.", "text_branch.", "audio_projection.", "text_projection.")
 _TOP_LEVEL_DROPPED = ("audio_transform.", "text_transform.")
 
@@ -79,178 +90,10 @@ _AUDIO_DROPPED = re.compile(
     r"^(spectrogram_extractor\.|logmel_extractor\.|tscam_conv\.|head\."
     r"|layers\.\d+\.blocks\.\d+\.(attn_mask|attn\.relative_position_index)$)"
 )
-_TEXT_DROPPED = ("embeddings.position_ids", "embeddings.token_type_ids")
-_PROJECTION = {"0.": "linear1.", "2.": "linear2."}  # Sequential(Linear, ReLU, Linear)
-_RECOMPUTED = re.compile(
-    r"(\.relative_position_index|embeddings\.position_ids|embeddings\.token_type_ids"
-    r"|batch_norm\.num_batches_tracked)$"
-)
-
-
-def _few(keys: Any, count: int = 4) -> str:
-    keys = sorted(keys)
-    more = f" and {len(keys) - count} more" if len(keys) > count else ""
-    return ", ".join(keys[:count]) + more
-
-
-# ---------------------------------------------------------------------------------------
-# reading checkpoints
-
-
-def load_laion_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """Read a LAION-CLAP checkpoint safely and return its CLAP weights without prefix.
-
-    The file is read with ``torch.load(weights_only=True)``: a checkpoint that needs pickled
-    code (a class, a function) is refused and none of it runs.
-
-    Returns:
-        The state dict (see :func:`strip_laion_prefix`) and the prefix its keys had.
-
-    Raises:
-        CheckpointError: Not readable, needs pickled code, or holds no LAION-CLAP weights.
-        ModelNotFoundError: No such file.
-    """
-    obj = load_weights_only(path, "LAION-CLAP checkpoint")
-    try:
-        return strip_laion_prefix(obj)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-
-
-def strip_laion_prefix(obj: Any) -> tuple[dict[str, torch.Tensor], str]:
-    """The LAION-CLAP weights of a checkpoint object, keys without their prefix.
-
-    Accepts the state dict bare or under ``state_dict``, with keys bare or prefixed by
-    ``module.`` (DDP) or ``query_encoder.model.`` (AudioSep; its other weights, the
-    separator's, are left out).
-
-    Returns:
-        The state dict and the prefix its keys had.
-
-    Raises:
-        CheckpointError: No LAION-CLAP weights in it (the message lists a few keys found).
-    """
-    state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else obj
-    if not isinstance(state, Mapping) or not state:
-        raise CheckpointError(
-            f"not a LAION-CLAP checkpoint: expected a dict of weights, got {type(obj).__name__}"
-        )
-    keys = [str(k) for k in state]
-    prefix = None
-    for candidate in _PREFIXES:
-        if candidate + _TEXT_MARK in state or candidate + _AUDIO_MARK in state:
-            prefix = candidate
-            break
-    if prefix is None:
-        raise CheckpointError(
-            "not a LAION-CLAP checkpoint (no audio_branch./text_branch. weights); "
-            f"keys found: {_few(keys)}"
-        )
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        key = str(key)
-        if key.startswith(prefix):
-            out[key[len(prefix) :]] = value
-        elif "query_encoder.model." not in prefix:
-            out[key] = value  # reported as unexpected later
-    bad = [k for k, v in out.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise CheckpointError(f"checkpoint entries that are not tensors: {_few(bad)}")
-    return out, prefix
 
 
 # ---------------------------------------------------------------------------------------
 # the two towers
-
-
-def _get(state: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
-    try:
-        return state[key]
-    except KeyError:
-        raise CheckpointError(f"missing key in the LAION-CLAP checkpoint: {key}") from None
-
-
-def _projection(
-    state: Mapping[str, torch.Tensor], src: str, dst: str, out: dict[str, torch.Tensor]
-) -> dict[str, str]:
-    """Map ``src{0,2}.{weight,bias}`` (Linear-ReLU-Linear) to ``dst{linear1,linear2}.*``."""
-    names = {}
-    for key in state:
-        if not key.startswith(src):
-            continue
-        rest = key[len(src) :]
-        head = rest[:2]
-        if head not in _PROJECTION:
-            raise CheckpointError(f"unexpected key in the LAION-CLAP checkpoint: {key}")
-        new = dst + _PROJECTION[head] + rest[2:]
-        out[new] = state[key]
-        names[new] = key
-    return names
-
-
-def convert_text_branch(
-    state: Mapping[str, torch.Tensor], prefix: str = "", *, num_attention_heads: int | None = None
-) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Map LAION's RoBERTa text tower and ``text_projection`` to transformers' CLAP names.
-
-    Reads ``{prefix}text_branch.*`` and ``{prefix}text_projection.*`` and ignores every
-    other key, so it works on a whole AudioSep checkpoint with
-    ``prefix="query_encoder.model."``.
-
-    Args:
-        state: The state dict.
-        prefix: What precedes ``text_branch.`` in its keys.
-        num_attention_heads: RoBERTa's heads; by default ``hidden_size // 64`` (12 for
-            roberta-base), which the weights' shapes cannot tell.
-
-    Returns:
-        A ``ClapTextConfig`` keyword dict and the state dict with keys ``text_model.*`` and
-        ``text_projection.linear{1,2}.*``, which loads with ``strict=True`` into
-        ``ClapTextModelWithProjection(ClapTextConfig(**config))`` except for its
-        ``position_ids``/``token_type_ids`` buffers (kept at their initial values).
-
-    Raises:
-        CheckpointError: Keys of the RoBERTa tower or its projection are missing.
-    """
-    branch = f"{prefix}text_branch."
-    words = _get(state, branch + "embeddings.word_embeddings.weight")
-    vocab_size, hidden = (int(n) for n in words.shape)
-    positions = _get(state, branch + "embeddings.position_embeddings.weight")
-    types = _get(state, branch + "embeddings.token_type_embeddings.weight")
-    layer_ids = {
-        int(m.group(1))
-        for key in state
-        if (m := re.match(re.escape(branch) + r"encoder\.layer\.(\d+)\.", key))
-    }
-    if not layer_ids:
-        raise CheckpointError(f"missing keys in the LAION-CLAP checkpoint: {branch}encoder.layer.*")
-    intermediate = _get(state, branch + "encoder.layer.0.intermediate.dense.weight")
-    proj = _get(state, f"{prefix}text_projection.0.weight")
-    heads = num_attention_heads or max(1, hidden // 64)
-    config = {
-        "vocab_size": vocab_size,
-        "hidden_size": hidden,
-        "num_hidden_layers": max(layer_ids) + 1,
-        "num_attention_heads": heads,
-        "intermediate_size": int(intermediate.shape[0]),
-        "max_position_embeddings": int(positions.shape[0]),
-        "type_vocab_size": int(types.shape[0]),
-        "layer_norm_eps": 1e-5,  # RoBERTa's (transformers' CLAP default is BERT's 1e-12)
-        "hidden_act": "gelu",
-        "pad_token_id": 1,
-        "bos_token_id": 0,
-        "eos_token_id": 2,
-        "projection_dim": int(proj.shape[0]),
-        "projection_hidden_act": "relu",
-    }
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if key.startswith(branch):
-            rest = key[len(branch) :]
-            if rest not in _TEXT_DROPPED:
-                out["text_model." + rest] = value
-    _projection(state, f"{prefix}text_projection.", "text_projection.", out)
-    return config, out
 
 
 def _swin_key(rest: str, value: torch.Tensor, out: dict[str, torch.Tensor]) -> None:
@@ -292,10 +135,10 @@ def convert_audio_branch(
     fused += [k for k in state if k.startswith(branch + "patch_embed.mel_conv")]
     if fused:
         raise CheckpointError(
-            f"feature-fusion LAION-CLAP checkpoints are not supported (found {_few(fused, 2)}); "
-            "use an unfused one"
+            "feature-fusion LAION-CLAP checkpoints are not supported "
+            f"(found {few_keys(fused, 2)}); use an unfused one"
         )
-    patch = _get(state, branch + "patch_embed.proj.weight")
+    patch = get_key(state, branch + "patch_embed.proj.weight")
     width, in_chans, patch_size = int(patch.shape[0]), int(patch.shape[1]), int(patch.shape[2])
     if in_chans != 1:
         raise CheckpointError(
@@ -311,7 +154,7 @@ def convert_audio_branch(
             for k in state
             if (m := re.match(re.escape(f"{branch}layers.{i}.blocks.") + r"(\d+)\.", k))
         }
-        table = _get(state, f"{branch}layers.{i}.blocks.0.attn.relative_position_bias_table")
+        table = get_key(state, f"{branch}layers.{i}.blocks.0.attn.relative_position_bias_table")
         depths.append(max(blocks) + 1 if blocks else 0)
         heads.append(int(table.shape[1]))
         window = (math.isqrt(int(table.shape[0])) + 1) // 2
@@ -319,9 +162,9 @@ def convert_audio_branch(
         raise CheckpointError(
             f"missing keys in the LAION-CLAP checkpoint: {branch}layers.*.blocks.*"
         )
-    fc1 = _get(state, f"{branch}layers.0.blocks.0.mlp.fc1.weight")
-    mel_bins = int(_get(state, branch + "bn0.weight").shape[0])
-    proj = _get(state, f"{prefix}audio_projection.0.weight")
+    fc1 = get_key(state, f"{branch}layers.0.blocks.0.mlp.fc1.weight")
+    mel_bins = int(get_key(state, branch + "bn0.weight").shape[0])
+    proj = get_key(state, f"{prefix}audio_projection.0.weight")
     hidden = width * 2 ** (len(depths) - 1)
     if (width, tuple(depths)) == (96, (2, 2, 6, 2)):
         variant = "HTSAT-tiny"
@@ -354,7 +197,7 @@ def convert_audio_branch(
             rest = key[len(branch) :]
             if not _AUDIO_DROPPED.match(rest):
                 _swin_key(rest, value, out)
-    _projection(state, f"{prefix}audio_projection.", "audio_projection.", out)
+    map_projection(state, f"{prefix}audio_projection.", "audio_projection.", out)
     return config, out
 
 
@@ -415,7 +258,7 @@ def convert_laion_state_dict(state: Mapping[str, torch.Tensor]) -> LaionConversi
         and k not in ("logit_scale_a", "logit_scale_t")
     ]
     if unknown:
-        raise CheckpointError(f"unexpected keys in the LAION-CLAP checkpoint: {_few(unknown)}")
+        raise CheckpointError(f"unexpected keys in the LAION-CLAP checkpoint: {few_keys(unknown)}")
     text_config, text_state = convert_text_branch(state)
     audio_config, audio_state = convert_audio_branch(state)
     variant = audio_config.pop("variant")
@@ -426,7 +269,7 @@ def convert_laion_state_dict(state: Mapping[str, torch.Tensor]) -> LaionConversi
         )
     mapped = {**text_state, **audio_state}
     for name in ("logit_scale_a", "logit_scale_t"):
-        mapped[name] = _get(state, name).reshape(())
+        mapped[name] = get_key(state, name).reshape(())
     config = ClapConfig(
         text_config=text_config,
         audio_config=audio_config,
@@ -438,24 +281,12 @@ def convert_laion_state_dict(state: Mapping[str, torch.Tensor]) -> LaionConversi
         for k in state
         if k.startswith(_TOP_LEVEL_DROPPED)
         or (k.startswith("audio_branch.") and _AUDIO_DROPPED.match(k[len("audio_branch.") :]))
-        or k in {"text_branch." + name for name in _TEXT_DROPPED}
+        or k in {"text_branch." + name for name in TEXT_DROPPED}
     )
     text = (
         f"RoBERTa ({text_config['num_hidden_layers']} layers, hidden {text_config['hidden_size']})"
     )
     return LaionConversion(config, mapped, variant, text, ignored)
-
-
-def _no_init_weights() -> contextlib.AbstractContextManager[Any]:
-    """transformers' context that skips random initialisation (where this version has it)."""
-    try:
-        from transformers.initialization import no_init_weights  # transformers 5
-    except ImportError:
-        try:
-            from transformers.modeling_utils import no_init_weights  # transformers 4
-        except ImportError:  # pragma: no cover
-            return contextlib.nullcontext()
-    return no_init_weights()
 
 
 def laion_clap_model(state: Mapping[str, torch.Tensor]) -> tuple[Any, LaionConversion]:
@@ -470,10 +301,10 @@ def laion_clap_model(state: Mapping[str, torch.Tensor]) -> tuple[Any, LaionConve
     from transformers import ClapModel
 
     conv = convert_laion_state_dict(state)
-    with _no_init_weights():  # every parameter is loaded below (checked first)
+    with skip_weight_init():  # every parameter is loaded below (checked first)
         model = ClapModel(conv.config)
     expected = model.state_dict()
-    missing = [k for k in expected if k not in conv.state_dict and not _RECOMPUTED.search(k)]
+    missing = [k for k in expected if k not in conv.state_dict and not RECOMPUTED_KEYS.search(k)]
     unexpected = [k for k in conv.state_dict if k not in expected]
     wrong = [
         k
@@ -482,13 +313,13 @@ def laion_clap_model(state: Mapping[str, torch.Tensor]) -> tuple[Any, LaionConve
     ]
     problems = []
     if missing:
-        problems.append("missing keys: " + _few({_laion_name(k) for k in missing}))
+        problems.append("missing keys: " + few_keys({_laion_name(k) for k in missing}))
     if unexpected:
-        problems.append("unexpected keys: " + _few({_laion_name(k) for k in unexpected}))
+        problems.append("unexpected keys: " + few_keys({_laion_name(k) for k in unexpected}))
     if wrong:
         problems.append(
             "wrong shapes: "
-            + _few(
+            + few_keys(
                 f"{_laion_name(k)} {tuple(conv.state_dict[k].shape)} (expected "
                 f"{tuple(expected[k].shape)})"
                 for k in wrong
@@ -502,44 +333,6 @@ def laion_clap_model(state: Mapping[str, torch.Tensor]) -> tuple[Any, LaionConve
     weights = {k: v.to(expected[k].dtype).contiguous() for k, v in conv.state_dict.items()}
     model.load_state_dict(weights, strict=False, assign=True)  # no copy of ~1 GB
     return model.eval(), conv
-
-
-def laion_text_model(state: Mapping[str, torch.Tensor], prefix: str = "") -> Any:
-    """A transformers ``ClapTextModelWithProjection`` (eval mode) with LAION's text tower.
-
-    Only ``{prefix}text_branch.*`` and ``{prefix}text_projection.*`` are read (see
-    :func:`convert_text_branch`), so this works on a whole AudioSep checkpoint with
-    ``prefix="query_encoder.model."``; L2-normalising its ``text_embeds`` gives LAION's
-    ``get_text_embedding``. Every key and shape of the text tower is checked.
-
-    Raises:
-        CheckpointError: Missing, unexpected or wrong-shape keys of the text tower.
-    """
-    from transformers import ClapTextConfig, ClapTextModelWithProjection
-
-    config, mapped = convert_text_branch(state, prefix)
-    with _no_init_weights():  # every parameter is loaded below (checked first)
-        model = ClapTextModelWithProjection(ClapTextConfig(**config))
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in mapped and not _RECOMPUTED.search(k)]
-    unexpected = [k for k in mapped if k not in expected]
-    wrong = [
-        f"{prefix}{_laion_name(k)} {tuple(v.shape)} (expected {tuple(expected[k].shape)})"
-        for k, v in mapped.items()
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append("missing keys: " + _few({prefix + _laion_name(k) for k in missing}))
-    if unexpected:
-        problems.append("unexpected keys: " + _few({prefix + _laion_name(k) for k in unexpected}))
-    if wrong:
-        problems.append("wrong shapes: " + _few(wrong))
-    if problems:
-        raise CheckpointError("the LAION-CLAP text tower does not fit: " + "; ".join(problems))
-    weights = {k: v.to(expected[k].dtype).contiguous() for k, v in mapped.items()}
-    model.load_state_dict(weights, strict=False, assign=True)
-    return model.eval()
 
 
 def laion_feature_extractor() -> Any:
@@ -560,67 +353,6 @@ def laion_feature_extractor() -> Any:
         truncation="rand_trunc",
         padding="repeatpad",
     )
-
-
-# ---------------------------------------------------------------------------------------
-# the tokenizer
-
-
-def _tokenizer_folder_ok(folder: Path) -> bool:
-    if (folder / "tokenizer.json").is_file():
-        return True
-    return (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
-
-
-def find_roberta_tokenizer(tokenizer: str | Path | None = None) -> Path | None:
-    """The folder of the RoBERTa tokenizer: ``tokenizer``, else roberta-base in the local cache.
-
-    Returns:
-        The folder, or ``None`` when no tokenizer is given and none is cached.
-
-    Raises:
-        ModelNotFoundError: ``tokenizer`` is given but has no tokenizer files.
-    """
-    if tokenizer is not None:
-        folder = Path(tokenizer).expanduser()
-        if not folder.is_dir() or not _tokenizer_folder_ok(folder):
-            raise ModelNotFoundError(
-                f"no RoBERTa tokenizer in {folder}: it needs {ROBERTA_TOKENIZER_FILES}"
-            )
-        return folder
-    from huggingface_hub import try_to_load_from_cache
-
-    for repo in ROBERTA_HUB_IDS:
-        for name in ("tokenizer.json", "vocab.json"):
-            found = try_to_load_from_cache(repo, name)
-            if isinstance(found, str) and _tokenizer_folder_ok(Path(found).parent):
-                return Path(found).parent
-    return None
-
-
-def load_roberta_tokenizer(folder: Path, *, pad_token_id: int = 1) -> Any:
-    """Load the tokenizer in ``folder`` (a RoBERTa one: pads with id 1, as the model expects).
-
-    Raises:
-        ModelNotFoundError: It cannot be loaded.
-        CheckpointError: It pads with another id than the model's.
-    """
-    from transformers import AutoTokenizer, RobertaTokenizer
-
-    try:
-        try:
-            tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError, KeyError):  # vocab.json + merges.txt, nothing to say what
-            tok = RobertaTokenizer.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelNotFoundError(f"cannot load the tokenizer in {folder}: {first}") from None
-    if tok.pad_token_id != pad_token_id:
-        raise CheckpointError(
-            f"the tokenizer in {folder} pads with id {tok.pad_token_id}, but LAION-CLAP's "
-            f"RoBERTa expects {pad_token_id}: use roberta-base's tokenizer"
-        )
-    return tok
 
 
 _NO_TOKENIZER = (

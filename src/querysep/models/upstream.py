@@ -8,7 +8,7 @@ Both are Lightning checkpoints of upstream's ``AudioSep`` module, whose ``state_
 - ``query_encoder.model.*``: the frozen LAION-CLAP model of the query encoder (HTSAT-base +
   RoBERTa, ``music_speech_audioset_epoch_15_esc_89.98.pt``). Only its text tower is used:
   RoBERTa's pooler output -> Linear-ReLU-Linear -> L2 norm, LAION's ``get_text_embedding``,
-  converted by :mod:`querysep.clap.laion`. The audio tower, the training-only
+  converted by :mod:`querysep.models.text.laion`. The audio tower, the training-only
   ``*_transform`` MLPs and the logit scales are accepted and ignored.
 
 ``load_model("audiosep:PATH.ckpt")`` and ``load_model("dcase-baseline:PATH.ckpt")`` come here.
@@ -36,6 +36,7 @@ from ..errors import CheckpointError, ModelNotFoundError
 from ..safeload import load_weights_only
 from .resunet import ResUNet, ResUNetConfig
 from .separator import TextQueriedSeparator
+from .text.laion import few_keys
 
 __all__ = [
     "CLAP_CHECKPOINT_ENV",
@@ -177,12 +178,6 @@ class UpstreamCheckpoint:
     ignored: list[str]
 
 
-def _few(keys: Any, count: int = 4) -> str:
-    keys = sorted(keys)
-    more = f" and {len(keys) - count} more" if len(keys) > count else ""
-    return ", ".join(keys[:count]) + more
-
-
 def _wrong_kind(path: Path, obj: Any, state: Mapping[str, Any], label: str) -> CheckpointError:
     """The error for a readable file that is not an upstream separator checkpoint."""
     if isinstance(obj, Mapping) and "querysep" in obj:
@@ -198,7 +193,7 @@ def _wrong_kind(path: Path, obj: Any, state: Mapping[str, Any], label: str) -> C
         )
     return CheckpointError(
         f"{path} is not a {label} separator checkpoint: no {SS_PREFIX}* weights; "
-        f"keys found: {_few(keys)}"
+        f"keys found: {few_keys(keys)}"
     )
 
 
@@ -246,11 +241,11 @@ def read_upstream_checkpoint(path: str | os.PathLike[str], kind: str) -> Upstrea
         raise _wrong_kind(path, obj, state, info.label)
     if unexpected:
         raise CheckpointError(
-            f"{path}: unexpected keys in a {info.label} checkpoint: {_few(unexpected)}"
+            f"{path}: unexpected keys in a {info.label} checkpoint: {few_keys(unexpected)}"
         )
     bad = [k for k, v in {**separator, **query}.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"{path}: checkpoint entries that are not tensors: {_few(bad)}")
+        raise CheckpointError(f"{path}: checkpoint entries that are not tensors: {few_keys(bad)}")
     bn0 = separator.get(SS_PREFIX + "base.bn0.weight")
     if bn0 is None:
         raise CheckpointError(

@@ -7,7 +7,7 @@ Loads only what text queries need (``text_model`` + ``text_projection``), from
   ``tokenizer/``), or
 - an original LAION-CLAP checkpoint (``music_speech_audioset_epoch_15_esc_89.98.pt``) or a
   checkpoint that embeds one (AudioSep's, under ``query_encoder.model.``), converted by
-  :mod:`querysep.clap.laion`, with the roberta-base tokenizer from a folder or the local
+  :mod:`querysep.models.text.laion`, with the roberta-base tokenizer from a folder or the local
   Hugging Face cache.
 
 Nothing is downloaded here (``local_files_only``), and checkpoints are read without running
@@ -43,8 +43,7 @@ def laion_tokenizer_folder(tokenizer: str | Path | None = None) -> Path:
         ModelNotFoundError: ``tokenizer`` has no tokenizer files, or none is given and none
             is cached (the message names the files and where they go).
     """
-    from ...clap.hf import ROBERTA_TOKENIZER_FILES
-    from ...clap.laion import find_roberta_tokenizer
+    from .laion import ROBERTA_TOKENIZER_FILES, find_roberta_tokenizer
 
     folder = find_roberta_tokenizer(tokenizer)
     if folder is None:
@@ -85,7 +84,7 @@ class ClapTextEncoder(TextEncoder):
         if (path is None) == (laion_checkpoint is None):
             raise ConfigError("a CLAP text encoder needs either path or laion_checkpoint")
         if laion_checkpoint is not None:
-            from ...clap.laion import laion_text_model, load_laion_state_dict
+            from .laion import laion_text_model, load_laion_state_dict
 
             folder = laion_tokenizer_folder(tokenizer)  # cheap: checked before the weights
             state, _ = load_laion_state_dict(laion_checkpoint)
@@ -147,7 +146,7 @@ class ClapTextEncoder(TextEncoder):
             CheckpointError: The text tower's keys or shapes do not fit.
             ModelNotFoundError: The tokenizer cannot be loaded.
         """
-        from ...clap.laion import laion_text_model
+        from .laion import laion_text_model
 
         encoder = cls.__new__(cls)
         TextEncoder.__init__(encoder)
@@ -192,6 +191,6 @@ class ClapTextEncoder(TextEncoder):
 
 
 def _load_tokenizer(folder: Path) -> Any:
-    from ...clap.laion import load_roberta_tokenizer
+    from .laion import load_roberta_tokenizer
 
     return load_roberta_tokenizer(folder)
