@@ -233,3 +233,7 @@ def test_a_silent_output_has_no_ats(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     want = sep.clap.embed_audio(sf.read(outs[0], dtype="float32")[0], 16000)[0]
     assert dog == pytest.approx(float(want @ sep.clap.embed_text(["a dog"])[0]), abs=1e-5)
     assert np.isnan(nothing)
+    # in memory too: the same NaN for the silent estimate, a number for the other
+    est = torch.stack([torch.from_numpy(sf.read(p, dtype="float32")[0]) for p in outs])
+    in_memory = sep.ats(est, 16000, ["a dog", "nothing"])
+    assert float(in_memory[0]) == pytest.approx(dog, abs=1e-4) and torch.isnan(in_memory[1])

@@ -31,7 +31,7 @@ from .audio.io import (
 )
 from .audio.writer import AudioWriter
 from .clap import AudioTextModel, load_clap
-from .errors import AudioError, ConfigError
+from .errors import AudioError, ConfigError, SilentAudioError
 from .models.separator import TextQueriedSeparator
 from .models.text import validate_queries
 from .precision import autocast, resolve_precision
@@ -174,7 +174,8 @@ class Separator:
             queries: The queries, in the estimates' order.
 
         Returns:
-            The cosine similarity of each estimate's and its query's CLAP embeddings.
+            The cosine similarity of each estimate's and its query's CLAP embeddings; NaN for
+            a silent estimate (no sample above -100 dBFS: silence has no ATS).
 
         Shape:
             - estimates: ``(num_queries, channels, time)`` or ``(num_queries, time)``
@@ -184,7 +185,9 @@ class Separator:
         if len(items) != len(estimates):
             raise ValueError(f"{len(items)} queries but {len(estimates)} estimates")
         audio = self.clap.embed_audio(estimates, sample_rate)
-        return (audio * self.clap.embed_text(items)).sum(-1)
+        scores = (audio * self.clap.embed_text(items)).sum(-1)
+        peaks = torch.as_tensor(estimates).detach().abs().reshape(len(items), -1).amax(dim=-1)
+        return scores.masked_fill(~(peaks > SILENT_PEAK).to(scores.device), math.nan)
 
     @property
     def sample_rate(self) -> int:
@@ -348,7 +351,8 @@ class Separator:
                 after each block, e.g. to drive a progress bar in a web page.
 
         Raises:
-            AudioError: The input cannot be read, holds NaN or Inf, or is silent (no sample
+            AudioError: The input cannot be read or holds NaN or Inf;
+                :class:`~querysep.errors.SilentAudioError` when it is silent (no sample
                 above :data:`~querysep.audio.io.SILENT_PEAK`, -100 dBFS: nothing to separate;
                 known once the whole file is read). No output is written then.
         """
@@ -366,7 +370,6 @@ class Separator:
         # The residual needs the mixture at the input's rate, in step with the estimates.
         mixture = None if residual is None else _Frames(iter_audio_blocks(path, 1 << 16, mono=mono))
         written = 0
-        out_peak = np.zeros(len(items))  # of each estimate, as written
 
         def emit(out: torch.Tensor, last: bool) -> None:
             nonlocal written
@@ -379,7 +382,6 @@ class Separator:
                 est = np.pad(est, ((0, 0), (0, 0), (0, total - written - est.shape[-1])))
             if est.shape[-1] == 0:
                 return
-            out_peak[:] = np.maximum(out_peak, np.abs(est).max(axis=(1, 2)))
             for writer, chunk in zip(writers, est, strict=False):
                 writer.write(chunk)
             if mixture is not None:
@@ -404,7 +406,7 @@ class Separator:
             emit(proc.finish(), last=True)
             if not peak > SILENT_PEAK:
                 what = "silent (no sample above -100 dBFS)"
-                raise AudioError(f"{path}: {what}: there is nothing to separate")
+                raise SilentAudioError(f"{path}: {what}: there is nothing to separate")
         except BaseException as exc:
             for w in opened:
                 w.__exit__(type(exc), exc, exc.__traceback__)
@@ -419,13 +421,13 @@ class Separator:
             return paths
         from .clap.files import embed_files
 
-        audible = [q for q in range(len(items)) if out_peak[q] > SILENT_PEAK]
-        scores = [math.nan] * len(items)
-        if audible:
-            audio = embed_files(self.clap, [paths[q] for q in audible])
-            text = self.clap.embed_text([items[q] for q in audible])
-            for q, score in zip(audible, (audio * text).sum(-1).tolist(), strict=True):
-                scores[q] = score
+        def silent_is_nan(index: int, exc: AudioError) -> None:  # silence has no ATS
+            if not isinstance(exc, SilentAudioError):
+                raise exc
+
+        # Scored as written (a file the 16-bit rounding silenced is silent too).
+        audio = embed_files(self.clap, paths, on_error=silent_is_nan)
+        scores = (audio * self.clap.embed_text(items)).sum(-1).tolist()  # NaN where silent
         return list(zip(paths, scores, strict=True))
 
 

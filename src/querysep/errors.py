@@ -16,6 +16,7 @@ __all__ = [
     "OutputError",
     "QueryError",
     "QuerysepError",
+    "SilentAudioError",
     "error_line",
 ]
 
@@ -26,6 +27,10 @@ class QuerysepError(Exception):
 
 class AudioError(QuerysepError):
     """Audio that cannot be read, written or used (missing, corrupt, empty, NaN, odd rate)."""
+
+
+class SilentAudioError(AudioError):
+    """Audio with no sample above -100 dBFS: nothing to separate, and no sound to score."""
 
 
 class QueryError(QuerysepError):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..audio.io import SILENT_PEAK, audio_info, iter_audio_blocks, load_audio
-from ..errors import AudioError
+from ..errors import AudioError, SilentAudioError
 from .base import _SILENCE_RMS, REFERENCE_RMS, AudioTextModel, repeat_pad, window_starts
 
 __all__ = ["embed_file", "embed_files", "score_pairs"]
@@ -40,8 +40,8 @@ def _file_level(path: StrPath, rate: int, block: int) -> tuple[float, float, int
     return (total / count) ** 0.5 if count else 0.0, peak, count
 
 
-def _silent(path: StrPath) -> AudioError:
-    return AudioError(f"{path}: silent (no sample above -100 dBFS): it has no ATS")
+def _silent(path: StrPath) -> SilentAudioError:
+    return SilentAudioError(f"{path}: silent (no sample above -100 dBFS): it has no ATS")
 
 
 def file_windows(
@@ -54,8 +54,9 @@ def file_windows(
     the windows in memory, never the whole signal at once; shorter files are read at once.
 
     Raises:
-        AudioError: A missing, unreadable, empty, silent (no sample above
-            :data:`~querysep.audio.io.SILENT_PEAK`, -100 dBFS) or NaN-holding file.
+        AudioError: A missing, unreadable, empty or NaN-holding file;
+            :class:`~querysep.errors.SilentAudioError` for a silent one (no sample above
+            :data:`~querysep.audio.io.SILENT_PEAK`, -100 dBFS).
 
     Shape:
         - output: ``(num_windows, window_samples)``
