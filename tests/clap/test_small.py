@@ -164,7 +164,10 @@ def test_bundled_model_loads_and_is_checked() -> None:
     assert DEFAULT_CLAP == "esc50-clap"
     model = load_clap("esc50-clap")
     assert isinstance(model, ClapEnsemble) and model.name == "esc50-clap"
-    assert len(model.members) == 2  # the 300- and 400-epoch runs of the recipe (model card)
+    assert len(model.members) == 3  # the recipe's three runs (configs/esc50-clap.yaml)
+    assert [m.config.metadata for m in model.members] == [{}, {}, {}]  # runs: in the ensemble
+    runs = model.metadata["training"]["members"]
+    assert [r["config"]["seed"] for r in runs] == [0, 0, 1]
     assert isinstance(load_clap(), ClapEnsemble)
 
 

@@ -53,7 +53,7 @@ FORMAT = "querysep-clap"
 ENSEMBLE_FORMAT = "querysep-clap-ensemble"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-ESC50_CLAP_SHA256 = "f83ac68345e99d4ec727ba93420a32e5ebc4a7c0ef7a30a2f8e14d53286d9a52"
+ESC50_CLAP_SHA256 = "27e12e273fcca1b90e17042256741596d262695a51bcd6ba82e76aca98d71e75"
 
 
 MAX_VIEWS = 8
