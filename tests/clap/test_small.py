@@ -192,11 +192,18 @@ def test_training_texts_never_hold_heldout_captions() -> None:
         assert not set(captions) & set(texts)
 
 
-def test_paraphrases_need_a_paraphraser_passed_in() -> None:
+def test_paraphrases_need_a_paraphraser_passed_in(tmp_path: Path) -> None:
     """The clap room does not import the captions room; the caller hands the paraphraser."""
     with pytest.raises(ConfigError, match="paraphrases: 2 needs the offline paraphraser"):
         class_texts("dog", paraphrases=2)
     assert class_texts("dog", paraphrases=0) == class_texts("dog")
+    _write_toy_esc50(tmp_path / "data")
+    config = load_train_config(
+        None, [f"data={tmp_path / 'data'}", "train_folds=[1]", "paraphrases=2", "members=2"]
+    )
+    with pytest.raises(ConfigError, match="needs the offline paraphraser"):
+        train(config, tmp_path / "run", log=lambda line: None)
+    assert not (tmp_path / "run").exists()  # refused before anything trained
 
 
 def test_paraphrased_training_texts_avoid_heldout_only_words() -> None:

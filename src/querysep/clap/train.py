@@ -52,6 +52,7 @@ from .zeroshot import (
     DEFAULT_ROOT,
     Esc50Split,
     Paraphraser,
+    check_paraphraser,
     class_texts,
     evaluate_zeroshot,
     load_esc50,
@@ -625,8 +626,7 @@ def _card(config: ClapTrainConfig) -> dict[str, Any]:
 
 def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -> None:
     """Raise :class:`ConfigError` for a loss, refit or text setting a run cannot use."""
-    if config.paraphrases > 0:
-        class_texts("dog", config.paraphrases, paraphrase)  # no paraphraser: one line, now
+    check_paraphraser(config.paraphrases, paraphrase)
     if config.loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
     if config.text_ridge is not None:

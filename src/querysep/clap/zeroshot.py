@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_ROOT",
     "Esc50Split",
     "Paraphraser",
+    "check_paraphraser",
     "class_texts",
     "evaluate_zeroshot",
     "label_prompt",
@@ -53,6 +54,15 @@ def label_prompt(category: str) -> str:
 #: ``paraphrase(caption, keywords, n)``: up to ``n`` rewrites of ``caption`` (the offline
 #: paraphraser, :func:`querysep.captions.paraphrase.paraphrase`, has this signature).
 Paraphraser = Callable[[str, Sequence[str], int], list[str]]
+
+
+def check_paraphraser(paraphrases: int, paraphrase: Paraphraser | None) -> None:
+    """Raise :class:`ConfigError` when ``paraphrases > 0`` comes without a paraphraser."""
+    if paraphrases > 0 and paraphrase is None:
+        raise ConfigError(
+            f"paraphrases: {paraphrases} needs the offline paraphraser: train with "
+            "`querysep clap train`, or pass paraphrase=querysep.captions.paraphrase.paraphrase"
+        )
 
 
 def class_texts(
@@ -80,11 +90,7 @@ def class_texts(
     variants = [label, f"{article} {label}", f"the sound of {article} {label}"]
     texts = variants + list(builtin_captions("train")[category])
     if paraphrases > 0:
-        if paraphrase is None:
-            raise ConfigError(
-                f"paraphrases: {paraphrases} needs the offline paraphraser: train with "
-                "`querysep clap train`, or pass paraphrase=querysep.captions.paraphrase.paraphrase"
-            )
+        check_paraphraser(paraphrases, paraphrase)
         banned = _heldout_only_words()
         for caption in builtin_captions("train")[category]:
             for text in paraphrase(caption, [label], paraphrases):
