@@ -137,3 +137,12 @@ def test_report_is_strict_json_when_an_output_is_silent(tmp_path: Path) -> None:
     )
     text = json.dumps(result.report(), allow_nan=False)  # NaN is not JSON
     assert [o["ats"] for o in json.loads(text)["outputs"]] == [0.4123, None]
+
+
+def test_track_heading_says_n_a_for_a_silent_output() -> None:
+    from querysep.app.page import track_heading
+
+    item = {"title": "a dog", "ats": 0.71234, "ats_model": "esc50-clap"}
+    assert track_heading(item) == "### a dog\nATS **0.712** (esc50\\-clap)"  # escaped
+    silent = track_heading({**item, "ats": math.nan})
+    assert silent == "### a dog\nATS n/a (the output is silent)"

@@ -21,7 +21,7 @@ import torch
 from ..errors import error_line
 from .service import SeparationService, example_rows
 
-__all__ = ["build_page"]
+__all__ = ["build_page", "track_heading"]
 
 _INTRO = """\
 # querysep
@@ -62,6 +62,16 @@ def _fail(exc: Exception, recording: str | None) -> Exception:
         line = line.replace(str(recording), Path(recording).name)
     print(f"querysep app: request refused: {line}", file=sys.stderr, flush=True)
     return gr.Error(html.escape(line, quote=False), title="Cannot separate", print_exception=False)
+
+
+def track_heading(item: dict[str, Any]) -> str:
+    """The markdown above a separated track: its query and its ATS (n/a when silent)."""
+    ats = item["ats"]
+    if math.isnan(ats):
+        score = "n/a (the output is silent)"
+    else:
+        score = f"**{ats:.3f}** ({_plain(item['ats_model'])})"
+    return f"### {_plain(item['title'])}\nATS {score}"
 
 
 def build_page(service: SeparationService) -> Any:
@@ -170,13 +180,7 @@ def build_page(service: SeparationService) -> Any:
                             if item["title"] is None:
                                 gr.Markdown("### Everything else (the residual)")
                             else:
-                                ats = item["ats"]
-                                score = (
-                                    "n/a (the output is silent)"
-                                    if math.isnan(ats)
-                                    else f"**{ats:.3f}** ({_plain(item['ats_model'])})"
-                                )
-                                gr.Markdown(f"### {_plain(item['title'])}\nATS {score}")
+                                gr.Markdown(track_heading(item))
                             gr.Audio(
                                 item["audio"],
                                 label="everything else" if item["title"] is None else item["title"],
