@@ -237,3 +237,31 @@ def test_a_silent_output_has_no_ats(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     est = torch.stack([torch.from_numpy(sf.read(p, dtype="float32")[0]) for p in outs])
     in_memory = sep.ats(est, 16000, ["a dog", "nothing"])
     assert float(in_memory[0]) == pytest.approx(dog, abs=1e-4) and torch.isnan(in_memory[1])
+
+
+def test_the_residual_comes_from_the_same_decode(
+    tiny: Separator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One pass over the file feeds both the network and the residual (no second decode)."""
+    import querysep.audio.io as audio_io
+
+    decodes: list[str] = []
+    real = audio_io._stream_blocks
+
+    def counted(p, *args, **kwargs):
+        decodes.append(p.name)
+        return real(p, *args, **kwargs)
+
+    monkeypatch.setattr(audio_io, "_stream_blocks", counted)
+    x = np.stack([synth.scene(3.3, 44100, seed=9), synth.scene(3.3, 44100, seed=10)])
+    path = tmp_path / "in.wav"
+    sf.write(path, x.T, 44100, subtype="FLOAT")
+    tiny.separate_file(
+        path,
+        ["dog", "rain"],
+        [tmp_path / "a.wav", tmp_path / "b.wav"],
+        residual=tmp_path / "rest.wav",
+    )
+    assert decodes == ["in.wav"]
+    files = [sf.read(tmp_path / n, always_2d=True)[0] for n in ("a.wav", "b.wav", "rest.wav")]
+    np.testing.assert_allclose(sum(files), x.T, rtol=0, atol=3 * 1.01 / 2**15)

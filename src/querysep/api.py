@@ -8,10 +8,11 @@ mixture run as one batch.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, overload
 
@@ -367,8 +368,9 @@ class Separator:
         targets = [*outputs, *([residual] if residual is not None else [])]
         writers = [AudioWriter(out, in_sr, num_ch) for out in targets]
         back = [StreamResampler(self.sample_rate, in_sr, num_ch) for _ in items]
-        # The residual needs the mixture at the input's rate, in step with the estimates.
-        mixture = None if residual is None else _Frames(iter_audio_blocks(path, 1 << 16, mono=mono))
+        # The residual needs the mixture at the input's rate, in step with the estimates: the
+        # decoder hands each piece over before resampling (one decode of the file).
+        mixture = None if residual is None else _Frames()
         written = 0
 
         def emit(out: torch.Tensor, last: bool) -> None:
@@ -395,7 +397,14 @@ class Separator:
         try:
             for w in writers:
                 opened.append(w.__enter__())
-            for blk in iter_audio_blocks(path, block, sample_rate=self.sample_rate, mono=mono):
+            blocks = iter_audio_blocks(
+                path,
+                block,
+                sample_rate=self.sample_rate,
+                mono=mono,
+                on_frames=None if mixture is None else mixture.push,
+            )
+            for blk in blocks:
                 peak = max(peak, float(np.abs(blk).max()))
                 emit(proc.push(torch.from_numpy(blk)), last=False)
                 done_seconds += blk.shape[-1] / self.sample_rate
@@ -446,21 +455,25 @@ def _progress(enabled: bool, seconds: float, desc: str):
 
 
 class _Frames:
-    """Exactly ``n`` frames at a time from an iterator of ``(channels, n)`` blocks."""
+    """A FIFO of ``(channels, n)`` frames: pushed in pieces, taken exactly ``n`` at a time."""
 
-    def __init__(self, blocks: Iterator[np.ndarray]) -> None:
-        self._blocks = blocks
-        self._buffer: np.ndarray | None = None
+    def __init__(self) -> None:
+        self._pieces: collections.deque[np.ndarray] = collections.deque()
+
+    def push(self, piece: np.ndarray) -> None:
+        if piece.shape[-1]:
+            self._pieces.append(piece)
 
     def take(self, n: int) -> np.ndarray:
         parts, have = [], 0
         while have < n:
-            if self._buffer is None or self._buffer.shape[-1] == 0:
-                self._buffer = next(self._blocks)
-            part, self._buffer = self._buffer[:, : n - have], self._buffer[:, n - have :]
+            piece = self._pieces.popleft()  # the decoder runs ahead of the estimates
+            part = piece[:, : n - have]
+            if part.shape[-1] < piece.shape[-1]:
+                self._pieces.appendleft(piece[:, n - have :])
             parts.append(part)
             have += part.shape[-1]
-        return np.concatenate(parts, axis=-1)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
 
 
 def _fit_length(x: torch.Tensor, length: int) -> torch.Tensor:

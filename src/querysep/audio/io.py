@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -285,6 +285,7 @@ def iter_audio_blocks(
     sample_rate: int | None = None,
     *,
     mono: bool = False,
+    on_frames: Callable[[np.ndarray], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Stream an audio file in fixed-size blocks, resampling on the fly.
 
@@ -300,6 +301,9 @@ def iter_audio_blocks(
             many frames except the last, which may be shorter (never empty).
         sample_rate: Output rate; ``None`` keeps the file's rate.
         mono: Average all channels into one.
+        on_frames: Called with each piece of the file as decoded, at the file's own rate and
+            before resampling (``(channels, n)`` float32, downmixed with ``mono``), so a
+            caller that also needs the original-rate signal (a residual) decodes once.
 
     Returns:
         An iterator of float32 blocks.
@@ -315,7 +319,7 @@ def iter_audio_blocks(
         raise ValueError(f"block_frames must be a positive integer, got {block_frames!r}")
     _check_target_rate(sample_rate)
     info = audio_info(path)
-    return _stream_blocks(Path(path), info, block_frames, sample_rate, mono)
+    return _stream_blocks(Path(path), info, block_frames, sample_rate, mono, on_frames)
 
 
 class StreamResampler:
@@ -365,7 +369,12 @@ class StreamResampler:
 
 
 def _stream_blocks(
-    p: Path, info: AudioInfo, block_frames: int, sample_rate: int | None, mono: bool
+    p: Path,
+    info: AudioInfo,
+    block_frames: int,
+    sample_rate: int | None,
+    mono: bool,
+    on_frames: Callable[[np.ndarray], None] | None = None,
 ) -> Iterator[np.ndarray]:
     orig_sr = info.sample_rate
     target_sr = orig_sr if sample_rate is None else int(sample_rate)
@@ -413,6 +422,8 @@ def _stream_blocks(
             position += frames.shape[0]
             if mono:
                 frames = frames.mean(axis=1, keepdims=True, dtype=np.float32)
+            if on_frames is not None:
+                on_frames(np.ascontiguousarray(frames.T))
             add(resampler(frames.T))
             yield from take_full_blocks(final=False)
     if position == 0:
