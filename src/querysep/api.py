@@ -27,6 +27,7 @@ from .audio.io import (
     SILENT_PEAK,
     StreamResampler,
     audio_info,
+    check_audible,
     iter_audio_blocks,
     resample,
 )
@@ -413,9 +414,7 @@ class Separator:
                 if on_progress is not None:
                     on_progress(min(1.0, done_seconds / total_seconds))
             emit(proc.finish(), last=True)
-            if not peak > SILENT_PEAK:
-                what = "silent (no sample above -100 dBFS)"
-                raise SilentAudioError(f"{path}: {what}: there is nothing to separate")
+            check_audible(peak, path, "there is nothing to separate")
         except BaseException as exc:
             for w in opened:
                 w.__exit__(type(exc), exc, exc.__traceback__)

@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ..errors import AudioError
+from ..errors import AudioError, SilentAudioError
 
 if TYPE_CHECKING:  # defined in .writer, re-exported lazily (see __getattr__)
     from .writer import AudioWriter as AudioWriter
@@ -40,6 +40,7 @@ __all__ = [
     "AudioInfo",
     "StreamResampler",
     "audio_info",
+    "check_audible",
     "iter_audio_blocks",
     "load_audio",
     "resample",
@@ -62,6 +63,20 @@ StrPath = str | os.PathLike[str]
 #: Audio whose every sample is at most this in magnitude (-100 dBFS) is silent: there is
 #: nothing in it to separate, and no sound whose ATS could be scored.
 SILENT_PEAK = 1e-5
+
+
+def check_audible(peak: float, where: StrPath, consequence: str) -> None:
+    """Raise :class:`~querysep.errors.SilentAudioError` when ``peak`` <= :data:`SILENT_PEAK`.
+
+    Args:
+        peak: The largest absolute sample of the audio.
+        where: What the audio is, for the message (a path).
+        consequence: Why silence is a problem here (``"there is nothing to separate"``).
+    """
+    if not peak > SILENT_PEAK:
+        dbfs = 20 * math.log10(SILENT_PEAK)
+        raise SilentAudioError(f"{where}: silent (no sample above {dbfs:g} dBFS): {consequence}")
+
 
 MIN_SAMPLE_RATE = 8_000
 """Lowest sample rate (Hz) accepted when reading or writing a file."""

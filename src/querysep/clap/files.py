@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio.io import SILENT_PEAK, audio_info, iter_audio_blocks, load_audio
-from ..errors import AudioError, SilentAudioError
+from ..audio.io import audio_info, check_audible, iter_audio_blocks, load_audio
+from ..errors import AudioError
 from .base import _SILENCE_RMS, REFERENCE_RMS, AudioTextModel, repeat_pad, window_starts
 
 __all__ = ["embed_file", "embed_files", "score_pairs"]
@@ -26,6 +26,7 @@ StrPath = str | os.PathLike[str]
 _BLOCK_SECONDS = 30
 # Files up to this many samples (at the model's rate; 64 MB of float32) are read at once.
 _IN_MEMORY_SAMPLES = 1 << 24
+_NO_ATS = "it has no ATS"
 
 
 def _file_level(path: StrPath, rate: int, block: int) -> tuple[float, float, int]:
@@ -38,10 +39,6 @@ def _file_level(path: StrPath, rate: int, block: int) -> tuple[float, float, int
         peak = max(peak, float(np.abs(x).max()))
         count += x.shape[-1]
     return (total / count) ** 0.5 if count else 0.0, peak, count
-
-
-def _silent(path: StrPath) -> SilentAudioError:
-    return SilentAudioError(f"{path}: silent (no sample above -100 dBFS): it has no ATS")
 
 
 def file_windows(
@@ -65,16 +62,14 @@ def file_windows(
     info = audio_info(path)
     if info.duration * rate <= _IN_MEMORY_SAMPLES:  # the usual case: one read, no second pass
         audio, _ = load_audio(path, rate, mono=True)
-        if not np.abs(audio).max() > SILENT_PEAK:
-            raise _silent(path)
+        check_audible(float(np.abs(audio).max()), path, _NO_ATS)
         return model.prepare_windows(audio[0], rate, normalize_level=normalize_level)[0]
     block = max(size, rate * _BLOCK_SECONDS)
     rms, peak, length = _file_level(path, rate, block)
     gain = REFERENCE_RMS / rms if normalize_level and rms > _SILENCE_RMS else 1.0
     if length == 0:
         raise AudioError(f"{path}: the file holds no samples")
-    if not peak > SILENT_PEAK:
-        raise _silent(path)
+    check_audible(peak, path, _NO_ATS)
     starts = window_starts(length, size)
     windows: list[np.ndarray] = []
     buffer = np.zeros(0, np.float32)

@@ -43,10 +43,12 @@ from ..models.text.laion import (
     ROBERTA_HUB_IDS,
     ROBERTA_TOKENIZER_FILES,
     TEXT_DROPPED,
+    branch_items,
     convert_text_branch,
     few_keys,
     find_roberta_tokenizer,
     get_key,
+    laion_key_name,
     laion_text_model,
     load_laion_state_dict,
     load_roberta_tokenizer,
@@ -192,11 +194,9 @@ def convert_audio_branch(
         "projection_hidden_act": "relu",
     }
     out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if key.startswith(branch):
-            rest = key[len(branch) :]
-            if not _AUDIO_DROPPED.match(rest):
-                _swin_key(rest, value, out)
+    for rest, value in branch_items(state, branch):
+        if not _AUDIO_DROPPED.match(rest):
+            _swin_key(rest, value, out)
     map_projection(state, f"{prefix}audio_projection.", "audio_projection.", out)
     return config, out
 
@@ -226,20 +226,14 @@ class LaionConversion:
 
 def _laion_name(hf_key: str) -> str:
     """The LAION key a transformers CLAP key comes from (for messages)."""
-    key = hf_key
-    for new, old in (("linear1.", "0."), ("linear2.", "2.")):
-        if key.startswith(("audio_projection.", "text_projection.")):
-            key = key.replace(new, old)
-    if key.startswith("text_model."):
-        return "text_branch." + key[len("text_model.") :]
-    if key.startswith("audio_model.audio_encoder."):
-        key = key[len("audio_model.audio_encoder.") :]
-        key = re.sub(r"\.attention\.self\.(query|key|value)\.", ".attn.qkv.", key)
-        for old, new in reversed(_AUDIO_RENAMES):
-            key = key.replace(new, old)
-        key = re.sub(r"^batch_norm\.", "bn0.", key)
-        return "audio_branch." + key
-    return key
+    if not hf_key.startswith("audio_model.audio_encoder."):
+        return laion_key_name(hf_key)  # the text tower, the projections, the logit scales
+    key = hf_key[len("audio_model.audio_encoder.") :]
+    key = re.sub(r"\.attention\.self\.(query|key|value)\.", ".attn.qkv.", key)
+    for old, new in reversed(_AUDIO_RENAMES):
+        key = key.replace(new, old)
+    key = re.sub(r"^batch_norm\.", "bn0.", key)
+    return "audio_branch." + key
 
 
 def convert_laion_state_dict(state: Mapping[str, torch.Tensor]) -> LaionConversion:

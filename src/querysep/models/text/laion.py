@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,12 @@ __all__ = [
     "ROBERTA_HUB_IDS",
     "ROBERTA_TOKENIZER_FILES",
     "TEXT_DROPPED",
+    "branch_items",
     "convert_text_branch",
     "few_keys",
     "find_roberta_tokenizer",
     "get_key",
+    "laion_key_name",
     "laion_text_model",
     "load_laion_state_dict",
     "load_roberta_tokenizer",
@@ -150,6 +152,15 @@ def get_key(state: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
         raise CheckpointError(f"missing key in the LAION-CLAP checkpoint: {key}") from None
 
 
+def branch_items(
+    state: Mapping[str, torch.Tensor], branch: str
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(rest, value)`` for every key ``branch + rest`` of ``state`` (one tower's weights)."""
+    for key, value in state.items():
+        if key.startswith(branch):
+            yield key[len(branch) :], value
+
+
 def map_projection(
     state: Mapping[str, torch.Tensor], src: str, dst: str, out: dict[str, torch.Tensor]
 ) -> dict[str, str]:
@@ -223,12 +234,11 @@ def convert_text_branch(
         "projection_dim": int(proj.shape[0]),
         "projection_hidden_act": "relu",
     }
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if key.startswith(branch):
-            rest = key[len(branch) :]
-            if rest not in TEXT_DROPPED:
-                out["text_model." + rest] = value
+    out = {
+        "text_model." + rest: v
+        for rest, v in branch_items(state, branch)
+        if rest not in TEXT_DROPPED
+    }
     map_projection(state, f"{prefix}text_projection.", "text_projection.", out)
     return config, out
 
@@ -245,9 +255,13 @@ def skip_weight_init() -> contextlib.AbstractContextManager[Any]:
     return no_init_weights()
 
 
-def _text_laion_name(hf_key: str) -> str:
-    """The LAION key a transformers CLAP text-tower key comes from (for messages)."""
-    if hf_key.startswith("text_projection."):
+def laion_key_name(hf_key: str) -> str:
+    """The LAION key a transformers CLAP key of the text tower or a projection comes from.
+
+    For messages; other keys come back unchanged (:mod:`querysep.clap.laion` maps the
+    audio tower's).
+    """
+    if hf_key.startswith(("audio_projection.", "text_projection.")):
         return hf_key.replace("linear1.", "0.").replace("linear2.", "2.")
     if hf_key.startswith("text_model."):
         return "text_branch." + hf_key[len("text_model.") :]
@@ -274,18 +288,16 @@ def laion_text_model(state: Mapping[str, torch.Tensor], prefix: str = "") -> Any
     missing = [k for k in expected if k not in mapped and not RECOMPUTED_KEYS.search(k)]
     unexpected = [k for k in mapped if k not in expected]
     wrong = [
-        f"{prefix}{_text_laion_name(k)} {tuple(v.shape)} (expected {tuple(expected[k].shape)})"
+        f"{prefix}{laion_key_name(k)} {tuple(v.shape)} (expected {tuple(expected[k].shape)})"
         for k, v in mapped.items()
         if k in expected and tuple(v.shape) != tuple(expected[k].shape)
     ]
     problems = []
     if missing:
-        problems.append(
-            "missing keys: " + few_keys({prefix + _text_laion_name(k) for k in missing})
-        )
+        problems.append("missing keys: " + few_keys({prefix + laion_key_name(k) for k in missing}))
     if unexpected:
         problems.append(
-            "unexpected keys: " + few_keys({prefix + _text_laion_name(k) for k in unexpected})
+            "unexpected keys: " + few_keys({prefix + laion_key_name(k) for k in unexpected})
         )
     if wrong:
         problems.append("wrong shapes: " + few_keys(wrong))
