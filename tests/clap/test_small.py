@@ -19,6 +19,7 @@ from querysep.clap.small import ESC50_CLAP_SHA256, ClapEnsemble, SmallClap, Smal
 from querysep.clap.train import (
     PairwiseSigmoid,
     contrastive_loss,
+    export_ensemble,
     load_train_config,
     refit_text_head,
     train,
@@ -105,6 +106,47 @@ def test_strict_loading_names_the_bad_keys(tmp_path: Path) -> None:
         SmallClap.from_pretrained(tmp_path)
 
 
+def test_float16_storage_halves_the_file_and_keeps_the_scores(tmp_path: Path) -> None:
+    """Weights stored as float16 load as float32, score within 1e-3 of the float32 model,
+    stay float16 when saved again, and a weight float16 cannot hold is refused."""
+    torch.manual_seed(0)
+    model = SmallClap(tiny_config(channels=[16, 32], dim=32)).eval()
+    full = model.save_pretrained(tmp_path / "f32")
+    half = model.save_pretrained(tmp_path / "f16", "float16")
+    assert json.loads((half / "config.json").read_text())["weights_dtype"] == "float16"
+    sizes = [(f / "model.safetensors").stat().st_size for f in (half, full)]
+    ratio = sizes[0] / sizes[1]
+    assert 0.45 < ratio < 0.6
+    loaded = load_clap(str(half))
+    assert isinstance(loaded, SmallClap) and loaded.weights_dtype == "float16"
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    audio = np.random.default_rng(0).standard_normal((4, 12000)).astype(np.float32)
+    sentence = torch.nn.functional.normalize(torch.randn(6, 384), dim=-1)
+    with torch.no_grad():
+        scores = [
+            m.embed_audio(audio, 16000)
+            @ torch.nn.functional.normalize(m.text_features(sentence), dim=-1).T
+            for m in (model, loaded)
+        ]
+    difference = (scores[0] - scores[1]).abs().max().item()
+    assert 0 < difference < 1e-3  # rounded, not lost
+    # saved again without a dtype, it stays float16, byte for byte
+    again = loaded.save_pretrained(tmp_path / "again")
+    assert (again / "model.safetensors").read_bytes() == (half / "model.safetensors").read_bytes()
+    assert load_clap(str(full)).weights_dtype == "float32"
+    with torch.no_grad():
+        model.text_head.linear.weight[0, 0] = 1e6
+    with pytest.raises(ConfigError, match=r"text_head\.linear\.weight does not fit in float16"):
+        model.save_pretrained(tmp_path / "big", "float16")
+    assert not (tmp_path / "big").exists()
+    with pytest.raises(ConfigError, match="weights_dtype must be one of float32, float16"):
+        model.save_pretrained(tmp_path / "bad", "int8")
+    config = json.loads((half / "config.json").read_text())
+    (half / "config.json").write_text(json.dumps({**config, "weights_dtype": "float8"}))
+    with pytest.raises(CheckpointError, match="weights_dtype must be one of"):
+        load_clap(str(half))
+
+
 def _random_member(seed: int, **kwargs: object) -> SmallClap:
     torch.manual_seed(seed)
     return SmallClap(tiny_config(**kwargs)).eval()
@@ -154,6 +196,9 @@ def test_ensemble_refuses_mismatched_members_and_bad_files(tmp_path: Path) -> No
         load_clap(str(tmp_path))
     (tmp_path / "config.json").write_text('{"format": "querysep-clap-ensemble", "members": []}')
     with pytest.raises(CheckpointError, match="ensemble config"):
+        load_clap(str(tmp_path))
+    (tmp_path / "config.json").write_text('{"format": "querysep-clap-ensemble", "members": [3]}')
+    with pytest.raises(CheckpointError, match=r"ensemble config.*must be a mapping of settings"):
         load_clap(str(tmp_path))
 
 
@@ -358,6 +403,17 @@ def test_training_members_trains_each_seed_once_and_exports_their_ensemble(
         assert len(log) == 2
     with pytest.raises(ConfigError, match="members"):
         train(load_train_config(None, ["members=0"]), tmp_path / "bad", log=lines.append)
+    # the recipe's weights_dtype decides how the exported ensemble is stored
+    half = export_ensemble(
+        load_train_config(None, ["weights_dtype=float16"]),
+        [tmp_path / "run" / f"member{index}" / "model" for index in range(2)],
+        tmp_path / "half",
+    )
+    reloaded = load_clap(str(half))
+    assert isinstance(reloaded, ClapEnsemble) and reloaded.weights_dtype == "float16"
+    assert [m.weights_dtype for m in reloaded.members] == ["float16", "float16"]
+    for key, value in ensemble.state_dict().items():
+        torch.testing.assert_close(reloaded.state_dict()[key], value, rtol=1e-3, atol=1e-4)
 
 
 def test_training_members_as_per_member_settings(tmp_path: Path) -> None:
@@ -394,6 +450,8 @@ def test_training_members_as_per_member_settings(tmp_path: Path) -> None:
         ("members=[{model: {dim: 4}}]", "may set only"),
         ("members=[{epochs: 1}, {loss: nope}]", "loss must be"),
         ("members=[{epochs: 1}, {text_ridge: 0.3}]", "linear text head"),
+        ("members=[{epochs: 1}, {weights_dtype: float16}]", "may set only"),
+        ("weights_dtype=bfloat16", "weights_dtype must be one of"),
     ):
         with pytest.raises(ConfigError, match=message):
             train(load_train_config(None, [*overrides, bad]), tmp_path / "bad", log=lines.append)

@@ -45,6 +45,7 @@ from .small import (
     SmallClap,
     SmallClapConfig,
     check_templates,
+    check_weights_dtype,
     log_compress,
     mel_centres,
 )
@@ -105,6 +106,9 @@ class ClapTrainConfig:
     # Templates the refit stores in the model (sentence embedding = mean over them); None =
     # keep model.text_templates.
     text_ridge_templates: list[str] | None = None
+    # How the exported weights are stored: "float32" or "float16" (half the size; computation
+    # stays float32)
+    weights_dtype: str = "float32"
 
 
 def _bind(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -613,7 +617,7 @@ def train(
             **({"text_head_refit": refit} if refit is not None else {}),
         },
     }
-    return final.save_pretrained(out / "model")
+    return final.save_pretrained(out / "model", config.weights_dtype)
 
 
 def _card(config: ClapTrainConfig) -> dict[str, Any]:
@@ -627,6 +631,7 @@ def _card(config: ClapTrainConfig) -> dict[str, Any]:
 def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -> None:
     """Raise :class:`ConfigError` for a loss, refit or text setting a run cannot use."""
     check_paraphraser(config.paraphrases, paraphrase)
+    check_weights_dtype(config.weights_dtype)
     if config.loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
     if config.text_ridge is not None:
@@ -639,7 +644,7 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
         )
 
 
-_NOT_PER_MEMBER = frozenset({"members", "model", "augment", "data", "train_folds"})
+_NOT_PER_MEMBER = frozenset({"members", "model", "augment", "data", "train_folds", "weights_dtype"})
 
 
 def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
@@ -716,7 +721,7 @@ def export_ensemble(
         **_card(config),
         "training": {"config": _plain(asdict(config)), "members": runs},
     }
-    return ensemble.save_pretrained(output)
+    return ensemble.save_pretrained(output, config.weights_dtype)
 
 
 def _with_ema(model: SmallClap, ema: _Ema | None) -> SmallClap:
