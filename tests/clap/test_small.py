@@ -741,6 +741,72 @@ def test_clap_train_cli_commands_wire_into_a_group(tmp_path: Path) -> None:
     assert runner.invoke(group, ["train", "--help"]).exit_code == 0
 
 
+def test_clap_ensemble_command_joins_members_in_the_recipes_precision(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from querysep.cli.clap_train import add_train_command
+
+    group = typer.Typer()
+    add_train_command(group)
+    members = [_random_member(seed).save_pretrained(tmp_path / f"m{seed}") for seed in range(2)]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("epochs: 7\nweights_dtype: float16\n")
+    runner = CliRunner()
+    args = ["ensemble", *map(str, members), "--config", str(recipe)]
+    no_recipe = str(tmp_path / "no.yaml")
+    result = runner.invoke(group, [*args, "-o", str(tmp_path / "pair")])
+    assert result.exit_code == 0, result.output
+    assert "ensemble of 2 members (float16 weights)" in result.output
+    pair = load_clap(str(tmp_path / "pair"))
+    assert isinstance(pair, ClapEnsemble) and pair.weights_dtype == "float16"
+    assert pair.metadata["training"]["config"]["epochs"] == 7
+    audio = np.random.default_rng(2).standard_normal((3, 12000)).astype(np.float32)
+    sentence = torch.nn.functional.normalize(torch.randn(4, 384), dim=-1)
+    alone = [SmallClap.from_pretrained(m) for m in members]
+    with torch.no_grad():
+        joint = (
+            pair.embed_audio(audio, 16000)
+            @ pair._join([m.text_features(sentence) for m in pair.members]).T
+        )
+        each = [
+            m.embed_audio(audio, 16000)
+            @ torch.nn.functional.normalize(m.text_features(sentence), dim=-1).T
+            for m in alone
+        ]
+    torch.testing.assert_close(joint, (each[0] + each[1]) / 2, rtol=0, atol=1e-3)
+    # the recipe's precision can be overridden; float32 reproduces the members exactly
+    options = ["--weights-dtype", "float32", "-o", str(tmp_path / "full")]
+    assert runner.invoke(group, [*args, *options]).exit_code == 0
+    full = ClapEnsemble.from_pretrained(tmp_path / "full")
+    for index, member in enumerate(alone):
+        for key, value in member.state_dict().items():
+            torch.testing.assert_close(full.members[index].state_dict()[key], value, msg=key)
+    for bad, message in (
+        ([*args, "-o", str(tmp_path / "pair")], "already exists"),
+        (
+            [
+                "ensemble",
+                str(tmp_path / "pair"),
+                "--config",
+                str(recipe),
+                "-o",
+                str(tmp_path / "x"),
+            ],
+            "not a single small-CLAP folder",
+        ),
+        ([*args, "--weights-dtype", "int8", "-o", str(tmp_path / "x")], "weights_dtype must be"),
+        (
+            ["ensemble", *map(str, members), "--config", no_recipe, "-o", str(tmp_path / "x")],
+            "no.yaml",
+        ),
+    ):
+        result = runner.invoke(group, bad)
+        assert result.exit_code == 2, result.output
+        assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
 def test_module_entry_points_are_the_cli_commands(tmp_path: Path) -> None:
     """`python -m querysep.clap.zeroshot|train` (the model card's commands): the CLI's
     one-line errors and exit 2, and the clap train command hands the paraphraser in."""

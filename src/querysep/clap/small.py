@@ -49,8 +49,10 @@ __all__ = [
     "SmallClap",
     "SmallClapConfig",
     "TextHead",
+    "check_weights_dtype",
     "is_small_clap_folder",
     "load_small_clap",
+    "small_clap_format",
 ]
 
 FORMAT = "querysep-clap"
@@ -581,7 +583,8 @@ def _config_errors(path: Path, what: str) -> Iterator[None]:
         raise CheckpointError(f"cannot read {what} in {path}: {exc}") from exc
 
 
-def _folder_format(folder: Path) -> str | None:
+def small_clap_format(folder: Path) -> str | None:
+    """The ``format`` a folder's ``config.json`` names (``None``: none readable)."""
     try:
         payload = _read_config(folder)
     except (OSError, ValueError):
@@ -591,7 +594,7 @@ def _folder_format(folder: Path) -> str | None:
 
 def is_small_clap_folder(folder: Path) -> bool:
     """True for a folder of a small CLAP or of an ensemble of them."""
-    return _folder_format(folder) in (FORMAT, ENSEMBLE_FORMAT)
+    return small_clap_format(folder) in (FORMAT, ENSEMBLE_FORMAT)
 
 
 def _load_folder(path: str, device: torch.device | str = "cpu") -> SmallClap | ClapEnsemble:

@@ -1,9 +1,9 @@
-"""``querysep clap train``, ``refit-text`` and ``zeroshot`` (added to the ``clap`` group).
+"""``querysep clap train``, ``ensemble``, ``refit-text`` and ``zeroshot`` (the ``clap`` group).
 
 Thin wrappers over :func:`querysep.clap.train.train`,
-:func:`querysep.clap.train.refit_text_head` and
-:func:`querysep.clap.zeroshot.evaluate_zeroshot`; wire them in with
-:func:`add_train_command`, :func:`add_refit_command` and :func:`add_zeroshot_command`.
+:func:`querysep.clap.train.export_ensemble`, :func:`querysep.clap.train.refit_text_head` and
+:func:`querysep.clap.zeroshot.evaluate_zeroshot`; wire them in with :func:`add_train_command`
+(train and ensemble), :func:`add_refit_command` and :func:`add_zeroshot_command`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ __all__ = ["add_refit_command", "add_train_command", "add_zeroshot_command"]
 
 
 def add_train_command(clap_app: typer.Typer) -> None:
-    """Add ``train CONFIG -o OUT [key=value ...]`` to the ``clap`` group."""
+    """Add ``train CONFIG -o OUT [key=value ...]`` and ``ensemble MEMBER... --config CONFIG
+    -o OUT`` to the ``clap`` group."""
 
     @clap_app.command("train")
     @handle_errors
@@ -46,6 +47,48 @@ def add_train_command(clap_app: typer.Typer) -> None:
             paraphrase=paraphrase,  # for `paraphrases: N` (the clap room leaves captions alone)
         )
         console.print(f"model written to {folder}", markup=False)
+
+    @clap_app.command("ensemble")
+    @handle_errors
+    def ensemble_cmd(
+        members: list[Path] = typer.Argument(
+            ..., help="Trained single-model folders (a run's OUT/model, or a refit of it)."
+        ),
+        config: Path = typer.Option(
+            ...,
+            "--config",
+            help="The recipe the members were trained with (recorded in the model; its "
+            "weights_dtype decides how the weights are stored).",
+        ),
+        output: Path = typer.Option(
+            ..., "--output", "-o", help="Folder for the ensemble (must not exist)."
+        ),
+        weights_dtype: str = typer.Option(
+            None, "--weights-dtype", help="float32 or float16 (default: the recipe's)."
+        ),
+    ) -> None:
+        """Join trained small CLAPs into one ensemble model (ATS = the mean of their cosines)."""
+        from ..clap.small import FORMAT, check_weights_dtype, small_clap_format
+        from ..clap.train import export_ensemble, load_train_config
+        from ..errors import ConfigError
+        from ..fileio import check_output_folder
+
+        check_output_folder(output)
+        if output.exists():
+            raise ConfigError(f"{output} already exists: choose a new output folder")
+        cfg = load_train_config(str(config))
+        if weights_dtype is not None:
+            cfg.weights_dtype = check_weights_dtype(weights_dtype)
+        for member in members:
+            if small_clap_format(member) != FORMAT:
+                raise ConfigError(
+                    f"{member} is not a single small-CLAP folder (querysep clap train's OUT/model)"
+                )
+        folder = export_ensemble(cfg, members, output)
+        console.print(
+            f"ensemble of {len(members)} members ({cfg.weights_dtype} weights) written to {folder}",
+            markup=False,
+        )
 
 
 def add_zeroshot_command(clap_app: typer.Typer) -> None:
