@@ -209,10 +209,13 @@ def test_bundled_model_loads_and_is_checked() -> None:
     assert DEFAULT_CLAP == "esc50-clap"
     model = load_clap("esc50-clap")
     assert isinstance(model, ClapEnsemble) and model.name == "esc50-clap"
-    assert len(model.members) == 3  # the recipe's three runs (configs/esc50-clap.yaml)
-    assert [m.config.metadata for m in model.members] == [{}, {}, {}]  # runs: in the ensemble
+    assert len(model.members) == 5  # the recipe's five runs (configs/esc50-clap.yaml)
+    assert [m.config.metadata for m in model.members] == [{}] * 5  # runs: in the ensemble
     runs = model.metadata["training"]["members"]
-    assert [r["config"]["seed"] for r in runs] == [0, 0, 1]
+    assert [r["config"]["seed"] for r in runs] == [0, 0, 1, 2, 3]
+    assert [r["config"]["epochs"] for r in runs] == [300, 400, 300, 300, 300]
+    assert model.weights_dtype == "float16"  # five members fit 20 MB only in float16
+    assert all(p.dtype == torch.float32 for p in model.parameters())
     assert isinstance(load_clap(), ClapEnsemble)
 
 

@@ -59,7 +59,7 @@ FORMAT = "querysep-clap"
 ENSEMBLE_FORMAT = "querysep-clap-ensemble"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-ESC50_CLAP_SHA256 = "27e12e273fcca1b90e17042256741596d262695a51bcd6ba82e76aca98d71e75"
+ESC50_CLAP_SHA256 = "5d26c496679b10a2b14e9307cf8f547ebd856607ba07fec6d799c8ba9eb4b975"
 
 
 MAX_VIEWS = 8
