@@ -15,7 +15,7 @@ scaled by ``1/sqrt(members)``, so an ATS is the mean of the members' ATS. Its fo
 ``i`` are stored under ``members.i.`` in one ``model.safetensors``.
 
 Weights may be stored as float16 (``"weights_dtype": "float16"`` in ``config.json``; the
-bundled ensemble is, to fit four members in 20 MB): they are widened to float32 on loading,
+bundled ensemble is, to fit five members in 20 MB): they are widened to float32 on loading,
 and a model saves again in the precision it was loaded with.
 """
 
