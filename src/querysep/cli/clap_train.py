@@ -68,17 +68,14 @@ def add_train_command(clap_app: typer.Typer) -> None:
         ),
     ) -> None:
         """Join trained small CLAPs into one ensemble model (ATS = the mean of their cosines)."""
-        from ..clap.small import FORMAT, check_weights_dtype, small_clap_format
+        from ..clap.small import FORMAT, small_clap_format
         from ..clap.train import export_ensemble, load_train_config
         from ..errors import ConfigError
-        from ..fileio import check_output_folder
 
-        check_output_folder(output)
-        if output.exists():
-            raise ConfigError(f"{output} already exists: choose a new output folder")
+        _check_new_folder(output)
         cfg = load_train_config(str(config))
-        if weights_dtype is not None:
-            cfg.weights_dtype = check_weights_dtype(weights_dtype)
+        if weights_dtype is not None:  # checked, with the recipe's, when the weights are written
+            cfg.weights_dtype = weights_dtype
         for member in members:
             if small_clap_format(member) != FORMAT:
                 raise ConfigError(
@@ -181,12 +178,10 @@ def add_refit_command(clap_app: typer.Typer) -> None:
         from ..clap.train import check_refit, refit_text_head
         from ..clap.zeroshot import load_esc50
         from ..errors import ConfigError
-        from ..fileio import check_output_folder, publish_folder
+        from ..fileio import publish_folder
 
         templates = list(template) if template else None
-        check_output_folder(output)  # nothing in the way, checked before the slow work
-        if output.exists():
-            raise ConfigError(f"{output} already exists: choose a new output folder")
+        _check_new_folder(output)  # before the slow work
         check_refit(
             ridge,
             text_mlp=False,
@@ -236,3 +231,13 @@ def add_refit_command(clap_app: typer.Typer) -> None:
             f"folds {list(fold)}): {output}",
             markup=False,
         )
+
+
+def _check_new_folder(output: Path) -> None:
+    """Raise a one-line error unless ``output`` can be created as a new folder."""
+    from ..errors import ConfigError
+    from ..fileio import check_output_folder
+
+    check_output_folder(output)  # nothing in the way
+    if output.exists():
+        raise ConfigError(f"{output} already exists: choose a new output folder")
