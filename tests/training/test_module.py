@@ -242,3 +242,35 @@ def test_text_noise_moves_training_queries_on_their_sphere_and_repeats_per_step(
     torch.testing.assert_close(draws[1], draws[0])
     assert not torch.allclose(draws[2], draws[0])  # the next step draws other noise
     assert not torch.allclose(draws[3], draws[0])  # so does another DDP rank
+
+
+class ModeRecorder(pl.Callback):
+    def __init__(self) -> None:
+        self.modes: list[tuple[bool, bool]] = []
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, idx: int) -> None:
+        norms = [m for m in pl_module.model.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        self.modes.append((pl_module.model.net.training, all(m.training for m in norms)))
+
+
+@pytest.mark.filterwarnings("ignore:Found 1 module\\(s\\) in eval mode")  # the frozen encoder
+def test_fine_tuning_a_loaded_model_trains_its_batchnorm(
+    fitted: dict[str, Any], tmp_path: Path
+) -> None:
+    """``model.init_from`` loads a model in eval mode; its training steps still run in
+    training mode (BatchNorm statistics move), before and after a validation."""
+    folder = export_checkpoint(fitted["out"] / "checkpoints" / "best.ckpt", tmp_path / "model")
+    config = tiny_config(fitted["data"], tmp_path / "run", max_steps=4, val_every_n_steps=2)
+    config["model"] = {"init_from": str(folder)}
+    cfg = config_from_dict(config)
+    model = build_model(cfg.model)
+    assert not model.net.training  # as load_model returns it
+    before = {k: v.clone() for k, v in model.net.state_dict().items() if "running_mean" in k}
+    task = SeparationTask(model, cfg.optim)
+    recorder = ModeRecorder()
+    trainer = build_trainer(cfg, callbacks=[recorder], loggers=False)
+    trainer.fit(task, datamodule=MixtureDataModule(cfg.data, 8000, seed=0), weights_only=True)
+    assert recorder.modes == [(True, True)] * 4  # steps 1-2, validation, steps 3-4
+    assert task.model.training and not task.model.text_encoder.training
+    after = model.net.state_dict()
+    assert before and all(not torch.equal(before[k], after[k]) for k in before)

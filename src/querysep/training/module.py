@@ -356,6 +356,19 @@ class SeparationTask(pl.LightningModule):
             return emb.to(self.device)
         return self.model.encode(list(queries)).to(self.device)
 
+    def on_fit_start(self) -> None:
+        """Training mode for the whole network, whatever mode the model came in.
+
+        A pretrained model (``model.init_from``) arrives from ``load_model`` in eval mode,
+        and Lightning keeps the modules' modes as it finds them: without this, fine-tuning
+        would run with BatchNorm on its running statistics (never updated) and dropout off.
+        A frozen text encoder keeps the mode it came in (MiniLM and CLAP: eval).
+        """
+        encoder_mode = self.model.text_encoder.training
+        self.model.train()
+        if not self.train_text_encoder:
+            self.model.text_encoder.train(encoder_mode)
+
     def train(self, mode: bool = True) -> SeparationTask:
         super().train(mode)
         if not self.train_text_encoder:
