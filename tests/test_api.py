@@ -72,7 +72,7 @@ def test_channels_rate_and_length_follow_the_input(tiny: Separator) -> None:
 def test_inputs_shorter_than_a_segment_are_one_network_pass(tiny: Separator) -> None:
     # Documented: inputs shorter than a segment are processed whole, so the estimate is
     # exactly the network's output on the whole input (not silence, not a padded segment).
-    for n in (50, 1600, 16000 * 3):
+    for n in (1600, 5000, 16000 * 3):  # 1600: the shortest accepted (MIN_SECONDS)
         x = synth.scene(n / 16000, 16000, seed=5)[:n]
         est = tiny.separate_tensor(x, 16000, "speech")
         assert est.shape == (1, 1, n)
@@ -97,7 +97,9 @@ def test_one_liner() -> None:
     ("audio", "rate", "match"),
     [
         (np.zeros(0, np.float32), 16000, "empty"),
-        (np.array([0.1, np.nan] * 100, np.float32), 16000, "NaN"),
+        (np.full(1, 0.5, np.float32), 16000, "1 sample at 16000 Hz .0.0625 ms. is too short"),
+        (np.full(1599, 0.5, np.float32), 16000, "at least 0.1 s is needed"),
+        (np.array([0.1, np.nan] * 1000, np.float32), 16000, "NaN"),
         (np.zeros(1000, np.float32), 4000, "sample rate"),
         (np.zeros((9, 1000), np.float32), 16000, "channels"),
     ],

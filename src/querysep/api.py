@@ -28,6 +28,7 @@ from .audio.io import (
     StreamResampler,
     audio_info,
     check_audible,
+    check_duration,
     iter_audio_blocks,
     resample,
 )
@@ -59,6 +60,7 @@ def _check_waveform(audio: ArrayLike, sample_rate: int) -> torch.Tensor:
         raise AudioError(f"{x.shape[0]} channels is more than the {MAX_CHANNELS} supported")
     if x.shape[-1] == 0 or x.shape[0] == 0:
         raise AudioError("audio is empty (zero samples)")
+    check_duration(x.shape[-1], sample_rate, "audio", "too short to separate")
     x = x.float()
     if not torch.isfinite(x).all():
         raise AudioError("audio contains NaN or infinite samples")
@@ -363,6 +365,7 @@ class Separator:
             raise ValueError(f"{len(items)} queries but {len(outputs)} output paths")
         info = audio_info(path)
         in_sr, total = info.sample_rate, info.num_frames
+        check_duration(total, in_sr, path, "too short to separate")
         num_ch = 1 if mono else info.num_channels
         proc = self._processor(items)
         block = max(proc.segment, self.sample_rate)  # at the model's rate

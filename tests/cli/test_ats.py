@@ -199,6 +199,7 @@ def test_bad_pair_lists_fail_with_one_line_and_write_nothing(tmp_path: Path, cas
         (["{a}", "-q", "  "], "empty query"),
         (["{a}", "{missing}", "-q", "x"], "not found"),
         (["{a}", "{silent}", "-q", "x"], "silent.wav: silent"),
+        (["{a}", "{short}", "-q", "x"], "short.wav: 799 samples at 8000 Hz (99.9 ms) is too short"),
         (["{a}", "-q", "x", "--skip-bad"], "only applies"),
         (["--list", "{a}"], "needs -o"),
     ],
@@ -207,7 +208,11 @@ def test_bad_file_mode_input_is_one_line(tmp_path: Path, args: list[str], needle
     a = _write(tmp_path / "a.wav", 1)
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(4000), 16000)
-    argv = [x.format(a=a, missing=tmp_path / "missing.wav", silent=silent) for x in args]
+    short = tmp_path / "short.wav"
+    sf.write(short, np.full(799, 0.5), 8000)
+    argv = [
+        x.format(a=a, missing=tmp_path / "missing.wav", silent=silent, short=short) for x in args
+    ]
     result = _run(["ats", *argv, *CLAP])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]

@@ -338,6 +338,18 @@ CASES: list[Case] = [
         "empty-audio", "separate empty.wav -q dog -m test-tiny", file("empty.wav", b""), "empty.wav"
     ),
     Case(
+        "one-sample-audio",
+        "separate one.wav -q dog -m test-tiny",
+        lambda root: sf.write(root / "one.wav", np.full(1, 0.5, np.float32), SR),
+        "one.wav: 1 sample at 16000 Hz (0.0625 ms) is too short to separate",
+    ),
+    Case(
+        "too-short-audio",
+        "separate short.wav -q dog -m test-tiny --residual",
+        lambda root: sf.write(root / "short.wav", np.full(SR // 10 - 1, 0.5, np.float32), SR),
+        "at least 0.1 s is needed",
+    ),
+    Case(
         "nan-audio-in-list",
         "evaluate --mixtures list.csv --audio-dir audio -m mixture -o ev --no-progress",
         _nan_clip,

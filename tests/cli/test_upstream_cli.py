@@ -63,11 +63,12 @@ def test_separate_keeps_rate_and_length(
     audiosep_ckpt: Path, tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """16 kHz in -> 32 kHz model -> 16 kHz out, exact length; also inputs far shorter than
-    a segment (20 ms: shorter than the 32 kHz STFT window) and inputs spanning segments."""
+    a segment (0.1 s, the shortest accepted: under two 32 kHz STFT windows) and inputs
+    spanning segments."""
     monkeypatch.chdir(tmp_path)
     clips = {
         "long.wav": _write(tmp_path / "long.wav", 2.3, 16000),
-        "short.wav": _write(tmp_path / "short.wav", 0.02, 16000),
+        "short.wav": _write(tmp_path / "short.wav", 0.1, 16000),
         "odd.wav": _write(tmp_path / "odd.wav", 0.4123, 22050),
     }
     args = ["separate", *clips, "-q", "a dog barking", "-o", "out"]

@@ -35,12 +35,14 @@ __all__ = [
     "MAX_CHANNELS",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
+    "MIN_SECONDS",
     "RESAMPLE_QUALITY",
     "SILENT_PEAK",
     "AudioInfo",
     "StreamResampler",
     "audio_info",
     "check_audible",
+    "check_duration",
     "iter_audio_blocks",
     "load_audio",
     "resample",
@@ -76,6 +78,30 @@ def check_audible(peak: float, where: StrPath, consequence: str) -> None:
     if not peak > SILENT_PEAK:
         dbfs = 20 * math.log10(SILENT_PEAK)
         raise SilentAudioError(f"{where}: silent (no sample above {dbfs:g} dBFS): {consequence}")
+
+
+#: The shortest audio (seconds) that is separated or scored: a few STFT windows of any model
+#: querysep runs (32 ms at 16 kHz, 64 ms for AudioSep), and about the shortest sound event
+#: that a text query can name. Anything shorter is refused rather than turned into noise.
+MIN_SECONDS = 0.1
+
+
+def check_duration(num_frames: int, sample_rate: int, where: StrPath, consequence: str) -> None:
+    """Raise :class:`~querysep.errors.AudioError` when the audio is under :data:`MIN_SECONDS`.
+
+    Args:
+        num_frames: Samples per channel.
+        sample_rate: Their rate in Hz.
+        where: What the audio is, for the message (a path).
+        consequence: What cannot be done (``"too short to separate"``).
+    """
+    if num_frames < MIN_SECONDS * sample_rate:
+        unit = "sample" if num_frames == 1 else "samples"
+        raise AudioError(
+            f"{where}: {num_frames} {unit} at {sample_rate} Hz "
+            f"({1000 * num_frames / sample_rate:.3g} ms) is {consequence}: "
+            f"at least {MIN_SECONDS:g} s is needed"
+        )
 
 
 MIN_SAMPLE_RATE = 8_000

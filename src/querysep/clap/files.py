@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio.io import audio_info, check_audible, iter_audio_blocks, load_audio
+from ..audio.io import audio_info, check_audible, check_duration, iter_audio_blocks, load_audio
 from ..errors import AudioError
 from .base import _SILENCE_RMS, REFERENCE_RMS, AudioTextModel, repeat_pad, window_starts
 
@@ -60,6 +60,7 @@ def file_windows(
     """
     rate, size = model.sample_rate, model.window_samples
     info = audio_info(path)
+    check_duration(info.num_frames, info.sample_rate, path, "too short to score")
     if info.duration * rate <= _IN_MEMORY_SAMPLES:  # the usual case: one read, no second pass
         audio, _ = load_audio(path, rate, mono=True)
         check_audible(float(np.abs(audio).max()), path, _NO_ATS)
