@@ -1,0 +1,34 @@
+"""Every config shipped in configs/ loads with the schema of the command it is written for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from querysep.clap.train import ClapTrainConfig, load_train_config
+from querysep.pretrained import list_models
+from querysep.training import load_config
+from querysep.training.config import TrainConfig
+from querysep.training.melvae import MelVaeTrainConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+#: Configs for a command other than ``querysep train`` (separators), by file name.
+OTHER_SCHEMAS = {"esc50-clap.yaml": ClapTrainConfig, "esc50-melvae.yaml": MelVaeTrainConfig}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_config_loads(path: Path) -> None:
+    schema = OTHER_SCHEMAS.get(path.name, TrainConfig)
+    if schema is ClapTrainConfig:
+        config = load_train_config(str(path))
+    else:
+        config = load_config(path, schema=schema)
+    assert isinstance(config, schema)
+    if isinstance(config, TrainConfig) and config.model.init_from is not None:
+        # a fine-tuning config starts from a model querysep ships
+        assert config.model.init_from in {m.name for m in list_models()}
+
+
+def test_every_other_schema_names_a_shipped_config() -> None:
+    assert all((CONFIGS / name).is_file() for name in OTHER_SCHEMAS)
