@@ -355,7 +355,8 @@ class Separator:
                 after each block, e.g. to drive a progress bar in a web page.
 
         Raises:
-            AudioError: The input cannot be read or holds NaN or Inf;
+            AudioError: The input cannot be read, holds NaN or Inf or is shorter than
+                :data:`~querysep.audio.io.MIN_SECONDS` (0.1 s);
                 :class:`~querysep.errors.SilentAudioError` when it is silent (no sample
                 above :data:`~querysep.audio.io.SILENT_PEAK`, -100 dBFS: nothing to separate;
                 known once the whole file is read). No output is written then.

@@ -51,7 +51,8 @@ def file_windows(
     the windows in memory, never the whole signal at once; shorter files are read at once.
 
     Raises:
-        AudioError: A missing, unreadable, empty or NaN-holding file;
+        AudioError: A missing, unreadable, empty or NaN-holding file, or one shorter than
+            :data:`~querysep.audio.io.MIN_SECONDS`;
             :class:`~querysep.errors.SilentAudioError` for a silent one (no sample above
             :data:`~querysep.audio.io.SILENT_PEAK`, -100 dBFS).
 
