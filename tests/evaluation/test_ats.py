@@ -88,6 +88,50 @@ def test_ats_values_and_the_reference_row(valset: ValSet, tmp_path: Path) -> Non
     assert data["systems"]["reference"]["ats"] == pytest.approx(summary.scores["reference"]["ats"])
 
 
+class SilentOnFirst:
+    """Silence for the list's first source, half the mixture for the others."""
+
+    sample_rate = None
+    name = "gate"
+
+    def __init__(self, first: str) -> None:
+        self.first = first
+
+    def separate(self, mixture, sample_rate, query, *, target):
+        return 0.0 * mixture if np.array_equal(target, self.first) else 0.5 * mixture
+
+
+def test_a_silent_output_has_no_ats_and_the_mean_says_so(valset: ValSet, tmp_path: Path) -> None:
+    source, noise, snr, _ = valset.rows[0]
+    _, first_target = dcase_mix(
+        read_mono(find(valset.audio_dir, source)),
+        read_mono(find(valset.audio_dir, noise)),
+        float(snr),
+    )
+    summary = _run(
+        valset, tmp_path / "out", _systems(SilentOnFirst(first_target)), [ATSHook("test-tiny")]
+    )
+    rows = read_rows(tmp_path / "out" / "per_clip.csv")
+    gate = {r["source"]: float(r["ats"]) for r in rows if r["system"] == "gate"}
+    assert math.isnan(gate[source])
+    others = [v for k, v in gate.items() if k != source]
+    assert len(others) == len(valset.rows) - 1 and all(math.isfinite(v) for v in others)
+    n = len(valset.rows)
+    assert summary.scores["gate"]["ats"] == pytest.approx(float(np.mean(others)))
+    assert summary.scores["gate"]["n_ats"] == n - 1 and summary.scores["gate"]["n"] == n
+    assert "n_ats" not in summary.scores["mixture"]  # every clip scored
+    assert "n_sdr" not in summary.scores["reference"]  # no SDR at all: no count
+    data = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert data["systems"]["gate"]["n_ats"] == n - 1
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert f"ATS of gate: the mean of {n - 1} of its {n} clips" in table
+    # resuming reads the NaN back as a finished score: nothing is computed again
+    again = _run(
+        valset, tmp_path / "out", _systems(SilentOnFirst(first_target)), [ATSHook("test-tiny")]
+    )
+    assert again.num_computed == 0 and again.scores["gate"]["n_ats"] == n - 1
+
+
 def test_another_clap_model_is_refused_in_the_same_folder(valset: ValSet, tmp_path: Path) -> None:
     _run(valset, tmp_path / "out", _systems(), [ATSHook("test-tiny")])
     other = TinyClap(dim=16)

@@ -8,12 +8,14 @@ what a perfect separation gets. Values compare only within one audio-text model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..audio.io import SILENT_PEAK
 from ..clap import AudioTextModel, load_clap
 
 __all__ = ["ATS_COLUMN", "ATSHook"]
@@ -72,10 +74,15 @@ class ATSHook:
         query: str,
         sample_rate: int,
     ) -> dict[str, float]:
-        """``{"ats": cosine(audio(estimate), text(query))}``.
+        """``{"ats": cosine(audio(estimate), text(query))}``; NaN for a silent estimate.
+
+        Silence has no ATS (``querysep separate`` and ``querysep ats`` print n/a for it): its
+        embedding would be that of the model's input floor, not of a sound.
 
         Shape:
             - mixture, target, estimate: ``(time,)``
         """
+        if not float(np.max(np.abs(estimate), initial=0.0)) > SILENT_PEAK:
+            return {ATS_COLUMN: math.nan}
         audio = self.model.embed_audio(estimate, sample_rate)[0]
         return {ATS_COLUMN: float(audio @ self.text_embedding(query))}

@@ -347,13 +347,34 @@ def _means(
     scores: Mapping[str, Sequence[dict[str, float]]],
     columns: Sequence[str],
 ) -> dict[str, dict[str, float]]:
-    """Per system, the mean of each column over its scored clips, and ``n``."""
+    """Per system, the mean of each column over its scored clips, and ``n``.
+
+    A clip without a value in a column (NaN: the ATS of a silent output) is left out of that
+    column's mean, and ``n_<column>`` then says how many clips the mean is over; a column
+    without any value (the reference row's SDR) has a NaN mean and no count.
+    """
     means: dict[str, dict[str, float]] = {}
     for system in systems:
         records = scores[system.name]
-        entry = {c: _mean([r[c] for r in records]) for c in columns}
+        entry: dict[str, float] = {}
+        for c in columns:
+            values = [r[c] for r in records if math.isfinite(r[c])]
+            entry[c] = _mean(values)
+            if values and len(values) < len(records):
+                entry[f"n_{c}"] = len(values)
         means[system.name] = {**entry, "n": len(records)}
     return means
+
+
+def _partial_notes(scores: Mapping[str, Mapping[str, float]], columns: Mapping[str, str]):
+    """One line per (system, column) whose mean leaves clips out (see :func:`_means`)."""
+    return [
+        f"{label} of {system}: the mean of {int(values[f'n_{c}'])} of its "
+        f"{int(values['n'])} clips (the others have no {label}: a silent output)"
+        for system, values in scores.items()
+        for c, label in columns.items()
+        if f"n_{c}" in values
+    ]
 
 
 def _write_summary(
@@ -483,15 +504,17 @@ def evaluate(
     ) as writer:
         num_computed = _score_tasks(plan, writer, list_columns, sample_rate, metric_hooks, progress)
 
+    means = _means(built, plan.scores, list(columns))
+    notes = [note for hook in metric_hooks if (note := getattr(hook, "note", None))]
     summary = Summary(
-        scores=_means(built, plan.scores, list(columns)),
+        scores=means,
         columns=columns,
         num_clips=len(rows),
         num_computed=num_computed,
         num_resumed=plan.num_resumed,
         skipped=plan.skipped,
         out_dir=out_path,
-        notes=[note for hook in metric_hooks if (note := getattr(hook, "note", None))],
+        notes=notes + _partial_notes(means, columns),
         num_upgraded=num_upgraded,
     )
     _write_summary(summary, list_path, audio_path, sample_rate, limit, models)
