@@ -221,3 +221,66 @@ def test_channels_last_trunk_runs_every_level_channels_last() -> None:
     assert len(seen) > 0 and all(seen)
     torch.testing.assert_close(plain, ref)
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)  # layout only
+
+
+def _randomise_batchnorm(net: ResUNet, seed: int) -> None:
+    """Non-trivial running statistics and affine parameters, as a trained network has."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(generator=gen)
+                m.running_var.uniform_(0.5, 2.0, generator=gen)
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.normal_(generator=gen)
+
+
+@pytest.mark.parametrize("blocks", [2, (1, 3)])
+def test_grown_network_computes_the_same_function_and_then_learns(blocks) -> None:
+    torch.manual_seed(0)
+    small = ResUNet(ResUNetConfig(**SMALL))
+    _randomise_batchnorm(small, seed=1)
+    grown = small.eval().grown(blocks)
+    assert not grown.training
+    added = sum(p.numel() for p in grown.parameters()) - sum(p.numel() for p in small.parameters())
+    assert added > 0
+    x, cond = torch.randn(3, 1, 3000), torch.randn(3, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x, cond), small(x, cond), rtol=0, atol=0)
+    small.train()
+    grown.train()  # batch statistics: still the same output
+    torch.testing.assert_close(grown(x, cond), small(x, cond), rtol=0, atol=0)
+    # the zeroed convolutions receive gradients, so training moves the new blocks
+    target = torch.randn(3, 1, 3000)
+    F.mse_loss(grown(x, cond), target).backward()
+    new_convs = [
+        m.conv2 for name, m in grown.base.named_modules() if name.split(".")[-1].startswith("extra")
+    ]
+    assert new_convs and all(c.weight.grad.abs().sum() > 0 for c in new_convs)
+    with torch.no_grad():
+        for c in new_convs:
+            c.weight -= 0.1 * c.weight.grad
+    grown.eval()
+    small.eval()
+    with torch.no_grad():
+        assert (grown(x, cond) - small(x, cond)).abs().max() > 1e-4
+
+
+def test_blocks_per_level_config() -> None:
+    cfg = ResUNetConfig(**SMALL, blocks=[1, 2])
+    assert cfg.level_blocks() == (1, 2)
+    assert ResUNetConfig.from_dict(cfg.to_dict()) == cfg
+    net = ResUNet(cfg)
+    # level 2 (16 channels) has one extra block in its encoder, the bottleneck and the
+    # decoder block that returns to 16 channels; level 1 has none
+    with_extra = {n for n, m in net.base.named_children() if hasattr(m, "extra1")}
+    assert with_extra == {"encoder_block2", "conv_block3a", "decoder_block1"}
+    film = dict(net.film.named_children())
+    assert {f"{n}->extra1->beta{k}" for n in with_extra for k in (1, 2)} <= set(film)
+    assert not any("extra2" in path for path in film)
+    with pytest.raises(ConfigError, match="3 block counts for 2 levels"):
+        ResUNetConfig(**SMALL, blocks=[1, 2, 2])
+    with pytest.raises(ConfigError, match="blocks"):
+        ResUNetConfig.from_dict({**cfg.to_dict(), "blocks": 0})
+    with pytest.raises(ConfigError, match=r"can only grow, not become \[1, 1\]"):
+        ResUNet(cfg).grown(1)

@@ -96,6 +96,7 @@ def test_broken_yaml_reports_the_line(tmp_path: Path) -> None:
         ("data.segment_seconds=.nan", r"data.segment_seconds: expected a finite number"),
         ("data.sample_rate=16000", r"data.sample_rate: 16000 differs from the network's 8000 Hz"),
         ("model.init_from=test-tiny", r"override 'model.init_from=test-tiny': model: give either"),
+        ("model.grow={blocks: 2}", r"model.grow: needs init_from"),
         ("model.network.config.chanels=[4]", r"model.network.config.chanels: unknown key"),
         (
             "model.network.config.n_fft=many",

@@ -11,6 +11,7 @@ import torch
 
 from querysep.data.datasets import FixedMixtureDataset
 from querysep.data.manifest import read_mixture_list
+from querysep.errors import ConfigError
 from querysep.pretrained import load_model
 from querysep.training.config import config_from_dict
 from querysep.training.datamodule import MixtureDataModule
@@ -274,3 +275,34 @@ def test_fine_tuning_a_loaded_model_trains_its_batchnorm(
     assert task.model.training and not task.model.text_encoder.training
     after = model.net.state_dict()
     assert before and all(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.filterwarnings("ignore:Found 1 module\\(s\\) in eval mode")  # the frozen encoder
+def test_grow_deepens_a_loaded_model_without_changing_what_it_does(
+    fitted: dict[str, Any], tmp_path: Path
+) -> None:
+    """``model.grow`` adds residual blocks to an ``init_from`` model: the same output at the
+    start, new weights that training moves, and an export that reloads with the new depth."""
+    folder = export_checkpoint(fitted["out"] / "checkpoints" / "best.ckpt", tmp_path / "model")
+    config = tiny_config(fitted["data"], tmp_path / "run", max_steps=3, val_every_n_steps=3)
+    config["model"] = {"init_from": str(folder), "grow": {"blocks": 2}}
+    cfg = config_from_dict(config)
+    plain, model = load_model(str(folder)), build_model(cfg.model)
+    levels = len(plain.net.config.channels)
+    assert model.net.config.level_blocks() == (2,) * levels
+    assert model.metadata["grown"] == {"blocks": 2}
+    mixture, queries = torch.randn(2, 1, 4000), ["a sine tone", "noise"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(mixture, queries), plain(mixture, queries), rtol=0, atol=0)
+    task = SeparationTask(model, cfg.optim)
+    trainer = build_trainer(cfg, loggers=False)
+    trainer.fit(task, datamodule=MixtureDataModule(cfg.data, 8000, seed=0), weights_only=True)
+    new = [k for k in model.net.state_dict() if ".extra1.conv2." in k]
+    assert new and all(model.net.state_dict()[k].abs().sum() > 0 for k in new)
+    saved = load_model(str(model.eval().save_pretrained(tmp_path / "grown")))
+    assert saved.net.config.level_blocks() == (2,) * levels
+    with torch.no_grad():
+        torch.testing.assert_close(saved(mixture, queries), model(mixture, queries))
+        assert (saved(mixture, queries) - plain(mixture, queries)).abs().max() > 1e-5
+    with pytest.raises(ConfigError, match=r"grow.depth: unknown key \(known: blocks\)"):
+        config_from_dict({**config, "model": {"init_from": str(folder), "grow": {"depth": 2}}})

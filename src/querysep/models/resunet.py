@@ -46,6 +46,12 @@ class ResUNetConfig:
         pre_channels: Channels of the 1x1 convolution before the first level.
         downsample: (time, freq) pooling factor after each encoder level.
         kernel_size: Square kernel of every residual convolution.
+        blocks: Residual blocks per level, one number for all levels or one per level
+            (upstream: 1). Level ``i``'s encoder block and the decoder block that returns to
+            its width get ``blocks[i]``, the bottleneck gets the last level's. The blocks after
+            the first (``extra1``, ``extra2``...) keep the level's width and have their own
+            FiLM biases; :meth:`ResUNet.grown` adds them to a trained network without changing
+            its output. Deep levels are cheap: their maps are small.
         condition_dim: Size of the query embedding fed to FiLM.
         film: Which blocks receive the query: every block, only the encoder side
             (encoder and bottleneck), or only the decoder side.
@@ -64,6 +70,7 @@ class ResUNetConfig:
     pre_channels: PositiveInt = 32
     downsample: Sequence[Sequence[PositiveInt]] = ((2, 2), (2, 2), (2, 2), (2, 2), (2, 2), (1, 2))
     kernel_size: PositiveInt = 3
+    blocks: PositiveInt | Sequence[PositiveInt] = 1
     condition_dim: PositiveInt = 512
     film: FilmPlacement = "all"
     mask: MaskType = "complex"
@@ -73,6 +80,17 @@ class ResUNetConfig:
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
         self.downsample = tuple(tuple(int(v) for v in d) for d in self.downsample)
+        if isinstance(self.blocks, int):
+            self.blocks = int(self.blocks)
+        else:
+            self.blocks = tuple(int(b) for b in self.blocks)
+            if len(self.blocks) != len(self.channels):
+                raise ConfigError(
+                    f"ResUNetConfig: {len(self.blocks)} block counts for {len(self.channels)} "
+                    "levels; give one number, or one per level"
+                )
+            if min(self.blocks) < 1:
+                raise ConfigError("ResUNetConfig: every level needs at least 1 block")
         if len(self.channels) != len(self.downsample):
             raise ConfigError(
                 f"ResUNetConfig: {len(self.channels)} channel levels but "
@@ -92,6 +110,12 @@ class ResUNetConfig:
             raise ConfigError("ResUNetConfig: need n_fft >= 16 and 1 <= hop_length <= n_fft")
         if self.kernel_size % 2 != 1:
             raise ConfigError("ResUNetConfig: kernel_size must be odd")
+
+    def level_blocks(self) -> tuple[int, ...]:
+        """Residual blocks of each level, one entry per level."""
+        if isinstance(self.blocks, int):
+            return (self.blocks,) * len(self.channels)
+        return tuple(self.blocks)
 
     @classmethod
     def resunet30(cls, sample_rate: int = 16000, condition_dim: int = 512) -> ResUNetConfig:
@@ -119,6 +143,8 @@ class ResUNetConfig:
         out = dataclasses.asdict(self)
         out["channels"] = list(self.channels)
         out["downsample"] = [list(d) for d in self.downsample]
+        if not isinstance(self.blocks, int):
+            out["blocks"] = list(self.blocks)
         return out
 
     @classmethod
@@ -184,21 +210,48 @@ class ConvBlockRes(nn.Module):
         return (self.shortcut(x) if self.shortcut is not None else x) + h
 
 
+def _add_extra_blocks(
+    module: nn.Module, channels: int, kernel_size: int, momentum: float, count: int
+) -> int:
+    """Give ``module`` ``count`` residual blocks ``extra1``... of ``channels`` in and out."""
+    for j in range(count):
+        module.add_module(f"extra{j + 1}", ConvBlockRes(channels, channels, kernel_size, momentum))
+    return count
+
+
+def _run_extra_blocks(module: nn.Module, count: int, h: torch.Tensor, betas: Mapping[str, Any]):
+    for j in range(1, count + 1):
+        block = getattr(module, f"extra{j}")
+        h = block(h, betas[f"extra{j}->beta1"], betas[f"extra{j}->beta2"])
+    return h
+
+
 class EncoderBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, pool, momentum):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, pool, momentum, blocks=1
+    ):
         super().__init__()
         self.conv_block1 = ConvBlockRes(in_channels, out_channels, kernel_size, momentum)
+        self.num_extra = _add_extra_blocks(self, out_channels, kernel_size, momentum, blocks - 1)
         self.pool = tuple(pool)
 
     def forward(self, x: torch.Tensor, betas: Mapping[str, torch.Tensor | float]):
         h = self.conv_block1(x, betas["conv_block1->beta1"], betas["conv_block1->beta2"])
+        h = _run_extra_blocks(self, self.num_extra, h, betas)
         pooled = F.avg_pool2d(h, kernel_size=self.pool) if self.pool != (1, 1) else h
         return pooled, h
 
 
 class DecoderBlock(nn.Module):
     def __init__(
-        self, in_channels, out_channels, kernel_size, stride, momentum, upstream_keys: bool
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride,
+        momentum,
+        upstream_keys: bool,
+        blocks: int = 1,
     ) -> None:
         super().__init__()
         stride = tuple(stride)
@@ -207,6 +260,7 @@ class DecoderBlock(nn.Module):
         )
         self.bn1 = nn.BatchNorm2d(in_channels, momentum=momentum)
         self.conv_block2 = ConvBlockRes(out_channels * 2, out_channels, kernel_size, momentum)
+        self.num_extra = _add_extra_blocks(self, out_channels, kernel_size, momentum, blocks - 1)
         if upstream_keys:  # defined but unused upstream; kept only so their checkpoints load
             self.bn2 = nn.BatchNorm2d(in_channels, momentum=momentum)
             self.bn2.requires_grad_(False)
@@ -216,7 +270,8 @@ class DecoderBlock(nn.Module):
         if not torch.is_grad_enabled():  # inference: one dtype for the cat (no promotion)
             skip = skip.to(h.dtype)
         h = torch.cat((h, skip), dim=1)
-        return self.conv_block2(h, betas["conv_block2->beta1"], betas["conv_block2->beta2"])
+        h = self.conv_block2(h, betas["conv_block2->beta1"], betas["conv_block2->beta2"])
+        return _run_extra_blocks(self, self.num_extra, h, betas)
 
 
 class _Base(nn.Module):
@@ -230,18 +285,21 @@ class _Base(nn.Module):
         self.pre_conv = nn.Conv2d(1, c.pre_channels, kernel_size=1)
         depth = len(c.channels)
         ins = (c.pre_channels, *c.channels[:-1])
+        blocks = c.level_blocks()
         for i in range(depth):
-            block = EncoderBlock(ins[i], c.channels[i], k, c.downsample[i], c.momentum)
+            block = EncoderBlock(ins[i], c.channels[i], k, c.downsample[i], c.momentum, blocks[i])
             self.add_module(f"encoder_block{i + 1}", block)
         self.add_module(
             f"conv_block{depth + 1}a",
-            EncoderBlock(c.channels[-1], c.channels[-1], k, (1, 1), c.momentum),
+            EncoderBlock(c.channels[-1], c.channels[-1], k, (1, 1), c.momentum, blocks[-1]),
         )
         outs = tuple(reversed(c.channels))  # each decoder level returns to its skip's width
         cur = c.channels[-1]
         for i in range(depth):
             level = depth - 1 - i
-            block = DecoderBlock(cur, outs[i], k, c.downsample[level], c.momentum, c.upstream_keys)
+            block = DecoderBlock(
+                cur, outs[i], k, c.downsample[level], c.momentum, c.upstream_keys, blocks[level]
+            )
             self.add_module(f"decoder_block{i + 1}", block)
             cur = outs[i]
         self.num_mask_maps = 3 if c.mask == "complex" else 1
@@ -309,6 +367,10 @@ class ResUNet(nn.Module):
                 cb = block.conv_block2
                 layout.append((f"{name}->conv_block2->beta1", cb.bn1.num_features, True))
                 layout.append((f"{name}->conv_block2->beta2", cb.bn2.num_features, True))
+            for j in range(1, block.num_extra + 1):
+                width = getattr(block, f"extra{j}").bn1.num_features
+                layout.append((f"{name}->extra{j}->beta1", width, True))
+                layout.append((f"{name}->extra{j}->beta2", width, True))
         return layout
 
     def _reset_parameters(self) -> None:
@@ -338,6 +400,39 @@ class ResUNet(nn.Module):
             if self.base.num_mask_maps == 3:
                 head.bias[1] = 1.0  # real part of the phase map > 0, imaginary part 0
 
+    def grown(self, blocks: int | Sequence[int]) -> ResUNet:
+        """A deeper copy that computes the same function, with ``blocks`` blocks per level.
+
+        ``blocks`` is one number for every level or one per level, as in
+        :class:`ResUNetConfig`.
+
+        The new blocks (``extra{k}`` after the ones this network has) start with their second
+        convolution zeroed, so each adds nothing to its residual path and the copy's output
+        equals this network's for every input and query, in training and in inference mode;
+        training then moves them away from zero (fine-tuning a trained model with more
+        capacity, ``model.grow`` in a training config). Every existing weight is copied.
+
+        Raises:
+            ConfigError: ``blocks`` is below what the network has.
+        """
+        bigger = ResUNet(dataclasses.replace(self.config, blocks=blocks))
+        old, new = self.config.level_blocks(), bigger.config.level_blocks()
+        if any(n < o for o, n in zip(old, new, strict=True)):
+            raise ConfigError(
+                f"ResUNet.grown: the network has {list(old)} blocks per level; it can only "
+                f"grow, not become {list(new)}"
+            )
+        state = bigger.state_dict()
+        state.update(self.state_dict())
+        bigger.load_state_dict(state)
+        with torch.no_grad():
+            for name, _ in self._block_names():
+                block, had = getattr(bigger.base, name), getattr(self.base, name).num_extra
+                for k in range(had + 1, block.num_extra + 1):
+                    getattr(block, f"extra{k}").conv2.weight.zero_()
+        first = next(self.parameters())
+        return bigger.to(device=first.device, dtype=first.dtype).train(self.training)
+
     # ------------------------------------------------------------------ forward
     def film_biases(self, condition: torch.Tensor) -> dict[str, dict[str, Any]]:
         """Per-block FiLM biases, ``{block: {"conv_block1->beta1": (B, C, 1, 1), ...}}``.
@@ -350,6 +445,8 @@ class ResUNet(nn.Module):
                 out[name] = {"beta1": 0.0, "conv_block2->beta1": 0.0, "conv_block2->beta2": 0.0}
             else:
                 out[name] = {"conv_block1->beta1": 0.0, "conv_block1->beta2": 0.0}
+            for j in range(1, getattr(self.base, name).num_extra + 1):
+                out[name].update({f"extra{j}->beta1": 0.0, f"extra{j}->beta2": 0.0})
         for path in self._film_paths:
             block, rest = path.split("->", 1)
             out[block][rest] = getattr(self.film, path)(condition)[:, :, None, None]

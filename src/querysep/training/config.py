@@ -75,6 +75,9 @@ class ModelConfig(ConfigModel):
             ``{"kind": "hashing", "dim": 32}``...
         init_from: A model name, folder or ``kind:path`` to fine-tune instead
             (then ``network`` and ``text_encoder`` must be left out).
+        grow: With ``init_from``: make the pretrained network deeper before training, without
+            changing its output (``{"blocks": 2}`` or ``{"blocks": [1, 1, 2, 2, 2]}``: residual
+            blocks per level, see ``ResUNet.grown``).
         train_text_encoder: Fine-tune the text encoder too (frozen by default).
         sample_rate: Optional; must equal ``network.config.sample_rate`` (accepted so that a
             model folder's ``config.json`` can be pasted here as is).
@@ -84,6 +87,7 @@ class ModelConfig(ConfigModel):
     network: dict[str, Any] | None = None
     text_encoder: dict[str, Any] | None = None
     init_from: str | None = None
+    grow: dict[str, PositiveInt | list[PositiveInt]] | None = None
     train_text_encoder: bool = False
     sample_rate: PositiveInt | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -96,6 +100,12 @@ class ModelConfig(ConfigModel):
             raise nested(exc) from None
 
     def _check_sections(self) -> ModelConfig:
+        if self.grow is not None:
+            if self.init_from is None:
+                raise config_error("grow", "needs init_from (a new network is built at its size)")
+            unknown = sorted(set(self.grow) - {"blocks"})
+            if unknown:
+                raise config_error(f"grow.{unknown[0]}", "unknown key (known: blocks)")
         if self.init_from is not None:
             if self.network is not None or self.text_encoder is not None:
                 raise ValueError(

@@ -99,6 +99,15 @@ def build_model(config: ModelConfig) -> TextQueriedSeparator:
 
         model = load_model(config.init_from, device="cpu")
         model.metadata = {"init_from": config.init_from, **config.metadata}
+        if config.grow:
+            grown = getattr(model.net, "grown", None)
+            if not callable(grown):
+                raise ConfigError(
+                    f"model.grow: a {type(model.net).__name__} network cannot grow "
+                    "(only ResUNet networks can)"
+                )
+            model.net = grown(**config.grow)
+            model.metadata["grown"] = dict(config.grow)
         return model
     assert config.network is not None and config.text_encoder is not None
     encoder = build_text_encoder(config.text_encoder)
