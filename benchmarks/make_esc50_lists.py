@@ -9,6 +9,11 @@ The first list has label queries ("dog", "chirping birds"). This script writes
 ``benchmarks/esc50-fold4-captions.csv``: the same rows, with each query replaced by one of the
 held-out natural-language captions of the source's class (``heldout`` in
 ``querysep/data/resources/esc50_captions.json``), which never appear among training captions.
+
+Any other label list gets its captions version the same way (the model card's training-fold
+diagnostic)::
+
+    python benchmarks/make_esc50_lists.py esc50.jsonl train400.csv train400-captions.csv
 """
 
 from __future__ import annotations
@@ -27,17 +32,19 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     manifest = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("esc50.jsonl")
+    source = Path(sys.argv[2]) if len(sys.argv) > 2 else HERE / "esc50-fold4.csv"
+    target = Path(sys.argv[3]) if len(sys.argv) > 3 else HERE / "esc50-fold4-captions.csv"
     labels = {clip.id: clip.labels[0] for clip in read_manifest(manifest)}
     captions = json.loads(
         (resources.files("querysep.data") / "resources" / "esc50_captions.json").read_text()
     )["heldout"]
-    rows = read_mixture_list(HERE / "esc50-fold4.csv")
+    rows = read_mixture_list(source)
     rng = np.random.default_rng(2024)
     for row in rows:
         options = captions[labels[row.source]]
         row.caption = options[int(rng.integers(len(options)))]
-    write_mixture_list(rows, HERE / "esc50-fold4-captions.csv")
-    print(f"wrote {len(rows)} rows to benchmarks/esc50-fold4-captions.csv")
+    write_mixture_list(rows, target)
+    print(f"wrote {len(rows)} rows to {target}")
 
 
 if __name__ == "__main__":
