@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from typer.testing import CliRunner
 
 from querysep.cli import app
-from querysep.training.config import load_config
+from querysep.training.config import config_from_dict, load_config
 from querysep.training.export import read_checkpoint
 from querysep.training.run import train
 
@@ -128,3 +129,46 @@ def test_sigkill_then_rerun_matches_uninterrupted_run(
     after = [s for s in resumed if s >= step]
     assert len(after) >= MAX_STEPS - step - 1
     assert {s: resumed[s] for s in after} == {s: uninterrupted[s] for s in after}
+
+
+class _SlowStep(pl.Callback):
+    """Makes step ``step`` take over a second, so a one-second time limit stops the run there."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step - 1:
+            time.sleep(1.1)
+
+
+def test_a_time_limit_saves_its_step_and_the_same_command_trains_on_exactly(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    settings = {"max_steps": 12, "checkpoint_every_n_steps": 100, "export": False}
+    config = tiny_config(sine_data, tmp_path / "run", **settings, max_time="00:00:01")
+    config["data"]["validation"] = None
+    config["optim"]["warmup_steps"] = 4
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    messages: list[str] = []
+
+    # The limit stops the run at step 3 and saves it there (not only at the 100-step period).
+    first = train(config_from_dict(config), callbacks=[_SlowStep(3)], echo=messages.append)
+    assert first.step == 3 and read_checkpoint(last)["global_step"] == 3
+    assert any(m.startswith("time limit 0:00:01 reached at step 3") for m in messages), messages
+
+    # The same config again resumes at step 3 and gets the whole limit again (a timer restored
+    # from the checkpoint would stop it after one step).
+    second = train(config_from_dict(config), callbacks=[_SlowStep(7)], echo=lambda _m: None)
+    assert (second.resumed_from, second.step) == (3, 7)
+
+    # Stopping twice changed nothing: the state at step 7 is the unbroken run's.
+    reference = tmp_path / "reference"
+    unbroken = {**config, "trainer": {**config["trainer"], "output_dir": str(reference)}}
+    unbroken["trainer"].update(
+        max_time=None, checkpoint_every_n_steps=7, keep_step_checkpoints=True
+    )
+    assert train(config_from_dict(unbroken), echo=lambda _m: None).step == 12
+    _assert_same_state(
+        read_checkpoint(last), read_checkpoint(reference / "checkpoints" / "step-00000007.ckpt")
+    )

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "GracefulInterrupt",
     "LastCheckpoint",
     "StepProgressBar",
+    "TimeLimit",
     "TrainingInterruptedError",
     "ValidateAtStop",
 ]
@@ -140,11 +142,69 @@ class LastCheckpoint(Callback):
         return self.path
 
 
+class TimeLimit(Callback):
+    """Stops training once this run of the command has trained for ``limit`` (wall time).
+
+    It stops the way ``max_steps`` does: ``last.ckpt`` is saved at the stop step (through
+    ``last``), then Lightning validates that step and training ends. Unlike Lightning's
+    ``Trainer(max_time=...)``, whose timer is restored from the checkpoint (so the same command
+    run again would stop after one step), the limit counts each run on its own: a resumed run
+    trains for up to ``limit`` more, which is what a training recipe that spans several
+    sessions needs. The decision is rank 0's, shared by every rank.
+
+    Args:
+        limit: Training wall time allowed to one run (from the start of training, sanity
+            validation excluded; validation during training counts).
+        last: The callback that writes ``last.ckpt`` (``None``: nothing is saved here).
+        echo: Prints messages (pass a no-op on ranks other than 0).
+    """
+
+    def __init__(
+        self,
+        limit: timedelta,
+        last: LastCheckpoint | None = None,
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        self.limit = limit
+        self.last = last
+        self.echo = echo
+        self._start: float | None = None
+        #: Step at which the limit stopped training (``None``: it did not).
+        self.stopped_at: int | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.monotonic()
+        self.stopped_at = None
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if self._start is None:
+            return
+        over = time.monotonic() - self._start >= self.limit.total_seconds()
+        if not trainer.strategy.broadcast(over, src=0):
+            return
+        if self.stopped_at is None:
+            self.stopped_at = trainer.global_step
+            self.echo(
+                f"time limit {self.limit} reached at step {trainer.global_step}: stopping "
+                "(the same command again resumes here and trains for up to that long again)"
+            )
+        trainer.should_stop = True
+        if self.last is not None:
+            self.last.save(trainer)
+
+
 class ValidateAtStop(Callback):
     """Validate on the step where training ends, so the exported model has been validated.
 
     Lightning validates every ``val_check_interval`` steps, and also on a step where
-    something asks to stop (``trainer.should_stop``: the ``max_time`` timer, early stopping).
+    something asks to stop (``trainer.should_stop``: :class:`TimeLimit`, early stopping).
     This asks to stop on the ``max_steps`` step when that is not itself a validation step,
     so the last steps are never trained without being scored.
     """

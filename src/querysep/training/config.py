@@ -327,7 +327,8 @@ class TrainerConfig(ConfigModel):
         progress_bar: Show the progress bar.
         export: Export the best validated checkpoint as a model folder when training ends.
         max_time: Stop after this much training wall time (``[DD:]HH:MM:SS``), validating,
-            checkpointing and exporting as at ``max_steps``; ``None``: no limit.
+            checkpointing and exporting as at ``max_steps``; ``None``: no limit. It counts
+            each run of the command: a resumed run trains for up to this long again.
     """
 
     output_dir: str = "runs/train"

@@ -43,6 +43,7 @@ from .callbacks import (
     GracefulInterrupt,
     LastCheckpoint,
     StepProgressBar,
+    TimeLimit,
     TrainingInterruptedError,
     ValidateAtStop,
 )
@@ -175,6 +176,7 @@ def build_trainer(
     validate = config.data.validation is not None
     cbs: list[Callback] = [ValidateAtStop()] if validate else []
     best = None
+    last = None
     if checkpoints:
         last = LastCheckpoint(
             out / CHECKPOINT_DIR,
@@ -194,6 +196,9 @@ def build_trainer(
                 enable_version_counter=False,
             )
             cbs.append(best)
+    limit = t.max_time_delta()
+    if limit is not None:  # not Lightning's max_time: see TimeLimit
+        cbs.append(TimeLimit(limit, last, echo=echo))
     if t.progress_bar:
         cbs.append(StepProgressBar(refresh_rate=max(1, min(20, t.log_every_n_steps))))
     cbs.extend(callbacks)
@@ -201,7 +206,6 @@ def build_trainer(
         return pl.Trainer(
             plugins=[AtomicCheckpointIO()],
             max_steps=t.max_steps,
-            max_time=t.max_time_delta(),
             max_epochs=-1,
             val_check_interval=t.val_every_n_steps,
             check_val_every_n_epoch=None,
