@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from querysep import Separator, separate
-from querysep.errors import AudioError, QueryError
+from querysep.errors import AudioError, OutputError, QueryError
 from querysep.metrics import sdr
 from querysep.testing import synth
 
@@ -212,6 +212,32 @@ def test_a_silent_file_is_refused_and_leaves_no_output(tiny: Separator, tmp_path
     # -80 dBFS of noise is quiet, not silent: it is separated
     sf.write(path, 1e-4 * np.random.default_rng(0).standard_normal(40000), 16000, "FLOAT")
     assert tiny.separate_file(path, "dog", outs[:1]) == outs[:1]
+
+
+@pytest.mark.parametrize(
+    "outputs, residual, match",
+    [
+        (["in.wav"], None, "it is the input"),
+        (["a.wav", "a.wav"], None, "twice"),
+        (["a.wav", "b.wav"], "b.wav", "twice"),
+        (["a.wav", "b.wav"], "in.wav", "it is the input"),
+    ],
+)
+def test_outputs_that_would_overwrite_the_input_or_each_other_are_refused(
+    tiny: Separator, tmp_path: Path, outputs: list[str], residual: str | None, match: str
+) -> None:
+    path = synth.write_wav(tmp_path / "in.wav", synth.scene(1.0, 16000, seed=3), 16000)
+    before = path.read_bytes()
+    queries = ["dog", "rain"][: len(outputs)]
+    with pytest.raises(OutputError, match=match):
+        tiny.separate_file(
+            path,
+            queries,
+            [tmp_path / o for o in outputs],
+            residual=None if residual is None else tmp_path / residual,
+        )
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
 
 
 def test_a_silent_output_has_no_ats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

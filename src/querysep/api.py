@@ -35,6 +35,7 @@ from .audio.io import (
 from .audio.writer import AudioWriter
 from .clap import AudioTextModel, load_clap
 from .errors import AudioError, ConfigError, SilentAudioError
+from .fileio import refuse_overwriting
 from .models.separator import TextQueriedSeparator
 from .models.text import validate_queries
 from .precision import autocast, resolve_precision
@@ -364,6 +365,7 @@ class Separator:
         items = validate_queries(queries)
         if len(outputs) != len(items):
             raise ValueError(f"{len(items)} queries but {len(outputs)} output paths")
+        refuse_overwriting([*outputs, residual], [path])
         info = audio_info(path)
         in_sr, total = info.sample_rate, info.num_frames
         check_duration(total, in_sr, path, "too short to separate")

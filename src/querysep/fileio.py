@@ -35,7 +35,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -47,6 +47,7 @@ __all__ = [
     "check_output_file",
     "check_output_folder",
     "publish_folder",
+    "refuse_overwriting",
     "remove_stale_temp_files",
     "sha256_file",
     "write_bytes",
@@ -98,6 +99,39 @@ def check_output_file(path: StrPath, *, error: type[QuerysepError] = OutputError
     if problem:
         raise error(f"cannot write {p}: {problem}")
     return p
+
+
+def refuse_overwriting(
+    outputs: Iterable[StrPath | None],
+    inputs: Iterable[StrPath] = (),
+    *,
+    error: type[QuerysepError] = OutputError,
+) -> None:
+    """Refuse an output that is one of the inputs, or that two outputs share.
+
+    Writing an input would destroy what is being read; two outputs at one path would keep
+    only the last. Paths are compared after resolving links and ``..``. ``None`` outputs are
+    skipped.
+
+    Raises:
+        OutputError: The first such output (``error``).
+    """
+    sources = {os.path.realpath(p): Path(p) for p in inputs}
+    seen: dict[str, Path] = {}
+    for out in outputs:
+        if out is None:
+            continue
+        key = os.path.realpath(out)
+        if key in sources:
+            raise error(
+                f"cannot write {out}: it is the input {sources[key]}; choose another output"
+            )
+        if key in seen:
+            raise error(
+                f"cannot write {out} twice (also given as {seen[key]}); give each output "
+                "its own path"
+            )
+        seen[key] = Path(out)
 
 
 def check_output_folder(folder: StrPath, *, create: bool = False) -> Path:

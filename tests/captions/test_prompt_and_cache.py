@@ -96,6 +96,28 @@ def test_cache_round_trip_and_truncated_last_line(tmp_path):
     assert [json.loads(line)["key"] for line in lines] == ["k1", "k2", "k3"]
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["my notes", '{"clip": "a.wav", "caption": "a dog"}\n{"clip": "b.wav"}', '{"other": 1, "x'],
+)
+def test_a_file_that_is_not_a_cache_is_refused_and_left_as_it_was(tmp_path, text):
+    path = tmp_path / "notes.txt"
+    path.write_text(text)  # no final newline: it must not be taken for a cut-short record
+    with pytest.raises(DataError, match=r"notes\.txt:\d is not a cache record"):
+        AnswerCache(path)
+    assert path.read_text() == text
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    path.write_text('{"key": "k1", "kept": ["a"]}')
+    with AnswerCache(path) as cache:
+        assert set(cache.records) == {"k1"} and not cache.dropped_partial_line
+        cache.add({"key": "k2", "kept": ["b"]})
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["key"] for line in lines] == ["k1", "k2"]
+
+
 def test_cache_corrupt_middle_line(tmp_path):
     path = tmp_path / "cache.jsonl"
     path.write_text('{"key": "k1"}\n[1, 2]\n{"key": "k2"}\n')

@@ -582,6 +582,48 @@ CASES: list[Case] = [
         "is one of the inputs",
     ),
     Case(
+        "mixtures-output-is-the-manifest",
+        "mixtures make manifest.jsonl -n 2 -o manifest.jsonl",
+        None,
+        "it is the input manifest.jsonl",
+    ),
+    Case(
+        "augment-output-is-the-manifest",
+        "augment manifest.jsonl -o manifest.jsonl --backend offline",
+        None,
+        "it is the input manifest.jsonl",
+    ),
+    Case(
+        "augment-cache-is-not-a-cache",
+        "augment manifest.jsonl -o out.jsonl --backend offline --cache notes.txt",
+        file("notes.txt", "my notes, no final newline"),
+        "notes.txt:1 is not a cache record",
+    ),
+    Case(
+        "ats-output-is-the-audio",
+        "ats good.wav -q dog -o good.wav",
+        None,
+        "it is the input good.wav",
+    ),
+    Case(
+        "ats-list-output-is-a-listed-audio",
+        "ats --list pairs.csv -o audio/a.wav",
+        file("pairs.csv", "audio,caption\naudio/a.wav,a dog\n"),
+        "it is the input",
+    ),
+    Case(
+        "train-export-into-a-folder-with-files",
+        "train export runs/bad/checkpoints/last.ckpt -o audio",
+        _old_run,
+        "audio exists and is not empty (use --overwrite",
+    ),
+    Case(
+        "clap-convert-over-the-checkpoint-folder",
+        "clap convert ck/x.pt ck --overwrite",
+        file("ck/x.pt", b"not a checkpoint"),
+        "holds the input ck/x.pt",
+    ),
+    Case(
         "restart-with-bad-data-keeps-old-run",
         "train train.yaml --restart data.train.0.manifest=nope.jsonl",
         _old_run,

@@ -5,7 +5,8 @@ Each line is one :class:`~querysep.captions.backends.Answer` with its key, the s
 is asked again; keep them and a re-run asks nothing twice. Every line is flushed and
 ``fsync``-ed as soon as its answer exists, so a run killed at any moment loses at most the
 answers still in flight. A last line cut short by such a kill is dropped (and cut off the
-file) when the cache is opened; any other unreadable line is an error.
+file) when the cache is opened; any other unreadable line is an error, and a file that is
+not a cache is never changed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ from ..errors import DataError, OutputError
 from ..fileio import check_output_file
 
 __all__ = ["AnswerCache", "cache_key"]
+
+#: How every record line starts (``_record`` in ``job.py`` puts ``key`` first).
+_RECORD_START = b'{"key": "'
+
+
+def _whole_json(line: bytes) -> bool:
+    """Whether ``line`` is a whole JSON value (a record that only lacks its newline)."""
+    try:
+        json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return True
 
 
 def cache_key(
@@ -49,6 +62,7 @@ class AnswerCache:
         self.records: dict[str, dict[str, Any]] = {}
         self.dropped_partial_line = False
         self._handle: Any = None
+        self._newline_first = False  # the file's last record lacks its newline
         self._lock = threading.Lock()
         self._load()
 
@@ -60,25 +74,40 @@ class AnswerCache:
         except OSError as exc:
             raise DataError(f"cannot read cache {self.path}: {exc.strerror or exc}") from None
         complete, _, partial = data.rpartition(b"\n")
-        if partial.strip():  # the last line, cut short by a kill: drop it
-            self.dropped_partial_line = True
-            try:
-                os.truncate(self.path, len(complete) + 1 if complete else 0)
-            except OSError as exc:
-                raise OutputError(f"cannot repair cache {self.path}: {exc.strerror}") from None
-        for lineno, line in enumerate(complete.split(b"\n") if complete else [], start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                record = None
-            if not isinstance(record, dict) or not isinstance(record.get("key"), str):
-                raise DataError(
-                    f"cache {self.path}:{lineno} is not a cache record; remove that line "
-                    "(or the file, to ask everything again)"
-                )
-            self.records[record["key"]] = record
+        lines = complete.split(b"\n") if complete else []
+        for lineno, line in enumerate(lines, start=1):
+            self._read_line(line, lineno)
+        if not partial.strip():
+            return
+        # The last line lacks its newline. A whole record is kept (the next one starts on a new
+        # line); the start of one, cut short by a kill, is dropped and cut off the file; anything
+        # else means the file is not a cache, and it is refused untouched.
+        lineno = len(lines) + 1
+        if _whole_json(partial):
+            self._read_line(partial, lineno)
+            self._newline_first = True
+            return
+        if not _RECORD_START.startswith(partial.lstrip()[: len(_RECORD_START)]):
+            self._read_line(partial, lineno)  # raises: not a record
+        self.dropped_partial_line = True
+        try:
+            os.truncate(self.path, len(complete) + 1 if complete else 0)
+        except OSError as exc:
+            raise OutputError(f"cannot repair cache {self.path}: {exc.strerror}") from None
+
+    def _read_line(self, line: bytes, lineno: int) -> None:
+        if not line.strip():
+            return
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+            raise DataError(
+                f"cache {self.path}:{lineno} is not a cache record; remove that line (or the "
+                "file, to ask everything again), or pass another --cache"
+            )
+        self.records[record["key"]] = record
 
     def __contains__(self, key: object) -> bool:
         return key in self.records
@@ -102,6 +131,9 @@ class AnswerCache:
                 if self._handle is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                     self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+                if self._newline_first:
+                    line = "\n" + line
+                    self._newline_first = False
                 self._handle.write(line)
                 self._handle.flush()
                 os.fsync(self._handle.fileno())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -101,6 +102,12 @@ def convert_laion_checkpoint(
     checkpoint = Path(checkpoint).expanduser()
     outdir = Path(outdir).expanduser()
     _check_outdir(outdir, overwrite)
+    for source in (checkpoint, *([Path(tokenizer).expanduser()] if tokenizer else [])):
+        if Path(os.path.realpath(source)).is_relative_to(os.path.realpath(outdir)):
+            raise OutputError(
+                f"cannot write {outdir}: it holds the input {source}, which replacing it "
+                "would delete; choose another folder"
+            )
     tok_folder = find_roberta_tokenizer(tokenizer)
     tok = load_roberta_tokenizer(tok_folder) if tok_folder is not None else None
     state, prefix = load_laion_state_dict(checkpoint)

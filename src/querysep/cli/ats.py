@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         """Score audio against text: the cosine of their CLAP embeddings (ATS)."""
         from ..audio.io import audio_info
         from ..clap import load_clap
-        from ..fileio import check_output_file
+        from ..fileio import check_output_file, refuse_overwriting
         from ..models.text import validate_queries
 
         if batch_size < 1:
@@ -83,6 +83,7 @@ def register(app: typer.Typer) -> None:
             audio_info(path)
         if output is not None:
             check_output_file(output)
+            refuse_overwriting([output], files)
         model = load_clap(clap, device)
         from ..clap.files import embed_files
 
@@ -151,16 +152,14 @@ def _score_list(
     from ..clap.files import score_pairs
     from ..clap.pairs import describe_bad, read_pairs, write_pairs
     from ..errors import DataError
-    from ..fileio import check_output_file
+    from ..fileio import check_output_file, refuse_overwriting
 
     if output is None:
         raise typer.BadParameter("--list needs -o OUT.csv", param_hint="'--output'")
     check_output_file(output)
-    if output.resolve() == pair_list.resolve():
-        raise typer.BadParameter(
-            "the output would replace the pair list itself", param_hint="'--output'"
-        )
+    refuse_overwriting([output], [pair_list])
     pairs = read_pairs(pair_list)
+    refuse_overwriting([output], [row.audio for row in pairs.rows])
     if pairs.bad and not skip_bad:
         raise DataError(describe_bad(pairs) + "; fix them or pass --skip-bad")
     good = [r for r in pairs.rows if r.problem is None]

@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         from ..captions.job import estimate, plan_items, run_job
         from ..captions.prompt import load_template
         from ..data.manifest import read_manifest, write_manifest
-        from ..fileio import check_output_file
+        from ..fileio import check_output_file, refuse_overwriting
 
         if backend not in ("openai", "offline"):
             raise ConfigError(f"--backend must be 'openai' or 'offline', not {backend!r}")
@@ -71,8 +71,8 @@ def register(app: typer.Typer) -> None:
         clips = read_manifest(manifest)
         check_output_file(output)
         cache_path = cache if cache is not None else output.with_name(output.stem + ".cache.jsonl")
-        if cache_path.resolve() == output.resolve():
-            raise ConfigError("--cache must differ from the output manifest")
+        inputs = [manifest, *([template] if template is not None else [])]
+        refuse_overwriting([output, cache_path], inputs, error=ConfigError)
         answers = AnswerCache(cache_path)
         retry = RetryPolicy(max_tries=max_tries, backoff_base=backoff, timeout=timeout)
         if backend == "offline":

@@ -42,10 +42,11 @@ def register(app: typer.Typer) -> None:
         """Write N source,noise,snr,caption rows; clips sharing a label are never paired."""
         from ..data.manifest import read_manifest, write_mixture_list
         from ..data.mixing import plan_mixtures
-        from ..fileio import check_output_file
+        from ..fileio import check_output_file, refuse_overwriting
 
-        clips = read_manifest(manifest)
         check_output_file(output)
+        refuse_overwriting([output], [manifest])
+        clips = read_manifest(manifest)
         if split:
             kept = [clip for clip in clips if clip.split in split]
             if not kept:

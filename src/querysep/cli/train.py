@@ -85,10 +85,20 @@ def export_cmd(
         show_default=False,
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Model folder to write."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Write into OUTPUT even if it exists and is not empty."
+    ),
 ) -> None:
     """Export a training checkpoint as a model folder for querysep separate --model."""
+    from ..errors import OutputError
+    from ..fileio import check_output_folder
     from ..training.export import export_checkpoint, find_export_checkpoint
 
+    check_output_folder(output)
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise OutputError(
+            f"{output} exists and is not empty (use --overwrite to write the model into it)"
+        )
     source = checkpoint
     if checkpoint.is_dir():
         folder = checkpoint / "checkpoints" if (checkpoint / "checkpoints").is_dir() else checkpoint
