@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import soundfile as sf
 import torch
 
 from querysep import Separator, separate
-from querysep.errors import AudioError, OutputError, QueryError
+from querysep.errors import AudioError, ConfigError, OutputError, QueryError
 from querysep.metrics import sdr
 from querysep.testing import synth
 
@@ -102,6 +103,14 @@ def test_one_liner() -> None:
         (np.array([0.1, np.nan] * 1000, np.float32), 16000, "NaN"),
         (np.zeros(1000, np.float32), 4000, "sample rate"),
         (np.zeros((9, 1000), np.float32), 16000, "channels"),
+        (np.full(16000, 3000, np.int16), 16000, "torch.int16 .integer PCM.*32768"),
+        (np.ones(16000, bool), 16000, "floating-point samples in .-1, 1., got torch.bool$"),
+        (np.array(["a"] * 16000), 16000, "a numeric array or tensor, got ndarray"),
+        (None, 16000, "a numeric array or tensor, got NoneType"),
+        (np.full(16000, 0.5, np.float32), 16000.5, "a whole number of Hz, got 16000.5"),
+        (np.full(16000, 0.5, np.float32), float("nan"), "a whole number of Hz"),
+        (np.full(16000, 0.5, np.float32), "16000", "a number of Hz, got '16000'"),
+        (np.full(16000, 0.5, np.float32), True, "a number of Hz, got True"),
     ],
 )
 def test_bad_audio_is_rejected(tiny: Separator, audio, rate, match) -> None:
@@ -109,8 +118,23 @@ def test_bad_audio_is_rejected(tiny: Separator, audio, rate, match) -> None:
         tiny.separate_tensor(audio, rate, "a dog")
 
 
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"batch_size": "x"}, "batch size must be a whole number, got 'x'"),
+        ({"batch_size": 0}, "batch size must be at least 1, got 0"),
+        ({"num_threads": 100_000}, "at most 1024, got 100000"),
+        ({"num_threads": 2.5}, "CPU thread count must be a whole number"),
+        ({"segment_seconds": "10"}, "segment length must be a number of seconds"),
+    ],
+)
+def test_bad_settings_are_config_errors_before_loading(settings: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        Separator("no-such-model", **settings)  # refused before the name is looked up
+
+
 def test_bad_queries_are_rejected(tiny: Separator) -> None:
-    for q in ("", "   ", "z" * 1001, []):
+    for q in ("", "   ", "z" * 1001, [], None, b"a dog", "a dog \udcff", ["a dog", 5]):
         with pytest.raises(QueryError):
             tiny.separate_tensor(np.zeros(1000, np.float32), 16000, q)
 
@@ -238,6 +262,18 @@ def test_outputs_that_would_overwrite_the_input_or_each_other_are_refused(
         )
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_file_names_that_are_not_utf8_are_read_and_written(tiny: Separator, tmp_path: Path) -> None:
+    """Linux file names are bytes; Python hands undecodable ones over as surrogates."""
+    name = os.fsdecode(b"caf\xe9.wav")  # Latin-1, not UTF-8
+    path = tmp_path / name
+    data = synth.scene(1.0, 16000, seed=4)
+    sf.write(os.fsencode(path), data, 16000)
+    out = tmp_path / os.fsdecode(b"out\xff.wav")
+    assert tiny.separate_file(path, "dog", [out]) == [out]
+    estimate, rate = sf.read(os.fsencode(out))
+    assert rate == 16000 and estimate.shape == data.shape and np.abs(estimate).max() > 0
 
 
 def test_a_silent_output_has_no_ats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import stat
 from collections.abc import Iterator
@@ -157,6 +159,30 @@ def test_os_error_about_the_temp_file_names_the_output(tmp_path: Path) -> None:
     assert str(info.value) == f"cannot write {target}: No space left on device"
     assert ".part" not in str(info.value)
     assert names(target.parent) == []
+
+
+def test_a_full_disk_while_writing_names_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write into an open file fails with an OSError that names no file (ENOSPC)."""
+    target = write_text(tmp_path / "summary.json", "old")
+
+    class FullDisk(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_open = open
+    monkeypatch.setattr(
+        "builtins.open",
+        lambda f, mode="r", *a, **k: FullDisk() if "w" in mode else real_open(f, mode, *a, **k),
+    )
+    with pytest.raises(OutputError) as info:
+        write_text(target, "new")
+    monkeypatch.undo()
+    assert str(info.value) == f"cannot write {target}: No space left on device"
+    assert target.read_text() == "old" and names(tmp_path) == ["summary.json"]
+    with pytest.raises(OSError, match="unrelated"), AtomicFile(target):  # other errors pass
+        raise OSError(errno.EACCES, "unrelated")
 
 
 def test_output_under_a_file_is_refused_and_nothing_is_written(tmp_path: Path) -> None:

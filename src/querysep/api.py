@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import math
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -48,7 +49,22 @@ ArrayLike = np.ndarray | torch.Tensor
 
 def _check_waveform(audio: ArrayLike, sample_rate: int) -> torch.Tensor:
     """Validate in-memory audio and return it as float32 ``(channels, time)`` on the CPU."""
-    x = torch.as_tensor(audio).detach().to("cpu")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
+        raise AudioError(f"the sample rate must be a number of Hz, got {sample_rate!r}")
+    if not (math.isfinite(sample_rate) and sample_rate == int(sample_rate)):
+        raise AudioError(f"the sample rate must be a whole number of Hz, got {sample_rate}")
+    try:
+        x = torch.as_tensor(audio).detach().to("cpu")
+    except (TypeError, ValueError, RuntimeError):
+        raise AudioError(
+            f"audio must be a numeric array or tensor, got {type(audio).__name__}"
+        ) from None
+    if not x.is_floating_point():
+        hint = " (integer PCM: divide by its full scale, e.g. 32768 for int16)"
+        raise AudioError(
+            f"audio must hold floating-point samples in [-1, 1], got {x.dtype}"
+            + (hint if x.dtype != torch.bool and not x.is_complex() else "")
+        )
     if x.dim() == 1:
         x = x[None]
     if x.dim() != 2:
@@ -68,6 +84,20 @@ def _check_waveform(audio: ArrayLike, sample_rate: int) -> torch.Tensor:
     return x
 
 
+#: Most CPU threads a Separator (``--threads``) may ask torch for: far more than any CPU has,
+#: far fewer than the thread count that crashes torch's thread pool.
+MAX_THREADS = 1024
+
+
+def _check_count(name: str, value: object, low: int, high: int | None) -> None:
+    """Refuse a ``value`` that is not a whole number in ``[low, high]`` (ConfigError)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"the {name} must be a whole number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        most = f" and at most {high}" if high is not None else ""
+        raise ConfigError(f"the {name} must be at least {low}{most}, got {value}")
+
+
 def check_segment(segment_seconds: float, overlap_seconds: float) -> None:
     """Check the segment settings of :class:`Separator` (before loading any model).
 
@@ -75,6 +105,9 @@ def check_segment(segment_seconds: float, overlap_seconds: float) -> None:
         ConfigError: ``segment_seconds`` is not a positive finite number, or
             ``overlap_seconds`` is not in ``[0, segment_seconds)``.
     """
+    for name, value in (("segment length", segment_seconds), ("overlap", overlap_seconds)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"the {name} must be a number of seconds, got {value!r}")
     if not (math.isfinite(segment_seconds) and segment_seconds > 0):
         raise ConfigError(
             f"the segment length must be a positive number of seconds, got {segment_seconds}"
@@ -134,9 +167,9 @@ class Separator:
         compile: bool = False,
     ) -> None:
         check_segment(segment_seconds, overlap_seconds)
+        _check_count("batch size", batch_size, 1, None)
         if num_threads is not None:
-            if num_threads < 1:
-                raise ConfigError(f"the CPU thread count must be at least 1, got {num_threads}")
+            _check_count("CPU thread count", num_threads, 1, MAX_THREADS)
             torch.set_num_threads(int(num_threads))
         self.device = resolve_device(device)
         if precision is not None:  # a bad setting fails before the model loads
@@ -158,7 +191,7 @@ class Separator:
         self._net = torch.compile(self.model.net) if compile else self.model.net
         self.segment_seconds = float(segment_seconds)
         self.overlap_seconds = float(overlap_seconds)
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = int(batch_size)
         self._clap = clap
 
     @property
@@ -302,6 +335,7 @@ class Separator:
         """
         items = validate_queries(queries)
         x = _check_waveform(mixture, sample_rate)
+        sample_rate = int(sample_rate)
         length = x.shape[-1]
         model_x = torch.from_numpy(
             np.ascontiguousarray(resample(x.numpy(), sample_rate, self.sample_rate))

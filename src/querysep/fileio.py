@@ -30,6 +30,7 @@ use it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -55,6 +56,10 @@ __all__ = [
 ]
 
 StrPath = str | os.PathLike[str]
+
+
+#: Errors of writing into an open file, which carry no file name.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
 
 
 def _reason(exc: OSError) -> str:
@@ -321,7 +326,10 @@ class AtomicFile:
             return None
         names = [exc.filename, exc.filename2]
         names = [os.fspath(n) for n in names if isinstance(n, str | os.PathLike)]
-        return self._error(exc) if os.fspath(self.temp) in names else None
+        if os.fspath(self.temp) in names:
+            return self._error(exc)
+        # A write into the open temporary file fails without a file name (a full disk...).
+        return self._error(exc) if not names and exc.errno in _WRITE_ERRNOS else None
 
     def __enter__(self) -> Path:
         return self.temp

@@ -116,10 +116,11 @@ def plot_files(
     """
     import soundfile as sf
 
-    rate = sf.info(str(estimate_path)).samplerate
+    rate = sf.info(os.fsencode(estimate_path)).samplerate
     frames = int(max_seconds * rate)
-    mixture, _ = sf.read(str(mixture_path), frames=frames, dtype="float32", always_2d=True)
-    estimate, _ = sf.read(str(estimate_path), frames=frames, dtype="float32", always_2d=True)
+    read = {"frames": frames, "dtype": "float32", "always_2d": True}
+    mixture, _ = sf.read(os.fsencode(mixture_path), **read)
+    estimate, _ = sf.read(os.fsencode(estimate_path), **read)
     if mono:
         mixture = mixture.mean(axis=1, keepdims=True)
     return plot_separation(mixture.T, estimate.T, rate, path, title=title, max_seconds=max_seconds)

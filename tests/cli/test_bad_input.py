@@ -240,6 +240,36 @@ CASES: list[Case] = [
         "l1.csv is not UTF-8 text (byte 0xe9 on line 2)",
     ),
     Case(
+        "mixture-list-quote-never-closed",
+        "evaluate --mixtures open.csv --audio-dir audio -m mixture",
+        file("open.csv", DCASE_HEADER + 'a,b,0,"a dog\nc,d,5,a cat\n'),
+        "open.csv:3: not a valid CSV file: unexpected end of data",
+    ),
+    Case(
+        "pair-list-quote-never-closed",
+        "ats --list pairs.csv -o out.csv",
+        file("pairs.csv", 'audio,caption\naudio/a.wav,"a dog\naudio/b.wav,rain\n'),
+        "pairs.csv:3: not a valid CSV file",
+    ),
+    Case(
+        "pair-list-column-twice",
+        "ats --list pairs.csv -o out.csv",
+        file("pairs.csv", "audio,caption,audio\naudio/a.wav,a dog,audio/b.wav\n"),
+        "column 'audio' appears twice",
+    ),
+    Case(
+        "pair-list-field-too-large",
+        "ats --list pairs.csv -o out.csv",
+        file("pairs.csv", "audio,caption\naudio/a.wav," + "x" * 140_000 + "\n"),
+        "pairs.csv:2: not a valid CSV file: field larger than field limit",
+    ),
+    Case(
+        "query-not-utf8",
+        ["separate", "good.wav", "-q", "dog \udcff bark", "-m", "test-tiny"],
+        None,
+        "is not valid UTF-8 text",
+    ),
+    Case(
         "binary-mixture-list",
         "evaluate --mixtures bin.csv --audio-dir audio -m mixture",
         file("bin.csv", BINARY),
@@ -561,6 +591,12 @@ CASES: list[Case] = [
         "evaluate --mixtures list.csv --audio-dir audio -m mixture -m mixture",
         None,
         "two systems are named 'mixture'",
+    ),
+    Case(
+        "threads-absurd",
+        "separate good.wav -q dog -m test-tiny --threads 100000",
+        None,
+        "--threads",
     ),
     Case(
         "device-unknown",

@@ -160,7 +160,7 @@ def _reason(exc: BaseException) -> str:
 
 def _open(p: Path) -> sf.SoundFile:
     try:
-        return sf.SoundFile(str(p))
+        return sf.SoundFile(os.fsencode(p))  # bytes: names that are not UTF-8 open too
     except (sf.SoundFileError, OSError) as exc:
         raise AudioError(f"cannot read audio file {p}: {_reason(exc)}") from exc
 

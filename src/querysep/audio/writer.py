@@ -10,6 +10,7 @@ clipped to ``[-1, 1)`` for integer subtypes so they never wrap around.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from types import TracebackType
 
@@ -126,7 +127,7 @@ class AudioWriter:
         pending = AtomicFile(self.path, error=AudioError)
         try:
             self._file = sf.SoundFile(
-                str(pending.temp),
+                os.fsencode(pending.temp),
                 "w",
                 samplerate=self.sample_rate,
                 channels=self.channels,

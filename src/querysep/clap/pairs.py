@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..audio.io import audio_info
+from ..data.manifest import csv_records
 from ..errors import AudioError, DataError, QueryError
 from ..fileio import write_text
 from ..models.text.base import validate_queries
@@ -66,8 +67,8 @@ def read_pairs(path: Path, *, check_audio: bool = True) -> PairList:
         DataError: The file is missing, unreadable, has no rows, or lacks a required column.
     """
     text = read_text(path, "pair list", error=DataError)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    records = csv_records(path, text)
+    header = next(records, (0, []))[1]
     if not header:
         raise DataError(f"{path}: empty file; expected a CSV with columns audio,caption")
     columns = [c.strip() for c in header]
@@ -77,11 +78,13 @@ def read_pairs(path: Path, *, check_audio: bool = True) -> PairList:
             f"{path}: no {' or '.join(missing)} column (found: {', '.join(columns)}); "
             "a pair list has the columns audio,caption"
         )
+    twice = sorted({name for name in columns if columns.count(name) > 1})
+    if twice:
+        raise DataError(f"{path}: column {twice[0]!r} appears twice in the header")
     base = path.parent
     rows: list[PairRow] = []
     checked: dict[Path, str | None] = {}
-    for values in reader:
-        line = reader.line_num
+    for line, values in records:
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(columns):

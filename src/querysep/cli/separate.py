@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Separate the sound each query describes from each input file."""
-        from ..api import Separator, check_segment
+        from ..api import MAX_THREADS, Separator, check_segment
         from ..audio.io import audio_info
         from ..fileio import check_output_file
         from ..models.text import validate_queries
@@ -85,8 +85,10 @@ def register(app: typer.Typer) -> None:
         queries = validate_queries(query)
         if fmt not in ("wav", "flac"):
             raise typer.BadParameter("must be wav or flac", param_hint="'--format'")
-        if threads is not None and threads < 1:
-            raise typer.BadParameter("must be at least 1", param_hint="'--threads'")
+        if threads is not None and not 1 <= threads <= MAX_THREADS:
+            raise typer.BadParameter(
+                f"must be between 1 and {MAX_THREADS}", param_hint="'--threads'"
+            )
         check_segment(segment_seconds, overlap_seconds)
         upstream = check_upstream_options([model], text_tokenizer, clap_checkpoint)
         infos = [audio_info(p) for p in inputs]  # every input is checked before any work

@@ -436,7 +436,7 @@ def read_mixture_list(path: str | Path) -> list[MixtureRow]:
             format, or a row is malformed (the message names the line).
     """
     path = Path(path)
-    lines = _csv_lines(path, read_text(path, "mixture list"))
+    lines = csv_records(path, read_text(path, "mixture list"))
     header = [name.strip() for name in next(lines, (0, []))[1]]
     if not header:
         raise DataError(f"{path}: empty mixture list")
@@ -488,13 +488,17 @@ def read_mixture_list(path: str | Path) -> list[MixtureRow]:
     return rows
 
 
-def _csv_lines(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
-    """``(line number, values)`` of each CSV record; a malformed record is a DataError."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+def csv_records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, values)`` of each CSV record of ``text`` (read from ``path``).
+
+    Strict: a quote left open (which would swallow the rest of the file into one field), a
+    stray quote or a field over the csv module's size limit is a DataError naming the line.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         for values in reader:
             yield reader.line_num, values
-    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+    except csv.Error as exc:
         raise DataError(f"{path}:{reader.line_num}: not a valid CSV file: {exc}") from None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -36,6 +36,8 @@ def validate_queries(queries: str | Sequence[str]) -> list[str]:
             whitespace, which is collapsed), or one with no letter or digit at all
             (``'!!!'``, an emoji alone: nothing a text encoder can read as a sound).
     """
+    if isinstance(queries, (bytes, bytearray)) or not isinstance(queries, (str, Iterable)):
+        raise QueryError(f"a query must be text, got {type(queries).__name__}")
     items = [queries] if isinstance(queries, str) else list(queries)
     if not items:
         raise QueryError("no query given: say what to separate, e.g. -q 'a dog barking'")
@@ -49,6 +51,11 @@ def validate_queries(queries: str | Sequence[str]) -> list[str]:
         if len(text) > MAX_QUERY_CHARS:
             raise QueryError(
                 f"query of {len(text)} characters is too long (at most {MAX_QUERY_CHARS})"
+            )
+        if any(unicodedata.category(c) == "Cs" for c in text):  # undecodable argv bytes
+            raise QueryError(
+                f"query {text.encode('utf-8', 'backslashreplace').decode()!r} is not valid "
+                "UTF-8 text"
             )
         control = next((c for c in text if unicodedata.category(c) == "Cc"), None)
         if control is not None:
