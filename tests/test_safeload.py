@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,24 @@ def test_refusals(tmp_path: Path) -> None:
     torch.save({"f": print}, tmp_path / "code.pt")
     with pytest.raises(CheckpointError, match=r"needs pickled code to load \(print\)"):
         load_weights_only(tmp_path / "code.pt")
+
+
+class _RunsACommand:
+    """Unpickling this would call os.system (the marker file proves it never runs)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_code_calling_a_blocked_module_and_files_that_are_no_pickle(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    torch.save({"w": _RunsACommand(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match=r"needs pickled code to load \(posix.system\)"):
+        load_weights_only(tmp_path / "evil.pt")
+    assert not marker.exists()
+    (tmp_path / "notes.pt").write_text("a text file, not a checkpoint\n")
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint of plain weights"):
+        load_weights_only(tmp_path / "notes.pt")

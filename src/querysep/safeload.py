@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +49,26 @@ def load_weights_only(path: str | Path, what: str = "PyTorch checkpoint") -> Any
     if not path.is_file():
         raise ModelNotFoundError(f"{what} not found: {path}")
     try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:  # a legacy (non-zip) file cannot be memory-mapped
-            if "mmap" not in str(exc):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about some files it then refuses
+            warnings.simplefilter("ignore")
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:  # a legacy (non-zip) file cannot be memory-mapped
+                if "mmap" not in str(exc):
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        found = re.search(r"unsupported global:? (?:GLOBAL )?(\S+)", str(exc), re.IGNORECASE)
         if found:
             raise CheckpointError(
                 f"{path} needs pickled code to load ({found.group(1)}), which is refused for "
                 "safety and never run; only plain weight files are read"
             ) from None
+        raise CheckpointError(
+            f"cannot read {path}: not a PyTorch checkpoint of plain weights, or corrupt"
+        ) from None
+    except (KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError):
+        # what the unpickler raises on bytes that are no pickle at all (a text file...)
         raise CheckpointError(
             f"cannot read {path}: not a PyTorch checkpoint of plain weights, or corrupt"
         ) from None

@@ -665,6 +665,48 @@ CASES: list[Case] = [
         _old_run,
         "manifest not found: nope.jsonl",
     ),
+    Case(
+        "train-resume-from-a-text-file",
+        "train train.yaml",
+        file("runs/bad/checkpoints/last.ckpt", "not a checkpoint\n"),
+        "checkpoints/last.ckpt: not a PyTorch checkpoint of plain weights, or corrupt; remove it",
+    ),
+    Case(
+        "clap-train-yaml-broken",
+        "clap train c.yaml -o out",
+        file("c.yaml", "epochs: [\n"),
+        "c.yaml:2: not valid YAML",
+    ),
+    Case(
+        "clap-train-not-a-mapping",
+        "clap train c.yaml -o out",
+        file("c.yaml", "- 1\n"),
+        "c.yaml: a config is a mapping of settings, not list",
+    ),
+    Case(
+        "clap-train-wrong-type",
+        "clap train c.yaml -o out epochs=many",
+        file("c.yaml", "batch_size: 8\n"),
+        "epochs: expected a whole number, got 'many'",
+    ),
+    Case(
+        "clap-train-zero-batch",
+        "clap train c.yaml -o out batch_size=0",
+        file("c.yaml", "{}\n"),
+        "batch_size: expected a whole number >= 1, got 0",
+    ),
+    Case(
+        "clap-train-member-wrong-type",
+        "clap train c.yaml -o out",
+        file("c.yaml", "members: [{epochs: x}]\n"),
+        "members[0].epochs: expected a whole number, got 'x'",
+    ),
+    Case(
+        "clap-train-override-into-a-number",
+        "clap train c.yaml -o out lr.x=1",
+        file("c.yaml", "lr: 0.001\n"),
+        "lr is not a mapping of settings",
+    ),
     # --- training
     Case(
         "train-accelerator",

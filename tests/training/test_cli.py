@@ -83,7 +83,7 @@ def test_train_resume_restart_export_separate(config_path: Path, tmp_path: Path)
     assert separated.exit_code == 0, separated.output
     assert sf.info(str(tmp_path / "out.wav")).frames == 8000
     bad = runner.invoke(app, ["train", "export", str(tmp_path / "m" / "config.json"), "-o", "x"])
-    assert bad.exit_code == 2 and "cannot read checkpoint" in bad.stderr
+    assert bad.exit_code == 2 and "config.json: not a PyTorch checkpoint" in bad.stderr
 
 
 class _CtrlC(pl.Callback):

@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from querysep.cli import app
+from querysep.errors import OutputError
 from querysep.training.callbacks import AtomicCheckpointIO
 from querysep.training.config import config_from_dict
 from querysep.training.export import read_checkpoint
@@ -164,7 +165,7 @@ def test_checkpoints_are_written_whole_or_not_at_all(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("lightning.fabric.plugins.io.torch_io._atomic_save", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match=r"best\.ckpt: No space left on device"):
         io.save_checkpoint({"w": torch.zeros(3)}, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt"]

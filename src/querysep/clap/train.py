@@ -30,15 +30,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..models.text.base import TextEncoder
 from ..precision import resolve_precision
+from ..safeload import load_weights_only
 from .augment import AugmentConfig, augment_mel, spec_augment
 from .small import (
     ClapEnsemble,
@@ -91,7 +93,7 @@ class ClapTrainConfig:
     loss: str = "infonce"  # "infonce", "sigmoid" (pairwise, global threshold) or "infonce+sigmoid"
     paraphrases: int = 0  # offline paraphrases of each training caption added to its class's texts
     seed: int = 0
-    precision: str = "auto"
+    precision: str | int = "auto"  # "auto", "32", "bf16-mixed" (32 as a number too)
     val_every: int = 10
     max_steps: int | None = None  # cut a run short (smoke tests)
     # > 1: train that many seeds (seed, seed + 1, ...) and export their ensemble; or a list of
@@ -111,40 +113,137 @@ class ClapTrainConfig:
     weights_dtype: str = "float32"
 
 
-def _bind(cls: type, data: dict[str, Any], where: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
+#: Settings that must be whole numbers >= 1 (or non-empty lists of them), wherever they
+#: appear; other ranges and choices are checked where they are used (``train``).
+_POSITIVE = frozenset(
+    {"epochs", "batch_size", "val_every", "max_steps", "sample_rate", "n_fft", "hop_length"}
+    | {"n_mels", "channels", "dim", "text_dim", "audio_views", "train_folds"}
+)
+
+
+def _bind(cls: type, data: Any, where: str) -> Any:
+    """``cls`` (a config dataclass) from a mapping, every value checked against its type."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where.rstrip('.') or 'the config'} must be a mapping of settings")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
             raise ConfigError(f"unknown config key {where}{key}")
-        default = getattr(cls(), key) if key in ("model", "augment") else None
-        if is_dataclass(default) and isinstance(value, dict):
-            value = _bind(type(default), value, f"{where}{key}.")
+        hint = hints[key]
+        if is_dataclass(hint):
+            value = _bind(hint, value, f"{where}{key}.")
+        elif key == "members" and isinstance(value, list):
+            for i, member in enumerate(value):
+                _bind(cls, member, f"{where}members[{i}].")  # checked; applied by member_configs
+        else:
+            _check_value(hint, value, f"{where}{key}")
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _check_value(hint: Any, value: Any, name: str) -> None:
+    """ConfigError unless ``value`` fits the type ``hint`` (and the range its name implies)."""
+    if not _fits(hint, value):
+        raise ConfigError(f"{name}: expected {_describe(hint)}, got {value!r}")
+    leaf = name.rpartition(".")[2].partition("[")[0]
+    numbers = value if isinstance(value, list) else [value]
+    for v in numbers:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{name}: expected a finite number, got {value!r}")
+        if leaf in _POSITIVE and isinstance(v, int) and v < 1:
+            raise ConfigError(f"{name}: expected a whole number >= 1, got {value!r}")
+    if leaf in _POSITIVE and value == []:
+        raise ConfigError(f"{name}: expected at least one value, got []")
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    if hint is Any:
+        return True
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, UnionType):
+        return any(_fits(a, value) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(args[0], v) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _describe(hint: Any) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is list:
+        return f"a list of {_describe(args[0]).removeprefix('a ')}"
+    names = {
+        int: "a whole number",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        type(None): "null",
+    }
+    return names.get(hint, "a mapping" if origin is dict else str(hint))
 
 
 def _parse_value(text: str) -> Any:
     import yaml
 
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text  # not YAML: the string itself (its type is checked like any value)
 
 
 def load_train_config(path: str | None, overrides: list[str] = ()) -> ClapTrainConfig:
-    """Read a YAML config (or the defaults) and apply ``a.b=value`` overrides."""
+    """Read a YAML config (or the defaults) and apply ``a.b=value`` overrides.
+
+    Raises:
+        ConfigError: The file is missing, not UTF-8, not YAML or not a mapping; an override
+            is not ``key=value`` or reaches into a setting that is not a mapping; a key is
+            unknown; a value has the wrong type or is out of range.
+    """
     import yaml
 
-    data: dict[str, Any] = {}
+    data: Any = {}
     if path:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not UTF-8 text") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', '')})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{path}: a config is a mapping of settings, not {type(data).__name__}"
+            )
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not key=value")
         node = data
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a mapping of settings")
         node[leaf] = _parse_value(value)
     return _bind(ClapTrainConfig, data, "")
 
@@ -481,16 +580,29 @@ def train(
     start_epoch, history = 0, []
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, weights_only=True)
+        ckpt = load_weights_only(ckpt_path, "CLAP training checkpoint")
+        expected = {"model", "opt", "sched"}
+        if not isinstance(ckpt, dict) or not expected <= set(ckpt):
+            raise CheckpointError(
+                f"{ckpt_path} is not a checkpoint of querysep clap train; remove it (or train "
+                "into a new output folder) to start over"
+            )
         if ("pairwise" in ckpt) != (pairwise is not None):
             raise ConfigError(
                 f"{ckpt_path} was written by a run with{'out' if pairwise else ''} the pairwise "
                 f"sigmoid loss, but loss is {config.loss!r}: resume with the run's own loss "
                 "or train into a new output folder"
             )
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["opt"])
-        sched.load_state_dict(ckpt["sched"])
+        try:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["opt"])
+            sched.load_state_dict(ckpt["sched"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(
+                f"{ckpt_path} does not fit this config ({first}); train into a new output "
+                "folder, or remove it to start over"
+            ) from None
         if ema is not None:
             ema.state = ckpt["ema"]
         if pairwise is not None:

@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ModelNotFoundError
 from ..models.resunet import load_state_dict_strict
 from ..models.separator import TextQueriedSeparator
 from ..models.text import TextEncoder
+from ..safeload import load_weights_only
 from .callbacks import BEST_CHECKPOINT, LAST_CHECKPOINT
 from .module import CHECKPOINT_KEY
 
@@ -53,10 +54,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+        ckpt = load_weights_only(path, "training checkpoint")
+    except ModelNotFoundError as exc:
+        raise CheckpointError(str(exc)) from None
     if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint written by querysep train")
     return ckpt

@@ -49,7 +49,7 @@ from .callbacks import (
 )
 from .config import DataConfig, ModelConfig, TrainConfig, TrainerConfig
 from .datamodule import MixtureDataModule
-from .export import BEST_CHECKPOINT, export_checkpoint, find_export_checkpoint
+from .export import BEST_CHECKPOINT, export_checkpoint, find_export_checkpoint, read_checkpoint
 from .module import SeparationTask
 
 __all__ = [
@@ -277,6 +277,21 @@ def _check_same_model(config: Any, saved: Path, section: str = "model") -> None:
         )
 
 
+def check_resumable(last: Path) -> None:
+    """Refuse, before the run folder is touched, a ``last.ckpt`` that is no training
+    checkpoint (corrupt, foreign, or needing pickled code).
+
+    Raises:
+        CheckpointError: Why, and how to go on.
+    """
+    try:
+        read_checkpoint(last)
+    except CheckpointError as exc:
+        raise CheckpointError(
+            f"cannot resume: {exc}; remove it, or --restart to start over"
+        ) from None
+
+
 def _check_output_dir(out: Path) -> None:
     """Refuse a run folder that is a file or lies under one (nothing is written yet)."""
     try:
@@ -334,6 +349,7 @@ def train(
     resume = last.is_file() and not restart
     if resume:
         _check_same_model(config, out / CONFIG_FILE)
+        check_resumable(last)
     say(describe_choice(config.trainer.precision, config.trainer.accelerator))
 
     # Everything is checked (config, model, data) before the run folder is touched.
