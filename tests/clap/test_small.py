@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -949,3 +950,23 @@ def test_esc50_folder_problems_are_one_line(tmp_path: Path) -> None:
         load_esc50(tmp_path / "data", [1, 2])
     split = load_esc50(tmp_path / "data", [2])  # the other fold still loads
     assert split.categories == ["dog", "rain"] and len(split.filenames) == 4
+
+
+def test_zeroshot_refuses_data_it_cannot_score(tmp_path: Path) -> None:
+    """One class only (no mismatched pairs), targets that skip a number, a category that is
+    no ESC-50 class: one-line DataErrors, not a ValueError or KeyError from inside."""
+    from querysep.clap.zeroshot import evaluate_zeroshot, load_esc50
+
+    _write_toy_esc50(tmp_path / "toy")
+    model = load_clap("test-tiny")
+    one_class = load_esc50(tmp_path / "toy", [1])
+    one_class = replace(one_class, targets=np.zeros_like(one_class.targets))
+    with pytest.raises(DataError, match="all of one class"):
+        evaluate_zeroshot(model, one_class)
+    other = replace(one_class, categories=["dog", "spaceship"], targets=np.array([0, 1, 0, 1]))
+    with pytest.raises(DataError, match="'spaceship' is not an ESC-50 class"):
+        evaluate_zeroshot(model, other)
+    table = (tmp_path / "toy" / "esc50.csv").read_text().replace(",1,rain", ",5,rain")
+    (tmp_path / "toy" / "esc50.csv").write_text(table)
+    with pytest.raises(DataError, match=r"number the 2 categories 0\.\.1, found 0\.\.5"):
+        load_esc50(tmp_path / "toy", [1])

@@ -43,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -180,6 +181,15 @@ def _model_folder_field(name: str, key: str, value: object) -> Setup:
         config = json.loads(cfg_path.read_text(encoding="utf-8"))
         config[key] = value
         cfg_path.write_text(json.dumps(config), encoding="utf-8")
+
+    return setup
+
+
+def _torch_file(name: str, tensors: dict[str, list[float]]) -> Setup:
+    """A setup writing ``torch.save`` of a dict of 1-D tensors."""
+
+    def setup(root: Path) -> None:
+        torch.save({k: torch.tensor(v) for k, v in tensors.items()}, root / name)
 
     return setup
 
@@ -687,25 +697,49 @@ CASES: list[Case] = [
         "clap-train-wrong-type",
         "clap train c.yaml -o out epochs=many",
         file("c.yaml", "batch_size: 8\n"),
-        "epochs: expected a whole number, got 'many'",
+        "epochs: expected an integer, got 'many'",
     ),
     Case(
         "clap-train-zero-batch",
         "clap train c.yaml -o out batch_size=0",
         file("c.yaml", "{}\n"),
-        "batch_size: expected a whole number >= 1, got 0",
+        "batch_size: must be >= 1, got 0",
     ),
     Case(
         "clap-train-member-wrong-type",
         "clap train c.yaml -o out",
         file("c.yaml", "members: [{epochs: x}]\n"),
-        "members[0].epochs: expected a whole number, got 'x'",
+        "members[0].epochs: expected an integer, got 'x'",
     ),
     Case(
         "clap-train-override-into-a-number",
         "clap train c.yaml -o out lr.x=1",
         file("c.yaml", "lr: 0.001\n"),
         "lr is not a mapping of settings",
+    ),
+    Case(
+        "clap-convert-a-text-file",
+        "clap convert notes.pt out",
+        file("notes.pt", "not a checkpoint\n"),
+        "not a PyTorch checkpoint of plain weights, or corrupt",
+    ),
+    Case(
+        "clap-convert-weights-of-the-wrong-rank",
+        "clap convert flat.pt out",
+        _torch_file("flat.pt", {"text_branch.embeddings.word_embeddings.weight": [0.0] * 3}),
+        "not a LAION-CLAP checkpoint that can be converted",
+    ),
+    Case(
+        "clap-folder-with-a-mistyped-config",
+        "ats good.wav -q dog --clap badclap",
+        file("badclap/config.json", '{"format": "querysep-clap", "config": {"dim": "x"}}'),
+        "dim: expected an integer, got 'x'",
+    ),
+    Case(
+        "upstream-checkpoint-missing",
+        "separate good.wav -q dog -m audiosep:nope.ckpt",
+        None,
+        "audiosep checkpoint not found: nope.ckpt",
     ),
     # --- training
     Case(

@@ -294,9 +294,16 @@ def laion_clap_model(state: Mapping[str, torch.Tensor]) -> tuple[Any, LaionConve
     """
     from transformers import ClapModel
 
-    conv = convert_laion_state_dict(state)
-    with skip_weight_init():  # every parameter is loaded below (checked first)
-        model = ClapModel(conv.config)
+    try:  # the config is read off key names and shapes: a malformed file breaks it oddly
+        conv = convert_laion_state_dict(state)
+        with skip_weight_init():  # every parameter is loaded below (checked first)
+            model = ClapModel(conv.config)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"not a LAION-CLAP checkpoint that can be converted (its weights do not fit the "
+            f"HTSAT + RoBERTa layout: {type(exc).__name__}: {detail})"
+        ) from None
     expected = model.state_dict()
     missing = [k for k in expected if k not in conv.state_dict and not RECOMPUTED_KEYS.search(k)]
     unexpected = [k for k in conv.state_dict if k not in expected]
@@ -373,6 +380,11 @@ def load_laion_clap(
         ModelNotFoundError: No such checkpoint, or no tokenizer given or cached.
         CheckpointError: Not a LAION-CLAP checkpoint, or one that does not fit.
     """
+    source = Path(checkpoint).expanduser()
+    if source.is_dir():  # the file is named before the tokenizer is looked up
+        raise ModelNotFoundError(f"{source} is a folder; a LAION-CLAP checkpoint is a single file")
+    if not source.is_file():
+        raise ModelNotFoundError(f"LAION-CLAP checkpoint not found: {source}")
     folder = find_roberta_tokenizer(tokenizer)
     if folder is None:
         raise ModelNotFoundError(_NO_TOKENIZER)

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_files
+from ..schema import validate_dataclass
 from .base import AudioTextModel
 from .registry import ClapInfo, register_folder_loader, register_named
 
@@ -133,7 +134,7 @@ class SmallClapConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown small-CLAP config keys: {', '.join(unknown)}")
-        return cls(**data)
+        return validate_dataclass(cls, data)  # every value of the right type
 
 
 def _mel_points(n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
@@ -384,7 +385,7 @@ class SmallClap(AudioTextModel):
             payload = _read_config(path) if payload is None else payload
             config = SmallClapConfig.from_dict(payload["config"])
             stored = check_weights_dtype(payload.get("weights_dtype", "float32"))
-        model = cls(config)
+            model = cls(config)
         _load_strict(model, path)
         model.weights_dtype = stored
         return model.to(device).eval()
@@ -579,7 +580,7 @@ def _config_errors(path: Path, what: str) -> Iterator[None]:
     """Turn a config that is missing, unreadable or does not fit into a CheckpointError."""
     try:
         yield
-    except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, ConfigError) as exc:
         raise CheckpointError(f"cannot read {what} in {path}: {exc}") from exc
 
 

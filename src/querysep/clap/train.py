@@ -27,11 +27,10 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from types import UnionType
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +40,7 @@ from ..errors import CheckpointError, ConfigError
 from ..models.text.base import TextEncoder
 from ..precision import resolve_precision
 from ..safeload import load_weights_only
+from ..schema import config_error, validate_dataclass
 from .augment import AugmentConfig, augment_mel, spec_augment
 from .small import (
     ClapEnsemble,
@@ -98,7 +98,7 @@ class ClapTrainConfig:
     max_steps: int | None = None  # cut a run short (smoke tests)
     # > 1: train that many seeds (seed, seed + 1, ...) and export their ensemble; or a list of
     # per-member overrides of the top-level settings, e.g. [{epochs: 300}, {epochs: 400}]
-    members: int | list[dict[str, Any]] = 1
+    members: int | list[Any] = 1  # entries: mappings (checked in _bind and member_configs)
     text_ridge: float | None = None  # after training, refit the text head by ridge (this penalty)
     # Refit targets: unit mix of the class centroid and (this weight) the class's discriminant
     # direction, whose within-class covariance is shrunk by text_ridge_shrinkage x its mean
@@ -121,80 +121,29 @@ _POSITIVE = frozenset(
 )
 
 
-def _bind(cls: type, data: Any, where: str) -> Any:
-    """``cls`` (a config dataclass) from a mapping, every value checked against its type."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where.rstrip('.') or 'the config'} must be a mapping of settings")
-    hints = get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in known:
-            raise ConfigError(f"unknown config key {where}{key}")
-        hint = hints[key]
-        if is_dataclass(hint):
-            value = _bind(hint, value, f"{where}{key}.")
-        elif key == "members" and isinstance(value, list):
-            for i, member in enumerate(value):
-                _bind(cls, member, f"{where}members[{i}].")  # checked; applied by member_configs
-        else:
-            _check_value(hint, value, f"{where}{key}")
-        kwargs[key] = value
-    return cls(**kwargs)
-
-
-def _check_value(hint: Any, value: Any, name: str) -> None:
-    """ConfigError unless ``value`` fits the type ``hint`` (and the range its name implies)."""
-    if not _fits(hint, value):
-        raise ConfigError(f"{name}: expected {_describe(hint)}, got {value!r}")
-    leaf = name.rpartition(".")[2].partition("[")[0]
-    numbers = value if isinstance(value, list) else [value]
-    for v in numbers:
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"{name}: expected a finite number, got {value!r}")
-        if leaf in _POSITIVE and isinstance(v, int) and v < 1:
-            raise ConfigError(f"{name}: expected a whole number >= 1, got {value!r}")
-    if leaf in _POSITIVE and value == []:
-        raise ConfigError(f"{name}: expected at least one value, got []")
-
-
-def _fits(hint: Any, value: Any) -> bool:
-    if hint is Any:
-        return True
-    origin, args = get_origin(hint), get_args(hint)
-    if origin in (Union, UnionType):
-        return any(_fits(a, value) for a in args)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is list:
-        return isinstance(value, list) and all(_fits(args[0], v) for v in value)
-    if origin is dict:
-        return isinstance(value, dict)
-    return isinstance(value, hint) if isinstance(hint, type) else True
-
-
-def _describe(hint: Any) -> str:
-    origin, args = get_origin(hint), get_args(hint)
-    if origin in (Union, UnionType):
-        return " or ".join(_describe(a) for a in args)
-    if origin is list:
-        return f"a list of {_describe(args[0]).removeprefix('a ')}"
-    names = {
-        int: "a whole number",
-        float: "a number",
-        str: "a string",
-        bool: "true or false",
-        type(None): "null",
-    }
-    return names.get(hint, "a mapping" if origin is dict else str(hint))
+def _bind(data: Any, what: str) -> ClapTrainConfig:
+    """The config from parsed YAML: every value checked against its field's type
+    (:func:`~querysep.schema.validate_dataclass`), each member's settings too, and sizes
+    and counts >= 1."""
+    if isinstance(data, Mapping):  # the sections first: their unknown keys are errors too
+        data = dict(data)
+        for name, section in (("model", SmallClapConfig), ("augment", AugmentConfig)):
+            if isinstance(data.get(name), Mapping):
+                data[name] = validate_dataclass(section, data[name], what=what, prefix=name)
+    config = validate_dataclass(ClapTrainConfig, data, what=what)
+    members = config.members if isinstance(config.members, list) else []
+    checked = [("", config), ("model.", config.model)]
+    for i, member in enumerate(members):
+        if isinstance(member, Mapping):  # not a mapping: refused by member_configs
+            bound = validate_dataclass(ClapTrainConfig, member, what=what, prefix=f"members[{i}]")
+            checked.append((f"members[{i}].", bound))
+    for prefix, section in checked:
+        for name in _POSITIVE & {f.name for f in fields(section)}:
+            value = getattr(section, name)
+            values = value if isinstance(value, list) else [value]
+            if value == [] or any(v is not None and v < 1 for v in values):
+                raise config_error(f"{prefix}{name}", f"must be >= 1, got {value!r}", what)
+    return config
 
 
 def _parse_value(text: str) -> Any:
@@ -245,7 +194,7 @@ def load_train_config(path: str | None, overrides: list[str] = ()) -> ClapTrainC
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a mapping of settings")
         node[leaf] = _parse_value(value)
-    return _bind(ClapTrainConfig, data, "")
+    return _bind(data, str(path) if path and not overrides else "")
 
 
 def _text_table(

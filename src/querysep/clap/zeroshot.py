@@ -159,7 +159,12 @@ def load_esc50(root: str | os.PathLike[str], folds: list[int]) -> Esc50Split:
         chosen = sorted((r for r in rows if int(r["fold"]) in folds), key=lambda r: r["filename"])
     except (TypeError, ValueError) as exc:
         raise DataError(f"{root / 'esc50.csv'}: a fold or target is not an integer") from exc
-    categories = [names.get(i, f"class {i}") for i in range(max(names, default=-1) + 1)]
+    if names and (min(names) < 0 or max(names) >= len(names)):
+        raise DataError(
+            f"{root / 'esc50.csv'}: the targets must number the {len(names)} categories "
+            f"0..{len(names) - 1}, found {min(names)}..{max(names)}"
+        )
+    categories = [names[i] for i in range(len(names))]
     if not chosen:
         raise DataError(f"no ESC-50 clips in folds {folds} under {root}")
     clips, targets, rate = [], [], 0
@@ -232,6 +237,17 @@ def evaluate_zeroshot(
 ) -> dict[str, float]:
     """Zero-shot accuracy (labels, held-out captions) and pooled ROC-AUC on ``split``."""
     heldout = builtin_captions("heldout")
+    unknown = [c for c in split.categories if c not in heldout]
+    if unknown:
+        raise DataError(
+            f"category {unknown[0]!r} is not an ESC-50 class: the held-out captions cover "
+            "the 50 ESC-50 categories only"
+        )
+    if len(set(split.targets.tolist())) < 2:
+        raise DataError(
+            "the chosen clips are all of one class: the ROC-AUC needs clips of two classes "
+            "or more (choose more folds)"
+        )
     captions, caption_class = [], []
     for index, category in enumerate(split.categories):
         for caption in heldout[category]:

@@ -303,11 +303,16 @@ def load_upstream(
     options = current_upstream_options()
     text_tokenizer = text_tokenizer if text_tokenizer is not None else options.text_tokenizer
     clap_checkpoint = clap_checkpoint if clap_checkpoint is not None else options.clap_checkpoint
-    # The cheap checks first: a missing tokenizer or file fails before 1-2 GB are read.
-    tokenizer = laion_tokenizer_folder(text_tokenizer)
+    # The cheap checks first, the files named before the tokenizer looked up: a missing
+    # file or tokenizer fails before 1-2 GB are read.
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ModelNotFoundError(f"{path} is a folder; a {kind} checkpoint is a single file")
+    if not path.is_file():
+        raise ModelNotFoundError(f"{kind} checkpoint not found: {path}")
     if clap_checkpoint is not None and not Path(clap_checkpoint).expanduser().is_file():
         raise ModelNotFoundError(f"LAION-CLAP checkpoint not found: {clap_checkpoint}")
-    path = Path(path).expanduser()
+    tokenizer = laion_tokenizer_folder(text_tokenizer)
     ckpt = read_upstream_checkpoint(path, kind)
     net = ResUNet(ResUNetConfig.resunet30(info.sample_rate))
     try:
