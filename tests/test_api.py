@@ -329,3 +329,20 @@ def test_the_residual_comes_from_the_same_decode(
     assert decodes == ["in.wav"]
     files = [sf.read(tmp_path / n, always_2d=True)[0] for n in ("a.wav", "b.wav", "rest.wav")]
     np.testing.assert_allclose(sum(files), x.T, rtol=0, atol=3 * 1.01 / 2**15)
+
+
+def test_a_model_that_outputs_nan_is_an_error_not_a_result(tmp_path: Path) -> None:
+    from querysep.errors import CheckpointError
+    from querysep.pretrained import build_test_tiny
+
+    model = build_test_tiny()
+    with torch.no_grad():
+        for param in model.net.parameters():
+            param.fill_(float("nan"))
+    sep = Separator(model)
+    with pytest.raises(CheckpointError, match="produced NaN or infinite samples"):
+        sep.separate_tensor(np.full(16000, 0.1, np.float32), 16000, "a dog")
+    path = synth.write_wav(tmp_path / "in.wav", synth.scene(1.0, 16000, seed=5), 16000)
+    with pytest.raises(CheckpointError):
+        sep.separate_file(path, "a dog", [tmp_path / "out.wav"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]

@@ -35,7 +35,7 @@ from .audio.io import (
 )
 from .audio.writer import AudioWriter
 from .clap import AudioTextModel, load_clap
-from .errors import AudioError, ConfigError, SilentAudioError
+from .errors import AudioError, CheckpointError, ConfigError, SilentAudioError
 from .fileio import refuse_overwriting
 from .models.separator import TextQueriedSeparator
 from .models.text import validate_queries
@@ -255,7 +255,14 @@ class Separator:
                     self._net(items[i : i + self.batch_size], conds[i : i + self.batch_size])
                     for i in range(0, items.shape[0], self.batch_size)
                 ]
-            return torch.cat(outs).reshape(len(queries), num_ch, n).float().cpu()
+            out = torch.cat(outs).reshape(len(queries), num_ch, n).float().cpu()
+            if not torch.isfinite(out).all():  # never write NaN audio as if it were a result
+                name = self.model.metadata.get("name", "the model")
+                raise CheckpointError(
+                    f"{name} produced NaN or infinite samples from finite audio: its weights "
+                    "are broken (a diverged training run, or a damaged file)"
+                )
+            return out
 
         return fn
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -349,3 +351,25 @@ def test_residual_is_written_next_to_the_outputs(mix: Path, tmp_path: Path) -> N
         "--residual",
     )
     assert res.exit_code == 2 and "name of the residual" in res.stderr
+
+
+def test_sigterm_stops_like_ctrl_c_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    """A kill (a scheduler's time limit) removes the half-written output, as Ctrl-C does."""
+    long = synth.write_wav(tmp_path / "long.wav", synth.scene(600.0, 16000, seed=2), 16000)
+    out = tmp_path / "out.wav"
+    cmd = [sys.executable, "-m", "querysep", "separate", str(long), "-q", "dog", "-m"]
+    cmd += ["test-tiny", "-o", str(out), "--no-ats", "--segment-seconds", "0.5"]
+    cmd += ["--overlap-seconds", "0.1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".out.wav.*.part.wav")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]  # the bar first
+    assert proc.returncode == 2 and lines[-1] == "querysep: error: interrupted", stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav"]

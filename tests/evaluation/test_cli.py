@@ -71,3 +71,21 @@ def test_cli_output_folder_that_is_a_file_is_one_line_exit_2(
             f"querysep: error: cannot write to {out}: {blocker} is a file, not a folder"
         ]
     assert sorted(p.name for p in tmp_path.iterdir()) == before and blocker.read_text() == "x"
+
+
+def test_a_clip_too_short_to_separate_is_named(tmp_path: Path) -> None:
+    from querysep.testing import synth
+
+    (tmp_path / "audio").mkdir()
+    synth.write_wav(tmp_path / "audio" / "short.wav", synth.scene(0.05, 16000, seed=1), 16000)
+    synth.write_wav(tmp_path / "audio" / "b.wav", synth.scene(1.0, 16000, seed=2), 16000)
+    (tmp_path / "l.csv").write_text("source,noise,snr,caption\nshort,b,0,a dog\n")
+    args = ["evaluate", "--mixtures", str(tmp_path / "l.csv"), "--audio-dir"]
+    args += [str(tmp_path / "audio"), "-m", "test-tiny", "-o", str(tmp_path / "ev"), "--no-ats"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("querysep: error: clip short (test-tiny): audio: 800 samples")
+    ), result.stderr

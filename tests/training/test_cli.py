@@ -87,18 +87,24 @@ def test_train_resume_restart_export_separate(config_path: Path, tmp_path: Path)
 
 
 class _CtrlC(pl.Callback):
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        self.signum = signum
+
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, idx: int) -> None:
         if trainer.global_step == 2:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), self.signum)
 
 
-def test_ctrl_c_stops_after_the_step_and_keeps_last_ckpt(config_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_after_the_step_and_keeps_last_ckpt(config_path: Path, signum: int) -> None:
     cfg = load_config(config_path, ["trainer.max_steps=50", "trainer.checkpoint_every_n_steps=100"])
     messages: list[str] = []
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN when the tests run as a background job
-    result = train(cfg, callbacks=[_CtrlC()], echo=messages.append)
+    before_term = signal.getsignal(signal.SIGTERM)
+    result = train(cfg, callbacks=[_CtrlC(signum)], echo=messages.append)
     assert result.interrupted and result.step == 3
     assert read_checkpoint(cfg.output_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
     assert any("Ctrl-C again to abort" in m for m in messages)
     assert signal.getsignal(signal.SIGINT) == before  # the handler in place before training
+    assert signal.getsignal(signal.SIGTERM) == before_term
     assert not (cfg.output_dir / "model").exists()

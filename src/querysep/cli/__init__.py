@@ -7,6 +7,8 @@ become one line on stderr and exit code 2, with the traceback only under ``--deb
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
 from typing import Any
 
 import typer
@@ -74,6 +76,15 @@ for _name in _SUBCOMMANDS:
     _module.register(app)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM stops a command as Ctrl-C does (partial outputs removed, one line, a
+    training run saved at its step); a second SIGTERM kills at once."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     app()

@@ -25,7 +25,7 @@ import numpy as np
 from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from ..data.manifest import MixtureRow, read_mixture_list
 from ..data.mixing import load_row_mixture, row_files
-from ..errors import ConfigError, DataError
+from ..errors import AudioError, ConfigError, DataError
 from ..fileio import check_output_folder, write_text
 from ..metrics import get_metrics
 from ..textfiles import read_text
@@ -327,7 +327,11 @@ def _score_tasks(
                 if bar is not None:
                     bar.set_postfix_str(system.name, refresh=False)
                 query = task.row.caption
-                estimate = run_system(system, mixture, target, query, sample_rate, cache)
+                try:
+                    estimate = run_system(system, mixture, target, query, sample_rate, cache)
+                except AudioError as exc:  # name the clip: the message says only "audio"
+                    clip = task.row.source or task.row.mixture
+                    raise AudioError(f"clip {clip} ({system.name}): {exc}") from None
                 scores = _score(system, mixture, target, estimate, query, sample_rate, hooks)
                 values = dict(zip(list_columns, task.key, strict=True))
                 writer.write({**values, "system": system.name, **scores})

@@ -222,7 +222,8 @@ class ValidateAtStop(Callback):
 
 
 class GracefulInterrupt(Callback):
-    """First Ctrl-C: finish the current step, save ``last.ckpt``, stop. Second: abort.
+    """First Ctrl-C (or SIGTERM): finish the current step, save ``last.ckpt``, stop. Second:
+    abort.
 
     The decision is shared across ranks (any rank interrupted stops all of them at the same
     step). Stopping raises :class:`TrainingInterruptedError` out of ``Trainer.fit``.
@@ -237,24 +238,32 @@ class GracefulInterrupt(Callback):
         self.echo = echo
         self.requested = False
         self._previous: Any = None
+        self._previous_term: Any = None
 
     def _handler(self, signum: int, frame: Any) -> None:
         self.requested = True
-        # The second Ctrl-C aborts, even where the process started with SIGINT ignored or at
-        # SIG_DFL (background jobs): only a Python-level handler is put back for it.
+        # The second signal aborts, even where the process started with SIGINT ignored or at
+        # SIG_DFL (background jobs): only a Python-level handler is put back for SIGINT.
         again = self._previous if callable(self._previous) else signal.default_int_handler
         signal.signal(signal.SIGINT, again)
+        if self._previous_term is not None:  # a second SIGTERM: what it did before
+            signal.signal(signal.SIGTERM, self._previous_term)
         self.echo("\nstopping after this step and saving last.ckpt (Ctrl-C again to abort)")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
+            # SIGTERM (kill, a scheduler's time limit) stops the same way
+            self._previous_term = signal.signal(signal.SIGTERM, self._handler)
 
     def _restore(self) -> None:
         if self._previous is not None and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(signal.SIGINT, self._previous)
+                if self._previous_term is not None:
+                    signal.signal(signal.SIGTERM, self._previous_term)
             self._previous = None
+            self._previous_term = None
 
     def on_train_batch_end(
         self,
