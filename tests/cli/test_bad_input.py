@@ -741,6 +741,18 @@ CASES: list[Case] = [
         None,
         "audiosep checkpoint not found: nope.ckpt",
     ),
+    Case(
+        "augment-base-url-not-http",
+        "augment manifest.jsonl -o out.jsonl --backend openai --base-url ftp://x",
+        None,
+        "--base-url must be an http:// or https:// address",
+    ),
+    Case(
+        "augment-empty-manifest",
+        "augment empty.jsonl -o out.jsonl --backend offline",
+        file("empty.jsonl", ""),
+        "nothing to augment",
+    ),
     # --- training
     Case(
         "train-accelerator",

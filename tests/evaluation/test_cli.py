@@ -89,3 +89,21 @@ def test_a_clip_too_short_to_separate_is_named(tmp_path: Path) -> None:
         .splitlines()[-1]
         .startswith("querysep: error: clip short (test-tiny): audio: 800 samples")
     ), result.stderr
+
+
+def test_a_silent_target_stops_with_the_clip_named(tmp_path: Path) -> None:
+    """A silent source has no SDR (it scored 0/0/0 into the means before)."""
+    import numpy as np
+    import soundfile as sf
+
+    from querysep.testing import synth
+
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "quiet.wav", np.zeros(16000, np.float32), 16000)
+    synth.write_wav(tmp_path / "audio" / "b.wav", synth.scene(1.0, 16000, seed=2), 16000)
+    (tmp_path / "l.csv").write_text("source,noise,snr,caption\nquiet,b,0,a dog\n")
+    args = ["evaluate", "--mixtures", str(tmp_path / "l.csv"), "--audio-dir"]
+    args += [str(tmp_path / "audio"), "-m", "mixture", "-o", str(tmp_path / "ev"), "--no-ats"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "querysep: error: clip quiet: the target is silent" in result.stderr

@@ -8,7 +8,7 @@ from typing import Literal
 
 import typer
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ._common import handle_errors
 
 Backend = Literal["openai", "offline"]
@@ -67,8 +67,15 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--backend must be 'openai' or 'offline', not {backend!r}")
         if backend == "offline" and (model is not None or base_url is not None):
             raise ConfigError("--model and --base-url apply to the openai backend only")
+        if base_url is not None and not base_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"--base-url must be an http:// or https:// address, e.g. "
+                f"http://localhost:8000/v1, got {base_url!r}"
+            )
         prompt = load_template(template)
         clips = read_manifest(manifest)
+        if not clips:
+            raise DataError(f"{manifest} holds no clips: nothing to augment")
         check_output_file(output)
         cache_path = cache if cache is not None else output.with_name(output.stem + ".cache.jsonl")
         inputs = [manifest, *([template] if template is not None else [])]

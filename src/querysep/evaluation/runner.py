@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SILENT_PEAK
 from ..data.manifest import MixtureRow, read_mixture_list
 from ..data.mixing import load_row_mixture, row_files
 from ..errors import AudioError, ConfigError, DataError
@@ -322,6 +322,12 @@ def _score_tasks(
     try:
         for task in plan.tasks:
             mixture, target = load_row_mixture(task.row, task.files, sample_rate)
+            if not np.abs(target).max(initial=0.0) > SILENT_PEAK:  # SDR would be meaningless
+                clip = task.row.source or task.row.target
+                raise DataError(
+                    f"clip {clip}: the target is silent (no sample above -100 dBFS), so SDR "
+                    "and SI-SDR are undefined; remove the row (the rows before it are kept)"
+                )
             cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             for system in task.systems:
                 if bar is not None:
