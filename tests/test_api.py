@@ -346,3 +346,14 @@ def test_a_model_that_outputs_nan_is_an_error_not_a_result(tmp_path: Path) -> No
     with pytest.raises(CheckpointError):
         sep.separate_file(path, "a dog", [tmp_path / "out.wav"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+@pytest.mark.parametrize("spec", [5, b"test-tiny", ["test-tiny"], "x" * 10_000])
+def test_model_specs_that_cannot_name_a_model(spec: object) -> None:
+    from querysep.clap import load_clap
+    from querysep.errors import ModelNotFoundError
+    from querysep.pretrained import load_model
+
+    for load in (load_model, load_clap):
+        with pytest.raises(ModelNotFoundError, match="named by text|too long to be a name"):
+            load(spec)  # type: ignore[arg-type]

@@ -36,7 +36,7 @@ from .audio.io import (
 from .audio.writer import AudioWriter
 from .clap import AudioTextModel, load_clap
 from .errors import AudioError, CheckpointError, ConfigError, SilentAudioError
-from .fileio import refuse_overwriting
+from .fileio import check_output_file, refuse_overwriting
 from .models.separator import TextQueriedSeparator
 from .models.text import validate_queries
 from .precision import autocast, resolve_precision
@@ -407,6 +407,8 @@ class Separator:
         if len(outputs) != len(items):
             raise ValueError(f"{len(items)} queries but {len(outputs)} output paths")
         refuse_overwriting([*outputs, residual], [path])
+        for out in [*outputs, *([residual] if residual is not None else [])]:
+            check_output_file(out)  # a folder given as an output is named as one
         info = audio_info(path)
         in_sr, total = info.sample_rate, info.num_frames
         check_duration(total, in_sr, path, "too short to separate")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -231,6 +232,30 @@ def network_config(spec: str | None = None) -> dict | None:
         return None
 
 
+def check_spec(spec: object, what: str) -> str | None:
+    """``spec`` (a name, folder or ``kind:path``; ``None`` = the default) as text, checked.
+
+    Raises:
+        ModelNotFoundError: Not text (or a path), empty, or too long to name a file.
+    """
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if spec is None:
+        return None
+    if not isinstance(spec, str):
+        raise ModelNotFoundError(
+            f"{what}s are named by text (a name, a folder or kind:path), "
+            f"got {type(spec).__name__}"
+        )
+    if not spec.strip():
+        raise ModelNotFoundError(
+            f"an empty {what} name was given (leave the option out for the default)"
+        )
+    if len(spec) > 4096 or any(len(part) > 255 for part in spec.split("/")):
+        raise ModelNotFoundError(f"unknown {what} {spec[:40]!r}...: too long to be a name or path")
+    return spec
+
+
 def load_model(
     spec: str | None = None, device: str | torch.device | None = "cpu"
 ) -> TextQueriedSeparator:
@@ -245,10 +270,7 @@ def load_model(
         ModelNotFoundError: Nothing matches ``spec`` (or it is empty).
         ConfigError: An unknown or unavailable device.
     """
-    if spec is not None and not spec.strip():
-        raise ModelNotFoundError(
-            "an empty model name was given (leave the option out for the default)"
-        )
+    spec = check_spec(spec, "model")
     dev = resolve_device(device)
     spec = spec or DEFAULT_MODEL
     if spec in _MODELS:
@@ -258,9 +280,10 @@ def load_model(
         if sep and kind in _LOADERS:
             return _LOADERS[kind](rest, dev).eval()
         path = Path(spec).expanduser()
-        if path.is_dir():
+        is_dir, exists = path.is_dir(), path.exists()
+        if is_dir:
             model = TextQueriedSeparator.from_pretrained(path)
-        elif path.exists():
+        elif exists:
             raise ModelNotFoundError(
                 f"{spec} is a file; a model is a folder with config.json and model.safetensors"
             )

@@ -20,7 +20,7 @@ import torch
 
 from ..errors import CheckpointError, ModelNotFoundError
 from ..fileio import sha256_file
-from ..pretrained import ModelInfo, resolve_device
+from ..pretrained import ModelInfo, check_spec, resolve_device
 from .base import AudioTextModel
 
 __all__ = [
@@ -143,10 +143,7 @@ def load_clap(spec: str | None = None, device: str | torch.device | None = "cpu"
         CheckpointError: Weights that do not fit, or a corrupt bundled file.
         ConfigError: An unknown or unavailable device.
     """
-    if spec is not None and not spec.strip():
-        raise ModelNotFoundError(
-            "an empty audio-text model name was given (leave the option out for the default)"
-        )
+    spec = check_spec(spec, "audio-text model")
     _register_sources()
     dev = resolve_device(device)
     spec = spec or DEFAULT_CLAP
