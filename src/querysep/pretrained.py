@@ -244,8 +244,7 @@ def check_spec(spec: object, what: str) -> str | None:
         return None
     if not isinstance(spec, str):
         raise ModelNotFoundError(
-            f"{what}s are named by text (a name, a folder or kind:path), "
-            f"got {type(spec).__name__}"
+            f"{what}s are named by text (a name, a folder or kind:path), got {type(spec).__name__}"
         )
     if not spec.strip():
         raise ModelNotFoundError(
