@@ -261,3 +261,19 @@ def test_commit_twice_is_a_bug(tmp_path: Path) -> None:
         pending.commit()
     pending.discard()  # no-op once committed
     assert names(tmp_path) == ["a.txt"]
+
+
+def test_an_output_in_a_folder_that_cannot_be_written_is_refused_up_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found when the output is checked (before slow work), not when the write fails."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        "os.access", lambda p, mode: False if Path(p) == locked else real_access(p, mode)
+    )
+    for target in (locked / "out.csv", locked / "new" / "deeper" / "out.csv"):
+        with pytest.raises(OutputError, match=rf"cannot write .*: {locked} is not writable"):
+            check_output_file(target)
+    assert check_output_file(tmp_path / "free" / "out.csv") == tmp_path / "free" / "out.csv"

@@ -100,10 +100,21 @@ def check_output_file(path: StrPath, *, error: type[QuerysepError] = OutputError
     p = Path(path)
     if p.is_dir():
         raise error(f"cannot write {p}: it is a folder")
-    problem = _in_the_way(p.parent)
+    problem = _in_the_way(p.parent) or _not_writable(p.parent)
     if problem:
         raise error(f"cannot write {p}: {problem}")
     return p
+
+
+def _not_writable(folder: Path) -> str | None:
+    """Why nothing can be created in ``folder`` (or, when it is missing, in the nearest
+    folder above it that exists), found before any slow work; or None."""
+    for candidate in (folder, *folder.parents):
+        if candidate.is_dir():
+            if os.access(candidate, os.W_OK | os.X_OK):
+                return None
+            return f"{candidate} is not writable"
+    return None
 
 
 def refuse_overwriting(
