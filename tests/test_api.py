@@ -355,5 +355,5 @@ def test_model_specs_that_cannot_name_a_model(spec: object) -> None:
     from querysep.pretrained import load_model
 
     for load in (load_model, load_clap):
-        with pytest.raises(ModelNotFoundError, match="named by text|too long to be a name"):
+        with pytest.raises(ModelNotFoundError, match=r"named by text|too long to be a name"):
             load(spec)  # type: ignore[arg-type]
