@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import soundfile as sf
 from typer.testing import CliRunner
 
 from querysep.cli import app
 from querysep.pretrained import DEFAULT_MODEL
+from querysep.testing import synth
 
 from .conftest import ValSet
 
@@ -73,37 +77,26 @@ def test_cli_output_folder_that_is_a_file_is_one_line_exit_2(
     assert sorted(p.name for p in tmp_path.iterdir()) == before and blocker.read_text() == "x"
 
 
-def test_a_clip_too_short_to_separate_is_named(tmp_path: Path) -> None:
-    from querysep.testing import synth
-
+def _evaluate_one_row(tmp_path: Path, source: np.ndarray, system: str) -> Any:
+    """``querysep evaluate`` of one DCASE row: ``source`` (16 kHz) under a 1 s noise clip."""
     (tmp_path / "audio").mkdir()
-    synth.write_wav(tmp_path / "audio" / "short.wav", synth.scene(0.05, 16000, seed=1), 16000)
+    sf.write(tmp_path / "audio" / "s.wav", source, 16000)
     synth.write_wav(tmp_path / "audio" / "b.wav", synth.scene(1.0, 16000, seed=2), 16000)
-    (tmp_path / "l.csv").write_text("source,noise,snr,caption\nshort,b,0,a dog\n")
+    (tmp_path / "l.csv").write_text("source,noise,snr,caption\ns,b,0,a dog\n")
     args = ["evaluate", "--mixtures", str(tmp_path / "l.csv"), "--audio-dir"]
-    args += [str(tmp_path / "audio"), "-m", "test-tiny", "-o", str(tmp_path / "ev"), "--no-ats"]
-    result = CliRunner().invoke(app, args)
+    args += [str(tmp_path / "audio"), "-m", system, "-o", str(tmp_path / "ev"), "--no-ats"]
+    return CliRunner().invoke(app, args)
+
+
+def test_a_clip_too_short_to_separate_is_named(tmp_path: Path) -> None:
+    result = _evaluate_one_row(tmp_path, synth.scene(0.05, 16000, seed=1), "test-tiny")
     assert result.exit_code == 2
-    assert (
-        result.stderr.strip()
-        .splitlines()[-1]
-        .startswith("querysep: error: clip short (test-tiny): audio: 800 samples")
-    ), result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("querysep: error: clip s (test-tiny): audio: 800 samples"), last
 
 
 def test_a_silent_target_stops_with_the_clip_named(tmp_path: Path) -> None:
     """A silent source has no SDR (it scored 0/0/0 into the means before)."""
-    import numpy as np
-    import soundfile as sf
-
-    from querysep.testing import synth
-
-    (tmp_path / "audio").mkdir()
-    sf.write(tmp_path / "audio" / "quiet.wav", np.zeros(16000, np.float32), 16000)
-    synth.write_wav(tmp_path / "audio" / "b.wav", synth.scene(1.0, 16000, seed=2), 16000)
-    (tmp_path / "l.csv").write_text("source,noise,snr,caption\nquiet,b,0,a dog\n")
-    args = ["evaluate", "--mixtures", str(tmp_path / "l.csv"), "--audio-dir"]
-    args += [str(tmp_path / "audio"), "-m", "mixture", "-o", str(tmp_path / "ev"), "--no-ats"]
-    result = CliRunner().invoke(app, args)
+    result = _evaluate_one_row(tmp_path, np.zeros(16000, np.float32), "mixture")
     assert result.exit_code == 2
-    assert "querysep: error: clip quiet: the target is silent" in result.stderr
+    assert "querysep: error: clip s: the target is silent" in result.stderr
