@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -268,7 +269,7 @@ def fail_on_second_write(monkeypatch: pytest.MonkeyPatch, exc: BaseException) ->
     real_write = sf.SoundFile.write
 
     def write(self: sf.SoundFile, data: np.ndarray) -> None:
-        seen.append(Path(self.name))
+        seen.append(Path(os.fsdecode(self.name)))  # bytes: querysep opens by fsencode
         if len(seen) == 2:
             raise exc
         real_write(self, data)
