@@ -84,23 +84,29 @@ def _in_the_way(folder: Path) -> str | None:
     return None
 
 
-def check_output_file(path: StrPath, *, error: type[QuerysepError] = OutputError) -> Path:
+def check_output_file(
+    path: StrPath, *, error: type[QuerysepError] = OutputError, writable: bool = True
+) -> Path:
     """Check, without creating anything, that ``path`` can be written as a file.
 
     Args:
         path: The file to be written.
         error: The error type to raise.
+        writable: Also refuse a folder that cannot be written (for a file that may only be
+            read, such as a cache that is complete, pass False).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        OutputError: ``path`` is a folder, or one of its folders is a file (``error``).
+        OutputError: ``path`` is a folder, one of its folders is a file, or (``writable``)
+            its folder, or the nearest existing folder above it, cannot be written
+            (``error``).
     """
     p = Path(path)
     if p.is_dir():
         raise error(f"cannot write {p}: it is a folder")
-    problem = _in_the_way(p.parent) or _not_writable(p.parent)
+    problem = _in_the_way(p.parent) or (_not_writable(p.parent) if writable else None)
     if problem:
         raise error(f"cannot write {p}: {problem}")
     return p
@@ -126,18 +132,18 @@ def refuse_overwriting(
     """Refuse an output that is one of the inputs, or that two outputs share.
 
     Writing an input would destroy what is being read; two outputs at one path would keep
-    only the last. Paths are compared after resolving links and ``..``. ``None`` outputs are
-    skipped.
+    only the last. Existing files are compared by device and inode (links, hard links),
+    others by their resolved path. ``None`` outputs are skipped.
 
     Raises:
         OutputError: The first such output (``error``).
     """
-    sources = {os.path.realpath(p): Path(p) for p in inputs}
-    seen: dict[str, Path] = {}
+    sources = {_identity(p): Path(p) for p in inputs}
+    seen: dict[object, Path] = {}
     for out in outputs:
         if out is None:
             continue
-        key = os.path.realpath(out)
+        key = _identity(out)
         if key in sources:
             raise error(
                 f"cannot write {out}: it is the input {sources[key]}; choose another output"
@@ -148,6 +154,16 @@ def refuse_overwriting(
                 "its own path"
             )
         seen[key] = Path(out)
+
+
+def _identity(path: StrPath) -> object:
+    """What makes two paths one file: device and inode when it exists (hard links, case-
+    insensitive names), else the resolved path."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
 
 
 def check_output_folder(folder: StrPath, *, create: bool = False) -> Path:
@@ -164,10 +180,11 @@ def check_output_folder(folder: StrPath, *, create: bool = False) -> Path:
         ``folder`` as a :class:`~pathlib.Path`.
 
     Raises:
-        OutputError: ``folder`` or a folder above it is a file, or it cannot be created.
+        OutputError: ``folder`` or a folder above it is a file, it (or the nearest existing
+            folder above it) cannot be written, or it cannot be created.
     """
     p = Path(folder)
-    problem = _in_the_way(p)
+    problem = _in_the_way(p) or _not_writable(p)
     if problem:
         raise OutputError(f"cannot write to {p}: {problem}")
     if create:

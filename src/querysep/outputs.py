@@ -5,11 +5,11 @@ Shared by ``querysep separate`` and the web app, so both name files the same way
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from .errors import OutputError
+from .fileio import refuse_overwriting
 
 __all__ = ["RESIDUAL", "plan_outputs", "query_slug"]
 
@@ -63,7 +63,7 @@ def plan_outputs(
         plan = [[folder / f"{stem}__{s}.{ext}" for s in slugs] for stem in stems]
         if residual:  # the reserved name first kept it; it goes last, as in the library
             plan = [[*row[1:], row[0]] for row in plan]
-    _refuse_overwriting_inputs(inputs, plan)
+    refuse_overwriting([path for row in plan for path in row], inputs)
     return plan
 
 
@@ -78,14 +78,3 @@ def _unique(names: list[str]) -> list[str]:
         taken.add(candidate)
         out.append(candidate)
     return out
-
-
-def _refuse_overwriting_inputs(inputs: list[Path], plan: list[list[Path]]) -> None:
-    """An output that is one of the inputs would replace the recording being separated."""
-    sources = {os.path.realpath(p) for p in inputs}
-    for outs in plan:
-        for path in outs:
-            if os.path.realpath(path) in sources:
-                raise OutputError(
-                    f"{path} is one of the inputs: writing it would replace the recording"
-                )

@@ -250,7 +250,7 @@ def check_spec(spec: object, what: str) -> str | None:
         raise ModelNotFoundError(
             f"an empty {what} name was given (leave the option out for the default)"
         )
-    if len(spec) > 4096 or any(len(part) > 255 for part in spec.split("/")):
+    if len(spec) > 4096 or any(len(os.fsencode(part)) > 255 for part in spec.split("/")):
         raise ModelNotFoundError(f"unknown {what} {spec[:40]!r}...: too long to be a name or path")
     return spec
 

@@ -491,6 +491,8 @@ def test_training_with_the_pairwise_loss_resumes_exactly(tmp_path: Path) -> None
 
 
 def test_config_overrides_and_unknown_keys() -> None:
+    members = load_train_config(None, ['members=[{lr: 2e-3, epochs: "3"}]']).members
+    assert members == [{"lr": 0.002, "epochs": 3}]  # YAML's strings, checked and converted
     config = load_train_config(None, ["epochs=3", "augment.speed=0", "model.channels=[8,16]"])
     assert config.epochs == 3 and config.augment.speed == 0
     assert config.model.channels == [8, 16]

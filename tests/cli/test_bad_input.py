@@ -625,7 +625,7 @@ CASES: list[Case] = [
         "output-is-the-input",
         "separate good.wav -q dog -m test-tiny -o good.wav",
         None,
-        "is one of the inputs",
+        "it is the input good.wav",
     ),
     Case(
         "mixtures-output-is-the-manifest",
@@ -661,7 +661,7 @@ CASES: list[Case] = [
         "train-export-into-a-folder-with-files",
         "train export runs/bad/checkpoints/last.ckpt -o audio",
         _old_run,
-        "audio exists and is not empty (use --overwrite",
+        "audio exists and holds other files than a model's (use --overwrite",
     ),
     Case(
         "clap-convert-over-the-checkpoint-folder",

@@ -354,7 +354,7 @@ def test_residual_is_written_next_to_the_outputs(mix: Path, tmp_path: Path) -> N
 
 
 def test_sigterm_stops_like_ctrl_c_and_leaves_no_partial_file(tmp_path: Path) -> None:
-    """A kill (a scheduler's time limit) removes the half-written output, as Ctrl-C does."""
+    """A kill removes the half-written output, as Ctrl-C does."""
     long = synth.write_wav(tmp_path / "long.wav", synth.scene(600.0, 16000, seed=2), 16000)
     out = tmp_path / "out.wav"
     cmd = [sys.executable, "-m", "querysep", "separate", str(long), "-q", "dog", "-m"]

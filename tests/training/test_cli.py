@@ -65,6 +65,8 @@ def test_train_resume_restart_export_separate(config_path: Path, tmp_path: Path)
     exported = runner.invoke(app, ["train", "export", str(run), "-o", str(tmp_path / "m")])
     assert exported.exit_code == 0, exported.output
     assert load_model(str(tmp_path / "m")).metadata["training"]["step"] == 3
+    again = runner.invoke(app, ["train", "export", str(run), "-o", str(tmp_path / "m")])
+    assert again.exit_code == 0, again.output  # an earlier export is updated in place
     mix = tmp_path / "mix.wav"
     sf.write(mix, 0.1 * np.random.default_rng(0).standard_normal(8000), 8000)
     separated = runner.invoke(

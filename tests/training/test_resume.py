@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -142,12 +143,14 @@ class _SlowStep(pl.Callback):
             time.sleep(1.1)
 
 
+@pytest.mark.parametrize("validate", [False, True], ids=["no-validation", "validation"])
 def test_a_time_limit_saves_its_step_and_the_same_command_trains_on_exactly(
-    tmp_path: Path, sine_data: dict[str, Path]
+    tmp_path: Path, sine_data: dict[str, Path], validate: bool
 ) -> None:
     settings = {"max_steps": 12, "checkpoint_every_n_steps": 100, "export": False}
     config = tiny_config(sine_data, tmp_path / "run", **settings, max_time="00:00:01")
-    config["data"]["validation"] = None
+    if not validate:
+        config["data"]["validation"] = None
     config["optim"]["warmup_steps"] = 4
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     messages: list[str] = []
@@ -155,6 +158,12 @@ def test_a_time_limit_saves_its_step_and_the_same_command_trains_on_exactly(
     # The limit stops the run at step 3 and saves it there (not only at the 100-step period).
     first = train(config_from_dict(config), callbacks=[_SlowStep(3)], echo=messages.append)
     assert first.step == 3 and read_checkpoint(last)["global_step"] == 3
+    if validate:  # saved after step 3 was scored: a resumed run knows that best score
+        states = read_checkpoint(last)["callbacks"]
+        best = next(v for k, v in states.items() if k.startswith("ModelCheckpoint"))
+        assert best["best_model_score"] is not None and best["best_model_path"].endswith(
+            "best.ckpt"
+        )
     assert any(m.startswith("time limit 0:00:01 reached at step 3") for m in messages), messages
 
     # The same config again resumes at step 3 and gets the whole limit again (a timer restored

@@ -58,7 +58,8 @@ class AnswerCache:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = check_output_file(path, error=OutputError)
+        # a complete cache in a read-only folder is still usable: only a write needs more
+        self.path = check_output_file(path, error=OutputError, writable=False)
         self.records: dict[str, dict[str, Any]] = {}
         self.dropped_partial_line = False
         self._handle: Any = None

@@ -137,6 +137,7 @@ def _bind(data: Any, what: str) -> ClapTrainConfig:
         if isinstance(member, Mapping):  # not a mapping: refused by member_configs
             bound = validate_dataclass(ClapTrainConfig, member, what=what, prefix=f"members[{i}]")
             checked.append((f"members[{i}].", bound))
+            members[i] = {key: getattr(bound, key) for key in member}  # the checked values
     for prefix, section in checked:
         for name in _POSITIVE & {f.name for f in fields(section)}:
             value = getattr(section, name)
@@ -546,19 +547,19 @@ def train(
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["opt"])
             sched.load_state_dict(ckpt["sched"])
+            if ema is not None:
+                ema.state = ckpt["ema"]
+            if pairwise is not None:
+                pairwise.load_state_dict(ckpt["pairwise"])
+            if "rng" in ckpt:  # dropout draws from the global generator
+                torch.set_rng_state(ckpt["rng"])
+            start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(
-                f"{ckpt_path} does not fit this config ({first}); train into a new output "
-                "folder, or remove it to start over"
+                f"{ckpt_path} does not fit this config ({type(exc).__name__}: {first}); train "
+                "into a new output folder, or remove it to start over"
             ) from None
-        if ema is not None:
-            ema.state = ckpt["ema"]
-        if pairwise is not None:
-            pairwise.load_state_dict(ckpt["pairwise"])
-        if "rng" in ckpt:  # dropout draws from the global generator
-            torch.set_rng_state(ckpt["rng"])
-        start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
         log(f"resumed from {ckpt_path} at epoch {start_epoch}")
     log(
         f"{len(mel)} clips (folds {config.train_folds}), {len(texts)} texts, "

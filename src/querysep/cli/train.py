@@ -86,18 +86,23 @@ def export_cmd(
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Model folder to write."),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Write into OUTPUT even if it exists and is not empty."
+        False,
+        "--overwrite",
+        help="Write into OUTPUT even if it holds other files than an earlier export's.",
     ),
 ) -> None:
     """Export a training checkpoint as a model folder for querysep separate --model."""
     from ..errors import OutputError
     from ..fileio import check_output_folder
+    from ..models.separator import CONFIG_NAME, WEIGHTS_NAME
     from ..training.export import export_checkpoint, find_export_checkpoint
 
     check_output_folder(output)
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
+    held = {p.name for p in output.iterdir()} if output.is_dir() else set()
+    if not held <= {CONFIG_NAME, WEIGHTS_NAME} and not overwrite:  # an earlier export: updated
         raise OutputError(
-            f"{output} exists and is not empty (use --overwrite to write the model into it)"
+            f"{output} exists and holds other files than a model's (use --overwrite to write "
+            "the model into it)"
         )
     source = checkpoint
     if checkpoint.is_dir():

@@ -118,10 +118,10 @@ class LastCheckpoint(Callback):
         if due or trainer.should_stop:
             self.save(trainer)
 
-    def save(self, trainer: pl.Trainer) -> Path:
-        """Save now (once per step); every rank must call this."""
+    def save(self, trainer: pl.Trainer, *, again: bool = False) -> Path:
+        """Save now (once per step, unless ``again``); every rank must call this."""
         step = trainer.global_step
-        if self.saved_step == step:
+        if self.saved_step == step and not again:
             return self.path
         with contextlib.ExitStack() as stack:
             # Rank 0 writes through an atomic temporary file; every rank must call
@@ -199,6 +199,13 @@ class TimeLimit(Callback):
         if self.last is not None:
             self.last.save(trainer)
 
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning validates the stop step after the save above; save again, so that a
+        # resumed run knows that score (its best.ckpt bookkeeping) as an unbroken run does.
+        stopped = self.stopped_at is not None and self.stopped_at == trainer.global_step
+        if stopped and self.last is not None and not trainer.sanity_checking:
+            self.last.save(trainer, again=True)
+
 
 class ValidateAtStop(Callback):
     """Validate on the step where training ends, so the exported model has been validated.
@@ -253,7 +260,8 @@ class GracefulInterrupt(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
-            # SIGTERM (kill, a scheduler's time limit) stops the same way
+            # SIGTERM (kill PID) stops the same way; a kill of the whole process group
+            # also reaches DataLoader workers, which torch does not shield from it
             self._previous_term = signal.signal(signal.SIGTERM, self._handler)
 
     def _restore(self) -> None:

@@ -203,7 +203,7 @@ def build_trainer(
         cbs.append(StepProgressBar(refresh_rate=max(1, min(20, t.log_every_n_steps))))
     cbs.extend(callbacks)
     try:
-        return pl.Trainer(
+        trainer = pl.Trainer(
             plugins=[AtomicCheckpointIO()],
             max_steps=t.max_steps,
             max_epochs=-1,
@@ -229,6 +229,11 @@ def build_trainer(
         )
     except (ValueError, TypeError, MisconfigurationException) as exc:  # strategy, devices...
         raise ConfigError(f"trainer: {' '.join(str(exc).split())}") from None
+    # The time limit's second save (after the stop step's validation) must come after
+    # ModelCheckpoint has recorded that score; Lightning puts checkpoint callbacks last.
+    limits = [cb for cb in trainer.callbacks if isinstance(cb, TimeLimit)]
+    trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, TimeLimit)] + limits
+    return trainer
 
 
 def _write_config(config: Any, path: Path, echo: Echo) -> None:
