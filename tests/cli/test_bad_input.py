@@ -753,6 +753,36 @@ CASES: list[Case] = [
         file("empty.jsonl", ""),
         "nothing to augment",
     ),
+    Case(
+        "evaluate-audio-dir-is-a-file",
+        "evaluate --mixtures list.csv --audio-dir good.wav -m mixture",
+        None,
+        "audio folder not found: good.wav (it is a file)",
+    ),
+    Case(
+        "mixtures-caption-with-a-control-character",
+        "mixtures make bell.jsonl -n 2 -o out.csv",
+        lambda root: write_manifest(
+            [
+                Clip(
+                    id="a",
+                    audio=str(root / "audio" / "a.wav"),
+                    labels=["bell"],
+                    captions=["a bell\x07 ringing"],
+                    split="train",
+                ),
+                Clip(
+                    id="b",
+                    audio=str(root / "audio" / "b.wav"),
+                    labels=["rain"],
+                    captions=["rain"],
+                    split="train",
+                ),
+            ],
+            root / "bell.jsonl",
+        ),
+        "clip a's caption: query 'a bell\\x07 ringing' holds a control character",
+    ),
     # --- training
     Case(
         "train-accelerator",

@@ -92,7 +92,10 @@ def register(app: typer.Typer) -> None:
             except QueryError as exc:
                 raise DataError(f"{mixtures}: the caption of {row.id}: {exc}") from None
         if not audio_dir.is_dir():
-            raise DataError(f"audio folder not found: {audio_dir}")
+            raise DataError(
+                f"audio folder not found: {audio_dir}"
+                + (" (it is a file)" if audio_dir.exists() else "")
+            )
         out_dir = check_output_folder(output or Path("evaluation") / mixtures.stem)
         options = SystemOptions(device=device, segment_seconds=segment_seconds, precision=precision)
         hooks = [] if no_ats else [ATSHook(clap, device=device)]

@@ -42,7 +42,9 @@ def register(app: typer.Typer) -> None:
         """Write N source,noise,snr,caption rows; clips sharing a label are never paired."""
         from ..data.manifest import read_manifest, write_mixture_list
         from ..data.mixing import plan_mixtures
+        from ..errors import QueryError
         from ..fileio import check_output_file, refuse_overwriting
+        from ..models.text import validate_queries
 
         check_output_file(output)
         refuse_overwriting([output], [manifest])
@@ -58,6 +60,11 @@ def register(app: typer.Typer) -> None:
         rows = plan_mixtures(
             clips, num, snr_min=snr_min, snr_max=snr_max, seed=seed, caption=caption.value
         )
+        for row in rows:  # a query no separator accepts would only fail when the list is used
+            try:
+                validate_queries(row.caption)
+            except QueryError as exc:
+                raise DataError(f"{manifest}: clip {row.source}'s caption: {exc}") from None
         write_mixture_list(rows, output)
         sources = len({row.source for row in rows})
         noises = len({row.noise for row in rows})

@@ -225,7 +225,10 @@ def _load_rows(list_path: Path, audio_path: Path) -> tuple[list[MixtureRow], lis
     if not rows:
         raise DataError(f"{list_path}: the mixture list has a header but no rows")
     if not audio_path.is_dir():
-        raise DataError(f"audio folder not found: {audio_path}")
+        raise DataError(
+            f"audio folder not found: {audio_path}"
+            + (" (it is a file)" if audio_path.exists() else "")
+        )
     header = next(csv.reader(io.StringIO(read_text(list_path, "mixture list"))), [])
     return rows, [name.strip() for name in header]
 
