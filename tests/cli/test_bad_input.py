@@ -194,6 +194,26 @@ def _torch_file(name: str, tensors: dict[str, list[float]]) -> Setup:
     return setup
 
 
+def _captioned_manifest(name: str, captions: dict[str, str]) -> Setup:
+    """A setup writing a manifest of ``audio/<id>.wav`` clips, one label each, with these
+    captions (the ids must be among the base files' a, b, c, d)."""
+
+    def setup(root: Path) -> None:
+        clips = [
+            Clip(
+                id=i,
+                audio=str(root / "audio" / f"{i}.wav"),
+                labels=[f"label-{i}"],
+                captions=[text],
+                split="train",
+            )
+            for i, text in captions.items()
+        ]
+        write_manifest(clips, root / name)
+
+    return setup
+
+
 def _old_run(root: Path) -> None:
     """A finished run that a failed ``--restart`` must leave alone."""
     file("runs/bad/checkpoints/last.ckpt", b"an earlier run's checkpoint")(root)
@@ -762,25 +782,7 @@ CASES: list[Case] = [
     Case(
         "mixtures-caption-with-a-control-character",
         "mixtures make bell.jsonl -n 2 -o out.csv",
-        lambda root: write_manifest(
-            [
-                Clip(
-                    id="a",
-                    audio=str(root / "audio" / "a.wav"),
-                    labels=["bell"],
-                    captions=["a bell\x07 ringing"],
-                    split="train",
-                ),
-                Clip(
-                    id="b",
-                    audio=str(root / "audio" / "b.wav"),
-                    labels=["rain"],
-                    captions=["rain"],
-                    split="train",
-                ),
-            ],
-            root / "bell.jsonl",
-        ),
+        _captioned_manifest("bell.jsonl", {"a": "a bell\x07 ringing", "b": "rain"}),
         "clip a's caption: query 'a bell\\x07 ringing' holds a control character",
     ),
     # --- training
