@@ -13,7 +13,7 @@ import pytest
 import torch
 import typer
 
-from querysep.errors import ConfigError
+from querysep.errors import CheckpointError, ConfigError
 from querysep.pretrained import load_model
 from querysep.testing.ldm import tiny_irm_ldm_config
 from querysep.training import config_from_dict, load_config, train
@@ -135,6 +135,13 @@ def test_mel_vae_training_exports_a_vae_irm_ldm_can_use(
     net = IrmLdm(IrmLdmConfig.from_dict(tiny_irm_ldm_config(result.exported)))
     assert net.scaling_factor == pytest.approx(vae_config["scaling_factor"])
     assert net.output_label == "griffin-lim"  # a VAE-only folder has no vocoder
+    # its last.ckpt resumes (the check before the run folder is touched accepts it) ...
+    assert train_vae(config, echo=lambda _msg: None).step == 2
+    # ... and one that is no checkpoint is refused in one line, before anything is written
+    last = tmp_path / "vae-run" / "checkpoints" / "last.ckpt"
+    last.write_text("not a checkpoint\n")
+    with pytest.raises(CheckpointError, match=r"cannot resume: .*not a PyTorch checkpoint"):
+        train_vae(config, echo=lambda _msg: None)
 
 
 class _CtrlC(pl.Callback):

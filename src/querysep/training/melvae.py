@@ -55,6 +55,7 @@ from .run import (
     _check_output_dir,
     _check_same_model,
     build_trainer,
+    check_resumable,
     fit,
     fit_warnings_filtered,
     open_run_folder,
@@ -364,6 +365,7 @@ def train_vae(
     resume = last.is_file() and not restart
     if resume:
         _check_same_model(config, out / CONFIG_FILE, section="vae")
+        check_resumable(last)
     say(describe_choice(config.trainer.precision, config.trainer.accelerator))
     pl.seed_everything(config.trainer.seed, workers=False, verbose=False)
     task = MelVaeTask(config)
