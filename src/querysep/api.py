@@ -406,8 +406,9 @@ class Separator:
         items = validate_queries(queries)
         if len(outputs) != len(items):
             raise ValueError(f"{len(items)} queries but {len(outputs)} output paths")
-        refuse_overwriting([*outputs, residual], [path])
-        for out in [*outputs, *([residual] if residual is not None else [])]:
+        targets = [*outputs, *([residual] if residual is not None else [])]
+        refuse_overwriting(targets, [path])
+        for out in targets:
             check_output_file(out)  # a folder given as an output is named as one
         info = audio_info(path)
         in_sr, total = info.sample_rate, info.num_frames
@@ -415,7 +416,6 @@ class Separator:
         num_ch = 1 if mono else info.num_channels
         proc = self._processor(items)
         block = max(proc.segment, self.sample_rate)  # at the model's rate
-        targets = [*outputs, *([residual] if residual is not None else [])]
         writers = [AudioWriter(out, in_sr, num_ch) for out in targets]
         back = [StreamResampler(self.sample_rate, in_sr, num_ch) for _ in items]
         # The residual needs the mixture at the input's rate, in step with the estimates: the

@@ -279,10 +279,9 @@ def load_model(
         if sep and kind in _LOADERS:
             return _LOADERS[kind](rest, dev).eval()
         path = Path(spec).expanduser()
-        is_dir, exists = path.is_dir(), path.exists()
-        if is_dir:
+        if path.is_dir():
             model = TextQueriedSeparator.from_pretrained(path)
-        elif exists:
+        elif path.exists():
             raise ModelNotFoundError(
                 f"{spec} is a file; a model is a folder with config.json and model.safetensors"
             )

@@ -159,7 +159,7 @@ def _score_list(
     check_output_file(output)
     refuse_overwriting([output], [pair_list])
     pairs = read_pairs(pair_list)
-    refuse_overwriting([output], [row.audio for row in pairs.rows])
+    refuse_overwriting([output], dict.fromkeys(row.audio for row in pairs.rows))  # each once
     if pairs.bad and not skip_bad:
         raise DataError(describe_bad(pairs) + "; fix them or pass --skip-bad")
     good = [r for r in pairs.rows if r.problem is None]
