@@ -427,7 +427,7 @@ def test_training_members_as_per_member_settings(tmp_path: Path) -> None:
     overrides = _toy_run(tmp_path / "data", 2, "seed=5")
     encoder = HashingTextEncoder(384)
     lines: list[str] = []
-    listed = [*overrides, "members=[{epochs: 1}, {epochs: 2, lr: 0.02}]"]
+    listed = [*overrides, "members=[{epochs: 1}, {epochs: 2, lr: 0.02, model: {channels: [6]}}]"]
     folder = train(
         load_train_config(None, listed), tmp_path / "run", log=lines.append, text_encoder=encoder
     )
@@ -435,6 +435,12 @@ def test_training_members_as_per_member_settings(tmp_path: Path) -> None:
     assert isinstance(ensemble, ClapEnsemble) and len(ensemble.members) == 2
     configs = [m["config"] for m in ensemble.metadata["training"]["members"]]
     assert [(c["seed"], c["epochs"], c["lr"]) for c in configs] == [(5, 1, 0.002), (5, 2, 0.02)]
+    # a member's model names only what it changes: the rest is the recipe's
+    first, second = (m.config for m in ensemble.members)
+    assert (first.channels, first.dim, first.n_mels) == ([4, 8], 8, 16)
+    assert (second.channels, second.dim, second.n_mels) == ([6], 8, 16)
+    assert ensemble.members[1].state_dict()["audio.blocks.0.net.0.weight"].shape[0] == 6
+    assert [c["model"]["channels"] for c in configs] == [[4, 8], [6]]
     lengths = [
         len((tmp_path / "run" / f"member{i}" / "log.jsonl").read_text().splitlines())
         for i in range(2)
@@ -451,7 +457,10 @@ def test_training_members_as_per_member_settings(tmp_path: Path) -> None:
     for bad, message in (
         ("members=[]", "whole number"),
         ("members=[3]", "mapping"),
-        ("members=[{model: {dim: 4}}]", "may set only"),
+        ("members=[{augment: {speed: 0.2}}]", "may set only"),
+        ("members=[{model: {chanels: [4]}}]", r"members\[0\]\.model\.chanels: unknown key"),
+        ("members=[{epochs: 1}, {model: {channels: [4, 0]}}]", r"members\[1\]\.model\.channels"),
+        ("members=[{model: 3}]", r"members\[0\]\.model"),
         ("members=[{epochs: 1}, {loss: nope}]", "loss must be"),
         ("members=[{epochs: 1}, {text_ridge: 0.3}]", "linear text head"),
         ("members=[{epochs: 1}, {weights_dtype: float16}]", "may set only"),

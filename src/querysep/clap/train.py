@@ -18,7 +18,8 @@ With ``members: N`` (N > 1) the command trains N such models one after the other
 is not trained again), and writes their :class:`~querysep.clap.small.ClapEnsemble` to
 ``OUT/model``. ``members`` may instead list one mapping of overrides per member (e.g.
 ``[{epochs: 300}, {epochs: 400}]``: the recipe with each member's own top-level settings; the
-seed stays ``seed`` unless a member sets it).
+seed stays ``seed`` unless a member sets it; a member's ``model`` names only the network
+settings it changes, e.g. ``{model: {channels: [32, 64, 192, 384]}}``).
 """
 
 from __future__ import annotations
@@ -135,8 +136,9 @@ def _bind(data: Any, what: str) -> ClapTrainConfig:
     checked = [("", config), ("model.", config.model)]
     for i, member in enumerate(members):
         if isinstance(member, Mapping):  # not a mapping: refused by member_configs
+            member = _with_member_model(config.model, member, what, f"members[{i}]")
             bound = validate_dataclass(ClapTrainConfig, member, what=what, prefix=f"members[{i}]")
-            checked.append((f"members[{i}].", bound))
+            checked += [(f"members[{i}].", bound), (f"members[{i}].model.", bound.model)]
             members[i] = {key: getattr(bound, key) for key in member}  # the checked values
     for prefix, section in checked:
         for name in _POSITIVE & {f.name for f in fields(section)}:
@@ -145,6 +147,20 @@ def _bind(data: Any, what: str) -> ClapTrainConfig:
             if value == [] or any(v is not None and v < 1 for v in values):
                 raise config_error(f"{prefix}{name}", f"must be >= 1, got {value!r}", what)
     return config
+
+
+def _with_member_model(
+    model: SmallClapConfig, member: Mapping[str, Any], what: str, prefix: str
+) -> dict[str, Any]:
+    """``member`` with its ``model`` mapping (the settings it changes) completed by the
+    recipe's ``model`` and checked; a member without one keeps the recipe's."""
+    member = dict(member)
+    if isinstance(member.get("model"), Mapping):
+        merged = {**asdict(model), **member["model"]}
+        member["model"] = validate_dataclass(
+            SmallClapConfig, merged, what=what, prefix=f"{prefix}.model"
+        )
+    return member
 
 
 def _parse_value(text: str) -> Any:
@@ -706,7 +722,7 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
         )
 
 
-_NOT_PER_MEMBER = frozenset({"members", "model", "augment", "data", "train_folds", "weights_dtype"})
+_NOT_PER_MEMBER = frozenset({"members", "augment", "data", "train_folds", "weights_dtype"})
 
 
 def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
@@ -714,8 +730,9 @@ def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
 
     Raises:
         ConfigError: ``members`` is neither a whole number >= 1 nor a non-empty list of
-            mappings of known top-level keys (not ``members``, ``model``, ``augment``,
-            ``data`` or ``train_folds``, which every member shares).
+            mappings of known top-level keys (not ``members``, ``augment``, ``data``,
+            ``train_folds`` or ``weights_dtype``, which every member shares). A member's
+            ``model`` lists only the settings it changes (e.g. ``{channels: [...]}``).
     """
     members = config.members
     if isinstance(members, int) and not isinstance(members, bool) and members >= 1:
@@ -737,6 +754,7 @@ def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
                 f"members[{index}] sets {', '.join(unknown)}: a member may set only "
                 f"{', '.join(sorted(known))}"
             )
+        overrides = _with_member_model(config.model, overrides, "", f"members[{index}]")
         out.append(replace(config, **overrides, members=1))
     return out
 
@@ -755,6 +773,8 @@ def _train_ensemble(
     for index, member in enumerate(members):
         where = out / f"member{index}"
         detail = f"seed {member.seed}, {member.epochs} epochs"
+        if member.model != config.model:
+            detail += f", channels {member.model.channels}, dim {member.model.dim}"
         log(f"member {index + 1}/{len(members)} ({detail}) in {where}")
         folders.append(
             train(member, where, log=log, text_encoder=text_encoder, paraphrase=paraphrase)
