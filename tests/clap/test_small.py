@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -239,6 +240,72 @@ def test_training_texts_never_hold_heldout_captions() -> None:
         texts = class_texts(category)
         assert category.replace("_", " ") in texts
         assert not set(captions) & set(texts)
+
+
+_SUFFIXES = ("ingly", "edly", "ings", "ing", "ers", "er", "ies", "ied", "es", "ed", "ly", "s", "y")
+
+
+def _stem(word: str) -> str:
+    """A crude stem: up to two common suffixes off, a final e, then a doubled last letter
+    (yelping, yelps -> yelp; clattering, clatter -> clat; droning, drone -> dron)."""
+    for _ in range(2):
+        suffix = next((x for x in _SUFFIXES if word.endswith(x) and len(word) - len(x) >= 3), "")
+        if not suffix:
+            break
+        word = word[: -len(suffix)]
+    if word.endswith("e") and len(word) > 3:
+        word = word[:-1]
+    return word[:-1] if len(word) > 3 and word[-1] == word[-2] else word
+
+
+def _stem_list(text: str) -> list[str]:
+    return [_stem(w) for w in re.findall("[a-z]+", text.lower())]
+
+
+def _stems(text: str) -> set[str]:
+    return set(_stem_list(text))
+
+
+def _runs_of_three(text: str) -> set[tuple[str, ...]]:
+    words = _stem_list(text)
+    return {tuple(words[i : i + 3]) for i in range(len(words) - 2)}
+
+
+def test_more_captions_join_after_the_train_ones_without_heldout_vocabulary() -> None:
+    heldout = builtin_captions("heldout")
+    more = builtin_captions("more")
+    train = builtin_captions("train")
+    assert list(more) == list(train)
+    held_stems = set().union(*(_stems(c) for caps in heldout.values() for c in caps))
+    known = set().union(*(_stems(c) for caps in train.values() for c in caps))
+    known |= set().union(*(_stems(category.replace("_", " ")) for category in train))
+    known |= _stems("a an the sound of")
+    held_only = held_stems - known
+    assert {"yelp", "roar", "sleep", "clat", "dron", "slow"} <= held_only  # forms to catch
+    every_heldout = [c.lower() for caps in heldout.values() for c in caps]
+    heldout_runs = set().union(*(_runs_of_three(c) for c in every_heldout))
+    counts = []
+    for category in train:
+        plain = class_texts(category)
+        texts = class_texts(category, more_captions=True)
+        assert texts[: len(plain)] == plain
+        added = texts[len(plain) :]
+        assert added == more[category]
+        assert len(set(added)) == len(added) and not set(added) & set(plain)
+        assert not set(heldout[category]) & set(texts)
+        for text in added:
+            assert not _stems(text) & held_only, (category, text)
+            assert not _runs_of_three(text) & heldout_runs, (category, text)
+            for held in every_heldout:  # no part of a held-out caption, nor one inside
+                assert not re.search(rf"\b{re.escape(text.lower())}\b", held), (text, held)
+                assert not re.search(rf"\b{re.escape(held)}\b", text.lower()), (text, held)
+        counts.append(len(added))
+    assert sum(counts) == 269 and min(counts) == 2 and max(counts) == 9
+    # with paraphrases too: the more captions come first, and nothing repeats
+    with_both = class_texts("dog", paraphrases=3, paraphrase=paraphrase, more_captions=True)
+    plain = class_texts("dog", more_captions=True)
+    assert with_both[: len(plain)] == plain
+    assert len(set(with_both)) == len(with_both) > len(plain)
 
 
 def test_paraphrases_need_a_paraphraser_passed_in(tmp_path: Path) -> None:
@@ -591,6 +658,7 @@ def test_text_head_refit_solves_the_ridge_problem_and_leaves_the_audio_tower(
         "shrinkage": 0.3,
         "templates": ["{}"],
         "audio_views": 1,
+        "more_captions": False,
         "texts": len(texts),
         "clips": 8,
     }
@@ -650,6 +718,20 @@ def test_training_with_text_ridge_exports_the_refitted_head(tmp_path: Path) -> N
     refit_text_head(a, load_esc50(tmp_path / "data", [1, 2]), 0.3)
     for key, value in a.text_head.state_dict().items():
         torch.testing.assert_close(value, b.text_head.state_dict()[key], msg=key)
+    # text_ridge_more_captions: the same training, the refit on the "more" captions too
+    more_config = load_train_config(
+        None, [*overrides, "text_ridge=0.3", "text_ridge_more_captions=true"]
+    )
+    more = SmallClap.from_pretrained(
+        train(more_config, tmp_path / "more", log=lines.append, text_encoder=encoder)
+    )
+    refit_text_head(a, load_esc50(tmp_path / "data", [1, 2]), 0.3, more_captions=True)
+    for key, value in more.state_dict().items():
+        if key.startswith("text_head."):
+            torch.testing.assert_close(value, a.state_dict()[key], msg=key)
+            assert not torch.allclose(value, b.state_dict()[key]), key
+        else:
+            torch.testing.assert_close(value, b.state_dict()[key], msg=key)
     # a bad penalty or an MLP text head is refused before any training
     for bad, message in (
         ("text_ridge=-1", "positive"),
@@ -661,6 +743,10 @@ def test_training_with_text_ridge_exports_the_refitted_head(tmp_path: Path) -> N
         with pytest.raises(ConfigError, match=message):
             train(bad_config, tmp_path / "bad", log=lines.append, text_encoder=encoder)
         assert not (tmp_path / "bad").exists()
+    no_refit = load_train_config(None, [*overrides, "text_ridge_more_captions=true"])
+    with pytest.raises(ConfigError, match="needs a text_ridge penalty"):
+        train(no_refit, tmp_path / "bad", log=lines.append, text_encoder=encoder)
+    assert not (tmp_path / "bad").exists()
     # a finished run, run again, trains nothing and exports the same refitted weights
     again = train(config, tmp_path / "ridge", log=lines.append, text_encoder=encoder)
     for key, value in SmallClap.from_pretrained(again).state_dict().items():
@@ -718,9 +804,18 @@ def test_refit_text_command_writes_a_new_folder_and_refuses_bad_targets(tmp_path
     assert result.exit_code == 0, result.output
     kept = SmallClap.from_pretrained(tmp_path / "again")
     assert kept.audio_views == 2 and kept.config.text_templates == ["{}", "a {} sound"]
+    # --more-captions fits the classes' "more" phrasings too: more texts, another head
+    result = runner.invoke(group, [*args, "--more-captions", "-o", str(tmp_path / "more")])
+    assert result.exit_code == 0, result.output
+    more = SmallClap.from_pretrained(tmp_path / "more")
+    fits = (refitted.config.metadata["text_head_refit"], more.config.metadata["text_head_refit"])
+    assert (fits[0]["more_captions"], fits[1]["more_captions"]) == (False, True)
+    extra = len(builtin_captions("more")["dog"]) + len(builtin_captions("more")["rain"])
+    assert fits[1]["texts"] == fits[0]["texts"] + extra
+    assert not torch.allclose(more.text_head.linear.weight, refitted.text_head.linear.weight)
     import shutil
 
-    for name in ("views", "again"):  # keep the leftover check below simple
+    for name in ("views", "again", "more"):  # keep the leftover check below simple
         shutil.rmtree(tmp_path / name)
 
     for bad, message in (

@@ -68,6 +68,31 @@ def test_prepare_esc50_then_make_mixtures(
     assert again.read_text() == out.read_text()
 
 
+def test_prepare_esc50_with_the_more_captions(
+    tmp_path: Path, write_audio: Callable[..., Path], write_csv: Callable[..., Path]
+) -> None:
+    from querysep.data.recipes.esc50 import builtin_captions
+
+    root = tmp_path / "esc50"
+    _esc50(root, write_audio, write_csv)
+    found = {}
+    for option in ("builtin", "builtin+more"):
+        out = tmp_path / f"{option}.jsonl"
+        args = ["prepare", "esc50", str(root), "-o", str(out), "--captions", option]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        found[option] = {c.id: c.captions for c in read_manifest(out)}
+    more = builtin_captions("more")
+    for clip, captions in found["builtin+more"].items():
+        category = {"dog": "dog", "rain": "rain", "church bells": "church_bells"}[captions[0]]
+        assert captions == [*found["builtin"][clip], *more[category]]
+    bad = tmp_path / "bad.jsonl"
+    args = ["prepare", "esc50", str(root), "-o", str(bad), "--captions", "more"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "builtin+more" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not bad.exists()
+
+
 def test_mixtures_with_random_captions(
     tmp_path: Path, write_audio: Callable[..., Path], write_csv: Callable[..., Path]
 ) -> None:

@@ -16,7 +16,7 @@ from querysep.data.recipes import (
     prepare_folder,
     prepare_fsd50k,
 )
-from querysep.errors import DataError
+from querysep.errors import ConfigError, DataError
 
 # ``shared/`` sits beside the repository (CI: beside the fresh clone), so find it from here.
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -281,3 +281,9 @@ def test_esc50_builtin_captions_extend_the_label(tmp_path: Path) -> None:
     heldout = {c for v in builtin_captions("heldout").values() for c in v}
     assert len(builtin_captions("train")) == len(builtin_captions("heldout")) == 50
     assert not train & heldout
+    more = prepare_esc50(root, check_audio=False, captions="builtin+more").clips
+    assert more[0].captions == [*clips[0].captions, *builtin_captions("more")["dog"]]
+    everything = {c for v in builtin_captions("more").values() for c in v}
+    assert not everything & heldout and not everything & train
+    with pytest.raises(ConfigError, match="'label', 'builtin' or 'builtin\\+more'"):
+        prepare_esc50(root, check_audio=False, captions="more")

@@ -109,6 +109,9 @@ class ClapTrainConfig:
     # Templates the refit stores in the model (sentence embedding = mean over them); None =
     # keep model.text_templates.
     text_ridge_templates: list[str] | None = None
+    # The refit also fits each class's "more" captions (querysep's further training phrasings);
+    # training itself uses the label variants and "train" captions only.
+    text_ridge_more_captions: bool = False
     # How the exported weights are stored: "float32" or "float16" (half the size; computation
     # stays float32)
     weights_dtype: str = "float32"
@@ -219,11 +222,12 @@ def _text_table(
     encode: Callable[[list[str]], torch.Tensor],
     paraphrases: int = 0,
     paraphrase: Paraphraser | None = None,
+    more_captions: bool = False,
 ) -> tuple[torch.Tensor, list[list[int]], list[str]]:
     """Sentence embeddings (by ``encode``) of every training text, and each class's indices."""
     texts, owners = [], []
     for index, category in enumerate(categories):
-        for text in class_texts(category, paraphrases, paraphrase):
+        for text in class_texts(category, paraphrases, paraphrase, more_captions=more_captions):
             owners.append(index)
             texts.append(text)
     emb = encode(texts).float().clone()
@@ -399,6 +403,7 @@ def refit_text_head(
     discriminant: float = 0.0,
     shrinkage: float = 0.3,
     templates: list[str] | None = None,
+    more_captions: bool = False,
 ) -> dict[str, Any]:
     """Replace the (linear) text head by a ridge regression onto the audio class targets.
 
@@ -414,11 +419,13 @@ def refit_text_head(
     Args:
         templates: Stored in the model's config before the fit (the sentence embeddings,
             here and at inference, are means over them); ``None`` keeps the model's.
+        more_captions: Fit on the classes' ``more`` captions too
+            (:func:`~querysep.clap.zeroshot.class_texts`).
 
     Returns:
         What was done (``method``, ``penalty``, ``discriminant``, ``shrinkage``,
-        ``templates``, ``audio_views``, number of ``texts`` and ``clips``), for the model's
-        metadata.
+        ``templates``, ``audio_views``, ``more_captions``, number of ``texts`` and
+        ``clips``), for the model's metadata.
 
     Raises:
         ConfigError: A text head with an MLP branch (only a linear head can be refitted),
@@ -451,7 +458,7 @@ def refit_text_head(
     if templates is not None:
         model.config.text_templates = list(templates)
     sentences, by_class, texts = _text_table(
-        split.categories, model.sentence_embeddings, paraphrases, paraphrase
+        split.categories, model.sentence_embeddings, paraphrases, paraphrase, more_captions
     )
     owner = torch.empty(len(texts), dtype=torch.long)
     for index, rows in enumerate(by_class):
@@ -471,6 +478,7 @@ def refit_text_head(
         "shrinkage": float(shrinkage),
         "templates": list(model.config.text_templates),
         "audio_views": model.audio_views,
+        "more_captions": bool(more_captions),
         "texts": len(texts),
         "clips": len(audio),
     }
@@ -681,6 +689,7 @@ def train(
             discriminant=config.text_ridge_discriminant,
             shrinkage=config.text_ridge_shrinkage,
             templates=config.text_ridge_templates,
+            more_captions=config.text_ridge_more_captions,
         )
         line: dict[str, Any] = {"text_head_refit": refit}
         if val_split is not None:
@@ -720,6 +729,8 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
             shrinkage=config.text_ridge_shrinkage,
             templates=config.text_ridge_templates,
         )
+    elif config.text_ridge_more_captions:
+        raise ConfigError("text_ridge_more_captions: true needs a text_ridge penalty (the refit)")
 
 
 _NOT_PER_MEMBER = frozenset({"members", "augment", "data", "train_folds", "weights_dtype"})

@@ -66,9 +66,14 @@ def check_paraphraser(paraphrases: int, paraphrase: Paraphraser | None) -> None:
 
 
 def class_texts(
-    category: str, paraphrases: int = 0, paraphrase: Paraphraser | None = None
+    category: str,
+    paraphrases: int = 0,
+    paraphrase: Paraphraser | None = None,
+    *,
+    more_captions: bool = False,
 ) -> list[str]:
-    """Training texts of a class: label variants, the 5 ``train`` captions, and paraphrases.
+    """Training texts of a class: label variants, the 5 ``train`` captions, optionally the
+    ``more`` captions, and paraphrases of the ``train`` captions.
 
     Args:
         category: The ESC-50 category (``crying_baby``).
@@ -79,6 +84,10 @@ def class_texts(
         paraphrase: The paraphraser, needed when ``paraphrases > 0`` (the caller passes
             :func:`querysep.captions.paraphrase.paraphrase`: this room does not import the
             captions room).
+        more_captions: Also the class's ``more`` captions (2-9 further phrasings, stored
+            without any held-out-only word, by a crude stem, and without any run of three
+            words of a held-out caption), after the ``train`` ones and before any
+            paraphrase.
 
     Never contains a ``heldout`` caption.
 
@@ -89,6 +98,8 @@ def class_texts(
     article = "an" if label[0] in "aeiou" else "a"
     variants = [label, f"{article} {label}", f"the sound of {article} {label}"]
     texts = variants + list(builtin_captions("train")[category])
+    if more_captions:
+        texts += [t for t in builtin_captions("more")[category] if t not in texts]
     if paraphrases > 0:
         check_paraphraser(paraphrases, paraphrase)
         banned = _heldout_only_words()

@@ -159,6 +159,12 @@ def add_refit_command(clap_app: typer.Typer) -> None:
         fold: list[int] = typer.Option(
             [1, 2, 3], "--fold", help="ESC-50 folds whose clips give the class centroids."
         ),
+        more_captions: bool = typer.Option(
+            False,
+            "--more-captions",
+            help="Fit on each class's 'more' captions too (querysep's further training "
+            "phrasings), not only its label variants and 'train' captions.",
+        ),
         data: Path = typer.Option(
             Path(DEFAULT_ROOT),
             "--data",
@@ -210,6 +216,7 @@ def add_refit_command(clap_app: typer.Typer) -> None:
                 discriminant=discriminant,
                 shrinkage=shrinkage,
                 templates=templates,
+                more_captions=more_captions,
             )
             refits.append({**result, "folds": list(fold)})
         if audio_views is not None:

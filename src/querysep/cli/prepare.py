@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
         captions: str | None = typer.Option(
             None,
             "--captions",
-            help="esc50 recipe: 'label' (default) or 'builtin' natural captions.",
+            help="esc50 recipe: 'label' (default), 'builtin' natural captions, or "
+            "'builtin+more' (with the further 'more' phrasings).",
         ),
         check_audio: bool = typer.Option(
             True,

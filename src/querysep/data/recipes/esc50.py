@@ -28,11 +28,15 @@ COLUMNS = ("filename", "fold", "category")
 
 
 @cache
-def builtin_captions(part: Literal["train", "heldout"] = "train") -> dict[str, list[str]]:
+def builtin_captions(
+    part: Literal["train", "heldout", "more"] = "train",
+) -> dict[str, list[str]]:
     """querysep's natural-language captions of the 50 ESC-50 classes, by category.
 
     ``train`` captions are for training; ``heldout`` ones are kept for evaluation only and
-    never appear among the training captions.
+    never appear among the training captions; ``more`` are further training phrasings
+    (2-9 a class), written later and stored without any word that only the ``heldout``
+    captions use (by a crude stem) and without any run of three words of one.
     """
     text = (resources.files("querysep.data") / "resources" / "esc50_captions.json").read_text()
     return json.loads(text)[part]
@@ -42,7 +46,7 @@ def prepare_esc50(
     root: str | Path,
     *,
     check_audio: bool = True,
-    captions: Literal["label", "builtin"] = "label",
+    captions: Literal["label", "builtin", "builtin+more"] = "label",
 ) -> PrepareResult:
     """Build the manifest of an ESC-50 copy.
 
@@ -55,7 +59,8 @@ def prepare_esc50(
         check_audio: Read each file's header for duration and sample rate, and skip files
             that cannot be read.
         captions: ``label``: the category text only; ``builtin``: the category text followed
-            by querysep's natural training captions of the class (:func:`builtin_captions`).
+            by querysep's natural training captions of the class (:func:`builtin_captions`);
+            ``builtin+more``: those followed by the class's ``more`` captions.
 
     Returns:
         Clips in CSV order, and the skipped files.
@@ -63,9 +68,14 @@ def prepare_esc50(
     Raises:
         DataError: No ``esc50.csv``, or it lacks a required column.
     """
-    if captions not in ("label", "builtin"):
-        raise ConfigError(f"esc50 captions must be 'label' or 'builtin', not {captions!r}")
-    extra = builtin_captions("train") if captions == "builtin" else {}
+    if captions not in ("label", "builtin", "builtin+more"):
+        raise ConfigError(
+            f"esc50 captions must be 'label', 'builtin' or 'builtin+more', not {captions!r}"
+        )
+    extra = builtin_captions("train") if captions != "label" else {}
+    if captions == "builtin+more":
+        more = builtin_captions("more")
+        extra = {category: [*texts, *more[category]] for category, texts in extra.items()}
     root = Path(root)
     csv_path = find_first(root, ("esc50.csv", "meta/esc50.csv"), "esc50.csv")
     rows = read_csv(csv_path, COLUMNS)
