@@ -691,6 +691,25 @@ def test_text_head_refit_solves_the_ridge_problem_and_leaves_the_audio_tower(
         refit_text_head(model, one_class, 0.3)
 
 
+def test_training_with_more_captions_trains_on_them(tmp_path: Path) -> None:
+    _write_toy_esc50(tmp_path / "data")
+    overrides = _toy_run(tmp_path / "data", 2, "model.text_mlp=false")
+    encoder = HashingTextEncoder(384)
+    runs = {}
+    for name, extra in (("plain", []), ("more", ["more_captions=true"])):
+        lines: list[str] = []
+        config = load_train_config(None, [*overrides, *extra])
+        folder = train(config, tmp_path / name, log=lines.append, text_encoder=encoder)
+        runs[name] = (lines[0], SmallClap.from_pretrained(folder))
+    more = len(builtin_captions("more")["dog"]) + len(builtin_captions("more")["rain"])
+    plain_texts = len(class_texts("dog")) + len(class_texts("rain"))
+    assert f", {plain_texts} texts," in runs["plain"][0]
+    assert f", {plain_texts + more} texts," in runs["more"][0]
+    # the texts drawn each step differ, so the same seed trains another text head
+    heads = [run[1].text_head.linear.weight for run in runs.values()]
+    assert not torch.allclose(*heads)
+
+
 def test_training_with_text_ridge_exports_the_refitted_head(tmp_path: Path) -> None:
     _write_toy_esc50(tmp_path / "data")
     overrides = _toy_run(tmp_path / "data", 2, "val_folds=[2]", "model.text_mlp=false")

@@ -93,6 +93,7 @@ class ClapTrainConfig:
     text_noise: float = 0.0  # expected norm of Gaussian noise added to unit sentence embeddings
     loss: str = "infonce"  # "infonce", "sigmoid" (pairwise, global threshold) or "infonce+sigmoid"
     paraphrases: int = 0  # offline paraphrases of each training caption added to its class's texts
+    more_captions: bool = False  # the classes' "more" captions join the training texts
     seed: int = 0
     precision: str | int = "auto"  # "auto", "32", "bf16-mixed" (32 as a number too)
     val_every: int = 10
@@ -529,7 +530,11 @@ def train(
     num_classes = len(train_split.categories)
     model = SmallClap(config.model, text_encoder)
     text_emb, text_by_class, texts = _text_table(
-        train_split.categories, model.sentence_embeddings, config.paraphrases, paraphrase
+        train_split.categories,
+        model.sentence_embeddings,
+        config.paraphrases,
+        paraphrase,
+        config.more_captions,
     )
     model.train()
     mel = _mel_power(model, train_split.audio)
