@@ -110,8 +110,8 @@ class ClapTrainConfig:
     # Templates the refit stores in the model (sentence embedding = mean over them); None =
     # keep model.text_templates.
     text_ridge_templates: list[str] | None = None
-    # The refit also fits each class's "more" captions (querysep's further training phrasings);
-    # training itself uses the label variants and "train" captions only.
+    # The refit also fits each class's "more" captions (querysep's further training phrasings;
+    # more_captions puts them among the texts of the training steps).
     text_ridge_more_captions: bool = False
     # How the exported weights are stored: "float32" or "float16" (half the size; computation
     # stays float32)
