@@ -282,6 +282,7 @@ def test_more_captions_join_after_the_train_ones_without_heldout_vocabulary() ->
     known |= _stems("a an the sound of")
     held_only = held_stems - known
     assert {"yelp", "roar", "sleep", "clat", "dron", "slow"} <= held_only  # forms to catch
+    assert _stems("the clatter of a train") & held_only  # a withdrawn caption stays out
     every_heldout = [c.lower() for caps in heldout.values() for c in caps]
     heldout_runs = set().union(*(_runs_of_three(c) for c in every_heldout))
     counts = []

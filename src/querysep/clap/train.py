@@ -2,7 +2,8 @@
 
 The text tower (MiniLM) is frozen, so every training text is embedded once up front; a step
 then costs one audio-tower pass. Each step pairs a batch of augmented clips with one text per
-class (drawn among the label variants and the ``train`` captions) and minimises a symmetric
+class (drawn among the label variants and the ``train`` captions, and with ``more_captions``
+the ``more`` ones) and minimises a symmetric
 multi-positive InfoNCE loss with a learnable temperature: clip -> the 50 class texts with
 soft (mixup) targets, and each class text present in the batch -> the clips of its class.
 ``loss: sigmoid`` replaces it with :class:`PairwiseSigmoid` (every clip-text pair a binary
