@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from querysep.clap import list_clap_models
 from querysep.clap.train import ClapTrainConfig, load_train_config
 from querysep.pretrained import list_models
 from querysep.training import load_config
@@ -14,7 +15,11 @@ from querysep.training.melvae import MelVaeTrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 #: Configs for a command other than ``querysep train`` (separators), by file name.
-OTHER_SCHEMAS = {"esc50-clap.yaml": ClapTrainConfig, "esc50-melvae.yaml": MelVaeTrainConfig}
+OTHER_SCHEMAS = {
+    "esc50-clap.yaml": ClapTrainConfig,
+    "esc50-clap-finetune.yaml": ClapTrainConfig,
+    "esc50-melvae.yaml": MelVaeTrainConfig,
+}
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
@@ -28,6 +33,8 @@ def test_shipped_config_loads(path: Path) -> None:
     if isinstance(config, TrainConfig) and config.model.init_from is not None:
         # a fine-tuning config starts from a model querysep ships
         assert config.model.init_from in {m.name for m in list_models()}
+    if isinstance(config, ClapTrainConfig) and config.init_from is not None:
+        assert config.init_from in {m.name for m in list_clap_models()}
 
 
 def test_every_other_schema_names_a_shipped_config() -> None:

@@ -36,7 +36,14 @@ from querysep.clap.zeroshot import (
     zeroshot_scores,
 )
 from querysep.data.recipes.esc50 import builtin_captions
-from querysep.errors import AudioError, CheckpointError, ConfigError, DataError, OutputError
+from querysep.errors import (
+    AudioError,
+    CheckpointError,
+    ConfigError,
+    DataError,
+    ModelNotFoundError,
+    OutputError,
+)
 from querysep.models.text import HashingTextEncoder
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "esc50"
@@ -215,8 +222,17 @@ def test_bundled_model_loads_and_is_checked() -> None:
     assert len(model.members) == 5  # the recipe's five runs (configs/esc50-clap.yaml)
     assert [m.config.metadata for m in model.members] == [{}] * 5  # runs: in the ensemble
     runs = model.metadata["training"]["members"]
-    assert [r["config"]["seed"] for r in runs] == [0, 0, 1, 2, 3]
-    assert [r["config"]["epochs"] for r in runs] == [300, 400, 300, 300, 300]
+    # fine-tuned (configs/esc50-clap-finetune.yaml) from the five runs of configs/esc50-clap.yaml
+    assert [r["config"]["seed"] for r in runs] == [0, 1, 2, 3, 4]
+    assert {(r["config"]["epochs"], r["config"]["init_from"]) for r in runs} == {(30, "esc50-clap")}
+    assert all(
+        r["config"]["more_captions"] and r["config"]["text_ridge_more_captions"] for r in runs
+    )
+    assert [r["init"]["member"] for r in runs] == [0, 1, 2, 3, 4]
+    assert {r["init"]["weights_sha256"][:8] for r in runs} == {"5d26c496"}
+    started = [r["init"]["training"]["config"] for r in runs]
+    assert [c["seed"] for c in started] == [0, 0, 1, 2, 3]
+    assert [c["epochs"] for c in started] == [300, 400, 300, 300, 300]
     assert model.weights_dtype == "float16"  # five members fit 20 MB only in float16
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert isinstance(load_clap(), ClapEnsemble)
@@ -706,6 +722,76 @@ def test_training_with_more_captions_trains_on_them(tmp_path: Path) -> None:
     # the texts drawn each step differ, so the same seed trains another text head
     heads = [run[1].text_head.linear.weight for run in runs.values()]
     assert not torch.allclose(*heads)
+
+
+def test_training_from_init_starts_member_i_from_member_i(tmp_path: Path) -> None:
+    """``init_from``: each member of a run starts from the same member of an ensemble (with lr 0
+    its weights stay those); a lone model starts a lone run; misfits fail before training;
+    a run with a checkpoint resumes from it and no longer needs the init model."""
+    _write_toy_esc50(tmp_path / "data")
+    encoder = HashingTextEncoder(384)
+    lines: list[str] = []
+    base = _toy_run(tmp_path / "data", 1, "members=2")
+    first = train(
+        load_train_config(None, base), tmp_path / "a", log=lines.append, text_encoder=encoder
+    )
+    source = load_clap(str(first))
+    assert isinstance(source, ClapEnsemble)
+    still = load_train_config(None, [*base, f"init_from={first}", "lr=0", "seed=9"])
+    again = load_clap(str(train(still, tmp_path / "b", log=lines.append, text_encoder=encoder)))
+    assert isinstance(again, ClapEnsemble)
+    weight = "audio.blocks.0.net.0.weight"
+    for index in range(2):
+        torch.testing.assert_close(
+            again.members[index].state_dict()[weight], source.members[index].state_dict()[weight]
+        )
+    assert not torch.equal(
+        again.members[0].state_dict()[weight], source.members[1].state_dict()[weight]
+    )
+    assert any("initialised from" in line and "(member 1)" in line for line in lines)
+    # the new model records where it started: the source, its digest, and how it was trained
+    for index, run in enumerate(again.metadata["training"]["members"]):
+        assert run["init"]["from"] == str(first) and run["init"]["member"] == index
+        assert run["init"]["weights_sha256"] == source.weights_sha256 != ""
+        assert run["init"]["training"] == source.metadata["training"]["members"][index]
+        assert run["config"]["seed"] == 9 + index
+    # a lone model starts a lone run, and training moves on from its weights
+    lone = tmp_path / "a" / "member0" / "model"
+    tuned = train(
+        load_train_config(None, [*_toy_run(tmp_path / "data", 2), f"init_from={lone}", "lr=0.01"]),
+        tmp_path / "c",
+        log=lines.append,
+        text_encoder=encoder,
+    )
+    start = SmallClap.from_pretrained(lone).state_dict()[weight]
+    moved = SmallClap.from_pretrained(tuned).state_dict()[weight]
+    assert not torch.equal(start, moved)
+    assert float((moved - start).abs().mean()) < float(start.abs().mean())
+    for bad, message in (
+        ([f"init_from={first}"], "ensemble of 2 members: it can start a run of 2 members"),
+        ([f"init_from={lone}", "model.channels=[4,6]"], r"does not fit model settings \(channels"),
+        ([f"init_from={lone}", "members=2", "model.hop_length=64"], "hop_length 128 vs 64"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            config = load_train_config(None, [*_toy_run(tmp_path / "data", 1), *bad])
+            train(config, tmp_path / "bad", log=lines.append, text_encoder=encoder)
+        assert not (tmp_path / "bad").exists()
+    with pytest.raises(ModelNotFoundError):
+        missing = [*_toy_run(tmp_path / "data", 1), f"init_from={tmp_path / 'nowhere'}"]
+        train(load_train_config(None, missing), tmp_path / "bad", log=lines.append)
+    assert not (tmp_path / "bad").exists()
+    # resuming needs only the checkpoint: the init model may be gone by then
+    resumed = load_train_config(
+        None, [*_toy_run(tmp_path / "data", 2), f"init_from={tmp_path / 'nowhere'}", "lr=0.01"]
+    )
+    (tmp_path / "d").mkdir()
+    for name in ("checkpoint.pt", "log.jsonl"):
+        (tmp_path / "d" / name).write_bytes((tmp_path / "c" / name).read_bytes())
+    folder = train(resumed, tmp_path / "d", log=lines.append, text_encoder=encoder)
+    resumed_model = SmallClap.from_pretrained(folder)
+    torch.testing.assert_close(resumed_model.state_dict()[weight], moved)
+    kept = resumed_model.config.metadata["training"]["init"]  # from the checkpoint
+    assert kept["from"] == str(lone) and kept["training"]["config"]["seed"] == 0
 
 
 def test_training_with_text_ridge_exports_the_refitted_head(tmp_path: Path) -> None:

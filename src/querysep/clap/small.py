@@ -60,7 +60,7 @@ FORMAT = "querysep-clap"
 ENSEMBLE_FORMAT = "querysep-clap-ensemble"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-ESC50_CLAP_SHA256 = "5d26c496679b10a2b14e9307cf8f547ebd856607ba07fec6d799c8ba9eb4b975"
+ESC50_CLAP_SHA256 = "37dd86d5c2d51b308a7f45c3eaa4c48ae216a53b7b33e7b54957c1ff083b833d"
 
 
 MAX_VIEWS = 8

@@ -21,6 +21,11 @@ is not trained again), and writes their :class:`~querysep.clap.small.ClapEnsembl
 ``[{epochs: 300}, {epochs: 400}]``: the recipe with each member's own top-level settings; the
 seed stays ``seed`` unless a member sets it; a member's ``model`` names only the network
 settings it changes, e.g. ``{model: {channels: [32, 64, 192, 384]}}``).
+
+``init_from`` fine-tunes instead of training from random weights: the run starts from a
+trained small CLAP with the same network settings (a folder, or a name such as
+``esc50-clap``); an ensemble of N starts member ``i`` of an N-member run from its member ``i``
+(``configs/esc50-clap-finetune.yaml``). A run that has a checkpoint resumes from it instead.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, QuerysepError
 from ..models.text.base import TextEncoder
 from ..precision import resolve_precision
 from ..safeload import load_weights_only
@@ -95,6 +100,10 @@ class ClapTrainConfig:
     loss: str = "infonce"  # "infonce", "sigmoid" (pairwise, global threshold) or "infonce+sigmoid"
     paraphrases: int = 0  # offline paraphrases of each training caption added to its class's texts
     more_captions: bool = False  # the classes' "more" captions join the training texts
+    # Start from these weights instead of random ones (fine-tuning): a small-CLAP folder or a
+    # load_clap name such as esc50-clap, with this run's network settings. An ensemble gives
+    # member i of a run with as many members its member i.
+    init_from: str | None = None
     seed: int = 0
     precision: str | int = "auto"  # "auto", "32", "bf16-mixed" (32 as a number too)
     val_every: int = 10
@@ -501,6 +510,7 @@ def train(
     log: Any = print,
     text_encoder: TextEncoder | None = None,
     paraphrase: Paraphraser | None = None,
+    member: tuple[int, int] | None = None,
 ) -> Path:
     """Run (or resume) a training run; return the exported model folder.
 
@@ -513,11 +523,19 @@ def train(
             ``model.text_dim``, and the exported folder still names the MiniLM.
         paraphrase: The offline paraphraser, needed by ``config.paraphrases > 0``
             (``querysep clap train`` passes :func:`querysep.captions.paraphrase.paraphrase`).
+        member: ``(index, count)`` when the run is member ``index`` of ``count`` (set by
+            ``members``): picks the member of an ensemble ``init_from``.
     """
     out = Path(output_dir)
     members = member_configs(config)
-    for each in members or [config]:  # before training (any member), not after it
+    runs = members or [config]
+    for each in runs:  # before training (any member), not after it
         _check_run(each, paraphrase)
+    if member is None:  # a bad init_from fails before any member trains
+        for index, each in enumerate(runs):
+            where = out / f"member{index}" if members else out
+            if each.init_from is not None and not (where / "checkpoint.pt").is_file():
+                _init_state(each, (index, len(runs)) if members else None)
     out.mkdir(parents=True, exist_ok=True)  # only for a config that passed the checks
     if members is not None:
         return _train_ensemble(
@@ -530,6 +548,12 @@ def train(
     val_split = load_esc50(config.data, config.val_folds) if config.val_folds else None
     num_classes = len(train_split.categories)
     model = SmallClap(config.model, text_encoder)
+    ckpt_path = out / "checkpoint.pt"
+    init_record: dict[str, Any] | None = None  # where the starting weights came from
+    if config.init_from is not None and not ckpt_path.is_file():  # a checkpoint resumes instead
+        state, init_record = _init_state(config, member)
+        model.load_state_dict(state)
+        log(f"initialised from {config.init_from}" + (f" (member {member[0]})" if member else ""))
     text_emb, text_by_class, texts = _text_table(
         train_split.categories,
         model.sentence_embeddings,
@@ -558,7 +582,6 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config, steps_per_epoch))
     ema = _Ema(model, config.ema_decay) if config.ema_decay > 0 else None
     start_epoch, history = 0, []
-    ckpt_path = out / "checkpoint.pt"
     if ckpt_path.is_file():
         ckpt = load_weights_only(ckpt_path, "CLAP training checkpoint")
         expected = {"model", "opt", "sched"}
@@ -584,6 +607,7 @@ def train(
             if "rng" in ckpt:  # dropout draws from the global generator
                 torch.set_rng_state(ckpt["rng"])
             start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+            init_record = ckpt.get("init")
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(
@@ -677,6 +701,8 @@ def train(
         }
         if ema is not None:
             payload["ema"] = ema.state
+        if init_record is not None:
+            payload["init"] = init_record
         if pairwise is not None:
             payload["pairwise"] = pairwise.state_dict()
         torch.save(payload, out / "checkpoint.tmp")
@@ -701,16 +727,91 @@ def train(
         if val_split is not None:
             line["val"] = _evaluate(final, val_split, use_bf16)
         log(json.dumps(line))
+    if config.init_from is not None and init_record is None:
+        # a checkpoint from before runs kept this: the source as it is now, if it still is
+        try:
+            init_record = _init_state(config, member)[1]
+        except QuerysepError as exc:
+            init_record = {"from": config.init_from, "unavailable": str(exc)}
     final.config.metadata = {
         **_card(config),
         "training": {
             "config": _plain(asdict(config)),
+            **({"init": init_record} if init_record is not None else {}),
             "steps": step,
             "final": history[-1] if history else None,
             **({"text_head_refit": refit} if refit is not None else {}),
         },
     }
     return final.save_pretrained(out / "model", config.weights_dtype)
+
+
+#: Settings the weights depend on: an ``init_from`` model must have the run's values.
+_ARCHITECTURE = (
+    "text_encoder",
+    "sample_rate",
+    "n_fft",
+    "hop_length",
+    "n_mels",
+    "f_min",
+    "f_max",
+    "channels",
+    "dim",
+    "text_dim",
+    "text_mlp",
+)
+
+
+def _init_state(
+    config: ClapTrainConfig, member: tuple[int, int] | None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The weights ``config.init_from`` names, for ``member`` ``(index, count)`` of a run (or a
+    lone run: ``None``), and a record of them for the exported model's metadata: the source,
+    its weights' SHA-256, the member taken and that model's own training record (so a
+    fine-tuned model still tells how the weights it started from were trained).
+
+    Raises:
+        ConfigError: ``init_from`` is not a small CLAP, is an ensemble of another size than the
+            run's members, or differs from ``config.model`` in a setting that shapes weights.
+    """
+    from .registry import load_clap
+
+    source = load_clap(config.init_from)
+    record: dict[str, Any] = {"from": config.init_from, "weights_sha256": source.weights_sha256}
+    if isinstance(source, ClapEnsemble):
+        count = len(source.members)
+        if member is None or member[1] != count:
+            runs = member[1] if member else 1
+            raise ConfigError(
+                f"init_from {config.init_from} is an ensemble of {count} members: it can "
+                f"start a run of {count} members (member i from its member i), not of {runs}"
+            )
+        runs = source.metadata.get("training", {}).get("members") or []
+        record["member"] = member[0]
+        record["training"] = runs[member[0]] if member[0] < len(runs) else None
+        source = source.members[member[0]]
+    elif isinstance(source, SmallClap):
+        meta = source.config.metadata
+        record["training"] = dict(meta.get("training") or {}) or None
+        if record["training"] is not None and "text_head_refit" in meta:
+            record["training"]["text_head_refit"] = meta["text_head_refit"]
+    if not isinstance(source, SmallClap):
+        raise ConfigError(
+            f"init_from {config.init_from} is a "
+            f"{getattr(source, 'kind', type(source).__name__)} model; training can start only "
+            "from a small CLAP (querysep clap train's model)"
+        )
+    differ = [
+        name
+        for name in _ARCHITECTURE
+        if getattr(source.config, name) != getattr(config.model, name)
+    ]
+    if differ:
+        shown = ", ".join(
+            f"{n} {getattr(source.config, n)!r} vs {getattr(config.model, n)!r}" for n in differ
+        )
+        raise ConfigError(f"init_from {config.init_from} does not fit model settings ({shown})")
+    return {k: v.float() for k, v in source.state_dict().items()}, record
 
 
 def _card(config: ClapTrainConfig) -> dict[str, Any]:
@@ -794,7 +895,14 @@ def _train_ensemble(
             detail += f", channels {member.model.channels}, dim {member.model.dim}"
         log(f"member {index + 1}/{len(members)} ({detail}) in {where}")
         folders.append(
-            train(member, where, log=log, text_encoder=text_encoder, paraphrase=paraphrase)
+            train(
+                member,
+                where,
+                log=log,
+                text_encoder=text_encoder,
+                paraphrase=paraphrase,
+                member=(index, len(members)),
+            )
         )
     return export_ensemble(config, folders, out / "model")
 
