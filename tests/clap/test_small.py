@@ -20,6 +20,7 @@ from querysep.clap import DEFAULT_CLAP, load_clap
 from querysep.clap.small import ESC50_CLAP_SHA256, ClapEnsemble, SmallClap, SmallClapConfig
 from querysep.clap.train import (
     PairwiseSigmoid,
+    _init_state,
     contrastive_loss,
     export_ensemble,
     load_train_config,
@@ -229,6 +230,7 @@ def test_bundled_model_loads_and_is_checked() -> None:
         r["config"]["more_captions"] and r["config"]["text_ridge_more_captions"] for r in runs
     )
     assert [r["init"]["member"] for r in runs] == [0, 1, 2, 3, 4]
+    assert all(r["config"]["model"]["metadata"] == {} for r in runs)  # each run its own record
     assert {r["init"]["weights_sha256"][:8] for r in runs} == {"5d26c496"}
     started = [r["init"]["training"]["config"] for r in runs]
     assert [c["seed"] for c in started] == [0, 0, 1, 2, 3]
@@ -737,6 +739,9 @@ def test_training_from_init_starts_member_i_from_member_i(tmp_path: Path) -> Non
     )
     source = load_clap(str(first))
     assert isinstance(source, ClapEnsemble)
+    # each member's record is its own: no member's metadata inside another's settings
+    for run in source.metadata["training"]["members"]:
+        assert run["config"]["model"]["metadata"] == {}
     still = load_train_config(None, [*base, f"init_from={first}", "lr=0", "seed=9"])
     again = load_clap(str(train(still, tmp_path / "b", log=lines.append, text_encoder=encoder)))
     assert isinstance(again, ClapEnsemble)
@@ -748,25 +753,58 @@ def test_training_from_init_starts_member_i_from_member_i(tmp_path: Path) -> Non
     assert not torch.equal(
         again.members[0].state_dict()[weight], source.members[1].state_dict()[weight]
     )
-    assert any("initialised from" in line and "(member 1)" in line for line in lines)
+    assert any("initialised from" in line and "(its member 1)" in line for line in lines)
     # the new model records where it started: the source, its digest, and how it was trained
     for index, run in enumerate(again.metadata["training"]["members"]):
         assert run["init"]["from"] == str(first) and run["init"]["member"] == index
         assert run["init"]["weights_sha256"] == source.weights_sha256 != ""
         assert run["init"]["training"] == source.metadata["training"]["members"][index]
         assert run["config"]["seed"] == 9 + index
-    # a lone model starts a lone run, and training moves on from its weights
+    # every tensor is taken, buffers too (BatchNorm statistics), in their own dtypes
+    state, _ = _init_state(still, (1, 2))
+    for key, value in source.members[1].state_dict().items():
+        assert state[key].dtype == (torch.float32 if value.is_floating_point() else value.dtype)
+        torch.testing.assert_close(state[key], value.to(state[key].dtype), msg=key)
+    # a member may name its own source; the others start from random weights
     lone = tmp_path / "a" / "member0" / "model"
-    tuned = train(
-        load_train_config(None, [*_toy_run(tmp_path / "data", 2), f"init_from={lone}", "lr=0.01"]),
-        tmp_path / "c",
-        log=lines.append,
-        text_encoder=encoder,
+    listed = [*base, "lr=0", "seed=9", f"members=[{{}}, {{init_from: {lone}}}]"]
+    mixed = load_clap(
+        str(
+            train(
+                load_train_config(None, listed),
+                tmp_path / "m",
+                log=lines.append,
+                text_encoder=encoder,
+            )
+        )
     )
+    assert isinstance(mixed, ClapEnsemble)
     start = SmallClap.from_pretrained(lone).state_dict()[weight]
-    moved = SmallClap.from_pretrained(tuned).state_dict()[weight]
+    torch.testing.assert_close(mixed.members[1].state_dict()[weight], start)
+    assert not torch.equal(mixed.members[0].state_dict()[weight], start)
+    assert "init" not in mixed.metadata["training"]["members"][0]
+    # a lone model starts a lone run, and training moves on from its weights; the run
+    # resumes from its checkpoint even once the source is gone
+    copy = tmp_path / "lone"
+    copy.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (copy / name).write_bytes((lone / name).read_bytes())
+    one = [*_toy_run(tmp_path / "data", 1), f"init_from={copy}", "lr=0.01"]
+    train(load_train_config(None, one), tmp_path / "c", log=lines.append, text_encoder=encoder)
+    for name in ("config.json", "model.safetensors"):
+        (copy / name).unlink()
+    two = [*_toy_run(tmp_path / "data", 2), f"init_from={copy}", "lr=0.01"]
+    tuned = train(
+        load_train_config(None, two), tmp_path / "c", log=lines.append, text_encoder=encoder
+    )
+    assert len((tmp_path / "c" / "log.jsonl").read_text().splitlines()) == 2
+    model = SmallClap.from_pretrained(tuned)
+    moved = model.state_dict()[weight]
     assert not torch.equal(start, moved)
     assert float((moved - start).abs().mean()) < float(start.abs().mean())
+    kept = model.config.metadata["training"]["init"]  # from the checkpoint
+    assert kept["from"] == str(copy) and kept["training"]["config"]["seed"] == 0
+    assert "recorded_at_export" not in kept
     for bad, message in (
         ([f"init_from={first}"], "ensemble of 2 members: it can start a run of 2 members"),
         ([f"init_from={lone}", "model.channels=[4,6]"], r"does not fit model settings \(channels"),
@@ -776,22 +814,18 @@ def test_training_from_init_starts_member_i_from_member_i(tmp_path: Path) -> Non
             config = load_train_config(None, [*_toy_run(tmp_path / "data", 1), *bad])
             train(config, tmp_path / "bad", log=lines.append, text_encoder=encoder)
         assert not (tmp_path / "bad").exists()
-    with pytest.raises(ModelNotFoundError):
+    with pytest.raises(ModelNotFoundError, match=r"^init_from: "):
         missing = [*_toy_run(tmp_path / "data", 1), f"init_from={tmp_path / 'nowhere'}"]
         train(load_train_config(None, missing), tmp_path / "bad", log=lines.append)
     assert not (tmp_path / "bad").exists()
-    # resuming needs only the checkpoint: the init model may be gone by then
-    resumed = load_train_config(
-        None, [*_toy_run(tmp_path / "data", 2), f"init_from={tmp_path / 'nowhere'}", "lr=0.01"]
-    )
-    (tmp_path / "d").mkdir()
-    for name in ("checkpoint.pt", "log.jsonl"):
-        (tmp_path / "d" / name).write_bytes((tmp_path / "c" / name).read_bytes())
-    folder = train(resumed, tmp_path / "d", log=lines.append, text_encoder=encoder)
-    resumed_model = SmallClap.from_pretrained(folder)
-    torch.testing.assert_close(resumed_model.state_dict()[weight], moved)
-    kept = resumed_model.config.metadata["training"]["init"]  # from the checkpoint
-    assert kept["from"] == str(lone) and kept["training"]["config"]["seed"] == 0
+    # a checkpoint of another start is not resumed as if it were this one
+    for folder, setting, started in (
+        ("c", f"init_from={lone}", str(copy)),
+        ("a/member0", f"init_from={lone}", "random weights"),
+    ):
+        with pytest.raises(ConfigError, match=f"started from {re.escape(started)}, but init_from"):
+            other = load_train_config(None, [*_toy_run(tmp_path / "data", 3), setting])
+            train(other, tmp_path / folder, log=lines.append, text_encoder=encoder)
 
 
 def test_training_with_text_ridge_exports_the_refitted_head(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
+from copy import deepcopy
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -547,13 +548,15 @@ def train(
     train_split = load_esc50(config.data, config.train_folds)
     val_split = load_esc50(config.data, config.val_folds) if config.val_folds else None
     num_classes = len(train_split.categories)
-    model = SmallClap(config.model, text_encoder)
+    # its own copy of the settings: the export writes metadata (and a refit templates) into it
+    model = SmallClap(replace(config.model, metadata={}), text_encoder)
     ckpt_path = out / "checkpoint.pt"
     init_record: dict[str, Any] | None = None  # where the starting weights came from
     if config.init_from is not None and not ckpt_path.is_file():  # a checkpoint resumes instead
         state, init_record = _init_state(config, member)
         model.load_state_dict(state)
-        log(f"initialised from {config.init_from}" + (f" (member {member[0]})" if member else ""))
+        taken = f" (its member {init_record['member']})" if "member" in init_record else ""
+        log(f"initialised from {config.init_from}{taken}")
     text_emb, text_by_class, texts = _text_table(
         train_split.categories,
         model.sentence_embeddings,
@@ -607,13 +610,21 @@ def train(
             if "rng" in ckpt:  # dropout draws from the global generator
                 torch.set_rng_state(ckpt["rng"])
             start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
-            init_record = ckpt.get("init")
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(
                 f"{ckpt_path} does not fit this config ({type(exc).__name__}: {first}); train "
                 "into a new output folder, or remove it to start over"
             ) from None
+        if "init" in ckpt:  # checkpoints written before init_from existed lack the key
+            init_record = ckpt["init"]
+            started = init_record.get("from") if isinstance(init_record, dict) else None
+            if started != config.init_from:
+                raise ConfigError(
+                    f"{ckpt_path} belongs to a run that started from "
+                    f"{started or 'random weights'}, but init_from is "
+                    f"{config.init_from or 'not set'}: train into a new output folder"
+                )
         log(f"resumed from {ckpt_path} at epoch {start_epoch}")
     log(
         f"{len(mel)} clips (folds {config.train_folds}), {len(texts)} texts, "
@@ -701,8 +712,7 @@ def train(
         }
         if ema is not None:
             payload["ema"] = ema.state
-        if init_record is not None:
-            payload["init"] = init_record
+        payload["init"] = init_record  # None: random weights
         if pairwise is not None:
             payload["pairwise"] = pairwise.state_dict()
         torch.save(payload, out / "checkpoint.tmp")
@@ -728,11 +738,12 @@ def train(
             line["val"] = _evaluate(final, val_split, use_bf16)
         log(json.dumps(line))
     if config.init_from is not None and init_record is None:
-        # a checkpoint from before runs kept this: the source as it is now, if it still is
+        # a checkpoint from before runs kept this: the source as it is now, if it still is,
+        # marked as such (it may have changed since the run started)
         try:
-            init_record = _init_state(config, member)[1]
-        except QuerysepError as exc:
-            init_record = {"from": config.init_from, "unavailable": str(exc)}
+            init_record = {**_init_state(config, member)[1], "recorded_at_export": True}
+        except Exception as exc:  # provenance only: never lose a finished run over it
+            init_record = {"from": config.init_from, "unavailable": str(exc).splitlines()[0]}
     final.config.metadata = {
         **_card(config),
         "training": {
@@ -776,7 +787,10 @@ def _init_state(
     """
     from .registry import load_clap
 
-    source = load_clap(config.init_from)
+    try:
+        source = load_clap(config.init_from)
+    except QuerysepError as exc:  # name the setting: "unknown audio-text model" alone misleads
+        raise type(exc)(f"init_from: {exc}") from None
     record: dict[str, Any] = {"from": config.init_from, "weights_sha256": source.weights_sha256}
     if isinstance(source, ClapEnsemble):
         count = len(source.members)
@@ -811,7 +825,8 @@ def _init_state(
             f"{n} {getattr(source.config, n)!r} vs {getattr(config.model, n)!r}" for n in differ
         )
         raise ConfigError(f"init_from {config.init_from} does not fit model settings ({shown})")
-    return {k: v.float() for k, v in source.state_dict().items()}, record
+    state = {k: v.float() if v.is_floating_point() else v for k, v in source.state_dict().items()}
+    return state, record
 
 
 def _card(config: ClapTrainConfig) -> dict[str, Any]:
@@ -856,7 +871,10 @@ def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
     if isinstance(members, int) and not isinstance(members, bool) and members >= 1:
         if members == 1:
             return None
-        return [replace(config, seed=config.seed + i, members=1) for i in range(members)]
+        return [
+            replace(config, seed=config.seed + i, members=1, model=deepcopy(config.model))
+            for i in range(members)
+        ]
     if not isinstance(members, list) or not members:
         raise ConfigError(
             f"members must be a whole number >= 1 or a list of per-member settings, got {members!r}"
@@ -873,6 +891,7 @@ def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
                 f"{', '.join(sorted(known))}"
             )
         overrides = _with_member_model(config.model, overrides, "", f"members[{index}]")
+        overrides.setdefault("model", deepcopy(config.model))  # each member its own settings
         out.append(replace(config, **overrides, members=1))
     return out
 
