@@ -22,6 +22,10 @@ def query_slug(query: str, max_len: int = 60) -> str:
 
 RESIDUAL = "residual"
 
+#: What reads as a file extension (".txt", ".mp4"); "out.v2" reads as one too, and names a
+#: folder only once it exists.
+_FILE_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,4}")
+
 
 def plan_outputs(
     inputs: list[Path], queries: list[str], out: Path | None, ext: str, residual: bool = False
@@ -30,7 +34,8 @@ def plan_outputs(
 
     One input, one query and ``out`` ending in an audio extension: exactly that file (its
     format must be one :func:`~querysep.audio.writer.supported_save_extensions` lists).
-    Otherwise ``out`` is a folder (default ``separated/``) holding ``<stem>__<query>.<ext>``.
+    Otherwise ``out`` is a folder (default ``separated/``) holding ``<stem>__<query>.<ext>``;
+    a name with another extension (``notes.txt``) is refused unless that folder exists.
     With ``residual``, each row ends with one more path, ``<stem>__residual.<ext>`` in the
     same folder (a query whose name would clash gets ``residual-2``).
     """
@@ -55,6 +60,13 @@ def plan_outputs(
                 f"--output {out} names one file, but {len(inputs)} input(s) x {len(queries)} "
                 "query(ies) give several outputs: pass a folder instead"
             )
+    elif out is not None and _FILE_SUFFIX.fullmatch(out.suffix) and not out.is_dir():
+        # "-o notes.txt" would otherwise become a folder named notes.txt
+        raise OutputError(
+            f"--output {out}: {out.suffix} is not an audio format querysep writes "
+            f"({', '.join(sorted(supported_save_extensions()))}); for a folder, give a name "
+            "without a suffix or create the folder first"
+        )
     else:
         folder = out or Path("separated")
         slugs = [query_slug(q) for q in queries]

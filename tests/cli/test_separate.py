@@ -231,6 +231,23 @@ def test_output_with_any_writable_extension_is_a_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.parent.iterdir()) == ["out.opus"]
 
 
+def test_output_with_a_non_audio_extension_is_refused_unless_a_folder(
+    mix: Path, tmp_path: Path
+) -> None:
+    """``-o notes.txt`` is a mistake, not a folder to create; an existing folder of that name
+    still takes the outputs."""
+    res = run("separate", str(mix), "-q", "dog", "-o", str(tmp_path / "o.txt"), "-m", "test-tiny")
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and ".txt is not an audio format querysep writes (" in lines[0]
+    assert ".wav" in lines[0] and "create the folder first" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mix.wav"]
+    (tmp_path / "run.v2").mkdir()
+    res = run("separate", str(mix), "-q", "dog", "-o", str(tmp_path / "run.v2"), "-m", "test-tiny")
+    assert res.exit_code == 0, res.output
+    assert [p.name for p in (tmp_path / "run.v2").iterdir()] == ["mix__dog.wav"]
+
+
 @pytest.mark.parametrize("where", ["FILE/out.wav", "FILE", "FILE/deeper"])
 def test_output_under_a_file_is_one_line_exit_2(mix: Path, tmp_path: Path, where: str) -> None:
     blocker = tmp_path / "FILE"
