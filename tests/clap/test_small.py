@@ -818,6 +818,20 @@ def test_training_from_init_starts_member_i_from_member_i(tmp_path: Path) -> Non
         missing = [*_toy_run(tmp_path / "data", 1), f"init_from={tmp_path / 'nowhere'}"]
         train(load_train_config(None, missing), tmp_path / "bad", log=lines.append)
     assert not (tmp_path / "bad").exists()
+    # a checkpoint from before runs recorded their start: described from the source at the
+    # export (marked so), and resumable again with the same init_from
+    ckpt = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)
+    del ckpt["init"]
+    (tmp_path / "old").mkdir()
+    torch.save(ckpt, tmp_path / "old" / "checkpoint.pt")
+    for epochs in (3, 4):
+        old = [*_toy_run(tmp_path / "data", epochs), f"init_from={lone}", "lr=0.01"]
+        done = train(
+            load_train_config(None, old), tmp_path / "old", log=lines.append, text_encoder=encoder
+        )
+        late = SmallClap.from_pretrained(done).config.metadata["training"]["init"]
+        assert late["from"] == str(lone) and late["recorded_at_export"] is True
+    assert "init" not in torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)
     # a checkpoint of another start is not resumed as if it were this one
     for folder, setting, started in (
         ("c", f"init_from={lone}", str(copy)),

@@ -552,6 +552,7 @@ def train(
     model = SmallClap(replace(config.model, metadata={}), text_encoder)
     ckpt_path = out / "checkpoint.pt"
     init_record: dict[str, Any] | None = None  # where the starting weights came from
+    init_known = True  # False: resumed from a checkpoint written before runs recorded it
     if config.init_from is not None and not ckpt_path.is_file():  # a checkpoint resumes instead
         state, init_record = _init_state(config, member)
         model.load_state_dict(state)
@@ -616,7 +617,8 @@ def train(
                 f"{ckpt_path} does not fit this config ({type(exc).__name__}: {first}); train "
                 "into a new output folder, or remove it to start over"
             ) from None
-        if "init" in ckpt:  # checkpoints written before init_from existed lack the key
+        init_known = "init" in ckpt  # checkpoints written before init_from lack the key
+        if init_known:
             init_record = ckpt["init"]
             started = init_record.get("from") if isinstance(init_record, dict) else None
             if started != config.init_from:
@@ -712,7 +714,8 @@ def train(
         }
         if ema is not None:
             payload["ema"] = ema.state
-        payload["init"] = init_record  # None: random weights
+        if init_known:  # else it stays unknown (not "random weights") in the checkpoint
+            payload["init"] = init_record  # None: random weights
         if pairwise is not None:
             payload["pairwise"] = pairwise.state_dict()
         torch.save(payload, out / "checkpoint.tmp")
@@ -737,7 +740,7 @@ def train(
         if val_split is not None:
             line["val"] = _evaluate(final, val_split, use_bf16)
         log(json.dumps(line))
-    if config.init_from is not None and init_record is None:
+    if config.init_from is not None and not init_known:
         # a checkpoint from before runs kept this: the source as it is now, if it still is,
         # marked as such (it may have changed since the run started)
         try:
