@@ -289,7 +289,10 @@ class SmallClap(AudioTextModel):
         self.dim = config.dim
         self.audio_views = config.audio_views
         self.logmel = LogMel(config)
-        self.audio = AudioTower(config)
+        # channels-last convolutions: training steps 1.14-1.21x faster in bf16 and 1.16x in
+        # float32, embedding 1.07-1.19x, on a 2-core CPU (benchmarks/clap_speed.py); the
+        # stored weights do not change
+        self.audio = AudioTower(config).to(memory_format=torch.channels_last)
         width = config.channels[-1]
         self.audio_head = nn.Sequential(
             nn.Dropout(config.dropout),
