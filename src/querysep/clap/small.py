@@ -290,7 +290,7 @@ class SmallClap(AudioTextModel):
         self.audio_views = config.audio_views
         self.logmel = LogMel(config)
         # channels-last convolutions: training steps 1.14-1.21x faster in bf16 and 1.16x in
-        # float32, embedding 1.07-1.19x, on a 2-core CPU (benchmarks/clap_speed.py); the
+        # float32, embedding 1.07-1.26x, on a 2-core CPU (benchmarks/clap_speed.py); the
         # stored weights do not change
         self.audio = AudioTower(config).to(memory_format=torch.channels_last)
         width = config.channels[-1]
