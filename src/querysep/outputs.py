@@ -22,9 +22,14 @@ def query_slug(query: str, max_len: int = 60) -> str:
 
 RESIDUAL = "residual"
 
-#: What reads as a file extension (".txt", ".mp4"); "out.v2" reads as one too, and names a
-#: folder only once it exists.
-_FILE_SUFFIX = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,4}")
+#: Extensions of files that are not audio querysep writes: "-o notes.txt" is a mistake, not a
+#: folder to create (other dotted names, "run.v2", "out.d", stay folder names).
+NOT_AUDIO_OUTPUT = frozenset(
+    (  # noqa: SIM905 (a word list reads better than thirty quoted lines)
+        ".txt .csv .json .yaml .yml .md .html .pdf .png .jpg .jpeg .svg .npy .npz .pt .ckpt "
+        ".safetensors .zip .tar .gz .mp4 .mov .mkv .avi .webm .m4a .aac .wma .mid .midi"
+    ).split()
+)
 
 
 def plan_outputs(
@@ -35,7 +40,8 @@ def plan_outputs(
     One input, one query and ``out`` ending in an audio extension: exactly that file (its
     format must be one :func:`~querysep.audio.writer.supported_save_extensions` lists).
     Otherwise ``out`` is a folder (default ``separated/``) holding ``<stem>__<query>.<ext>``;
-    a name with another extension (``notes.txt``) is refused unless that folder exists.
+    a name ending in a known non-audio extension (``notes.txt``, ``clip.m4a``) is refused
+    unless that folder exists.
     With ``residual``, each row ends with one more path, ``<stem>__residual.<ext>`` in the
     same folder (a query whose name would clash gets ``residual-2``).
     """
@@ -60,7 +66,7 @@ def plan_outputs(
                 f"--output {out} names one file, but {len(inputs)} input(s) x {len(queries)} "
                 "query(ies) give several outputs: pass a folder instead"
             )
-    elif out is not None and _FILE_SUFFIX.fullmatch(out.suffix) and not out.is_dir():
+    elif out is not None and out.suffix.lower() in NOT_AUDIO_OUTPUT and not out.is_dir():
         # "-o notes.txt" would otherwise become a folder named notes.txt
         raise OutputError(
             f"--output {out}: {out.suffix} is not an audio format querysep writes "

@@ -235,17 +235,23 @@ def test_output_with_a_non_audio_extension_is_refused_unless_a_folder(
     mix: Path, tmp_path: Path
 ) -> None:
     """``-o notes.txt`` is a mistake, not a folder to create; an existing folder of that name
-    still takes the outputs."""
+    still takes the outputs, and a name like ``run.final`` is a folder as before."""
     res = run("separate", str(mix), "-q", "dog", "-o", str(tmp_path / "o.txt"), "-m", "test-tiny")
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and ".txt is not an audio format querysep writes (" in lines[0]
     assert ".wav" in lines[0] and "create the folder first" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mix.wav"]
-    (tmp_path / "run.v2").mkdir()
-    res = run("separate", str(mix), "-q", "dog", "-o", str(tmp_path / "run.v2"), "-m", "test-tiny")
+    (tmp_path / "o.txt").mkdir()
+    res = run("separate", str(mix), "-q", "dog", "-o", str(tmp_path / "o.txt"), "-m", "test-tiny")
     assert res.exit_code == 0, res.output
-    assert [p.name for p in (tmp_path / "run.v2").iterdir()] == ["mix__dog.wav"]
+    assert [p.name for p in (tmp_path / "o.txt").iterdir()] == ["mix__dog.wav"]
+    # other dotted names are folders, created as before
+    res = run(
+        "separate", str(mix), "-q", "dog", "-o", str(tmp_path / "run.final"), "-m", "test-tiny"
+    )
+    assert res.exit_code == 0, res.output
+    assert [p.name for p in (tmp_path / "run.final").iterdir()] == ["mix__dog.wav"]
 
 
 @pytest.mark.parametrize("where", ["FILE/out.wav", "FILE", "FILE/deeper"])

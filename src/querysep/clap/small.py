@@ -289,9 +289,9 @@ class SmallClap(AudioTextModel):
         self.dim = config.dim
         self.audio_views = config.audio_views
         self.logmel = LogMel(config)
-        # channels-last convolutions: training steps 1.14-1.21x faster in bf16 and 1.16x in
-        # float32, embedding 1.07-1.26x, on a 2-core CPU (benchmarks/clap_speed.py); the
-        # stored weights do not change
+        # channels-last convolutions: training epochs about 1.2x faster, embedding about
+        # 1.1-1.2x, on a 2-core CPU in bf16 and float32 (benchmarks/clap_speed.py and its
+        # README section; CPUs only); the stored weights do not change
         self.audio = AudioTower(config).to(memory_format=torch.channels_last)
         width = config.channels[-1]
         self.audio_head = nn.Sequential(
