@@ -8,6 +8,7 @@ import json
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -731,10 +732,13 @@ def test_training_with_more_captions_trains_on_them(tmp_path: Path) -> None:
     assert not torch.allclose(*heads)
 
 
-def test_training_from_init_starts_member_i_from_member_i(tmp_path: Path) -> None:
+def test_training_from_init_starts_member_i_from_member_i(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``init_from``: each member of a run starts from the same member of an ensemble (with lr 0
-    its weights stay those); a lone model starts a lone run; misfits fail before training;
-    a run with a checkpoint resumes from it and no longer needs the init model."""
+    its weights stay those), loaded once for all members; a lone model starts a lone run;
+    misfits fail before training; a run with a checkpoint resumes from it and no longer needs
+    the init model."""
     _write_toy_esc50(tmp_path / "data")
     encoder = HashingTextEncoder(384)
     lines: list[str] = []
@@ -748,7 +752,16 @@ def test_training_from_init_starts_member_i_from_member_i(tmp_path: Path) -> Non
     for run in source.metadata["training"]["members"]:
         assert run["config"]["model"]["metadata"] == {}
     still = load_train_config(None, [*base, f"init_from={first}", "lr=0", "seed=9"])
-    again = load_clap(str(train(still, tmp_path / "b", log=lines.append, text_encoder=encoder)))
+    loads: list[str] = []
+
+    def counted(name: str, **kwargs: Any) -> Any:
+        loads.append(name)
+        return load_clap(name, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr("querysep.clap.registry.load_clap", counted)
+        again = load_clap(str(train(still, tmp_path / "b", log=lines.append, text_encoder=encoder)))
+    assert loads == [str(first)]  # checked, then both members started, from one load
     assert isinstance(again, ClapEnsemble)
     weight = "audio.blocks.0.net.0.weight"
     for index in range(2):

@@ -512,6 +512,7 @@ def train(
     text_encoder: TextEncoder | None = None,
     paraphrase: Paraphraser | None = None,
     member: tuple[int, int] | None = None,
+    init_sources: dict[str, Any] | None = None,
 ) -> Path:
     """Run (or resume) a training run; return the exported model folder.
 
@@ -526,8 +527,11 @@ def train(
             (``querysep clap train`` passes :func:`querysep.captions.paraphrase.paraphrase`).
         member: ``(index, count)`` when the run is member ``index`` of ``count`` (set by
             ``members``): picks the member of an ensemble ``init_from``.
+        init_sources: The models ``init_from`` names, by name, as loaded so far (filled as
+            they load): the members of a run share one load of their source.
     """
     out = Path(output_dir)
+    sources = {} if init_sources is None else init_sources
     members = member_configs(config)
     runs = members or [config]
     for each in runs:  # before training (any member), not after it
@@ -536,11 +540,17 @@ def train(
         for index, each in enumerate(runs):
             where = out / f"member{index}" if members else out
             if each.init_from is not None and not (where / "checkpoint.pt").is_file():
-                _init_state(each, (index, len(runs)) if members else None)
+                _init_state(each, (index, len(runs)) if members else None, sources)
     out.mkdir(parents=True, exist_ok=True)  # only for a config that passed the checks
     if members is not None:
         return _train_ensemble(
-            config, members, out, log=log, text_encoder=text_encoder, paraphrase=paraphrase
+            config,
+            members,
+            out,
+            log=log,
+            text_encoder=text_encoder,
+            paraphrase=paraphrase,
+            sources=sources,
         )
     torch.manual_seed(config.seed)
     precision = str(config.precision)  # YAML reads a bare 32 as a number
@@ -554,7 +564,7 @@ def train(
     init_record: dict[str, Any] | None = None  # where the starting weights came from
     init_known = True  # False: resumed from a checkpoint written before runs recorded it
     if config.init_from is not None and not ckpt_path.is_file():  # a checkpoint resumes instead
-        state, init_record = _init_state(config, member)
+        state, init_record = _init_state(config, member, sources)
         model.load_state_dict(state)
         taken = f" (its member {init_record['member']})" if "member" in init_record else ""
         log(f"initialised from {config.init_from}{taken}")
@@ -744,7 +754,7 @@ def train(
         # a checkpoint from before runs kept this: the source as it is now, if it still is,
         # marked as such (it may have changed since the run started)
         try:
-            init_record = {**_init_state(config, member)[1], "recorded_at_export": True}
+            init_record = {**_init_state(config, member, sources)[1], "recorded_at_export": True}
         except Exception as exc:  # provenance only: never lose a finished run over it
             init_record = {"from": config.init_from, "unavailable": str(exc).splitlines()[0]}
     final.config.metadata = {
@@ -777,12 +787,15 @@ _ARCHITECTURE = (
 
 
 def _init_state(
-    config: ClapTrainConfig, member: tuple[int, int] | None
+    config: ClapTrainConfig,
+    member: tuple[int, int] | None,
+    sources: dict[str, Any] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The weights ``config.init_from`` names, for ``member`` ``(index, count)`` of a run (or a
     lone run: ``None``), and a record of them for the exported model's metadata: the source,
     its weights' SHA-256, the member taken and that model's own training record (so a
-    fine-tuned model still tells how the weights it started from were trained).
+    fine-tuned model still tells how the weights it started from were trained). ``sources``
+    caches loaded models by name across the calls of one command.
 
     Raises:
         ConfigError: ``init_from`` is not a small CLAP, is an ensemble of another size than the
@@ -790,10 +803,14 @@ def _init_state(
     """
     from .registry import load_clap
 
-    try:
-        source = load_clap(config.init_from)
-    except QuerysepError as exc:  # name the setting: "unknown audio-text model" alone misleads
-        raise type(exc)(f"init_from: {exc}") from None
+    source = None if sources is None else sources.get(config.init_from)
+    if source is None:
+        try:
+            source = load_clap(config.init_from)
+        except QuerysepError as exc:  # name the setting: "unknown audio-text model" misleads
+            raise type(exc)(f"init_from: {exc}") from None
+        if sources is not None:
+            sources[config.init_from] = source
     record: dict[str, Any] = {"from": config.init_from, "weights_sha256": source.weights_sha256}
     if isinstance(source, ClapEnsemble):
         count = len(source.members)
@@ -907,6 +924,7 @@ def _train_ensemble(
     log: Any,
     text_encoder: TextEncoder | None,
     paraphrase: Paraphraser | None,
+    sources: dict[str, Any],
 ) -> Path:
     """Train ``members`` one after the other (each resumable); export their ensemble."""
     folders = []
@@ -924,6 +942,7 @@ def _train_ensemble(
                 text_encoder=text_encoder,
                 paraphrase=paraphrase,
                 member=(index, len(members)),
+                init_sources=sources,
             )
         )
     return export_ensemble(config, folders, out / "model")
