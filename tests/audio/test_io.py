@@ -410,6 +410,17 @@ def _high_rate(tmp_path: Path) -> Path:
         pytest.skip(f"libsndfile cannot write a 400 kHz wav here: {exc}")
 
 
+def _zero_rate(tmp_path: Path) -> Path:
+    """A WAV whose fmt chunk says 0 Hz (libsndfile only says "SF_INFO struct incomplete")."""
+    path = write_raw(tmp_path / "zero_rate.wav", np.zeros((100, 1), dtype=np.float32), 16000)
+    data = bytearray(path.read_bytes())
+    fmt = data.index(b"fmt ")
+    assert int.from_bytes(data[fmt + 12 : fmt + 16], "little") == 16000
+    data[fmt + 12 : fmt + 16] = bytes(4)
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _nine_channels(tmp_path: Path) -> Path:
     return write_raw(tmp_path / "nine.wav", np.zeros((100, 9), dtype=np.float32), 16000)
 
@@ -423,6 +434,7 @@ BAD_FILES = {
     "low_rate": (_low_rate, f"4000 Hz is outside .*{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"),
     "high_rate": (_high_rate, "400000 Hz is outside"),
     "nine_channels": (_nine_channels, f"9 channels.*{MAX_CHANNELS}"),
+    "zero_rate": (_zero_rate, "cannot read audio file .*: its WAV header gives a sample rate of 0"),
 }
 
 

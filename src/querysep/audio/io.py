@@ -158,11 +158,36 @@ def _reason(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _wav_rate_fault(p: Path) -> str | None:
+    """What a RIFF/WAVE header says wrong about the sample rate, or ``None``.
+
+    libsndfile refuses a WAV whose ``fmt`` chunk gives a rate of 0 with only "SF_INFO struct
+    incomplete"; this reads the chunk itself to say so.
+    """
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return None
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return None
+    order = "little" if head[:4] == b"RIFF" else "big"
+    at = 12
+    while at + 8 <= len(head):
+        size = int.from_bytes(head[at + 4 : at + 8], order)
+        if head[at : at + 4] == b"fmt " and at + 16 <= len(head):
+            rate = int.from_bytes(head[at + 12 : at + 16], order)
+            return "its WAV header gives a sample rate of 0 Hz" if rate == 0 else None
+        at += 8 + size + (size & 1)
+    return None
+
+
 def _open(p: Path) -> sf.SoundFile:
     try:
         return sf.SoundFile(os.fsencode(p))  # bytes: names that are not UTF-8 open too
     except (sf.SoundFileError, OSError) as exc:
-        raise AudioError(f"cannot read audio file {p}: {_reason(exc)}") from exc
+        reason = _wav_rate_fault(p) or _reason(exc)
+        raise AudioError(f"cannot read audio file {p}: {reason}") from exc
 
 
 def _info_of(f: sf.SoundFile) -> AudioInfo:
