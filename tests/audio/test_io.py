@@ -421,6 +421,14 @@ def _zero_rate(tmp_path: Path) -> Path:
     return path
 
 
+def _short_fmt(tmp_path: Path) -> Path:
+    """A fmt chunk of 0 bytes, then a junk chunk: libsndfile's own message is the right one."""
+    body = b"WAVE" + b"fmt " + bytes(4) + b"junk" + bytes(4) + b"data" + bytes(4)
+    path = tmp_path / "short_fmt.wav"
+    path.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
+    return path
+
+
 def _nine_channels(tmp_path: Path) -> Path:
     return write_raw(tmp_path / "nine.wav", np.zeros((100, 9), dtype=np.float32), 16000)
 
@@ -434,6 +442,7 @@ BAD_FILES = {
     "low_rate": (_low_rate, f"4000 Hz is outside .*{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"),
     "high_rate": (_high_rate, "400000 Hz is outside"),
     "nine_channels": (_nine_channels, f"9 channels.*{MAX_CHANNELS}"),
+    "short_fmt": (_short_fmt, "cannot read audio file .*: .*Short 'fmt ' chunk"),
     "zero_rate": (_zero_rate, "cannot read audio file .*: its WAV header gives a sample rate of 0"),
 }
 

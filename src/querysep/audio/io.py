@@ -175,9 +175,10 @@ def _wav_rate_fault(p: Path) -> str | None:
     at = 12
     while at + 8 <= len(head):
         size = int.from_bytes(head[at + 4 : at + 8], order)
-        if head[at : at + 4] == b"fmt " and at + 16 <= len(head):
-            rate = int.from_bytes(head[at + 12 : at + 16], order)
-            return "its WAV header gives a sample rate of 0 Hz" if rate == 0 else None
+        if head[at : at + 4] == b"fmt ":  # the rate: bytes 4-7 of a chunk of 16 or more
+            whole = size >= 16 and at + 16 <= len(head)
+            zero = whole and int.from_bytes(head[at + 12 : at + 16], order) == 0
+            return "its WAV header gives a sample rate of 0 Hz" if zero else None
         at += 8 + size + (size & 1)
     return None
 

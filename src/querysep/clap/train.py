@@ -751,8 +751,8 @@ def train(
             line["val"] = _evaluate(final, val_split, use_bf16)
         log(json.dumps(line))
     if config.init_from is not None and not init_known:
-        # a checkpoint from before runs kept this: the source as it is now, if it still is,
-        # marked as such (it may have changed since the run started)
+        # a checkpoint from before runs kept this: the source as this command found it, if it
+        # still is, marked as such (it may have changed since the run started)
         try:
             init_record = {**_init_state(config, member, sources)[1], "recorded_at_export": True}
         except Exception as exc:  # provenance only: never lose a finished run over it
