@@ -122,7 +122,7 @@ def add_zeroshot_command(clap_app: typer.Typer) -> None:
 
 
 def add_refit_command(clap_app: typer.Typer) -> None:
-    """Add ``refit-text MODEL -o OUT [--ridge 0.3] [--discriminant 0.7] [--template T ...]
+    """Add ``refit-text MODEL -o OUT [--ridge 0.3] [--discriminant 0.0] [--template T ...]
     [--audio-views N] [--fold N ...] [--more-captions]`` to the ``clap`` group."""
 
     @clap_app.command("refit-text")

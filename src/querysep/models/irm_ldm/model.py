@@ -71,7 +71,8 @@ class IrmLdmConfig:
         ldm: Where the frozen components come from: a diffusers AudioLDM folder (``vae/``,
             ``vocoder/``, ``unet/``, ``scheduler/``...), a folder with ``vae/`` only, or the
             name of a VAE bundled in ``querysep/weights/``. A relative path is looked up
-            first in the model folder being loaded, then from the working directory.
+            first in the model folder being loaded, then among the bundled VAEs, then from
+            the working directory (:func:`resolve_ldm`).
         sample_rate: Audio rate (AudioLDM: 16000).
         n_fft: STFT size and window (AudioLDM: 1024).
         hop_length: STFT hop (AudioLDM: 160).
