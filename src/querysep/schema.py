@@ -174,7 +174,7 @@ def validate_dataclass(cls: type[T], data: Any, *, what: str = "", prefix: str =
     except ValidationError as exc:
         _raise(exc, what, prefix)
     except ConfigError as exc:
-        raise exc.within(what) from None
+        raise exc.within(what, prefix) from None
 
 
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}

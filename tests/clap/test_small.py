@@ -807,11 +807,18 @@ def test_training_from_init_starts_member_i_from_member_i(
     copy.mkdir()
     for name in ("config.json", "model.safetensors"):
         (copy / name).write_bytes((lone / name).read_bytes())
-    one = [*_toy_run(tmp_path / "data", 1), f"init_from={copy}", "lr=0.01"]
-    train(load_train_config(None, one), tmp_path / "c", log=lines.append, text_encoder=encoder)
+    two = [*_toy_run(tmp_path / "data", 2), f"init_from={copy}", "lr=0.01"]
+
+    def stop_at_epoch_2(line: str) -> None:  # raised before epoch 2's checkpoint is written
+        if '"epoch": 2,' in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            load_train_config(None, two), tmp_path / "c", log=stop_at_epoch_2, text_encoder=encoder
+        )
     for name in ("config.json", "model.safetensors"):
         (copy / name).unlink()
-    two = [*_toy_run(tmp_path / "data", 2), f"init_from={copy}", "lr=0.01"]
     tuned = train(
         load_train_config(None, two), tmp_path / "c", log=lines.append, text_encoder=encoder
     )
@@ -839,11 +846,12 @@ def test_training_from_init_starts_member_i_from_member_i(
     # a checkpoint from before runs recorded their start: described from the source at the
     # export (marked so), and resumable again with the same init_from
     ckpt = torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)
-    del ckpt["init"]
+    for key in ("init", "settings", "step"):  # none of them was kept then
+        del ckpt[key]
     (tmp_path / "old").mkdir()
     torch.save(ckpt, tmp_path / "old" / "checkpoint.pt")
-    for epochs in (3, 4):
-        old = [*_toy_run(tmp_path / "data", epochs), f"init_from={lone}", "lr=0.01"]
+    for _ in range(2):  # trained on from the old checkpoint, then found finished
+        old = [*_toy_run(tmp_path / "data", 3), f"init_from={lone}", "lr=0.01"]
         done = train(
             load_train_config(None, old), tmp_path / "old", log=lines.append, text_encoder=encoder
         )
@@ -1245,3 +1253,177 @@ def test_zeroshot_refuses_data_it_cannot_score(tmp_path: Path) -> None:
     (tmp_path / "toy" / "esc50.csv").write_text(table)
     with pytest.raises(DataError, match=r"number the 2 categories 0\.\.1, found 0\.\.5"):
         load_esc50(tmp_path / "toy", [1])
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("lr=-1", "lr must be a finite number >= 0"),
+        ("lr=.nan", "lr must be a finite number >= 0"),
+        ("model.dropout=1.5", r"model\.dropout: must be in \[0, 1\)"),
+        ("model.f_max=9000", r"model\.f_max: .*f_max <= sample_rate / 2 \(8000\)"),
+        ("model.window_seconds=0", r"model\.window_seconds: must be a positive number"),
+        ("model.n_mels=2", r"model\.n_mels: 2 is too few for 2 pooling blocks"),
+        ("augment.mixup_alpha=0", "mixup_alpha must be positive"),
+        ("augment.crop_seconds=0", "crop_seconds must be positive"),
+        ("augment.crop_seconds=0.02", r"crop_seconds 0\.02 gives 2 frames, too few"),
+        ("augment.noise_snr_db=[40,10]", r"noise_snr_db must be \[low, high\]"),
+        ("ema_decay=1", r"ema_decay must be a number in \[0, 1\)"),
+        ("min_lr_ratio=2", r"min_lr_ratio must be a number in \[0, 1\]"),
+        ("seed=20000000000000", "seed must be a whole number in"),
+        ("members=[{}, {precision: fp16}]", "precision must be auto, 32 or bf16-mixed"),
+        ("members=[{}, {model: {window_seconds: 1.0}}]", r"members\[1\] differs .*window_seconds"),
+        ("model.text_dim=128", "the sentence encoder gives 384-d embeddings"),
+        ("batch_size=16", "batch_size 16 is more than the 8 training clips"),
+    ],
+)
+def test_training_refuses_bad_settings_in_one_line_and_leaves_no_folder(
+    tmp_path: Path, bad: str, message: str
+) -> None:
+    """Each bad value is a one-line ConfigError before any member trains (once the data is
+    read for the last two) and leaves no output folder, not a traceback from inside."""
+    _write_toy_esc50(tmp_path / "data")
+    with pytest.raises(ConfigError, match=message) as caught:
+        config = load_train_config(None, _toy_run(tmp_path / "data", 1, bad))
+        train(config, tmp_path / "run", log=lambda line: None, text_encoder=HashingTextEncoder(384))
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_resumes_only_with_its_own_settings(tmp_path: Path) -> None:
+    """A checkpoint keeps the settings it was trained with: a resume that changes one of them
+    (epochs, lr, a member's seed) is refused and names it; the refit's settings may change."""
+    _write_toy_esc50(tmp_path / "data")
+    encoder = HashingTextEncoder(384)
+    run = _toy_run(tmp_path / "data", 2, "model.text_mlp=false")
+    train(load_train_config(None, run), tmp_path / "run", log=lambda _: None, text_encoder=encoder)
+    for changed, shown in (
+        ("epochs=3", "epochs 2 -> 3"),
+        ("lr=0.5", "lr 0.002 -> 0.5"),
+        ("augment.gain_db=3", "augment.gain_db 6.0 -> 3.0"),
+    ):
+        with pytest.raises(ConfigError, match=f"other settings \\({re.escape(shown)}\\)"):
+            train(
+                load_train_config(None, [*run, changed]),
+                tmp_path / "run",
+                log=lambda _: None,
+                text_encoder=encoder,
+            )
+    refitted = train(
+        load_train_config(None, [*run, "text_ridge=0.3"]),
+        tmp_path / "run",
+        log=lambda _: None,
+        text_encoder=encoder,
+    )
+    meta = SmallClap.from_pretrained(refitted).config.metadata
+    assert meta["training"]["text_head_refit"]["penalty"] == 0.3
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
+    members = [*run, "members=2"]
+    train(
+        load_train_config(None, members), tmp_path / "ens", log=lambda _: None, text_encoder=encoder
+    )
+    with pytest.raises(ConfigError, match=r"member1.*seed 1 -> 5"):
+        train(
+            load_train_config(None, [*run, "members=[{}, {seed: 5}]"]),
+            tmp_path / "ens",
+            log=lambda _: None,
+            text_encoder=encoder,
+        )
+
+
+def test_a_cut_run_logs_what_its_checkpoint_holds(tmp_path: Path) -> None:
+    """An interrupt after an epoch is logged but before its checkpoint leaves a log of the
+    checkpointed epochs only, and the resumed run logs each epoch once."""
+    _write_toy_esc50(tmp_path / "data")
+    config = load_train_config(None, _toy_run(tmp_path / "data", 3))
+    encoder = HashingTextEncoder(384)
+
+    def stop_at_epoch_2(line: str) -> None:  # raised before epoch 2's checkpoint is written
+        if '"epoch": 2,' in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "cut", log=stop_at_epoch_2, text_encoder=encoder)
+    log = tmp_path / "cut" / "log.jsonl"
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1]
+    assert not (tmp_path / "cut" / "checkpoint.tmp").exists()
+    train(config, tmp_path / "cut", log=lambda _: None, text_encoder=encoder)
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_a_max_steps_run_cut_mid_epoch_resumes_without_new_records(tmp_path: Path) -> None:
+    _write_toy_esc50(tmp_path / "data")  # 8 clips, batch 4: 2 steps an epoch
+    config = load_train_config(None, _toy_run(tmp_path / "data", 5, "max_steps=3"))
+    encoder = HashingTextEncoder(384)
+    for _ in range(2):  # the second run finds the run finished
+        train(config, tmp_path / "run", log=lambda _: None, text_encoder=encoder)
+        records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+        assert [(r["epoch"], r["step"]) for r in records] == [(1, 2), (2, 3)]
+        assert all(r["loss"] is not None for r in records)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == 3
+
+
+def test_training_resamples_clips_to_the_model_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_toy_esc50(tmp_path / "data")
+    for clip in (tmp_path / "data" / "audio").iterdir():  # the same 1 s clips at 32 kHz
+        audio, rate = sf.read(clip, dtype="float32")
+        sf.write(clip, np.repeat(audio, 2), 2 * rate)
+    import querysep.clap.train as training
+
+    seen: list[int] = []
+    real = training._mel_power
+
+    def spy(model: SmallClap, audio: np.ndarray, chunk: int = 64) -> torch.Tensor:
+        seen.append(audio.shape[-1])
+        return real(model, audio, chunk)
+
+    monkeypatch.setattr(training, "_mel_power", spy)
+    config = load_train_config(None, _toy_run(tmp_path / "data", 1))
+    train(config, tmp_path / "run", log=lambda _: None, text_encoder=HashingTextEncoder(384))
+    assert seen == [16000]  # 1 s at the model's 16 kHz, not 32000 samples read as 16 kHz
+
+
+def test_training_on_a_category_without_captions_is_one_line(tmp_path: Path) -> None:
+    _write_toy_esc50(tmp_path / "data")
+    table = tmp_path / "data" / "esc50.csv"
+    table.write_text(table.read_text().replace(",rain", ",spaceship"))
+    config = load_train_config(None, _toy_run(tmp_path / "data", 1))
+    with pytest.raises(DataError, match="no training captions for the category 'spaceship'"):
+        train(config, tmp_path / "run", log=lambda _: None, text_encoder=HashingTextEncoder(384))
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_ensemble_of_one_starts_a_lone_run(tmp_path: Path) -> None:
+    _write_toy_esc50(tmp_path / "data")
+    encoder = HashingTextEncoder(384)
+    lone = train(
+        load_train_config(None, _toy_run(tmp_path / "data", 1)),
+        tmp_path / "a",
+        log=lambda _: None,
+        text_encoder=encoder,
+    )
+    one = export_ensemble(load_train_config(None, []), [lone], tmp_path / "one")
+    run = _toy_run(tmp_path / "data", 1, f"init_from={one}", "lr=0", "warmup_epochs=0")
+    out = train(
+        load_train_config(None, run), tmp_path / "b", log=lambda _: None, text_encoder=encoder
+    )
+    weight = "audio.blocks.0.net.0.weight"
+    torch.testing.assert_close(
+        SmallClap.from_pretrained(out).state_dict()[weight],
+        SmallClap.from_pretrained(lone).state_dict()[weight],
+    )
+
+
+def test_small_clap_config_refuses_values_the_network_cannot_use() -> None:
+    with pytest.raises(ConfigError, match=r"^f_max: must satisfy 0 <= f_min < f_max"):
+        tiny_config(f_min=4000.0, f_max=3000.0)
+    with pytest.raises(ConfigError, match=r"^window_seconds: 0\.01 gives 2 frames"):
+        tiny_config(window_seconds=0.01)
+    with pytest.raises(ConfigError, match=r"^channels: must be whole numbers"):
+        tiny_config(channels=[])
+    with pytest.raises(ConfigError, match=r"^hop_length: must be a whole number >= 1"):
+        tiny_config(hop_length=0)
+    assert tiny_config().n_mels == 16  # the tests' own small network passes

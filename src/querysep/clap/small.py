@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_files
-from ..schema import validate_dataclass
+from ..schema import config_error, validate_dataclass
 from .base import AudioTextModel
 from .registry import ClapInfo, register_folder_loader, register_named
 
@@ -64,6 +64,15 @@ ESC50_CLAP_SHA256 = "37dd86d5c2d51b308a7f45c3eaa4c48ae216a53b7b33e7b54957c1ff083
 
 
 MAX_VIEWS = 8
+#: Settings every member of a :class:`ClapEnsemble` must share.
+ENSEMBLE_SHARED = (
+    "sample_rate",
+    "window_seconds",
+    "text_dim",
+    "text_encoder",
+    "audio_views",
+    "text_templates",
+)
 # How floating-point weights may be stored (computation is always float32).
 WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -123,6 +132,46 @@ class SmallClapConfig:
         if isinstance(views, bool) or not isinstance(views, int) or not 1 <= views <= MAX_VIEWS:
             raise ConfigError(f"audio_views must be a whole number 1-{MAX_VIEWS}, got {views!r}")
         check_templates(self.text_templates)
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Values the network cannot be built or run with are a :class:`ConfigError` (naming
+        the setting, so a config that holds this one can say where it is)."""
+        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "dim", "text_dim"):
+            value = getattr(self, name)
+            if not _whole(value, 1):
+                raise config_error(name, f"must be a whole number >= 1, got {value!r}")
+        channels = self.channels
+        if not (isinstance(channels, list) and channels and all(_whole(c, 1) for c in channels)):
+            raise config_error("channels", f"must be whole numbers >= 1, got {channels!r}")
+        window = self.window_seconds
+        if not _real(window) or window <= 0:
+            raise config_error("window_seconds", f"must be a positive number, got {window!r}")
+        if not _real(self.dropout) or not 0 <= self.dropout < 1:
+            raise config_error("dropout", f"must be in [0, 1), got {self.dropout!r}")
+        nyquist = self.sample_rate / 2
+        f_min, f_max = self.f_min, self.f_max
+        if not (_real(f_min) and _real(f_max) and 0 <= f_min < f_max <= nyquist):
+            raise config_error(
+                "f_max",
+                f"must satisfy 0 <= f_min < f_max <= sample_rate / 2 ({nyquist:g}), got f_min "
+                f"{f_min!r} and f_max {f_max!r}",
+            )
+        # each block halves both axes: fewer than 2 ** blocks bands or frames leave nothing
+        least = 2 ** len(channels)
+        if self.n_mels < least:
+            raise config_error(
+                "n_mels",
+                f"{self.n_mels} is too few for {len(channels)} pooling blocks (channels): at "
+                f"least {least}",
+            )
+        frames = round(window * self.sample_rate) // self.hop_length + 1
+        if frames < least:
+            raise config_error(
+                "window_seconds",
+                f"{window:g} gives {frames} frames at hop_length {self.hop_length}, too few "
+                f"for {len(channels)} pooling blocks (channels): at least {least}",
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SmallClapConfig:
@@ -135,6 +184,15 @@ class SmallClapConfig:
         if unknown:
             raise ConfigError(f"unknown small-CLAP config keys: {', '.join(unknown)}")
         return validate_dataclass(cls, data)  # every value of the right type
+
+
+def _whole(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _real(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _mel_points(n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
@@ -412,16 +470,8 @@ class ClapEnsemble(AudioTextModel):
         if not members:
             raise ConfigError("an ensemble needs at least one member")
         first = members[0].config
-        shared = (
-            "sample_rate",
-            "window_seconds",
-            "text_dim",
-            "text_encoder",
-            "audio_views",
-            "text_templates",
-        )
         for member in members[1:]:
-            differ = [k for k in shared if getattr(member.config, k) != getattr(first, k)]
+            differ = [k for k in ENSEMBLE_SHARED if getattr(member.config, k) != getattr(first, k)]
             if differ:
                 raise ConfigError(f"ensemble members differ in {', '.join(differ)}")
         self.members = nn.ModuleList(members)

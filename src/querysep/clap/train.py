@@ -11,8 +11,12 @@ decision against one learned threshold), ``loss: infonce+sigmoid`` adds the two.
 
 Data order and augmentation are drawn from generators seeded by (seed, epoch, step), and the
 checkpoint keeps the global generator that dropout draws from, so a run is reproducible and
-resumes from ``OUT/checkpoint.pt`` where it stopped, to the same weights. The model folder
-(``config.json`` + ``model.safetensors``) is written to ``OUT/model`` at the end.
+resumes from ``OUT/checkpoint.pt`` where it stopped, to the same weights. The checkpoint
+keeps the settings the run trains with, and a resume that changes one of them (``epochs``,
+``lr``, a seed...) is refused: only the refit, export and validation settings may change
+(``init_from`` of the finished run's ``model/`` trains on from its weights instead). The
+model folder (``config.json`` + ``model.safetensors``) is written to ``OUT/model`` at the
+end.
 
 With ``members: N`` (N > 1) the command trains N such models one after the other, member
 ``i`` with seed ``seed + i`` in ``OUT/member{i}/`` (each resumable as above; a finished member
@@ -44,13 +48,16 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..audio.io import resample
 from ..errors import CheckpointError, ConfigError, QuerysepError
+from ..fileio import write_text
 from ..models.text.base import TextEncoder
 from ..precision import resolve_precision
 from ..safeload import load_weights_only
 from ..schema import config_error, validate_dataclass
 from .augment import AugmentConfig, augment_mel, spec_augment
 from .small import (
+    ENSEMBLE_SHARED,
     ClapEnsemble,
     SmallClap,
     SmallClapConfig,
@@ -536,22 +543,43 @@ def train(
     runs = members or [config]
     for each in runs:  # before training (any member), not after it
         _check_run(each, paraphrase)
+    if members is not None:
+        _check_members_share(members)
     if member is None:  # a bad init_from fails before any member trains
         for index, each in enumerate(runs):
             where = out / f"member{index}" if members else out
             if each.init_from is not None and not (where / "checkpoint.pt").is_file():
                 _init_state(each, (index, len(runs)) if members else None, sources)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)  # only for a config that passed the checks
-    if members is not None:
-        return _train_ensemble(
-            config,
-            members,
-            out,
-            log=log,
-            text_encoder=text_encoder,
-            paraphrase=paraphrase,
-            sources=sources,
-        )
+    try:
+        if members is not None:
+            return _train_ensemble(
+                config,
+                members,
+                out,
+                log=log,
+                text_encoder=text_encoder,
+                paraphrase=paraphrase,
+                sources=sources,
+            )
+        return _train_one(config, out, log, text_encoder, paraphrase, member, sources)
+    except BaseException:
+        if created and not any(out.iterdir()):  # a run that failed before writing anything
+            out.rmdir()
+        raise
+
+
+def _train_one(
+    config: ClapTrainConfig,
+    out: Path,
+    log: Any,
+    text_encoder: TextEncoder | None,
+    paraphrase: Paraphraser | None,
+    member: tuple[int, int] | None,
+    sources: dict[str, Any],
+) -> Path:
+    """One model's run into ``out`` (which exists), after :func:`train`'s checks."""
     torch.manual_seed(config.seed)
     precision = str(config.precision)  # YAML reads a bare 32 as a number
     use_bf16 = resolve_precision(precision, torch.device("cpu")) == "bf16-mixed"
@@ -575,16 +603,29 @@ def train(
         paraphrase,
         config.more_captions,
     )
+    if text_emb.shape[-1] != config.model.text_dim:
+        raise ConfigError(
+            f"model.text_dim is {config.model.text_dim}, but the sentence encoder gives "
+            f"{text_emb.shape[-1]}-d embeddings: set model.text_dim: {text_emb.shape[-1]}"
+        )
     model.train()
-    mel = _mel_power(model, train_split.audio)
+    # clips at another rate (e.g. the original 44.1 kHz ESC-50) are resampled to the model's
+    audio = resample(train_split.audio, train_split.sample_rate, config.model.sample_rate)
+    mel = _mel_power(model, audio)
     band_hz = mel_centres(config.model.n_mels, config.model.f_min, config.model.f_max)
     band_weight = model.logmel.fbank.sum(0)
     crop_frames = min(
         mel.shape[-1],
         round(config.augment.crop_seconds * config.model.sample_rate / config.model.hop_length),
     )
+    _check_crop(config, crop_frames, "the training clips are crops of")
     targets = torch.from_numpy(train_split.targets).long()
     steps_per_epoch = len(mel) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"batch_size {config.batch_size} is more than the {len(mel)} training clips "
+            f"(folds {config.train_folds}): not one step per epoch"
+        )
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or name == "logit_scale" else decay).append(p)
@@ -595,7 +636,7 @@ def train(
     opt = torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config, steps_per_epoch))
     ema = _Ema(model, config.ema_decay) if config.ema_decay > 0 else None
-    start_epoch, history = 0, []
+    start_epoch, history, resumed_step = 0, [], None
     if ckpt_path.is_file():
         ckpt = load_weights_only(ckpt_path, "CLAP training checkpoint")
         expected = {"model", "opt", "sched"}
@@ -610,6 +651,18 @@ def train(
                 f"sigmoid loss, but loss is {config.loss!r}: resume with the run's own loss "
                 "or train into a new output folder"
             )
+        init_known = "init" in ckpt  # checkpoints written before init_from lack the key
+        if init_known:
+            init_record = ckpt["init"]
+            started = init_record.get("from") if isinstance(init_record, dict) else None
+            if started != config.init_from:
+                raise ConfigError(
+                    f"{ckpt_path} belongs to a run that started from "
+                    f"{started or 'random weights'}, but init_from is "
+                    f"{config.init_from or 'not set'}: train into a new output folder"
+                )
+        if "settings" in ckpt:  # checkpoints written before runs kept them lack the key
+            _check_resume(ckpt_path, ckpt["settings"], _run_settings(config))
         try:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["opt"])
@@ -621,30 +674,25 @@ def train(
             if "rng" in ckpt:  # dropout draws from the global generator
                 torch.set_rng_state(ckpt["rng"])
             start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+            resumed_step = int(ckpt["step"]) if "step" in ckpt else None
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(
                 f"{ckpt_path} does not fit this config ({type(exc).__name__}: {first}); train "
                 "into a new output folder, or remove it to start over"
             ) from None
-        init_known = "init" in ckpt  # checkpoints written before init_from lack the key
-        if init_known:
-            init_record = ckpt["init"]
-            started = init_record.get("from") if isinstance(init_record, dict) else None
-            if started != config.init_from:
-                raise ConfigError(
-                    f"{ckpt_path} belongs to a run that started from "
-                    f"{started or 'random weights'}, but init_from is "
-                    f"{config.init_from or 'not set'}: train into a new output folder"
-                )
+        # the log says what the checkpoint holds (a cut run may have logged an epoch more)
+        write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         log(f"resumed from {ckpt_path} at epoch {start_epoch}")
     log(
         f"{len(mel)} clips (folds {config.train_folds}), {len(texts)} texts, "
         f"{steps_per_epoch} steps/epoch, {sum(p.numel() for p in model.parameters())} params, "
         f"{'bf16-mixed' if use_bf16 else 'float32'}"
     )
-    step = start_epoch * steps_per_epoch
+    step = start_epoch * steps_per_epoch if resumed_step is None else resumed_step
     for epoch in range(start_epoch, config.epochs):
+        if config.max_steps is not None and step >= config.max_steps:
+            break  # a max_steps run already cut short: nothing more to train
         t0, losses = time.time(), []
         order = torch.randperm(
             len(mel), generator=torch.Generator().manual_seed(config.seed * 100003 + epoch)
@@ -711,16 +759,16 @@ def train(
             if ema is not None:  # the raw weights too, to see what the average adds
                 record["val_raw"] = _evaluate(model, val_split, use_bf16)
         history.append(record)
-        with open(out / "log.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
         log(json.dumps(record))
         payload = {
             "model": model.state_dict(),
             "opt": opt.state_dict(),
             "sched": sched.state_dict(),
             "epoch": epoch + 1,
+            "step": step,
             "history": history,
             "rng": torch.get_rng_state(),
+            "settings": _run_settings(config),
         }
         if ema is not None:
             payload["ema"] = ema.state
@@ -728,8 +776,16 @@ def train(
             payload["init"] = init_record  # None: random weights
         if pairwise is not None:
             payload["pairwise"] = pairwise.state_dict()
-        torch.save(payload, out / "checkpoint.tmp")
-        os.replace(out / "checkpoint.tmp", ckpt_path)
+        partial = out / "checkpoint.tmp"
+        try:
+            torch.save(payload, partial)
+            os.replace(partial, ckpt_path)
+        except BaseException:
+            partial.unlink(missing_ok=True)  # the last whole checkpoint stays
+            raise
+        # after the checkpoint, so the log never holds an epoch the checkpoint lacks
+        with open(out / "log.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
         if last:
             break
     final = _with_ema(model, ema)
@@ -814,16 +870,16 @@ def _init_state(
     record: dict[str, Any] = {"from": config.init_from, "weights_sha256": source.weights_sha256}
     if isinstance(source, ClapEnsemble):
         count = len(source.members)
-        if member is None or member[1] != count:
-            runs = member[1] if member else 1
+        index, wanted = member if member is not None else (0, 1)
+        if wanted != count:
             raise ConfigError(
                 f"init_from {config.init_from} is an ensemble of {count} members: it can "
-                f"start a run of {count} members (member i from its member i), not of {runs}"
+                f"start a run of {count} members (member i from its member i), not of {wanted}"
             )
         runs = source.metadata.get("training", {}).get("members") or []
-        record["member"] = member[0]
-        record["training"] = runs[member[0]] if member[0] < len(runs) else None
-        source = source.members[member[0]]
+        record["member"] = index
+        record["training"] = runs[index] if index < len(runs) else None
+        source = source.members[index]
     elif isinstance(source, SmallClap):
         meta = source.config.metadata
         record["training"] = dict(meta.get("training") or {}) or None
@@ -858,11 +914,48 @@ def _card(config: ClapTrainConfig) -> dict[str, Any]:
 
 
 def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -> None:
-    """Raise :class:`ConfigError` for a loss, refit or text setting a run cannot use."""
+    """Raise :class:`ConfigError` for a setting a run cannot use (before anything trains)."""
     check_paraphraser(config.paraphrases, paraphrase)
     check_weights_dtype(config.weights_dtype)
     if config.loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
+    if str(config.precision) not in ("auto", "32", "bf16-mixed"):
+        raise ConfigError(f"precision must be auto, 32 or bf16-mixed, got {config.precision!r}")
+    augment = config.augment
+    ranges = [  # (name, value, lowest, highest, highest included)
+        ("weight_decay", config.weight_decay, 0.0, math.inf, False),
+        ("min_lr_ratio", config.min_lr_ratio, 0.0, 1.0, True),
+        ("ema_decay", config.ema_decay, 0.0, 1.0, False),
+        ("text_noise", config.text_noise, 0.0, math.inf, False),
+        ("augment.speed", augment.speed, 0.0, 1.0, False),
+        ("augment.gain_db", augment.gain_db, 0.0, math.inf, False),
+        ("augment.mixup_prob", augment.mixup_prob, 0.0, 1.0, True),
+        ("augment.noise_prob", augment.noise_prob, 0.0, 1.0, True),
+        ("augment.time_mask_frac", augment.time_mask_frac, 0.0, 1.0, True),
+    ]
+    for name, value, low, high, closed in ranges:
+        if not _real(value) or value < low or value > high or (value == high and not closed):
+            bound = f"[{low:g}, {high:g}{']' if closed else ')'}"
+            raise ConfigError(f"{name} must be a number in {bound}, got {value!r}")
+    if not _real(config.lr) or config.lr < 0:  # 0: the weights stay (a refit or re-export)
+        raise ConfigError(f"lr must be a finite number >= 0, got {config.lr!r}")
+    if not _real(augment.crop_seconds) or augment.crop_seconds <= 0:
+        raise ConfigError(f"augment.crop_seconds must be positive, got {augment.crop_seconds!r}")
+    if not _real(augment.mixup_alpha) or augment.mixup_alpha <= 0:
+        raise ConfigError(f"augment.mixup_alpha must be positive, got {augment.mixup_alpha!r}")
+    snr = augment.noise_snr_db
+    if len(snr) != 2 or not all(_real(v) for v in snr) or snr[0] > snr[1]:
+        raise ConfigError(f"augment.noise_snr_db must be [low, high] in dB, got {list(snr)!r}")
+    for name in ("warmup_epochs", "paraphrases"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(config, name)!r}")
+    for name in ("time_masks", "freq_masks", "freq_mask_bands"):
+        if getattr(augment, name) < 0:
+            raise ConfigError(f"augment.{name} must be >= 0, got {getattr(augment, name)!r}")
+    if not 0 <= config.seed < _MAX_SEED:
+        raise ConfigError(f"seed must be a whole number in [0, {_MAX_SEED}), got {config.seed!r}")
+    frames = round(augment.crop_seconds * config.model.sample_rate / config.model.hop_length)
+    _check_crop(config, frames, f"augment.crop_seconds {augment.crop_seconds:g} gives")
     if config.text_ridge is not None:
         check_refit(
             config.text_ridge,
@@ -873,6 +966,85 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
         )
     elif config.text_ridge_more_captions:
         raise ConfigError("text_ridge_more_captions: true needs a text_ridge penalty (the refit)")
+
+
+#: Seeds above this would overflow the per-step generator seeds (seed * 1_000_003 + step).
+_MAX_SEED = 2**40
+
+
+def _real(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_crop(config: ClapTrainConfig, frames: int, what: str) -> None:
+    """A training crop of ``frames`` frames must survive the audio tower's pooling."""
+    least = 2 ** len(config.model.channels)
+    if frames < least:
+        raise ConfigError(
+            f"{what} {frames} frames, too few for {len(config.model.channels)} pooling blocks "
+            f"(model.channels): at least {least}"
+        )
+
+
+def _check_members_share(members: list[ClapTrainConfig]) -> None:
+    """Members whose models could not form one ensemble are refused before any trains."""
+
+    def exported(member: ClapTrainConfig) -> dict[str, Any]:  # the model settings it exports
+        model = asdict(member.model)
+        if member.text_ridge is not None and member.text_ridge_templates is not None:
+            model["text_templates"] = list(member.text_ridge_templates)  # the refit stores them
+        return {key: model[key] for key in ENSEMBLE_SHARED}
+
+    first = exported(members[0])
+    for index, member in enumerate(members[1:], 1):
+        mine = exported(member)
+        differ = [f"{k} {mine[k]!r} vs {first[k]!r}" for k in first if mine[k] != first[k]]
+        if differ:
+            raise ConfigError(
+                f"members[{index}] differs from members[0] in {', '.join(differ)}: an ensemble's "
+                "members must share these"
+            )
+
+
+#: Settings a resumed run may change: they act after training (the refit, the export) or
+#: only on validation. Every other setting must be the checkpoint's run's own.
+_CHANGEABLE_ON_RESUME = frozenset(
+    {"data", "val_folds", "val_every", "members", "init_from", "weights_dtype"}
+    | {"text_ridge", "text_ridge_discriminant", "text_ridge_shrinkage"}
+    | {"text_ridge_templates", "text_ridge_more_captions"}
+)
+
+
+def _run_settings(config: ClapTrainConfig) -> dict[str, Any]:
+    """The settings a checkpoint's run was trained with (as plain data), for resuming."""
+    plain = _plain(asdict(config))
+    for inference_only in ("metadata", "audio_views", "text_templates"):
+        plain["model"].pop(inference_only, None)
+    return {k: v for k, v in plain.items() if k not in _CHANGEABLE_ON_RESUME}
+
+
+def _check_resume(path: Path, had: Any, has: dict[str, Any]) -> None:
+    """Refuse to resume a run whose training settings have changed since ``path``."""
+    if not isinstance(had, dict):
+        raise CheckpointError(f"{path} is not a checkpoint of querysep clap train")
+    differ = []
+    for key in sorted(set(had) | set(has)):
+        old, new = had.get(key), has.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differ += [
+                f"{key}.{k} {old.get(k)!r} -> {new.get(k)!r}"
+                for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)
+            ]
+        elif old != new:
+            differ.append(f"{key} {old!r} -> {new!r}")
+    if differ:
+        raise ConfigError(
+            f"{path} belongs to a run trained with other settings ({'; '.join(differ)}): "
+            "resume with the run's own settings, or train into a new output folder "
+            "(init_from: its model/ continues from its weights)"
+        )
 
 
 _NOT_PER_MEMBER = frozenset({"members", "augment", "data", "train_folds", "weights_dtype"})

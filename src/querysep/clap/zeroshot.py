@@ -93,11 +93,19 @@ def class_texts(
 
     Raises:
         ConfigError: ``paraphrases > 0`` without a ``paraphrase``.
+        DataError: ``category`` is not one of the 50 ESC-50 categories (only they have
+            captions).
     """
+    train_captions = builtin_captions("train")
+    if category not in train_captions:
+        raise DataError(
+            f"no training captions for the category {category!r}: CLAP training knows the 50 "
+            "ESC-50 categories (esc50.csv's category column, e.g. crying_baby)"
+        )
     label = label_prompt(category)
     article = "an" if label[0] in "aeiou" else "a"
     variants = [label, f"{article} {label}", f"the sound of {article} {label}"]
-    texts = variants + list(builtin_captions("train")[category])
+    texts = variants + list(train_captions[category])
     if more_captions:
         texts += [t for t in builtin_captions("more")[category] if t not in texts]
     if paraphrases > 0:
