@@ -941,8 +941,11 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
         raise ConfigError(f"lr must be a finite number >= 0, got {config.lr!r}")
     if not _real(augment.crop_seconds) or augment.crop_seconds <= 0:
         raise ConfigError(f"augment.crop_seconds must be positive, got {augment.crop_seconds!r}")
-    if not _real(augment.mixup_alpha) or augment.mixup_alpha <= 0:
-        raise ConfigError(f"augment.mixup_alpha must be positive, got {augment.mixup_alpha!r}")
+    if augment.mixup_prob > 0 and (not _real(augment.mixup_alpha) or augment.mixup_alpha <= 0):
+        raise ConfigError(
+            f"augment.mixup_alpha must be positive (or mixup off: augment.mixup_prob: 0), got "
+            f"{augment.mixup_alpha!r}"
+        )
     snr = augment.noise_snr_db
     if len(snr) != 2 or not all(_real(v) for v in snr) or snr[0] > snr[1]:
         raise ConfigError(f"augment.noise_snr_db must be [low, high] in dB, got {list(snr)!r}")
@@ -952,8 +955,8 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
     for name in ("time_masks", "freq_masks", "freq_mask_bands"):
         if getattr(augment, name) < 0:
             raise ConfigError(f"augment.{name} must be >= 0, got {getattr(augment, name)!r}")
-    if not 0 <= config.seed < _MAX_SEED:
-        raise ConfigError(f"seed must be a whole number in [0, {_MAX_SEED}), got {config.seed!r}")
+    if not -_MAX_SEED < config.seed < _MAX_SEED:
+        raise ConfigError(f"seed must be a whole number of magnitude < 2**40, got {config.seed!r}")
     frames = round(augment.crop_seconds * config.model.sample_rate / config.model.hop_length)
     _check_crop(config, frames, f"augment.crop_seconds {augment.crop_seconds:g} gives")
     if config.text_ridge is not None:
@@ -968,7 +971,8 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
         raise ConfigError("text_ridge_more_captions: true needs a text_ridge penalty (the refit)")
 
 
-#: Seeds above this would overflow the per-step generator seeds (seed * 1_000_003 + step).
+#: Seeds of this magnitude would overflow the per-step generator seeds (seed * 1_000_003 +
+#: step).
 _MAX_SEED = 2**40
 
 
@@ -1019,23 +1023,28 @@ _CHANGEABLE_ON_RESUME = frozenset(
 def _run_settings(config: ClapTrainConfig) -> dict[str, Any]:
     """The settings a checkpoint's run was trained with (as plain data), for resuming."""
     plain = _plain(asdict(config))
-    for inference_only in ("metadata", "audio_views", "text_templates"):
-        plain["model"].pop(inference_only, None)
+    plain["precision"] = str(plain["precision"])  # 32 and "32" are one setting
+    for not_trained_with in ("metadata", "audio_views"):  # the export's, and embed_audio's
+        plain["model"].pop(not_trained_with, None)
     return {k: v for k, v in plain.items() if k not in _CHANGEABLE_ON_RESUME}
 
 
 def _check_resume(path: Path, had: Any, has: dict[str, Any]) -> None:
-    """Refuse to resume a run whose training settings have changed since ``path``."""
+    """Refuse to resume a run whose training settings have changed since ``path``.
+
+    Only the settings the checkpoint kept are compared: one added to querysep later does not
+    make an older checkpoint unresumable.
+    """
     if not isinstance(had, dict):
         raise CheckpointError(f"{path} is not a checkpoint of querysep clap train")
     differ = []
-    for key in sorted(set(had) | set(has)):
-        old, new = had.get(key), has.get(key)
+    for key in sorted(set(had) & set(has)):
+        old, new = had[key], has[key]
         if isinstance(old, dict) and isinstance(new, dict):
             differ += [
-                f"{key}.{k} {old.get(k)!r} -> {new.get(k)!r}"
-                for k in sorted(set(old) | set(new))
-                if old.get(k) != new.get(k)
+                f"{key}.{k} {old[k]!r} -> {new[k]!r}"
+                for k in sorted(set(old) & set(new))
+                if old[k] != new[k]
             ]
         elif old != new:
             differ.append(f"{key} {old!r} -> {new!r}")
