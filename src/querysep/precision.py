@@ -29,6 +29,7 @@ __all__ = [
     "Precision",
     "PrecisionSetting",
     "autocast",
+    "check_precision",
     "cpu_info",
     "describe_choice",
     "resolve_precision",
@@ -99,6 +100,12 @@ def _device_type(device: str | torch.device) -> str:
     return torch.device(text).type
 
 
+def check_precision(setting: str) -> None:
+    """Raise :class:`ConfigError` unless ``setting`` is ``auto``, ``32`` or ``bf16-mixed``."""
+    if setting not in ("auto", "32", "bf16-mixed"):
+        raise ConfigError(f"precision must be auto, 32 or bf16-mixed, got {setting!r}")
+
+
 def resolve_precision(setting: str, device: str | torch.device) -> Precision:
     """The precision to compute in on ``device``.
 
@@ -115,8 +122,7 @@ def resolve_precision(setting: str, device: str | torch.device) -> Precision:
     Raises:
         ConfigError: An unknown setting.
     """
-    if setting not in ("auto", "32", "bf16-mixed"):
-        raise ConfigError(f"precision must be auto, 32 or bf16-mixed, got {setting!r}")
+    check_precision(setting)
     chosen = _resolve(setting, _device_type(device))
     if setting == "bf16-mixed" and _device_type(device) == "cpu" and not cpu_info().fast_bf16:
         warnings.warn(

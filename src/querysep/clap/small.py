@@ -145,13 +145,13 @@ class SmallClapConfig:
         if not (isinstance(channels, list) and channels and all(_whole(c, 1) for c in channels)):
             raise config_error("channels", f"must be whole numbers >= 1, got {channels!r}")
         window = self.window_seconds
-        if not _real(window) or window <= 0:
+        if not _is_number(window) or window <= 0:
             raise config_error("window_seconds", f"must be a positive number, got {window!r}")
-        if not _real(self.dropout) or not 0 <= self.dropout < 1:
+        if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
             raise config_error("dropout", f"must be in [0, 1), got {self.dropout!r}")
         nyquist = self.sample_rate / 2
         f_min, f_max = self.f_min, self.f_max
-        if not (_real(f_min) and _real(f_max) and 0 <= f_min < f_max <= nyquist):
+        if not (_is_number(f_min) and _is_number(f_max) and 0 <= f_min < f_max <= nyquist):
             raise config_error(
                 "f_max",
                 f"must satisfy 0 <= f_min < f_max <= sample_rate / 2 ({nyquist:g}), got f_min "
@@ -190,7 +190,7 @@ def _whole(value: Any, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
-def _real(value: Any) -> bool:
+def _is_number(value: Any) -> bool:
     """A finite int or float (not a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 

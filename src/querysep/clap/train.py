@@ -52,7 +52,7 @@ from ..audio.io import resample
 from ..errors import CheckpointError, ConfigError, QuerysepError
 from ..fileio import write_text
 from ..models.text.base import TextEncoder
-from ..precision import resolve_precision
+from ..precision import check_precision, resolve_precision
 from ..safeload import load_weights_only
 from ..schema import config_error, validate_dataclass
 from .augment import AugmentConfig, augment_mel, spec_augment
@@ -61,6 +61,7 @@ from .small import (
     ClapEnsemble,
     SmallClap,
     SmallClapConfig,
+    _is_number,
     check_templates,
     check_weights_dtype,
     log_compress,
@@ -136,12 +137,10 @@ class ClapTrainConfig:
     weights_dtype: str = "float32"
 
 
-#: Settings that must be whole numbers >= 1 (or non-empty lists of them), wherever they
-#: appear; other ranges and choices are checked where they are used (``train``).
-_POSITIVE = frozenset(
-    {"epochs", "batch_size", "val_every", "max_steps", "sample_rate", "n_fft", "hop_length"}
-    | {"n_mels", "channels", "dim", "text_dim", "audio_views", "train_folds"}
-)
+#: Settings that must be whole numbers >= 1 (or non-empty lists of them), at the top level
+#: and in each member; the model's sizes are checked by :class:`SmallClapConfig` itself, other
+#: ranges and choices where they are used (``train``).
+_POSITIVE = frozenset({"epochs", "batch_size", "val_every", "max_steps", "train_folds"})
 
 
 def _bind(data: Any, what: str) -> ClapTrainConfig:
@@ -155,12 +154,12 @@ def _bind(data: Any, what: str) -> ClapTrainConfig:
                 data[name] = validate_dataclass(section, data[name], what=what, prefix=name)
     config = validate_dataclass(ClapTrainConfig, data, what=what)
     members = config.members if isinstance(config.members, list) else []
-    checked = [("", config), ("model.", config.model)]
+    checked = [("", config)]
     for i, member in enumerate(members):
         if isinstance(member, Mapping):  # not a mapping: refused by member_configs
             member = _with_member_model(config.model, member, what, f"members[{i}]")
             bound = validate_dataclass(ClapTrainConfig, member, what=what, prefix=f"members[{i}]")
-            checked += [(f"members[{i}].", bound), (f"members[{i}].model.", bound.model)]
+            checked.append((f"members[{i}].", bound))
             members[i] = {key: getattr(bound, key) for key in member}  # the checked values
     for prefix, section in checked:
         for name in _POSITIVE & {f.name for f in fields(section)}:
@@ -363,10 +362,6 @@ def check_refit(
         raise ConfigError(f"text_ridge_shrinkage must be a positive number, got {shrinkage!r}")
     if templates is not None:
         check_templates(templates)
-
-
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def refit_targets(
@@ -637,6 +632,7 @@ def _train_one(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config, steps_per_epoch))
     ema = _Ema(model, config.ema_decay) if config.ema_decay > 0 else None
     start_epoch, history, resumed_step = 0, [], None
+    settings = _run_settings(config)  # kept in every checkpoint, checked on resume
     if ckpt_path.is_file():
         ckpt = load_weights_only(ckpt_path, "CLAP training checkpoint")
         expected = {"model", "opt", "sched"}
@@ -662,7 +658,7 @@ def _train_one(
                     f"{config.init_from or 'not set'}: train into a new output folder"
                 )
         if "settings" in ckpt:  # checkpoints written before runs kept them lack the key
-            _check_resume(ckpt_path, ckpt["settings"], _run_settings(config))
+            _check_resume(ckpt_path, ckpt["settings"], settings)
         try:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["opt"])
@@ -768,7 +764,7 @@ def _train_one(
             "step": step,
             "history": history,
             "rng": torch.get_rng_state(),
-            "settings": _run_settings(config),
+            "settings": settings,
         }
         if ema is not None:
             payload["ema"] = ema.state
@@ -919,8 +915,7 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
     check_weights_dtype(config.weights_dtype)
     if config.loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
-    if str(config.precision) not in ("auto", "32", "bf16-mixed"):
-        raise ConfigError(f"precision must be auto, 32 or bf16-mixed, got {config.precision!r}")
+    check_precision(str(config.precision))
     augment = config.augment
     ranges = [  # (name, value, lowest, highest, highest included)
         ("weight_decay", config.weight_decay, 0.0, math.inf, False),
@@ -934,20 +929,20 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
         ("augment.time_mask_frac", augment.time_mask_frac, 0.0, 1.0, True),
     ]
     for name, value, low, high, closed in ranges:
-        if not _real(value) or value < low or value > high or (value == high and not closed):
+        if not _is_number(value) or value < low or value > high or (value == high and not closed):
             bound = f"[{low:g}, {high:g}{']' if closed else ')'}"
             raise ConfigError(f"{name} must be a number in {bound}, got {value!r}")
-    if not _real(config.lr) or config.lr < 0:  # 0: the weights stay (a refit or re-export)
+    if not _is_number(config.lr) or config.lr < 0:  # 0: the weights stay (a refit or re-export)
         raise ConfigError(f"lr must be a finite number >= 0, got {config.lr!r}")
-    if not _real(augment.crop_seconds) or augment.crop_seconds <= 0:
+    if not _is_number(augment.crop_seconds) or augment.crop_seconds <= 0:
         raise ConfigError(f"augment.crop_seconds must be positive, got {augment.crop_seconds!r}")
-    if augment.mixup_prob > 0 and (not _real(augment.mixup_alpha) or augment.mixup_alpha <= 0):
+    if augment.mixup_prob > 0 and (not _is_number(augment.mixup_alpha) or augment.mixup_alpha <= 0):
         raise ConfigError(
             f"augment.mixup_alpha must be positive (or mixup off: augment.mixup_prob: 0), got "
             f"{augment.mixup_alpha!r}"
         )
     snr = augment.noise_snr_db
-    if len(snr) != 2 or not all(_real(v) for v in snr) or snr[0] > snr[1]:
+    if len(snr) != 2 or not all(_is_number(v) for v in snr) or snr[0] > snr[1]:
         raise ConfigError(f"augment.noise_snr_db must be [low, high] in dB, got {list(snr)!r}")
     for name in ("warmup_epochs", "paraphrases"):
         if getattr(config, name) < 0:
@@ -974,11 +969,6 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
 #: Seeds of this magnitude would overflow the per-step generator seeds (seed * 1_000_003 +
 #: step).
 _MAX_SEED = 2**40
-
-
-def _real(value: Any) -> bool:
-    """A finite int or float (not a bool)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_crop(config: ClapTrainConfig, frames: int, what: str) -> None:
