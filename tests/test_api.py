@@ -111,6 +111,10 @@ def test_one_liner() -> None:
         (np.full(16000, 0.5, np.float32), float("nan"), "a whole number of Hz"),
         (np.full(16000, 0.5, np.float32), "16000", "a number of Hz, got '16000'"),
         (np.full(16000, 0.5, np.float32), True, "a number of Hz, got True"),
+        pytest.param(  # was an OverflowError
+            np.full(16000, 0.5, np.float32), 10**400, "Hz is outside", id="rate-10**400"
+        ),
+        (np.zeros((2, 16000), np.float32), 16000, r"^audio: silent .*nothing to separate$"),
     ],
 )
 def test_bad_audio_is_rejected(tiny: Separator, audio, rate, match) -> None:
@@ -126,6 +130,8 @@ def test_bad_audio_is_rejected(tiny: Separator, audio, rate, match) -> None:
         ({"num_threads": 100_000}, "at most 1024, got 100000"),
         ({"num_threads": 2.5}, "CPU thread count must be a whole number"),
         ({"segment_seconds": "10"}, "segment length must be a number of seconds"),
+        ({"segment_seconds": 1e308}, "at most 3600 s .one hour.*got 1e.308"),  # overflowed
+        ({"segment_seconds": 3601}, "at most 3600 s"),
     ],
 )
 def test_bad_settings_are_config_errors_before_loading(settings: dict, match: str) -> None:
@@ -357,3 +363,40 @@ def test_model_specs_that_cannot_name_a_model(spec: object) -> None:
     for load in (load_model, load_clap):
         with pytest.raises(ModelNotFoundError, match=r"named by text|too long to be a name"):
             load(spec)  # type: ignore[arg-type]
+
+
+def test_a_failed_commit_leaves_no_temporary_file_and_no_later_output(
+    tiny: Separator, tmp_path: Path
+) -> None:
+    path = synth.write_wav(tmp_path / "in.wav", synth.scene(1.0, 16000, seed=8), 16000)
+    outs = [tmp_path / "o" / n for n in ("a.wav", "b.wav", "c.wav")]
+
+    def block_b(done: float) -> None:  # b.wav becomes a folder after the checks ran
+        (tmp_path / "o" / "b.wav" / "x").mkdir(parents=True, exist_ok=True)
+
+    with pytest.raises(AudioError, match=r"cannot write .*b\.wav"):
+        tiny.separate_file(path, ["dog", "rain", "wind"], outs, on_progress=block_b)
+    # The files are flushed before any is renamed and the rest are discarded on a failure:
+    # before, c.wav's hidden temporary file stayed behind. (a.wav was renamed first: a
+    # failed rename in the middle cannot be undone.)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.wav", "b.wav"]
+    assert not outs[2].exists()
+
+
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="libsndfile without MP3")
+def test_a_file_that_decodes_shorter_than_its_header_says(tiny: Separator, tmp_path: Path) -> None:
+    # A cut MP3 keeps a header that counts every frame of the whole file. The outputs (and
+    # the residual) are as long as what decodes, as load_audio reads it: before, the
+    # estimate was zero-padded to the header's length and the residual raised IndexError.
+    full = tmp_path / "full.mp3"
+    sf.write(full, synth.scene(3.0, 16000, seed=9), 16000)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    header = sf.info(cut).frames
+    decoded = sf.read(cut, dtype="float32")[0]
+    assert len(decoded) < 0.6 * header  # the premise: the header overstates the length
+    tiny.separate_file(cut, "dog", [tmp_path / "dog.wav"], residual=tmp_path / "rest.wav")
+    dog, _ = sf.read(tmp_path / "dog.wav")
+    rest, _ = sf.read(tmp_path / "rest.wav")
+    assert len(dog) == len(rest) == len(decoded)
+    np.testing.assert_allclose(dog + rest, decoded, rtol=0, atol=2.02 / 2**15)

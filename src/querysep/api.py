@@ -33,7 +33,7 @@ from .audio.io import (
     iter_audio_blocks,
     resample,
 )
-from .audio.writer import AudioWriter
+from .audio.writer import AudioWriter, commit_writers
 from .clap import AudioTextModel, load_clap
 from .errors import AudioError, CheckpointError, ConfigError, SilentAudioError
 from .fileio import check_output_file, refuse_overwriting
@@ -51,7 +51,11 @@ def _check_waveform(audio: ArrayLike, sample_rate: int) -> torch.Tensor:
     """Validate in-memory audio and return it as float32 ``(channels, time)`` on the CPU."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
         raise AudioError(f"the sample rate must be a number of Hz, got {sample_rate!r}")
-    if not (math.isfinite(sample_rate) and sample_rate == int(sample_rate)):
+    try:
+        whole = math.isfinite(sample_rate) and sample_rate == int(sample_rate)
+    except OverflowError:  # an integer too large for a float: the range check refuses it
+        whole = True
+    if not whole:
         raise AudioError(f"the sample rate must be a whole number of Hz, got {sample_rate}")
     try:
         x = torch.as_tensor(audio).detach().to("cpu")
@@ -98,12 +102,17 @@ def _check_count(name: str, value: object, low: int, high: int | None) -> None:
         raise ConfigError(f"the {name} must be at least {low}{most}, got {value}")
 
 
+#: The longest segment a Separator runs through the network at once (seconds).
+MAX_SEGMENT_SECONDS = 3600
+
+
 def check_segment(segment_seconds: float, overlap_seconds: float) -> None:
     """Check the segment settings of :class:`Separator` (before loading any model).
 
     Raises:
-        ConfigError: ``segment_seconds`` is not a positive finite number, or
-            ``overlap_seconds`` is not in ``[0, segment_seconds)``.
+        ConfigError: ``segment_seconds`` is not a positive number of at most
+            :data:`MAX_SEGMENT_SECONDS`, or ``overlap_seconds`` is not in
+            ``[0, segment_seconds)``.
     """
     for name, value in (("segment length", segment_seconds), ("overlap", overlap_seconds)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -111,6 +120,11 @@ def check_segment(segment_seconds: float, overlap_seconds: float) -> None:
     if not (math.isfinite(segment_seconds) and segment_seconds > 0):
         raise ConfigError(
             f"the segment length must be a positive number of seconds, got {segment_seconds}"
+        )
+    if segment_seconds > MAX_SEGMENT_SECONDS:
+        raise ConfigError(
+            f"the segment length must be at most {MAX_SEGMENT_SECONDS} s (one hour; a long "
+            f"recording is separated segment by segment anyway), got {segment_seconds}"
         )
     if not 0 <= overlap_seconds < segment_seconds:  # also refuses NaN
         raise ConfigError(
@@ -339,9 +353,16 @@ class Separator:
             - mixture: ``(time,)`` or ``(channels, time)``
             - output: ``(num_queries, channels, time)`` (ATS: ``(num_queries,)``; residual:
               ``(channels, time)``)
+
+        Raises:
+            AudioError: The audio is not a finite floating-point array of a supported shape,
+                rate and length; :class:`~querysep.errors.SilentAudioError` when it is
+                silent (no sample above -100 dBFS: nothing to separate).
+            QueryError: A query is empty or unusable.
         """
         items = validate_queries(queries)
         x = _check_waveform(mixture, sample_rate)
+        check_audible(float(x.abs().max()), "audio", "there is nothing to separate")
         sample_rate = int(sample_rate)
         length = x.shape[-1]
         model_x = torch.from_numpy(
@@ -421,7 +442,13 @@ class Separator:
         # The residual needs the mixture at the input's rate, in step with the estimates: the
         # decoder hands each piece over before resampling (one decode of the file).
         mixture = None if residual is None else _Frames()
-        written = 0
+        written = decoded = 0
+
+        def on_frames(piece: np.ndarray) -> None:
+            nonlocal decoded
+            decoded += piece.shape[-1]
+            if mixture is not None:
+                mixture.push(piece)
 
         def emit(out: torch.Tensor, last: bool) -> None:
             nonlocal written
@@ -429,9 +456,12 @@ class Separator:
                 back[q](out[q].numpy() if out.dim() == 3 else np.zeros((num_ch, 0)), last=last)
                 for q in range(len(items))
             ]
-            est = np.stack(chunks)[:, :, : total - written]  # every query's chunk is as long
-            if last and written + est.shape[-1] < total:
-                est = np.pad(est, ((0, 0), (0, 0), (0, total - written - est.shape[-1])))
+            # As long as the input decodes to, which a damaged header may misstate (a cut
+            # MP3 can claim twice its frames): known for sure only at the end.
+            length = decoded if last else max(total, decoded)
+            est = np.stack(chunks)[:, :, : length - written]  # every query's chunk is as long
+            if last and written + est.shape[-1] < length:
+                est = np.pad(est, ((0, 0), (0, 0), (0, length - written - est.shape[-1])))
             if est.shape[-1] == 0:
                 return
             for writer, chunk in zip(writers, est, strict=False):
@@ -452,7 +482,7 @@ class Separator:
                 block,
                 sample_rate=self.sample_rate,
                 mono=mono,
-                on_frames=None if mixture is None else mixture.push,
+                on_frames=on_frames,
             )
             for blk in blocks:
                 peak = max(peak, float(np.abs(blk).max()))
@@ -471,8 +501,7 @@ class Separator:
         finally:
             if bar is not None:
                 bar.close()
-        for w in opened:
-            w.__exit__(None, None, None)
+        commit_writers(opened)  # all or (but for a failed rename) none
         paths = [Path(p) for p in outputs]
         if not return_ats:
             return paths

@@ -123,4 +123,6 @@ def plot_files(
     estimate, _ = sf.read(os.fsencode(estimate_path), **read)
     if mono:
         mixture = mixture.mean(axis=1, keepdims=True)
+    shared = min(len(mixture), len(estimate))  # equal unless a file changed under us
+    mixture, estimate = mixture[:shared], estimate[:shared]
     return plot_separation(mixture.T, estimate.T, rate, path, title=title, max_seconds=max_seconds)

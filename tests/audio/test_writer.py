@@ -13,6 +13,7 @@ from querysep.audio import (
     RESAMPLE_QUALITY,
     AudioWriter,
     StreamResampler,
+    commit_writers,
     load_audio,
     resample,
     save_audio,
@@ -80,3 +81,30 @@ def test_audio_files_get_the_umasks_permissions(tmp_path: Path) -> None:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert load_audio(path)[0].shape == (2, 100)
+
+
+def test_commit_writers_commits_all_or_discards_the_rest(tmp_path: Path) -> None:
+    tone = np.full((1, 800), 0.25, np.float32)
+    outs = [tmp_path / f"{n}.wav" for n in "abc"]
+    writers = [AudioWriter(p, 8000, 1).__enter__() for p in outs]
+    for w in writers:
+        w.write(tone)
+    commit_writers(writers)
+    assert all(load_audio(p)[0].shape == (1, 800) for p in outs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.wav", "c.wav"]
+
+    # A Ctrl-C while flushing: nothing is renamed, no temporary file stays, old files stay.
+    writers = [AudioWriter(p, 8000, 1).__enter__() for p in outs]
+    for w in writers:
+        w.write(2 * tone)
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    writers[2].finish = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        commit_writers(writers)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.wav", "c.wav"]
+    assert all(np.allclose(load_audio(p)[0], 0.25, atol=1e-4) for p in outs)
+    with pytest.raises(RuntimeError, match="needs finish"):
+        writers[0].commit()  # aborted: nothing left to commit

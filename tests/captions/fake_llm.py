@@ -144,6 +144,9 @@ class FakeLLM:
                 if action == "429":
                     self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
                     return
+                if action == "400":  # e.g. a prompt longer than the model's context
+                    self._send(400, {"error": {"message": "context length exceeded"}})
+                    return
                 if action == "500":
                     self._send(500, {"error": {"message": "internal error"}})
                     return

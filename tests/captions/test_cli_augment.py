@@ -248,6 +248,23 @@ def test_failure_keeps_finished_answers(tmp_path, concurrency):
     assert len((tmp_path / "out.cache.jsonl").read_text().splitlines()) == 2
 
 
+def test_a_refused_request_names_its_caption_and_keeps_the_answers_before(tmp_path):
+    src = manifest(tmp_path)
+    out = tmp_path / "out.jsonl"
+    with FakeLLM() as server:
+        server.plan.extend(["ok", "400"])
+        result = run(*openai_args(server, src, out, "--concurrency", "1"))
+    refused = [entry["caption"] for entry in server.received if entry["action"] == "400"]
+    assert len(refused) == 1
+    one_error_line(
+        result,
+        "refused the request (HTTP 400): context length exceeded; the caption was "
+        f"{refused[0]!r}: edit or drop it in the manifest and run again",
+    )
+    assert not out.exists()
+    assert len((tmp_path / "out.cache.jsonl").read_text().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("setup", "args", "expect"),
     [

@@ -98,7 +98,14 @@ def test_cache_round_trip_and_truncated_last_line(tmp_path):
 
 @pytest.mark.parametrize(
     "text",
-    ["my notes", '{"clip": "a.wav", "caption": "a dog"}\n{"clip": "b.wav"}', '{"other": 1, "x'],
+    [
+        "my notes",
+        '{"clip": "a.wav", "caption": "a dog"}\n{"clip": "b.wav"}',
+        '{"other": 1, "x',
+        '{"key": "k1"}\n',  # no kept captions: was a KeyError when the job read it
+        '{"key": "k1", "kept": "abc"}\n',  # was taken for the captions "a", "b" and "c"
+        '{"key": "k1", "kept": ["a", 2]}\n',
+    ],
 )
 def test_a_file_that_is_not_a_cache_is_refused_and_left_as_it_was(tmp_path, text):
     path = tmp_path / "notes.txt"
@@ -120,6 +127,6 @@ def test_a_whole_last_record_without_its_newline_is_kept(tmp_path):
 
 def test_cache_corrupt_middle_line(tmp_path):
     path = tmp_path / "cache.jsonl"
-    path.write_text('{"key": "k1"}\n[1, 2]\n{"key": "k2"}\n')
+    path.write_text('{"key": "k1", "kept": []}\n[1, 2]\n{"key": "k2", "kept": []}\n')
     with pytest.raises(DataError, match=r"cache\.jsonl:2 is not a cache record"):
         AnswerCache(path)

@@ -765,7 +765,19 @@ CASES: list[Case] = [
         "augment-base-url-not-http",
         "augment manifest.jsonl -o out.jsonl --backend openai --base-url ftp://x",
         None,
-        "--base-url must be an http:// or https:// address",
+        "--base-url 'ftp://x' is not a usable address (it must start with http:// or https://)",
+    ),
+    Case(
+        "augment-base-url-port-not-a-number",
+        "augment manifest.jsonl -o out.jsonl --backend openai --base-url http://host:port/v1",
+        None,
+        "--base-url 'http://host:port/v1' is not a usable address (Port could not be cast",
+    ),
+    Case(
+        "augment-base-url-without-host",
+        "augment manifest.jsonl -o out.jsonl --backend openai --base-url http:///v1",
+        None,
+        "--base-url 'http:///v1' is not a usable address (it names no host)",
     ),
     Case(
         "augment-empty-manifest",

@@ -396,3 +396,15 @@ def test_sigterm_stops_like_ctrl_c_and_leaves_no_partial_file(tmp_path: Path) ->
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]  # the bar first
     assert proc.returncode == 2 and lines[-1] == "querysep: error: interrupted", stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav"]
+
+
+def test_names_and_queries_are_printed_as_they_are(tmp_path: Path) -> None:
+    # Rich reads [..] as markup: "[live]" vanished from the reported name and the query
+    # "dog [/]" raised MarkupError as a traceback after the outputs were written.
+    src = synth.write_wav(tmp_path / "take [live].wav", synth.scene(1.0, 16000, seed=2), 16000)
+    out = tmp_path / "o [1]"
+    res = run("separate", str(src), "-q", "dog [/]", "-o", str(out), "-m", "test-tiny")
+    assert res.exit_code == 0, res.output
+    written = sorted(p.name for p in out.iterdir())
+    assert len(written) == 1
+    assert f"{out / written[0]}  (dog [/] from take [live].wav)  ATS " in res.stdout

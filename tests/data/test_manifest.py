@@ -67,6 +67,9 @@ def test_manifest_skips_blank_lines_and_ignores_unknown_keys(tmp_path: Path) -> 
         ('{"id": "x", "audio": "x.wav", "captions": "one"}', "'captions'"),
         ('{"id": "x", "audio": "x.wav", "sample_rate": 16000.5}', "'sample_rate'"),
         ("[1, 2]", "JSON object"),
+        # JSON may escape half a surrogate pair: not text (it crashed the augment job)
+        ('{"id": "x", "audio": "x.wav", "captions": ["a dog \\ud83d barks"]}', "surrogate"),
+        ('{"id": "x\\udcff", "audio": "x.wav"}', "'id' holds .*udcff"),
     ],
 )
 def test_manifest_malformed_line_names_file_and_line(

@@ -15,7 +15,7 @@ from .io import (
     load_audio,
     resample,
 )
-from .writer import AudioWriter, save_audio, supported_save_extensions
+from .writer import AudioWriter, commit_writers, save_audio, supported_save_extensions
 
 __all__ = [
     "MAX_CHANNELS",
@@ -27,6 +27,7 @@ __all__ = [
     "AudioWriter",
     "StreamResampler",
     "audio_info",
+    "commit_writers",
     "iter_audio_blocks",
     "load_audio",
     "resample",

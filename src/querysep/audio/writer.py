@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -21,7 +22,7 @@ from ..errors import AudioError
 from ..fileio import AtomicFile
 from .io import MAX_CHANNELS, StrPath, _check_finite, _check_rate_and_channels, _reason
 
-__all__ = ["AudioWriter", "save_audio", "supported_save_extensions"]
+__all__ = ["AudioWriter", "commit_writers", "save_audio", "supported_save_extensions"]
 
 # Extension -> (libsndfile major format, default subtype). Only the ones this libsndfile
 # build can actually write are offered, see supported_save_extensions().
@@ -190,18 +191,46 @@ class AudioWriter:
         if exc_type is not None:
             self._abort()
             return
+        self.finish()
+        self.commit()
+
+    def finish(self) -> None:
+        """Close the temporary file and flush it to disk, without replacing ``path`` yet.
+
+        The first half of leaving the ``with`` block normally; :meth:`commit` is the
+        second. :func:`commit_writers` uses the two to commit several files as one set.
+
+        Raises:
+            AudioError: Closing or flushing fails; the temporary file is removed.
+        """
         if self._file is None or self._pending is None:
             raise RuntimeError("AudioWriter was closed twice")
         file, pending = self._file, self._pending
-        self._file = self._pending = None
+        self._file = None
         try:
             file.close()
+            pending.sync()
         except BaseException as error:
-            pending.discard()
+            self._abort()
             if isinstance(error, sf.SoundFileError | OSError):
                 raise AudioError(f"cannot write {self.path}: {_reason(error)}") from error
             raise
+
+    def commit(self) -> None:
+        """Rename the finished temporary file over ``path`` (after :meth:`finish`).
+
+        Raises:
+            AudioError: The rename fails; the temporary file is removed and ``path`` is
+                left as it was.
+        """
+        if self._file is not None or self._pending is None:
+            raise RuntimeError("AudioWriter.commit() needs finish() first")
+        pending, self._pending = self._pending, None
         pending.commit()
+
+    def abort(self) -> None:
+        """Close and remove the temporary file; ``path`` is left as it was. No-op once done."""
+        self._abort()
 
     def _abort(self) -> None:
         if self._file is not None:
@@ -211,6 +240,31 @@ class AudioWriter:
         if self._pending is not None:
             self._pending.discard()
             self._pending = None
+
+
+def commit_writers(writers: Sequence[AudioWriter]) -> None:
+    """Commit several open writers as one set, as :func:`~querysep.fileio.atomic_files` does.
+
+    Every file is closed and flushed first, and only then are they renamed over their
+    outputs, in order. On any failure, Ctrl-C included, the writers not yet committed are
+    aborted: no temporary file stays behind, and only a failed rename (or a crash) between
+    the renames can leave the first outputs new and the later ones as they were.
+
+    Args:
+        writers: Writers inside their ``with`` blocks (entered and not yet closed).
+
+    Raises:
+        AudioError: A file cannot be closed, flushed or renamed.
+    """
+    try:
+        for writer in writers:
+            writer.finish()
+        for writer in writers:
+            writer.commit()
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
 
 
 def save_audio(

@@ -18,6 +18,7 @@ from .errors import (
     AuthenticationFailedError,
     BackendError,
     EndpointUnreachableError,
+    RequestRefusedError,
     TemplateError,
     UnknownModelError,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "PromptTemplate",
     "RateLimiter",
     "Rejection",
+    "RequestRefusedError",
     "RetryPolicy",
     "Summary",
     "TemplateError",

@@ -11,7 +11,8 @@ turned off (``max_retries=0``) so that the loop here is the only one:
   ``max_tries`` times in all, waiting ``backoff_base * 2**k`` seconds (at most
   ``backoff_max``, at least what a ``Retry-After`` header asks) with random jitter (a
   uniform draw between half and all of it);
-* HTTP 401/403 (wrong key), 404 (unknown model or route) and other 4xx fail at once;
+* HTTP 401/403 (wrong key), 404 (unknown model or route) and other 4xx fail at once (for
+  the others, the job names the caption whose request was refused);
 * an answer with too few valid captions is re-asked up to ``max_reasks`` times, asking only
   for the number still missing.
 
@@ -24,17 +25,19 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import QuerysepError
+from ..errors import ConfigError, QuerysepError
 from .errors import (
     AuthenticationFailedError,
     BackendError,
     EndpointUnreachableError,
+    RequestRefusedError,
     UnknownModelError,
 )
 from .paraphrase import paraphrase
@@ -50,6 +53,7 @@ __all__ = [
     "RateLimiter",
     "RetryPolicy",
     "api_key_from_env",
+    "check_base_url",
 ]
 
 #: Environment variables read for the API key, first found wins.
@@ -199,6 +203,38 @@ def _read_reply(response: Any) -> tuple[str, Any]:
         raise _UnreadableReplyError(f"no message in the answer ({type(exc).__name__})") from None
 
 
+def check_base_url(url: str, what: str = "base URL") -> str:
+    """Check an OpenAI-compatible endpoint address before any client is built.
+
+    Args:
+        url: e.g. ``http://localhost:8000/v1``.
+        what: How the error names it (``--base-url`` in the CLI).
+
+    Returns:
+        ``url``, unchanged.
+
+    Raises:
+        ConfigError: Not an http(s) address with a host and, if given, a numeric port.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+        else:
+            return url
+    raise ConfigError(
+        f"{what} {url!r} is not a usable address ({problem}); e.g. http://localhost:8000/v1"
+    )
+
+
 class OpenAIBackend:
     """Captions from an OpenAI-compatible chat-completions endpoint.
 
@@ -256,9 +292,17 @@ class OpenAIBackend:
         self._rng = random.Random()
         self._key = key
         self._openai = openai
-        self._client = openai.OpenAI(
-            api_key=key, base_url=base_url, max_retries=0, timeout=self.retry.timeout
-        )
+        try:
+            self._client = openai.OpenAI(
+                api_key=key,
+                base_url=None if base_url is None else check_base_url(base_url),
+                max_retries=0,
+                timeout=self.retry.timeout,
+            )
+        except Exception as exc:  # httpx's InvalidURL for what urlsplit lets through
+            if type(exc).__name__ != "InvalidURL":
+                raise
+            raise ConfigError(f"base URL {base_url!r} is not a usable address ({exc})") from None
         self.where = str(self._client.base_url).rstrip("/")
 
     def _mask(self, text: str) -> str:
@@ -280,7 +324,9 @@ class OpenAIBackend:
             )
         if isinstance(exc, o.APIStatusError) and exc.status_code < 500 and exc.status_code != 429:
             message = getattr(exc, "message", "") or str(exc)
-            return BackendError(
+            # the client's own prefix repeats the status the line already gives
+            message = re.sub(r"^Error code: \d+ - ", "", message)
+            return RequestRefusedError(
                 f"the LLM endpoint {self.where} refused the request "
                 f"(HTTP {exc.status_code}): {self._mask(message)}"
             )

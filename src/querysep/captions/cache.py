@@ -103,7 +103,13 @@ class AnswerCache:
             record = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             record = None
-        if not isinstance(record, dict) or not isinstance(record.get("key"), str):
+        kept = record.get("kept") if isinstance(record, dict) else None
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("key"), str)
+            or not isinstance(kept, list)
+            or not all(isinstance(text, str) for text in kept)
+        ):
             raise DataError(
                 f"cache {self.path}:{lineno} is not a cache record; remove that line (or the "
                 "file, to ask everything again), or pass another --cache"

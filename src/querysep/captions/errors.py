@@ -11,6 +11,7 @@ __all__ = [
     "AuthenticationFailedError",
     "BackendError",
     "EndpointUnreachableError",
+    "RequestRefusedError",
     "TemplateError",
     "UnknownModelError",
 ]
@@ -30,6 +31,10 @@ class EndpointUnreachableError(BackendError):
 
 class AuthenticationFailedError(BackendError):
     """The endpoint refused the API key (HTTP 401 or 403)."""
+
+
+class RequestRefusedError(BackendError):
+    """The endpoint refused one request as such (HTTP 4xx other than 401/403/404/429)."""
 
 
 class UnknownModelError(BackendError):

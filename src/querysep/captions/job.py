@@ -25,6 +25,7 @@ from typing import Any
 from ..data.manifest import Clip
 from .backends import Answer, Backend
 from .cache import AnswerCache, cache_key
+from .errors import RequestRefusedError
 from .prompt import PromptTemplate, clip_keywords
 from .validate import normalize
 
@@ -196,7 +197,13 @@ def run_job(
     def work(item: WorkItem) -> None:
         if stop.is_set():
             return
-        answer = backend.augment(item.caption, item.keywords, template, num_captions)
+        try:
+            answer = backend.augment(item.caption, item.keywords, template, num_captions)
+        except RequestRefusedError as exc:  # say which caption, so the user can act on it
+            raise RequestRefusedError(
+                f"{exc}; the caption was {item.caption!r}: edit or drop it in the manifest and "
+                "run again (the answers so far are cached)"
+            ) from None
         cache.add(_record(item, backend, answer))
         with lock:
             summary.requests += answer.requests

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from ._common import console, err_console, handle_errors
 
@@ -105,7 +106,7 @@ def register(app: typer.Typer) -> None:
         _print_matrix(files, queries, [scores[index[p]].tolist() for p in files], model.name)
         if output is not None:
             _write_long(output, files, queries, scores, index)
-            console.print(f"wrote {output}", highlight=False)
+            console.print(f"wrote {output}", highlight=False, markup=False)
 
 
 def _print_matrix(
@@ -113,12 +114,12 @@ def _print_matrix(
 ) -> None:
     from rich.table import Table
 
-    table = Table(title=f"ATS ({model_name})", show_header=True, header_style="bold")
+    table = Table(title=f"ATS ({escape(model_name)})", show_header=True, header_style="bold")
     table.add_column("file")
     for q in queries:
-        table.add_column(q, justify="right")
+        table.add_column(escape(q), justify="right")
     for path, values in zip(files, rows, strict=True):
-        table.add_row(str(path), *(f"{v:.3f}" for v in values))
+        table.add_row(escape(str(path)), *(f"{v:.3f}" for v in values))
     console.print(table)
 
 
@@ -195,7 +196,8 @@ def _score_list(
     console.print(
         f"scored {scored} of {len(pairs.rows)} pairs ({num_files} files) with {model.name}",
         highlight=False,
+        markup=False,
     )
     if pairs.bad:
-        err_console.print(f"[yellow]skipped:[/] {describe_bad(pairs)}", soft_wrap=True)
-    console.print(f"wrote {output}", highlight=False)
+        err_console.print(f"[yellow]skipped:[/] {escape(describe_bad(pairs))}", soft_wrap=True)
+    console.print(f"wrote {output}", highlight=False, markup=False)

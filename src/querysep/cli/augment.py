@@ -56,7 +56,12 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
     ) -> None:
         """Write OUTPUT: MANIFEST's clips with 'augmented_captions' (5 per caption)."""
-        from ..captions.backends import OfflineBackend, OpenAIBackend, RetryPolicy
+        from ..captions.backends import (
+            OfflineBackend,
+            OpenAIBackend,
+            RetryPolicy,
+            check_base_url,
+        )
         from ..captions.cache import AnswerCache
         from ..captions.job import estimate, plan_items, run_job
         from ..captions.prompt import load_template
@@ -67,11 +72,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--backend must be 'openai' or 'offline', not {backend!r}")
         if backend == "offline" and (model is not None or base_url is not None):
             raise ConfigError("--model and --base-url apply to the openai backend only")
-        if base_url is not None and not base_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"--base-url must be an http:// or https:// address, e.g. "
-                f"http://localhost:8000/v1, got {base_url!r}"
-            )
+        if base_url is not None:
+            check_base_url(base_url, "--base-url")
         prompt = load_template(template)
         clips = read_manifest(manifest)
         if not clips:

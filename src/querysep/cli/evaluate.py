@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from ._common import (
     CLAP_CHECKPOINT_OPTION,
@@ -125,12 +126,12 @@ def register(app: typer.Typer) -> None:
             line += f", {len(summary.skipped)} skipped for missing audio"
         console.print(line, highlight=False)
         for path in (summary.per_clip_path, summary.summary_path, summary.table_path):
-            console.print(f"wrote {path}", highlight=False)
+            console.print(f"wrote {path}", highlight=False, markup=False)
         # After the run, so that an error is the only line on stderr.
         for system in systems:
             if isinstance(system, ModelSystem) and system.is_test_model:
                 err_console.print(
-                    f"[yellow]note:[/] {system.name} has random weights: its scores only show "
-                    "that the pipeline works.",
+                    f"[yellow]note:[/] {escape(system.name)} has random weights: its scores "
+                    "only show that the pipeline works.",
                     soft_wrap=True,
                 )

@@ -69,10 +69,12 @@ def register(app: typer.Typer) -> None:
         sources = len({row.source for row in rows})
         noises = len({row.noise for row in rows})
         console.print(
-            f"wrote {len(rows)} mixtures ({sources} sources, {noises} noise clips) to {output}"
+            f"wrote {len(rows)} mixtures ({sources} sources, {noises} noise clips) to {output}",
+            markup=False,
         )
         folders = {str(Path(clip.audio).parent) for clip in clips}
         if len(folders) == 1:
-            console.print(f"clip ids resolve against the audio folder {folders.pop()}")
+            folder = folders.pop()
+            console.print(f"clip ids resolve against the audio folder {folder}", markup=False)
 
     app.add_typer(group)

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from ..outputs import plan_outputs
 from ._common import (
@@ -45,7 +46,9 @@ def register(app: typer.Typer) -> None:
         precision: str | None = PRECISION_OPTION,
         text_tokenizer: Path | None = TEXT_TOKENIZER_OPTION,
         clap_checkpoint: Path | None = CLAP_CHECKPOINT_OPTION,
-        segment_seconds: float = typer.Option(10.0, help="Length of the segments the model sees."),
+        segment_seconds: float = typer.Option(
+            10.0, help="Length of the segments the model sees (at most 3600 s)."
+        ),
         overlap_seconds: float = typer.Option(1.0, help="Crossfaded overlap between segments."),
         mono: bool = typer.Option(
             False, "--mono", help="Downmix multichannel input to mono first."
@@ -125,18 +128,20 @@ def register(app: typer.Typer) -> None:
                     score = ""
                 else:
                     score = "  ATS n/a (silent output)" if math.isnan(ats) else f"  ATS {ats:.3f}"
+                said = f"[italic]{escape(q)}[/] from {escape(path.name)}"
                 console.print(
-                    f"wrote {w}  ([italic]{q}[/] from {path.name}){score}",
+                    f"wrote {escape(str(w))}  ({said}){score}",
                     highlight=False,
                     soft_wrap=True,
                 )
                 if plot:
                     png = plot_files(path, w, w.with_suffix(".png"), title=f"query: {q}", mono=mono)
-                    console.print(f"wrote {png}", highlight=False)
+                    console.print(f"wrote {png}", highlight=False, markup=False)
             if rest is not None:
                 console.print(
                     f"wrote {rest}  (everything else in {path.name})",
                     highlight=False,
+                    markup=False,
                     soft_wrap=True,
                 )
         if not no_ats:

@@ -109,7 +109,7 @@ def export_cmd(
         folder = checkpoint / "checkpoints" if (checkpoint / "checkpoints").is_dir() else checkpoint
         source = find_export_checkpoint(folder)
     folder_out = export_checkpoint(source, output)
-    console.print(f"exported {source} to {folder_out}", highlight=False)
+    console.print(f"exported {source} to {folder_out}", highlight=False, markup=False)
 
 
 def show_config(config: Any) -> None:

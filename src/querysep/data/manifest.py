@@ -54,6 +54,17 @@ TRIPLET_COLUMNS: tuple[str, ...] = ("mixture", "target", "caption")
 MixtureKind = Literal["dcase", "triplet"]
 
 
+def _check_unicode(key: str, text: str) -> None:
+    """Refuse a string that is not Unicode text: JSON can escape a lone UTF-16 surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        raise ValueError(
+            f"field '{key}' holds {bad}, half of a UTF-16 surrogate pair, which is not text"
+        ) from None
+
+
 @dataclass
 class Clip:
     """One audio clip with its text descriptions.
@@ -122,6 +133,9 @@ class Clip:
         for key in ("source", "split"):
             if not isinstance(data.get(key, ""), str):
                 raise ValueError(f"field '{key}' must be a string")
+        for key in ("id", "audio", "source", "split", *lists):
+            for text in lists.get(key, [data.get(key, "")]):
+                _check_unicode(key, text)
         return cls(
             id=data["id"],
             audio=data["audio"],
