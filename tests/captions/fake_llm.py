@@ -147,6 +147,9 @@ class FakeLLM:
                 if action == "400":  # e.g. a prompt longer than the model's context
                     self._send(400, {"error": {"message": "context length exceeded"}})
                     return
+                if action == "408":
+                    self._send(408, {"error": {"message": "request timeout"}})
+                    return
                 if action == "500":
                     self._send(500, {"error": {"message": "internal error"}})
                     return

@@ -50,7 +50,7 @@ def test_plain_answer(server):
     assert prompt["caption"] == CAPTION
 
 
-@pytest.mark.parametrize("failure", ["429", "500", "badjson", "nochoices"])
+@pytest.mark.parametrize("failure", ["408", "429", "500", "badjson", "nochoices"])
 def test_transient_failures_are_retried_with_growing_backoff(server, failure):
     waits: list[float] = []
     server.plan.extend([failure, failure])

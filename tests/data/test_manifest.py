@@ -69,7 +69,7 @@ def test_manifest_skips_blank_lines_and_ignores_unknown_keys(tmp_path: Path) -> 
         ("[1, 2]", "JSON object"),
         # JSON may escape half a surrogate pair: not text (it crashed the augment job)
         ('{"id": "x", "audio": "x.wav", "captions": ["a dog \\ud83d barks"]}', "surrogate"),
-        ('{"id": "x\\udcff", "audio": "x.wav"}', "'id' holds .*udcff"),
+        ('{"id": "x", "audio": "x.wav", "labels": ["dog\\udcff"]}', "'labels' holds .*udcff"),
     ],
 )
 def test_manifest_malformed_line_names_file_and_line(

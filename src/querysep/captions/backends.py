@@ -7,8 +7,8 @@ ones rejected with their reasons (:mod:`querysep.captions.validate`), and what i
 server, Ollama) through the official ``openai`` client, with the client's own retries
 turned off (``max_retries=0``) so that the loop here is the only one:
 
-* HTTP 429, 5xx, timeouts, connection errors and unreadable responses are retried up to
-  ``max_tries`` times in all, waiting ``backoff_base * 2**k`` seconds (at most
+* HTTP 408, 409, 429, 5xx, timeouts, connection errors and unreadable responses are
+  retried up to ``max_tries`` times in all, waiting ``backoff_base * 2**k`` seconds (at most
   ``backoff_max``, at least what a ``Retry-After`` header asks) with random jitter (a
   uniform draw between half and all of it);
 * HTTP 401/403 (wrong key), 404 (unknown model or route) and other 4xx fail at once (for
@@ -302,7 +302,8 @@ class OpenAIBackend:
         except Exception as exc:  # httpx's InvalidURL for what urlsplit lets through
             if type(exc).__name__ != "InvalidURL":
                 raise
-            raise ConfigError(f"base URL {base_url!r} is not a usable address ({exc})") from None
+            url = base_url or os.environ.get("OPENAI_BASE_URL")  # the client's fallback
+            raise ConfigError(f"base URL {url!r} is not a usable address ({exc})") from None
         self.where = str(self._client.base_url).rstrip("/")
 
     def _mask(self, text: str) -> str:
@@ -322,7 +323,13 @@ class OpenAIBackend:
                 f"the LLM endpoint {self.where} has no model '{self.model}' or no chat "
                 "completions route (HTTP 404); check --model and --base-url"
             )
-        if isinstance(exc, o.APIStatusError) and exc.status_code < 500 and exc.status_code != 429:
+        # 408 (request timeout), 409 (conflict) and 429 (rate limit) pass with time
+        retried = (408, 409, 429)
+        if (
+            isinstance(exc, o.APIStatusError)
+            and exc.status_code < 500
+            and exc.status_code not in retried
+        ):
             message = getattr(exc, "message", "") or str(exc)
             # the client's own prefix repeats the status the line already gives
             message = re.sub(r"^Error code: \d+ - ", "", message)
@@ -345,7 +352,7 @@ class OpenAIBackend:
         elif isinstance(exc, o.APIConnectionError):
             what = "cannot connect"
         elif isinstance(exc, o.APIStatusError):
-            what = f"server error HTTP {exc.status_code}"
+            what = f"{'server error ' if exc.status_code >= 500 else ''}HTTP {exc.status_code}"
         elif isinstance(exc, _UnreadableReplyError):
             what = f"unreadable response: {exc}"
         else:

@@ -34,7 +34,7 @@ class AuthenticationFailedError(BackendError):
 
 
 class RequestRefusedError(BackendError):
-    """The endpoint refused one request as such (HTTP 4xx other than 401/403/404/429)."""
+    """The endpoint refused one request as such (a 4xx but 401/403/404 and 408/409/429)."""
 
 
 class UnknownModelError(BackendError):

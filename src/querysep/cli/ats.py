@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from ._common import console, err_console, handle_errors
 
@@ -114,12 +114,12 @@ def _print_matrix(
 ) -> None:
     from rich.table import Table
 
-    table = Table(title=f"ATS ({escape(model_name)})", show_header=True, header_style="bold")
+    table = Table(title=Text(f"ATS ({model_name})"), show_header=True, header_style="bold")
     table.add_column("file")
     for q in queries:
-        table.add_column(escape(q), justify="right")
+        table.add_column(Text(q), justify="right")
     for path, values in zip(files, rows, strict=True):
-        table.add_row(escape(str(path)), *(f"{v:.3f}" for v in values))
+        table.add_row(Text(str(path)), *(f"{v:.3f}" for v in values))
     console.print(table)
 
 
@@ -199,5 +199,7 @@ def _score_list(
         markup=False,
     )
     if pairs.bad:
-        err_console.print(f"[yellow]skipped:[/] {escape(describe_bad(pairs))}", soft_wrap=True)
+        err_console.print(
+            Text.assemble(("skipped:", "yellow"), f" {describe_bad(pairs)}"), soft_wrap=True
+        )
     console.print(f"wrote {output}", highlight=False, markup=False)

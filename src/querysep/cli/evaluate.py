@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from ._common import (
     CLAP_CHECKPOINT_OPTION,
@@ -131,7 +131,10 @@ def register(app: typer.Typer) -> None:
         for system in systems:
             if isinstance(system, ModelSystem) and system.is_test_model:
                 err_console.print(
-                    f"[yellow]note:[/] {escape(system.name)} has random weights: its scores "
-                    "only show that the pipeline works.",
+                    Text.assemble(
+                        ("note:", "yellow"),
+                        f" {system.name} has random weights: its scores only show that the "
+                        "pipeline works.",
+                    ),
                     soft_wrap=True,
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ._common import console, handle_errors
 
@@ -24,7 +25,7 @@ def register(app: typer.Typer) -> None:
             description = info.description
             if info.missing:
                 description += f" [needs {', '.join(info.missing)}, which is not installed]"
-            table.add_row(name, description, info.license)
+            table.add_row(Text(name), Text(description), Text(info.license))
         console.print(table)
         kinds = ", ".join(f"{k}:PATH" for k in sorted(_LOADERS))
         console.print(f"Also accepted by --model: a model folder, or {kinds}.")
@@ -43,7 +44,7 @@ def _audio_text_models() -> None:
     table.add_column("license")
     for info in list_clap_models():
         name = f"{info.name} (default)" if info.name == DEFAULT_CLAP else info.name
-        table.add_row(name, info.description, info.license)
+        table.add_row(Text(name), Text(info.description), Text(info.license))
     console.print(table)
     kinds = ", ".join(f"{k}:PATH" for k in clap_loader_kinds())
     more = f", or {kinds}" if kinds else ""

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from ..outputs import plan_outputs
 from ._common import (
@@ -128,9 +128,8 @@ def register(app: typer.Typer) -> None:
                     score = ""
                 else:
                     score = "  ATS n/a (silent output)" if math.isnan(ats) else f"  ATS {ats:.3f}"
-                said = f"[italic]{escape(q)}[/] from {escape(path.name)}"
-                console.print(
-                    f"wrote {escape(str(w))}  ({said}){score}",
+                console.print(  # Text: names and queries are shown as they are, not as markup
+                    Text.assemble(f"wrote {w}  (", (q, "italic"), f" from {path.name}){score}"),
                     highlight=False,
                     soft_wrap=True,
                 )
@@ -150,6 +149,7 @@ def register(app: typer.Typer) -> None:
                 "a closer match; compare values only within one model).",
                 soft_wrap=True,
                 highlight=False,
+                markup=False,
             )
         if sep.model.metadata.get("name") == TEST_TINY:
             err_console.print(

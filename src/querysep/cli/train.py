@@ -73,6 +73,7 @@ def report_result(result: Any, done: str) -> None:
             done.format(step=result.step, exported=result.exported),
             highlight=False,
             soft_wrap=True,
+            markup=False,
         )
 
 

@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from ._common import (
     CLAP_CHECKPOINT_OPTION,
@@ -75,9 +75,12 @@ def register(app: typer.Typer) -> None:
         )
         if not is_loopback(host):
             err_console.print(
-                f"[yellow]warning:[/] listening on {escape(host)}: anyone who can reach this "
-                "machine can use the app; it has no accounts, so put a proxy with "
-                "authentication in front of it before it faces the internet.",
+                Text.assemble(
+                    ("warning:", "yellow"),
+                    f" listening on {host}: anyone who can reach this machine can use the app; "
+                    "it has no accounts, so put a proxy with authentication in front of it "
+                    "before it faces the internet.",
+                ),
                 soft_wrap=True,
                 highlight=False,
             )

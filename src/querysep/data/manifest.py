@@ -55,7 +55,7 @@ MixtureKind = Literal["dcase", "triplet"]
 
 
 def _check_unicode(key: str, text: str) -> None:
-    """Refuse a string that is not Unicode text: JSON can escape a lone UTF-16 surrogate."""
+    """Refuse a caption that is not Unicode text: JSON can escape a lone UTF-16 surrogate."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -133,8 +133,8 @@ class Clip:
         for key in ("source", "split"):
             if not isinstance(data.get(key, ""), str):
                 raise ValueError(f"field '{key}' must be a string")
-        for key in ("id", "audio", "source", "split", *lists):
-            for text in lists.get(key, [data.get(key, "")]):
+        for key, texts in lists.items():  # paths may hold surrogates: undecodable file names
+            for text in texts:
                 _check_unicode(key, text)
         return cls(
             id=data["id"],
