@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import re
 from dataclasses import replace
@@ -21,6 +22,7 @@ from querysep.clap import DEFAULT_CLAP, load_clap
 from querysep.clap.small import ESC50_CLAP_SHA256, ClapEnsemble, SmallClap, SmallClapConfig
 from querysep.clap.train import (
     PairwiseSigmoid,
+    _check_run,
     _init_state,
     contrastive_loss,
     export_ensemble,
@@ -1275,6 +1277,8 @@ def test_zeroshot_refuses_data_it_cannot_score(tmp_path: Path) -> None:
         ("members=[{}, {model: {window_seconds: 1.0}}]", r"members\[1\] differs .*window_seconds"),
         ("model.text_dim=128", "the sentence encoder gives 384-d embeddings"),
         ("batch_size=16", "batch_size 16 is more than the 8 training clips"),
+        ("restart_epochs=1", r"restart_epochs \(1\) must be fewer than epochs \(1\)"),
+        ("restart_epochs=-1", "restart_epochs must be >= 0"),
     ],
 )
 def test_training_refuses_bad_settings_in_one_line_and_leaves_no_folder(
@@ -1457,3 +1461,30 @@ def test_mixup_alpha_is_free_while_mixup_is_off(tmp_path: Path) -> None:
         text_encoder=HashingTextEncoder(384),
     )
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_a_warm_restart_is_a_second_cycle_over_the_last_epochs() -> None:
+    """restart_epochs: the schedule of a fine-tune from the first cycle's weights, in one run."""
+    from querysep.clap.train import _lr_lambda
+
+    def factors(*overrides: str) -> list[float]:
+        base = ["epochs=10", "lr=0.003", "warmup_epochs=2", "min_lr_ratio=0.01"]
+        schedule = _lr_lambda(load_train_config(None, [*base, *overrides]), 5)
+        return [schedule(step) for step in range(50)]
+
+    one = factors()
+    assert one[0] == pytest.approx(0.1) and one[9] == pytest.approx(1.0)  # 2 warm-up epochs
+    assert 0.01 < one[49] < 0.012  # cosine down to min_lr_ratio (reached a step later)
+    two = factors("restart_epochs=4", "restart_lr=0.001", "restart_warmup_epochs=1")
+    assert two[:10] == one[:10]  # the same warm-up...
+    assert 0.01 < two[29] < 0.017 and two[20] < one[20]  # ...a shorter first cycle
+    assert two[30] == pytest.approx(0.2 / 3)  # warm-up again, to restart_lr / lr = 1/3
+    assert two[34] == pytest.approx(1 / 3)
+    assert 0.01 / 3 < two[49] < 0.007
+    assert all(a >= b for a, b in itertools.pairwise(two[34:]))  # then decays
+    with pytest.raises(ConfigError, match="restart_lr must be a positive number"):
+        _check_run(load_train_config(None, ["epochs=10", "restart_epochs=2", "restart_lr=0"]))
+    with pytest.raises(ConfigError, match=r"restart_warmup_epochs \(3\) must be at most"):
+        _check_run(
+            load_train_config(None, ["epochs=10", "restart_epochs=2", "restart_warmup_epochs=3"])
+        )

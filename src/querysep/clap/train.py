@@ -104,6 +104,12 @@ class ClapTrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: int = 3
     min_lr_ratio: float = 0.01
+    # A warm restart: the last restart_epochs of the epochs are a second cycle, warmed up over
+    # restart_warmup_epochs to restart_lr and decayed by cosine to min_lr_ratio of it, as a
+    # fine-tune from the first cycle's weights would be, within one run (0 = one cycle).
+    restart_epochs: int = 0
+    restart_lr: float = 1e-3
+    restart_warmup_epochs: int = 2
     ema_decay: float = 0.0  # 0 = off; else the exported weights are the EMA
     text_noise: float = 0.0  # expected norm of Gaussian noise added to unit sentence embeddings
     loss: str = "infonce"  # "infonce", "sigmoid" (pairwise, global threshold) or "infonce+sigmoid"
@@ -320,15 +326,25 @@ class _Ema:
 
 
 def _lr_lambda(config: ClapTrainConfig, steps_per_epoch: int) -> Any:
-    total = config.epochs * steps_per_epoch
-    warm = max(1, config.warmup_epochs * steps_per_epoch)
+    """The learning rate of each step, as a factor of ``config.lr``: linear warm-up, then
+    cosine decay to ``min_lr_ratio``; with ``restart_epochs``, a second such cycle at
+    ``restart_lr`` over the last epochs."""
+    second = config.restart_epochs * steps_per_epoch
+    first = config.epochs * steps_per_epoch - second
+    floor = config.min_lr_ratio
 
-    def factor(step: int) -> float:
+    def cycle(step: int, total: int, warm: int) -> float:
         if step < warm:
             return (step + 1) / warm
         progress = min(1.0, (step - warm) / max(1, total - warm))
-        floor = config.min_lr_ratio
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def factor(step: int) -> float:
+        if step < first or not second:
+            return cycle(step, first, max(1, config.warmup_epochs * steps_per_epoch))
+        scale = config.restart_lr / config.lr if config.lr > 0 else 0.0
+        warm = max(1, config.restart_warmup_epochs * steps_per_epoch)
+        return scale * cycle(step - first, second, warm)
 
     return factor
 
@@ -944,9 +960,22 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
     snr = augment.noise_snr_db
     if len(snr) != 2 or not all(_is_number(v) for v in snr) or snr[0] > snr[1]:
         raise ConfigError(f"augment.noise_snr_db must be [low, high] in dB, got {list(snr)!r}")
-    for name in ("warmup_epochs", "paraphrases"):
+    for name in ("warmup_epochs", "paraphrases", "restart_epochs", "restart_warmup_epochs"):
         if getattr(config, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(config, name)!r}")
+    if config.restart_epochs:
+        if config.restart_epochs >= config.epochs:
+            raise ConfigError(
+                f"restart_epochs ({config.restart_epochs}) must be fewer than epochs "
+                f"({config.epochs}): they are the last epochs of the run"
+            )
+        if config.restart_warmup_epochs > config.restart_epochs:
+            raise ConfigError(
+                f"restart_warmup_epochs ({config.restart_warmup_epochs}) must be at most "
+                f"restart_epochs ({config.restart_epochs})"
+            )
+        if not _is_number(config.restart_lr) or config.restart_lr <= 0:
+            raise ConfigError(f"restart_lr must be a positive number, got {config.restart_lr!r}")
     for name in ("time_masks", "freq_masks", "freq_mask_bands"):
         if getattr(augment, name) < 0:
             raise ConfigError(f"augment.{name} must be >= 0, got {getattr(augment, name)!r}")
