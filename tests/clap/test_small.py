@@ -1322,6 +1322,23 @@ def test_training_resumes_only_with_its_own_settings(tmp_path: Path) -> None:
     meta = SmallClap.from_pretrained(refitted).config.metadata
     assert meta["training"]["text_head_refit"]["penalty"] == 0.3
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
+    # A setting added to querysep after a checkpoint was written counts as its default there:
+    # the restart settings, absent from this (doctored) checkpoint, may stay at theirs...
+    ckpt_path = tmp_path / "run" / "checkpoint.pt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    for key in ("restart_epochs", "restart_lr", "restart_warmup_epochs"):
+        ckpt["settings"].pop(key, None)
+    torch.save(ckpt, ckpt_path)
+    same = [*run, "restart_lr=0.5"]  # restart settings do nothing without restart_epochs
+    train(load_train_config(None, same), tmp_path / "run", log=lambda _: None, text_encoder=encoder)
+    restart = ["restart_epochs=1", "restart_warmup_epochs=1", "warmup_epochs=1"]
+    with pytest.raises(ConfigError, match=r"other settings \(restart_epochs 0 -> 1; "):
+        train(  # ...but a restart would change the schedule the run trained with
+            load_train_config(None, [*run, *restart]),
+            tmp_path / "run",
+            log=lambda _: None,
+            text_encoder=encoder,
+        )
     members = [*run, "members=2"]
     train(
         load_train_config(None, members), tmp_path / "ens", log=lambda _: None, text_encoder=encoder
@@ -1484,6 +1501,8 @@ def test_a_warm_restart_is_a_second_cycle_over_the_last_epochs() -> None:
     assert all(a >= b for a, b in itertools.pairwise(two[34:]))  # then decays
     with pytest.raises(ConfigError, match="restart_lr must be a positive number"):
         _check_run(load_train_config(None, ["epochs=10", "restart_epochs=2", "restart_lr=0"]))
+    with pytest.raises(ConfigError, match=r"warmup_epochs \(5\) must be at most the 4 epochs"):
+        _check_run(load_train_config(None, ["epochs=10", "restart_epochs=6", "warmup_epochs=5"]))
     with pytest.raises(ConfigError, match=r"restart_warmup_epochs \(3\) must be at most"):
         _check_run(
             load_train_config(None, ["epochs=10", "restart_epochs=2", "restart_warmup_epochs=3"])

@@ -969,6 +969,11 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
                 f"restart_epochs ({config.restart_epochs}) must be fewer than epochs "
                 f"({config.epochs}): they are the last epochs of the run"
             )
+        if config.warmup_epochs > config.epochs - config.restart_epochs:
+            raise ConfigError(
+                f"warmup_epochs ({config.warmup_epochs}) must be at most the "
+                f"{config.epochs - config.restart_epochs} epochs before the restart"
+            )
         if config.restart_warmup_epochs > config.restart_epochs:
             raise ConfigError(
                 f"restart_warmup_epochs ({config.restart_warmup_epochs}) must be at most "
@@ -1045,25 +1050,31 @@ def _run_settings(config: ClapTrainConfig) -> dict[str, Any]:
     plain["precision"] = str(plain["precision"])  # 32 and "32" are one setting
     for not_trained_with in ("metadata", "audio_views"):  # the export's, and embed_audio's
         plain["model"].pop(not_trained_with, None)
+    if not config.restart_epochs:  # without a restart its settings do nothing
+        plain.pop("restart_lr")
+        plain.pop("restart_warmup_epochs")
     return {k: v for k, v in plain.items() if k not in _CHANGEABLE_ON_RESUME}
 
 
 def _check_resume(path: Path, had: Any, has: dict[str, Any]) -> None:
     """Refuse to resume a run whose training settings have changed since ``path``.
 
-    Only the settings the checkpoint kept are compared: one added to querysep later does not
-    make an older checkpoint unresumable.
+    A setting that querysep gained after the checkpoint was written counts as its default
+    there (the run trained without it), so an older checkpoint resumes with the defaults.
     """
     if not isinstance(had, dict):
         raise CheckpointError(f"{path} is not a checkpoint of querysep clap train")
+    defaults = _plain(asdict(ClapTrainConfig()))
+    defaults["precision"] = str(defaults["precision"])
     differ = []
-    for key in sorted(set(had) & set(has)):
-        old, new = had[key], has[key]
+    for key in sorted(set(has) & (set(had) | set(defaults))):
+        old, new = had.get(key, defaults[key]), has[key]
         if isinstance(old, dict) and isinstance(new, dict):
+            nested = defaults.get(key) if isinstance(defaults.get(key), dict) else {}
             differ += [
-                f"{key}.{k} {old[k]!r} -> {new[k]!r}"
-                for k in sorted(set(old) & set(new))
-                if old[k] != new[k]
+                f"{key}.{k} {old.get(k, nested.get(k))!r} -> {new[k]!r}"
+                for k in sorted(set(new) & (set(old) | set(nested)))
+                if old.get(k, nested.get(k)) != new[k]
             ]
         elif old != new:
             differ.append(f"{key} {old!r} -> {new!r}")
