@@ -16,6 +16,7 @@ from querysep.captions import (
     load_template,
 )
 from querysep.captions.validate import check_caption
+from querysep.errors import ConfigError
 
 from .fake_llm import KEY, MODEL, FakeLLM
 
@@ -171,3 +172,23 @@ def test_key_from_the_environment(server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-other")
     llm = OpenAIBackend(MODEL, server.url, retry=FAST)
     assert len(augment(llm).kept) == 5
+
+
+def test_addresses_are_checked_before_a_client_is_built(server, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    for url, problem in (
+        ("http://host:port/v1", "Port could not be cast"),  # was an httpx traceback
+        ("http://host:99999/v1", "Port out of range"),
+        ("http:///v1", "it names no host"),
+        ("ftp://host/v1", "it must start with http:// or https://"),
+    ):
+        with pytest.raises(
+            ConfigError, match=f"base URL '{url}' is not a usable address .{problem}"
+        ):
+            OpenAIBackend(MODEL, url, api_key=KEY)
+    # the client's own fallback, OPENAI_BASE_URL, is checked the same way
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://host:99999/v1")
+    with pytest.raises(ConfigError, match="OPENAI_BASE_URL 'http://host:99999/v1' is not"):
+        OpenAIBackend(MODEL, api_key=KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)  # a good one is used
+    assert len(augment(OpenAIBackend(MODEL, api_key=KEY, retry=FAST)).kept) == 5

@@ -292,18 +292,21 @@ class OpenAIBackend:
         self._rng = random.Random()
         self._key = key
         self._openai = openai
+        # Without base_url the client reads OPENAI_BASE_URL: checked the same way.
+        url, named = base_url, "base URL"
+        if url is None and os.environ.get("OPENAI_BASE_URL"):
+            url, named = os.environ["OPENAI_BASE_URL"], "OPENAI_BASE_URL"
         try:
             self._client = openai.OpenAI(
                 api_key=key,
-                base_url=None if base_url is None else check_base_url(base_url),
+                base_url=None if url is None else check_base_url(url, named),
                 max_retries=0,
                 timeout=self.retry.timeout,
             )
         except Exception as exc:  # httpx's InvalidURL for what urlsplit lets through
             if type(exc).__name__ != "InvalidURL":
                 raise
-            url = base_url or os.environ.get("OPENAI_BASE_URL")  # the client's fallback
-            raise ConfigError(f"base URL {url!r} is not a usable address ({exc})") from None
+            raise ConfigError(f"{named} {url!r} is not a usable address ({exc})") from None
         self.where = str(self._client.base_url).rstrip("/")
 
     def _mask(self, text: str) -> str:
