@@ -1044,10 +1044,16 @@ _CHANGEABLE_ON_RESUME = frozenset(
 )
 
 
+def _plain_config(config: ClapTrainConfig) -> dict[str, Any]:
+    """Every setting as plain data, precision as text (32 and "32" are one setting)."""
+    plain = _plain(asdict(config))
+    plain["precision"] = str(plain["precision"])
+    return plain
+
+
 def _run_settings(config: ClapTrainConfig) -> dict[str, Any]:
     """The settings a checkpoint's run was trained with (as plain data), for resuming."""
-    plain = _plain(asdict(config))
-    plain["precision"] = str(plain["precision"])  # 32 and "32" are one setting
+    plain = _plain_config(config)
     for not_trained_with in ("metadata", "audio_views"):  # the export's, and embed_audio's
         plain["model"].pop(not_trained_with, None)
     if not config.restart_epochs:  # without a restart its settings do nothing
@@ -1064,8 +1070,7 @@ def _check_resume(path: Path, had: Any, has: dict[str, Any]) -> None:
     """
     if not isinstance(had, dict):
         raise CheckpointError(f"{path} is not a checkpoint of querysep clap train")
-    defaults = _plain(asdict(ClapTrainConfig()))
-    defaults["precision"] = str(defaults["precision"])
+    defaults = _plain_config(ClapTrainConfig())
     differ = []
     for key in sorted(set(has) & (set(had) | set(defaults))):
         old, new = had.get(key, defaults[key]), has[key]
