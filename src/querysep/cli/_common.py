@@ -23,7 +23,9 @@ __all__ = [
     "state",
 ]
 
-console = Console()
+# Both consoles print text as it is: no console markup ("[live] take.wav" is a file name, not a
+# style) and no highlighting. The few styled words go in as rich Text (Text.assemble).
+console = Console(markup=False, highlight=False)
 
 # Options that several subcommands share (one definition, one help text).
 PRECISION_OPTION: Any = typer.Option(
@@ -52,7 +54,7 @@ TRAIN_OVERRIDES_ARGUMENT: Any = typer.Argument(
 RESTART_OPTION: Any = typer.Option(
     False, "--restart", help="Start over: discard the run's checkpoints, logs and model."
 )
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, markup=False, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

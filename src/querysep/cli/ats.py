@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
         _print_matrix(files, queries, [scores[index[p]].tolist() for p in files], model.name)
         if output is not None:
             _write_long(output, files, queries, scores, index)
-            console.print(f"wrote {output}", highlight=False, markup=False)
+            console.print(f"wrote {output}")
 
 
 def _print_matrix(
@@ -195,11 +195,9 @@ def _score_list(
     scored = sum(1 for s in scores if not math.isnan(s))
     console.print(
         f"scored {scored} of {len(pairs.rows)} pairs ({num_files} files) with {model.name}",
-        highlight=False,
-        markup=False,
     )
     if pairs.bad:
         err_console.print(
             Text.assemble(("skipped:", "yellow"), f" {describe_bad(pairs)}"), soft_wrap=True
         )
-    console.print(f"wrote {output}", highlight=False, markup=False)
+    console.print(f"wrote {output}")

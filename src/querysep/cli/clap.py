@@ -40,14 +40,11 @@ def register(app: typer.Typer) -> None:
         console.print(
             f"wrote {result.folder} ({result.audio} + {result.text}; "
             f"source sha256 {result.sha256[:12]}...)",
-            markup=False,
         )
         if result.tokenizer_note:
-            err_console.print(
-                f"note: {result.tokenizer_note}", soft_wrap=True, highlight=False, markup=False
-            )
+            err_console.print(f"note: {result.tokenizer_note}", soft_wrap=True)
         else:
-            console.print(f"load it with load_clap({str(result.folder)!r})", markup=False)
+            console.print(f"load it with load_clap({str(result.folder)!r})")
 
     from .clap_train import add_refit_command, add_train_command, add_zeroshot_command
 

@@ -43,10 +43,10 @@ def add_train_command(clap_app: typer.Typer) -> None:
         folder = train(
             cfg,
             output,
-            log=lambda line: console.print(line, markup=False),
+            log=lambda line: console.print(line),
             paraphrase=paraphrase,  # for `paraphrases: N` (the clap room leaves captions alone)
         )
-        console.print(f"model written to {folder}", markup=False)
+        console.print(f"model written to {folder}")
 
     @clap_app.command("ensemble")
     @handle_errors
@@ -84,7 +84,6 @@ def add_train_command(clap_app: typer.Typer) -> None:
         folder = export_ensemble(cfg, members, output)
         console.print(
             f"ensemble of {len(members)} members ({cfg.weights_dtype} weights) written to {folder}",
-            markup=False,
         )
 
 
@@ -116,9 +115,7 @@ def add_zeroshot_command(clap_app: typer.Typer) -> None:
             raise typer.BadParameter("must be at least 1", param_hint="'--batch-size'")
         model = load_clap(clap, device)
         result = evaluate_zeroshot(model, load_esc50(data, list(fold)), batch_size=batch_size)
-        console.print(
-            json.dumps({"clap": clap or "default", "folds": fold, **result}, indent=2), markup=False
-        )
+        console.print(json.dumps({"clap": clap or "default", "folds": fold, **result}, indent=2))
 
 
 def add_refit_command(clap_app: typer.Typer) -> None:
@@ -236,7 +233,6 @@ def add_refit_command(clap_app: typer.Typer) -> None:
             f"{len(members[0].config.text_templates)} template(s), "
             f"{loaded.audio_views} audio view(s), "
             f"folds {list(fold)}): {output}",
-            markup=False,
         )
 
 

@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
             baselines=False,
             metric_hooks=hooks,
         )
-        console.print(summary.table(), highlight=False, markup=False, soft_wrap=True)
+        console.print(summary.table(), soft_wrap=True)
         line = f"{summary.num_clips} clips"
         if summary.num_upgraded:
             line += f", {summary.num_upgraded} earlier rows given their ATS"
@@ -124,9 +124,9 @@ def register(app: typer.Typer) -> None:
             line += f", {summary.num_resumed} scores resumed from an earlier run"
         if summary.skipped:
             line += f", {len(summary.skipped)} skipped for missing audio"
-        console.print(line, highlight=False)
+        console.print(line)
         for path in (summary.per_clip_path, summary.summary_path, summary.table_path):
-            console.print(f"wrote {path}", highlight=False, markup=False)
+            console.print(f"wrote {path}")
         # After the run, so that an error is the only line on stderr.
         for system in systems:
             if isinstance(system, ModelSystem) and system.is_test_model:

@@ -70,11 +70,10 @@ def register(app: typer.Typer) -> None:
         noises = len({row.noise for row in rows})
         console.print(
             f"wrote {len(rows)} mixtures ({sources} sources, {noises} noise clips) to {output}",
-            markup=False,
         )
         folders = {str(Path(clip.audio).parent) for clip in clips}
         if len(folders) == 1:
             folder = folders.pop()
-            console.print(f"clip ids resolve against the audio folder {folder}", markup=False)
+            console.print(f"clip ids resolve against the audio folder {folder}")
 
     app.add_typer(group)

@@ -94,9 +94,9 @@ def register(app: typer.Typer) -> None:
             print(f"querysep: {skipped}", file=sys.stderr)
         if output.suffix.lower() == ".json":
             entries = write_datafile(clips, output)
-            console.print(f"wrote {entries} entries ({len(clips)} clips) to {output}", markup=False)
+            console.print(f"wrote {entries} entries ({len(clips)} clips) to {output}")
         else:
             write_manifest(clips, output)
-            console.print(f"wrote {len(clips)} clips to {output}", markup=False)
+            console.print(f"wrote {len(clips)} clips to {output}")
         counts = Counter(clip.split for clip in clips)
-        console.print(", ".join(f"{s}: {n}" for s, n in sorted(counts.items())), markup=False)
+        console.print(", ".join(f"{s}: {n}" for s, n in sorted(counts.items())))

@@ -128,19 +128,16 @@ def register(app: typer.Typer) -> None:
                     score = ""
                 else:
                     score = "  ATS n/a (silent output)" if math.isnan(ats) else f"  ATS {ats:.3f}"
-                console.print(  # Text: names and queries are shown as they are, not as markup
+                console.print(
                     Text.assemble(f"wrote {w}  (", (q, "italic"), f" from {path.name}){score}"),
-                    highlight=False,
                     soft_wrap=True,
                 )
                 if plot:
                     png = plot_files(path, w, w.with_suffix(".png"), title=f"query: {q}", mono=mono)
-                    console.print(f"wrote {png}", highlight=False, markup=False)
+                    console.print(f"wrote {png}")
             if rest is not None:
                 console.print(
                     f"wrote {rest}  (everything else in {path.name})",
-                    highlight=False,
-                    markup=False,
                     soft_wrap=True,
                 )
         if not no_ats:
@@ -148,12 +145,13 @@ def register(app: typer.Typer) -> None:
                 f"ATS: CLAP similarity of each output to its query ({sep.clap.name}; higher = "
                 "a closer match; compare values only within one model).",
                 soft_wrap=True,
-                highlight=False,
-                markup=False,
             )
         if sep.model.metadata.get("name") == TEST_TINY:
             err_console.print(
-                "[yellow]note:[/] model test-tiny has random weights: its output is NOT a real "
-                "separation (it only shows the pipeline works).",
+                Text.assemble(
+                    ("note:", "yellow"),
+                    " model test-tiny has random weights: its output is NOT a real separation "
+                    "(it only shows the pipeline works).",
+                ),
                 soft_wrap=True,
             )

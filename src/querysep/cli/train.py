@@ -71,9 +71,7 @@ def report_result(result: Any, done: str) -> None:
     if result.exported is not None:
         console.print(
             done.format(step=result.step, exported=result.exported),
-            highlight=False,
             soft_wrap=True,
-            markup=False,
         )
 
 
@@ -110,7 +108,7 @@ def export_cmd(
         folder = checkpoint / "checkpoints" if (checkpoint / "checkpoints").is_dir() else checkpoint
         source = find_export_checkpoint(folder)
     folder_out = export_checkpoint(source, output)
-    console.print(f"exported {source} to {folder_out}", highlight=False, markup=False)
+    console.print(f"exported {source} to {folder_out}")
 
 
 def show_config(config: Any) -> None:
@@ -119,12 +117,12 @@ def show_config(config: Any) -> None:
 
     if rank_zero_only.rank == 0:
         console.rule("resolved config")
-        console.print(config.to_yaml().rstrip(), markup=False, highlight=False)
+        console.print(config.to_yaml().rstrip())
         console.rule()
 
 
 def _echo(message: Any) -> None:
-    console.print(str(message), markup=False, highlight=False, soft_wrap=True)
+    console.print(str(message), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -82,7 +82,6 @@ def register(app: typer.Typer) -> None:
                     "before it faces the internet.",
                 ),
                 soft_wrap=True,
-                highlight=False,
             )
         serve(config, host=host, port=port, share=share, announce=_say)
 

@@ -1,0 +1,18 @@
+"""The CLI's consoles print user strings literally: file names, queries and model names may
+hold square brackets, which rich would otherwise read as console markup."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+
+from querysep.cli._common import console, err_console
+
+LITERAL = "wrote take [live].wav  (dog [/] [bold]barking[/bold] from C:\\rec\\)"
+
+
+@pytest.mark.parametrize("target", [console, err_console], ids=["stdout", "stderr"])
+def test_console_prints_brackets_as_they_are(target: Console) -> None:
+    with target.capture() as captured:
+        target.print(LITERAL, soft_wrap=True)
+    assert captured.get() == LITERAL + "\n"
