@@ -233,3 +233,32 @@ def test_si_sdr_ignores_the_estimate_scale_and_sign(seed: int, scale: float, noi
     assert si_sdr(s, e) == pytest.approx(
         reference_si_sdr(s, e, float(np.finfo(np.float64).eps)), abs=1e-9
     )
+
+
+def test_get_metrics_takes_the_epsilon_of_the_reference_not_of_the_mixture() -> None:
+    # DCASE's evaluator: eps = np.finfo(reference.dtype).eps, whatever the mixture's dtype
+    faint = np.full(4, 1e-5, dtype=np.float32)
+    silent = np.zeros(4, dtype=np.float32)
+    eps32 = float(np.finfo(np.float32).eps)
+    scores = get_metrics((silent + faint).astype(np.float64), silent, faint)
+    assert scores["si_sdr"] == pytest.approx(reference_si_sdr(silent, faint, eps32), abs=1e-9)
+    assert scores["si_sdr"] == pytest.approx(si_sdr(silent, faint), abs=1e-9)
+
+
+def test_silence_has_no_ats() -> None:
+    from querysep.clap import load_clap
+
+    clap = load_clap("test-tiny")
+    mix = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    silent = np.zeros_like(mix)
+    one = get_metrics(mix, mix, silent, query="a dog", clap=clap, sample_rate=16000)
+    assert math.isnan(one["ats"]) and math.isfinite(one["input_ats"])
+    batch = get_metrics(
+        np.stack([mix, mix]),
+        np.stack([mix, mix]),
+        np.stack([silent, mix]),
+        query="a dog",
+        clap=clap,
+        sample_rate=16000,
+    )
+    assert math.isnan(batch["ats"][0]) and batch["ats"][1] == pytest.approx(one["input_ats"])

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .audio.io import SILENT_PEAK
+
 __all__ = ["SDR_FLOOR", "get_metrics", "sdr", "sdri", "si_sdr"]
 
 Signal = np.ndarray | torch.Tensor
@@ -31,8 +33,12 @@ SDR_FLOOR = 1e-10
 """Floor applied to the mean powers in :func:`sdr` (upstream's ``np.clip(..., 1e-10)``)."""
 
 
-def _prepare(*signals: Any) -> tuple[bool, list[Any], float]:
-    """Check shapes, pick the backend, cast to float64 and find the epsilon of the inputs."""
+def _prepare(*signals: Any, eps_of: int = 0) -> tuple[bool, list[Any], float]:
+    """Check shapes, pick the backend, cast to float64 and find the epsilon of the reference.
+
+    The epsilon is that of ``signals[eps_of]``'s dtype (float64 for integers), as the DCASE
+    evaluator takes ``np.finfo(reference.dtype).eps``.
+    """
     use_torch = any(isinstance(x, torch.Tensor) for x in signals)
     shapes = [tuple(x.shape) for x in signals]
     if any(shape != shapes[0] for shape in shapes):
@@ -45,13 +51,11 @@ def _prepare(*signals: Any) -> tuple[bool, list[Any], float]:
     if use_torch:
         device = next(x.device for x in signals if isinstance(x, torch.Tensor))
         tensors = [torch.as_tensor(x, device=device) for x in signals]
-        dtype = tensors[0].dtype
-        for t in tensors[1:]:
-            dtype = torch.promote_types(dtype, t.dtype)
+        dtype = tensors[eps_of].dtype
         eps = torch.finfo(dtype if dtype.is_floating_point else torch.float64).eps
         return True, [t.to(torch.float64) for t in tensors], float(eps)
     arrays = [np.asarray(x) for x in signals]
-    dtype = np.result_type(*arrays)
+    dtype = arrays[eps_of].dtype
     eps = np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).eps
     return False, [a.astype(np.float64, copy=False) for a in arrays], float(eps)
 
@@ -184,7 +188,7 @@ def get_metrics(
         - mixture, reference, estimate: ``(..., time)``, equal shapes
         - each value: ``(...)``
     """
-    use_torch, (mix, ref, est), eps = _prepare(mixture, reference, estimate)
+    use_torch, (mix, ref, est), eps = _prepare(mixture, reference, estimate, eps_of=1)
     scores = {
         "sdr": _sdr(ref, est, use_torch),
         "si_sdr": _si_sdr(ref, est, eps, use_torch),
@@ -224,5 +228,8 @@ def ats_scores(
         arr = signal.detach().cpu().numpy() if isinstance(signal, torch.Tensor) else signal
         arr = np.asarray(arr, dtype=np.float32)
         scores = (clap.embed_audio(arr, sample_rate) @ text).double().numpy()
+        # silence has no ATS (as in evaluate, separate and the ats command)
+        silent = ~(np.abs(arr.reshape(-1, arr.shape[-1])).max(axis=-1) > SILENT_PEAK)
+        scores = np.where(silent, np.nan, scores)
         out[name] = float(scores[0]) if arr.ndim == 1 else scores
     return out

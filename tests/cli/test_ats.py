@@ -225,3 +225,24 @@ def test_the_output_may_not_replace_the_list(tmp_path: Path) -> None:
     before = pairs.read_bytes()
     result = _run(["ats", "--list", str(pairs), "-o", str(pairs), *CLAP])
     assert result.exit_code == 2 and pairs.read_bytes() == before
+
+
+def test_skip_bad_writes_bad_rows_back_as_they_were_read(tmp_path: Path) -> None:
+    _write(tmp_path / "a.wav", 1)
+    pairs = tmp_path / "p.csv"
+    pairs.write_text(
+        "audio,caption\na.wav,a dog\na.wav,a dog, barking\nb.wav\n~nosuchuser-qs/a.wav,rain\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.csv"
+    result = _run(["ats", "--list", str(pairs), "-o", str(out), "--skip-bad", *CLAP])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(out.open(encoding="utf-8", newline="")))
+    assert rows[0] == ["audio", "caption", "ats"] and rows[1][:2] == ["a.wav", "a dog"]
+    assert -1.0 <= float(rows[1][2]) <= 1.0  # scored
+    assert rows[2:] == [
+        ["a.wav", "a dog, barking", ""],  # an unquoted comma: nothing dropped
+        ["b.wav", "", ""],
+        ["~nosuchuser-qs/a.wav", "rain", ""],  # an unknown ~user is a missing file, not a crash
+    ]
+    assert "line 3" in result.output and "line 5" in result.output

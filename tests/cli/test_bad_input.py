@@ -422,6 +422,24 @@ CASES: list[Case] = [
         "a.wav",
     ),
     Case(
+        "resume-at-another-rate",
+        "evaluate --mixtures list.csv --audio-dir audio -m mixture -o ev --no-progress",
+        file("ev/settings.json", '{"sample_rate": 8000}'),
+        "computed at 8000 Hz, not 16000 Hz",
+    ),
+    Case(
+        "corrupt-settings-file",
+        "evaluate --mixtures list.csv --audio-dir audio -m mixture -o ev --no-progress",
+        file("ev/settings.json", "[1, 2"),
+        "settings.json is corrupt",
+    ),
+    Case(
+        "root-as-clip-id",
+        "evaluate --mixtures r.csv --audio-dir audio -m mixture",
+        file("r.csv", DCASE_HEADER + "/,b,0,x\n"),
+        "that is not a file name",
+    ),
+    Case(
         "missing-audio-in-list",
         "evaluate --mixtures list.csv --audio-dir audio -m mixture",
         file("list.csv", DCASE_HEADER + "a,zz,0,x\n"),

@@ -196,6 +196,9 @@ def test_find_audio_tries_extensions(tmp_path: Path) -> None:
     assert find_audio(tmp_path, "v1.2") == tmp_path / "v1.2.ogg"
     with pytest.raises(DataError, match="no audio file for 'c'"):
         find_audio(tmp_path, "c")
+    for name in ("/", ""):  # no file name at all: an error, not a ValueError traceback
+        with pytest.raises(DataError, match="not a file name"):
+            find_audio(tmp_path, name)
 
 
 def test_writer_refuses_what_the_reader_refuses(tmp_path: Path) -> None:

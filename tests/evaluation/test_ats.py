@@ -264,3 +264,47 @@ def test_reference_row_needs_the_target() -> None:
 
     with pytest.raises(ConfigError):
         ReferenceSystem().separate(np.zeros(4), SR, "x", target=None)
+
+
+def test_a_failed_upgrade_does_not_tie_the_folder_to_its_clap_model(
+    valset: ValSet, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    _old_folder(valset, out)
+    tone = find(valset.audio_dir, "tone")
+    kept = tone.read_bytes()
+    tone.unlink()
+    with pytest.raises(DataError, match="no audio file for 'tone'"):
+        _run(valset, out, _systems(), [ATSHook("test-tiny")])
+    assert not (out / "metric_models.json").exists()  # no ATS was written
+    tone.write_bytes(kept)
+    other = TinyClap(dim=16)
+    other.name = "tiny-16"
+    _run(valset, out, _systems(), [ATSHook(other)])
+    assert len(read_rows(out / "per_clip.csv")) == 16
+
+
+def test_cli_upgrade_rebuilds_models_with_the_runs_options(valset: ValSet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    base = [
+        "evaluate",
+        "--mixtures",
+        str(valset.mixture_list),
+        "--audio-dir",
+        str(valset.audio_dir),
+    ]
+    base += ["-o", str(out), "--no-progress", "--no-baselines"]
+    first = CliRunner().invoke(
+        app, [*base, "-m", "test-tiny", "--no-ats", "--segment-seconds", "0.3"]
+    )
+    assert first.exit_code == 0, first.output
+    # this run names only the mixture row; the upgrade rebuilds test-tiny for its ATS
+    second = CliRunner().invoke(
+        app, [*base, "-m", "mixture", "--clap", "test-tiny", "--segment-seconds", "0.3"]
+    )
+    assert second.exit_code == 0, second.output
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["systems"]["test-tiny"]["segment_seconds"] == 0.3
+    rows = read_rows(out / "per_clip.csv")
+    assert {r["system"] for r in rows} == {"test-tiny", "mixture", "reference"}
+    assert all(math.isfinite(float(r["ats"])) for r in rows if r["system"] == "test-tiny")

@@ -279,10 +279,12 @@ def test_outputs_get_the_umasks_permissions(valset: ValSet, tmp_path: Path) -> N
         )
     finally:
         os.umask(old)
-    for path in (summary.per_clip_path, summary.summary_path, summary.table_path):
+    settings = tmp_path / "out" / "settings.json"
+    for path in (summary.per_clip_path, summary.summary_path, summary.table_path, settings):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "per_clip.csv",
+        "settings.json",
         "summary.json",
         "table.md",
     ]
@@ -299,3 +301,102 @@ def test_output_folder_under_a_file_is_refused_before_any_work(
     with pytest.raises(OutputError, match=r"cannot write to .*FILE/out: .*FILE is a file"):
         evaluate(valset.mixture_list, valset.audio_dir, [system], blocker / "out", progress=False)
     assert system.calls == [] and blocker.read_text() == "x"
+
+
+# --------------------------------------------------------- what a folder's scores depend on
+
+
+def _mixture_run(valset: ValSet, out: Path, **kw):
+    kw.setdefault("baselines", False)
+    return evaluate(
+        valset.mixture_list,
+        kw.pop("audio_dir", valset.audio_dir),
+        kw.pop("systems", ["mixture"]),
+        out,
+        progress=False,
+        **kw,
+    )
+
+
+def test_a_resume_at_another_rate_or_from_other_audio_is_refused(
+    valset: ValSet, tmp_path: Path
+) -> None:
+    import shutil
+
+    from querysep.errors import ConfigError
+
+    out = tmp_path / "out"
+    _mixture_run(valset, out, limit=2)
+    before = (out / "per_clip.csv").read_bytes()
+    with pytest.raises(ConfigError, match="computed at 16000 Hz, not 8000 Hz"):
+        _mixture_run(valset, out, sample_rate=8000)
+    copy = tmp_path / "copy"
+    shutil.copytree(valset.audio_dir, copy)
+    with pytest.raises(ConfigError, match=r"from the clips in .*audio, not .*copy"):
+        _mixture_run(valset, out, audio_dir=copy)
+    assert (out / "per_clip.csv").read_bytes() == before
+    # the same settings resume
+    assert _mixture_run(valset, out).num_resumed == 2
+    # a folder written before settings.json: its summary.json says the rate
+    (out / "settings.json").unlink()
+    with pytest.raises(ConfigError, match="computed at 16000 Hz"):
+        _mixture_run(valset, out, sample_rate=8000)
+
+
+def test_a_model_row_resumed_with_another_segment_length_is_refused(
+    valset: ValSet, tmp_path: Path
+) -> None:
+    from querysep.errors import ConfigError
+    from querysep.evaluation import SystemOptions
+
+    out = tmp_path / "out"
+    short = SystemOptions(segment_seconds=0.3)
+    _mixture_run(valset, out, systems=["test-tiny"], options=short, limit=2)
+    stored = json.loads((out / "settings.json").read_text())
+    assert stored["systems"]["test-tiny"]["segment_seconds"] == 0.3
+    with pytest.raises(
+        ConfigError, match=r"test-tiny .* segment_seconds 0\.3.*not segment_seconds 0\.2"
+    ):
+        _mixture_run(valset, out, systems=["test-tiny"], options=SystemOptions(segment_seconds=0.2))
+    # a system with no rows there yet may bring its own settings; the same ones resume
+    summary = _mixture_run(valset, out, systems=["test-tiny"], options=short)
+    assert summary.num_resumed == 2 and summary.num_computed == 2
+
+
+def test_a_system_that_returns_nan_is_named(valset: ValSet, tmp_path: Path) -> None:
+    from querysep.errors import AudioError
+
+    class Broken:
+        name, sample_rate = "broken", None
+
+        def separate(self, mixture, sample_rate, query, *, target):
+            out = mixture.copy()
+            out[10] = np.nan
+            return out
+
+    with pytest.raises(AudioError, match=r"clip tone \(broken\): .*NaN or infinite"):
+        _mixture_run(valset, tmp_path / "out", systems=[Broken()])
+
+
+def test_a_folder_with_a_column_this_run_leaves_out_is_refused_with_why(
+    valset: ValSet, tmp_path: Path
+) -> None:
+    class Peak:
+        columns: ClassVar[dict[str, str]] = {"peak": "Peak"}
+
+        def __call__(self, *, mixture, target, estimate, query, sample_rate):
+            return {"peak": float(np.abs(estimate).max())}
+
+    out = tmp_path / "out"
+    _mixture_run(valset, out, metric_hooks=[Peak()], limit=2)
+    before = (out / "per_clip.csv").read_bytes()
+    with pytest.raises(DataError, match="has the column\\(s\\) peak, which this run does not"):
+        _mixture_run(valset, out)
+    assert (out / "per_clip.csv").read_bytes() == before
+
+
+def test_blank_lines_before_the_header_are_skipped(valset: ValSet, tmp_path: Path) -> None:
+    padded = tmp_path / "padded.csv"
+    padded.write_text("\n\n" + valset.mixture_list.read_text(), encoding="utf-8")
+    summary = evaluate(padded, valset.audio_dir, ["mixture"], tmp_path / "out", progress=False)
+    assert summary.num_clips == 4 and summary.scores["mixture"]["n"] == 4

@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..audio.io import audio_info
-from ..data.manifest import csv_records
+from ..data.manifest import csv_header, csv_records
 from ..errors import AudioError, DataError, QueryError
 from ..fileio import write_text
 from ..models.text.base import validate_queries
@@ -68,7 +69,7 @@ def read_pairs(path: Path, *, check_audio: bool = True) -> PairList:
     """
     text = read_text(path, "pair list", error=DataError)
     records = csv_records(path, text)
-    header = next(records, (0, []))[1]
+    header = csv_header(records)
     if not header:
         raise DataError(f"{path}: empty file; expected a CSV with columns audio,caption")
     columns = [c.strip() for c in header]
@@ -88,12 +89,15 @@ def read_pairs(path: Path, *, check_audio: bool = True) -> PairList:
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(columns):
-            raw = dict(zip(columns, values, strict=False))
+            # kept as read: missing fields empty, fields beyond the header joined back into
+            # the last column (an unquoted comma in a caption), so writing it back loses nothing
+            kept = [*values[: len(columns) - 1], ",".join(values[len(columns) - 1 :])]
+            raw = dict(zip(columns, kept, strict=False))
             problem = f"{len(values)} fields, expected {len(columns)}"
             rows.append(PairRow(line, raw, Path(), "", problem))
             continue
         record = dict(zip(columns, values, strict=True))
-        audio = Path(record["audio"].strip()).expanduser()
+        audio = Path(os.path.expanduser(record["audio"].strip()))  # "~nosuchuser" stays
         audio = audio if audio.is_absolute() else base / audio
         row = PairRow(line, record, audio, " ".join(record["caption"].split()))
         row.problem = _caption_problem(record["caption"])

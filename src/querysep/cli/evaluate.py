@@ -100,22 +100,24 @@ def register(app: typer.Typer) -> None:
         out_dir = check_output_folder(output or Path("evaluation") / mixtures.stem)
         options = SystemOptions(device=device, segment_seconds=segment_seconds, precision=precision)
         hooks = [] if no_ats else [ATSHook(clap, device=device)]
+        # The upgrade of an older folder may rebuild systems by name: with these options too.
         with upstream:
             systems = resolve_systems(
                 specs, baselines=not no_baselines, reference=not no_ats, options=options
             )
-        summary = evaluate(
-            mixtures,
-            audio_dir,
-            systems,
-            out_dir,
-            sample_rate=sample_rate,
-            progress=progress,
-            limit=limit,
-            skip_missing=skip_missing,
-            baselines=False,
-            metric_hooks=hooks,
-        )
+            summary = evaluate(
+                mixtures,
+                audio_dir,
+                systems,
+                out_dir,
+                sample_rate=sample_rate,
+                progress=progress,
+                limit=limit,
+                skip_missing=skip_missing,
+                baselines=False,
+                metric_hooks=hooks,
+                options=options,
+            )
         console.print(summary.table(), soft_wrap=True)
         line = f"{summary.num_clips} clips"
         if summary.num_upgraded:

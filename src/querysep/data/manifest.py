@@ -451,7 +451,7 @@ def read_mixture_list(path: str | Path) -> list[MixtureRow]:
     """
     path = Path(path)
     lines = csv_records(path, read_text(path, "mixture list"))
-    header = [name.strip() for name in next(lines, (0, []))[1]]
+    header = [name.strip() for name in csv_header(lines)]
     if not header:
         raise DataError(f"{path}: empty mixture list")
     if set(DCASE_COLUMNS) <= set(header):
@@ -516,6 +516,15 @@ def csv_records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
         raise DataError(f"{path}:{reader.line_num}: not a valid CSV file: {exc}") from None
 
 
+def csv_header(records: Iterator[tuple[int, list[str]]]) -> list[str]:
+    """The first record of ``records`` that is not blank (blank lines may precede a
+    header); ``[]`` when there is none."""
+    for _, values in records:
+        if any(v.strip() for v in values):
+            return values
+    return []
+
+
 def write_mixture_list(rows: Sequence[MixtureRow], path: str | Path) -> None:
     """Write a mixture list (with header), atomically.
 
@@ -562,6 +571,8 @@ def find_audio(audio_dir: str | Path, name: str) -> Path:
         DataError: No such file exists.
     """
     base = Path(audio_dir) / name
+    if not str(name).strip() or not base.name:  # "", "/": no file name to look for
+        raise DataError(f"no audio file for {name!r} in {audio_dir}: that is not a file name")
     if base.suffix.lower() in AUDIO_EXTENSIONS and base.is_file():
         return base
     for ext in AUDIO_EXTENSIONS:

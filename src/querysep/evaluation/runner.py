@@ -9,12 +9,10 @@ read back and those pairs are not computed again.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SILENT_PEAK
-from ..data.manifest import MixtureRow, read_mixture_list
+from ..data.manifest import MixtureRow, csv_header, csv_records, read_mixture_list
 from ..data.mixing import load_row_mixture, row_files
 from ..errors import AudioError, ConfigError, DataError
 from ..fileio import check_output_folder, write_text
@@ -46,6 +44,7 @@ __all__ = [
 
 PER_CLIP_NAME = "per_clip.csv"
 METRIC_MODELS_NAME = "metric_models.json"
+SETTINGS_NAME = "settings.json"
 SUMMARY_NAME = "summary.json"
 TABLE_NAME = "table.md"
 
@@ -229,7 +228,7 @@ def _load_rows(list_path: Path, audio_path: Path) -> tuple[list[MixtureRow], lis
             f"audio folder not found: {audio_path}"
             + (" (it is a file)" if audio_path.exists() else "")
         )
-    header = next(csv.reader(io.StringIO(read_text(list_path, "mixture list"))), [])
+    header = csv_header(csv_records(list_path, read_text(list_path, "mixture list")))
     return rows, [name.strip() for name in header]
 
 
@@ -482,21 +481,27 @@ def evaluate(
     built = resolve_systems(systems, baselines=baselines, options=options)
     per_clip = out_path / PER_CLIP_NAME
     models = _metric_models(out_path, metric_hooks)
+    old_header = peek_header(per_clip)
+    _check_extra_columns(per_clip, old_header, header)
+    settings = _Settings.load(out_path, sample_rate, audio_path)
+    if old_header is not None and "system" in old_header:  # else refused further down
+        settings.scored = {r["system"] for r in read_per_clip(per_clip, old_header)[0]}
+    for system in built:
+        settings.check(system)
 
-    def record_models() -> None:
+    def record() -> None:
         if models:
             write_text(out_path / METRIC_MODELS_NAME, json.dumps(models, indent=2) + "\n")
+        settings.write()
 
     def score(system: System, mix: np.ndarray, tgt: np.ndarray, est: np.ndarray, q: str):
         return _score(system, mix, tgt, est, q, sample_rate, metric_hooks)
 
     num_upgraded = 0
-    old_header = peek_header(per_clip)
     addable = [c for c in columns if c not in METRIC_COLUMNS]
     missing = missing_columns(old_header, header, addable) if old_header else None
     if old_header is not None and missing is not None:
-        get_system = _system_getter(built, options)
-        record_models()
+        get_system = _system_getter(built, options, settings.check)
         num_upgraded = upgrade_per_clip(
             per_clip,
             old_header,
@@ -508,12 +513,13 @@ def evaluate(
             get_system,
             score,
             progress=progress,
+            on_open=record,
         )
     resume = _read_resume(per_clip, header, list_columns, list(columns))
     plan = _plan(rows, list_columns, built, resume, audio_path, skip_missing)
 
     with PerClipWriter(
-        per_clip, header, resume.rows, rewrite=not resume.clean, on_open=record_models
+        per_clip, header, resume.rows, rewrite=not resume.clean, on_open=record
     ) as writer:
         num_computed = _score_tasks(plan, writer, list_columns, sample_rate, metric_hooks, progress)
 
@@ -550,12 +556,7 @@ def _metric_models(out_path: Path, hooks: Sequence[MetricHook]) -> dict[str, obj
     path = out_path / METRIC_MODELS_NAME
     if not models or not path.is_file():
         return models
-    try:
-        stored = json.loads(read_text(path, "metric models file"))
-    except ValueError:
-        stored = None
-    if not isinstance(stored, dict):
-        raise DataError(f"{path} is corrupt; delete it or choose another output folder")
+    stored = _read_json_object(path, "metric models file")
     for column, model in models.items():
         old = stored.get(column)
         if isinstance(model, dict) and isinstance(old, dict) and "weights_sha256" not in old:
@@ -576,16 +577,135 @@ def _metric_models(out_path: Path, hooks: Sequence[MetricHook]) -> dict[str, obj
     return {**stored, **models}
 
 
-def _system_getter(built: Sequence[System], options: SystemOptions | None):
-    """``name -> System``: this run's systems, others built from their name on demand."""
+def _system_getter(
+    built: Sequence[System],
+    options: SystemOptions | None,
+    check: Callable[[System], None] = lambda system: None,
+):
+    """``name -> System``: this run's systems, others built from their name on demand (and
+    passed to ``check`` before use)."""
     by_name = {s.name: s for s in built}
 
     def get(name: str) -> System:
         if name not in by_name:
-            by_name[name] = make_system(name, options)
+            system = make_system(name, options)
+            check(system)
+            by_name[name] = system
         return by_name[name]
 
     return get
+
+
+def _check_extra_columns(
+    per_clip: Path, old_header: Sequence[str] | None, header: Sequence[str]
+) -> None:
+    """Refuse, with a message that says why, a folder whose rows hold columns this run would
+    not compute (an ATS column, when this run leaves ATS out): those values must not go."""
+    if old_header is None:
+        return
+    extra = [c for c in old_header if c not in header]
+    if extra and [c for c in old_header if c in header] == list(header):
+        raise DataError(
+            f"{per_clip} has the column(s) {', '.join(extra)}, which this run does not "
+            "compute (ATS left out?): score them too (without --no-ats) or choose another "
+            "output folder"
+        )
+
+
+@dataclass
+class _Settings:
+    """What the scores in an output folder depend on beyond the list: the evaluation rate,
+    the audio folder, and each system's own settings (a model's segment length and
+    precision). Stored in ``settings.json``; a later run into the folder must match them,
+    so that one table never mixes scores computed two ways.
+
+    A folder written before ``settings.json`` existed is checked against its
+    ``summary.json`` (rate and audio folder).
+    """
+
+    path: Path
+    sample_rate: int
+    audio_dir: str
+    systems: dict[str, object]
+    stored: dict[str, object]
+    scored: set[str] = field(default_factory=set)  # systems with rows in the folder
+
+    @classmethod
+    def load(cls, out_path: Path, sample_rate: int, audio_path: Path) -> _Settings:
+        """Read the folder's settings and check the rate and audio folder against them.
+
+        Raises:
+            ConfigError: The folder was scored at another rate or from another audio folder.
+            DataError: ``settings.json`` is corrupt.
+        """
+        path = out_path / SETTINGS_NAME
+        stored: dict[str, object] = {}
+        if path.is_file():
+            stored = _read_json_object(path, "evaluation settings file")
+        elif (out_path / PER_CLIP_NAME).is_file() and (out_path / SUMMARY_NAME).is_file():
+            try:  # an older folder: its summary says the rate and folder of its last run
+                summary = json.loads(read_text(out_path / SUMMARY_NAME, "summary file"))
+            except (DataError, ValueError):
+                summary = None
+            if isinstance(summary, dict):
+                stored = {k: summary[k] for k in ("sample_rate", "audio_dir") if k in summary}
+        settings = cls(path, int(sample_rate), str(audio_path.resolve()), {}, stored)
+        old_rate, old_dir = stored.get("sample_rate"), stored.get("audio_dir")
+        if old_rate is not None and old_rate != settings.sample_rate:
+            raise ConfigError(
+                f"the scores in {out_path} were computed at {old_rate} Hz, not "
+                f"{settings.sample_rate} Hz: use the same sample rate or another output folder"
+            )
+        if old_dir is not None and old_dir != settings.audio_dir:
+            raise ConfigError(
+                f"the scores in {out_path} were computed from the clips in {old_dir}, not "
+                f"{settings.audio_dir}: use the same audio folder or another output folder"
+            )
+        stored_systems = stored.get("systems")
+        if isinstance(stored_systems, dict):
+            settings.systems.update(stored_systems)
+        return settings
+
+    def check(self, system: System) -> None:
+        """Refuse ``system`` if its rows in the folder were computed with other settings.
+
+        Raises:
+            ConfigError: They were.
+        """
+        mine = _system_settings(system)
+        old = self.systems.get(system.name)
+        if system.name in self.scored and isinstance(old, dict) and old != mine:
+            raise ConfigError(
+                f"the scores of {system.name} in {self.path.parent} were computed with "
+                f"{_describe(old)}, not {_describe(mine)}: use the same settings or another "
+                "output folder"
+            )
+        self.systems[system.name] = mine
+
+    def write(self) -> None:
+        """Write ``settings.json`` (rate, audio folder, every system seen so far)."""
+        data = {"sample_rate": self.sample_rate, "audio_dir": self.audio_dir}
+        write_text(self.path, json.dumps({**data, "systems": self.systems}, indent=2) + "\n")
+
+
+def _system_settings(system: System) -> dict[str, object]:
+    """A system's own settings (its ``settings`` mapping, if any), as JSON reads them back."""
+    settings = getattr(system, "settings", None)
+    return json.loads(json.dumps(dict(settings))) if isinstance(settings, Mapping) else {}
+
+
+def _describe(settings: Mapping[str, object]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in settings.items()) or "no settings"
+
+
+def _read_json_object(path: Path, what: str) -> dict[str, object]:
+    try:
+        data = json.loads(read_text(path, what))
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise DataError(f"{path} is corrupt; delete it or choose another output folder")
+    return data
 
 
 def _score(

@@ -31,7 +31,7 @@ import torch
 
 from ..audio.io import resample
 from ..data.mixing import fit_length
-from ..errors import ConfigError
+from ..errors import AudioError, ConfigError
 from .resynthesis import oracle_factory
 
 __all__ = [
@@ -337,6 +337,16 @@ class ModelSystem:
         self.sample_rate: int | None = self.separator.sample_rate
 
     @property
+    def settings(self) -> dict[str, object]:
+        """What its scores depend on beyond the model: segment length and precision."""
+        sep = self.separator
+        return {
+            "segment_seconds": sep.segment_seconds,
+            "overlap_seconds": sep.overlap_seconds,
+            "precision": sep.precision,
+        }
+
+    @property
     def is_test_model(self) -> bool:
         """Whether this is the reserved random-weight ``test-tiny`` model."""
         from ..pretrained import TEST_TINY
@@ -375,6 +385,9 @@ def run_system(
         cache: ``rate -> (mixture, target)`` resampled copies, shared by the systems that
             run on one clip.
 
+    Raises:
+        AudioError: The estimate holds NaN or infinite samples.
+
     Shape:
         - mixture, target: ``(time,)``
         - output: ``(time,)`` float32
@@ -389,6 +402,8 @@ def run_system(
             f"system {system.name} returned shape {estimate.shape} for a mixture of {mix_r.shape}"
         )
     estimate = estimate.reshape(-1)
+    if not np.isfinite(estimate).all():  # a NaN would drop out of the means unnoticed
+        raise AudioError(f"system {system.name} returned NaN or infinite samples")
     if rate != sample_rate:
         estimate = fit_length(resample(estimate, rate, sample_rate), mixture.shape[-1])
     return estimate

@@ -73,6 +73,7 @@ def upgrade_per_clip(
     score: Scorer,
     *,
     progress: bool = True,
+    on_open: Callable[[], None] | None = None,
 ) -> int:
     """Add the columns of ``header`` that ``old_header`` lacks to every row, in place.
 
@@ -86,6 +87,9 @@ def upgrade_per_clip(
         sample_rate: The evaluation rate.
         get_system: Builds the system a row names.
         score: ``score(system, mixture, target, estimate, query)`` -> every metric.
+        progress: Show a progress bar.
+        on_open: Called once, just before the first upgraded row is written (to record
+            which model computed the new columns).
 
     Returns:
         The number of rows upgraded by this call.
@@ -108,7 +112,7 @@ def upgrade_per_clip(
 
         bar = tqdm(total=len(todo), unit="row", desc="adding " + ", ".join(new_columns))
     try:
-        with PerClipWriter(side, header, done, rewrite=not clean) as writer:
+        with PerClipWriter(side, header, done, rewrite=not clean, on_open=on_open) as writer:
             clip: tuple[tuple[str, ...], MixtureRow, np.ndarray, np.ndarray] | None = None
             cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             for old in todo:
