@@ -11,7 +11,7 @@ from pathlib import Path
 from .errors import OutputError
 from .fileio import refuse_overwriting
 
-__all__ = ["RESIDUAL", "plan_outputs", "query_slug"]
+__all__ = ["MAX_NAME_BYTES", "RESIDUAL", "fit_stem", "plan_outputs", "query_slug"]
 
 
 def query_slug(query: str, max_len: int = 60) -> str:
@@ -21,6 +21,18 @@ def query_slug(query: str, max_len: int = 60) -> str:
 
 
 RESIDUAL = "residual"
+
+#: Longest output file name written, in UTF-8 bytes: file systems allow 255, and the hidden
+#: ``.<name>.<random>.part<ext>`` file an output is first written to needs about 25 more.
+MAX_NAME_BYTES = 220
+
+
+def fit_stem(stem: str, max_bytes: int) -> str:
+    """``stem`` cut (at a character boundary) to at most ``max_bytes`` UTF-8 bytes."""
+    cut = stem
+    while cut and len(cut.encode("utf-8", "surrogateescape")) > max_bytes:
+        cut = cut[:-1]
+    return cut if cut == stem else cut.rstrip(" .-_") or "input"
 
 #: Extensions of files that are not audio querysep writes: "-o notes.txt" is a mistake, not a
 #: folder to create (other dotted names, "run.v2", "out.d", stay folder names).
@@ -55,7 +67,9 @@ def plan_outputs(
         if len(inputs) == 1 and len(queries) == 1:
             plan = [[out]]
             if residual:
-                rest = out.with_name(f"{inputs[0].stem}__{RESIDUAL}{out.suffix}")
+                tail = f"__{RESIDUAL}{out.suffix}"
+                stem = fit_stem(inputs[0].stem, MAX_NAME_BYTES - len(tail.encode()))
+                rest = out.with_name(stem + tail)
                 if rest == out:
                     raise OutputError(
                         f"--output {out} is the name of the residual: choose another output name"
@@ -77,7 +91,8 @@ def plan_outputs(
         folder = out or Path("separated")
         slugs = [query_slug(q) for q in queries]
         slugs = _unique([RESIDUAL, *slugs]) if residual else _unique(slugs)
-        stems = _unique([path.stem for path in inputs])
+        longest = max(len(f"__{s}.{ext}".encode()) for s in slugs)
+        stems = _unique([fit_stem(path.stem, MAX_NAME_BYTES - longest) for path in inputs])
         plan = [[folder / f"{stem}__{s}.{ext}" for s in slugs] for stem in stems]
         if residual:  # the reserved name first kept it; it goes last, as in the library
             plan = [[*row[1:], row[0]] for row in plan]

@@ -87,6 +87,11 @@ def test_requests_are_checked_before_any_work(service: SeparationService, tmp_pa
         ({"recording": long}, AudioError, "long.wav lasts 0.5 min; .* at most 0.5 min"),
         ({"model": "nope"}, ModelNotFoundError, "unknown model 'nope': this app offers test-tiny"),
         ({"segment_seconds": None}, ConfigError, "segment length"),
+        (  # memory grows with the segment: one request must not take the server down
+            {"segment_seconds": 600.0},
+            ConfigError,
+            "a segment of 600 s is over this app's limit of 60 s",
+        ),
         ({"overlap_seconds": 20.0}, ConfigError, "overlap"),
         ({"device": "tpu"}, ConfigError, "unknown device 'tpu'"),
         (

@@ -255,3 +255,30 @@ def test_hub_id_from_the_local_cache_only(
     for spec in ("hf:someone/tiny-clap", "someone/tiny-clap"):
         assert load_clap(spec).dim == 16
     _one_line_error("hf:someone/not-cached", "not a model in the local Hugging Face cache|neither")
+
+
+def test_weights_that_leave_parts_random_are_refused(folder: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from querysep.errors import CheckpointError
+
+    weights = load_file(folder / "model.safetensors")
+    partial = tmp_path / "partial"
+    shutil.copytree(folder, partial)
+    kept = {k: v for k, v in weights.items() if not k.startswith("text_projection.")}
+    save_file(kept, partial / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"4 weight\(s\) the model needs are missing"):
+        load_clap(str(partial))
+    cut = tmp_path / "cut"
+    shutil.copytree(folder, cut)
+    data = (folder / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot load the CLAP model in"):
+        load_clap(str(cut))
+    wrong = tmp_path / "wrong"
+    shutil.copytree(folder, wrong)
+    config = json.loads((wrong / "config.json").read_text())
+    config["projection_dim"] = 2 * config["projection_dim"]
+    (wrong / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError):
+        load_clap(str(wrong))

@@ -617,6 +617,12 @@ CASES: list[Case] = [
         _model_folder("bad-model", network={"n_fft": "many"}),
         "n_fft: expected an integer",
     ),
+    Case(  # 100000 x 100000 x 3 x 3 weights: 360 GB, more than any machine here holds
+        "model-config-absurd-size",
+        "separate good.wav -q dog -m bad-model",
+        _model_folder("bad-model", network={"channels": [8, 16, 100000]}),
+        "cannot build the network it describes",
+    ),
     Case(
         "model-embedding-table-garbage",
         "separate good.wav -q dog -m bad-model",

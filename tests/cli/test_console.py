@@ -16,3 +16,22 @@ def test_console_prints_brackets_as_they_are(target: Console) -> None:
     with target.capture() as captured:
         target.print(LITERAL, soft_wrap=True)
     assert captured.get() == LITERAL + "\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "default"),
+    [
+        (["separate"], "[default: separated/]"),
+        (["separate"], "[default: the bundled default]"),
+        (["evaluate"], "[default: esc50-clap]"),
+        (["ats"], "[default: esc50-clap]"),
+    ],
+)
+def test_help_shows_the_defaults_its_texts_name(command: list[str], default: str) -> None:
+    from typer.testing import CliRunner
+
+    from querysep.cli import app
+
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert default in " ".join(result.output.split())  # rich once read these as markup tags

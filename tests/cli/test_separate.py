@@ -78,6 +78,36 @@ def test_folder_mode_names_each_input_and_query(tmp_path: Path) -> None:
     assert res.exit_code == 0 and sf.info(tmp_path / "m.wav").channels == 1
 
 
+def test_a_long_input_name_is_cut_to_fit_the_file_system(tmp_path: Path) -> None:
+    # a legal 228-byte name + "__" + a 60-character query slug is over the 255-byte limit
+    stem = "日本語の長い名前の録音ファイルです" * 4 + "-take"
+    src = synth.write_wav(tmp_path / f"{stem}.wav", synth.scene(1.0, 16000, seed=2), 16000)
+    query = "a dog barking loudly in the distance while rain falls on a tin roof"
+    out = tmp_path / "out"
+    res = run("separate", str(src), "-q", query, "--residual", "-o", str(out), "-m", "test-tiny")
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 2 and all(len(n.encode()) <= 220 for n in names)
+    kept = names[0].split("__")[0]
+    assert stem.startswith(kept) and len(kept) > 40  # as much of the name as fits
+    assert names == [f"{kept}__{query_slug(query)}.wav", f"{kept}__residual.wav"]
+    # two inputs that only differ past the cut still get two names
+    other = synth.write_wav(tmp_path / f"{stem}-2.wav", synth.scene(1.0, 16000, seed=3), 16000)
+    res = run(
+        "separate",
+        str(src),
+        str(other),
+        "-q",
+        query,
+        "-o",
+        str(tmp_path / "two"),
+        "-m",
+        "test-tiny",
+    )
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "two").iterdir())) == 2
+
+
 def test_slugs() -> None:
     assert query_slug("A dog, barking!") == "a-dog-barking"
     assert query_slug("!!!") == "query"

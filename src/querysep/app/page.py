@@ -47,11 +47,11 @@ def _devices() -> list[str]:
     return devices
 
 
-def _fail(exc: Exception, recording: str | None) -> Exception:
+def _fail(exc: Exception, recording: str | None, workspace: Path | None = None) -> Exception:
     """The page's error for ``exc``: the line ``querysep separate`` prints, or ``exc`` (a bug).
 
     The upload's private path is shown as its file name, as a command run next to the file
-    would show it.
+    would show it, and so is any path in the server's workspace (an output's).
     """
     import gradio as gr
 
@@ -60,6 +60,8 @@ def _fail(exc: Exception, recording: str | None) -> Exception:
         return exc
     if recording:
         line = line.replace(str(recording), Path(recording).name)
+    if workspace is not None:  # its folders (jobs/<id>/) go, the file name stays
+        line = re.sub(re.escape(str(workspace)) + r"/(?:[\w.-]+/)*", "", line)
     print(f"querysep app: request refused: {line}", file=sys.stderr, flush=True)
     return gr.Error(html.escape(line, quote=False), title="Cannot separate", print_exception=False)
 
@@ -107,7 +109,7 @@ def build_page(service: SeparationService) -> Any:
                 progress=lambda fraction, what: progress(fraction, desc=what),
             )
         except Exception as exc:
-            raise _fail(exc, recording) from None
+            raise _fail(exc, recording, service.workspace.root) from None
         tracks = [
             {
                 "title": query,
@@ -148,7 +150,11 @@ def build_page(service: SeparationService) -> Any:
                     elem_id="model",
                 )
                 with gr.Accordion("Advanced settings", open=False):
-                    segment = gr.Number(10.0, label="Segment length (s)", elem_id="segment")
+                    segment = gr.Number(
+                        10.0,
+                        label=f"Segment length (s, at most {config.max_segment_seconds:g})",
+                        elem_id="segment",
+                    )
                     overlap = gr.Number(1.0, label="Overlap between segments (s)")
                     device = gr.Dropdown(
                         _devices(), value="cpu", label="Device", allow_custom_value=True

@@ -23,7 +23,7 @@ from ..api import Separator, check_segment
 from ..audio.io import AudioInfo, audio_info
 from ..clap import AudioTextModel, load_clap
 from ..data.manifest import AUDIO_EXTENSIONS
-from ..errors import AudioError, ModelNotFoundError, QueryError
+from ..errors import AudioError, ConfigError, ModelNotFoundError, QueryError
 from ..models.separator import TextQueriedSeparator
 from ..models.text import validate_queries
 from ..outputs import plan_outputs
@@ -61,6 +61,8 @@ class AppConfig:
         clap_checkpoint: LAION-CLAP ``.pt`` for their query encoder.
         max_upload_mb: Largest upload, in MB.
         max_minutes: Longest recording, in minutes.
+        max_segment_seconds: Longest segment a request may ask for (memory grows with it,
+            about 12 MB per second per query with the default model).
         max_queries: Most queries in one request.
         concurrency: Requests separated at once (the others wait in the queue).
         max_queue: Most requests waiting; more are refused with a message.
@@ -75,6 +77,7 @@ class AppConfig:
     clap_checkpoint: Path | None = None
     max_upload_mb: float = 200.0
     max_minutes: float = 30.0
+    max_segment_seconds: float = 60.0
     max_queries: int = 8
     concurrency: int = 1
     max_queue: int = 32
@@ -271,6 +274,11 @@ class SeparationService:
         segment = math.nan if segment_seconds is None else float(segment_seconds)
         overlap = math.nan if overlap_seconds is None else float(overlap_seconds)
         check_segment(segment, overlap)
+        if segment > self.config.max_segment_seconds:
+            raise ConfigError(
+                f"a segment of {segment:g} s is over this app's limit of "
+                f"{self.config.max_segment_seconds:g} s (querysep app --max-segment-seconds)"
+            )
         dev = resolve_device(device or "cpu")
         spec = model or self.config.default_model
         if spec not in self.config.model_choices:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelNotFoundError
+from ..errors import CheckpointError, ModelNotFoundError
 from ..models.text.laion import ROBERTA_TOKENIZER_FILES
 from .base import AudioTextModel
 from .registry import register_clap_loader, register_folder_loader
@@ -328,6 +328,33 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+#: Buffers a weights file may leave out: transformers recomputes them.
+_DERIVED_BUFFERS = ("position_ids", "num_batches_tracked")
+
+
+def _check_loaded(folder: Path, info: dict[str, Any]) -> None:
+    """Refuse weights that left parts of the model at their random initialisation.
+
+    Raises:
+        CheckpointError: Weights missing from the file, or of another shape.
+    """
+    missing = sorted(
+        key for key in info.get("missing_keys") or () if not key.endswith(_DERIVED_BUFFERS)
+    )
+    mismatched = sorted(
+        str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ()
+    )
+    if missing or mismatched:
+        what = (
+            f"{len(missing)} weight(s) the model needs are missing (e.g. {missing[0]})"
+            if missing
+            else f"{len(mismatched)} weight(s) have another shape (e.g. {mismatched[0]})"
+        )
+        raise CheckpointError(
+            f"the CLAP weights in {folder}: {what}; the model would run with random weights there"
+        )
+
+
 def load_hf_clap(path: str, device: str | torch.device = "cpu") -> HFClap:
     """Load a ``ClapModel`` folder (or a cached hub id) with its extractor and tokenizer.
 
@@ -343,11 +370,18 @@ def load_hf_clap(path: str, device: str | torch.device = "cpu") -> HFClap:
         with quiet_transformers():
             extractor = ClapFeatureExtractor.from_pretrained(folder, local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = ClapModel.from_pretrained(folder, local_files_only=True)
+            model, info = ClapModel.from_pretrained(
+                folder, local_files_only=True, output_loading_info=True
+            )
     except (OSError, ValueError, KeyError) as exc:
         raise ModelNotFoundError(
             f"cannot load the CLAP model in {folder}: {_first_line(exc)}"
         ) from None
+    except Exception as exc:  # a cut weights file, a shape the config does not fit, ...
+        raise CheckpointError(
+            f"cannot load the CLAP model in {folder}: {_first_line(exc)}"
+        ) from None
+    _check_loaded(folder, info)
     clap = HFClap(model, extractor, tokenizer, name=str(path))
     clap.source = {"path": str(path)}
     conversion = folder / CONVERSION_FILE

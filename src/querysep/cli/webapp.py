@@ -43,6 +43,11 @@ def register(app: typer.Typer) -> None:
         clap_checkpoint: Path | None = CLAP_CHECKPOINT_OPTION,
         max_upload_mb: float = typer.Option(200.0, min=0.001, help="Largest upload, in MB."),
         max_minutes: float = typer.Option(30.0, min=0.001, help="Longest recording, in minutes."),
+        max_segment_seconds: float = typer.Option(
+            60.0,
+            min=0.1,
+            help="Longest segment a request may ask for (memory grows with it).",
+        ),
         concurrency: int = typer.Option(
             1, min=1, help="Requests separated at once; the others wait in a queue."
         ),
@@ -69,6 +74,7 @@ def register(app: typer.Typer) -> None:
             clap_checkpoint=clap_checkpoint,
             max_upload_mb=max_upload_mb,
             max_minutes=max_minutes,
+            max_segment_seconds=max_segment_seconds,
             concurrency=concurrency,
             keep_minutes=keep_minutes,
             max_disk_gb=max_disk_gb,

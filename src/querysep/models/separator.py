@@ -304,6 +304,11 @@ class TextQueriedSeparator(nn.Module):
         token = _LOADING.set(folder)
         try:
             model = cls.from_config(config, text_encoder, source=str(cfg_path))
+        except (RuntimeError, MemoryError) as exc:  # sizes no machine holds: "channels": [1e5]
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(
+                f"{cfg_path}: cannot build the network it describes ({reason})"
+            ) from None
         finally:
             _LOADING.reset(token)
         try:
