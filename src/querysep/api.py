@@ -26,6 +26,7 @@ from .audio.io import (
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
     SILENT_PEAK,
+    AudioInfo,
     StreamResampler,
     audio_info,
     check_audible,
@@ -131,6 +132,11 @@ def check_segment(segment_seconds: float, overlap_seconds: float) -> None:
             f"the overlap must be at least 0 s and shorter than the {segment_seconds} s "
             f"segment, got {overlap_seconds}"
         )
+
+
+def _keep_float(info: AudioInfo, out: Path) -> str | None:
+    """``"FLOAT"`` for a WAV output of a float input; else ``None`` (the format's default)."""
+    return "FLOAT" if info.subtype in ("FLOAT", "DOUBLE") and out.suffix.lower() == ".wav" else None
 
 
 class Separator:
@@ -400,7 +406,10 @@ class Separator:
         """Separate a file to one output file per query, streaming through it.
 
         Memory is bounded by the segment length, not the file's. Each output has the input's
-        rate, channel count (1 with ``mono``) and exact length; it appears only complete.
+        rate, channel count (1 with ``mono``) and exact length; it appears only complete. A
+        float input (a FLOAT or DOUBLE WAV, which may go beyond full scale) gives float WAV
+        outputs, so nothing is clipped and the residual still sums back to the input; other
+        inputs give each format's default (16-bit PCM for WAV and FLAC).
 
         Args:
             path: Input audio file (any format soundfile reads).
@@ -437,7 +446,9 @@ class Separator:
         num_ch = 1 if mono else info.num_channels
         proc = self._processor(items)
         block = max(proc.segment, self.sample_rate)  # at the model's rate
-        writers = [AudioWriter(out, in_sr, num_ch) for out in targets]
+        writers = [
+            AudioWriter(out, in_sr, num_ch, subtype=_keep_float(info, out)) for out in targets
+        ]
         back = [StreamResampler(self.sample_rate, in_sr, num_ch) for _ in items]
         # The residual needs the mixture at the input's rate, in step with the estimates: the
         # decoder hands each piece over before resampling (one decode of the file).

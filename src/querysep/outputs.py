@@ -34,6 +34,7 @@ def fit_stem(stem: str, max_bytes: int) -> str:
         cut = cut[:-1]
     return cut if cut == stem else cut.rstrip(" .-_") or "input"
 
+
 #: Extensions of files that are not audio querysep writes: "-o notes.txt" is a mistake, not a
 #: folder to create (other dotted names, "run.v2", "out.d", stay folder names).
 NOT_AUDIO_OUTPUT = frozenset(

@@ -51,6 +51,7 @@ from querysep.cli import app
 from querysep.data.manifest import Clip, MixtureRow, write_manifest, write_mixture_list
 from querysep.pretrained import build_test_tiny
 from querysep.testing import synth
+from querysep.testing.clap import tiny_roberta_tokenizer
 
 SR = 16000
 Setup = Callable[[Path], object]
@@ -786,6 +787,15 @@ CASES: list[Case] = [
         "audiosep checkpoint not found: nope.ckpt",
     ),
     Case(
+        "upstream-checkpoint-empty-state-dict",
+        "separate good.wav -q dog -m audiosep:empty.ckpt --text-tokenizer tok",
+        lambda root: (
+            torch.save({"state_dict": {}}, root / "empty.ckpt"),
+            tiny_roberta_tokenizer(root / "tok"),
+        ),
+        "expected a dict of weights, got an empty one",
+    ),
+    Case(
         "augment-base-url-not-http",
         "augment manifest.jsonl -o out.jsonl --backend openai --base-url ftp://x",
         None,
@@ -906,6 +916,12 @@ CASES: list[Case] = [
         "separate good.wav -q dog -m irm-ldm:nowhere",
         None,
         "IRM-LDM model folder not found: nowhere",
+    ),
+    Case(
+        "irm-ldm-mistyped-output",
+        "separate good.wav -q dog -m irm-ldm:irm-ldm-esc50@vocodr",
+        None,
+        "unknown IRM-LDM output 'vocodr' in irm-ldm-esc50@vocodr: use @vocoder, @griffin-lim",
     ),
     Case(
         "irm-ldm-train-no-audioldm",

@@ -108,6 +108,20 @@ def test_a_long_input_name_is_cut_to_fit_the_file_system(tmp_path: Path) -> None
     assert len(list((tmp_path / "two").iterdir())) == 2
 
 
+def test_a_float_input_beyond_full_scale_gives_float_outputs_that_add_up(tmp_path: Path) -> None:
+    loud = 3.0 * synth.scene(1.0, 16000, seed=5) / np.abs(synth.scene(1.0, 16000, seed=5)).max()
+    src = synth.write_wav(tmp_path / "loud.wav", loud.astype(np.float32), 16000, subtype="FLOAT")
+    out = tmp_path / "out"
+    res = run("separate", str(src), "-q", "dog", "--residual", "-o", str(out), "-m", "test-tiny")
+    assert res.exit_code == 0, res.output
+    parts = []
+    for name in ("loud__dog.wav", "loud__residual.wav"):
+        assert sf.info(out / name).subtype == "FLOAT"
+        parts.append(sf.read(out / name, dtype="float32")[0])
+    assert np.abs(parts[1]).max() > 1.0  # kept, not clipped
+    np.testing.assert_allclose(sum(parts), loud, rtol=0, atol=1e-5)
+
+
 def test_slugs() -> None:
     assert query_slug("A dog, barking!") == "a-dog-barking"
     assert query_slug("!!!") == "query"

@@ -55,6 +55,15 @@ def load_irm_ldm(
     if path_text in {m.name for m in list_models()}:  # a name wins over a folder, as load_model
         model = load_model(path_text, device)
     elif not folder.is_dir():
+        head, at, tail = path_text.rpartition("@")
+        if (
+            at
+            and output is None
+            and (head in {m.name for m in list_models()} or Path(head).is_dir())
+        ):
+            raise ModelNotFoundError(
+                f"unknown IRM-LDM output {tail!r} in {path_text}: use @{', @'.join(OUTPUTS)}"
+            )
         raise ModelNotFoundError(f"IRM-LDM model folder not found: {folder}")
     else:
         kind = _network_type(folder)
