@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import wait
@@ -188,3 +189,29 @@ def _raw_call(base: str, server_path: str) -> str:
         event = json.load(r)["event_id"]
     with urllib.request.urlopen(f"{base}/call/separate/{event}", timeout=300) as r:
         return r.read().decode()
+
+
+def test_sigterm_during_a_request_stops_cleanly(tmp_path: Path) -> None:
+    # many small segments make test-tiny slow enough to be stopped mid-request
+    long = synth.write_wav(tmp_path / "long.wav", synth.noise(20.0, 16000), 16000)
+    with running_app(tmp_path, "-m", "test-tiny", "--clap", "test-tiny") as app:
+        client = gradio_client.Client(
+            app.url, verbose=False, analytics_enabled=False, download_files=str(tmp_path)
+        )
+        job = client.submit(
+            gradio_client.handle_file(str(long)),
+            "a dog\nrain\nwind",
+            "test-tiny",
+            0.2,
+            0.05,
+            api_name="/separate",
+        )
+        deadline = time.monotonic() + 120
+        working = {"PROCESSING", "PROGRESS"}
+        while job.status().code.name not in working and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert not job.done(), "the request ended before the server was stopped"
+    # running_app then sent SIGTERM and checked: exit status 0, private folder gone
+    log = (tmp_path / "server.log").read_text()
+    assert "terminate called" not in log, log

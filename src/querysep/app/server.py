@@ -7,6 +7,7 @@ import inspect
 import ipaddress
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -83,6 +84,10 @@ def serve(
 ) -> None:
     """Serve the app until Ctrl-C or SIGTERM, then remove its private folder.
 
+    A request still being separated when the server stops gets
+    :data:`STOP_GRACE_SECONDS` to finish; after that it is abandoned and the process ends
+    (exit status 0) as soon as the folder is removed.
+
     gradio keeps uploads in ``GRADIO_TEMP_DIR``; while it serves, this sets it (and the
     example cache) to a new private folder, so nothing outside that folder can be fetched.
     Parts of gradio read it when first imported: call this before importing gradio.
@@ -106,7 +111,7 @@ def serve(
         "GRADIO_EXAMPLES_CACHE": str(workspace.root / "examples-cache"),
         "GRADIO_ANALYTICS_ENABLED": "False",
     }
-    page = None
+    page, service = None, None
     try:
         with _environ(gradio_environ), _stop_on_sigterm():
             service = SeparationService(config, workspace)
@@ -142,4 +147,23 @@ def serve(
     finally:
         if page is not None:
             page.close()
+        abandoned = service is not None and not _wait_idle(service, STOP_GRACE_SECONDS)
         workspace.close()
+        if abandoned:
+            # A request is still inside torch, in a thread nothing can interrupt: ending the
+            # interpreter around it aborts the process (exit 134). Its files are gone; end now.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+
+
+#: How long a stopping server waits for the requests being separated to finish.
+STOP_GRACE_SECONDS = 5.0
+
+
+def _wait_idle(service: SeparationService, seconds: float) -> bool:
+    """Wait until no request is being separated, at most ``seconds``; whether it is idle."""
+    deadline = time.monotonic() + seconds
+    while service.busy and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not service.busy

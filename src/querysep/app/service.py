@@ -12,7 +12,7 @@ import contextlib
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,6 +172,23 @@ class SeparationService:
         self._models: dict[tuple[str, str], TextQueriedSeparator] = {}
         self._claps: dict[str, AudioTextModel] = {}
         self._lock = threading.Lock()
+        self._busy = 0  # requests being separated now
+        self._busy_lock = threading.Lock()
+
+    @property
+    def busy(self) -> int:
+        """How many requests are being separated right now."""
+        return self._busy
+
+    @contextlib.contextmanager
+    def _working(self) -> Iterator[None]:
+        with self._busy_lock:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
 
     # ------------------------------------------------------------------ models
     def _loading(self) -> contextlib.AbstractContextManager[Any]:
@@ -269,6 +286,21 @@ class SeparationService:
             QuerysepError: Anything wrong with the request, with the message
                 ``querysep separate`` gives for the same input.
         """
+        with self._working():
+            return self._separate(
+                recording, queries, model, segment_seconds, overlap_seconds, device, progress
+            )
+
+    def _separate(
+        self,
+        recording: str | os.PathLike[str] | None,
+        queries: str | None,
+        model: str | None,
+        segment_seconds: float | None,
+        overlap_seconds: float | None,
+        device: str | None,
+        progress: Progress | None,
+    ) -> SeparationResult:
         report = progress or (lambda fraction, what: None)
         items = self.parse_queries(queries)
         segment = math.nan if segment_seconds is None else float(segment_seconds)
