@@ -235,17 +235,19 @@ def test_a_system_that_changed_since_is_refused(valset: ValSet, tmp_path: Path) 
         _run(valset, out, _systems(Louder()), [ATSHook("test-tiny")])
 
 
-def test_cli_ats_column_clap_choice_and_no_ats(valset: ValSet, tmp_path: Path) -> None:
-    base = [
+def _evaluate_argv(valset: ValSet) -> list[str]:
+    """``querysep evaluate`` on the validation set (arguments after the program name)."""
+    return [
         "evaluate",
         "--mixtures",
         str(valset.mixture_list),
         "--audio-dir",
         str(valset.audio_dir),
-        "-m",
-        "test-tiny",
-        "--no-progress",
     ]
+
+
+def test_cli_ats_column_clap_choice_and_no_ats(valset: ValSet, tmp_path: Path) -> None:
+    base = [*_evaluate_argv(valset), "-m", "test-tiny", "--no-progress"]
     result = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "a"), "--clap", "test-tiny"])
     assert result.exit_code == 0, result.output
     systems = [r["system"] for r in read_rows(tmp_path / "a" / "per_clip.csv")]
@@ -286,14 +288,7 @@ def test_a_failed_upgrade_does_not_tie_the_folder_to_its_clap_model(
 
 def test_cli_upgrade_rebuilds_models_with_the_runs_options(valset: ValSet, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    base = [
-        "evaluate",
-        "--mixtures",
-        str(valset.mixture_list),
-        "--audio-dir",
-        str(valset.audio_dir),
-    ]
-    base += ["-o", str(out), "--no-progress", "--no-baselines"]
+    base = [*_evaluate_argv(valset), "-o", str(out), "--no-progress", "--no-baselines"]
     first = CliRunner().invoke(
         app, [*base, "-m", "test-tiny", "--no-ats", "--segment-seconds", "0.3"]
     )
