@@ -194,7 +194,8 @@ def _raw_call(base: str, server_path: str) -> str:
 def test_sigterm_during_a_request_stops_cleanly(tmp_path: Path) -> None:
     # many small segments make test-tiny slow enough to be stopped mid-request
     long = synth.write_wav(tmp_path / "long.wav", synth.noise(20.0, 16000), 16000)
-    with running_app(tmp_path, "-m", "test-tiny", "--clap", "test-tiny") as app:
+    options = ["-m", "test-tiny", "--clap", "test-tiny", "--stop-grace-seconds", "0"]
+    with running_app(tmp_path, *options) as app:
         client = gradio_client.Client(
             app.url, verbose=False, analytics_enabled=False, download_files=str(tmp_path)
         )
@@ -215,3 +216,4 @@ def test_sigterm_during_a_request_stops_cleanly(tmp_path: Path) -> None:
     # running_app then sent SIGTERM and checked: exit status 0, private folder gone
     log = (tmp_path / "server.log").read_text()
     assert "terminate called" not in log, log
+    assert "1 request(s) in progress were abandoned" in log, log

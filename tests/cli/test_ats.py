@@ -231,7 +231,8 @@ def test_skip_bad_writes_bad_rows_back_as_they_were_read(tmp_path: Path) -> None
     _write(tmp_path / "a.wav", 1)
     pairs = tmp_path / "p.csv"
     pairs.write_text(
-        "audio,caption\na.wav,a dog\na.wav,a dog, barking\nb.wav\n~nosuchuser-qs/a.wav,rain\n",
+        "audio,caption,ats\na.wav,a dog,\na.wav,a dog, barking,0.5\nb.wav\n"
+        "~nosuchuser-qs/a.wav,rain,0.1\n",
         encoding="utf-8",
     )
     out = tmp_path / "out.csv"
@@ -241,8 +242,8 @@ def test_skip_bad_writes_bad_rows_back_as_they_were_read(tmp_path: Path) -> None
     assert rows[0] == ["audio", "caption", "ats"] and rows[1][:2] == ["a.wav", "a dog"]
     assert -1.0 <= float(rows[1][2]) <= 1.0  # scored
     assert rows[2:] == [
-        ["a.wav", "a dog, barking", ""],  # an unquoted comma: nothing dropped
-        ["b.wav", "", ""],
+        ["a.wav", "a dog", " barking", "0.5"],  # an unquoted comma: written back as read
+        ["b.wav"],
         ["~nosuchuser-qs/a.wav", "rain", ""],  # an unknown ~user is a missing file, not a crash
     ]
     assert "line 3" in result.output and "line 5" in result.output

@@ -303,3 +303,23 @@ def test_cli_upgrade_rebuilds_models_with_the_runs_options(valset: ValSet, tmp_p
     rows = read_rows(out / "per_clip.csv")
     assert {r["system"] for r in rows} == {"test-tiny", "mixture", "reference"}
     assert all(math.isfinite(float(r["ats"])) for r in rows if r["system"] == "test-tiny")
+
+
+def test_an_upgrade_rebuilds_each_model_with_its_recorded_settings(
+    valset: ValSet, tmp_path: Path
+) -> None:
+    from querysep.evaluation import SystemOptions
+
+    out = tmp_path / "out"
+    systems = resolve_systems(["test-tiny"], options=SystemOptions(segment_seconds=0.3))
+    _run(valset, out, systems)  # no ATS
+    # this run names the mixture row only, with another segment length of its own: the
+    # upgrade rebuilds test-tiny at the 0.3 s its rows were computed with
+    summary = _run(
+        valset,
+        out,
+        _systems(resolve_systems(["mixture"])[0]),
+        [ATSHook("test-tiny")],
+        options=SystemOptions(segment_seconds=0.5),
+    )
+    assert summary.num_upgraded == 12  # mixture, test-tiny and oracle-irm rows

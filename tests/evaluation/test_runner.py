@@ -400,3 +400,21 @@ def test_blank_lines_before_the_header_are_skipped(valset: ValSet, tmp_path: Pat
     padded.write_text("\n\n" + valset.mixture_list.read_text(), encoding="utf-8")
     summary = evaluate(padded, valset.audio_dir, ["mixture"], tmp_path / "out", progress=False)
     assert summary.num_clips == 4 and summary.scores["mixture"]["n"] == 4
+
+
+def test_settings_bind_only_a_folder_that_holds_scores(valset: ValSet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _mixture_run(valset, out, limit=1)
+    (out / "per_clip.csv").unlink()  # the scores are gone: any rate may start afresh
+    assert _mixture_run(valset, out, sample_rate=8000).num_computed == 4
+    assert json.loads((out / "settings.json").read_text())["sample_rate"] == 8000
+
+
+def test_a_custom_systems_settings_may_hold_paths(valset: ValSet, tmp_path: Path) -> None:
+    class WithPath(MixtureSystem):
+        settings: ClassVar[dict[str, object]] = {"weights": Path("/models/x.ckpt")}
+
+    _mixture_run(valset, tmp_path / "out", systems=[WithPath("custom")], limit=1)
+    stored = json.loads((tmp_path / "out" / "settings.json").read_text())
+    assert stored["systems"]["custom"] == {"weights": "/models/x.ckpt"}
+    assert _mixture_run(valset, tmp_path / "out", systems=[WithPath("custom")]).num_resumed == 1

@@ -151,7 +151,7 @@ def build_page(service: SeparationService) -> Any:
                 )
                 with gr.Accordion("Advanced settings", open=False):
                     segment = gr.Number(
-                        10.0,
+                        min(10.0, config.max_segment_seconds),
                         label=f"Segment length (s, at most {config.max_segment_seconds:g})",
                         elem_id="segment",
                     )

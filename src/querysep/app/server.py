@@ -85,8 +85,8 @@ def serve(
     """Serve the app until Ctrl-C or SIGTERM, then remove its private folder.
 
     A request still being separated when the server stops gets
-    :data:`STOP_GRACE_SECONDS` to finish; after that it is abandoned and the process ends
-    (exit status 0) as soon as the folder is removed.
+    ``config.stop_grace_seconds`` to finish; after that it is abandoned and the process ends
+    (exit status 0, :func:`os._exit`) as soon as the folder is removed.
 
     gradio keeps uploads in ``GRADIO_TEMP_DIR``; while it serves, this sets it (and the
     example cache) to a new private folder, so nothing outside that folder can be fetched.
@@ -111,7 +111,7 @@ def serve(
         "GRADIO_EXAMPLES_CACHE": str(workspace.root / "examples-cache"),
         "GRADIO_ANALYTICS_ENABLED": "False",
     }
-    page, service = None, None
+    page, service, stopped = None, None, False
     try:
         with _environ(gradio_environ), _stop_on_sigterm():
             service = SeparationService(config, workspace)
@@ -144,26 +144,46 @@ def serve(
             with contextlib.suppress(KeyboardInterrupt):
                 while page.is_running:
                     time.sleep(0.5)
+        stopped = True  # by Ctrl-C, SIGTERM or gradio, not by an error on the way
     finally:
-        if page is not None:
-            page.close()
-        abandoned = service is not None and not _wait_idle(service, STOP_GRACE_SECONDS)
-        workspace.close()
-        if abandoned:
-            # A request is still inside torch, in a thread nothing can interrupt: ending the
-            # interpreter around it aborts the process (exit 134). Its files are gone; end now.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
+        busy = 0
+        try:
+            if page is not None:
+                page.close()
+            if service is not None:
+                with _signals_ignored():  # a second Ctrl-C must not skip the cleanup below
+                    busy = _wait_busy(service, config.stop_grace_seconds)
+        finally:
+            workspace.close()
+    if busy and stopped:
+        # A request still inside torch runs in a thread nothing can interrupt, and ending the
+        # interpreter around it aborts the process (exit 134). Its files went with the folder.
+        print(
+            f"querysep app: stopped; {busy} request(s) in progress were abandoned",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(0)
 
 
-#: How long a stopping server waits for the requests being separated to finish.
-STOP_GRACE_SECONDS = 5.0
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM inside the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _wait_idle(service: SeparationService, seconds: float) -> bool:
-    """Wait until no request is being separated, at most ``seconds``; whether it is idle."""
+def _wait_busy(service: SeparationService, seconds: float) -> int:
+    """Wait until no request is being separated, at most ``seconds``; how many still are."""
     deadline = time.monotonic() + seconds
     while service.busy and time.monotonic() < deadline:
         time.sleep(0.1)
-    return not service.busy
+    return service.busy

@@ -65,6 +65,7 @@ class AppConfig:
             about 12 MB per second per query with the default model).
         max_queries: Most queries in one request.
         concurrency: Requests separated at once (the others wait in the queue).
+        stop_grace_seconds: How long a stopping server waits for requests in progress.
         max_queue: Most requests waiting; more are refused with a message.
         keep_minutes: How long uploads and results stay on disk.
         max_disk_gb: Most disk the private folder may use.
@@ -80,6 +81,7 @@ class AppConfig:
     max_segment_seconds: float = 60.0
     max_queries: int = 8
     concurrency: int = 1
+    stop_grace_seconds: float = 5.0
     max_queue: int = 32
     keep_minutes: float = 60.0
     max_disk_gb: float = 4.0

@@ -328,19 +328,15 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-#: Buffers a weights file may leave out: transformers recomputes them.
-_DERIVED_BUFFERS = ("position_ids", "num_batches_tracked")
-
-
 def _check_loaded(folder: Path, info: dict[str, Any]) -> None:
     """Refuse weights that left parts of the model at their random initialisation.
 
     Raises:
         CheckpointError: Weights missing from the file, or of another shape.
     """
-    missing = sorted(
-        key for key in info.get("missing_keys") or () if not key.endswith(_DERIVED_BUFFERS)
-    )
+    from ..models.text.laion import RECOMPUTED_KEYS  # buffers transformers recomputes
+
+    missing = sorted(k for k in info.get("missing_keys") or () if not RECOMPUTED_KEYS.search(k))
     mismatched = sorted(
         str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ()
     )

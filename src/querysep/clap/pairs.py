@@ -38,6 +38,8 @@ class PairRow:
         audio: The audio path, resolved against the list's folder.
         caption: The caption, whitespace-normalised.
         problem: Why the row cannot be scored, or ``None``.
+        fields: For a row with the wrong number of fields, its fields as read (``values``
+            is then empty).
     """
 
     line: int
@@ -45,6 +47,7 @@ class PairRow:
     audio: Path
     caption: str
     problem: str | None = None
+    fields: list[str] | None = None  # a row with the wrong number of fields, as read
 
 
 @dataclass
@@ -89,12 +92,8 @@ def read_pairs(path: Path, *, check_audio: bool = True) -> PairList:
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(columns):
-            # kept as read: missing fields empty, fields beyond the header joined back into
-            # the last column (an unquoted comma in a caption), so writing it back loses nothing
-            kept = [*values[: len(columns) - 1], ",".join(values[len(columns) - 1 :])]
-            raw = dict(zip(columns, kept, strict=False))
             problem = f"{len(values)} fields, expected {len(columns)}"
-            rows.append(PairRow(line, raw, Path(), "", problem))
+            rows.append(PairRow(line, {}, Path(), "", problem, fields=list(values)))
             continue
         record = dict(zip(columns, values, strict=True))
         audio = Path(os.path.expanduser(record["audio"].strip()))  # "~nosuchuser" stays
@@ -142,7 +141,9 @@ def describe_bad(pairs: PairList, limit: int = 3) -> str:
 def write_pairs(path: Path, pairs: PairList, scores: Sequence[float]) -> None:
     """Write the list with an ``ats`` column (replacing one it had), row order kept.
 
-    Rows that were not scored (bad rows under ``--skip-bad``) get an empty ``ats``.
+    Rows that were not scored (bad rows under ``--skip-bad``) get an empty ``ats``; a row
+    with the wrong number of fields is written back exactly as it was read (nothing of it is
+    lost, and the next run reports it again).
     """
     columns = list(pairs.columns)
     if ATS_COLUMN not in columns:
@@ -151,6 +152,9 @@ def write_pairs(path: Path, pairs: PairList, scores: Sequence[float]) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row, score in zip(pairs.rows, scores, strict=True):
+        if row.fields is not None:
+            writer.writerow(row.fields)
+            continue
         values = dict(row.values)
         values[ATS_COLUMN] = "" if math.isnan(score) else f"{score:.6f}"
         writer.writerow([values.get(c, "") for c in columns])

@@ -51,6 +51,12 @@ def register(app: typer.Typer) -> None:
         concurrency: int = typer.Option(
             1, min=1, help="Requests separated at once; the others wait in a queue."
         ),
+        stop_grace_seconds: float = typer.Option(
+            5.0,
+            min=0.0,
+            help="On Ctrl-C or SIGTERM, how long to wait for requests in progress; those "
+            "still running then are abandoned.",
+        ),
         keep_minutes: float = typer.Option(
             60.0, min=1.0, help="How long uploads and results stay on disk."
         ),
@@ -76,6 +82,7 @@ def register(app: typer.Typer) -> None:
             max_minutes=max_minutes,
             max_segment_seconds=max_segment_seconds,
             concurrency=concurrency,
+            stop_grace_seconds=stop_grace_seconds,
             keep_minutes=keep_minutes,
             max_disk_gb=max_disk_gb,
         )

@@ -9,14 +9,15 @@ read back and those pairs are not computed again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -446,6 +447,9 @@ def evaluate(
     ATS) is upgraded in place by :func:`~querysep.evaluation.upgrade.upgrade_per_clip`: its
     rows keep their scores and get the new column. Hooks that use a model (ATS) record it in
     ``metric_models.json``; a later run with another model into the same folder is refused.
+    ``settings.json`` records the rate, the audio folder and each system's own settings
+    (a model's segment length, overlap and precision): a later run into a folder that holds
+    scores must match them, so one table never mixes scores computed two ways.
 
     Args:
         mixture_list: A DCASE (``source,noise,snr,caption``) or triplet
@@ -467,8 +471,10 @@ def evaluate(
     Raises:
         DataError: The list or audio folder is missing or malformed, a clip's audio is
             missing (unless ``skip_missing``), or ``per_clip.csv`` has other columns.
-        ConfigError: Bad ``sample_rate``, ``limit`` or systems.
-        AudioError: An audio file cannot be read.
+        ConfigError: Bad ``sample_rate``, ``limit`` or systems, or settings other than
+            those the folder's scores were computed with (``settings.json``).
+        AudioError: An audio file cannot be read, or a system returned NaN or infinite
+            samples (the message names the clip and the system).
         OutputError: ``out_dir`` is a file or lies under one, or cannot be written.
     """
     list_path, audio_path, out_path = Path(mixture_list), Path(audio_dir), Path(out_dir)
@@ -486,6 +492,7 @@ def evaluate(
     settings = _Settings.load(out_path, sample_rate, audio_path)
     if old_header is not None and "system" in old_header:  # else refused further down
         settings.scored = {r["system"] for r in read_per_clip(per_clip, old_header)[0]}
+    settings.check_folder()
     for system in built:
         settings.check(system)
 
@@ -501,7 +508,7 @@ def evaluate(
     addable = [c for c in columns if c not in METRIC_COLUMNS]
     missing = missing_columns(old_header, header, addable) if old_header else None
     if old_header is not None and missing is not None:
-        get_system = _system_getter(built, options, settings.check)
+        get_system = _system_getter(built, options, settings)
         num_upgraded = upgrade_per_clip(
             per_clip,
             old_header,
@@ -577,19 +584,15 @@ def _metric_models(out_path: Path, hooks: Sequence[MetricHook]) -> dict[str, obj
     return {**stored, **models}
 
 
-def _system_getter(
-    built: Sequence[System],
-    options: SystemOptions | None,
-    check: Callable[[System], None] = lambda system: None,
-):
-    """``name -> System``: this run's systems, others built from their name on demand (and
-    passed to ``check`` before use)."""
+def _system_getter(built: Sequence[System], options: SystemOptions | None, settings: _Settings):
+    """``name -> System``: this run's systems, others built from their name on demand, with
+    the segment length and precision the folder recorded for them (else ``options``')."""
     by_name = {s.name: s for s in built}
 
     def get(name: str) -> System:
         if name not in by_name:
-            system = make_system(name, options)
-            check(system)
+            system = make_system(name, settings.options_for(name, options or SystemOptions()))
+            settings.check(system)
             by_name[name] = system
         return by_name[name]
 
@@ -601,10 +604,15 @@ def _check_extra_columns(
 ) -> None:
     """Refuse, with a message that says why, a folder whose rows hold columns this run would
     not compute (an ATS column, when this run leaves ATS out): those values must not go."""
-    if old_header is None:
+    if old_header is None or "system" not in old_header:
         return
     extra = [c for c in old_header if c not in header]
-    if extra and [c for c in old_header if c in header] == list(header):
+    metrics = old_header[old_header.index("system") + 1 :]
+    if (
+        extra
+        and set(extra) <= set(metrics)
+        and [c for c in old_header if c in header] == list(header)
+    ):
         raise DataError(
             f"{per_clip} has the column(s) {', '.join(extra)}, which this run does not "
             "compute (ATS left out?): score them too (without --no-ats) or choose another "
@@ -650,21 +658,45 @@ class _Settings:
             if isinstance(summary, dict):
                 stored = {k: summary[k] for k in ("sample_rate", "audio_dir") if k in summary}
         settings = cls(path, int(sample_rate), str(audio_path.resolve()), {}, stored)
-        old_rate, old_dir = stored.get("sample_rate"), stored.get("audio_dir")
-        if old_rate is not None and old_rate != settings.sample_rate:
-            raise ConfigError(
-                f"the scores in {out_path} were computed at {old_rate} Hz, not "
-                f"{settings.sample_rate} Hz: use the same sample rate or another output folder"
-            )
-        if old_dir is not None and old_dir != settings.audio_dir:
-            raise ConfigError(
-                f"the scores in {out_path} were computed from the clips in {old_dir}, not "
-                f"{settings.audio_dir}: use the same audio folder or another output folder"
-            )
         stored_systems = stored.get("systems")
         if isinstance(stored_systems, dict):
             settings.systems.update(stored_systems)
         return settings
+
+    def check_folder(self) -> None:
+        """Refuse another rate or audio folder than the folder's scores were computed with
+        (only when it holds scores: ``scored``).
+
+        Raises:
+            ConfigError: They differ.
+        """
+        if not self.scored:
+            return
+        out_path = self.path.parent
+        old_rate, old_dir = self.stored.get("sample_rate"), self.stored.get("audio_dir")
+        if old_rate is not None and old_rate != self.sample_rate:
+            raise ConfigError(
+                f"the scores in {out_path} were computed at {old_rate} Hz, not "
+                f"{self.sample_rate} Hz: use the same sample rate or another output folder"
+            )
+        if old_dir is not None and old_dir != self.audio_dir:
+            raise ConfigError(
+                f"the scores in {out_path} were computed from the clips in {old_dir}, not "
+                f"{self.audio_dir}: use the same audio folder or another output folder (if "
+                f"the same clips moved, set audio_dir in {self.path.name})"
+            )
+
+    def options_for(self, name: str, options: SystemOptions) -> SystemOptions:
+        """``options`` with the segment length and precision recorded for system ``name``."""
+        old = self.systems.get(name)
+        if not isinstance(old, dict):
+            return options
+        changes: dict[str, Any] = {}
+        if isinstance(old.get("segment_seconds"), (int, float)):
+            changes["segment_seconds"] = float(old["segment_seconds"])
+        if isinstance(old.get("precision"), str):
+            changes["precision"] = old["precision"]
+        return dataclasses.replace(options, **changes)
 
     def check(self, system: System) -> None:
         """Refuse ``system`` if its rows in the folder were computed with other settings.
@@ -691,7 +723,9 @@ class _Settings:
 def _system_settings(system: System) -> dict[str, object]:
     """A system's own settings (its ``settings`` mapping, if any), as JSON reads them back."""
     settings = getattr(system, "settings", None)
-    return json.loads(json.dumps(dict(settings))) if isinstance(settings, Mapping) else {}
+    if not isinstance(settings, Mapping):
+        return {}
+    return json.loads(json.dumps(dict(settings), default=str))  # a Path is kept as its text
 
 
 def _describe(settings: Mapping[str, object]) -> str:

@@ -58,6 +58,10 @@ class System(Protocol):
         sample_rate: Rate the system works at. The runner resamples the mixture (and the
             target) to it and the estimate back to the evaluation rate; ``None`` means the
             system works at any rate and gets the evaluation-rate audio untouched.
+
+    Optionally, ``settings``: a mapping of what its output depends on beyond its name (a
+    model's segment length and precision), recorded in the output folder's
+    ``settings.json``; a later run whose system of that name has other settings is refused.
     """
 
     name: str

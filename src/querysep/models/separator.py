@@ -266,6 +266,11 @@ class TextQueriedSeparator(nn.Module):
             net = build_network(parsed.network.type, parsed.network.config)
         except ConfigError as exc:
             raise exc.within(source, "network.config" if exc.key != "type" else "network") from None
+        except (RuntimeError, MemoryError) as exc:  # sizes no machine holds: "channels": [1e5]
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(
+                f"{source}: cannot build the network it describes ({reason})"
+            ) from None
         if text_encoder is None:
             try:
                 text_encoder = build_text_encoder(parsed.text_encoder)
@@ -304,11 +309,6 @@ class TextQueriedSeparator(nn.Module):
         token = _LOADING.set(folder)
         try:
             model = cls.from_config(config, text_encoder, source=str(cfg_path))
-        except (RuntimeError, MemoryError) as exc:  # sizes no machine holds: "channels": [1e5]
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ConfigError(
-                f"{cfg_path}: cannot build the network it describes ({reason})"
-            ) from None
         finally:
             _LOADING.reset(token)
         try:
