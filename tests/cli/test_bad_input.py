@@ -425,7 +425,14 @@ CASES: list[Case] = [
     Case(
         "resume-at-another-rate",
         "evaluate --mixtures list.csv --audio-dir audio -m mixture -o ev --no-progress",
-        file("ev/settings.json", '{"sample_rate": 8000}'),
+        both(
+            file("ev/settings.json", '{"sample_rate": 8000}'),
+            file(
+                "ev/per_clip.csv",
+                "source,noise,snr,caption,system,sdr,sdri,si_sdr,ats\n"
+                "a,b,0,a dog,mixture,1.0,0.0,1.0,0.1\n",
+            ),
+        ),
         "computed at 8000 Hz, not 16000 Hz",
     ),
     Case(
