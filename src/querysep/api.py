@@ -37,7 +37,7 @@ from .audio.io import (
 from .audio.writer import AudioWriter, commit_writers
 from .clap import AudioTextModel, load_clap
 from .errors import AudioError, CheckpointError, ConfigError, SilentAudioError
-from .fileio import check_output_file, refuse_overwriting
+from .fileio import check_output_file, new_folders_removed_on_error, refuse_overwriting
 from .models.separator import TextQueriedSeparator
 from .models.text import validate_queries
 from .precision import autocast, resolve_precision
@@ -446,73 +446,74 @@ class Separator:
         num_ch = 1 if mono else info.num_channels
         proc = self._processor(items)
         block = max(proc.segment, self.sample_rate)  # at the model's rate
-        writers = [
-            AudioWriter(out, in_sr, num_ch, subtype=_keep_float(info, out)) for out in targets
-        ]
-        back = [StreamResampler(self.sample_rate, in_sr, num_ch) for _ in items]
-        # The residual needs the mixture at the input's rate, in step with the estimates: the
-        # decoder hands each piece over before resampling (one decode of the file).
-        mixture = None if residual is None else _Frames()
-        written = decoded = 0
-
-        def on_frames(piece: np.ndarray) -> None:
-            nonlocal decoded
-            decoded += piece.shape[-1]
-            if mixture is not None:
-                mixture.push(piece)
-
-        def emit(out: torch.Tensor, last: bool) -> None:
-            nonlocal written
-            chunks = [
-                back[q](out[q].numpy() if out.dim() == 3 else np.zeros((num_ch, 0)), last=last)
-                for q in range(len(items))
+        with new_folders_removed_on_error(targets):  # a failed run leaves no empty folder
+            writers = [
+                AudioWriter(out, in_sr, num_ch, subtype=_keep_float(info, out)) for out in targets
             ]
-            # As long as the input decodes to, which a damaged header may misstate (a cut
-            # MP3 can claim twice its frames): known for sure only at the end.
-            length = decoded if last else max(total, decoded)
-            est = np.stack(chunks)[:, :, : length - written]  # every query's chunk is as long
-            if last and written + est.shape[-1] < length:
-                est = np.pad(est, ((0, 0), (0, 0), (0, length - written - est.shape[-1])))
-            if est.shape[-1] == 0:
-                return
-            for writer, chunk in zip(writers, est, strict=False):
-                writer.write(chunk)
-            if mixture is not None:
-                writers[-1].write(mixture.take(est.shape[-1]) - est.sum(axis=0))
-            written += est.shape[-1]
+            back = [StreamResampler(self.sample_rate, in_sr, num_ch) for _ in items]
+            # The residual needs the mixture at the input's rate, in step with the estimates: the
+            # decoder hands each piece over before resampling (one decode of the file).
+            mixture = None if residual is None else _Frames()
+            written = decoded = 0
 
-        total_seconds = total / in_sr
-        bar = _progress(progress, total_seconds, "separating")
-        done_seconds = peak = 0.0
-        opened = []
-        try:
-            for w in writers:
-                opened.append(w.__enter__())
-            blocks = iter_audio_blocks(
-                path,
-                block,
-                sample_rate=self.sample_rate,
-                mono=mono,
-                on_frames=on_frames,
-            )
-            for blk in blocks:
-                peak = max(peak, float(np.abs(blk).max()))
-                emit(proc.push(torch.from_numpy(blk)), last=False)
-                done_seconds += blk.shape[-1] / self.sample_rate
+            def on_frames(piece: np.ndarray) -> None:
+                nonlocal decoded
+                decoded += piece.shape[-1]
+                if mixture is not None:
+                    mixture.push(piece)
+
+            def emit(out: torch.Tensor, last: bool) -> None:
+                nonlocal written
+                chunks = [
+                    back[q](out[q].numpy() if out.dim() == 3 else np.zeros((num_ch, 0)), last=last)
+                    for q in range(len(items))
+                ]
+                # As long as the input decodes to, which a damaged header may misstate (a cut
+                # MP3 can claim twice its frames): known for sure only at the end.
+                length = decoded if last else max(total, decoded)
+                est = np.stack(chunks)[:, :, : length - written]  # every query's chunk is as long
+                if last and written + est.shape[-1] < length:
+                    est = np.pad(est, ((0, 0), (0, 0), (0, length - written - est.shape[-1])))
+                if est.shape[-1] == 0:
+                    return
+                for writer, chunk in zip(writers, est, strict=False):
+                    writer.write(chunk)
+                if mixture is not None:
+                    writers[-1].write(mixture.take(est.shape[-1]) - est.sum(axis=0))
+                written += est.shape[-1]
+
+            total_seconds = total / in_sr
+            bar = _progress(progress, total_seconds, "separating")
+            done_seconds = peak = 0.0
+            opened = []
+            try:
+                for w in writers:
+                    opened.append(w.__enter__())
+                blocks = iter_audio_blocks(
+                    path,
+                    block,
+                    sample_rate=self.sample_rate,
+                    mono=mono,
+                    on_frames=on_frames,
+                )
+                for blk in blocks:
+                    peak = max(peak, float(np.abs(blk).max()))
+                    emit(proc.push(torch.from_numpy(blk)), last=False)
+                    done_seconds += blk.shape[-1] / self.sample_rate
+                    if bar is not None:
+                        bar.update(blk.shape[-1] / self.sample_rate)
+                    if on_progress is not None:
+                        on_progress(min(1.0, done_seconds / total_seconds))
+                emit(proc.finish(), last=True)
+                check_audible(peak, path, "there is nothing to separate")
+            except BaseException as exc:
+                for w in opened:
+                    w.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            finally:
                 if bar is not None:
-                    bar.update(blk.shape[-1] / self.sample_rate)
-                if on_progress is not None:
-                    on_progress(min(1.0, done_seconds / total_seconds))
-            emit(proc.finish(), last=True)
-            check_audible(peak, path, "there is nothing to separate")
-        except BaseException as exc:
-            for w in opened:
-                w.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
-        commit_writers(opened)  # all or (but for a failed rename) none
+                    bar.close()
+            commit_writers(opened)  # all or (but for a failed rename) none
         paths = [Path(p) for p in outputs]
         if not return_ats:
             return paths

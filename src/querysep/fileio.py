@@ -47,6 +47,7 @@ __all__ = [
     "atomic_files",
     "check_output_file",
     "check_output_folder",
+    "new_folders_removed_on_error",
     "publish_folder",
     "refuse_overwriting",
     "remove_stale_temp_files",
@@ -164,6 +165,29 @@ def _identity(path: StrPath) -> object:
     except OSError:
         return os.path.realpath(path)
     return (st.st_dev, st.st_ino)
+
+
+@contextlib.contextmanager
+def new_folders_removed_on_error(paths: Iterable[StrPath]) -> Iterator[None]:
+    """On an error inside the block, remove the folders above ``paths`` that the block
+    created and left empty, so a failed run leaves no empty output folder behind.
+
+    Folders that existed before, or that hold anything, are never touched.
+    """
+    created: set[Path] = set()
+    for path in paths:
+        parent = Path(path).absolute().parent
+        for folder in (parent, *parent.parents):
+            if folder.exists():
+                break
+            created.add(folder)
+    try:
+        yield
+    except BaseException:
+        for folder in sorted(created, key=lambda f: len(f.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty, or gone already
+                folder.rmdir()
+        raise
 
 
 def check_output_folder(folder: StrPath, *, create: bool = False) -> Path:

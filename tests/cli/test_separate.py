@@ -122,6 +122,18 @@ def test_a_float_input_beyond_full_scale_gives_float_outputs_that_add_up(tmp_pat
     np.testing.assert_allclose(sum(parts), loud, rtol=0, atol=1e-5)
 
 
+def test_a_failure_found_mid_file_leaves_no_empty_folder(tmp_path: Path) -> None:
+    x = np.full(16000 * 3, 0.1, np.float32)
+    x[16000 * 2] = np.nan  # found only after the outputs were opened
+    src = synth.write_wav(tmp_path / "late.wav", x, 16000, subtype="FLOAT")
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for out in (tmp_path / "new" / "deeper", tmp_path / "new2" / "x.wav", kept):
+        res = run("separate", str(src), "-q", "dog", "-o", str(out), "-m", "test-tiny")
+        assert res.exit_code == 2 and "NaN" in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "late.wav"]  # kept stays
+
+
 def test_slugs() -> None:
     assert query_slug("A dog, barking!") == "a-dog-barking"
     assert query_slug("!!!") == "query"
