@@ -640,10 +640,9 @@ class _Settings:
 
     @classmethod
     def load(cls, out_path: Path, sample_rate: int, audio_path: Path) -> _Settings:
-        """Read the folder's settings and check the rate and audio folder against them.
+        """Read the folder's settings (:meth:`check_folder` and :meth:`check` compare).
 
         Raises:
-            ConfigError: The folder was scored at another rate or from another audio folder.
             DataError: ``settings.json`` is corrupt.
         """
         path = out_path / SETTINGS_NAME
@@ -657,6 +656,7 @@ class _Settings:
                 summary = None
             if isinstance(summary, dict):
                 stored = {k: summary[k] for k in ("sample_rate", "audio_dir") if k in summary}
+                stored["from"] = SUMMARY_NAME
         settings = cls(path, int(sample_rate), str(audio_path.resolve()), {}, stored)
         stored_systems = stored.get("systems")
         if isinstance(stored_systems, dict):
@@ -683,7 +683,7 @@ class _Settings:
             raise ConfigError(
                 f"the scores in {out_path} were computed from the clips in {old_dir}, not "
                 f"{self.audio_dir}: use the same audio folder or another output folder (if "
-                f"the same clips moved, set audio_dir in {self.path.name})"
+                f"the same clips moved, set audio_dir in {self.stored.get('from', SETTINGS_NAME)})"
             )
 
     def options_for(self, name: str, options: SystemOptions) -> SystemOptions:
