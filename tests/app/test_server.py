@@ -192,8 +192,9 @@ def _raw_call(base: str, server_path: str) -> str:
 
 
 def test_sigterm_during_a_request_stops_cleanly(tmp_path: Path) -> None:
-    # many small segments make test-tiny slow enough to be stopped mid-request
-    long = synth.write_wav(tmp_path / "long.wav", synth.noise(20.0, 16000), 16000)
+    # Many small segments make test-tiny slow enough to be stopped mid-request: a minute of
+    # audio keeps it busy well past the 5 s gradio's close waits for requests in progress.
+    long = synth.write_wav(tmp_path / "long.wav", synth.noise(60.0, 16000), 16000)
     options = ["-m", "test-tiny", "--clap", "test-tiny", "--stop-grace-seconds", "0"]
     with running_app(tmp_path, *options) as app:
         client = gradio_client.Client(
