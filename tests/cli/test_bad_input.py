@@ -532,6 +532,24 @@ CASES: list[Case] = [
         file("caps.csv", "file_name,caption\nzz.wav,x\n"),
         "no clips found for recipe folder in audio; skipped 1",
     ),
+    Case(
+        "prepare-over-its-captions-csv",
+        "prepare folder audio -o caps.csv --captions-csv caps.csv",
+        file("caps.csv", "file_name,caption\na.wav,a dog\n"),
+        "cannot write caps.csv: it is the input caps.csv",
+    ),
+    Case(
+        "prepare-over-a-dataset-file",
+        "prepare folder audio -o audio/a.wav",
+        None,
+        "cannot write audio/a.wav: it is a file of the dataset in audio",
+    ),
+    Case(
+        "train-seed-out-of-range",
+        "train train.yaml trainer.seed=-1",
+        None,
+        "trainer.seed",
+    ),
     # --- absurd numbers
     Case("num-zero", "mixtures make manifest.jsonl -n 0 -o mx.csv", None, "at least 1, got 0"),
     Case(

@@ -35,6 +35,8 @@ def test_yaml_and_overrides(config_file: Path) -> None:
     )
     assert isinstance(cfg, TrainConfig)
     assert cfg.optim.lr == pytest.approx(1e-4) and cfg.optim.loss == "si_sdr"
+    # YAML 1.1 would read 12:00:00 as the base-60 integer 43200; a time stays text
+    assert load_config(config_file, ["trainer.max_time=12:00:00"]).trainer.max_time == "12:00:00"
     assert cfg.data.gain_db == [-5.0, 5.0]
     assert cfg.data.train[0].splits == ["fold1"]
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.devices == [0, 1]

@@ -12,6 +12,9 @@ import typer
 from ..errors import ConfigError, DataError
 from ._common import console, handle_errors
 
+#: What prepare writes: a manifest may be replaced, any other file of the dataset may not.
+MANIFEST_SUFFIXES = (".jsonl", ".json")
+
 
 def register(app: typer.Typer) -> None:
     @app.command("prepare")
@@ -47,7 +50,7 @@ def register(app: typer.Typer) -> None:
         """Write the manifest of a dataset: querysep prepare NAME ROOT -o manifest.jsonl"""
         from ..data.manifest import write_datafile, write_manifest
         from ..data.recipes import RECIPES
-        from ..fileio import check_output_file
+        from ..fileio import check_output_file, refuse_overwriting
 
         if list_recipes:
             for recipe_name, func in RECIPES.items():
@@ -65,6 +68,8 @@ def register(app: typer.Typer) -> None:
         if not root.is_dir():
             raise DataError(f"dataset folder not found: {root}")
         check_output_file(output)  # before the recipe, which can take a while
+        refuse_overwriting([output], [captions_csv] if captions_csv is not None else [])
+        _refuse_dataset_file(output, root)
         recipe = RECIPES[name]
         kwargs: dict[str, object] = {"check_audio": check_audio}
         if captions_csv is not None:
@@ -100,3 +105,20 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {len(clips)} clips to {output}")
         counts = Counter(clip.split for clip in clips)
         console.print(", ".join(f"{s}: {n}" for s, n in sorted(counts.items())))
+
+
+def _refuse_dataset_file(output: Path, root: Path) -> None:
+    """Refuse to write the manifest over a file of the dataset being read (a caption file,
+    the metadata CSV, a clip); an earlier manifest (``.jsonl``, ``.json``) may be replaced.
+
+    Raises:
+        OutputError: ``output`` is such a file.
+    """
+    from ..errors import OutputError
+
+    if not output.is_file() or output.suffix.lower() in MANIFEST_SUFFIXES:
+        return
+    if output.resolve().is_relative_to(root.resolve()):
+        raise OutputError(
+            f"cannot write {output}: it is a file of the dataset in {root}; choose another output"
+        )

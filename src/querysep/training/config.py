@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import datetime
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -344,7 +345,7 @@ class TrainerConfig(ConfigModel):
     strategy: str = "auto"
     sync_batchnorm: bool = False
     gradient_clip_val: Annotated[float, Field(gt=0)] | None = None
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # numpy's seed range
     deterministic: bool = False
     progress_bar: bool = True
     export: bool = True
@@ -469,10 +470,33 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} is not key=value (e.g. optim.lr=3e-4)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=YamlLoader) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, f"override {text!r}") from None
     return key.split("."), value
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without YAML 1.1's base-60 numbers: ``max_time: 12:00:00`` stays
+    the text it looks like (the safe loader reads it as the integer 43200)."""
+
+
+_BASE60_FREE = {
+    "tag:yaml.org,2002:int": r"""^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)
+        |[-+]?0x[0-9a-fA-F_]+)$""",
+    "tag:yaml.org,2002:float": r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+        |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+}
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _BASE60_FREE]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag, _pattern in _BASE60_FREE.items():
+    YamlLoader.add_implicit_resolver(
+        _tag,
+        re.compile(_pattern, re.X),
+        list("-+0123456789." if "float" in _tag else "-+0123456789"),
+    )
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -598,8 +622,8 @@ def load_config(
     path = Path(path)
     text = read_text(path, "config file", error=ConfigError)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=YamlLoader)
+        data = yaml.load(text, Loader=YamlLoader)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, str(path)) from None
     lines = _key_lines(node) if node is not None else {}
