@@ -25,7 +25,6 @@ from .audio.io import (
     MAX_CHANNELS,
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
-    SILENT_PEAK,
     AudioInfo,
     StreamResampler,
     audio_info,
@@ -33,6 +32,7 @@ from .audio.io import (
     check_duration,
     iter_audio_blocks,
     resample,
+    silent_rows,
 )
 from .audio.writer import AudioWriter, commit_writers
 from .clap import AudioTextModel, load_clap
@@ -244,8 +244,9 @@ class Separator:
             raise ValueError(f"{len(items)} queries but {len(estimates)} estimates")
         audio = self.clap.embed_audio(estimates, sample_rate)
         scores = (audio * self.clap.embed_text(items)).sum(-1)
-        peaks = torch.as_tensor(estimates).detach().abs().reshape(len(items), -1).amax(dim=-1)
-        return scores.masked_fill(~(peaks > SILENT_PEAK).to(scores.device), math.nan)
+        samples = torch.as_tensor(estimates).detach().cpu().float().numpy()
+        silent = torch.from_numpy(silent_rows(samples, len(items)))
+        return scores.masked_fill(silent.to(scores.device), math.nan)
 
     @property
     def sample_rate(self) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .audio.io import SILENT_PEAK
+from .audio.io import silent_rows
 
 __all__ = ["SDR_FLOOR", "get_metrics", "sdr", "sdri", "si_sdr"]
 
@@ -228,8 +228,6 @@ def ats_scores(
         arr = signal.detach().cpu().numpy() if isinstance(signal, torch.Tensor) else signal
         arr = np.asarray(arr, dtype=np.float32)
         scores = (clap.embed_audio(arr, sample_rate) @ text).double().numpy()
-        # silence has no ATS (as in evaluate, separate and the ats command)
-        silent = ~(np.abs(arr.reshape(-1, arr.shape[-1])).max(axis=-1) > SILENT_PEAK)
-        scores = np.where(silent, np.nan, scores)
+        scores = np.where(silent_rows(arr, len(scores)), np.nan, scores)  # silence: no ATS
         out[name] = float(scores[0]) if arr.ndim == 1 else scores
     return out

@@ -46,6 +46,7 @@ __all__ = [
     "iter_audio_blocks",
     "load_audio",
     "resample",
+    "silent_rows",
 ]
 
 _MOVED_TO_WRITER = frozenset({"AudioWriter", "save_audio", "supported_save_extensions"})
@@ -65,6 +66,18 @@ StrPath = str | os.PathLike[str]
 #: Audio whose every sample is at most this in magnitude (-100 dBFS) is silent: there is
 #: nothing in it to separate, and no sound whose ATS could be scored.
 SILENT_PEAK = 1e-5
+
+
+def silent_rows(audio: np.ndarray, rows: int) -> np.ndarray:
+    """Which of ``rows`` signals are silent (no sample above :data:`SILENT_PEAK`; a NaN
+    counts as silent): where an ATS is NaN, since silence has none.
+
+    Shape:
+        - audio: ``(rows, ...)`` (each row's samples, any channels); ``(time,)`` for one row
+        - output: ``(rows,)`` bool
+    """
+    peaks = np.abs(np.asarray(audio)).reshape(rows, -1).max(axis=-1, initial=0.0)
+    return ~(peaks > SILENT_PEAK)
 
 
 def check_audible(peak: float, where: StrPath, consequence: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, OutputError
 from ._common import console, handle_errors
 
 #: What prepare writes: a manifest may be replaced, any other file of the dataset may not.
@@ -114,8 +114,6 @@ def _refuse_dataset_file(output: Path, root: Path) -> None:
     Raises:
         OutputError: ``output`` is such a file.
     """
-    from ..errors import OutputError
-
     if not output.is_file() or output.suffix.lower() in MANIFEST_SUFFIXES:
         return
     if output.resolve().is_relative_to(root.resolve()):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..audio.io import SILENT_PEAK
+from ..audio.io import silent_rows
 from ..clap import AudioTextModel, load_clap
 
 __all__ = ["ATS_COLUMN", "ATSHook"]
@@ -82,7 +82,7 @@ class ATSHook:
         Shape:
             - mixture, target, estimate: ``(time,)``
         """
-        if not float(np.max(np.abs(estimate), initial=0.0)) > SILENT_PEAK:
+        if silent_rows(estimate, 1)[0]:
             return {ATS_COLUMN: math.nan}
         audio = self.model.embed_audio(estimate, sample_rate)[0]
         return {ATS_COLUMN: float(audio @ self.text_embedding(query))}
