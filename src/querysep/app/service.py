@@ -61,8 +61,8 @@ class AppConfig:
         clap_checkpoint: LAION-CLAP ``.pt`` for their query encoder.
         max_upload_mb: Largest upload, in MB.
         max_minutes: Longest recording, in minutes.
-        max_segment_seconds: Longest segment a request may ask for (memory grows with it,
-            about 12 MB per second per query with the default model).
+        max_segment_seconds: Longest segment a request may ask for (memory grows with the
+            segment length and the number of queries).
         max_queries: Most queries in one request.
         concurrency: Requests separated at once (the others wait in the queue).
         stop_grace_seconds: How long a stopping server waits for requests in progress.
