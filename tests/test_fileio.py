@@ -17,6 +17,7 @@ from querysep.fileio import (
     atomic_files,
     check_output_file,
     check_output_folder,
+    locked_folder,
     publish_folder,
     remove_stale_temp_files,
     write_bytes,
@@ -277,3 +278,69 @@ def test_an_output_in_a_folder_that_cannot_be_written_is_refused_up_front(
         with pytest.raises(OutputError, match=rf"cannot write .*: {locked} is not writable"):
             check_output_file(target)
     assert check_output_file(tmp_path / "free" / "out.csv") == tmp_path / "free" / "out.csv"
+
+
+# ----------------------------------------------------------------------- locked folders
+
+_HOLD = """
+import sys, time
+from querysep.fileio import locked_folder
+with locked_folder(sys.argv[1], "evaluate"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def _hold_in_another_process(folder: Path):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_folder_held_by_another_process_is_refused_until_it_ends(tmp_path: Path) -> None:
+    folder = tmp_path / "new" / "out"
+    proc = _hold_in_another_process(folder)
+    try:
+        with (
+            pytest.raises(OutputError, match=r"out is in use by another running querysep train"),
+            locked_folder(folder, "train"),
+        ):
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+    with locked_folder(folder, "train") as held:  # a killed holder leaves it free
+        assert held == folder
+    assert list(folder.iterdir()) == []  # no lock file left behind
+
+
+def test_a_second_hold_in_the_same_process_is_refused(tmp_path: Path) -> None:
+    with (
+        locked_folder(tmp_path, "evaluate"),
+        pytest.raises(OutputError, match="in use by another running querysep evaluate"),
+        locked_folder(tmp_path, "evaluate"),
+    ):
+        pass
+    with locked_folder(tmp_path, "evaluate"):  # released on leaving the block
+        pass
+
+
+def test_a_failure_in_a_created_folder_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(BoomError), locked_folder(tmp_path / "a" / "b", "evaluate"):
+        raise BoomError("boom")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(BoomError), locked_folder(tmp_path / "kept", "evaluate"):
+        raise BoomError("boom")
+    assert (tmp_path / "kept").is_dir()  # it was there before
+
+
+def test_a_folder_under_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="is a file"), locked_folder(tmp_path / "f" / "o", "x"):
+        pass

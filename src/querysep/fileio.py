@@ -47,6 +47,7 @@ __all__ = [
     "atomic_files",
     "check_output_file",
     "check_output_folder",
+    "locked_folder",
     "new_folders_removed_on_error",
     "publish_folder",
     "refuse_overwriting",
@@ -188,6 +189,52 @@ def new_folders_removed_on_error(paths: Iterable[StrPath]) -> Iterator[None]:
             with contextlib.suppress(OSError):  # not empty, or gone already
                 folder.rmdir()
         raise
+
+
+@contextlib.contextmanager
+def locked_folder(folder: StrPath, command: str) -> Iterator[Path]:
+    """Create ``folder`` if needed and hold an exclusive lock on it while the block runs.
+
+    A second querysep command that writes into the same folder (two ``evaluate`` runs, two
+    trainings into one run folder) is refused in one line instead of interleaving its
+    writes with the first's: an evaluation's appended rows or a run's checkpoints would be
+    lost or mixed. The lock is advisory, on the folder itself (``flock``; no lock file is
+    left behind), and the system drops it when the process ends, however it ends. Where
+    there is no ``flock`` (Windows) nothing is locked. A folder the block created is
+    removed again if the block fails and leaves it empty.
+
+    Args:
+        folder: The output folder.
+        command: The command's name, for the message (``"evaluate"``).
+
+    Raises:
+        OutputError: Another process holds the lock, or the folder cannot be created.
+    """
+    p = Path(folder)
+    with new_folders_removed_on_error([p / "_"]):
+        check_output_folder(p, create=True)
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks on folders
+            yield p
+            return
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except OSError as exc:
+            raise OutputError(f"cannot open folder {p}: {_reason(exc)}") from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OutputError(
+                    f"{p} is in use by another running querysep {command}: wait for it to "
+                    "finish, or write into another folder"
+                ) from None
+            except OSError:  # a file system without flock: go on unlocked, as on Windows
+                pass
+            yield p
+        finally:
+            os.close(fd)
 
 
 def check_output_folder(folder: StrPath, *, create: bool = False) -> Path:

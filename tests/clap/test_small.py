@@ -1507,3 +1507,20 @@ def test_a_warm_restart_is_a_second_cycle_over_the_last_epochs() -> None:
         _check_run(
             load_train_config(None, ["epochs=10", "restart_epochs=2", "restart_warmup_epochs=3"])
         )
+
+
+def test_training_into_a_folder_another_run_holds_is_refused(tmp_path: Path) -> None:
+    from querysep.errors import OutputError
+    from querysep.fileio import locked_folder
+
+    _write_toy_esc50(tmp_path / "data")
+    encoder = HashingTextEncoder(384)
+    run = tmp_path / "run"
+    config = load_train_config(None, _toy_run(tmp_path / "data", 1, "members=2"))
+    with locked_folder(run, "clap train"):
+        with pytest.raises(OutputError, match="in use by another running querysep clap train"):
+            train(config, run, log=lambda _: None, text_encoder=encoder)
+        assert list(run.iterdir()) == []
+    train(config, run, log=lambda _: None, text_encoder=encoder)  # free again: it trains
+    assert sorted(p.name for p in run.iterdir()) == ["member0", "member1", "model"]
+

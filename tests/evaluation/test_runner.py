@@ -418,3 +418,18 @@ def test_a_custom_systems_settings_may_hold_paths(valset: ValSet, tmp_path: Path
     stored = json.loads((tmp_path / "out" / "settings.json").read_text())
     assert stored["systems"]["custom"] == {"weights": "/models/x.ckpt"}
     assert _mixture_run(valset, tmp_path / "out", systems=[WithPath("custom")]).num_resumed == 1
+
+
+def test_a_folder_another_run_is_writing_into_is_refused(valset: ValSet, tmp_path: Path) -> None:
+    from querysep.errors import OutputError
+    from querysep.fileio import locked_folder
+
+    out = tmp_path / "out"
+    _mixture_run(valset, out, limit=1)
+    before = (out / "per_clip.csv").read_bytes()
+    system = Counting()
+    with locked_folder(out, "evaluate"), pytest.raises(OutputError, match="in use by another"):
+        _mixture_run(valset, out, systems=[system], limit=2)
+    assert system.calls == [] and (out / "per_clip.csv").read_bytes() == before
+    _mixture_run(valset, out, systems=[system], limit=2)  # free again: it goes on
+    assert len(system.calls) == 2

@@ -169,3 +169,48 @@ def test_checkpoints_are_written_whole_or_not_at_all(
         io.save_checkpoint({"w": torch.zeros(3)}, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt"]
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_run_folder_another_training_holds_is_left_alone(
+    tmp_path: Path, sine_data: dict[str, Path], restart: bool
+) -> None:
+    from querysep.fileio import locked_folder
+
+    run = tmp_path / "run"
+    path = write_config(tmp_path / "run.yaml", tiny_config(sine_data, run, max_steps=2))
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", str(path)]).exit_code == 0
+    files = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    argv = ["train", str(path), "trainer.max_steps=4", *(["--restart"] if restart else [])]
+    with locked_folder(run, "training"):
+        line = _one_line_error(runner.invoke(app, argv))
+    assert f"{run} is in use by another running querysep training" in line
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == files
+    assert runner.invoke(app, argv).exit_code == 0  # free again: it goes on
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 4
+
+
+def test_a_checkpoint_that_appears_while_starting_is_not_overwritten(
+    tmp_path: Path, sine_data: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import querysep.training.run as run_module
+
+    run = tmp_path / "run"
+    path = write_config(tmp_path / "run.yaml", tiny_config(sine_data, run, max_steps=2))
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", str(path)]).exit_code == 0
+    last = run / "checkpoints" / "last.ckpt"
+    saved = last.read_bytes()
+    hidden = last.with_name("hidden")
+    real = run_module.build_trainer
+
+    def build_trainer(*args: Any, **kwargs: Any) -> Any:  # another run's last.ckpt lands now
+        hidden.rename(last)
+        return real(*args, **kwargs)
+
+    last.rename(hidden)  # as if no run had started when this command looked
+    monkeypatch.setattr(run_module, "build_trainer", build_trainer)
+    line = _one_line_error(runner.invoke(app, ["train", str(path), "trainer.max_steps=4"]))
+    assert "last.ckpt appeared while this command was starting" in line
+    assert last.read_bytes() == saved

@@ -38,7 +38,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -50,7 +51,7 @@ from torch.nn import functional as F
 
 from ..audio.io import resample
 from ..errors import CheckpointError, ConfigError, QuerysepError
-from ..fileio import write_text
+from ..fileio import locked_folder, new_folders_removed_on_error, write_text
 from ..models.text.base import TextEncoder
 from ..precision import check_precision, resolve_precision
 from ..safeload import load_weights_only
@@ -561,9 +562,10 @@ def train(
             where = out / f"member{index}" if members else out
             if each.init_from is not None and not (where / "checkpoint.pt").is_file():
                 _init_state(each, (index, len(runs)) if members else None, sources)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)  # only for a config that passed the checks
-    try:
+    # created only for a config that passed the checks, and removed again if the run fails
+    # before writing anything; a member's folder is held through its ensemble's
+    hold = locked_folder(out, "clap train") if member is None else _created(out)
+    with hold:
         if members is not None:
             return _train_ensemble(
                 config,
@@ -575,10 +577,14 @@ def train(
                 sources=sources,
             )
         return _train_one(config, out, log, text_encoder, paraphrase, member, sources)
-    except BaseException:
-        if created and not any(out.iterdir()):  # a run that failed before writing anything
-            out.rmdir()
-        raise
+
+
+@contextmanager
+def _created(out: Path) -> Iterator[Path]:
+    """Create ``out`` for the block; remove it again if the block fails leaving it empty."""
+    with new_folders_removed_on_error([out / "_"]):
+        out.mkdir(parents=True, exist_ok=True)
+        yield out
 
 
 def _train_one(

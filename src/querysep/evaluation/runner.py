@@ -25,7 +25,7 @@ from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SILENT_PEAK
 from ..data.manifest import MixtureRow, csv_header, csv_records, read_mixture_list
 from ..data.mixing import load_row_mixture, row_files
 from ..errors import AudioError, ConfigError, DataError
-from ..fileio import check_output_folder, write_text
+from ..fileio import check_output_folder, locked_folder, write_text
 from ..metrics import get_metrics
 from ..textfiles import read_text
 from .report import METRIC_COLUMNS, PerClipWriter, format_table, read_per_clip, write_summary
@@ -475,7 +475,8 @@ def evaluate(
             those the folder's scores were computed with (``settings.json``).
         AudioError: An audio file cannot be read, or a system returned NaN or infinite
             samples (the message names the clip and the system).
-        OutputError: ``out_dir`` is a file or lies under one, or cannot be written.
+        OutputError: ``out_dir`` is a file or lies under one, cannot be written, or another
+            run is writing into it (:func:`~querysep.fileio.locked_folder`).
     """
     list_path, audio_path, out_path = Path(mixture_list), Path(audio_dir), Path(out_dir)
     check_settings(sample_rate=sample_rate, limit=limit)
@@ -486,65 +487,68 @@ def evaluate(
     header = [*list_columns, "system", *columns]
     built = resolve_systems(systems, baselines=baselines, options=options)
     per_clip = out_path / PER_CLIP_NAME
-    models = _metric_models(out_path, metric_hooks)
-    old_header = peek_header(per_clip)
-    _check_extra_columns(per_clip, old_header, header)
-    settings = _Settings.load(out_path, sample_rate, audio_path)
-    if old_header is not None and "system" in old_header:  # else refused further down
-        settings.scored = {r["system"] for r in read_per_clip(per_clip, old_header)[0]}
-    settings.check_folder()
-    for system in built:
-        settings.check(system)
+    with locked_folder(out_path, "evaluate"):  # one run at a time writes into a folder
+        models = _metric_models(out_path, metric_hooks)
+        old_header = peek_header(per_clip)
+        _check_extra_columns(per_clip, old_header, header)
+        settings = _Settings.load(out_path, sample_rate, audio_path)
+        if old_header is not None and "system" in old_header:  # else refused further down
+            settings.scored = {r["system"] for r in read_per_clip(per_clip, old_header)[0]}
+        settings.check_folder()
+        for system in built:
+            settings.check(system)
 
-    def record() -> None:
-        if models:
-            write_text(out_path / METRIC_MODELS_NAME, json.dumps(models, indent=2) + "\n")
-        settings.write()
+        def record() -> None:
+            if models:
+                write_text(out_path / METRIC_MODELS_NAME, json.dumps(models, indent=2) + "\n")
+            settings.write()
 
-    def score(system: System, mix: np.ndarray, tgt: np.ndarray, est: np.ndarray, q: str):
-        return _score(system, mix, tgt, est, q, sample_rate, metric_hooks)
+        def score(system: System, mix: np.ndarray, tgt: np.ndarray, est: np.ndarray, q: str):
+            return _score(system, mix, tgt, est, q, sample_rate, metric_hooks)
 
-    num_upgraded = 0
-    addable = [c for c in columns if c not in METRIC_COLUMNS]
-    missing = missing_columns(old_header, header, addable) if old_header else None
-    if old_header is not None and missing is not None:
-        get_system = _system_getter(built, options, settings)
-        num_upgraded = upgrade_per_clip(
-            per_clip,
-            old_header,
-            header,
-            list_columns,
-            all_rows,
-            audio_path,
-            sample_rate,
-            get_system,
-            score,
-            progress=progress,
-            on_open=record,
+        num_upgraded = 0
+        addable = [c for c in columns if c not in METRIC_COLUMNS]
+        missing = missing_columns(old_header, header, addable) if old_header else None
+        if old_header is not None and missing is not None:
+            get_system = _system_getter(built, options, settings)
+            num_upgraded = upgrade_per_clip(
+                per_clip,
+                old_header,
+                header,
+                list_columns,
+                all_rows,
+                audio_path,
+                sample_rate,
+                get_system,
+                score,
+                progress=progress,
+                on_open=record,
+            )
+        resume = _read_resume(per_clip, header, list_columns, list(columns))
+        plan = _plan(rows, list_columns, built, resume, audio_path, skip_missing)
+
+        with PerClipWriter(
+            per_clip, header, resume.rows, rewrite=not resume.clean, on_open=record
+        ) as writer:
+            num_computed = _score_tasks(
+                plan, writer, list_columns, sample_rate, metric_hooks, progress
+            )
+
+        means = _means(built, plan.scores, list(columns))
+        notes = [note for hook in metric_hooks if (note := getattr(hook, "note", None))]
+        summary = Summary(
+            scores=means,
+            columns=columns,
+            num_clips=len(rows),
+            num_computed=num_computed,
+            num_resumed=plan.num_resumed,
+            skipped=plan.skipped,
+            out_dir=out_path,
+            notes=notes + _partial_notes(means, columns),
+            num_upgraded=num_upgraded,
         )
-    resume = _read_resume(per_clip, header, list_columns, list(columns))
-    plan = _plan(rows, list_columns, built, resume, audio_path, skip_missing)
-
-    with PerClipWriter(
-        per_clip, header, resume.rows, rewrite=not resume.clean, on_open=record
-    ) as writer:
-        num_computed = _score_tasks(plan, writer, list_columns, sample_rate, metric_hooks, progress)
-
-    means = _means(built, plan.scores, list(columns))
-    notes = [note for hook in metric_hooks if (note := getattr(hook, "note", None))]
-    summary = Summary(
-        scores=means,
-        columns=columns,
-        num_clips=len(rows),
-        num_computed=num_computed,
-        num_resumed=plan.num_resumed,
-        skipped=plan.skipped,
-        out_dir=out_path,
-        notes=notes + _partial_notes(means, columns),
-        num_upgraded=num_upgraded,
-    )
-    _write_summary(summary, list_path, audio_path, sample_rate, limit, models)
-    return summary
+        _write_summary(summary, list_path, audio_path, sample_rate, limit, models)
+        return summary
 
 
 def _metric_models(out_path: Path, hooks: Sequence[MetricHook]) -> dict[str, object]:

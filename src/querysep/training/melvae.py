@@ -374,16 +374,16 @@ def train_vae(
     size = sum(p.numel() for p in task.vae.parameters())
     say(f"mel VAE: {size / 1e6:.2f} M parameters, factor {config.vae.factor}")
     trainer = build_trainer(config, callbacks=callbacks, echo=say)
-    open_run_folder(config, restart=restart, resume=resume, echo=say)
-    with fit_warnings_filtered():
+    with (
+        open_run_folder(config, restart=restart, resume=resume, echo=say),
+        fit_warnings_filtered(),
+    ):
         result = fit(trainer, task, datamodule, out=out, resume=resume, echo=say)
-    if result.interrupted:
-        return result
-    if config.trainer.export and trainer.is_global_zero:
-        source = find_export_checkpoint(out / CHECKPOINT_DIR)
-        result.exported = export_vae(source, out / MODEL_DIR, datamodule)
-        facts = json.loads((result.exported / VAE_INFO_NAME).read_text(encoding="utf-8"))
-        scores = facts["training"]["validation"]
-        shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k.startswith("val/"))
-        say(f"exported {source.name} ({shown or 'not validated'}) to {result.exported}")
+        if not result.interrupted and config.trainer.export and trainer.is_global_zero:
+            source = find_export_checkpoint(out / CHECKPOINT_DIR)
+            result.exported = export_vae(source, out / MODEL_DIR, datamodule)
+            facts = json.loads((result.exported / VAE_INFO_NAME).read_text(encoding="utf-8"))
+            scores = facts["training"]["validation"]
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k.startswith("val/"))
+            say(f"exported {source.name} ({shown or 'not validated'}) to {result.exported}")
     return result

@@ -33,7 +33,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from ..errors import CheckpointError, ConfigError, OutputError
-from ..fileio import check_output_folder, write_text
+from ..fileio import check_output_folder, locked_folder, write_text
 from ..models.separator import CONFIG_NAME, TextQueriedSeparator, build_network
 from ..models.text import build_text_encoder
 from ..precision import describe_choice, resolve_precision
@@ -388,25 +388,30 @@ def train(
     trainer = build_trainer(config, callbacks=callbacks, echo=say)
     # Only now, with the trainer built too (Lightning checks strategy, devices...), is the
     # run folder touched: a --restart's old run is removed and the config saved.
-    open_run_folder(config, restart=restart, resume=resume, echo=say)
-    with fit_warnings_filtered():
+    with (
+        open_run_folder(config, restart=restart, resume=resume, echo=say),
+        fit_warnings_filtered(),
+    ):
         if not config.model.train_text_encoder:  # the frozen text encoder stays in eval mode
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start")
         result = fit(trainer, task, datamodule, out=out, resume=resume, echo=say)
-    if result.interrupted:
-        return result
-    if config.trainer.export and trainer.is_global_zero:
-        source = find_export_checkpoint(out / CHECKPOINT_DIR)
-        result.exported = export_checkpoint(source, out / MODEL_DIR)
-        meta = json.loads((result.exported / CONFIG_NAME).read_text(encoding="utf-8"))["metadata"]
-        scores = meta["training"]["validation"]
-        shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k.startswith("val/"))
-        say(
-            f"exported {source.name} (step {meta['training']['step']}"
-            + (f"; {shown}" if shown else "")
-            + f") to {result.exported}"
-        )
+        if not result.interrupted and config.trainer.export and trainer.is_global_zero:
+            _export(out, result, say)
     return result
+
+
+def _export(out: Path, result: TrainResult, say: Echo) -> None:
+    """Export the run's best (or last) checkpoint to ``out/model`` and say so."""
+    source = find_export_checkpoint(out / CHECKPOINT_DIR)
+    result.exported = export_checkpoint(source, out / MODEL_DIR)
+    meta = json.loads((result.exported / CONFIG_NAME).read_text(encoding="utf-8"))["metadata"]
+    scores = meta["training"]["validation"]
+    shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k.startswith("val/"))
+    say(
+        f"exported {source.name} (step {meta['training']['step']}"
+        + (f"; {shown}" if shown else "")
+        + f") to {result.exported}"
+    )
 
 
 def fit(
@@ -459,26 +464,43 @@ def fit_warnings_filtered() -> Iterator[None]:
         yield
 
 
-def open_run_folder(config: Any, *, restart: bool, resume: bool, echo: Echo) -> None:
-    """Touch the run folder (call once everything is checked): remove a ``--restart``'s old
-    run, say that the run resumes, save the config, keep the earlier CSV log aside.
+@contextlib.contextmanager
+def open_run_folder(config: Any, *, restart: bool, resume: bool, echo: Echo) -> Iterator[None]:
+    """Touch the run folder (enter once everything is checked) and hold it while the block
+    runs: lock it, remove a ``--restart``'s old run, say that the run resumes, save the
+    config, keep the earlier CSV log aside.
+
+    The lock (:func:`~querysep.fileio.locked_folder`, global rank 0 only) refuses a second
+    training into the same folder while this one runs: the two would overwrite each other's
+    checkpoints.
 
     Args:
         config: The run's config (with ``output_dir``, ``to_yaml`` and ``to_dict``).
         restart: ``--restart`` was given.
         resume: ``checkpoints/last.ckpt`` will be resumed from.
         echo: Prints messages.
+
+    Raises:
+        OutputError: Another training is writing into the folder.
+        CheckpointError: ``last.ckpt`` came or went while the command was starting.
     """
     out = config.output_dir
     is_zero = rank_zero_only.rank == 0
-    if restart and is_zero:
-        _restart(out, echo)
-    if resume:
+    with locked_folder(out, "training") if is_zero else contextlib.nullcontext(out):
         last = out / CHECKPOINT_DIR / LAST_CHECKPOINT
-        echo(f"found {last}: resuming (use --restart to start over)")
-    if is_zero:
-        _write_config(config, out / CONFIG_FILE, echo)
-        _keep_csv_log(out)  # the CSV logger opens (and would delete) it during fit
+        if is_zero and not restart and resume != last.is_file():
+            raise CheckpointError(
+                f"{last} {'went away' if resume else 'appeared'} while this command was "
+                "starting (another run?): run the command again"
+            )
+        if restart and is_zero:
+            _restart(out, echo)
+        if resume:
+            echo(f"found {last}: resuming (use --restart to start over)")
+        if is_zero:
+            _write_config(config, out / CONFIG_FILE, echo)
+            _keep_csv_log(out)  # the CSV logger opens (and would delete) it during fit
+        yield
 
 
 def _resumed_step(trainer: pl.Trainer) -> int | None:
