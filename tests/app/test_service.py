@@ -151,3 +151,27 @@ def test_track_heading_says_n_a_for_a_silent_output() -> None:
     assert track_heading(item) == "### a dog\nATS **0.712** (esc50\\-clap)"  # escaped
     silent = track_heading({**item, "ats": math.nan})
     assert silent == "### a dog\nATS n/a (the output is silent)"
+
+
+def test_an_upload_the_pruner_removed_asks_for_it_again(tmp_path: Path) -> None:
+    import os
+    import time
+
+    ws = Workspace(parent=tmp_path, keep_seconds=60)
+    config = AppConfig(models=("test-tiny",), clap="test-tiny", keep_minutes=1, examples=None)
+    service = SeparationService(config, ws)
+    upload = ws.root / "gradio" / "a1b2" / "rec.wav"
+    upload.parent.mkdir(parents=True)
+    synth.write_wav(upload, synth.scene(2.0, 16000, seed=1)[None], 16000)
+    old = time.time() - 120  # uploaded two minutes ago, the page left open since
+    os.utime(upload, (old, old))
+    assert ws.prune() > 0 and not upload.exists()
+    with pytest.raises(AudioError) as caught:
+        service.separate(str(upload), "a dog barking")
+    assert str(caught.value) == (
+        "rec.wav is no longer on the server: recordings are kept 1 min "
+        "(querysep app --keep-minutes); upload it again"
+    )
+    with pytest.raises(AudioError, match="not found"):  # a path that was never an upload
+        service.separate(str(tmp_path / "rec.wav"), "a dog barking")
+    ws.close()
