@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,29 @@ def test_ctrl_c_stops_after_the_step_and_keeps_last_ckpt(config_path: Path, sign
     assert signal.getsignal(signal.SIGINT) == before  # the handler in place before training
     assert signal.getsignal(signal.SIGTERM) == before_term
     assert not (cfg.output_dir / "model").exists()
+
+
+class _TermAll(pl.Callback):
+    """At step 2, SIGTERM to this process and its DataLoader workers, as ``pkill -f`` or a
+    service manager stopping the whole group sends it."""
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, idx: int) -> None:
+        if trainer.global_step == 2:
+            children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+            workers = [int(pid) for pid in children.read_text().split()]
+            assert workers, "no DataLoader worker to stop"
+            # sent by another process: a worker exits quietly when its parent sends it
+            subprocess.run(["kill", "-TERM", *map(str, workers)], check=True)
+            time.sleep(1.0)  # a killed worker is noticed by now (torch's SIGCHLD handler)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_sigterm_to_the_workers_too_stops_as_cleanly(config_path: Path) -> None:
+    cfg = load_config(
+        config_path,
+        ["trainer.max_steps=50", "trainer.checkpoint_every_n_steps=100", "data.num_workers=1"],
+    )
+    result = train(cfg, callbacks=[_TermAll()], echo=lambda _m: None)
+    assert result.interrupted and result.step == 3
+    assert read_checkpoint(cfg.output_dir / "checkpoints" / "last.ckpt")["global_step"] == 3

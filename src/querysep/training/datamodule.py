@@ -130,8 +130,12 @@ def pad_collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _worker_init(worker_id: int) -> None:
-    # Ctrl-C is handled by the main process (stop after the step); workers must survive it.
+    # Ctrl-C and SIGTERM are handled by the main process (stop after the step, then it ends
+    # the workers); workers must survive them: a terminal's Ctrl-C, `pkill -f` and a service
+    # manager stopping the whole group reach the workers too, and a worker's death would
+    # abort the step with a traceback instead. A worker whose main process dies still ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 
