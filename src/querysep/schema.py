@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import pydantic
+import yaml
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import PydanticCustomError
 
@@ -23,6 +25,7 @@ from .errors import ConfigError
 
 __all__ = [
     "ConfigModel",
+    "YamlLoader",
     "config_error",
     "describe_error",
     "nested",
@@ -219,3 +222,27 @@ def validate_arguments(
     except ValidationError as exc:
         _raise(exc, what, prefix)
     return {name: getattr(validated, name) for name in kwargs}
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without YAML 1.1's base-60 numbers, for every config querysep
+    reads: ``max_time: 12:00:00`` stays the text it looks like (the safe loader reads it as
+    the integer 43200)."""
+
+
+_BASE60_FREE = {
+    "tag:yaml.org,2002:int": r"""^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)
+        |[-+]?0x[0-9a-fA-F_]+)$""",
+    "tag:yaml.org,2002:float": r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+        |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+}
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _BASE60_FREE]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag, _pattern in _BASE60_FREE.items():
+    YamlLoader.add_implicit_resolver(
+        _tag,
+        re.compile(_pattern, re.X),
+        list("-+0123456789." if "float" in _tag else "-+0123456789"),
+    )

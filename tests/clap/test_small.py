@@ -1524,3 +1524,13 @@ def test_training_into_a_folder_another_run_holds_is_refused(tmp_path: Path) -> 
     train(config, run, log=lambda _: None, text_encoder=encoder)  # free again: it trains
     assert sorted(p.name for p in run.iterdir()) == ["member0", "member1", "model"]
 
+
+def test_a_colon_number_is_text_not_a_base_60_integer(tmp_path: Path) -> None:
+    """YAML 1.1 reads ``1:30`` as 90; querysep's configs read it as the text it looks like,
+    so a slip is a one-line error instead of a silent 90 epochs."""
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 1:30\n", encoding="utf-8")
+    for args in ((str(path), []), (None, ["epochs=1:30"])):
+        with pytest.raises(ConfigError, match="epochs") as caught:
+            load_train_config(*args)
+        assert "\n" not in str(caught.value)

@@ -55,7 +55,7 @@ from ..fileio import locked_folder, new_folders_removed_on_error, write_text
 from ..models.text.base import TextEncoder
 from ..precision import check_precision, resolve_precision
 from ..safeload import load_weights_only
-from ..schema import config_error, validate_dataclass
+from ..schema import YamlLoader, config_error, validate_dataclass
 from .augment import AugmentConfig, augment_mel, spec_augment
 from .small import (
     ENSEMBLE_SHARED,
@@ -195,7 +195,7 @@ def _parse_value(text: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=YamlLoader)
     except yaml.YAMLError:
         return text  # not YAML: the string itself (its type is checked like any value)
 
@@ -213,7 +213,7 @@ def load_train_config(path: str | None, overrides: list[str] = ()) -> ClapTrainC
     data: Any = {}
     if path:
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=YamlLoader) or {}
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
         except UnicodeDecodeError:

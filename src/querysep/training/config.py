@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import datetime
 import difflib
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -32,7 +31,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from ..errors import ConfigError
 from ..precision import PrecisionSetting
-from ..schema import ConfigModel, config_error, describe_error, nested
+from ..schema import ConfigModel, YamlLoader, config_error, describe_error, nested
 from ..textfiles import read_text
 
 __all__ = [
@@ -474,29 +473,6 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, f"override {text!r}") from None
     return key.split("."), value
-
-
-class YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader without YAML 1.1's base-60 numbers: ``max_time: 12:00:00`` stays
-    the text it looks like (the safe loader reads it as the integer 43200)."""
-
-
-_BASE60_FREE = {
-    "tag:yaml.org,2002:int": r"""^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)
-        |[-+]?0x[0-9a-fA-F_]+)$""",
-    "tag:yaml.org,2002:float": r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
-        |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
-}
-YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in _BASE60_FREE]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-for _tag, _pattern in _BASE60_FREE.items():
-    YamlLoader.add_implicit_resolver(
-        _tag,
-        re.compile(_pattern, re.X),
-        list("-+0123456789." if "float" in _tag else "-+0123456789"),
-    )
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
