@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -451,3 +452,31 @@ def test_laion_kind_converts_in_memory(
     with pytest.raises(ModelNotFoundError, match="not found"):
         load_clap(f"laion:{path.parent / 'missing.pt'}")
     assert os.path.exists(path)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "text_branch.embeddings.word_embeddings.weight",
+        "text_branch.embeddings.position_embeddings.weight",
+        "text_branch.encoder.layer.0.intermediate.dense.weight",
+        "text_projection.0.weight",
+        "audio_branch.patch_embed.proj.weight",
+        "audio_branch.layers.0.blocks.0.attn.relative_position_bias_table",
+        "audio_branch.layers.0.blocks.0.mlp.fc1.weight",
+        "audio_branch.layers.0.blocks.0.attn.qkv.weight",
+        "audio_branch.bn0.weight",
+        "audio_projection.0.weight",
+    ],
+)
+@pytest.mark.parametrize("shape", [(), (3, 3, 3, 3, 3)])
+def test_a_weight_the_size_is_read_from_with_too_few_or_many_dims(
+    key: str, shape: tuple[int, ...]
+) -> None:
+    """The weights whose shapes give the model's sizes are checked before they are read: a
+    0-d or 5-d tensor in their place is a one-line CheckpointError naming the key."""
+    _, state = _tiny_pair()
+    state[key] = torch.zeros(shape)
+    with pytest.raises(CheckpointError, match=re.escape(key)) as info:
+        laion_clap_model(state)
+    assert "\n" not in str(info.value)

@@ -821,6 +821,15 @@ CASES: list[Case] = [
         "expected a dict of weights, got an empty one",
     ),
     Case(
+        "upstream-checkpoint-a-list",
+        "separate good.wav -q dog -m audiosep:list.ckpt --text-tokenizer tok",
+        lambda root: (
+            torch.save([1, 2, 3], root / "list.ckpt"),
+            tiny_roberta_tokenizer(root / "tok"),
+        ),
+        "expected a dict of weights, got list",
+    ),
+    Case(
         "augment-base-url-not-http",
         "augment manifest.jsonl -o out.jsonl --backend openai --base-url ftp://x",
         None,

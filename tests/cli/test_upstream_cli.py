@@ -252,3 +252,29 @@ def test_options_need_an_upstream_model(tokenizer: Path, tmp_path: Path) -> None
     _write(tmp_path / "in.wav", 0.3, 16000)
     args = ["separate", str(tmp_path / "in.wav"), "-q", "dog", "-m", "test-tiny"]
     _check(_invoke([*args, "--text-tokenizer", str(tokenizer)]), "only applies to audiosep:")
+
+
+def test_clap_checkpoint_path_may_start_with_a_tilde(
+    audiosep_ckpt: Path, tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--clap-checkpoint ~/x.pt`` is the file in the home folder, as for every other path
+    (the shell leaves a ``~`` alone in ``--opt=~/x``, and so do scripts that quote it)."""
+    state = torch.load(audiosep_ckpt, weights_only=True)["state_dict"]
+    prefix = "query_encoder.model."
+    home = tmp_path / "home"
+    home.mkdir()
+    torch.save(
+        {"state_dict": {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}},
+        home / "clap.pt",
+    )
+    torch.save(
+        {"state_dict": {k: v for k, v in state.items() if not k.startswith(prefix)}},
+        tmp_path / "separator-only.ckpt",
+    )
+    monkeypatch.setenv("HOME", str(home))
+    _write(tmp_path / "in.wav", 0.3, 16000)
+    args = ["separate", str(tmp_path / "in.wav"), "-q", "dog", "-o", str(tmp_path / "out.wav")]
+    args += ["-m", f"audiosep:{tmp_path / 'separator-only.ckpt'}", "--no-ats"]
+    result = _invoke([*args, "--text-tokenizer", str(tokenizer), "--clap-checkpoint=~/clap.pt"])
+    assert result.exit_code == 0, result.stderr
+    assert sf.info(str(tmp_path / "out.wav")).frames == sf.info(str(tmp_path / "in.wav")).frames

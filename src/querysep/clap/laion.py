@@ -106,7 +106,7 @@ def _swin_key(rest: str, value: torch.Tensor, out: dict[str, torch.Tensor]) -> N
         return
     if ".attn.qkv." in rest:  # rows: query, key, value
         head, _, param = rest.partition(".attn.qkv.")
-        if value.shape[0] % 3:
+        if value.dim() == 0 or value.shape[0] % 3:
             raise CheckpointError(f"wrong shape {tuple(value.shape)} for audio_branch.{rest}")
         for name, part in zip(("query", "key", "value"), value.chunk(3, dim=0), strict=True):
             out[f"{base}{head}.attention.self.{name}.{param}"] = part.contiguous()
@@ -140,7 +140,7 @@ def convert_audio_branch(
             "feature-fusion LAION-CLAP checkpoints are not supported "
             f"(found {few_keys(fused, 2)}); use an unfused one"
         )
-    patch = get_key(state, branch + "patch_embed.proj.weight")
+    patch = get_key(state, branch + "patch_embed.proj.weight", 4)
     width, in_chans, patch_size = int(patch.shape[0]), int(patch.shape[1]), int(patch.shape[2])
     if in_chans != 1:
         raise CheckpointError(
@@ -156,7 +156,7 @@ def convert_audio_branch(
             for k in state
             if (m := re.match(re.escape(f"{branch}layers.{i}.blocks.") + r"(\d+)\.", k))
         }
-        table = get_key(state, f"{branch}layers.{i}.blocks.0.attn.relative_position_bias_table")
+        table = get_key(state, f"{branch}layers.{i}.blocks.0.attn.relative_position_bias_table", 2)
         depths.append(max(blocks) + 1 if blocks else 0)
         heads.append(int(table.shape[1]))
         window = (math.isqrt(int(table.shape[0])) + 1) // 2
@@ -164,9 +164,9 @@ def convert_audio_branch(
         raise CheckpointError(
             f"missing keys in the LAION-CLAP checkpoint: {branch}layers.*.blocks.*"
         )
-    fc1 = get_key(state, f"{branch}layers.0.blocks.0.mlp.fc1.weight")
-    mel_bins = int(get_key(state, branch + "bn0.weight").shape[0])
-    proj = get_key(state, f"{prefix}audio_projection.0.weight")
+    fc1 = get_key(state, f"{branch}layers.0.blocks.0.mlp.fc1.weight", 2)
+    mel_bins = int(get_key(state, branch + "bn0.weight", 1).shape[0])
+    proj = get_key(state, f"{prefix}audio_projection.0.weight", 2)
     hidden = width * 2 ** (len(depths) - 1)
     if (width, tuple(depths)) == (96, (2, 2, 6, 2)):
         variant = "HTSAT-tiny"

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -160,6 +161,8 @@ def check_upstream_options(
         from ..models.text.clap import laion_tokenizer_folder
 
         laion_tokenizer_folder(text_tokenizer)  # names the files it needs when they are not there
+    if clap_checkpoint is not None:
+        clap_checkpoint = Path(clap_checkpoint).expanduser()  # as every other path option
     if clap_checkpoint is not None and not clap_checkpoint.is_file():
         raise typer.BadParameter(
             f"{clap_checkpoint} is not a file (a LAION-CLAP .pt)", param_hint="'--clap-checkpoint'"

@@ -215,7 +215,11 @@ def read_upstream_checkpoint(path: str | os.PathLike[str], kind: str) -> Upstrea
     obj = load_weights_only(path, f"{info.label} checkpoint")
     state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None
     if not isinstance(state, Mapping) or not state:
-        got = "an empty one" if isinstance(state, Mapping) else type(state).__name__
+        got = (
+            "an empty one"
+            if isinstance(state, Mapping)
+            else type(state if isinstance(obj, Mapping) else obj).__name__
+        )
         raise CheckpointError(
             f"{path} is not a {info.label} separator checkpoint: expected a dict of "
             f"weights, got {got}"

@@ -145,11 +145,24 @@ def strip_laion_prefix(obj: Any) -> tuple[dict[str, torch.Tensor], str]:
 # the text tower
 
 
-def get_key(state: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
+def get_key(state: Mapping[str, torch.Tensor], key: str, dims: int | None = None) -> torch.Tensor:
+    """``state[key]``, a tensor with ``dims`` dimensions when given (its shape is read).
+
+    Raises:
+        CheckpointError: The key is missing, or holds no tensor of that many dimensions.
+    """
     try:
-        return state[key]
+        value = state[key]
     except KeyError:
         raise CheckpointError(f"missing key in the LAION-CLAP checkpoint: {key}") from None
+    if not isinstance(value, torch.Tensor):
+        raise CheckpointError(f"{key} in the LAION-CLAP checkpoint is not a tensor")
+    if dims is not None and value.dim() != dims:
+        raise CheckpointError(
+            f"wrong shape {tuple(value.shape)} for {key} in the LAION-CLAP checkpoint "
+            f"(expected {dims} dimensions)"
+        )
+    return value
 
 
 def branch_items(
@@ -204,10 +217,10 @@ def convert_text_branch(
         CheckpointError: Keys of the RoBERTa tower or its projection are missing.
     """
     branch = f"{prefix}text_branch."
-    words = get_key(state, branch + "embeddings.word_embeddings.weight")
+    words = get_key(state, branch + "embeddings.word_embeddings.weight", 2)
     vocab_size, hidden = (int(n) for n in words.shape)
-    positions = get_key(state, branch + "embeddings.position_embeddings.weight")
-    types = get_key(state, branch + "embeddings.token_type_embeddings.weight")
+    positions = get_key(state, branch + "embeddings.position_embeddings.weight", 2)
+    types = get_key(state, branch + "embeddings.token_type_embeddings.weight", 2)
     layer_ids = {
         int(m.group(1))
         for key in state
@@ -215,8 +228,8 @@ def convert_text_branch(
     }
     if not layer_ids:
         raise CheckpointError(f"missing keys in the LAION-CLAP checkpoint: {branch}encoder.layer.*")
-    intermediate = get_key(state, branch + "encoder.layer.0.intermediate.dense.weight")
-    proj = get_key(state, f"{prefix}text_projection.0.weight")
+    intermediate = get_key(state, branch + "encoder.layer.0.intermediate.dense.weight", 2)
+    proj = get_key(state, f"{prefix}text_projection.0.weight", 2)
     heads = num_attention_heads or max(1, hidden // 64)
     config = {
         "vocab_size": vocab_size,
