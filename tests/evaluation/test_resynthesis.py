@@ -60,3 +60,7 @@ def test_model_rows_name_their_output_path(tmp_path: Path, tiny_ldm: Path) -> No
     assert system.name == f"irm-ldm:{tmp_path / 'model'} [phase-preserving]"
     vocoder = make_system(f"irm-ldm:{tmp_path / 'model'}@vocoder")
     assert vocoder.name == f"irm-ldm:{tmp_path / 'model'}@vocoder"  # already says it
+    # a folder whose name holds an output's name still gets its tag
+    separator(tiny_ldm, output="vocoder").save_pretrained(tmp_path / "vocoder-run")
+    named = make_system(f"irm-ldm:{tmp_path / 'vocoder-run'}")
+    assert named.name == f"irm-ldm:{tmp_path / 'vocoder-run'} [vocoder]"

@@ -293,3 +293,108 @@ def test_separator_segments_an_identity_model_back_to_the_mixture(tiny_ldm: Path
     out = sep.separate_tensor(mixture, SR, "a tone")
     assert out.shape == (1, 1, mixture.size)
     np.testing.assert_allclose(out[0, 0].numpy(), mixture, atol=1e-4)
+
+
+def _damage(path: Path, how: str) -> None:
+    from safetensors.torch import load_file, save_file
+
+    if how == "cut":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        return
+    state = load_file(str(path))
+    if how == "missing":
+        state.pop(sorted(state)[-1])
+    else:  # "extra"
+        state["bogus.weight"] = torch.zeros(2)
+    save_file(state, str(path))
+
+
+@pytest.mark.parametrize("how", ["cut", "missing", "extra"])
+@pytest.mark.parametrize(
+    "part", ["vae/diffusion_pytorch_model.safetensors", "vocoder/model.safetensors"]
+)
+def test_damaged_weights_are_refused_in_one_line_never_left_random(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], part: str, how: str
+) -> None:
+    """A cut file, a weight missing (which loading would leave at its random start) or one
+    the part does not have: one CheckpointError line, and nothing else on the console."""
+    folder = tiny_audioldm_folder(tmp_path / "ldm", ["vae", "vocoder"])
+    _damage(folder / part, how)
+    capfd.readouterr()
+    with pytest.raises(CheckpointError) as info:
+        build(folder)
+    message = str(info.value)
+    assert "\n" not in message and part.split("/")[0] in message
+    assert {"cut": "cannot load", "missing": "missing", "extra": "unexpected"}[how] in message
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_missing_weights_file_is_one_line_on_the_console(tmp_path: Path) -> None:
+    """diffusers logs a missing weights file as an error before raising it: the command line
+    shows only querysep's line (in a fresh process, where the library's log handler lives)."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    folder = tiny_audioldm_folder(tmp_path / "ldm", ["vae", "vocoder"])
+    separator(folder).save_pretrained(tmp_path / "model")
+    (folder / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    sf.write(tmp_path / "in.wav", 0.1 * np.random.default_rng(0).standard_normal(SR), SR)
+    command = [sys.executable, "-m", "querysep", "separate", str(tmp_path / "in.wav")]
+    command += ["-q", "a dog", "-m", f"irm-ldm:{tmp_path / 'model'}"]
+    command += ["-o", str(tmp_path / "out.wav"), "--no-ats"]
+    run = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "safetensors weights are needed" in lines[0], run.stderr
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_a_resaved_model_still_finds_its_relative_ldm_and_keeps_its_output(
+    tmp_path: Path, tiny_ldm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model whose ``ldm`` is relative, loaded with ``@OUTPUT`` and saved elsewhere (as a
+    fine-tune's export does) loads again there, with the same output and the same answer."""
+    import shutil
+
+    shutil.copytree(tiny_ldm, tmp_path / "ldm")
+    model = separator(tmp_path / "ldm")
+    model.net.config.ldm = "../ldm"
+    model.save_pretrained(tmp_path / "a")
+    monkeypatch.chdir(tmp_path / "a")  # the relative path resolves from the model folder only
+    loaded = load_model(f"irm-ldm:{tmp_path / 'a'}@phase-preserving")
+    monkeypatch.chdir(tmp_path)
+    loaded.save_pretrained(tmp_path / "deeper" / "b")  # "../ldm" means nothing from here
+    again = load_model(str(tmp_path / "deeper" / "b"))
+    assert again.net.output_label == "phase-preserving"
+    assert json.loads((tmp_path / "deeper" / "b" / "config.json").read_text())["network"]["config"][
+        "ldm"
+    ] == str((tmp_path / "ldm").resolve())
+    x = torch.randn(1, 1, 3000) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(again(x, ["a dog"]), loaded(x, ["a dog"]))
+    # copied together with its AudioLDM folder inside it: the path from the model folder
+    shutil.copytree(tmp_path / "ldm", tmp_path / "c" / "audioldm")
+    inside = separator(tmp_path / "c" / "audioldm")
+    inside.net.config.ldm = "audioldm"
+    inside.save_pretrained(tmp_path / "c")
+    saved = json.loads((tmp_path / "c" / "config.json").read_text())["network"]["config"]
+    assert saved["ldm"] == "audioldm"
+    shutil.copytree(tmp_path / "c", tmp_path / "moved")
+    shutil.rmtree(tmp_path / "c")
+    assert load_model(str(tmp_path / "moved")).net.folder.root.parent == tmp_path / "moved"
+
+
+def test_a_broken_config_says_so_rather_than_naming_another_kind(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{bad", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"config.json is not valid JSON"):
+        load_model(f"irm-ldm:{tmp_path / 'm'}")

@@ -336,7 +336,7 @@ class ModelSystem:
         meta_name = self.separator.model.metadata.get("name")
         self.name = name or spec or str(meta_name or DEFAULT_MODEL)
         label = getattr(self.separator.model.net, "row_label", None)
-        if name is None and isinstance(label, str) and label not in self.name:
+        if name is None and isinstance(label, str) and not self.name.endswith(f"@{label}"):
             self.name += f" [{label}]"  # e.g. which output path an IRM-LDM row used
         self.sample_rate: int | None = self.separator.sample_rate
 

@@ -198,12 +198,16 @@ class TextQueriedSeparator(nn.Module):
         return self.net(mixture, condition.to(mixture.device))
 
     # ------------------------------------------------------------------ persistence
-    def config_dict(self) -> dict[str, Any]:
+    def config_dict(self, folder: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """What ``config.json`` holds for a model saved to ``folder`` (``None``: not tied to
+        a folder, as in a training checkpoint): a network may write paths relative to it."""
+        for_folder = getattr(self.net, "config_for", None)
+        network = for_folder(folder) if callable(for_folder) else self.net.config.to_dict()
         return {
             "format": "querysep-separator",
             "format_version": FORMAT_VERSION,
             "sample_rate": self.sample_rate,
-            "network": {"type": _network_kind(self.net), "config": self.net.config.to_dict()},
+            "network": {"type": _network_kind(self.net), "config": network},
             "text_encoder": self.text_encoder.to_config(),
             "metadata": self.metadata,
         }
@@ -230,7 +234,7 @@ class TextQueriedSeparator(nn.Module):
         folder = Path(folder)
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         save_id = secrets.token_hex(8)
-        config = {**self.config_dict(), SAVE_ID_KEY: save_id}
+        config = {**self.config_dict(folder), SAVE_ID_KEY: save_id}
         with atomic_files(folder / WEIGHTS_NAME, folder / CONFIG_NAME) as (weights, cfg):
             save_file(state, weights, metadata={"format": "pt", SAVE_ID_KEY: save_id})
             cfg.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

@@ -20,9 +20,12 @@ nothing is downloaded and nothing is unpickled. diffusers is imported on first u
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,23 +156,75 @@ def vae_factor(config: dict[str, Any]) -> int:
 
 
 def _from_pretrained(cls: Any, folder: LdmFolder, part: str, **kwargs: Any) -> Any:
-    """``cls.from_pretrained(root, subfolder=part)``: safetensors only, nothing downloaded."""
-    from transformers.utils import logging as hf_logging
+    """``cls.from_pretrained(root, subfolder=part)``: safetensors only, nothing downloaded,
+    every weight of the model in the file and nothing else (no part left random).
 
-    hf_logging.disable_progress_bar()
+    Raises:
+        CheckpointError: The weights cannot be read, or do not fit the part's config.
+    """
     folder.require(part)
     if cls.__module__.startswith("diffusers"):
         kwargs.setdefault("low_cpu_mem_usage", False)  # no accelerate: say so, quietly
     try:
-        model = cls.from_pretrained(
-            str(folder.root), subfolder=part, local_files_only=True, use_safetensors=True, **kwargs
-        )
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as exc:
+        with _quiet_loading():
+            model, info = cls.from_pretrained(
+                str(folder.root),
+                subfolder=part,
+                local_files_only=True,
+                use_safetensors=True,
+                output_loading_info=True,
+                **kwargs,
+            )
+    except Exception as exc:  # a cut file, a config the weights do not fit, ...
         raise CheckpointError(
             f"cannot load {part}/ of {folder.root} ({PARTS.get(part, part)}; safetensors "
             f"weights are needed): {_first_line(exc)}"
         ) from None
+    problems = [
+        f"{len(keys)} {what} (e.g. {_key_name(keys[0])})"
+        for what, keys in (
+            ("weight(s) missing", sorted(info.get("missing_keys") or (), key=str)),
+            ("unexpected weight(s)", sorted(info.get("unexpected_keys") or (), key=str)),
+            ("weight(s) of another shape", sorted(info.get("mismatched_keys") or (), key=str)),
+        )
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(
+            f"the weights in {folder.root}/{part} do not fit its config ({PARTS.get(part, part)}): "
+            + "; ".join(problems)
+        )
     return model.eval().requires_grad_(False)
+
+
+def _key_name(key: Any) -> str:
+    return str(key[0] if isinstance(key, tuple) else key)
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Silence diffusers' and transformers' loading chatter (progress bars, warnings about
+    missing weights, "an error occurred while trying to fetch"): what matters becomes the
+    one-line error of :func:`_from_pretrained`."""
+    from transformers.utils import logging as hf_logging
+
+    loggers = [hf_logging]
+    if importlib.util.find_spec("diffusers") is not None:
+        from diffusers.utils import logging as df_logging
+
+        loggers.append(df_logging)
+    levels = [each.get_verbosity() for each in loggers]
+    bar = hf_logging.is_progress_bar_enabled()
+    for each in loggers:  # diffusers logs a missing file as an error, then raises it
+        each.set_verbosity(logging.CRITICAL)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for each, level in zip(loggers, levels, strict=True):
+            each.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def load_vae(folder: LdmFolder) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ...errors import ModelNotFoundError
+from ...errors import ConfigError, ModelNotFoundError
 from ..separator import CONFIG_NAME, TextQueriedSeparator
 from .components import require_diffusers
 from .model import OUTPUTS, IrmLdm, IrmLdmConfig, resolve_ldm
@@ -88,7 +88,15 @@ def _saved_network(folder: Path) -> dict[str, Any]:
         raise ModelNotFoundError(
             f"{folder} is not a querysep model folder: {CONFIG_NAME} missing"
         ) from None
-    except (OSError, ValueError, KeyError, TypeError):
+    except UnicodeDecodeError:
+        raise ConfigError(f"{folder / CONFIG_NAME} is not UTF-8 text") from None
+    except ValueError as exc:  # what loading it as any model would say too
+        raise ConfigError(f"{folder / CONFIG_NAME} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"cannot read {folder / CONFIG_NAME}: {exc.strerror or exc}"
+        ) from None
+    except (KeyError, TypeError):
         return {}
     return network if isinstance(network, dict) else {}
 

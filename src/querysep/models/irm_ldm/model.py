@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,13 @@ def resolve_ldm(spec: str, base: Path | None = None) -> LdmFolder:
     )
 
 
+def _is_bundled_vae(spec: str, root: Path) -> bool:
+    from importlib import resources
+
+    bundled = Path(str(resources.files("querysep") / "weights")) / spec
+    return bundled.is_dir() and LdmFolder.find(bundled).root.resolve() == root.resolve()
+
+
 class IrmLdm(nn.Module):
     """Query-conditioned ratio masking in a VAE latent, with three ways back to audio.
 
@@ -297,6 +305,28 @@ class IrmLdm(nn.Module):
             )
             self._frozen["vocoder"] = vocoder.to(self.device)
         self.output = output
+        self.config.output = output  # a model saved now keeps the output it runs with
+
+    def config_for(self, folder: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """The config to save with a model written to ``folder``: :attr:`config`, with an
+        ``ldm`` that still finds its folder from there.
+
+        A bundled VAE's name and an absolute path are kept. A relative path (found next to
+        the folder the model was loaded from, or in the working directory) becomes the path
+        from ``folder`` when its AudioLDM folder lies inside ``folder`` (a model copied with
+        it), else the absolute path of the folder it was found in.
+        """
+        out = self.config.to_dict()
+        spec = str(self.config.ldm)
+        if Path(spec).expanduser().is_absolute() or _is_bundled_vae(spec, self.folder.root):
+            return out
+        root = self.folder.root.resolve()
+        target = None if folder is None else Path(folder).resolve()
+        if target is not None and (root == target or target in root.parents):
+            out["ldm"] = os.path.relpath(root, target)
+        else:
+            out["ldm"] = str(root)
+        return out
 
     def reset_mask_head(self) -> None:
         """Start from the identity mask (see :meth:`LatentMaskNet.reset_mask_head`): the
