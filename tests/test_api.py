@@ -400,3 +400,17 @@ def test_a_file_that_decodes_shorter_than_its_header_says(tiny: Separator, tmp_p
     rest, _ = sf.read(tmp_path / "rest.wav")
     assert len(dog) == len(rest) == len(decoded)
     np.testing.assert_allclose(dog + rest, decoded, rtol=0, atol=2.02 / 2**15)
+
+
+def test_outputs_given_as_text_of_a_float_file(tiny: Separator, tmp_path: Path) -> None:
+    """The signature takes ``str`` paths: a float WAV input gives float WAV outputs with them
+    too (the check of the output's extension once took only ``Path``)."""
+    path = tmp_path / "in.wav"
+    sf.write(path, 1.5 * synth.scene(1.0, 16000, seed=5), 16000, subtype="FLOAT")
+    tiny.separate_file(
+        str(path), ["dog"], [str(tmp_path / "d.wav")], residual=str(tmp_path / "r.wav")
+    )
+    assert sf.info(str(tmp_path / "d.wav")).subtype == "FLOAT"
+    dog, _ = sf.read(tmp_path / "d.wav")
+    rest, _ = sf.read(tmp_path / "r.wav")
+    np.testing.assert_allclose(dog + rest, sf.read(path)[0], rtol=0, atol=1e-6)

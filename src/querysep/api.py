@@ -134,9 +134,10 @@ def check_segment(segment_seconds: float, overlap_seconds: float) -> None:
         )
 
 
-def _keep_float(info: AudioInfo, out: Path) -> str | None:
+def _keep_float(info: AudioInfo, out: str | os.PathLike[str]) -> str | None:
     """``"FLOAT"`` for a WAV output of a float input; else ``None`` (the format's default)."""
-    return "FLOAT" if info.subtype in ("FLOAT", "DOUBLE") and out.suffix.lower() == ".wav" else None
+    is_wav = Path(out).suffix.lower() == ".wav"
+    return "FLOAT" if info.subtype in ("FLOAT", "DOUBLE") and is_wav else None
 
 
 class Separator:
