@@ -247,3 +247,35 @@ def test_skip_bad_writes_bad_rows_back_as_they_were_read(tmp_path: Path) -> None
         ["~nosuchuser-qs/a.wav", "rain", ""],  # an unknown ~user is a missing file, not a crash
     ]
     assert "line 3" in result.output and "line 5" in result.output
+
+
+@pytest.mark.parametrize("part", ["audio", "text"])
+def test_a_model_that_gives_nan_is_an_error_not_a_score(tmp_path: Path, part: str) -> None:
+    """A CLAP whose weights are broken gives NaN embeddings: one line and exit 2, never a
+    'nan' score in the table or a blank one in the list."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from querysep.clap.small import SmallClap, SmallClapConfig
+
+    torch.manual_seed(0)
+    config = SmallClapConfig(
+        window_seconds=0.5, n_fft=256, hop_length=128, n_mels=16, channels=[4, 8], dim=8
+    )
+    folder = SmallClap(config).save_pretrained(tmp_path / "broken")
+    weights = load_file(str(folder / "model.safetensors"))
+    key = next(k for k in sorted(weights) if k.startswith(f"{part}_head") and "weight" in k)
+    weights[key] = torch.full_like(weights[key], float("nan"))
+    save_file(weights, str(folder / "model.safetensors"))
+    a = _write(tmp_path / "a.wav", 1)
+    pairs = _pairs(tmp_path / "p.csv", [(str(a), "a dog", "x")])
+    for args in (
+        ["ats", str(a), "-q", "a dog"],
+        ["ats", "--list", str(pairs), "-o", str(tmp_path / "out.csv"), "--skip-bad"],
+    ):
+        result = _run([*args, "--clap", str(folder), "--no-progress"])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"NaN or infinite {part} embeddings" in lines[0], lines
+        assert "nan" not in result.stdout.lower()
+    assert not (tmp_path / "out.csv").exists()

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, resample
-from ..errors import AudioError, QueryError
+from ..errors import AudioError, CheckpointError, QueryError
 from ..models.text.base import validate_queries
 
 __all__ = [
@@ -264,8 +264,18 @@ class AudioTextModel(nn.Module, abc.ABC):
             for start in range(0, len(windows), step):
                 chunk = np.ascontiguousarray(windows[start : start + step])
                 emb = self._embed_windows(torch.from_numpy(chunk).to(self.device)).float()
+                self._check_finite(emb, "audio")
                 parts.append(nn.functional.normalize(emb, dim=-1).cpu())
         return torch.cat(parts)
+
+    def _check_finite(self, emb: torch.Tensor, what: str) -> None:
+        """Never score with NaN: a broken model would pass for one that finds no match."""
+        if not torch.isfinite(emb).all():
+            raise CheckpointError(
+                f"{self.name or 'the audio-text model'} gave NaN or infinite {what} embeddings "
+                "from finite input: its weights are broken (a diverged training run, or a "
+                "damaged file)"
+            )
 
     def embed_text(self, texts: str | Sequence[str], *, batch_size: int = 64) -> torch.Tensor:
         """L2-normalised text embeddings, one per text.
@@ -281,6 +291,7 @@ class AudioTextModel(nn.Module, abc.ABC):
         with torch.inference_mode():
             for start in range(0, len(items), max(1, int(batch_size))):
                 emb = self._embed_texts(items[start : start + batch_size]).float()
+                self._check_finite(emb, "text")
                 parts.append(nn.functional.normalize(emb, dim=-1).cpu())
         if not parts:  # pragma: no cover - validate_queries refuses empty lists
             raise QueryError("no text given")
