@@ -480,3 +480,14 @@ def test_a_weight_the_size_is_read_from_with_too_few_or_many_dims(
     with pytest.raises(CheckpointError, match=re.escape(key)) as info:
         laion_clap_model(state)
     assert "\n" not in str(info.value)
+
+
+def test_nan_weights_are_refused_naming_them() -> None:
+    _, state = _tiny_pair()
+    state["text_projection.2.weight"] = torch.full_like(state["text_projection.2.weight"], np.nan)
+    state["audio_branch.bn0.bias"] = state["audio_branch.bn0.bias"].clone()
+    state["audio_branch.bn0.bias"][0] = np.inf
+    with pytest.raises(CheckpointError, match="NaN or infinite weights") as info:
+        laion_clap_model(state)
+    assert "text_projection.2.weight" in str(info.value)
+    assert "audio_branch.bn0.bias" in str(info.value) and "\n" not in str(info.value)

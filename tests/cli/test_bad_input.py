@@ -797,7 +797,8 @@ CASES: list[Case] = [
         "clap-convert-weights-of-the-wrong-rank",
         "clap convert flat.pt out",
         _torch_file("flat.pt", {"text_branch.embeddings.word_embeddings.weight": [0.0] * 3}),
-        "not a LAION-CLAP checkpoint that can be converted",
+        "wrong shape (3,) for text_branch.embeddings.word_embeddings.weight in the LAION-CLAP "
+        "checkpoint (expected 2 dimensions)",
     ),
     Case(
         "clap-folder-with-a-mistyped-config",

@@ -331,6 +331,15 @@ def laion_clap_model(state: Mapping[str, torch.Tensor]) -> tuple[Any, LaionConve
             f"the LAION-CLAP checkpoint ({conv.audio} + {conv.text}) does not fit: "
             + "; ".join(problems)
         )
+    broken = [
+        k for k, v in conv.state_dict.items() if v.is_floating_point() and not v.isfinite().all()
+    ]
+    if broken:
+        names = few_keys({_laion_name(k) for k in broken})
+        raise CheckpointError(
+            f"the LAION-CLAP checkpoint holds NaN or infinite weights ({names}): the file is "
+            "damaged, or its training diverged"
+        )
     weights = {k: v.to(expected[k].dtype).contiguous() for k, v in conv.state_dict.items()}
     model.load_state_dict(weights, strict=False, assign=True)  # no copy of ~1 GB
     return model.eval(), conv
