@@ -1228,6 +1228,12 @@ def test_esc50_folder_problems_are_one_line(tmp_path: Path) -> None:
     table.write_text(good.replace(",1,0,dog", ",one,0,dog"))
     with pytest.raises(DataError, match="a fold or target is not an integer"):
         load_esc50(tmp_path / "data", [1])
+    lines = good.splitlines()  # the last clip's target also under another name
+    last = lines[-1].split(",")
+    last[-1] = "not-" + last[-1]
+    table.write_text("\n".join([*lines[:-1], ",".join(last)]) + "\n")
+    with pytest.raises(DataError, match=r"esc50\.csv: target 1 is both 'rain' and 'not-rain'$"):
+        load_esc50(tmp_path / "data", [1])
     table.write_text(good)
     first = sorted((tmp_path / "data" / "audio").iterdir())[0]
     first.unlink()

@@ -165,7 +165,8 @@ def load_esc50(root: str | os.PathLike[str], folds: list[int]) -> Esc50Split:
     Raises:
         DataError: No ``esc50.csv`` (the message names the folder and ``--data``), one
             without the ``filename``, ``fold``, ``target`` and ``category`` columns or with
-            a non-integer fold or target, no clip in those folds, or clips at two rates.
+            a non-integer fold or target or a target under two category names, no clip in
+            those folds, or clips at two rates.
         AudioError: A clip that is missing or cannot be read.
     """
     from ..audio.io import load_audio
@@ -183,6 +184,12 @@ def load_esc50(root: str | os.PathLike[str], folds: list[int]) -> Esc50Split:
         chosen = sorted((r for r in rows if int(r["fold"]) in folds), key=lambda r: r["filename"])
     except (TypeError, ValueError) as exc:
         raise DataError(f"{root / 'esc50.csv'}: a fold or target is not an integer") from exc
+    for r in rows:  # one name per target: a second would silently relabel the first's clips
+        if names[int(r["target"])] != r["category"]:
+            raise DataError(
+                f"{root / 'esc50.csv'}: target {r['target']} is both "
+                f"{r['category']!r} and {names[int(r['target'])]!r}"
+            )
     if names and (min(names) < 0 or max(names) >= len(names)):
         raise DataError(
             f"{root / 'esc50.csv'}: the targets must number the {len(names)} categories "
