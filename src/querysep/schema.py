@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pydantic
@@ -141,6 +142,82 @@ def _raise(exc: ValidationError, what: str, prefix: str) -> typing.NoReturn:
     raise config_error(key, problem, what) from None
 
 
+def _unwrap(tp: Any) -> list[Any]:
+    """The types ``tp`` admits: ``Annotated`` and ``X | None`` taken apart."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [t for arg in typing.get_args(tp) for t in _unwrap(arg) if t is not type(None)]
+    return [tp]
+
+
+def _field_types(tp: Any) -> dict[str, Any]:
+    """Field name -> annotation of a dataclass or pydantic model (``{}`` for others)."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return {name: f.annotation for name, f in tp.model_fields.items()}
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        try:
+            return typing.get_type_hints(tp, include_extras=True)
+        except (NameError, TypeError):  # pragma: no cover - an annotation it cannot resolve
+            return {}
+    return {}
+
+
+def bool_for_number(tp: Any, data: Any, key: str = "") -> tuple[str, str] | None:
+    """The first place in ``data`` where ``true``/``false`` stands for a number.
+
+    pydantic reads ``true`` as 1 where an integer or a number is expected (``members:
+    true`` would train one member); querysep's configs refuse it, as any other wrong type.
+
+    Returns:
+        ``(dotted key, what was expected)``, or ``None`` when there is no such place.
+    """
+    kinds = _unwrap(tp)
+    if isinstance(data, bool):
+        if bool in kinds or not any(k in (int, float) for k in kinds):
+            return None
+        return key, "an integer" if int in kinds and float not in kinds else "a number"
+    for kind in kinds:
+        fields = _field_types(kind)
+        if fields and isinstance(data, Mapping):
+            for name, value in data.items():
+                if name in fields:
+                    found = bool_for_number(fields[name], value, f"{key}.{name}".strip("."))
+                    if found:
+                        return found
+            return None
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+        if origin in (list, tuple, Sequence) and isinstance(data, list | tuple) and args:
+            items = args if origin is tuple and Ellipsis not in args else [args[0]] * len(data)
+            for index, (item_type, value) in enumerate(zip(items, data, strict=False)):
+                found = bool_for_number(item_type, value, f"{key}.{index}".strip("."))
+                if found:
+                    return found
+            return None
+    return None
+
+
+def bool_problem(tp: Any, data: Any) -> tuple[str, str] | None:
+    """``(dotted key, one-line problem)`` for a ``true``/``false`` given as a number in
+    ``data`` (see :func:`bool_for_number`), or ``None``."""
+    found = bool_for_number(tp, data)
+    if not found:
+        return None
+    key, expected = found
+    value = data
+    for part in key.split(".") if key else ():
+        value = value[int(part)] if isinstance(value, list | tuple) else value[part]
+    return key, f"expected {expected}, got {value!r}"
+
+
+def _refuse_bool_numbers(tp: Any, data: Any, what: str, prefix: str) -> None:
+    found = bool_problem(tp, data)
+    if found:
+        key, problem = found
+        raise config_error(".".join(p for p in (prefix, key) if p), problem, what)
+
+
 def validate_model(model: type[M], data: Any, *, what: str = "", prefix: str = "") -> M:
     """Build ``model`` from plain data, or raise a one-line :class:`ConfigError`.
 
@@ -150,6 +227,7 @@ def validate_model(model: type[M], data: Any, *, what: str = "", prefix: str = "
         what: Where the data came from (a file, an override), put before the message.
         prefix: Dotted path of ``data`` in the whole config, put before the key.
     """
+    _refuse_bool_numbers(model, data, what, prefix)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -172,6 +250,7 @@ def validate_dataclass(cls: type[T], data: Any, *, what: str = "", prefix: str =
     if unknown:
         key = ".".join(p for p in (prefix, str(unknown[0])) if p)
         raise config_error(key, f"unknown key (known: {', '.join(names)})", what)
+    _refuse_bool_numbers(cls, data, what, prefix)
     try:
         return _adapter(cls).validate_python(dict(data))
     except ValidationError as exc:
@@ -217,6 +296,10 @@ def validate_arguments(
             **fields,
         )
         _ADAPTERS[key] = TypeAdapter(model)
+    hints = typing.get_type_hints(func, include_extras=True)
+    for name, value in kwargs.items():
+        if name in hints:
+            _refuse_bool_numbers(hints[name], value, what, ".".join(p for p in (prefix, name) if p))
     try:
         validated = _ADAPTERS[key].validate_python(dict(kwargs))
     except ValidationError as exc:

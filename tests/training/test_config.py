@@ -162,3 +162,36 @@ def test_shipped_configs_load() -> None:
         "kind": "hashing",
         "dim": 32,
     }
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.max_steps=true", "trainer.max_steps: expected an integer, got True"),
+        ("optim.lr=false", "optim.lr: expected a number, got False"),
+        ("data.gain_db=[-5, true]", "data.gain_db.1: expected a number, got True"),
+        ("model.network.config.channels=[4, true]", "channels.1: expected an integer, got True"),
+    ],
+)
+def test_true_or_false_is_not_a_number(config_file: Path, override: str, message: str) -> None:
+    """pydantic reads true as 1 where a number is expected; querysep refuses it, as any other
+    wrong type (`max_steps: yes` would have trained one step)."""
+    from querysep.training.run import build_model
+
+    with pytest.raises(ConfigError) as info:
+        build_model(load_config(config_file, [override]).model)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert load_config(config_file, ["trainer.progress_bar=true"]).trainer.progress_bar is True
+
+
+def test_true_or_false_is_not_a_number_in_other_configs() -> None:
+    from querysep.clap.train import load_train_config
+    from querysep.models.text import build_text_encoder
+
+    with pytest.raises(ConfigError, match=r"^members: expected an integer, got True$"):
+        load_train_config(None, ["members=true"])
+    with pytest.raises(ConfigError, match=r"members\[0\]\.epochs: expected an integer, got True"):
+        load_train_config(None, ["members=[{epochs: true}]"])
+    assert load_train_config(None, ["more_captions=true"]).more_captions is True
+    with pytest.raises(ConfigError, match=r"dim: expected an integer, got True"):
+        build_text_encoder({"kind": "hashing", "dim": True})

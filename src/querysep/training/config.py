@@ -31,7 +31,14 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from ..errors import ConfigError
 from ..precision import PrecisionSetting
-from ..schema import ConfigModel, YamlLoader, config_error, describe_error, nested
+from ..schema import (
+    ConfigModel,
+    YamlLoader,
+    bool_problem,
+    config_error,
+    describe_error,
+    nested,
+)
 from ..textfiles import read_text
 
 __all__ = [
@@ -566,7 +573,11 @@ def config_from_dict(
         for key in _IGNORED_MODEL_KEYS:
             model.pop(key, None)
     try:
-        return schema.model_validate(raw)
+        found = bool_problem(schema, raw)  # pydantic would read true as 1
+        if found:
+            key, problem = found
+        else:
+            return schema.model_validate(raw)
     except ValidationError as exc:
         key, problem = describe_error(exc)
         if problem == "unknown key":
