@@ -43,7 +43,7 @@ from .models.text import validate_queries
 from .precision import autocast, resolve_precision
 from .pretrained import load_model, resolve_device
 
-__all__ = ["Separator", "check_segment", "separate"]
+__all__ = ["ClippedWarning", "Separator", "check_segment", "separate"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -132,6 +132,10 @@ def check_segment(segment_seconds: float, overlap_seconds: float) -> None:
             f"the overlap must be at least 0 s and shorter than the {segment_seconds} s "
             f"segment, got {overlap_seconds}"
         )
+
+
+class ClippedWarning(UserWarning):
+    """Samples of an output went beyond full scale and were clipped to fit its format."""
 
 
 def _keep_float(info: AudioInfo, out: str | os.PathLike[str]) -> str | None:
@@ -516,6 +520,14 @@ class Separator:
                 if bar is not None:
                     bar.close()
             commit_writers(opened)  # all or (but for a failed rename) none
+        for w in writers:
+            if w.clipped:
+                warnings.warn(
+                    f"{w.path}: {w.clipped} samples beyond full scale were clipped ({w.subtype} "
+                    "holds no more; a .wav output of a float input keeps them)",
+                    ClippedWarning,
+                    stacklevel=2,
+                )
         paths = [Path(p) for p in outputs]
         if not return_ats:
             return paths

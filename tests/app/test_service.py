@@ -169,8 +169,9 @@ def test_an_upload_the_pruner_removed_asks_for_it_again(tmp_path: Path) -> None:
     with pytest.raises(AudioError) as caught:
         service.separate(str(upload), "a dog barking")
     assert str(caught.value) == (
-        "rec.wav is no longer on the server: recordings are kept 1 min "
-        "(querysep app --keep-minutes); upload it again"
+        "rec.wav is no longer on the server: recordings are kept up to 1 min "
+        "(querysep app --keep-minutes; less when the app's folder passes --max-disk-gb); "
+        "upload it again"
     )
     with pytest.raises(AudioError, match="not found"):  # a path that was never an upload
         service.separate(str(tmp_path / "rec.wav"), "a dog barking")

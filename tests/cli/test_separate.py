@@ -467,3 +467,26 @@ def test_names_and_queries_are_printed_as_they_are(tmp_path: Path) -> None:
     written = sorted(p.name for p in out.iterdir())
     assert len(written) == 1
     assert f"{out / written[0]}  (dog [/] from take [live].wav)  ATS " in res.stdout
+
+
+def test_clipping_a_float_input_into_flac_is_said_not_silent(tmp_path: Path) -> None:
+    """FLAC holds integers: samples of a float input beyond full scale are clipped there,
+    and the command says so for the file it happened in (a .wav output keeps them)."""
+    x = 0.3 * np.random.default_rng(0).standard_normal(32000)
+    x[1000] = 5.0
+    sf.write(tmp_path / "loud.wav", x, 16000, subtype="FLOAT")
+    base = ["separate", str(tmp_path / "loud.wav"), "-q", "dog", "-m", "test-tiny", "--no-ats"]
+    base.append("--residual")
+    flac = run(*base, "-o", str(tmp_path / "flac"), "--format", "flac")
+    assert flac.exit_code == 0, flac.output
+    notes = [line for line in flac.stderr.splitlines() if "clipped" in line]
+    assert len(notes) == 1 and "loud__residual.flac:" in notes[0], flac.stderr
+    clipped = int(notes[0].split(": ")[2].split()[0])
+    rest, _ = sf.read(tmp_path / "flac" / "loud__residual.flac")
+    assert clipped >= 1 and np.count_nonzero(np.abs(rest) >= 1 - 2**-15) >= clipped
+    wav = run(*base, "-o", str(tmp_path / "wav"))
+    assert wav.exit_code == 0 and "clipped" not in wav.stderr
+    with pytest.warns(UserWarning, match="samples beyond full scale were clipped"):
+        Separator("test-tiny").separate_file(
+            tmp_path / "loud.wav", "dog", [tmp_path / "api.flac"], residual=tmp_path / "r.flac"
+        )

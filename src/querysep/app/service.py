@@ -248,8 +248,9 @@ class SeparationService:
             raise AudioError("no recording: upload an audio file or record one first")
         if not Path(path).exists() and self.workspace.root in Path(path).resolve().parents:
             raise AudioError(  # an upload older than the pruner keeps them
-                f"{Path(path).name} is no longer on the server: recordings are kept "
-                f"{self.config.keep_minutes:g} min (querysep app --keep-minutes); upload it again"
+                f"{Path(path).name} is no longer on the server: recordings are kept up to "
+                f"{self.config.keep_minutes:g} min (querysep app --keep-minutes; less when the "
+                "app's folder passes --max-disk-gb); upload it again"
             )
         limit_mb = self.config.max_upload_mb
         size = Path(path).stat().st_size if Path(path).is_file() else 0

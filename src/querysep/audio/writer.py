@@ -89,7 +89,8 @@ class AudioWriter:
     ends normally. On any exception, Ctrl-C included, the temporary file is deleted and
     ``path`` is left as it was. Parent folders are created; a ``path`` that is a folder or
     lies under a file is an :class:`AudioError` on entering. Float samples are clipped to
-    ``[-1, 1)`` for every non-float subtype so integers never wrap around.
+    ``[-1, 1)`` for every non-float subtype so integers never wrap around; :attr:`clipped`
+    counts the samples that were.
 
     Args:
         path: Target file; its extension picks the format (see
@@ -119,6 +120,7 @@ class AudioWriter:
         except AudioError as exc:
             raise AudioError(f"cannot write {exc}") from None
         self.num_frames = 0
+        self.clipped = 0  # samples beyond what an integer subtype holds, clipped to fit
         self._pending: AtomicFile | None = None
         self._file: sf.SoundFile | None = None
 
@@ -142,6 +144,7 @@ class AudioWriter:
             raise
         self._pending = pending
         self.num_frames = 0
+        self.clipped = 0
         return self
 
     def write(self, block: np.ndarray) -> None:
@@ -175,6 +178,7 @@ class AudioWriter:
         _check_finite(frames, self.path, self.num_frames, self.sample_rate)
         bound = _clip_bound(self.subtype, data.dtype)
         if bound is not None:
+            self.clipped += int(np.count_nonzero((frames < -1.0) | (frames > bound)))
             frames = np.clip(frames, data.dtype.type(-1.0), bound)
         try:
             self._file.write(np.ascontiguousarray(frames))

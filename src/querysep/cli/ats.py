@@ -51,7 +51,8 @@ def register(app: typer.Typer) -> None:
             False,
             "--skip-bad",
             help="With --list: score the good rows and leave ats empty for bad ones "
-            "(missing file, empty caption) instead of failing.",
+            "(missing, unreadable or silent file, empty caption) instead of failing; a silent "
+            "file is found only when it is read, after the rows checked up front.",
         ),
         device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
         batch_size: int = typer.Option(16, "--batch-size", help="Audio windows per batch."),

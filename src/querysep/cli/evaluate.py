@@ -57,7 +57,11 @@ def register(app: typer.Typer) -> None:
         skip_missing: bool = typer.Option(
             False, "--skip-missing", help="Skip clips whose audio is missing (counted)."
         ),
-        segment_seconds: float = typer.Option(10.0, help="Length of the segments models see."),
+        segment_seconds: float = typer.Option(
+            10.0,
+            help="Length of the segments models see; consecutive segments overlap by "
+            "min(1 s, half a segment), crossfaded.",
+        ),
         clap: str | None = typer.Option(
             None,
             "--clap",

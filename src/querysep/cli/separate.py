@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import typer
@@ -78,7 +79,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Separate the sound each query describes from each input file."""
-        from ..api import MAX_THREADS, Separator, check_segment
+        from ..api import MAX_THREADS, ClippedWarning, Separator, check_segment
         from ..audio.io import audio_info
         from ..fileio import check_output_file
         from ..models.text import validate_queries
@@ -113,15 +114,17 @@ def register(app: typer.Typer) -> None:
             sep.clap  # noqa: B018 - load it now: a bad --clap fails before any output
         for path, info, outs in zip(inputs, infos, plan, strict=True):
             rest = outs.pop() if residual else None
-            done = sep.separate_file(
-                path,
-                queries,
-                outs,
-                mono=mono,
-                progress=info.duration > 60,
-                return_ats=not no_ats,
-                residual=rest,
-            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ClippedWarning)
+                done = sep.separate_file(
+                    path,
+                    queries,
+                    outs,
+                    mono=mono,
+                    progress=info.duration > 60,
+                    return_ats=not no_ats,
+                    residual=rest,
+                )
             for q, item in zip(queries, done, strict=True):
                 w, ats = item if isinstance(item, tuple) else (item, None)
                 if ats is None:
@@ -140,6 +143,11 @@ def register(app: typer.Typer) -> None:
                     f"wrote {rest}  (everything else in {path.name})",
                     soft_wrap=True,
                 )
+            for note in caught:  # after the lines of the files they are about
+                if issubclass(note.category, ClippedWarning):
+                    err_console.print(f"note: {note.message}", soft_wrap=True)
+                else:  # not ours: as Python would show it
+                    warnings.warn_explicit(note.message, note.category, note.filename, note.lineno)
         if not no_ats:
             err_console.print(
                 f"ATS: CLAP similarity of each output to its query ({sep.clap.name}; higher = "

@@ -627,7 +627,7 @@ def _check_extra_columns(
 @dataclass
 class _Settings:
     """What the scores in an output folder depend on beyond the list: the evaluation rate,
-    the audio folder, and each system's own settings (a model's segment length and
+    the audio folder, and each system's own settings (a model's segment length, overlap and
     precision). Stored in ``settings.json``; a later run into the folder must match them,
     so that one table never mixes scores computed two ways.
 

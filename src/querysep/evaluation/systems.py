@@ -60,7 +60,7 @@ class System(Protocol):
             system works at any rate and gets the evaluation-rate audio untouched.
 
     Optionally, ``settings``: a mapping of what its output depends on beyond its name (a
-    model's segment length and precision), recorded in the output folder's
+    model's segment length, overlap and precision), recorded in the output folder's
     ``settings.json``; a later run whose system of that name has other settings is refused.
     """
 
@@ -342,7 +342,7 @@ class ModelSystem:
 
     @property
     def settings(self) -> dict[str, object]:
-        """What its scores depend on beyond the model: segment length and precision."""
+        """What its scores depend on beyond the model: segment length, overlap, precision."""
         sep = self.separator
         return {
             "segment_seconds": sep.segment_seconds,
