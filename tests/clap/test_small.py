@@ -1403,6 +1403,54 @@ def test_a_max_steps_run_cut_mid_epoch_resumes_without_new_records(tmp_path: Pat
     assert checkpoint["step"] == 3
 
 
+def test_a_diverging_run_stops_at_its_first_non_finite_value_and_keeps_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """A loss or weight that stops being finite ends the run in one line: the checkpoint
+    keeps the last good epoch (and resumes), the log holds valid JSON only, no model is
+    exported; NaN weights are never saved, nor started from."""
+    from safetensors.torch import load_file, save_file
+
+    _write_toy_esc50(tmp_path / "data")
+    encoder = HashingTextEncoder(384)
+    # two good epochs, then a warm restart to an absurd rate over the last one
+    blowup = ["restart_epochs=1", "restart_warmup_epochs=1", "warmup_epochs=1"]
+    config = load_train_config(None, _toy_run(tmp_path / "data", 3, *blowup, "restart_lr=1e12"))
+    diverged = r"^training diverged at epoch 3, step \d+: .*keeps the last good epoch, 2\)"
+    for _ in range(2):  # run again, it resumes from epoch 2 and stops at the same place
+        with pytest.raises(ConfigError, match=diverged) as caught:
+            train(config, tmp_path / "run", log=lambda _: None, text_encoder=encoder)
+        assert "\n" not in str(caught.value)
+        kept = sorted(p.name for p in (tmp_path / "run").iterdir())
+        assert kept == ["checkpoint.pt", "log.jsonl"]  # no model
+        checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+        assert checkpoint["epoch"] == 2
+        assert all(torch.isfinite(v).all() for v in checkpoint["model"].values())
+        lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    # a run that diverges before its first checkpoint leaves no folder
+    wild = load_train_config(None, _toy_run(tmp_path / "data", 3, "lr=1e12"))
+    with pytest.raises(ConfigError, match="training diverged at epoch 1"):
+        train(wild, tmp_path / "wild", log=lambda _: None, text_encoder=encoder)
+    assert not (tmp_path / "wild").exists()
+    # a model holding a NaN is not saved, and not started from
+    torch.manual_seed(0)
+    model = SmallClap(tiny_config())
+    with torch.no_grad():
+        model.audio_head[3].bias[0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"weight audio_head\.3\.bias holds NaN"):
+        model.save_pretrained(tmp_path / "nan")
+    assert not (tmp_path / "nan").exists()
+    folder = SmallClap(tiny_config()).save_pretrained(tmp_path / "nan")
+    state = load_file(str(folder / "model.safetensors"))
+    state["audio_head.3.bias"][0] = float("nan")
+    save_file(state, str(folder / "model.safetensors"))
+    start = load_train_config(None, _toy_run(tmp_path / "data", 1, f"init_from={folder}"))
+    with pytest.raises(CheckpointError, match=r"^init_from .*audio_head\.3\.bias holds NaN"):
+        train(start, tmp_path / "tuned", log=lambda _: None, text_encoder=encoder)
+    assert not (tmp_path / "tuned").exists()
+
+
 def test_training_resamples_clips_to_the_model_rate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

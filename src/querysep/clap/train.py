@@ -16,7 +16,8 @@ keeps the settings the run trains with, and a resume that changes one of them (`
 ``lr``, a seed...) is refused: only the refit, export and validation settings may change
 (``init_from`` of the finished run's ``model/`` trains on from its weights instead). The
 model folder (``config.json`` + ``model.safetensors``) is written to ``OUT/model`` at the
-end.
+end. A run whose loss or weights stop being finite (a learning rate too high) stops at once
+with a one-line error: nothing of the diverged steps is checkpointed, logged or exported.
 
 With ``members: N`` (N > 1) the command trains N such models one after the other, member
 ``i`` with seed ``seed + i`` in ``OUT/member{i}/`` (each resumable as above; a finished member
@@ -67,6 +68,7 @@ from .small import (
     check_weights_dtype,
     log_compress,
     mel_centres,
+    non_finite_weight,
 )
 from .zeroshot import (
     DEFAULT_ROOT,
@@ -699,6 +701,12 @@ def _train_one(
                 f"{ckpt_path} does not fit this config ({type(exc).__name__}: {first}); train "
                 "into a new output folder, or remove it to start over"
             ) from None
+        broken = non_finite_weight(model.state_dict())
+        if broken is not None:  # written by a run that diverged, before runs checked
+            raise CheckpointError(
+                f"{ckpt_path} holds NaN or infinite weights ({broken}): its run diverged; "
+                "train into a new output folder with other settings (e.g. a smaller lr)"
+            )
         # the log says what the checkpoint holds (a cut run may have logged an epoch more)
         write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         log(f"resumed from {ckpt_path} at epoch {start_epoch}")
@@ -745,6 +753,9 @@ def _train_one(
                 loss = loss + contrastive_loss(a, t, soft, model.logit_scale)
             if pairwise is not None:
                 loss = loss + pairwise(a, t, soft)
+            value = float(loss.detach())
+            if not math.isfinite(value):  # before the step: the checkpoint stays the last good
+                raise _diverged(ckpt_path, epoch, step, f"the loss is {value}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -753,7 +764,7 @@ def _train_one(
                 model.logit_scale.clamp_(0, math.log(100))
             if ema is not None:
                 ema.update(model)
-            losses.append(float(loss.detach()))
+            losses.append(value)
             step += 1
         record: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -776,6 +787,12 @@ def _train_one(
             record["val"] = _evaluate(_with_ema(model, ema), val_split, use_bf16)
             if ema is not None:  # the raw weights too, to see what the average adds
                 record["val_raw"] = _evaluate(model, val_split, use_bf16)
+        states = [model.state_dict(), *([ema.state] if ema is not None else [])]
+        if pairwise is not None:
+            states.append(pairwise.state_dict())
+        broken = next((k for k in map(non_finite_weight, states) if k is not None), None)
+        if broken is not None:  # the last step diverged: never checkpoint (nor log) it
+            raise _diverged(ckpt_path, epoch, step - 1, f"weight {broken} is not finite")
         history.append(record)
         log(json.dumps(record))
         payload = {
@@ -874,6 +891,7 @@ def _init_state(
     Raises:
         ConfigError: ``init_from`` is not a small CLAP, is an ensemble of another size than the
             run's members, or differs from ``config.model`` in a setting that shapes weights.
+        CheckpointError: Its weights hold a NaN or an infinity.
     """
     from .registry import load_clap
 
@@ -920,7 +938,26 @@ def _init_state(
         )
         raise ConfigError(f"init_from {config.init_from} does not fit model settings ({shown})")
     state = {k: v.float() if v.is_floating_point() else v for k, v in source.state_dict().items()}
+    broken = non_finite_weight(state)
+    if broken is not None:
+        raise CheckpointError(
+            f"init_from {config.init_from}: weight {broken} holds NaN or infinite values; "
+            "start from other weights"
+        )
     return state, record
+
+
+def _diverged(ckpt_path: Path, epoch: int, step: int, what: str) -> ConfigError:
+    """The error that stops a run whose loss or weights stopped being finite."""
+    kept = (  # a checkpoint is written at the end of each epoch
+        f"{ckpt_path} keeps the last good epoch, {epoch}"
+        if ckpt_path.is_file()
+        else "no checkpoint was written"
+    )
+    return ConfigError(
+        f"training diverged at epoch {epoch + 1}, step {step + 1}: {what} ({kept}); train "
+        "into a new output folder with other settings, e.g. a smaller lr"
+    )
 
 
 def _card(config: ClapTrainConfig) -> dict[str, Any]:
