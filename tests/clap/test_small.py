@@ -1010,6 +1010,53 @@ def test_refit_text_command_writes_a_new_folder_and_refuses_bad_targets(tmp_path
     assert not (tmp_path / "x").exists()
 
 
+def test_a_ridge_penalty_that_would_zero_the_stored_head_is_refused(tmp_path: Path) -> None:
+    """A penalty so large that the refitted head, stored in the model's weights_dtype, no
+    longer embeds the texts (float16 rounds it to zeros) is a one-line error and writes
+    nothing; absurd penalties are refused before any work; 1e4-1e6 still refit."""
+    import typer
+    from typer.testing import CliRunner
+
+    from querysep.cli.clap_train import add_refit_command
+
+    group = typer.Typer()
+    add_refit_command(group)
+    group.command("noop")(lambda: None)
+    _write_toy_esc50(tmp_path / "data")
+    torch.manual_seed(0)
+    half = SmallClap(tiny_config(text_mlp=False)).save_pretrained(tmp_path / "half", "float16")
+    args = ["refit-text", str(half), "--data", str(tmp_path / "data"), "--fold", "1", "--fold", "2"]
+    runner = CliRunner()
+    for ridge in ("1e4", "1e6"):
+        result = runner.invoke(group, [*args, "--ridge", ridge, "-o", str(tmp_path / ridge)])
+        assert result.exit_code == 0, result.output
+        head = SmallClap.from_pretrained(tmp_path / ridge).text_head.linear.weight
+        assert head.abs().max() > 0
+    for ridge, message in (
+        ("1e8", "too small to store as float16"),
+        ("1e9", "up to 1e+08"),
+        ("1e308", "up to 1e+08"),
+    ):
+        result = runner.invoke(group, [*args, "--ridge", ridge, "-o", str(tmp_path / "x")])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and len(result.output.strip().splitlines()) == 1
+        assert not (tmp_path / "x").exists()
+    # clap train: refused at its refit, after training; the run's checkpoint stays, and a
+    # rerun with a smaller penalty only refits
+    encoder = HashingTextEncoder(384)
+    run = _toy_run(tmp_path / "data", 1, "model.text_mlp=false", "weights_dtype=float16")
+    with pytest.raises(ConfigError, match="too small to store as float16"):
+        config = load_train_config(None, [*run, "text_ridge=1e8"])
+        train(config, tmp_path / "run", log=lambda _: None, text_encoder=encoder)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt", "log.jsonl"]
+    config = load_train_config(None, [*run, "text_ridge=1e4"])
+    folder = train(config, tmp_path / "run", log=lambda _: None, text_encoder=encoder)
+    assert SmallClap.from_pretrained(folder).text_head.linear.weight.abs().max() > 0
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 1
+    with pytest.raises(ConfigError, match="up to 1e"):
+        _check_run(load_train_config(None, ["model.text_mlp=false", "text_ridge=1e9"]))
+
+
 def test_clap_train_cli_commands_wire_into_a_group(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner

@@ -60,6 +60,7 @@ from ..schema import YamlLoader, config_error, validate_dataclass
 from .augment import AugmentConfig, augment_mel, spec_augment
 from .small import (
     ENSEMBLE_SHARED,
+    WEIGHTS_DTYPES,
     ClapEnsemble,
     SmallClap,
     SmallClapConfig,
@@ -362,6 +363,13 @@ def _mel_power(model: SmallClap, audio: np.ndarray, chunk: int = 64) -> torch.Te
     return torch.cat(parts)
 
 
+#: The largest ridge penalty: beyond it the fit (about sum(x y) / penalty, for any text set
+#: querysep trains on) no longer turns, it only shrinks towards weights too small to store.
+MAX_RIDGE = 1e8
+#: A refitted head must, as stored, embed every training text within this cosine of the fit.
+_REFIT_FIDELITY = 0.99
+
+
 def check_refit(
     penalty: Any,
     *,
@@ -373,8 +381,11 @@ def check_refit(
     """Raise :class:`ConfigError` for refit settings :func:`refit_text_head` cannot use."""
     if text_mlp:
         raise ConfigError("text_ridge refits a linear text head only: set model.text_mlp: false")
-    if not _is_number(penalty) or not penalty > 0:
-        raise ConfigError(f"text_ridge must be a positive number, got {penalty!r}")
+    if not _is_number(penalty) or not 0 < penalty <= MAX_RIDGE:
+        raise ConfigError(
+            f"text_ridge must be a positive number up to {MAX_RIDGE:g} (a larger penalty only "
+            f"shrinks the head towards zero), got {penalty!r}"
+        )
     if not _is_number(discriminant) or not 0 <= discriminant <= 1:
         raise ConfigError(f"text_ridge_discriminant must be in [0, 1], got {discriminant!r}")
     if not _is_number(shrinkage) or not shrinkage > 0:
@@ -437,6 +448,7 @@ def refit_text_head(
     shrinkage: float = 0.3,
     templates: list[str] | None = None,
     more_captions: bool = False,
+    weights_dtype: str | None = None,
 ) -> dict[str, Any]:
     """Replace the (linear) text head by a ridge regression onto the audio class targets.
 
@@ -454,6 +466,8 @@ def refit_text_head(
             here and at inference, are means over them); ``None`` keeps the model's.
         more_captions: Fit on the classes' ``more`` captions too
             (:func:`~querysep.clap.zeroshot.class_texts`).
+        weights_dtype: How the model's weights will be stored (``None``: its own
+            ``weights_dtype``): the fitted head must survive that storage.
 
     Returns:
         What was done (``method``, ``penalty``, ``discriminant``, ``shrinkage``,
@@ -462,8 +476,10 @@ def refit_text_head(
 
     Raises:
         ConfigError: A text head with an MLP branch (only a linear head can be refitted),
-            a penalty or shrinkage that is not a positive number, a discriminant weight
-            outside [0, 1], malformed templates, or a class without clips in ``split``.
+            a penalty (up to :data:`MAX_RIDGE`) or shrinkage that is not a positive number, a
+            discriminant weight outside [0, 1], malformed templates, a class without clips
+            in ``split``, or a penalty so large that the head, stored as ``weights_dtype``,
+            would no longer embed the texts as fitted (the model is then left unchanged).
     """
     check_refit(
         penalty,
@@ -488,6 +504,7 @@ def refit_text_head(
         discriminant=float(discriminant),
         shrinkage=float(shrinkage),
     )
+    kept_templates = model.config.text_templates
     if templates is not None:
         model.config.text_templates = list(templates)
     sentences, by_class, texts = _text_table(
@@ -501,6 +518,16 @@ def refit_text_head(
     gram = x.T @ x + float(penalty) * torch.eye(x.shape[1], dtype=torch.float64)
     solution = torch.linalg.solve(gram, x.T @ y)  # (text_dim + 1, dim)
     linear = model.text_head.linear
+    storage = check_weights_dtype(weights_dtype or model.weights_dtype)
+    stored = solution.to(linear.weight.dtype).to(WEIGHTS_DTYPES[storage]).double()
+    fidelity = float(F.cosine_similarity(x @ stored, x @ solution, dim=-1).min())
+    if not fidelity >= _REFIT_FIDELITY:  # a row stored as zeros has cosine 0
+        model.config.text_templates = kept_templates
+        raise ConfigError(
+            f"text_ridge {float(penalty):g} shrinks the text head to weights of about "
+            f"{float(solution.abs().max()):.1g}, too small to store as {storage} (a text's "
+            f"embedding would keep cosine {fidelity:.2f} to the fit's): use a smaller penalty"
+        )
     with torch.no_grad():
         linear.weight.copy_(solution[:-1].T.to(linear.weight))
         linear.bias.copy_(solution[-1].to(linear.bias))
@@ -836,6 +863,7 @@ def _train_one(
             shrinkage=config.text_ridge_shrinkage,
             templates=config.text_ridge_templates,
             more_captions=config.text_ridge_more_captions,
+            weights_dtype=config.weights_dtype,
         )
         line: dict[str, Any] = {"text_head_refit": refit}
         if val_split is not None:

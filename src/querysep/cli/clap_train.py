@@ -131,7 +131,12 @@ def add_refit_command(clap_app: typer.Typer) -> None:
         output: Path = typer.Option(
             ..., "--output", "-o", help="Folder for the refitted model (must not exist)."
         ),
-        ridge: float = typer.Option(0.3, "--ridge", help="L2 penalty of the ridge regression."),
+        ridge: float = typer.Option(
+            0.3,
+            "--ridge",
+            help="L2 penalty of the ridge regression (up to 1e8; one that shrinks the head "
+            "below what the model's weights_dtype stores is refused).",
+        ),
         discriminant: float = typer.Option(
             0.0,
             "--discriminant",
