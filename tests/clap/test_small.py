@@ -1620,6 +1620,48 @@ def test_training_into_a_folder_another_run_holds_is_refused(tmp_path: Path) -> 
     assert sorted(p.name for p in run.iterdir()) == ["member0", "member1", "model"]
 
 
+def test_an_output_folder_of_another_kind_of_run_or_with_paths_in_the_way_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A finished ensemble is not replaced by a one-model run into its folder, nor the reverse,
+    and a path in the way of a run's files is refused: each before anything trains."""
+    import shutil
+
+    _write_toy_esc50(tmp_path / "data")
+    encoder = HashingTextEncoder(384)
+    one, two = (_toy_run(tmp_path / "data", 1, f"members={n}") for n in (1, 2))
+    listed = _toy_run(tmp_path / "data", 1, "members=[{}]")
+    for first, then, message in (
+        (two, one, "holds the runs of an ensemble's members"),
+        (one, two, "holds the run of one model"),
+        (one, listed, "holds the run of one model"),
+    ):
+        out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        train(load_train_config(None, first), out, log=lambda _: None, text_encoder=encoder)
+        before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+        with pytest.raises(OutputError, match=f"{message}.*another output folder") as caught:
+            train(load_train_config(None, then), out, log=lambda _: None, text_encoder=encoder)
+        assert "\n" not in str(caught.value)
+        assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    for blocker, config, message in (
+        ("model", one, "model is a file, not a folder"),
+        ("checkpoint.pt/", one, "checkpoint.pt: it is a folder"),
+        ("log.jsonl/", one, "log.jsonl: it is a folder"),
+        ("model", two, "model is a file, not a folder"),
+        ("member1/model", two, "model is a file, not a folder"),
+        ("member1/checkpoint.tmp/", two, "checkpoint.tmp: it is a folder"),
+    ):
+        out = tmp_path / "blocked"
+        path = out / blocker
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir() if blocker.endswith("/") else path.write_text("x")
+        before = sorted(p.relative_to(out) for p in out.rglob("*"))
+        with pytest.raises(OutputError, match=message):
+            train(load_train_config(None, config), out, log=lambda _: None, text_encoder=encoder)
+        assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing trained
+        shutil.rmtree(out)
+
+
 def test_a_colon_number_is_text_not_a_base_60_integer(tmp_path: Path) -> None:
     """YAML 1.1 reads ``1:30`` as 90; querysep's configs read it as the text it looks like,
     so a slip is a one-line error instead of a silent 90 epochs."""

@@ -25,7 +25,10 @@ is not trained again), and writes their :class:`~querysep.clap.small.ClapEnsembl
 ``OUT/model``. ``members`` may instead list one mapping of overrides per member (e.g.
 ``[{epochs: 300}, {epochs: 400}]``: the recipe with each member's own top-level settings; the
 seed stays ``seed`` unless a member sets it; a member's ``model`` names only the network
-settings it changes, e.g. ``{model: {channels: [32, 64, 192, 384]}}``).
+settings it changes, e.g. ``{model: {channels: [32, 64, 192, 384]}}``). A folder holds one
+kind of run: an ensemble's into a folder holding one model's run (``OUT/checkpoint.pt``), or
+one model's into a folder holding members' runs, is refused before anything trains, as is a
+path in the way of the files a run writes (``OUT/model`` a file, a checkpoint a folder).
 
 ``init_from`` fine-tunes instead of training from random weights: the run starts from a
 trained small CLAP with the same network settings (a folder, or a name such as
@@ -51,8 +54,14 @@ import torch
 from torch.nn import functional as F
 
 from ..audio.io import resample
-from ..errors import CheckpointError, ConfigError, QuerysepError
-from ..fileio import locked_folder, new_folders_removed_on_error, write_text
+from ..errors import CheckpointError, ConfigError, OutputError, QuerysepError
+from ..fileio import (
+    check_output_file,
+    check_output_folder,
+    locked_folder,
+    new_folders_removed_on_error,
+    write_text,
+)
 from ..models.text.base import TextEncoder
 from ..precision import check_precision, resolve_precision
 from ..safeload import load_weights_only
@@ -586,7 +595,8 @@ def train(
         _check_run(each, paraphrase)
     if members is not None:
         _check_members_share(members)
-    if member is None:  # a bad init_from fails before any member trains
+    if member is None:  # a bad output folder or init_from fails before any member trains
+        _check_outputs(out, None if members is None else len(members))
         for index, each in enumerate(runs):
             where = out / f"member{index}" if members else out
             if each.init_from is not None and not (where / "checkpoint.pt").is_file():
@@ -606,6 +616,38 @@ def train(
                 sources=sources,
             )
         return _train_one(config, out, log, text_encoder, paraphrase, member, sources)
+
+
+def _check_outputs(out: Path, members: int | None) -> None:
+    """Refuse, before anything trains, an output folder whose files this run could not write
+    or whose finished work it would replace: the run of one model into a folder holding an
+    ensemble's members (``members`` > 1, or a list), or the reverse.
+
+    Raises:
+        OutputError: The first such problem, saying how to go on.
+    """
+    lone = out / "checkpoint.pt"
+    grouped = sorted(out.glob("member*/checkpoint.pt")) if out.is_dir() else []
+    if members is None and grouped:
+        raise OutputError(
+            f"{out} holds the runs of an ensemble's members ({grouped[0].parent.name}/ ...): "
+            "this config trains one model (members: 1), which would replace their model/; "
+            "train into another output folder (-o), or remove those runs to start over"
+        )
+    if members is not None and (lone.exists() or lone.is_symlink()):
+        raise OutputError(
+            f"{out} holds the run of one model ({lone.name}): this config trains an ensemble "
+            f"of {members} members, which would replace its model/; train into another "
+            "output folder (-o), or remove that run to start over"
+        )
+    runs = [out] if members is None else [out / f"member{i}" for i in range(members)]
+    check_output_folder(out)
+    check_output_folder(out / "model")
+    for run in runs:
+        check_output_folder(run)
+        check_output_folder(run / "model")
+        for name in ("checkpoint.pt", "checkpoint.tmp", "log.jsonl"):
+            check_output_file(run / name)
 
 
 @contextmanager
