@@ -1620,6 +1620,39 @@ def test_training_into_a_folder_another_run_holds_is_refused(tmp_path: Path) -> 
     assert sorted(p.name for p in run.iterdir()) == ["member0", "member1", "model"]
 
 
+def test_what_the_training_clips_do_not_allow_is_refused_before_any_member_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training split is read once for all members and checked against each one's
+    batch size, and against the refit's need of every class, before any member trains."""
+    import querysep.clap.train as training
+
+    _write_toy_esc50(tmp_path / "data")  # 8 clips
+    encoder = HashingTextEncoder(384)
+    reads: list[list[int]] = []
+    real = training.load_esc50
+
+    def counted(root: Any, folds: list[int]) -> Esc50Split:
+        reads.append(list(folds))
+        return real(root, folds)
+
+    monkeypatch.setattr(training, "load_esc50", counted)
+    two = _toy_run(tmp_path / "data", 1, "members=2")
+    train(load_train_config(None, two), tmp_path / "ok", log=lambda _: None, text_encoder=encoder)
+    assert reads == [[1, 2]]
+    narrow = _toy_run(tmp_path / "data", 1, "members=[{}, {batch_size: 9}]")
+    with pytest.raises(ConfigError, match=r"^members\[1\]: batch_size 9 is more than the 8"):
+        train(load_train_config(None, narrow), tmp_path / "run", log=lambda _: None)
+    assert not (tmp_path / "run").exists()  # member0 never trained
+    table = tmp_path / "data" / "esc50.csv"  # the rain clips move to fold 3
+    table.write_text(re.sub(r",\d,1,rain", ",3,1,rain", table.read_text()))
+    for extra in ([], ["members=2"]):
+        ridge = _toy_run(tmp_path / "data", 1, "model.text_mlp=false", "text_ridge=0.3", *extra)
+        with pytest.raises(ConfigError, match=r"refit needs clips of every class.*none of 'rain'"):
+            train(load_train_config(None, ridge), tmp_path / "run", log=lambda _: None)
+        assert not (tmp_path / "run").exists()
+
+
 def test_an_output_folder_of_another_kind_of_run_or_with_paths_in_the_way_is_refused(
     tmp_path: Path,
 ) -> None:

@@ -28,7 +28,10 @@ seed stays ``seed`` unless a member sets it; a member's ``model`` names only the
 settings it changes, e.g. ``{model: {channels: [32, 64, 192, 384]}}``). A folder holds one
 kind of run: an ensemble's into a folder holding one model's run (``OUT/checkpoint.pt``), or
 one model's into a folder holding members' runs, is refused before anything trains, as is a
-path in the way of the files a run writes (``OUT/model`` a file, a checkpoint a folder).
+path in the way of the files a run writes (``OUT/model`` a file, a checkpoint a folder). The
+training clips are read once for all members, and what they do not allow (a member's batch
+larger than the clips, a ``text_ridge`` refit with a class missing from ``train_folds``) is
+refused before any member trains.
 
 ``init_from`` fine-tunes instead of training from random weights: the run starts from a
 trained small CLAP with the same network settings (a folder, or a name such as
@@ -71,6 +74,7 @@ from .small import (
     ENSEMBLE_SHARED,
     WEIGHTS_DTYPES,
     ClapEnsemble,
+    LogMel,
     SmallClap,
     SmallClapConfig,
     _is_number,
@@ -605,6 +609,9 @@ def train(
     # before writing anything; a member's folder is held through its ensemble's
     hold = locked_folder(out, "clap train") if member is None else _created(out)
     with hold:
+        # read once, for every member, and checked against each before any trains
+        train_split = load_esc50(config.data, config.train_folds)
+        _check_data(config, runs, train_split)
         if members is not None:
             return _train_ensemble(
                 config,
@@ -614,8 +621,37 @@ def train(
                 text_encoder=text_encoder,
                 paraphrase=paraphrase,
                 sources=sources,
+                train_split=train_split,
             )
-        return _train_one(config, out, log, text_encoder, paraphrase, member, sources)
+        return _train_one(config, out, log, text_encoder, paraphrase, member, sources, train_split)
+
+
+def _check_data(config: ClapTrainConfig, runs: list[ClapTrainConfig], split: Esc50Split) -> None:
+    """Refuse settings the training clips do not allow, for every run (each member) before
+    any trains: a batch larger than the clips, crops too short for the network, and a
+    text-head refit without clips of every class."""
+    for index, run in enumerate(runs):
+        own = f"members[{index}]: "  # named where a member's own setting is at fault
+        if run.batch_size > len(split.targets):
+            raise ConfigError(
+                f"{own if run.batch_size != config.batch_size else ''}batch_size "
+                f"{run.batch_size} is more than the {len(split.targets)} training clips "
+                f"(folds {run.train_folds}): not one step per epoch"
+            )
+        clip = resample(split.audio[:1], split.sample_rate, run.model.sample_rate)
+        with torch.no_grad():
+            frames = LogMel(run.model).power(torch.from_numpy(clip)).shape[-1]
+        crop = round(run.augment.crop_seconds * run.model.sample_rate / run.model.hop_length)
+        what = f"{own if run.model != config.model else ''}the training clips are crops of"
+        _check_crop(run, min(frames, crop), what)
+    if any(run.text_ridge is not None for run in runs):
+        counts = np.bincount(split.targets, minlength=len(split.categories))
+        if (counts == 0).any():
+            missing = split.categories[int(np.flatnonzero(counts == 0)[0])]
+            raise ConfigError(
+                f"text_ridge: the text-head refit needs clips of every class, but training "
+                f"folds {config.train_folds} have none of {missing!r}"
+            )
 
 
 def _check_outputs(out: Path, members: int | None) -> None:
@@ -666,12 +702,13 @@ def _train_one(
     paraphrase: Paraphraser | None,
     member: tuple[int, int] | None,
     sources: dict[str, Any],
+    train_split: Esc50Split,
 ) -> Path:
-    """One model's run into ``out`` (which exists), after :func:`train`'s checks."""
+    """One model's run into ``out`` (which exists) on ``train_split``, after :func:`train`'s
+    checks."""
     torch.manual_seed(config.seed)
     precision = str(config.precision)  # YAML reads a bare 32 as a number
     use_bf16 = resolve_precision(precision, torch.device("cpu")) == "bf16-mixed"
-    train_split = load_esc50(config.data, config.train_folds)
     val_split = load_esc50(config.data, config.val_folds) if config.val_folds else None
     num_classes = len(train_split.categories)
     # its own copy of the settings: the export writes metadata (and a refit templates) into it
@@ -1254,6 +1291,7 @@ def _train_ensemble(
     text_encoder: TextEncoder | None,
     paraphrase: Paraphraser | None,
     sources: dict[str, Any],
+    train_split: Esc50Split,
 ) -> Path:
     """Train ``members`` one after the other (each resumable); export their ensemble."""
     folders = []
@@ -1263,17 +1301,19 @@ def _train_ensemble(
         if member.model != config.model:
             detail += f", channels {member.model.channels}, dim {member.model.dim}"
         log(f"member {index + 1}/{len(members)} ({detail}) in {where}")
-        folders.append(
-            train(
-                member,
-                where,
-                log=log,
-                text_encoder=text_encoder,
-                paraphrase=paraphrase,
-                member=(index, len(members)),
-                init_sources=sources,
+        with _created(where):  # held through the ensemble's folder
+            folders.append(
+                _train_one(
+                    member,
+                    where,
+                    log,
+                    text_encoder,
+                    paraphrase,
+                    (index, len(members)),
+                    sources,
+                    train_split,
+                )
             )
-        )
     return export_ensemble(config, folders, out / "model")
 
 
