@@ -1695,6 +1695,49 @@ def test_an_output_folder_of_another_kind_of_run_or_with_paths_in_the_way_is_ref
         shutil.rmtree(out)
 
 
+def test_a_trained_model_is_named_by_its_config_or_its_run_folder(tmp_path: Path) -> None:
+    """Not every trained model is esc50-clap: the name setting, else the run's folder, names
+    the model (members: that name and -member{i}); the shipped recipes name esc50-clap."""
+    _write_toy_esc50(tmp_path / "data")
+    encoder = HashingTextEncoder(384)
+    lone = _toy_run(tmp_path / "data", 1)
+    folder = train(
+        load_train_config(None, lone),
+        tmp_path / "toy-run",
+        log=lambda _: None,
+        text_encoder=encoder,
+    )
+    assert load_clap(str(folder)).name == "toy-run"
+    assert SmallClap.from_pretrained(folder).config.metadata["name"] == "toy-run"
+    # a name given (or changed on a rerun: the finished run is only exported again)
+    named = load_train_config(None, [*lone, "name=my clap"])
+    folder = train(named, tmp_path / "toy-run", log=lambda _: None, text_encoder=encoder)
+    assert load_clap(str(folder)).name == "my clap"
+    assert len((tmp_path / "toy-run" / "log.jsonl").read_text().splitlines()) == 1
+    two = load_train_config(None, [*lone, "members=2"])
+    ensemble = load_clap(
+        str(train(two, tmp_path / "pair", log=lambda _: None, text_encoder=encoder))
+    )
+    assert ensemble.name == "pair"
+    assert load_clap(str(tmp_path / "pair" / "member1" / "model")).name == "pair-member1"
+    members = [tmp_path / "pair" / f"member{i}" / "model" for i in range(2)]
+    assert (
+        load_clap(str(export_ensemble(load_train_config(None), members, tmp_path / "joined"))).name
+        == "joined"
+    )
+    for recipe in ("esc50-clap.yaml", "esc50-clap-finetune.yaml"):
+        path = Path(__file__).parents[2] / "configs" / recipe
+        assert load_train_config(str(path)).name == "esc50-clap"
+    for bad, message in (
+        ("name=''", "name must be one line of text"),
+        ('name="a\\nb"', "name must be one line of text"),
+        ("members=[{name: x}]", "may set only"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            train(load_train_config(None, [*lone, bad]), tmp_path / "bad", log=lambda _: None)
+        assert not (tmp_path / "bad").exists()
+
+
 def test_a_colon_number_is_text_not_a_base_60_integer(tmp_path: Path) -> None:
     """YAML 1.1 reads ``1:30`` as 90; querysep's configs read it as the text it looks like,
     so a slip is a one-line error instead of a silent 90 epochs."""

@@ -16,8 +16,10 @@ keeps the settings the run trains with, and a resume that changes one of them (`
 ``lr``, a seed...) is refused: only the refit, export and validation settings may change
 (``init_from`` of the finished run's ``model/`` trains on from its weights instead). The
 model folder (``config.json`` + ``model.safetensors``) is written to ``OUT/model`` at the
-end. A run whose loss or weights stop being finite (a learning rate too high) stops at once
-with a one-line error: nothing of the diverged steps is checkpointed, logged or exported.
+end, named by ``name`` (shown in every score table, e.g. ``ATS (NAME)``; default: the folder
+``OUT``'s name; the shipped recipes set ``esc50-clap``). A run whose loss or weights stop
+being finite (a learning rate too high) stops at once with a one-line error: nothing of the
+diverged steps is checkpointed, logged or exported.
 
 With ``members: N`` (N > 1) the command trains N such models one after the other, member
 ``i`` with seed ``seed + i`` in ``OUT/member{i}/`` (each resumable as above; a finished member
@@ -110,6 +112,9 @@ __all__ = [
 class ClapTrainConfig:
     """Everything a training run depends on (YAML maps onto it; ``a.b=value`` overrides)."""
 
+    # The exported model's name, which every score table shows (e.g. "ATS (NAME)"); None =
+    # the output folder's name (a member's model: that name and "-member{i}").
+    name: str | None = None
     data: str = DEFAULT_ROOT
     train_folds: list[int] = field(default_factory=lambda: [1, 2, 3])
     val_folds: list[int] = field(default_factory=list)
@@ -593,6 +598,8 @@ def train(
     """
     out = Path(output_dir)
     sources = {} if init_sources is None else init_sources
+    if config.name is None:  # the run's folder names its model (and its members')
+        config = replace(config, name=_default_name(out))
     members = member_configs(config)
     runs = members or [config]
     for each in runs:  # before training (any member), not after it
@@ -956,7 +963,7 @@ def _train_one(
         except Exception as exc:  # provenance only: never lose a finished run over it
             init_record = {"from": config.init_from, "unavailable": str(exc).splitlines()[0]}
     final.config.metadata = {
-        **_card(config),
+        **_card(config, out / "model"),
         "training": {
             "config": _plain(asdict(config)),
             **({"init": init_record} if init_record is not None else {}),
@@ -1067,9 +1074,16 @@ def _diverged(ckpt_path: Path, epoch: int, step: int, what: str) -> ConfigError:
     )
 
 
-def _card(config: ClapTrainConfig) -> dict[str, Any]:
+def _default_name(output: Path) -> str:
+    """The name of a model written to ``output`` without a ``name`` setting: the run's
+    folder (``OUT`` for ``OUT/model``)."""
+    folder = output.absolute()
+    return (folder.parent if folder.name == "model" else folder).name or "small-clap"
+
+
+def _card(config: ClapTrainConfig, output: Path) -> dict[str, Any]:
     return {
-        "name": "esc50-clap",
+        "name": config.name or _default_name(output),
         "license": "CC BY-NC 3.0 (trained on ESC-50): non-commercial use only",
         "data": f"ESC-50 folds {config.train_folds}",
     }
@@ -1079,6 +1093,9 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
     """Raise :class:`ConfigError` for a setting a run cannot use (before anything trains)."""
     check_paraphraser(config.paraphrases, paraphrase)
     check_weights_dtype(config.weights_dtype)
+    name = config.name
+    if name is not None and (not name.strip() or name != name.strip() or not name.isprintable()):
+        raise ConfigError(f"name must be one line of text, not blank or padded, got {name!r}")
     if config.loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
     check_precision(str(config.precision))
@@ -1188,7 +1205,7 @@ def _check_members_share(members: list[ClapTrainConfig]) -> None:
 #: Settings a resumed run may change: they act after training (the refit, the export) or
 #: only on validation. Every other setting must be the checkpoint's run's own.
 _CHANGEABLE_ON_RESUME = frozenset(
-    {"data", "val_folds", "val_every", "members", "init_from", "weights_dtype"}
+    {"data", "val_folds", "val_every", "members", "init_from", "weights_dtype", "name"}
     | {"text_ridge", "text_ridge_discriminant", "text_ridge_shrinkage"}
     | {"text_ridge_templates", "text_ridge_more_captions"}
 )
@@ -1241,7 +1258,7 @@ def _check_resume(path: Path, had: Any, has: dict[str, Any]) -> None:
         )
 
 
-_NOT_PER_MEMBER = frozenset({"members", "augment", "data", "train_folds", "weights_dtype"})
+_NOT_PER_MEMBER = frozenset({"members", "augment", "data", "train_folds", "weights_dtype", "name"})
 
 
 def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
@@ -1250,7 +1267,7 @@ def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
     Raises:
         ConfigError: ``members`` is neither a whole number >= 1 nor a non-empty list of
             mappings of known top-level keys (not ``members``, ``augment``, ``data``,
-            ``train_folds`` or ``weights_dtype``, which every member shares). A member's
+            ``train_folds``, ``weights_dtype`` or ``name``, which every member shares). A member's
             ``model`` lists only the settings it changes (e.g. ``{channels: [...]}``).
     """
     members = config.members
@@ -1258,7 +1275,13 @@ def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
         if members == 1:
             return None
         return [
-            replace(config, seed=config.seed + i, members=1, model=deepcopy(config.model))
+            replace(
+                config,
+                seed=config.seed + i,
+                members=1,
+                model=deepcopy(config.model),
+                name=_member_name(config.name, i),
+            )
             for i in range(members)
         ]
     if not isinstance(members, list) or not members:
@@ -1278,8 +1301,13 @@ def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
             )
         overrides = _with_member_model(config.model, overrides, "", f"members[{index}]")
         overrides.setdefault("model", deepcopy(config.model))  # each member its own settings
-        out.append(replace(config, **overrides, members=1))
+        out.append(replace(config, **overrides, members=1, name=_member_name(config.name, index)))
     return out
+
+
+def _member_name(name: str | None, index: int) -> str | None:
+    """The name of member ``index``'s own model, in its ``OUT/member{index}/model``."""
+    return None if name is None else f"{name}-member{index}"
 
 
 def _train_ensemble(
@@ -1323,7 +1351,9 @@ def export_ensemble(
     """Write the ensemble of trained member folders to ``output``, as ``members`` does.
 
     The ensemble's metadata describes the recipe ``config`` and each member's run once (a
-    text-head refit done afterwards by ``querysep clap refit-text`` joins its member's run).
+    text-head refit done afterwards by ``querysep clap refit-text`` joins its member's run);
+    its name is ``config.name``, or else the folder ``output`` names (``OUT`` for
+    ``OUT/model``).
     """
     ensemble = ClapEnsemble.from_members(list(folders))
     runs = []
@@ -1335,7 +1365,7 @@ def export_ensemble(
         runs.append(run)
         member.config.metadata = {}
     ensemble.metadata = {
-        **_card(config),
+        **_card(config, Path(output)),
         "training": {"config": _plain(asdict(config)), "members": runs},
     }
     return ensemble.save_pretrained(output, config.weights_dtype)
