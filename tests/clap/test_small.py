@@ -1399,6 +1399,44 @@ def test_training_resumes_only_with_its_own_settings(tmp_path: Path) -> None:
         )
 
 
+def test_a_run_resumes_only_on_its_own_training_clips(tmp_path: Path) -> None:
+    """The checkpoint keeps what the run trains on (clip names, sizes, classes): a moved data
+    folder resumes, other clips are refused and the finished model stays; a checkpoint from
+    before runs kept them resumes as before."""
+    import shutil
+
+    _write_toy_esc50(tmp_path / "data")
+    encoder = HashingTextEncoder(384)
+
+    def run_on(data: Path) -> Path:
+        config = load_train_config(None, _toy_run(data, 1))
+        return train(config, tmp_path / "run", log=lambda _: None, text_encoder=encoder)
+
+    model = (run_on(tmp_path / "data") / "model.safetensors").read_bytes()
+    shutil.copytree(tmp_path / "data", tmp_path / "moved")
+    run_on(tmp_path / "moved")
+    longer, relabelled = tmp_path / "longer", tmp_path / "relabelled"
+    for copy in (longer, relabelled):
+        shutil.copytree(tmp_path / "data", copy)
+    audio, rate = sf.read(longer / "audio" / "1-2-A-0.flac", dtype="float32")
+    sf.write(longer / "audio" / "1-2-A-0.flac", np.tile(audio, 2), rate)  # re-recorded
+    table = relabelled / "esc50.csv"  # one clip in another class
+    table.write_text(table.read_text().replace("1-2-A-0.flac,1,0,dog", "1-2-A-0.flac,1,1,rain"))
+    for data, example in (
+        (longer, r"1-2-A-0\.flac is \d+ bytes, was \d+"),
+        (relabelled, r"1-2-A-0\.flac is class 1, was 0"),
+    ):
+        with pytest.raises(
+            ConfigError, match=rf"trained on other clips \(1 differ, e.g. {example}\)"
+        ):
+            run_on(data)
+        assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() == model
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    del checkpoint["clips"]  # as written before runs kept their clips
+    torch.save(checkpoint, tmp_path / "run" / "checkpoint.pt")
+    run_on(longer)
+
+
 def test_a_cut_run_logs_what_its_checkpoint_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,7 +14,8 @@ checkpoint keeps the global generator that dropout draws from, so a run is repro
 resumes from ``OUT/checkpoint.pt`` where it stopped, to the same weights. The checkpoint
 keeps the settings the run trains with, and a resume that changes one of them (``epochs``,
 ``lr``, a seed...) is refused: only the refit, export and validation settings may change
-(``init_from`` of the finished run's ``model/`` trains on from its weights instead). The
+(``init_from`` of the finished run's ``model/`` trains on from its weights instead), and
+``data`` only to a folder holding the same training clips (names, sizes, classes). The
 model folder (``config.json`` + ``model.safetensors``) is written to ``OUT/model`` at the
 end, named by ``name`` (shown in every score table, e.g. ``ATS (NAME)``; default: the folder
 ``OUT``'s name; the shipped recipes set ``esc50-clap``). A run whose loss or weights stop
@@ -770,6 +771,7 @@ def _train_one(
     ema = _Ema(model, config.ema_decay) if config.ema_decay > 0 else None
     start_epoch, history, resumed_step = 0, [], None
     settings = _run_settings(config)  # kept in every checkpoint, checked on resume
+    clips = _clip_list(config.data, train_split)  # likewise
     if ckpt_path.is_file():
         ckpt = load_weights_only(ckpt_path, "CLAP training checkpoint")
         expected = {"model", "opt", "sched"}
@@ -796,6 +798,8 @@ def _train_one(
                 )
         if "settings" in ckpt:  # checkpoints written before runs kept them lack the key
             _check_resume(ckpt_path, ckpt["settings"], settings)
+        if "clips" in ckpt:  # likewise for the training clips
+            _check_clips(ckpt_path, ckpt["clips"], clips)
         try:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["opt"])
@@ -917,6 +921,7 @@ def _train_one(
             "history": history,
             "rng": torch.get_rng_state(),
             "settings": settings,
+            "clips": clips,
         }
         if ema is not None:
             payload["ema"] = ema.state
@@ -1203,7 +1208,8 @@ def _check_members_share(members: list[ClapTrainConfig]) -> None:
 
 
 #: Settings a resumed run may change: they act after training (the refit, the export) or
-#: only on validation. Every other setting must be the checkpoint's run's own.
+#: only on validation. Every other setting must be the checkpoint's run's own. ``data`` may
+#: name another folder, but its training clips must be the run's (:func:`_check_clips`).
 _CHANGEABLE_ON_RESUME = frozenset(
     {"data", "val_folds", "val_every", "members", "init_from", "weights_dtype", "name"}
     | {"text_ridge", "text_ridge_discriminant", "text_ridge_shrinkage"}
@@ -1256,6 +1262,41 @@ def _check_resume(path: Path, had: Any, has: dict[str, Any]) -> None:
             "resume with the run's own settings, or train into a new output folder "
             "(init_from: its model/ continues from its weights)"
         )
+
+
+def _clip_list(root: str | os.PathLike[str], split: Esc50Split) -> list[list[Any]]:
+    """What a run trains on: each clip's file name (within ``audio/``: the folder may move),
+    size in bytes and class, by file name."""
+    audio = Path(root) / "audio"
+    return [
+        [name, (audio / name).stat().st_size, int(target)]
+        for name, target in zip(split.filenames, split.targets, strict=True)
+    ]
+
+
+def _check_clips(path: Path, had: Any, has: list[list[Any]]) -> None:
+    """Refuse to resume a run on other training clips than those ``path`` was trained on."""
+    try:
+        old = {name: (size, target) for name, size, target in had}
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path} is not a checkpoint of querysep clap train") from None
+    new = {name: (size, target) for name, size, target in has}
+    if old == new:
+        return
+    differ = sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+    name = differ[0]
+    if name not in new:
+        example = f"{name} is gone"
+    elif name not in old:
+        example = f"{name} is new"
+    elif old[name][0] != new[name][0]:
+        example = f"{name} is {new[name][0]} bytes, was {old[name][0]}"
+    else:
+        example = f"{name} is class {new[name][1]}, was {old[name][1]}"
+    raise ConfigError(
+        f"{path} belongs to a run trained on other clips ({len(differ)} differ, e.g. {example}): "
+        "resume on the run's own data (its folder may move), or train into a new output folder"
+    )
 
 
 _NOT_PER_MEMBER = frozenset({"members", "augment", "data", "train_folds", "weights_dtype", "name"})
