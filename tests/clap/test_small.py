@@ -922,10 +922,13 @@ def test_training_with_text_ridge_exports_the_refitted_head(tmp_path: Path) -> N
         with pytest.raises(ConfigError, match=message):
             train(bad_config, tmp_path / "bad", log=lines.append, text_encoder=encoder)
         assert not (tmp_path / "bad").exists()
-    no_refit = load_train_config(None, [*overrides, "text_ridge_more_captions=true"])
-    with pytest.raises(ConfigError, match="needs a text_ridge penalty"):
-        train(no_refit, tmp_path / "bad", log=lines.append, text_encoder=encoder)
-    assert not (tmp_path / "bad").exists()
+    for unused in ("text_ridge_more_captions=true", "text_ridge_templates=['{}']"):
+        no_refit = load_train_config(None, [*overrides, unused])
+        with pytest.raises(ConfigError, match="needs a text_ridge penalty"):
+            train(no_refit, tmp_path / "bad", log=lines.append, text_encoder=encoder)
+        assert not (tmp_path / "bad").exists()
+    with pytest.raises(ConfigError, match="text_ridge_templates needs a text_ridge penalty"):
+        _check_run(load_train_config(None, ["text_ridge_templates=[]"]))
     # a finished run, run again, trains nothing and exports the same refitted weights
     again = train(config, tmp_path / "ridge", log=lines.append, text_encoder=encoder)
     for key, value in SmallClap.from_pretrained(again).state_dict().items():

@@ -1170,6 +1170,11 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
         )
     elif config.text_ridge_more_captions:
         raise ConfigError("text_ridge_more_captions: true needs a text_ridge penalty (the refit)")
+    elif config.text_ridge_templates is not None:
+        raise ConfigError(
+            "text_ridge_templates needs a text_ridge penalty (the refit stores them); without "
+            "one the model keeps model.text_templates"
+        )
 
 
 #: Seeds of this magnitude would overflow the per-step generator seeds (seed * 1_000_003 +
