@@ -922,10 +922,13 @@ def test_training_with_text_ridge_exports_the_refitted_head(tmp_path: Path) -> N
         with pytest.raises(ConfigError, match=message):
             train(bad_config, tmp_path / "bad", log=lines.append, text_encoder=encoder)
         assert not (tmp_path / "bad").exists()
-    no_refit = load_train_config(None, [*overrides, "text_ridge_more_captions=true"])
-    with pytest.raises(ConfigError, match="needs a text_ridge penalty"):
-        train(no_refit, tmp_path / "bad", log=lines.append, text_encoder=encoder)
-    assert not (tmp_path / "bad").exists()
+    for unused in ("text_ridge_more_captions=true", "text_ridge_templates=['{}']"):
+        no_refit = load_train_config(None, [*overrides, unused])
+        with pytest.raises(ConfigError, match="needs a text_ridge penalty"):
+            train(no_refit, tmp_path / "bad", log=lines.append, text_encoder=encoder)
+        assert not (tmp_path / "bad").exists()
+    with pytest.raises(ConfigError, match="text_ridge_templates needs a text_ridge penalty"):
+        _check_run(load_train_config(None, ["text_ridge_templates=[]"]))
     # a finished run, run again, trains nothing and exports the same refitted weights
     again = train(config, tmp_path / "ridge", log=lines.append, text_encoder=encoder)
     for key, value in SmallClap.from_pretrained(again).state_dict().items():
@@ -1008,6 +1011,53 @@ def test_refit_text_command_writes_a_new_folder_and_refuses_bad_targets(tmp_path
         assert result.exit_code == 2, result.output
         assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_a_ridge_penalty_that_would_zero_the_stored_head_is_refused(tmp_path: Path) -> None:
+    """A penalty so large that the refitted head, stored in the model's weights_dtype, no
+    longer embeds the texts (float16 rounds it to zeros) is a one-line error and writes
+    nothing; absurd penalties are refused before any work; 1e4-1e6 still refit."""
+    import typer
+    from typer.testing import CliRunner
+
+    from querysep.cli.clap_train import add_refit_command
+
+    group = typer.Typer()
+    add_refit_command(group)
+    group.command("noop")(lambda: None)
+    _write_toy_esc50(tmp_path / "data")
+    torch.manual_seed(0)
+    half = SmallClap(tiny_config(text_mlp=False)).save_pretrained(tmp_path / "half", "float16")
+    args = ["refit-text", str(half), "--data", str(tmp_path / "data"), "--fold", "1", "--fold", "2"]
+    runner = CliRunner()
+    for ridge in ("1e4", "1e6"):
+        result = runner.invoke(group, [*args, "--ridge", ridge, "-o", str(tmp_path / ridge)])
+        assert result.exit_code == 0, result.output
+        head = SmallClap.from_pretrained(tmp_path / ridge).text_head.linear.weight
+        assert head.abs().max() > 0
+    for ridge, message in (
+        ("1e8", "too small to store as float16"),
+        ("1e9", "up to 1e+08"),
+        ("1e308", "up to 1e+08"),
+    ):
+        result = runner.invoke(group, [*args, "--ridge", ridge, "-o", str(tmp_path / "x")])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and len(result.output.strip().splitlines()) == 1
+        assert not (tmp_path / "x").exists()
+    # clap train: refused at its refit, after training; the run's checkpoint stays, and a
+    # rerun with a smaller penalty only refits
+    encoder = HashingTextEncoder(384)
+    run = _toy_run(tmp_path / "data", 1, "model.text_mlp=false", "weights_dtype=float16")
+    with pytest.raises(ConfigError, match="too small to store as float16"):
+        config = load_train_config(None, [*run, "text_ridge=1e8"])
+        train(config, tmp_path / "run", log=lambda _: None, text_encoder=encoder)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt", "log.jsonl"]
+    config = load_train_config(None, [*run, "text_ridge=1e4"])
+    folder = train(config, tmp_path / "run", log=lambda _: None, text_encoder=encoder)
+    assert SmallClap.from_pretrained(folder).text_head.linear.weight.abs().max() > 0
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 1
+    with pytest.raises(ConfigError, match="up to 1e"):
+        _check_run(load_train_config(None, ["model.text_mlp=false", "text_ridge=1e9"]))
 
 
 def test_clap_train_cli_commands_wire_into_a_group(tmp_path: Path) -> None:
@@ -1358,6 +1408,44 @@ def test_training_resumes_only_with_its_own_settings(tmp_path: Path) -> None:
         )
 
 
+def test_a_run_resumes_only_on_its_own_training_clips(tmp_path: Path) -> None:
+    """The checkpoint keeps what the run trains on (clip names, sizes, classes): a moved data
+    folder resumes, other clips are refused and the finished model stays; a checkpoint from
+    before runs kept them resumes as before."""
+    import shutil
+
+    _write_toy_esc50(tmp_path / "data")
+    encoder = HashingTextEncoder(384)
+
+    def run_on(data: Path) -> Path:
+        config = load_train_config(None, _toy_run(data, 1))
+        return train(config, tmp_path / "run", log=lambda _: None, text_encoder=encoder)
+
+    model = (run_on(tmp_path / "data") / "model.safetensors").read_bytes()
+    shutil.copytree(tmp_path / "data", tmp_path / "moved")
+    run_on(tmp_path / "moved")
+    longer, relabelled = tmp_path / "longer", tmp_path / "relabelled"
+    for copy in (longer, relabelled):
+        shutil.copytree(tmp_path / "data", copy)
+    audio, rate = sf.read(longer / "audio" / "1-2-A-0.flac", dtype="float32")
+    sf.write(longer / "audio" / "1-2-A-0.flac", np.tile(audio, 2), rate)  # re-recorded
+    table = relabelled / "esc50.csv"  # one clip in another class
+    table.write_text(table.read_text().replace("1-2-A-0.flac,1,0,dog", "1-2-A-0.flac,1,1,rain"))
+    for data, example in (
+        (longer, r"1-2-A-0\.flac is \d+ bytes, was \d+"),
+        (relabelled, r"1-2-A-0\.flac is class 1, was 0"),
+    ):
+        with pytest.raises(
+            ConfigError, match=rf"trained on other clips \(1 differ, e.g. {example}\)"
+        ):
+            run_on(data)
+        assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() == model
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    del checkpoint["clips"]  # as written before runs kept their clips
+    torch.save(checkpoint, tmp_path / "run" / "checkpoint.pt")
+    run_on(longer)
+
+
 def test_a_cut_run_logs_what_its_checkpoint_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1407,6 +1495,54 @@ def test_a_max_steps_run_cut_mid_epoch_resumes_without_new_records(tmp_path: Pat
         assert all(r["loss"] is not None for r in records)
     checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert checkpoint["step"] == 3
+
+
+def test_a_diverging_run_stops_at_its_first_non_finite_value_and_keeps_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """A loss or weight that stops being finite ends the run in one line: the checkpoint
+    keeps the last good epoch (and resumes), the log holds valid JSON only, no model is
+    exported; NaN weights are never saved, nor started from."""
+    from safetensors.torch import load_file, save_file
+
+    _write_toy_esc50(tmp_path / "data")
+    encoder = HashingTextEncoder(384)
+    # two good epochs, then a warm restart to an absurd rate over the last one
+    blowup = ["restart_epochs=1", "restart_warmup_epochs=1", "warmup_epochs=1"]
+    config = load_train_config(None, _toy_run(tmp_path / "data", 3, *blowup, "restart_lr=1e12"))
+    diverged = r"^training diverged at epoch 3, step \d+: .*keeps the last good epoch, 2\)"
+    for _ in range(2):  # run again, it resumes from epoch 2 and stops at the same place
+        with pytest.raises(ConfigError, match=diverged) as caught:
+            train(config, tmp_path / "run", log=lambda _: None, text_encoder=encoder)
+        assert "\n" not in str(caught.value)
+        kept = sorted(p.name for p in (tmp_path / "run").iterdir())
+        assert kept == ["checkpoint.pt", "log.jsonl"]  # no model
+        checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+        assert checkpoint["epoch"] == 2
+        assert all(torch.isfinite(v).all() for v in checkpoint["model"].values())
+        lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    # a run that diverges before its first checkpoint leaves no folder
+    wild = load_train_config(None, _toy_run(tmp_path / "data", 3, "lr=1e12"))
+    with pytest.raises(ConfigError, match="training diverged at epoch 1"):
+        train(wild, tmp_path / "wild", log=lambda _: None, text_encoder=encoder)
+    assert not (tmp_path / "wild").exists()
+    # a model holding a NaN is not saved, and not started from
+    torch.manual_seed(0)
+    model = SmallClap(tiny_config())
+    with torch.no_grad():
+        model.audio_head[3].bias[0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"weight audio_head\.3\.bias holds NaN"):
+        model.save_pretrained(tmp_path / "nan")
+    assert not (tmp_path / "nan").exists()
+    folder = SmallClap(tiny_config()).save_pretrained(tmp_path / "nan")
+    state = load_file(str(folder / "model.safetensors"))
+    state["audio_head.3.bias"][0] = float("nan")
+    save_file(state, str(folder / "model.safetensors"))
+    start = load_train_config(None, _toy_run(tmp_path / "data", 1, f"init_from={folder}"))
+    with pytest.raises(CheckpointError, match=r"^init_from .*audio_head\.3\.bias holds NaN"):
+        train(start, tmp_path / "tuned", log=lambda _: None, text_encoder=encoder)
+    assert not (tmp_path / "tuned").exists()
 
 
 def test_training_resamples_clips_to_the_model_rate(
@@ -1529,6 +1665,124 @@ def test_training_into_a_folder_another_run_holds_is_refused(tmp_path: Path) -> 
         assert list(run.iterdir()) == []
     train(config, run, log=lambda _: None, text_encoder=encoder)  # free again: it trains
     assert sorted(p.name for p in run.iterdir()) == ["member0", "member1", "model"]
+
+
+def test_what_the_training_clips_do_not_allow_is_refused_before_any_member_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training split is read once for all members and checked against each one's
+    batch size, and against the refit's need of every class, before any member trains."""
+    import querysep.clap.train as training
+
+    _write_toy_esc50(tmp_path / "data")  # 8 clips
+    encoder = HashingTextEncoder(384)
+    reads: list[list[int]] = []
+    real = training.load_esc50
+
+    def counted(root: Any, folds: list[int]) -> Esc50Split:
+        reads.append(list(folds))
+        return real(root, folds)
+
+    monkeypatch.setattr(training, "load_esc50", counted)
+    two = _toy_run(tmp_path / "data", 1, "members=2")
+    train(load_train_config(None, two), tmp_path / "ok", log=lambda _: None, text_encoder=encoder)
+    assert reads == [[1, 2]]
+    narrow = _toy_run(tmp_path / "data", 1, "members=[{}, {batch_size: 9}]")
+    with pytest.raises(ConfigError, match=r"^members\[1\]: batch_size 9 is more than the 8"):
+        train(load_train_config(None, narrow), tmp_path / "run", log=lambda _: None)
+    assert not (tmp_path / "run").exists()  # member0 never trained
+    table = tmp_path / "data" / "esc50.csv"  # the rain clips move to fold 3
+    table.write_text(re.sub(r",\d,1,rain", ",3,1,rain", table.read_text()))
+    for extra in ([], ["members=2"]):
+        ridge = _toy_run(tmp_path / "data", 1, "model.text_mlp=false", "text_ridge=0.3", *extra)
+        with pytest.raises(ConfigError, match=r"refit needs clips of every class.*none of 'rain'"):
+            train(load_train_config(None, ridge), tmp_path / "run", log=lambda _: None)
+        assert not (tmp_path / "run").exists()
+
+
+def test_an_output_folder_of_another_kind_of_run_or_with_paths_in_the_way_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A finished ensemble is not replaced by a one-model run into its folder, nor the reverse,
+    and a path in the way of a run's files is refused: each before anything trains."""
+    import shutil
+
+    _write_toy_esc50(tmp_path / "data")
+    encoder = HashingTextEncoder(384)
+    one, two = (_toy_run(tmp_path / "data", 1, f"members={n}") for n in (1, 2))
+    listed = _toy_run(tmp_path / "data", 1, "members=[{}]")
+    for first, then, message in (
+        (two, one, "holds the runs of an ensemble's members"),
+        (one, two, "holds the run of one model"),
+        (one, listed, "holds the run of one model"),
+    ):
+        out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        train(load_train_config(None, first), out, log=lambda _: None, text_encoder=encoder)
+        before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+        with pytest.raises(OutputError, match=f"{message}.*another output folder") as caught:
+            train(load_train_config(None, then), out, log=lambda _: None, text_encoder=encoder)
+        assert "\n" not in str(caught.value)
+        assert {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    for blocker, config, message in (
+        ("model", one, "model is a file, not a folder"),
+        ("checkpoint.pt/", one, "checkpoint.pt: it is a folder"),
+        ("log.jsonl/", one, "log.jsonl: it is a folder"),
+        ("model", two, "model is a file, not a folder"),
+        ("member1/model", two, "model is a file, not a folder"),
+        ("member1/checkpoint.tmp/", two, "checkpoint.tmp: it is a folder"),
+    ):
+        out = tmp_path / "blocked"
+        path = out / blocker
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir() if blocker.endswith("/") else path.write_text("x")
+        before = sorted(p.relative_to(out) for p in out.rglob("*"))
+        with pytest.raises(OutputError, match=message):
+            train(load_train_config(None, config), out, log=lambda _: None, text_encoder=encoder)
+        assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing trained
+        shutil.rmtree(out)
+
+
+def test_a_trained_model_is_named_by_its_config_or_its_run_folder(tmp_path: Path) -> None:
+    """Not every trained model is esc50-clap: the name setting, else the run's folder, names
+    the model (members: that name and -member{i}); the shipped recipes name esc50-clap."""
+    _write_toy_esc50(tmp_path / "data")
+    encoder = HashingTextEncoder(384)
+    lone = _toy_run(tmp_path / "data", 1)
+    folder = train(
+        load_train_config(None, lone),
+        tmp_path / "toy-run",
+        log=lambda _: None,
+        text_encoder=encoder,
+    )
+    assert load_clap(str(folder)).name == "toy-run"
+    assert SmallClap.from_pretrained(folder).config.metadata["name"] == "toy-run"
+    # a name given (or changed on a rerun: the finished run is only exported again)
+    named = load_train_config(None, [*lone, "name=my clap"])
+    folder = train(named, tmp_path / "toy-run", log=lambda _: None, text_encoder=encoder)
+    assert load_clap(str(folder)).name == "my clap"
+    assert len((tmp_path / "toy-run" / "log.jsonl").read_text().splitlines()) == 1
+    two = load_train_config(None, [*lone, "members=2"])
+    ensemble = load_clap(
+        str(train(two, tmp_path / "pair", log=lambda _: None, text_encoder=encoder))
+    )
+    assert ensemble.name == "pair"
+    assert load_clap(str(tmp_path / "pair" / "member1" / "model")).name == "pair-member1"
+    members = [tmp_path / "pair" / f"member{i}" / "model" for i in range(2)]
+    assert (
+        load_clap(str(export_ensemble(load_train_config(None), members, tmp_path / "joined"))).name
+        == "joined"
+    )
+    for recipe in ("esc50-clap.yaml", "esc50-clap-finetune.yaml"):
+        path = Path(__file__).parents[2] / "configs" / recipe
+        assert load_train_config(str(path)).name == "esc50-clap"
+    for bad, message in (
+        ("name=''", "name must be one line of text"),
+        ('name="a\\nb"', "name must be one line of text"),
+        ("members=[{name: x}]", "may set only"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            train(load_train_config(None, [*lone, bad]), tmp_path / "bad", log=lambda _: None)
+        assert not (tmp_path / "bad").exists()
 
 
 def test_a_colon_number_is_text_not_a_base_60_integer(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ __all__ = [
     "check_weights_dtype",
     "is_small_clap_folder",
     "load_small_clap",
+    "non_finite_weight",
     "small_clap_format",
 ]
 
@@ -75,6 +76,15 @@ ENSEMBLE_SHARED = (
 )
 # How floating-point weights may be stored (computation is always float32).
 WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def non_finite_weight(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor in ``state`` holding a NaN or an infinity
+    (a run that diverged, a damaged file), or ``None`` when every one is finite."""
+    for key, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return key
+    return None
 
 
 def check_weights_dtype(name: Any) -> str:
@@ -421,6 +431,10 @@ class SmallClap(AudioTextModel):
 
         Args:
             weights_dtype: ``"float32"`` or ``"float16"``; ``None`` = as loaded.
+
+        Raises:
+            CheckpointError: A weight holds a NaN or an infinity (nothing is written).
+            ConfigError: A weight too large for ``weights_dtype``.
         """
         payload = {"format": FORMAT, "format_version": 1, "config": asdict(self.config)}
         return _save_folder(self, folder, payload, weights_dtype)
@@ -517,6 +531,10 @@ class ClapEnsemble(AudioTextModel):
 
         Args:
             weights_dtype: ``"float32"`` or ``"float16"``; ``None`` = as loaded.
+
+        Raises:
+            CheckpointError: A weight holds a NaN or an infinity (nothing is written).
+            ConfigError: A weight too large for ``weights_dtype``.
         """
         payload = {
             "format": ENSEMBLE_FORMAT,
@@ -574,7 +592,9 @@ def _save_folder(
     """Write ``payload`` as ``config.json`` and the weights as ``model.safetensors``.
 
     Floating-point weights are stored as ``weights_dtype`` (``None``: the model's own), which
-    ``config.json`` records; a weight that float16 cannot hold is a :class:`ConfigError`.
+    ``config.json`` records; a weight that float16 cannot hold is a :class:`ConfigError`, and
+    one holding a NaN or an infinity (a run that diverged) a :class:`CheckpointError`, before
+    anything is written.
     Both files are written atomically and together (:func:`~querysep.fileio.atomic_files`):
     an error or Ctrl-C leaves a folder that was there as it was, and a path in the way is a
     one-line :class:`~querysep.errors.OutputError`.
@@ -583,12 +603,18 @@ def _save_folder(
 
     name = check_weights_dtype(model.weights_dtype if weights_dtype is None else weights_dtype)
     dtype = WEIGHTS_DTYPES[name]
+    broken = non_finite_weight(model.state_dict())
+    if broken is not None:
+        raise CheckpointError(
+            f"weight {broken} holds NaN or infinite values (training diverged?): a broken "
+            f"model is not saved to {folder}"
+        )
     state = {}
     for key, value in model.state_dict().items():
         value = value.detach().cpu()
         if value.is_floating_point():
             stored = value.to(dtype)
-            if not torch.isfinite(stored).all() and torch.isfinite(value).all():
+            if not torch.isfinite(stored).all():
                 raise ConfigError(
                     f"weight {key} does not fit in {name} (values up to "
                     f"{value.abs().max().item():.3g})"

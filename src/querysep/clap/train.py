@@ -14,9 +14,13 @@ checkpoint keeps the global generator that dropout draws from, so a run is repro
 resumes from ``OUT/checkpoint.pt`` where it stopped, to the same weights. The checkpoint
 keeps the settings the run trains with, and a resume that changes one of them (``epochs``,
 ``lr``, a seed...) is refused: only the refit, export and validation settings may change
-(``init_from`` of the finished run's ``model/`` trains on from its weights instead). The
+(``init_from`` of the finished run's ``model/`` trains on from its weights instead), and
+``data`` only to a folder holding the same training clips (names, sizes, classes). The
 model folder (``config.json`` + ``model.safetensors``) is written to ``OUT/model`` at the
-end.
+end, named by ``name`` (shown in every score table, e.g. ``ATS (NAME)``; default: the folder
+``OUT``'s name; the shipped recipes set ``esc50-clap``). A run whose loss or weights stop
+being finite (a learning rate too high) stops at once with a one-line error: nothing of the
+diverged steps is checkpointed, logged or exported.
 
 With ``members: N`` (N > 1) the command trains N such models one after the other, member
 ``i`` with seed ``seed + i`` in ``OUT/member{i}/`` (each resumable as above; a finished member
@@ -24,7 +28,13 @@ is not trained again), and writes their :class:`~querysep.clap.small.ClapEnsembl
 ``OUT/model``. ``members`` may instead list one mapping of overrides per member (e.g.
 ``[{epochs: 300}, {epochs: 400}]``: the recipe with each member's own top-level settings; the
 seed stays ``seed`` unless a member sets it; a member's ``model`` names only the network
-settings it changes, e.g. ``{model: {channels: [32, 64, 192, 384]}}``).
+settings it changes, e.g. ``{model: {channels: [32, 64, 192, 384]}}``). A folder holds one
+kind of run: an ensemble's into a folder holding one model's run (``OUT/checkpoint.pt``), or
+one model's into a folder holding members' runs, is refused before anything trains, as is a
+path in the way of the files a run writes (``OUT/model`` a file, a checkpoint a folder). The
+training clips are read once for all members, and what they do not allow (a member's batch
+larger than the clips, a ``text_ridge`` refit with a class missing from ``train_folds``) is
+refused before any member trains.
 
 ``init_from`` fine-tunes instead of training from random weights: the run starts from a
 trained small CLAP with the same network settings (a folder, or a name such as
@@ -50,8 +60,14 @@ import torch
 from torch.nn import functional as F
 
 from ..audio.io import resample
-from ..errors import CheckpointError, ConfigError, QuerysepError
-from ..fileio import locked_folder, new_folders_removed_on_error, write_text
+from ..errors import CheckpointError, ConfigError, OutputError, QuerysepError
+from ..fileio import (
+    check_output_file,
+    check_output_folder,
+    locked_folder,
+    new_folders_removed_on_error,
+    write_text,
+)
 from ..models.text.base import TextEncoder
 from ..precision import check_precision, resolve_precision
 from ..safeload import load_weights_only
@@ -59,7 +75,9 @@ from ..schema import YamlLoader, config_error, validate_dataclass
 from .augment import AugmentConfig, augment_mel, spec_augment
 from .small import (
     ENSEMBLE_SHARED,
+    WEIGHTS_DTYPES,
     ClapEnsemble,
+    LogMel,
     SmallClap,
     SmallClapConfig,
     _is_number,
@@ -67,6 +85,7 @@ from .small import (
     check_weights_dtype,
     log_compress,
     mel_centres,
+    non_finite_weight,
 )
 from .zeroshot import (
     DEFAULT_ROOT,
@@ -94,6 +113,9 @@ __all__ = [
 class ClapTrainConfig:
     """Everything a training run depends on (YAML maps onto it; ``a.b=value`` overrides)."""
 
+    # The exported model's name, which every score table shows (e.g. "ATS (NAME)"); None =
+    # the output folder's name (a member's model: that name and "-member{i}").
+    name: str | None = None
     data: str = DEFAULT_ROOT
     train_folds: list[int] = field(default_factory=lambda: [1, 2, 3])
     val_folds: list[int] = field(default_factory=list)
@@ -360,6 +382,13 @@ def _mel_power(model: SmallClap, audio: np.ndarray, chunk: int = 64) -> torch.Te
     return torch.cat(parts)
 
 
+#: The largest ridge penalty: beyond it the fit (about sum(x y) / penalty, for any text set
+#: querysep trains on) no longer turns, it only shrinks towards weights too small to store.
+MAX_RIDGE = 1e8
+#: A refitted head must, as stored, embed every training text within this cosine of the fit.
+_REFIT_FIDELITY = 0.99
+
+
 def check_refit(
     penalty: Any,
     *,
@@ -371,8 +400,11 @@ def check_refit(
     """Raise :class:`ConfigError` for refit settings :func:`refit_text_head` cannot use."""
     if text_mlp:
         raise ConfigError("text_ridge refits a linear text head only: set model.text_mlp: false")
-    if not _is_number(penalty) or not penalty > 0:
-        raise ConfigError(f"text_ridge must be a positive number, got {penalty!r}")
+    if not _is_number(penalty) or not 0 < penalty <= MAX_RIDGE:
+        raise ConfigError(
+            f"text_ridge must be a positive number up to {MAX_RIDGE:g} (a larger penalty only "
+            f"shrinks the head towards zero), got {penalty!r}"
+        )
     if not _is_number(discriminant) or not 0 <= discriminant <= 1:
         raise ConfigError(f"text_ridge_discriminant must be in [0, 1], got {discriminant!r}")
     if not _is_number(shrinkage) or not shrinkage > 0:
@@ -435,6 +467,7 @@ def refit_text_head(
     shrinkage: float = 0.3,
     templates: list[str] | None = None,
     more_captions: bool = False,
+    weights_dtype: str | None = None,
 ) -> dict[str, Any]:
     """Replace the (linear) text head by a ridge regression onto the audio class targets.
 
@@ -452,6 +485,8 @@ def refit_text_head(
             here and at inference, are means over them); ``None`` keeps the model's.
         more_captions: Fit on the classes' ``more`` captions too
             (:func:`~querysep.clap.zeroshot.class_texts`).
+        weights_dtype: How the model's weights will be stored (``None``: its own
+            ``weights_dtype``): the fitted head must survive that storage.
 
     Returns:
         What was done (``method``, ``penalty``, ``discriminant``, ``shrinkage``,
@@ -460,8 +495,10 @@ def refit_text_head(
 
     Raises:
         ConfigError: A text head with an MLP branch (only a linear head can be refitted),
-            a penalty or shrinkage that is not a positive number, a discriminant weight
-            outside [0, 1], malformed templates, or a class without clips in ``split``.
+            a penalty (up to :data:`MAX_RIDGE`) or shrinkage that is not a positive number, a
+            discriminant weight outside [0, 1], malformed templates, a class without clips
+            in ``split``, or a penalty so large that the head, stored as ``weights_dtype``,
+            would no longer embed the texts as fitted (the model is then left unchanged).
     """
     check_refit(
         penalty,
@@ -486,6 +523,7 @@ def refit_text_head(
         discriminant=float(discriminant),
         shrinkage=float(shrinkage),
     )
+    kept_templates = model.config.text_templates
     if templates is not None:
         model.config.text_templates = list(templates)
     sentences, by_class, texts = _text_table(
@@ -499,6 +537,16 @@ def refit_text_head(
     gram = x.T @ x + float(penalty) * torch.eye(x.shape[1], dtype=torch.float64)
     solution = torch.linalg.solve(gram, x.T @ y)  # (text_dim + 1, dim)
     linear = model.text_head.linear
+    storage = check_weights_dtype(weights_dtype or model.weights_dtype)
+    stored = solution.to(linear.weight.dtype).to(WEIGHTS_DTYPES[storage]).double()
+    fidelity = float(F.cosine_similarity(x @ stored, x @ solution, dim=-1).min())
+    if not fidelity >= _REFIT_FIDELITY:  # a row stored as zeros has cosine 0
+        model.config.text_templates = kept_templates
+        raise ConfigError(
+            f"text_ridge {float(penalty):g} shrinks the text head to weights of about "
+            f"{float(solution.abs().max()):.1g}, too small to store as {storage} (a text's "
+            f"embedding would keep cosine {fidelity:.2f} to the fit's): use a smaller penalty"
+        )
     with torch.no_grad():
         linear.weight.copy_(solution[:-1].T.to(linear.weight))
         linear.bias.copy_(solution[-1].to(linear.bias))
@@ -551,13 +599,16 @@ def train(
     """
     out = Path(output_dir)
     sources = {} if init_sources is None else init_sources
+    if config.name is None:  # the run's folder names its model (and its members')
+        config = replace(config, name=_default_name(out))
     members = member_configs(config)
     runs = members or [config]
     for each in runs:  # before training (any member), not after it
         _check_run(each, paraphrase)
     if members is not None:
         _check_members_share(members)
-    if member is None:  # a bad init_from fails before any member trains
+    if member is None:  # a bad output folder or init_from fails before any member trains
+        _check_outputs(out, None if members is None else len(members))
         for index, each in enumerate(runs):
             where = out / f"member{index}" if members else out
             if each.init_from is not None and not (where / "checkpoint.pt").is_file():
@@ -566,6 +617,9 @@ def train(
     # before writing anything; a member's folder is held through its ensemble's
     hold = locked_folder(out, "clap train") if member is None else _created(out)
     with hold:
+        # read once, for every member, and checked against each before any trains
+        train_split = load_esc50(config.data, config.train_folds)
+        _check_data(config, runs, train_split)
         if members is not None:
             return _train_ensemble(
                 config,
@@ -575,8 +629,69 @@ def train(
                 text_encoder=text_encoder,
                 paraphrase=paraphrase,
                 sources=sources,
+                train_split=train_split,
             )
-        return _train_one(config, out, log, text_encoder, paraphrase, member, sources)
+        return _train_one(config, out, log, text_encoder, paraphrase, member, sources, train_split)
+
+
+def _check_data(config: ClapTrainConfig, runs: list[ClapTrainConfig], split: Esc50Split) -> None:
+    """Refuse settings the training clips do not allow, for every run (each member) before
+    any trains: a batch larger than the clips, crops too short for the network, and a
+    text-head refit without clips of every class."""
+    for index, run in enumerate(runs):
+        own = f"members[{index}]: "  # named where a member's own setting is at fault
+        if run.batch_size > len(split.targets):
+            raise ConfigError(
+                f"{own if run.batch_size != config.batch_size else ''}batch_size "
+                f"{run.batch_size} is more than the {len(split.targets)} training clips "
+                f"(folds {run.train_folds}): not one step per epoch"
+            )
+        clip = resample(split.audio[:1], split.sample_rate, run.model.sample_rate)
+        with torch.no_grad():
+            frames = LogMel(run.model).power(torch.from_numpy(clip)).shape[-1]
+        crop = round(run.augment.crop_seconds * run.model.sample_rate / run.model.hop_length)
+        what = f"{own if run.model != config.model else ''}the training clips are crops of"
+        _check_crop(run, min(frames, crop), what)
+    if any(run.text_ridge is not None for run in runs):
+        counts = np.bincount(split.targets, minlength=len(split.categories))
+        if (counts == 0).any():
+            missing = split.categories[int(np.flatnonzero(counts == 0)[0])]
+            raise ConfigError(
+                f"text_ridge: the text-head refit needs clips of every class, but training "
+                f"folds {config.train_folds} have none of {missing!r}"
+            )
+
+
+def _check_outputs(out: Path, members: int | None) -> None:
+    """Refuse, before anything trains, an output folder whose files this run could not write
+    or whose finished work it would replace: the run of one model into a folder holding an
+    ensemble's members (``members`` > 1, or a list), or the reverse.
+
+    Raises:
+        OutputError: The first such problem, saying how to go on.
+    """
+    lone = out / "checkpoint.pt"
+    grouped = sorted(out.glob("member*/checkpoint.pt")) if out.is_dir() else []
+    if members is None and grouped:
+        raise OutputError(
+            f"{out} holds the runs of an ensemble's members ({grouped[0].parent.name}/ ...): "
+            "this config trains one model (members: 1), which would replace their model/; "
+            "train into another output folder (-o), or remove those runs to start over"
+        )
+    if members is not None and (lone.exists() or lone.is_symlink()):
+        raise OutputError(
+            f"{out} holds the run of one model ({lone.name}): this config trains an ensemble "
+            f"of {members} members, which would replace its model/; train into another "
+            "output folder (-o), or remove that run to start over"
+        )
+    runs = [out] if members is None else [out / f"member{i}" for i in range(members)]
+    check_output_folder(out)
+    check_output_folder(out / "model")
+    for run in runs:
+        check_output_folder(run)
+        check_output_folder(run / "model")
+        for name in ("checkpoint.pt", "checkpoint.tmp", "log.jsonl"):
+            check_output_file(run / name)
 
 
 @contextmanager
@@ -595,12 +710,13 @@ def _train_one(
     paraphrase: Paraphraser | None,
     member: tuple[int, int] | None,
     sources: dict[str, Any],
+    train_split: Esc50Split,
 ) -> Path:
-    """One model's run into ``out`` (which exists), after :func:`train`'s checks."""
+    """One model's run into ``out`` (which exists) on ``train_split``, after :func:`train`'s
+    checks."""
     torch.manual_seed(config.seed)
     precision = str(config.precision)  # YAML reads a bare 32 as a number
     use_bf16 = resolve_precision(precision, torch.device("cpu")) == "bf16-mixed"
-    train_split = load_esc50(config.data, config.train_folds)
     val_split = load_esc50(config.data, config.val_folds) if config.val_folds else None
     num_classes = len(train_split.categories)
     # its own copy of the settings: the export writes metadata (and a refit templates) into it
@@ -655,6 +771,7 @@ def _train_one(
     ema = _Ema(model, config.ema_decay) if config.ema_decay > 0 else None
     start_epoch, history, resumed_step = 0, [], None
     settings = _run_settings(config)  # kept in every checkpoint, checked on resume
+    clips = _clip_list(config.data, train_split)  # likewise
     if ckpt_path.is_file():
         ckpt = load_weights_only(ckpt_path, "CLAP training checkpoint")
         expected = {"model", "opt", "sched"}
@@ -681,6 +798,8 @@ def _train_one(
                 )
         if "settings" in ckpt:  # checkpoints written before runs kept them lack the key
             _check_resume(ckpt_path, ckpt["settings"], settings)
+        if "clips" in ckpt:  # likewise for the training clips
+            _check_clips(ckpt_path, ckpt["clips"], clips)
         try:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["opt"])
@@ -699,6 +818,12 @@ def _train_one(
                 f"{ckpt_path} does not fit this config ({type(exc).__name__}: {first}); train "
                 "into a new output folder, or remove it to start over"
             ) from None
+        broken = non_finite_weight(model.state_dict())
+        if broken is not None:  # written by a run that diverged, before runs checked
+            raise CheckpointError(
+                f"{ckpt_path} holds NaN or infinite weights ({broken}): its run diverged; "
+                "train into a new output folder with other settings (e.g. a smaller lr)"
+            )
         # the log says what the checkpoint holds (a cut run may have logged an epoch more)
         write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         log(f"resumed from {ckpt_path} at epoch {start_epoch}")
@@ -745,6 +870,9 @@ def _train_one(
                 loss = loss + contrastive_loss(a, t, soft, model.logit_scale)
             if pairwise is not None:
                 loss = loss + pairwise(a, t, soft)
+            value = float(loss.detach())
+            if not math.isfinite(value):  # before the step: the checkpoint stays the last good
+                raise _diverged(ckpt_path, epoch, step, f"the loss is {value}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -753,7 +881,7 @@ def _train_one(
                 model.logit_scale.clamp_(0, math.log(100))
             if ema is not None:
                 ema.update(model)
-            losses.append(float(loss.detach()))
+            losses.append(value)
             step += 1
         record: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -776,6 +904,12 @@ def _train_one(
             record["val"] = _evaluate(_with_ema(model, ema), val_split, use_bf16)
             if ema is not None:  # the raw weights too, to see what the average adds
                 record["val_raw"] = _evaluate(model, val_split, use_bf16)
+        states = [model.state_dict(), *([ema.state] if ema is not None else [])]
+        if pairwise is not None:
+            states.append(pairwise.state_dict())
+        broken = next((k for k in map(non_finite_weight, states) if k is not None), None)
+        if broken is not None:  # the last step diverged: never checkpoint (nor log) it
+            raise _diverged(ckpt_path, epoch, step - 1, f"weight {broken} is not finite")
         history.append(record)
         log(json.dumps(record))
         payload = {
@@ -787,6 +921,7 @@ def _train_one(
             "history": history,
             "rng": torch.get_rng_state(),
             "settings": settings,
+            "clips": clips,
         }
         if ema is not None:
             payload["ema"] = ema.state
@@ -819,6 +954,7 @@ def _train_one(
             shrinkage=config.text_ridge_shrinkage,
             templates=config.text_ridge_templates,
             more_captions=config.text_ridge_more_captions,
+            weights_dtype=config.weights_dtype,
         )
         line: dict[str, Any] = {"text_head_refit": refit}
         if val_split is not None:
@@ -832,7 +968,7 @@ def _train_one(
         except Exception as exc:  # provenance only: never lose a finished run over it
             init_record = {"from": config.init_from, "unavailable": str(exc).splitlines()[0]}
     final.config.metadata = {
-        **_card(config),
+        **_card(config, out / "model"),
         "training": {
             "config": _plain(asdict(config)),
             **({"init": init_record} if init_record is not None else {}),
@@ -874,6 +1010,7 @@ def _init_state(
     Raises:
         ConfigError: ``init_from`` is not a small CLAP, is an ensemble of another size than the
             run's members, or differs from ``config.model`` in a setting that shapes weights.
+        CheckpointError: Its weights hold a NaN or an infinity.
     """
     from .registry import load_clap
 
@@ -920,12 +1057,38 @@ def _init_state(
         )
         raise ConfigError(f"init_from {config.init_from} does not fit model settings ({shown})")
     state = {k: v.float() if v.is_floating_point() else v for k, v in source.state_dict().items()}
+    broken = non_finite_weight(state)
+    if broken is not None:
+        raise CheckpointError(
+            f"init_from {config.init_from}: weight {broken} holds NaN or infinite values; "
+            "start from other weights"
+        )
     return state, record
 
 
-def _card(config: ClapTrainConfig) -> dict[str, Any]:
+def _diverged(ckpt_path: Path, epoch: int, step: int, what: str) -> ConfigError:
+    """The error that stops a run whose loss or weights stopped being finite."""
+    kept = (  # a checkpoint is written at the end of each epoch
+        f"{ckpt_path} keeps the last good epoch, {epoch}"
+        if ckpt_path.is_file()
+        else "no checkpoint was written"
+    )
+    return ConfigError(
+        f"training diverged at epoch {epoch + 1}, step {step + 1}: {what} ({kept}); train "
+        "into a new output folder with other settings, e.g. a smaller lr"
+    )
+
+
+def _default_name(output: Path) -> str:
+    """The name of a model written to ``output`` without a ``name`` setting: the run's
+    folder (``OUT`` for ``OUT/model``)."""
+    folder = output.absolute()
+    return (folder.parent if folder.name == "model" else folder).name or "small-clap"
+
+
+def _card(config: ClapTrainConfig, output: Path) -> dict[str, Any]:
     return {
-        "name": "esc50-clap",
+        "name": config.name or _default_name(output),
         "license": "CC BY-NC 3.0 (trained on ESC-50): non-commercial use only",
         "data": f"ESC-50 folds {config.train_folds}",
     }
@@ -935,6 +1098,9 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
     """Raise :class:`ConfigError` for a setting a run cannot use (before anything trains)."""
     check_paraphraser(config.paraphrases, paraphrase)
     check_weights_dtype(config.weights_dtype)
+    name = config.name
+    if name is not None and (not name.strip() or name != name.strip() or not name.isprintable()):
+        raise ConfigError(f"name must be one line of text, not blank or padded, got {name!r}")
     if config.loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
     check_precision(str(config.precision))
@@ -1004,6 +1170,11 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
         )
     elif config.text_ridge_more_captions:
         raise ConfigError("text_ridge_more_captions: true needs a text_ridge penalty (the refit)")
+    elif config.text_ridge_templates is not None:
+        raise ConfigError(
+            "text_ridge_templates needs a text_ridge penalty (the refit stores them); without "
+            "one the model keeps model.text_templates"
+        )
 
 
 #: Seeds of this magnitude would overflow the per-step generator seeds (seed * 1_000_003 +
@@ -1042,9 +1213,10 @@ def _check_members_share(members: list[ClapTrainConfig]) -> None:
 
 
 #: Settings a resumed run may change: they act after training (the refit, the export) or
-#: only on validation. Every other setting must be the checkpoint's run's own.
+#: only on validation. Every other setting must be the checkpoint's run's own. ``data`` may
+#: name another folder, but its training clips must be the run's (:func:`_check_clips`).
 _CHANGEABLE_ON_RESUME = frozenset(
-    {"data", "val_folds", "val_every", "members", "init_from", "weights_dtype"}
+    {"data", "val_folds", "val_every", "members", "init_from", "weights_dtype", "name"}
     | {"text_ridge", "text_ridge_discriminant", "text_ridge_shrinkage"}
     | {"text_ridge_templates", "text_ridge_more_captions"}
 )
@@ -1097,7 +1269,42 @@ def _check_resume(path: Path, had: Any, has: dict[str, Any]) -> None:
         )
 
 
-_NOT_PER_MEMBER = frozenset({"members", "augment", "data", "train_folds", "weights_dtype"})
+def _clip_list(root: str | os.PathLike[str], split: Esc50Split) -> list[list[Any]]:
+    """What a run trains on: each clip's file name (within ``audio/``: the folder may move),
+    size in bytes and class, by file name."""
+    audio = Path(root) / "audio"
+    return [
+        [name, (audio / name).stat().st_size, int(target)]
+        for name, target in zip(split.filenames, split.targets, strict=True)
+    ]
+
+
+def _check_clips(path: Path, had: Any, has: list[list[Any]]) -> None:
+    """Refuse to resume a run on other training clips than those ``path`` was trained on."""
+    try:
+        old = {name: (size, target) for name, size, target in had}
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path} is not a checkpoint of querysep clap train") from None
+    new = {name: (size, target) for name, size, target in has}
+    if old == new:
+        return
+    differ = sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+    name = differ[0]
+    if name not in new:
+        example = f"{name} is gone"
+    elif name not in old:
+        example = f"{name} is new"
+    elif old[name][0] != new[name][0]:
+        example = f"{name} is {new[name][0]} bytes, was {old[name][0]}"
+    else:
+        example = f"{name} is class {new[name][1]}, was {old[name][1]}"
+    raise ConfigError(
+        f"{path} belongs to a run trained on other clips ({len(differ)} differ, e.g. {example}): "
+        "resume on the run's own data (its folder may move), or train into a new output folder"
+    )
+
+
+_NOT_PER_MEMBER = frozenset({"members", "augment", "data", "train_folds", "weights_dtype", "name"})
 
 
 def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
@@ -1106,7 +1313,7 @@ def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
     Raises:
         ConfigError: ``members`` is neither a whole number >= 1 nor a non-empty list of
             mappings of known top-level keys (not ``members``, ``augment``, ``data``,
-            ``train_folds`` or ``weights_dtype``, which every member shares). A member's
+            ``train_folds``, ``weights_dtype`` or ``name``, which every member shares). A member's
             ``model`` lists only the settings it changes (e.g. ``{channels: [...]}``).
     """
     members = config.members
@@ -1114,7 +1321,13 @@ def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
         if members == 1:
             return None
         return [
-            replace(config, seed=config.seed + i, members=1, model=deepcopy(config.model))
+            replace(
+                config,
+                seed=config.seed + i,
+                members=1,
+                model=deepcopy(config.model),
+                name=_member_name(config.name, i),
+            )
             for i in range(members)
         ]
     if not isinstance(members, list) or not members:
@@ -1134,8 +1347,13 @@ def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
             )
         overrides = _with_member_model(config.model, overrides, "", f"members[{index}]")
         overrides.setdefault("model", deepcopy(config.model))  # each member its own settings
-        out.append(replace(config, **overrides, members=1))
+        out.append(replace(config, **overrides, members=1, name=_member_name(config.name, index)))
     return out
+
+
+def _member_name(name: str | None, index: int) -> str | None:
+    """The name of member ``index``'s own model, in its ``OUT/member{index}/model``."""
+    return None if name is None else f"{name}-member{index}"
 
 
 def _train_ensemble(
@@ -1147,6 +1365,7 @@ def _train_ensemble(
     text_encoder: TextEncoder | None,
     paraphrase: Paraphraser | None,
     sources: dict[str, Any],
+    train_split: Esc50Split,
 ) -> Path:
     """Train ``members`` one after the other (each resumable); export their ensemble."""
     folders = []
@@ -1156,17 +1375,19 @@ def _train_ensemble(
         if member.model != config.model:
             detail += f", channels {member.model.channels}, dim {member.model.dim}"
         log(f"member {index + 1}/{len(members)} ({detail}) in {where}")
-        folders.append(
-            train(
-                member,
-                where,
-                log=log,
-                text_encoder=text_encoder,
-                paraphrase=paraphrase,
-                member=(index, len(members)),
-                init_sources=sources,
+        with _created(where):  # held through the ensemble's folder
+            folders.append(
+                _train_one(
+                    member,
+                    where,
+                    log,
+                    text_encoder,
+                    paraphrase,
+                    (index, len(members)),
+                    sources,
+                    train_split,
+                )
             )
-        )
     return export_ensemble(config, folders, out / "model")
 
 
@@ -1176,7 +1397,9 @@ def export_ensemble(
     """Write the ensemble of trained member folders to ``output``, as ``members`` does.
 
     The ensemble's metadata describes the recipe ``config`` and each member's run once (a
-    text-head refit done afterwards by ``querysep clap refit-text`` joins its member's run).
+    text-head refit done afterwards by ``querysep clap refit-text`` joins its member's run);
+    its name is ``config.name``, or else the folder ``output`` names (``OUT`` for
+    ``OUT/model``).
     """
     ensemble = ClapEnsemble.from_members(list(folders))
     runs = []
@@ -1188,7 +1411,7 @@ def export_ensemble(
         runs.append(run)
         member.config.metadata = {}
     ensemble.metadata = {
-        **_card(config),
+        **_card(config, Path(output)),
         "training": {"config": _plain(asdict(config)), "members": runs},
     }
     return ensemble.save_pretrained(output, config.weights_dtype)

@@ -31,7 +31,8 @@ def add_train_command(clap_app: typer.Typer) -> None:
             ...,
             "--output",
             "-o",
-            help="Run folder (resumes if it holds a checkpoint); the model goes to OUTPUT/model.",
+            help="Run folder (resumes if it holds a checkpoint); the model goes to OUTPUT/model, "
+            "named after OUTPUT unless the config sets name.",
         ),
         overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. epochs=20."),
     ) -> None:
@@ -61,7 +62,11 @@ def add_train_command(clap_app: typer.Typer) -> None:
             "weights_dtype decides how the weights are stored).",
         ),
         output: Path = typer.Option(
-            ..., "--output", "-o", help="Folder for the ensemble (must not exist)."
+            ...,
+            "--output",
+            "-o",
+            help="Folder for the ensemble (must not exist); the model is named after it unless "
+            "the recipe sets name.",
         ),
         weights_dtype: str = typer.Option(
             None, "--weights-dtype", help="float32 or float16 (default: the recipe's)."
@@ -131,7 +136,12 @@ def add_refit_command(clap_app: typer.Typer) -> None:
         output: Path = typer.Option(
             ..., "--output", "-o", help="Folder for the refitted model (must not exist)."
         ),
-        ridge: float = typer.Option(0.3, "--ridge", help="L2 penalty of the ridge regression."),
+        ridge: float = typer.Option(
+            0.3,
+            "--ridge",
+            help="L2 penalty of the ridge regression (up to 1e8; one that shrinks the head "
+            "below what the model's weights_dtype stores is refused).",
+        ),
         discriminant: float = typer.Option(
             0.0,
             "--discriminant",
