@@ -3,8 +3,9 @@
 It listens on 127.0.0.1 (a free port), answers ``POST /v1/chat/completions`` with
 deterministic valid captions built from the prompt's ``Description:`` line, and can be told
 to misbehave: :attr:`FakeLLM.plan` holds one action per coming request (``"429"``,
-``"500"``, ``"slow"``, ``"malformed"``, ``"rulebreak"``, ``"badjson"``, ``"nochoices"``);
-an empty plan means ``"ok"``. It checks the bearer key (401 when wrong) and the model (404
+``"500"``, ``"slow"``, ``"malformed"``, ``"rulebreak"``, ``"badjson"``, ``"nochoices"``,
+``"choicesdict"``, ``"badusage"``, ``"parts"``...: see ``do_POST``); an empty plan means
+``"ok"``. It checks the bearer key (401 when wrong) and the model (404
 when unknown), logs every request it receives and every one it answers, and with
 :attr:`block_after` set holds any request beyond that many answers until :attr:`release` is
 set, then drops it unanswered (used to kill a client mid-run).
@@ -159,6 +160,9 @@ class FakeLLM:
                 if action == "nochoices":
                     self._send(200, {"id": "x", "object": "chat.completion", "choices": []})
                     return
+                if action == "choicesdict":  # JSON, but not the shape of a chat completion
+                    self._send(200, {"id": "x", "object": "chat.completion", "choices": {"a": 1}})
+                    return
                 if action == "slow":
                     time.sleep(fake.slow_seconds)
                 if len(users) > 1:
@@ -173,6 +177,20 @@ class FakeLLM:
                     content = ok_answer(caption, 5)
                 with fake.lock:
                     fake.answered.append({**entry, "content": content})
+                message: dict[str, Any] = {"role": "assistant", "content": content}
+                if action == "parts":  # the content as a list of text parts
+                    half = len(content) // 2
+                    message["content"] = [
+                        {"type": "text", "text": content[:half]},
+                        {"type": "text", "text": content[half:]},
+                    ]
+                usage: Any = {
+                    "prompt_tokens": sum(len(u) for u in users) // 4,
+                    "completion_tokens": len(content) // 4,
+                    "total_tokens": 0,
+                }
+                if action == "badusage":
+                    usage = {"prompt_tokens": "n/a", "completion_tokens": [1], "total_tokens": -1}
                 reply = {
                     "id": "chatcmpl-test",
                     "object": "chat.completion",
@@ -181,15 +199,11 @@ class FakeLLM:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": content},
+                            "message": message,
                             "finish_reason": "stop",
                         }
                     ],
-                    "usage": {
-                        "prompt_tokens": sum(len(u) for u in users) // 4,
-                        "completion_tokens": len(content) // 4,
-                        "total_tokens": 0,
-                    },
+                    "usage": usage,
                 }
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self._send(200, reply)

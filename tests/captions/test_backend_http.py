@@ -51,7 +51,7 @@ def test_plain_answer(server):
     assert prompt["caption"] == CAPTION
 
 
-@pytest.mark.parametrize("failure", ["408", "429", "500", "badjson", "nochoices"])
+@pytest.mark.parametrize("failure", ["408", "429", "500", "badjson", "nochoices", "choicesdict"])
 def test_transient_failures_are_retried_with_growing_backoff(server, failure):
     waits: list[float] = []
     server.plan.extend([failure, failure])
@@ -68,6 +68,19 @@ def test_unreadable_answers_name_the_problem_when_tries_run_out(server):
     with pytest.raises(EndpointUnreachableError, match="unreadable response: no message"):
         augment(backend(server, sleep=lambda s: None))
     assert len(server.received) == FAST.max_tries
+
+
+def test_unreadable_token_counts_count_as_zero(server):
+    server.plan.append("badusage")  # "prompt_tokens": "n/a", "completion_tokens": [1]
+    answer = augment(backend(server))
+    assert len(answer.kept) == 5 and (answer.tokens_in, answer.tokens_out) == (0, 0)
+
+
+def test_content_given_as_text_parts_is_joined(server):
+    server.plan.append("parts")  # [{"type": "text", "text": ...}, ...], split mid-line
+    answer = augment(backend(server))
+    assert len(answer.kept) == 5 and answer.rejected == []
+    assert (answer.requests, answer.reasks) == (1, 0)
 
 
 def test_a_mistake_in_building_the_request_is_not_retried(server):

@@ -190,17 +190,47 @@ class _UnreadableReplyError(ValueError):
     """A 200 answer without ``choices[0].message`` (a proxy's error page in JSON, say)."""
 
 
-def _read_reply(response: Any) -> tuple[str, Any]:
-    """The message text and the usage of a chat completion.
+def _message_text(content: Any) -> str:
+    """A message's text: a string, or the texts of a list of parts (``{"type": "text",
+    "text": ...}``) joined; nothing (``None``) is the empty string."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            text = part.get("text") if isinstance(part, dict) else getattr(part, "text", None)
+            if isinstance(text, str):
+                texts.append(text)
+        return "".join(texts)
+    return str(content)
+
+
+def _token_count(usage: Any, name: str) -> int:
+    """``usage.<name>`` when it is a count (a non-negative integer), else 0."""
+    value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return 0
+
+
+def _read_reply(response: Any) -> tuple[str, int, int]:
+    """The message text and the prompt and completion token counts of a chat completion.
+
+    Token counts the endpoint does not report as counts are 0.
 
     Raises:
         _UnreadableReplyError: The answer has no first choice with a message.
     """
     try:
         message = response.choices[0].message
-        return str(message.content or ""), response.usage
-    except (TypeError, AttributeError, IndexError) as exc:
+        text = _message_text(message.content)
+    except (TypeError, AttributeError, LookupError, ValueError) as exc:
+        # LookupError: "choices" is a mapping, say; whatever the shape, it is unreadable
         raise _UnreadableReplyError(f"no message in the answer ({type(exc).__name__})") from None
+    usage = getattr(response, "usage", None)
+    return text, _token_count(usage, "prompt_tokens"), _token_count(usage, "completion_tokens")
 
 
 def check_base_url(url: str, what: str = "base URL") -> str:
@@ -392,7 +422,8 @@ class OpenAIBackend:
         for attempt in range(1, self.retry.max_tries + 1):
             self.limiter.wait()
             try:
-                text, usage = _read_reply(self._client.chat.completions.create(**kwargs))
+                response = self._client.chat.completions.create(**kwargs)
+                text, tokens_in, tokens_out = _read_reply(response)
             except retryable as exc:
                 fatal = self._fatal(exc)
                 if fatal is not None:
@@ -401,9 +432,7 @@ class OpenAIBackend:
                     raise self._gave_up(exc, attempt) from None
                 self._sleep(self.retry.delay(attempt, self._rng, self._retry_after(exc)))
                 continue
-            tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-            tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-            return _Reply(str(text), tokens_in, tokens_out, attempt - 1)
+            return _Reply(text, tokens_in, tokens_out, attempt - 1)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def augment(
