@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 import socket
 
 import pytest
@@ -61,6 +63,32 @@ def test_transient_failures_are_retried_with_growing_backoff(server, failure):
     assert len(server.received) == 3
     # jittered exponential backoff: wait k lies in [base * 2**k / 2, base * 2**k]
     assert 0.005 <= waits[0] <= 0.01 and 0.01 <= waits[1] <= 0.02
+
+
+def test_backoff_never_overflows_and_retry_after_is_capped():
+    rng = random.Random(0)
+    assert RetryPolicy(backoff_base=0.0).delay(1100, rng) == 0  # was an OverflowError
+    assert 30 <= RetryPolicy(backoff_base=1).delay(5000, rng) <= 60
+    assert RetryPolicy(backoff_base=0).delay(1, rng, retry_after=120) == 60  # at most backoff_max
+    assert RetryPolicy(backoff_base=0).delay(1, rng, retry_after=math.nan) == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("timeout", math.inf),
+        ("timeout", 1e308),
+        ("timeout", math.nan),
+        ("timeout", 0),
+        ("max_tries", 0),
+        ("max_tries", 1100),
+        ("backoff_base", math.inf),
+        ("backoff_max", math.nan),
+    ],
+)
+def test_retry_policy_refuses_unusable_values(field, value):
+    with pytest.raises(ConfigError, match=field):
+        RetryPolicy(**{field: value})
 
 
 def test_unreadable_answers_name_the_problem_when_tries_run_out(server):

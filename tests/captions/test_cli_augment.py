@@ -278,6 +278,10 @@ def test_a_refused_request_names_its_caption_and_keeps_the_answers_before(tmp_pa
         ),
         (None, ["manifest.jsonl", "-o", "out.jsonl", "--backend", "gpt"], "--backend must be"),
         ("badcache", ["manifest.jsonl", "-o", "out.jsonl"], "is not a cache record"),
+        # were OverflowError tracebacks once a request was sent
+        (None, ["manifest.jsonl", "-o", "out.jsonl", "--timeout", "inf"], "--timeout"),
+        (None, ["manifest.jsonl", "-o", "out.jsonl", "--timeout", "1e308"], "--timeout"),
+        (None, ["manifest.jsonl", "-o", "out.jsonl", "--max-tries", "1100"], "--max-tries"),
     ],
 )
 def test_bad_input(tmp_path, setup, args, expect):

@@ -9,8 +9,8 @@ turned off (``max_retries=0``) so that the loop here is the only one:
 
 * HTTP 408, 409, 429, 5xx, timeouts, connection errors and unreadable responses are
   retried up to ``max_tries`` times in all, waiting ``backoff_base * 2**k`` seconds (at most
-  ``backoff_max``, at least what a ``Retry-After`` header asks) with random jitter (a
-  uniform draw between half and all of it);
+  ``backoff_max``) with random jitter (a uniform draw between half and all of it), or what
+  a ``Retry-After`` header asks when that is longer (but again at most ``backoff_max``);
 * HTTP 401/403 (wrong key), 404 (unknown model or route) and other 4xx fail at once (for
   the others, the job names the caption whose request was refused);
 * an answer with too few valid captions is re-asked up to ``max_reasks`` times, asking only
@@ -46,6 +46,8 @@ from .validate import Rejection, parse_numbered, validate_captions
 
 __all__ = [
     "API_KEY_VARIABLES",
+    "MAX_TIMEOUT",
+    "MAX_TRIES",
     "Answer",
     "Backend",
     "OfflineBackend",
@@ -58,6 +60,12 @@ __all__ = [
 
 #: Environment variables read for the API key, first found wins.
 API_KEY_VARIABLES = ("QUERYSEP_LLM_API_KEY", "OPENAI_API_KEY")
+
+#: Most attempts per request (:attr:`RetryPolicy.max_tries`).
+MAX_TRIES = 100
+
+#: Longest time one request may take, in seconds (:attr:`RetryPolicy.timeout`).
+MAX_TIMEOUT = 3600.0
 
 
 @dataclass
@@ -117,10 +125,14 @@ class RetryPolicy:
     """How hard to try one request.
 
     Attributes:
-        max_tries: Attempts in all (first one included) before giving up.
+        max_tries: Attempts in all (first one included) before giving up, 1 to
+            :data:`MAX_TRIES`.
         backoff_base: First wait, in seconds; doubled after each failure.
-        backoff_max: Longest wait, in seconds.
-        timeout: Seconds to wait for one response.
+        backoff_max: Longest wait, in seconds, also for a ``Retry-After`` header.
+        timeout: Seconds to wait for one response, at most :data:`MAX_TIMEOUT`.
+
+    Raises:
+        ConfigError: A value out of those ranges, or not a finite number.
     """
 
     max_tries: int = 6
@@ -128,11 +140,28 @@ class RetryPolicy:
     backoff_max: float = 60.0
     timeout: float = 60.0
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_tries <= MAX_TRIES:
+            raise ConfigError(f"max_tries must be 1 to {MAX_TRIES}, not {self.max_tries}")
+        if not (math.isfinite(self.timeout) and 0 < self.timeout <= MAX_TIMEOUT):
+            raise ConfigError(
+                f"timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds, "
+                f"not {self.timeout:g}"
+            )
+        for name in ("backoff_base", "backoff_max"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number of seconds >= 0, not {value:g}")
+
     def delay(self, failures: int, rng: random.Random, retry_after: float | None = None) -> float:
-        """Seconds to wait after ``failures`` failed attempts (1, 2...), with jitter."""
-        full = min(self.backoff_max, self.backoff_base * 2 ** (failures - 1))
+        """Seconds to wait after ``failures`` failed attempts (1, 2...), with jitter.
+
+        A ``retry_after`` the server asked for is waited when longer, up to ``backoff_max``.
+        """
+        # 2**64 already exceeds any backoff_max: a larger power would only overflow
+        full = min(self.backoff_max, self.backoff_base * 2.0 ** min(failures - 1, 64))
         wait = rng.uniform(full / 2, full)
-        if retry_after is not None:
+        if retry_after is not None and math.isfinite(retry_after):
             wait = max(wait, min(retry_after, self.backoff_max))
         return wait
 
