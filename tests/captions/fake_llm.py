@@ -71,6 +71,7 @@ class FakeLLM:
         self.block_after: int | None = None
         self.release = threading.Event()
         self.slow_seconds = slow_seconds
+        self.echo_pad = 0  # "400echo": characters before the echoed Authorization header
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -133,7 +134,12 @@ class FakeLLM:
                 caption = found.group(1) if found else users[0]
                 with fake.lock:
                     action = fake.plan.popleft() if fake.plan else "ok"
-                    entry = {"caption": caption, "turn": len(users), "action": action}
+                    entry = {
+                        "caption": caption,
+                        "turn": len(users),
+                        "action": action,
+                        "messages": request["messages"],
+                    }
                     fake.received.append(entry)
                     block = fake.block_after is not None and len(fake.answered) >= (
                         fake.block_after
@@ -147,6 +153,11 @@ class FakeLLM:
                     return
                 if action == "400":  # e.g. a prompt longer than the model's context
                     self._send(400, {"error": {"message": "context length exceeded"}})
+                    return
+                if action == "400echo":  # a proxy that quotes the request's key back
+                    auth = self.headers.get("Authorization")
+                    message = f"{'x' * fake.echo_pad} bad request with {auth}"
+                    self._send(400, {"error": {"message": message}})
                     return
                 if action == "408":
                     self._send(408, {"error": {"message": "request timeout"}})
@@ -171,6 +182,8 @@ class FakeLLM:
                     content = ok_answer(caption, count, offset=5)
                 elif action == "malformed":
                     content = "Sure! The audio has a dog and some barking in it."
+                elif action == "echokey":  # an upstream error quoted as the answer
+                    content = f"Upstream refused {self.headers.get('Authorization')}: try later."
                 elif action == "rulebreak":
                     content = rule_breaking_answer(caption)
                 else:

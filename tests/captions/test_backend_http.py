@@ -13,6 +13,7 @@ from querysep.captions import (
     BackendError,
     EndpointUnreachableError,
     OpenAIBackend,
+    RequestRefusedError,
     RetryPolicy,
     UnknownModelError,
     load_template,
@@ -183,6 +184,43 @@ def test_wrong_key_fails_at_once_without_showing_the_key(server):
     assert len(server.received) == 0  # refused before any caption was logged
 
 
+def test_a_refusal_that_quotes_the_key_never_shows_any_of_it(server):
+    llm = backend(server)
+    for pad in range(270, 300):  # the message is cut short near 300 characters
+        server.echo_pad = pad
+        server.plan.append("400echo")
+        with pytest.raises(RequestRefusedError, match="HTTP 400") as info:
+            augment(llm)
+        assert "sk-" not in str(info.value), str(info.value)[-40:]
+
+
+def test_a_key_quoted_in_an_answer_is_masked_in_what_is_kept_and_sent_back(server):
+    server.plan.append("echokey")
+    answer = augment(backend(server))
+    assert len(answer.kept) == 5 and answer.reasks == 1
+    assert "Upstream refused Bearer ***" in answer.rejected[0].text
+    assert KEY not in repr(answer)
+    assert KEY not in repr(server.received[1]["messages"])  # the re-ask quotes the answer
+
+
+def test_a_password_in_the_address_is_never_shown(server, monkeypatch):
+    secret_url = server.url.replace("http://", "http://me:pw-SECRET@") + "?token=Q-SECRET"
+    with pytest.raises(UnknownModelError) as info:  # the fake server ignores the password
+        augment(OpenAIBackend("gpt-9", secret_url, api_key=KEY, retry=FAST))
+    assert "SECRET" not in str(info.value) and "127.0.0.1" in str(info.value)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    closed = f"http://me:pw-SECRET@127.0.0.1:{port}/v1"
+    with pytest.raises(EndpointUnreachableError) as info:
+        augment(OpenAIBackend(MODEL, closed, api_key=KEY, retry=FAST, sleep=lambda s: None))
+    assert "SECRET" not in str(info.value) and f"127.0.0.1:{port}/v1" in str(info.value)
+    for url in ("http://me:pw-SECRET@host:99999/v1", "ftp://me:pw-SECRET@host/v1"):
+        with pytest.raises(ConfigError) as info:
+            OpenAIBackend(MODEL, url, api_key=KEY)
+        assert "SECRET" not in str(info.value)
+
+
 def test_unknown_model_fails_at_once(server):
     with pytest.raises(UnknownModelError, match="no model 'gpt-9'"):
         augment(backend(server, model="gpt-9"))
@@ -206,6 +244,16 @@ def test_no_key_for_openai_itself(monkeypatch):
     monkeypatch.delenv("QUERYSEP_LLM_API_KEY", raising=False)
     with pytest.raises(BackendError, match="OPENAI_API_KEY"):
         OpenAIBackend("gpt-4")
+
+
+def test_no_key_needed_with_openai_base_url(server, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("QUERYSEP_LLM_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)  # as --base-url: a local server
+    llm = OpenAIBackend(MODEL, retry=FAST)
+    with pytest.raises(AuthenticationFailedError):  # the fake server wants its key
+        augment(llm)
+    assert server.received == []
 
 
 def test_key_from_the_environment(server, monkeypatch):

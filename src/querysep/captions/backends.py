@@ -17,7 +17,9 @@ turned off (``max_retries=0``) so that the loop here is the only one:
   for the number still missing.
 
 The API key comes from ``QUERYSEP_LLM_API_KEY`` or ``OPENAI_API_KEY``; it is handed to the
-client and nowhere else, and masked out of any server message that is shown.
+client and nowhere else. It (and a password in the endpoint's address) is masked out of any
+server message that is shown and of any answer text that is kept or sent back in a re-ask;
+the address is shown without its user name, password and query (:func:`shown_url`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ __all__ = [
     "RetryPolicy",
     "api_key_from_env",
     "check_base_url",
+    "shown_url",
 ]
 
 #: Environment variables read for the API key, first found wins.
@@ -262,6 +265,27 @@ def _read_reply(response: Any) -> tuple[str, int, int]:
     return text, _token_count(usage, "prompt_tokens"), _token_count(usage, "completion_tokens")
 
 
+def _userinfo(url: str) -> str:
+    """The ``user:password`` part of ``url`` ("" when none): all before its last ``@``."""
+    rest = url.partition("://")[2] or url
+    return rest[: rest.rindex("@")] if "@" in rest else ""
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be shown: without user name and password, query and fragment.
+
+    Everything up to the last ``@`` is taken for the user name and password, so that a
+    password that itself holds ``/``, ``?`` or ``#`` is not shown either.
+    """
+    head, sep, rest = url.partition("://")
+    if not sep:
+        head, rest = "", url
+    if "@" in rest:
+        rest = rest[rest.rindex("@") + 1 :]
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0]
+    return f"{head}{sep}{rest}"
+
+
 def check_base_url(url: str, what: str = "base URL") -> str:
     """Check an OpenAI-compatible endpoint address before any client is built.
 
@@ -273,7 +297,8 @@ def check_base_url(url: str, what: str = "base URL") -> str:
         ``url``, unchanged.
 
     Raises:
-        ConfigError: Not an http(s) address with a host and, if given, a numeric port.
+        ConfigError: Not an http(s) address with a host and, if given, a numeric port (the
+            message shows the address as :func:`shown_url` does).
     """
     from urllib.parse import urlsplit
 
@@ -290,8 +315,39 @@ def check_base_url(url: str, what: str = "base URL") -> str:
         else:
             return url
     raise ConfigError(
-        f"{what} {url!r} is not a usable address ({problem}); e.g. http://localhost:8000/v1"
+        f"{what} {shown_url(url)!r} is not a usable address "
+        f"({_hide(problem, _url_secrets(url))}); e.g. http://localhost:8000/v1"
     )
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The user name and password of ``url``, and the password alone, for :func:`_hide`."""
+    userinfo = _userinfo(url)
+    return [s for s in (userinfo, userinfo.partition(":")[2]) if s]
+
+
+def _hide(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret in it replaced by ``***``."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _shorten_hidden(text: str, secrets: Sequence[str], limit: int = 300) -> str:
+    """``text`` on one line, secrets hidden, cut to ``limit`` characters (and ``...``).
+
+    The secrets are hidden before the cut, and a start of one left at the cut is dropped.
+    """
+    text = _hide(" ".join(str(text).split()), secrets)
+    if len(text) <= limit:
+        return text
+    text = text[:limit]
+    for secret in secrets:
+        for length in range(min(len(secret), len(text)), 0, -1):
+            if text.endswith(secret[:length]):
+                text = text[:-length]
+                break
+    return text + "..."
 
 
 class OpenAIBackend:
@@ -333,9 +389,14 @@ class OpenAIBackend:
             raise QuerysepError(
                 "the openai backend needs the openai package: pip install 'querysep[llm]'"
             ) from None
+        # Without base_url the client reads OPENAI_BASE_URL: checked the same way, and like
+        # base_url it is taken for a server that may need no key.
+        url, named = base_url, "base URL"
+        if url is None and os.environ.get("OPENAI_BASE_URL"):
+            url, named = os.environ["OPENAI_BASE_URL"], "OPENAI_BASE_URL"
         key = api_key if api_key is not None else api_key_from_env()
         if not key:
-            if base_url is None:
+            if url is None:
                 raise BackendError(
                     "no API key: set OPENAI_API_KEY (or QUERYSEP_LLM_API_KEY), or give "
                     "--base-url for a local server that needs none"
@@ -349,12 +410,8 @@ class OpenAIBackend:
         self.temperature = temperature
         self._sleep = sleep
         self._rng = random.Random()
-        self._key = key
         self._openai = openai
-        # Without base_url the client reads OPENAI_BASE_URL: checked the same way.
-        url, named = base_url, "base URL"
-        if url is None and os.environ.get("OPENAI_BASE_URL"):
-            url, named = os.environ["OPENAI_BASE_URL"], "OPENAI_BASE_URL"
+        self._secrets = [*([key] if key != "no-key" else []), *_url_secrets(url or "")]
         try:
             self._client = openai.OpenAI(
                 api_key=key,
@@ -365,12 +422,15 @@ class OpenAIBackend:
         except Exception as exc:  # httpx's InvalidURL for what urlsplit lets through
             if type(exc).__name__ != "InvalidURL":
                 raise
-            raise ConfigError(f"{named} {url!r} is not a usable address ({exc})") from None
-        self.where = str(self._client.base_url).rstrip("/")
+            raise ConfigError(
+                f"{named} {shown_url(url or '')!r} is not a usable address "
+                f"({_hide(str(exc), self._secrets)})"
+            ) from None
+        self.where = shown_url(str(self._client.base_url)).rstrip("/")
 
     def _mask(self, text: str) -> str:
-        text = " ".join(str(text).split())[:300]
-        return text.replace(self._key, "***") if self._key else text
+        """A server's message as it may be shown: one line, no secret, at most 300 chars."""
+        return _shorten_hidden(text, self._secrets)
 
     def _fatal(self, exc: Exception) -> BackendError | None:
         """The error to stop with for ``exc``, or None when it is worth retrying."""
@@ -472,6 +532,9 @@ class OpenAIBackend:
         messages = [{"role": "user", "content": template.render(caption, list(keywords))}]
         for round_ in range(self.max_reasks + 1):
             reply = self.chat(messages)
+            # an answer may quote the request's key (an upstream error passed on as text):
+            # hidden before it is kept, written to the cache or sent back in a re-ask
+            reply.text = _hide(reply.text, self._secrets)
             answer.requests += 1
             answer.reasks += round_ > 0
             answer.retries += reply.retries
