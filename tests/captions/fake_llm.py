@@ -176,7 +176,9 @@ class FakeLLM:
                     return
                 if action == "slow":
                     time.sleep(fake.slow_seconds)
-                if len(users) > 1:
+                if action in ("refusal", "null"):  # no caption at all, first turn or re-ask
+                    content = "I'm sorry, I can't help with that." if action == "refusal" else None
+                elif len(users) > 1:
                     wanted = re.search(r"Write (\d+) more", users[-1])
                     count = int(wanted.group(1)) if wanted else 5
                     content = ok_answer(caption, count, offset=5)
@@ -192,14 +194,14 @@ class FakeLLM:
                     fake.answered.append({**entry, "content": content})
                 message: dict[str, Any] = {"role": "assistant", "content": content}
                 if action == "parts":  # the content as a list of text parts
-                    half = len(content) // 2
+                    half = len(content or "") // 2
                     message["content"] = [
-                        {"type": "text", "text": content[:half]},
-                        {"type": "text", "text": content[half:]},
+                        {"type": "text", "text": (content or "")[:half]},
+                        {"type": "text", "text": (content or "")[half:]},
                     ]
                 usage: Any = {
                     "prompt_tokens": sum(len(u) for u in users) // 4,
-                    "completion_tokens": len(content) // 4,
+                    "completion_tokens": len(content or "") // 4,
                     "total_tokens": 0,
                 }
                 if action == "badusage":

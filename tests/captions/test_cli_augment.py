@@ -258,11 +258,58 @@ def test_a_refused_request_names_its_caption_and_keeps_the_answers_before(tmp_pa
     assert len(refused) == 1
     one_error_line(
         result,
-        "refused the request (HTTP 400): context length exceeded; the caption was "
-        f"{refused[0]!r}: edit or drop it in the manifest and run again",
+        "refused the request (HTTP 400): context length exceeded; the caption of clip "
+        f"'c0' was {refused[0]!r}: edit or drop it in the manifest and run again",
     )
     assert not out.exists()
     assert len((tmp_path / "out.cache.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_refused_long_caption_is_shortened_in_the_error(tmp_path):
+    src = tmp_path / "manifest.jsonl"
+    long = "a dog barks " * 20000  # 240 KB: the line once printed it whole
+    write_manifest([Clip(id="long-one", audio="l.wav", captions=[long])], src)
+    with FakeLLM() as server:
+        server.plan.append("400")
+        result = run(*openai_args(server, src, tmp_path / "out.jsonl"))
+    one_error_line(result, "the caption of clip 'long-one' was 'a dog barks a dog barks")
+    assert len(result.stderr) < 400 and "...'" in result.stderr
+
+
+def three_clips(folder: Path) -> Path:
+    path = folder / "three.jsonl"
+    clips = [Clip(id=f"t{i}", audio=f"t{i}.wav", captions=[CAPTIONS[i]]) for i in range(3)]
+    write_manifest(clips, path)
+    return path
+
+
+def test_an_answer_without_captions_is_not_cached_and_is_asked_again(tmp_path):
+    src, out = three_clips(tmp_path), tmp_path / "out.jsonl"
+    with FakeLLM() as server:
+        server.plan.extend(["ok", "refusal", "ok"])
+        args = openai_args(server, src, out, "--concurrency", "1", "--max-reasks", "0")
+        result = run(*args)
+        assert result.returncode == 0, result.stderr
+        assert "wrote 3 clips (2 augmented, 10 augmented captions)" in result.stdout
+        assert "no caption: 1" in result.stdout
+        assert [c.augmented_captions != [] for c in read_manifest(out)] == [True, False, True]
+        assert len((tmp_path / "out.cache.jsonl").read_text().splitlines()) == 2
+        server.received.clear()
+        again = run(*args)  # the refused caption is asked again, the others are not
+        assert again.returncode == 0, again.stderr
+        assert [r["caption"] for r in server.received] == [CAPTIONS[1]]
+    assert "wrote 3 clips (3 augmented, 15 augmented captions)" in again.stdout
+
+
+def test_a_run_that_got_no_caption_at_all_fails_and_writes_nothing(tmp_path):
+    src, out = three_clips(tmp_path), tmp_path / "out.jsonl"
+    with FakeLLM() as server:
+        server.plan.extend(["refusal", "null", "refusal"])  # null: "content": null
+        args = openai_args(server, src, out, "--concurrency", "1", "--max-reasks", "0")
+        result = run(*args)
+    one_error_line(result, "none of the 3 answers held a usable caption")
+    assert "I'm sorry" in result.stderr
+    assert not out.exists() and not (tmp_path / "out.cache.jsonl").exists()
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ __all__ = [
     "AuthenticationFailedError",
     "BackendError",
     "EndpointUnreachableError",
+    "NoCaptionsError",
     "RequestRefusedError",
     "TemplateError",
     "UnknownModelError",
@@ -31,6 +32,10 @@ class EndpointUnreachableError(BackendError):
 
 class AuthenticationFailedError(BackendError):
     """The endpoint refused the API key (HTTP 401 or 403)."""
+
+
+class NoCaptionsError(BackendError):
+    """Not one answer of a run held a usable caption (refusals, empty messages...)."""
 
 
 class RequestRefusedError(BackendError):

@@ -6,10 +6,12 @@
    are asked once.
 2. Items found in the answer cache (:mod:`querysep.captions.cache`) are not asked again;
    the others go to the backend, ``concurrency`` at a time, and each answer is written to
-   the cache as soon as it exists.
-3. When every item has an answer, each clip gets the kept captions of all its captions
+   the cache as soon as it exists. An answer without a single usable caption (a refusal, an
+   empty message) is not cached, so that the next run asks again.
+3. When every item has been asked, each clip gets the kept captions of all its captions
    (duplicates and copies of its own captions left out) and the output manifest is written
-   atomically. A failure before that writes no output; the cache keeps what was finished.
+   atomically. A failure before that, or a run in which no answer held a usable caption,
+   writes no output; the cache keeps what was finished.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from ..data.manifest import Clip
 from .backends import Answer, Backend
 from .cache import AnswerCache, cache_key
-from .errors import RequestRefusedError
+from .errors import NoCaptionsError, RequestRefusedError
 from .prompt import PromptTemplate, clip_keywords
 from .validate import normalize
 
@@ -37,11 +39,13 @@ TOKENS_PER_CAPTION = 20
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One caption to augment, with the keywords sent along and its cache key."""
+    """One caption to augment, with the keywords sent along, its cache key and the id of
+    the first clip that has it (to name in messages)."""
 
     caption: str
     keywords: tuple[str, ...]
     key: str
+    clip_id: str = ""
 
 
 @dataclass
@@ -49,12 +53,13 @@ class Summary:
     """What a run did (``requests``... count this run's work, not the cache's).
 
     Attributes:
-        clips: Clips in the output; ``augmented_clips`` of them were augmented.
+        clips: Clips in the output; ``augmented_clips`` of them got augmented captions.
         items: Distinct captions to augment; ``cache_hits`` of them came from the cache.
         requests: Chat requests answered; ``retries`` and ``reasks`` as in
             :class:`~querysep.captions.backends.Answer`.
         rejected: Captions refused in this run's answers.
         short: Items (cached ones included) that have fewer captions than asked.
+        empty: Items whose answer held no usable caption (not cached: asked again next run).
         tokens_in: Prompt tokens reported by the endpoint; ``tokens_out`` completion ones.
         captions_written: Augmented captions in the output, over all clips.
     """
@@ -68,6 +73,7 @@ class Summary:
     reasks: int = 0
     rejected: int = 0
     short: int = 0
+    empty: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
     captions_written: int = 0
@@ -98,10 +104,21 @@ def plan_items(
             if not caption:
                 continue
             key = cache_key(backend.name, backend.model, template.text, caption, keywords)
-            items.setdefault(key, WorkItem(caption, keywords, key))
+            items.setdefault(key, WorkItem(caption, keywords, key, clip.id))
             keys.append(key)
         per_clip.append(keys)
     return list(items.values()), per_clip
+
+
+def _finished(cache: AnswerCache, key: str) -> bool:
+    """Whether the cache holds an answer with captions for ``key`` (an empty one, written by
+    an older version, is asked again)."""
+    record = cache.get(key)
+    return record is not None and bool(record["kept"])
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def estimate(
@@ -118,7 +135,7 @@ def estimate(
     ``num_captions * TOKENS_PER_CAPTION``; re-asks are not foreseen. The offline backend
     sends no request.
     """
-    todo = [item for item in items if item.key not in cache]
+    todo = [item for item in items if not _finished(cache, item.key)]
     if backend.name == "offline":
         return Estimate(len(items), len(items) - len(todo), 0, 0, 0)
     tokens_in = sum(
@@ -183,16 +200,18 @@ def run_job(
         The clips with ``augmented_captions`` set, and the run's summary.
 
     Raises:
+        NoCaptionsError: Items were asked, but no answer held a usable caption.
         QuerysepError: The backend failed for good (e.g. wrong key); in-flight answers are
             still cached, nothing else is asked.
     """
     chosen = list(clips[:limit] if limit is not None else clips)
     items, per_clip = plan_items(chosen, backend, template)
     summary = Summary(clips=len(clips), items=len(items))
-    todo = [item for item in items if item.key not in cache]
+    todo = [item for item in items if not _finished(cache, item.key)]
     summary.cache_hits = len(items) - len(todo)
     stop = threading.Event()
     lock = threading.Lock()
+    empty: list[Answer] = []  # answers without a caption: not cached
 
     def work(item: WorkItem) -> None:
         if stop.is_set():
@@ -201,11 +220,14 @@ def run_job(
             answer = backend.augment(item.caption, item.keywords, template, num_captions)
         except RequestRefusedError as exc:  # say which caption, so the user can act on it
             raise RequestRefusedError(
-                f"{exc}; the caption was {item.caption!r}: edit or drop it in the manifest and "
-                "run again (the answers so far are cached)"
+                f"{exc}; the caption of clip {item.clip_id!r} was {_shorten(item.caption)!r}: "
+                "edit or drop it in the manifest and run again (the answers so far are cached)"
             ) from None
-        cache.add(_record(item, backend, answer))
+        if answer.kept:
+            cache.add(_record(item, backend, answer))
         with lock:
+            if not answer.kept:
+                empty.append(answer)
             summary.requests += answer.requests
             summary.retries += answer.retries
             summary.reasks += answer.reasks
@@ -231,22 +253,34 @@ def run_job(
                 stop.set()
                 pool.shutdown(wait=True, cancel_futures=True)
 
+    def kept(key: str) -> list[str]:
+        record = cache.get(key)
+        return record["kept"] if record is not None else []
+
     out = list(clips)
     for index, (clip, keys) in enumerate(zip(chosen, per_clip, strict=True)):
-        augmented = _merge(clip, [cache.records[key] for key in keys])
+        augmented = _merge(clip, [kept(key) for key in keys])
         out[index] = replace(clip, augmented_captions=augmented)
-        summary.augmented_clips += 1
-    summary.short = sum(len(cache.records[item.key]["kept"]) < num_captions for item in items)
+        summary.augmented_clips += bool(augmented)
+    summary.short = sum(len(kept(item.key)) < num_captions for item in items)
+    summary.empty = len(empty)
     summary.captions_written = sum(len(c.augmented_captions) for c in out)
+    if empty and not summary.captions_written:
+        said = next((r for a in empty for r in a.rejected), None)
+        example = f" (the first: {_shorten(said.text)!r}, {said.reason})" if said else ""
+        raise NoCaptionsError(
+            f"none of the {len(empty)} answers held a usable caption{example}; nothing was "
+            "written: check --model, --base-url and the prompt template"
+        )
     return out, summary
 
 
-def _merge(clip: Clip, records: Sequence[dict[str, Any]]) -> list[str]:
-    """The kept captions of ``records``, without repeats or copies of the clip's texts."""
+def _merge(clip: Clip, captions: Sequence[list[str]]) -> list[str]:
+    """The kept ``captions`` of each item, without repeats or copies of the clip's texts."""
     seen = {normalize(text) for text in clip.texts()}
     merged = []
-    for record in records:
-        for text in record["kept"]:
+    for texts in captions:
+        for text in texts:
             key = normalize(text)
             if key not in seen:
                 seen.add(key)

@@ -145,8 +145,14 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"captions: {s.items} distinct, {s.cache_hits} from the cache; requests: "
             f"{s.requests}, retries: {s.retries}, re-asks: {s.reasks}; rejected captions: "
-            f"{s.rejected}; short of 5: {s.short}; tokens in/out: {s.tokens_in}/{s.tokens_out}"
+            f"{s.rejected}; short of 5: {s.short}; no caption: {s.empty}; tokens in/out: "
+            f"{s.tokens_in}/{s.tokens_out}"
         )
+        if s.empty:
+            typer.echo(
+                f"{s.empty} captions got no usable caption in their answers; they are not "
+                "cached: run the same command again to ask for them again"
+            )
 
 
 class _Named:
