@@ -221,6 +221,17 @@ class FakeLLM:
                     "usage": usage,
                 }
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    if action == "trickle":  # the whole answer over slow_seconds, a bit at a time
+                        body = json.dumps(reply).encode()
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        for start in range(0, len(body), 32):
+                            self.wfile.write(body[start : start + 32])
+                            self.wfile.flush()
+                            time.sleep(fake.slow_seconds * 32 / len(body))
+                        return
                     self._send(200, reply)
 
         return Handler

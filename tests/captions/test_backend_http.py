@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 import random
 import socket
+import threading
+import time
 
 import pytest
 
 from querysep.captions import (
+    AugmentStopped,
     AuthenticationFailedError,
     BackendError,
     EndpointUnreachableError,
@@ -131,6 +134,39 @@ def test_slow_response_times_out_and_is_retried(server):
     retry = RetryPolicy(max_tries=3, backoff_base=0.01, backoff_max=0.01, timeout=0.3)
     answer = augment(backend(server, retry=retry))
     assert len(answer.kept) == 5 and answer.retries == 1
+
+
+def test_a_trickling_answer_is_cut_off_at_the_timeout(server):
+    server.slow_seconds = 2.0  # every read gets data well within the timeout
+    server.plan.append("trickle")
+    retry = RetryPolicy(max_tries=3, backoff_base=0.01, backoff_max=0.01, timeout=0.5)
+    start = time.monotonic()
+    answer = augment(backend(server, retry=retry))
+    assert len(answer.kept) == 5 and answer.retries == 1
+    assert time.monotonic() - start < 1.8
+
+
+@pytest.mark.parametrize("failure", ["500", "malformed"])
+def test_a_stop_ends_before_the_next_retry_or_reask(server, failure):
+    server.plan.extend([failure] * 5)
+    stop = threading.Event()
+    stop.set()  # as the job does on Ctrl-C
+    retry = RetryPolicy(max_tries=5, backoff_base=30, backoff_max=60, timeout=2.0)
+    start = time.monotonic()
+    with pytest.raises(AugmentStopped):
+        backend(server, retry=retry).augment(CAPTION, ["dog"], load_template(), 5, stop=stop)
+    assert len(server.received) == 1 and time.monotonic() - start < 5
+
+
+def test_a_stop_cuts_a_backoff_wait_short(server):
+    server.plan.extend(["500"] * 5)
+    stop = threading.Event()
+    retry = RetryPolicy(max_tries=5, backoff_base=30, backoff_max=60, timeout=2.0)
+    threading.Timer(0.5, stop.set).start()
+    start = time.monotonic()
+    with pytest.raises(AugmentStopped):
+        backend(server, retry=retry).augment(CAPTION, ["dog"], load_template(), 5, stop=stop)
+    assert len(server.received) == 1 and time.monotonic() - start < 5
 
 
 def test_tries_are_bounded(server):

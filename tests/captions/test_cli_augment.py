@@ -191,6 +191,63 @@ def test_kill_and_resume(tmp_path):
     assert killed_out.read_text() == (tmp_path / "whole.jsonl").read_text()
 
 
+def test_sigterm_stops_retrying_workers_soon_and_keeps_finished_answers(tmp_path):
+    src = manifest(tmp_path)
+    out, cache = tmp_path / "out.jsonl", tmp_path / "out.cache.jsonl"
+    with FakeLLM() as server:
+        server.plan.extend(["ok", "ok", *["500"] * 200])
+        args = openai_args(server, src, out, "--concurrency", "2", "--max-tries", "50")
+        args[args.index("--backoff") + 1] = "2"  # waits of 1-2 s, 2-4 s, 4-8 s...
+        proc = subprocess.Popen(
+            command(*args), env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 60
+        while len(server.received) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        try:
+            _, stderr = proc.communicate(timeout=15)  # was minutes: every retry, every wait
+        finally:
+            proc.kill()
+        assert time.monotonic() - start < 10
+        assert proc.returncode == 2 and stderr.strip() == "querysep: error: interrupted"
+        assert not out.exists() and len(cache.read_text().splitlines()) == 2
+        server.plan.clear()
+        resumed = run(*openai_args(server, src, out))
+    assert resumed.returncode == 0 and "8 distinct, 2 from the cache" in resumed.stdout
+
+
+def test_a_second_ctrl_c_leaves_at_once(tmp_path):
+    src = manifest(tmp_path)
+    with FakeLLM(slow_seconds=30) as server:
+        server.plan.extend(["slow"] * 20)
+        args = openai_args(server, src, tmp_path / "out.jsonl", "--concurrency", "2")
+        args[args.index("--timeout") + 1] = "60"
+        proc = subprocess.Popen(
+            command(*args),
+            env=env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        deadline = time.monotonic() + 60
+        while len(server.received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)  # the first waits for the answers in flight...
+        time.sleep(1.0)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)  # ...the second does not
+        start = time.monotonic()
+        try:
+            _, stderr = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+        assert time.monotonic() - start < 5
+        assert proc.returncode == 2 and stderr.strip() == "querysep: error: interrupted"
+
+
 def test_unreachable_endpoint(tmp_path):
     src = manifest(tmp_path)
     with socket.socket() as sock:

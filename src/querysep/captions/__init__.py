@@ -15,6 +15,7 @@ from __future__ import annotations
 from .backends import Answer, OfflineBackend, OpenAIBackend, RateLimiter, RetryPolicy
 from .cache import AnswerCache, cache_key
 from .errors import (
+    AugmentStopped,
     AuthenticationFailedError,
     BackendError,
     EndpointUnreachableError,
@@ -31,6 +32,7 @@ from .validate import Rejection, check_caption, parse_numbered, validate_caption
 __all__ = [
     "Answer",
     "AnswerCache",
+    "AugmentStopped",
     "AuthenticationFailedError",
     "BackendError",
     "EndpointUnreachableError",

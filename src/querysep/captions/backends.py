@@ -14,7 +14,13 @@ turned off (``max_retries=0``) so that the loop here is the only one:
 * HTTP 401/403 (wrong key), 404 (unknown model or route) and other 4xx fail at once (for
   the others, the job names the caption whose request was refused);
 * an answer with too few valid captions is re-asked up to ``max_reasks`` times, asking only
-  for the number still missing.
+  for the number still missing;
+* a request that has not got its whole answer ``timeout`` seconds after it was sent is
+  given up as a timeout (the client's own timeout bounds each wait for data, so a server
+  that trickles its answer would otherwise hold a request for much longer);
+* a ``stop`` event (Ctrl-C in the job) is checked before each retry and each re-ask, and
+  cuts short any wait (backoff, rate limit): a stopped caption ends with
+  :class:`~querysep.captions.errors.AugmentStopped` within about one request's time.
 
 The API key comes from ``QUERYSEP_LLM_API_KEY`` or ``OPENAI_API_KEY``; it is handed to the
 client and nowhere else. It (and a password in the endpoint's address) is masked out of any
@@ -24,6 +30,7 @@ the address is shown without its user name, password and query (:func:`shown_url
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import random
@@ -36,6 +43,7 @@ from typing import Any, Protocol
 
 from ..errors import ConfigError, QuerysepError
 from .errors import (
+    AugmentStopped,
     AuthenticationFailedError,
     BackendError,
     EndpointUnreachableError,
@@ -101,9 +109,16 @@ class Backend(Protocol):
     model: str
 
     def augment(
-        self, caption: str, keywords: Sequence[str], template: PromptTemplate, num_captions: int
+        self,
+        caption: str,
+        keywords: Sequence[str],
+        template: PromptTemplate,
+        num_captions: int,
+        *,
+        stop: threading.Event | None = None,
     ) -> Answer:
-        """Write ``num_captions`` new captions for ``caption``."""
+        """Write ``num_captions`` new captions for ``caption``; once ``stop`` is set, raise
+        :class:`~querysep.captions.errors.AugmentStopped` rather than go on asking."""
         ...
 
 
@@ -117,7 +132,13 @@ class OfflineBackend:
     model = "rules-v1"
 
     def augment(
-        self, caption: str, keywords: Sequence[str], template: PromptTemplate, num_captions: int
+        self,
+        caption: str,
+        keywords: Sequence[str],
+        template: PromptTemplate,
+        num_captions: int,
+        *,
+        stop: threading.Event | None = None,
     ) -> Answer:
         """Paraphrase ``caption``; see :func:`~querysep.captions.paraphrase.paraphrase`."""
         return Answer(kept=paraphrase(caption, keywords, num_captions))
@@ -189,8 +210,8 @@ class RateLimiter:
         self._next = -math.inf
         self._lock = threading.Lock()
 
-    def wait(self) -> None:
-        """Block until the next request may start."""
+    def wait(self, stop: threading.Event | None = None) -> None:
+        """Block until the next request may start (or, given one, ``stop`` is set)."""
         if not self.interval:
             return
         with self._lock:
@@ -198,7 +219,10 @@ class RateLimiter:
             start = max(now, self._next)
             self._next = start + self.interval
         if start > now:
-            self._sleep(start - now)
+            if stop is not None:
+                stop.wait(start - now)
+            else:
+                self._sleep(start - now)
 
 
 def api_key_from_env() -> str | None:
@@ -263,6 +287,46 @@ def _read_reply(response: Any) -> tuple[str, int, int]:
         raise _UnreadableReplyError(f"no message in the answer ({type(exc).__name__})") from None
     usage = getattr(response, "usage", None)
     return text, _token_count(usage, "prompt_tokens"), _token_count(usage, "completion_tokens")
+
+
+def _http_client(openai: Any, seconds: float) -> Any:
+    """The client ``openai`` would build, but whose requests end ``seconds`` after they were
+    sent even when the answer still trickles in (checked as each piece arrives)."""
+    base = openai.DefaultHttpxClient
+    httpx_base = next(c for c in base.__mro__ if not c.__module__.startswith("openai"))
+    httpx = importlib.import_module(httpx_base.__module__.split(".")[0])  # httpx or httpx2
+
+    class DeadlineStream(httpx.SyncByteStream):  # type: ignore[misc,name-defined]
+        def __init__(self, stream: Any, request: Any, deadline: float) -> None:
+            self._stream = stream
+            self._request = request
+            self._deadline = deadline
+
+        def __iter__(self) -> Any:
+            for chunk in self._stream:
+                if time.monotonic() > self._deadline:
+                    raise httpx.ReadTimeout(
+                        f"no whole answer within {seconds:g} s", request=self._request
+                    )
+                yield chunk
+
+        def close(self) -> None:
+            self._stream.close()
+
+    class DeadlineClient(base):  # type: ignore[misc,valid-type]
+        def send(self, request: Any, *, stream: bool = False, **kwargs: Any) -> Any:
+            deadline = time.monotonic() + seconds
+            response = super().send(request, stream=True, **kwargs)
+            response.stream = DeadlineStream(response.stream, request, deadline)
+            if not stream:
+                try:
+                    response.read()
+                except BaseException:
+                    response.close()
+                    raise
+            return response
+
+    return DeadlineClient(timeout=seconds)
 
 
 def _userinfo(url: str) -> str:
@@ -362,7 +426,8 @@ class OpenAIBackend:
         rate_limit: Requests per minute, over all threads (``None``: no limit).
         max_reasks: Follow-up requests for missing captions, per caption.
         temperature: Sampling temperature sent with each request (``None``: the server's).
-        sleep: The function that waits (tests pass a recorder).
+        sleep: The function that waits when no ``stop`` event is given (tests pass a
+            recorder); with one, waits are on the event.
 
     Raises:
         BackendError: No key for OpenAI's own endpoint.
@@ -418,6 +483,7 @@ class OpenAIBackend:
                 base_url=None if url is None else check_base_url(url, named),
                 max_retries=0,
                 timeout=self.retry.timeout,
+                http_client=_http_client(openai, self.retry.timeout),
             )
         except Exception as exc:  # httpx's InvalidURL for what urlsplit lets through
             if type(exc).__name__ != "InvalidURL":
@@ -490,11 +556,21 @@ class OpenAIBackend:
         except ValueError:
             return None
 
-    def chat(self, messages: list[dict[str, str]]) -> _Reply:
+    def _pause(self, seconds: float, stop: threading.Event | None) -> None:
+        """Wait ``seconds``, on ``stop`` when given (raising once it is set)."""
+        if stop is None:
+            self._sleep(seconds)
+        elif stop.wait(seconds):
+            raise AugmentStopped("stopped")
+
+    def chat(
+        self, messages: list[dict[str, str]], *, stop: threading.Event | None = None
+    ) -> _Reply:
         """One chat completion, retried as the module docstring says.
 
         Raises:
             BackendError: A failure that retrying will not mend, or tries exhausted.
+            AugmentStopped: ``stop`` was set before a retry.
         """
         o = self._openai
         # ValueError: a body that is not JSON; _UnreadableReplyError: JSON without a message in it.
@@ -509,7 +585,7 @@ class OpenAIBackend:
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
         for attempt in range(1, self.retry.max_tries + 1):
-            self.limiter.wait()
+            self.limiter.wait(stop)
             try:
                 response = self._client.chat.completions.create(**kwargs)
                 text, tokens_in, tokens_out = _read_reply(response)
@@ -519,19 +595,31 @@ class OpenAIBackend:
                     raise fatal from None
                 if attempt == self.retry.max_tries:
                     raise self._gave_up(exc, attempt) from None
-                self._sleep(self.retry.delay(attempt, self._rng, self._retry_after(exc)))
+                self._pause(self.retry.delay(attempt, self._rng, self._retry_after(exc)), stop)
                 continue
             return _Reply(text, tokens_in, tokens_out, attempt - 1)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def augment(
-        self, caption: str, keywords: Sequence[str], template: PromptTemplate, num_captions: int
+        self,
+        caption: str,
+        keywords: Sequence[str],
+        template: PromptTemplate,
+        num_captions: int,
+        *,
+        stop: threading.Event | None = None,
     ) -> Answer:
-        """Ask for ``num_captions`` captions; re-ask for the missing ones, bounded."""
+        """Ask for ``num_captions`` captions; re-ask for the missing ones, bounded.
+
+        Raises:
+            AugmentStopped: ``stop`` was set before a retry or a re-ask.
+        """
         answer = Answer()
         messages = [{"role": "user", "content": template.render(caption, list(keywords))}]
         for round_ in range(self.max_reasks + 1):
-            reply = self.chat(messages)
+            if round_ and stop is not None and stop.is_set():
+                raise AugmentStopped("stopped")
+            reply = self.chat(messages, stop=stop)
             # an answer may quote the request's key (an upstream error passed on as text):
             # hidden before it is kept, written to the cache or sent back in a re-ask
             reply.text = _hide(reply.text, self._secrets)

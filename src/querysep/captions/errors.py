@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..errors import ConfigError, QuerysepError
 
 __all__ = [
+    "AugmentStopped",
     "AuthenticationFailedError",
     "BackendError",
     "EndpointUnreachableError",
@@ -20,6 +21,11 @@ __all__ = [
 
 class TemplateError(ConfigError):
     """A prompt template file that is missing, empty or lacks a placeholder."""
+
+
+class AugmentStopped(QuerysepError):  # noqa: N818 - a stop, not an error
+    """The job was stopped (Ctrl-C, SIGTERM, another caption's failure) before this caption's
+    answer was complete; nothing of it is cached."""
 
 
 class BackendError(QuerysepError):

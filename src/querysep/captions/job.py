@@ -19,15 +19,15 @@ from __future__ import annotations
 import math
 import sys
 import threading
-from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..data.manifest import Clip
 from .backends import Answer, Backend
 from .cache import AnswerCache, cache_key
-from .errors import NoCaptionsError, RequestRefusedError
+from .errors import AugmentStopped, NoCaptionsError, RequestRefusedError
 from .prompt import PromptTemplate, clip_keywords
 from .validate import normalize
 
@@ -203,6 +203,9 @@ def run_job(
         NoCaptionsError: Items were asked, but no answer held a usable caption.
         QuerysepError: The backend failed for good (e.g. wrong key); in-flight answers are
             still cached, nothing else is asked.
+        KeyboardInterrupt: Ctrl-C (or SIGTERM in the CLI). With ``concurrency`` > 1 the
+            captions in flight stop before their next retry or re-ask, the answers that
+            are complete by then are cached, and a second Ctrl-C leaves at once.
     """
     chosen = list(clips[:limit] if limit is not None else clips)
     items, per_clip = plan_items(chosen, backend, template)
@@ -217,7 +220,9 @@ def run_job(
         if stop.is_set():
             return
         try:
-            answer = backend.augment(item.caption, item.keywords, template, num_captions)
+            answer = backend.augment(item.caption, item.keywords, template, num_captions, stop=stop)
+        except AugmentStopped:  # an incomplete answer is not cached: the next run asks again
+            return
         except RequestRefusedError as exc:  # say which caption, so the user can act on it
             raise RequestRefusedError(
                 f"{exc}; the caption of clip {item.clip_id!r} was {_shorten(item.caption)!r}: "
@@ -242,16 +247,7 @@ def run_job(
             for item in todo:
                 work(item)
         else:
-            pool = ThreadPoolExecutor(max_workers=concurrency)
-            try:
-                futures: list[Future[None]] = [pool.submit(work, item) for item in todo]
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                failed = [f.exception() for f in done if f.exception() is not None]
-                if failed:
-                    raise failed[0]  # type: ignore[misc]
-            finally:  # on a failure or Ctrl-C: start nothing new, let running answers land
-                stop.set()
-                pool.shutdown(wait=True, cancel_futures=True)
+            _run_threads(work, todo, concurrency, stop)
 
     def kept(key: str) -> list[str]:
         record = cache.get(key)
@@ -273,6 +269,58 @@ def run_job(
             "written: check --model, --base-url and the prompt template"
         )
     return out, summary
+
+
+def _run_threads(
+    work: Callable[[WorkItem], None],
+    todo: Sequence[WorkItem],
+    concurrency: int,
+    stop: threading.Event,
+) -> None:
+    """``work`` on each item, ``concurrency`` threads at a time, until done or ``stop``.
+
+    The first failure sets ``stop`` and is raised once the other threads have finished
+    what they were doing. On Ctrl-C in the calling thread, ``stop`` is set and the threads
+    are waited for (their answers in flight still land); a second Ctrl-C leaves them
+    behind: they are daemon threads, which do not keep the process alive.
+    """
+    queue = deque(todo)
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while not stop.is_set():
+            with lock:
+                if not queue:
+                    return
+                item = queue.popleft()
+            try:
+                work(item)
+            except BaseException as exc:
+                with lock:
+                    failures.append(exc)
+                stop.set()
+                return
+
+    threads = [
+        threading.Thread(target=worker, name=f"augment-{i}", daemon=True)
+        for i in range(min(concurrency, len(todo)))
+    ]
+    for thread in threads:
+        thread.start()
+
+    def join() -> None:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.1)  # short joins: Ctrl-C is seen at once
+
+    try:
+        join()
+    finally:  # on a failure or Ctrl-C: start nothing new, let running answers land
+        stop.set()
+        join()
+    if failures:
+        raise failures[0]
 
 
 def _merge(clip: Clip, captions: Sequence[list[str]]) -> list[str]:

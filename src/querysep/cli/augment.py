@@ -47,7 +47,10 @@ def register(app: typer.Typer) -> None:
             False, "--dry-run", help="Count requests and estimate tokens; send nothing."
         ),
         timeout: float = typer.Option(
-            60.0, "--timeout", min=0.001, help="Seconds per request (at most 3600)."
+            60.0,
+            "--timeout",
+            min=0.001,
+            help="Seconds one request may take, its whole answer included (at most 3600).",
         ),
         max_tries: int = typer.Option(
             6, "--max-tries", min=1, help="Attempts per request (at most 100)."
