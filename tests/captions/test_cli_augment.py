@@ -152,6 +152,19 @@ def test_limit_and_dry_run_send_nothing(tmp_path):
     assert [bool(c.augmented_captions) for c in clips] == [True, True] + [False] * 6
 
 
+def test_dry_run_leaves_a_cut_short_cache_as_it_was(tmp_path):
+    src, out = manifest(tmp_path), tmp_path / "out.jsonl"
+    cache = tmp_path / "out.cache.jsonl"
+    first = run(src, "-o", out, "--backend", "offline", "--limit", "1")
+    assert first.returncode == 0, first.stderr
+    with cache.open("a") as handle:  # as if killed in the middle of writing a line
+        handle.write('{"key": "abc", "kept": ["half a li')
+    before = cache.read_bytes()
+    dry = run(src, "-o", out, "--backend", "offline", "--dry-run")
+    assert dry.returncode == 0 and "2 already in the cache" in dry.stdout
+    assert cache.read_bytes() == before
+
+
 def test_kill_and_resume(tmp_path):
     """SIGKILL after 3 answers, re-run: nothing asked twice, output as an uninterrupted run."""
     src = manifest(tmp_path)
