@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import random
 import socket
@@ -24,7 +26,7 @@ from querysep.captions import (
 from querysep.captions.validate import check_caption
 from querysep.errors import ConfigError
 
-from .fake_llm import KEY, MODEL, FakeLLM
+from .fake_llm import KEY, MODEL, FakeLLM, ok_answer
 
 pytest.importorskip("openai")
 
@@ -156,6 +158,59 @@ def test_a_stop_ends_before_the_next_retry_or_reask(server, failure):
     with pytest.raises(AugmentStopped):
         backend(server, retry=retry).augment(CAPTION, ["dog"], load_template(), 5, stop=stop)
     assert len(server.received) == 1 and time.monotonic() - start < 5
+
+
+def _trickling_server(gap: float, body_too: bool = False) -> tuple[socket.socket, str]:
+    """A raw HTTP server that sends a valid answer's headers one byte every ``gap`` seconds
+    (and with ``body_too`` its body as well); returns its socket and base URL."""
+    content = ok_answer(CAPTION, 5)
+    message = {"role": "assistant", "content": content}
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+    body = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": MODEL,
+                       "choices": [choice]}).encode()  # fmt: skip
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nX-Pad: %s\r\n\r\n" % (len(body), b"a" * 40)
+    )
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def answer(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            for data in (head + body) if body_too else head:
+                conn.sendall(bytes([data]))
+                time.sleep(gap)
+            conn.sendall(b"" if body_too else body)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+
+
+@pytest.mark.parametrize("body_too", [False, True])
+def test_trickling_headers_are_cut_off_at_the_timeout(body_too):
+    listener, url = _trickling_server(0.05, body_too)  # ~100 header bytes: 5 s or more
+    retry = RetryPolicy(max_tries=1, timeout=1.0)
+    start = time.monotonic()
+    with listener, pytest.raises(EndpointUnreachableError, match="no answer within 1 s"):
+        augment(OpenAIBackend(MODEL, url, api_key=KEY, retry=retry))
+    assert time.monotonic() - start < 1.5
+
+
+def test_an_answer_slower_than_each_read_but_in_time_is_kept():
+    listener, url = _trickling_server(0.002)  # headers within ~0.2 s, body at once
+    with listener:
+        answer = augment(OpenAIBackend(MODEL, url, api_key=KEY, retry=FAST))
+    assert len(answer.kept) == 5
 
 
 def test_a_stop_cuts_a_backoff_wait_short(server):

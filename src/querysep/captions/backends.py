@@ -30,6 +30,7 @@ the address is shown without its user name, password and query (:func:`shown_url
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import os
@@ -37,7 +38,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -291,23 +292,91 @@ def _read_reply(response: Any) -> tuple[str, int, int]:
 
 def _http_client(openai: Any, seconds: float) -> Any:
     """The client ``openai`` would build, but whose requests end ``seconds`` after they were
-    sent even when the answer still trickles in (checked as each piece arrives)."""
+    sent, however slowly the server sends its headers or its body.
+
+    Each network wait of a request (connecting, the TLS handshake, every write and read) is
+    given at most the time left to its deadline, and none starts after it, so a request ends
+    by then (give or take the time to hand over what was read) with a timeout: the client's
+    own ``timeout`` would bound each wait for data alone. What was read in time is kept.
+    The deadline is kept per thread: the job's threads share one client.
+    """
     base = openai.DefaultHttpxClient
     httpx_base = next(c for c in base.__mro__ if not c.__module__.startswith("openai"))
     httpx = importlib.import_module(httpx_base.__module__.split(".")[0])  # httpx or httpx2
+    local = threading.local()
+
+    @contextlib.contextmanager
+    def until(deadline: float) -> Iterator[None]:
+        previous = getattr(local, "deadline", None)
+        local.deadline = deadline
+        try:
+            yield
+        finally:
+            local.deadline = previous
+
+    def bounded(timeout: float | None, error: type[Exception]) -> float | None:
+        """``timeout``, or less: the time left to this thread's deadline (error once none)."""
+        deadline = getattr(local, "deadline", None)
+        if deadline is None:
+            return timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise error(f"no whole answer within {seconds:g} s")
+        return left if timeout is None else min(timeout, left)
+
+    def network_backend(core: Any, inner: Any) -> Any:
+        """``inner`` (an httpcore network backend) with every wait bounded as above."""
+
+        class Stream(core.NetworkStream):  # type: ignore[misc,name-defined]
+            def __init__(self, stream: Any) -> None:
+                self._stream = stream
+
+            def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+                return self._stream.read(max_bytes, bounded(timeout, core.ReadTimeout))
+
+            def write(self, buffer: bytes, timeout: float | None = None) -> None:
+                self._stream.write(buffer, bounded(timeout, core.WriteTimeout))
+
+            def close(self) -> None:
+                self._stream.close()
+
+            def start_tls(
+                self, ssl_context: Any, server_hostname: Any = None, timeout: Any = None
+            ) -> Any:
+                timeout = bounded(timeout, core.ConnectTimeout)
+                return Stream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+            def get_extra_info(self, info: str) -> Any:
+                return self._stream.get_extra_info(info)
+
+        class Backend(core.NetworkBackend):  # type: ignore[misc,name-defined]
+            def connect_tcp(self, host: str, port: int, timeout: Any = None, **kwargs: Any) -> Any:
+                timeout = bounded(timeout, core.ConnectTimeout)
+                return Stream(inner.connect_tcp(host, port, timeout, **kwargs))
+
+            def connect_unix_socket(self, path: str, timeout: Any = None, **kwargs: Any) -> Any:
+                timeout = bounded(timeout, core.ConnectTimeout)
+                return Stream(inner.connect_unix_socket(path, timeout, **kwargs))
+
+            def sleep(self, seconds: float) -> None:
+                inner.sleep(seconds)
+
+        return Backend()
 
     class DeadlineStream(httpx.SyncByteStream):  # type: ignore[misc,name-defined]
-        def __init__(self, stream: Any, request: Any, deadline: float) -> None:
+        """A body read after ``send`` returned (``stream=True``), under the same deadline."""
+
+        def __init__(self, stream: Any, deadline: float) -> None:
             self._stream = stream
-            self._request = request
             self._deadline = deadline
 
-        def __iter__(self) -> Any:
-            for chunk in self._stream:
-                if time.monotonic() > self._deadline:
-                    raise httpx.ReadTimeout(
-                        f"no whole answer within {seconds:g} s", request=self._request
-                    )
+        def __iter__(self) -> Iterator[bytes]:
+            chunks = iter(self._stream)
+            while True:
+                with until(self._deadline):
+                    chunk = next(chunks, None)
+                if chunk is None:
+                    return
                 yield chunk
 
         def close(self) -> None:
@@ -316,17 +385,22 @@ def _http_client(openai: Any, seconds: float) -> Any:
     class DeadlineClient(base):  # type: ignore[misc,valid-type]
         def send(self, request: Any, *, stream: bool = False, **kwargs: Any) -> Any:
             deadline = time.monotonic() + seconds
-            response = super().send(request, stream=True, **kwargs)
-            response.stream = DeadlineStream(response.stream, request, deadline)
-            if not stream:
-                try:
-                    response.read()
-                except BaseException:
-                    response.close()
-                    raise
+            with until(deadline):
+                response = super().send(request, stream=stream, **kwargs)
+            if stream:
+                response.stream = DeadlineStream(response.stream, deadline)
             return response
 
-    return DeadlineClient(timeout=seconds)
+    client = DeadlineClient(timeout=seconds)
+    # the connection pools of the client's transports (one per proxy too) get the bounded
+    # network backend; httpx offers no public way to hand one over
+    for transport in [client._transport, *client._mounts.values()]:
+        pool = getattr(transport, "_pool", None)
+        inner = getattr(pool, "_network_backend", None)
+        if inner is not None:
+            core = importlib.import_module(type(pool).__module__.split(".")[0])
+            pool._network_backend = network_backend(core, inner)
+    return client
 
 
 def _userinfo(url: str) -> str:
