@@ -148,16 +148,63 @@ def test_a_trickling_answer_is_cut_off_at_the_timeout(server):
     assert time.monotonic() - start < 1.8
 
 
+class _StopOnRequest(list):
+    """``FakeLLM.received`` that sets ``stop`` as a request comes in (a Ctrl-C meanwhile)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def append(self, item) -> None:
+        super().append(item)
+        self.stop.set()
+
+
 @pytest.mark.parametrize("failure", ["500", "malformed"])
 def test_a_stop_ends_before_the_next_retry_or_reask(server, failure):
     server.plan.extend([failure] * 5)
     stop = threading.Event()
-    stop.set()  # as the job does on Ctrl-C
+    server.received = _StopOnRequest(stop)  # as the job does on Ctrl-C
     retry = RetryPolicy(max_tries=5, backoff_base=30, backoff_max=60, timeout=2.0)
     start = time.monotonic()
     with pytest.raises(AugmentStopped):
         backend(server, retry=retry).augment(CAPTION, ["dog"], load_template(), 5, stop=stop)
     assert len(server.received) == 1 and time.monotonic() - start < 5
+
+
+def test_no_request_starts_once_stop_is_set(server):
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(AugmentStopped):
+        backend(server).augment(CAPTION, ["dog"], load_template(), 5, stop=stop)
+    assert server.received == []
+
+
+def test_a_stop_during_a_rate_limit_wait_sends_no_new_request(server):
+    llm = backend(server, rate_limit=6)  # one request start every 10 s
+    stop = threading.Event()
+    outcomes: list[str] = []
+
+    def caption(index: int) -> None:
+        try:
+            llm.augment(f"a dog barks {index}", ["dog"], load_template(), 5, stop=stop)
+            outcomes.append("done")
+        except AugmentStopped:
+            outcomes.append("stopped")
+
+    threads = [threading.Thread(target=caption, args=(i,)) for i in range(3)]
+    start = time.monotonic()
+    for thread in threads:
+        thread.start()
+    while len(server.answered) < 1 and time.monotonic() - start < 5:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the other two are waiting for the rate limiter
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(server.received) == 1
+    assert sorted(outcomes) == ["done", "stopped", "stopped"]
+    assert time.monotonic() - start < 5
 
 
 def _trickling_server(gap: float, body_too: bool = False) -> tuple[socket.socket, str]:

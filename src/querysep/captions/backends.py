@@ -18,9 +18,10 @@ turned off (``max_retries=0``) so that the loop here is the only one:
 * a request that has not got its whole answer ``timeout`` seconds after it was sent is
   given up as a timeout (the client's own timeout bounds each wait for data, so a server
   that trickles its answer would otherwise hold a request for much longer);
-* a ``stop`` event (Ctrl-C in the job) is checked before each retry and each re-ask, and
-  cuts short any wait (backoff, rate limit): a stopped caption ends with
-  :class:`~querysep.captions.errors.AugmentStopped` within about one request's time.
+* a ``stop`` event (Ctrl-C in the job) is checked before every request (retries and re-asks
+  included, and after any rate-limit wait), and cuts short any wait (backoff, rate limit):
+  a stopped caption ends with :class:`~querysep.captions.errors.AugmentStopped` within
+  about one request's time, and no request starts once it is set.
 
 The API key comes from ``QUERYSEP_LLM_API_KEY`` or ``OPENAI_API_KEY``; it is handed to the
 client and nowhere else. It (and a password in the endpoint's address) is masked out of any
@@ -644,7 +645,8 @@ class OpenAIBackend:
 
         Raises:
             BackendError: A failure that retrying will not mend, or tries exhausted.
-            AugmentStopped: ``stop`` was set before a retry.
+            AugmentStopped: ``stop`` was set before a request (the first one included) or
+                during a wait.
         """
         o = self._openai
         # ValueError: a body that is not JSON; _UnreadableReplyError: JSON without a message in it.
@@ -660,6 +662,8 @@ class OpenAIBackend:
             kwargs["temperature"] = self.temperature
         for attempt in range(1, self.retry.max_tries + 1):
             self.limiter.wait(stop)
+            if stop is not None and stop.is_set():  # set during the wait, or before the call
+                raise AugmentStopped("stopped")
             try:
                 response = self._client.chat.completions.create(**kwargs)
                 text, tokens_in, tokens_out = _read_reply(response)
@@ -686,13 +690,11 @@ class OpenAIBackend:
         """Ask for ``num_captions`` captions; re-ask for the missing ones, bounded.
 
         Raises:
-            AugmentStopped: ``stop`` was set before a retry or a re-ask.
+            AugmentStopped: ``stop`` was set before a request.
         """
         answer = Answer()
         messages = [{"role": "user", "content": template.render(caption, list(keywords))}]
         for round_ in range(self.max_reasks + 1):
-            if round_ and stop is not None and stop.is_set():
-                raise AugmentStopped("stopped")
             reply = self.chat(messages, stop=stop)
             # an answer may quote the request's key (an upstream error passed on as text):
             # hidden before it is kept, written to the cache or sent back in a re-ask
