@@ -4,9 +4,9 @@ It listens on 127.0.0.1 (a free port), answers ``POST /v1/chat/completions`` wit
 deterministic valid captions built from the prompt's ``Description:`` line, and can be told
 to misbehave: :attr:`FakeLLM.plan` holds one action per coming request (``"429"``,
 ``"500"``, ``"slow"``, ``"malformed"``, ``"rulebreak"``, ``"badjson"``, ``"nochoices"``,
-``"choicesdict"``, ``"badusage"``, ``"parts"``...: see ``do_POST``); an empty plan means
-``"ok"``. It checks the bearer key (401 when wrong) and the model (404
-when unknown), logs every request it receives and every one it answers, and with
+``"choicesdict"``, ``"badusage"``, ``"parts"``, ``"keycaption"``...: see ``do_POST``); an
+empty plan means ``"ok"``. It checks the bearer key (:attr:`FakeLLM.key`; 401 when wrong)
+and the model (404 when unknown), logs every request it receives and every one it answers, and with
 :attr:`block_after` set holds any request beyond that many answers until :attr:`release` is
 set, then drops it unanswered (used to kill a client mid-run).
 """
@@ -64,7 +64,8 @@ def rule_breaking_answer(caption: str) -> str:
 class FakeLLM:
     """The server; use as a context manager (see the module docstring)."""
 
-    def __init__(self, *, slow_seconds: float = 1.0) -> None:
+    def __init__(self, *, slow_seconds: float = 1.0, key: str = KEY) -> None:
+        self.key = key
         self.plan: deque[str] = deque()
         self.received: list[dict[str, Any]] = []
         self.answered: list[dict[str, Any]] = []
@@ -121,7 +122,7 @@ class FakeLLM:
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self._send(404, {"error": {"message": "no such route"}})
                     return
-                if self.headers.get("Authorization") != f"Bearer {KEY}":
+                if self.headers.get("Authorization") != f"Bearer {fake.key}":
                     error = {"message": "Incorrect API key provided", "code": "invalid_api_key"}
                     self._send(401, {"error": error})
                     return
@@ -186,6 +187,8 @@ class FakeLLM:
                     content = "Sure! The audio has a dog and some barking in it."
                 elif action == "echokey":  # an upstream error quoted as the answer
                     content = f"Upstream refused {self.headers.get('Authorization')}: try later."
+                elif action == "keycaption":  # the key inside one of the numbered captions
+                    content = ok_answer(caption, 5).replace(" again", f" {fake.key} again", 1)
                 elif action == "rulebreak":
                     content = rule_breaking_answer(caption)
                 else:

@@ -23,6 +23,7 @@ from querysep.captions import (
     UnknownModelError,
     load_template,
 )
+from querysep.captions.backends import shown_url
 from querysep.captions.validate import check_caption
 from querysep.errors import ConfigError
 
@@ -339,6 +340,45 @@ def test_a_key_quoted_in_an_answer_is_masked_in_what_is_kept_and_sent_back(serve
     assert "Upstream refused Bearer ***" in answer.rejected[0].text
     assert KEY not in repr(answer)
     assert KEY not in repr(server.received[1]["messages"])  # the re-ask quotes the answer
+
+
+def test_a_caption_quoting_the_key_is_refused_not_edited(server):
+    server.plan.append("keycaption")
+    answer = augment(backend(server))
+    assert len(answer.kept) == 5 and answer.reasks == 1
+    assert [r.reason for r in answer.rejected] == ["quotes the API key"]
+    assert "***" in answer.rejected[0].text and KEY not in repr(answer)
+    assert all("***" not in text for text in answer.kept)
+    assert KEY not in repr(server.received[1]["messages"])
+
+
+@pytest.mark.parametrize("key", ["x", "ollama", "EMPTY", "dummy"])
+def test_a_short_placeholder_key_leaves_captions_alone(key):
+    caption = "a fox and an ox box next to a taxi"  # holds "x", like many captions
+    with FakeLLM(key=key) as fake:
+        fake.plan.append("echokey")  # even a quoted placeholder is no secret
+        answer = augment(OpenAIBackend(MODEL, fake.url, api_key=key, retry=FAST), caption)
+    sent = [line.split(". ", 1)[1] for line in ok_answer(caption, 5, offset=5).splitlines()]
+    assert answer.kept == sent  # was "a fo*** and an o*** bo*** ne***t to a ta***i ..."
+    assert [r.text for r in answer.rejected] == [f"Upstream refused Bearer {key}: try later."]
+
+
+def test_a_user_name_or_a_short_password_in_the_address_is_no_secret(server):
+    for userinfo in ("dog", "dog:pw"):
+        url = server.url.replace("http://", f"http://{userinfo}@")
+        llm = OpenAIBackend(MODEL, url, api_key=KEY, retry=FAST)
+        assert llm._secrets == [KEY]  # "dog" was masked in "a dog barks at the doghouse"
+
+
+def test_an_at_sign_in_the_path_is_no_user_name():
+    assert shown_url("http://localhost:8000/v1/@x") == "http://localhost:8000/v1/@x"
+    assert shown_url("http://me:pw@localhost:8000/v1/@x?k=1") == "http://localhost:8000/v1/@x"
+    llm = OpenAIBackend(MODEL, "http://localhost:8000/v1/@x", api_key=KEY)
+    assert llm.where == "http://localhost:8000/v1/@x"
+    # an address that does not parse: all before the last "@" is hidden
+    with pytest.raises(ConfigError) as info:
+        OpenAIBackend(MODEL, "http://me:pw/SECRET@host:99999/v1", api_key=KEY)
+    assert "SECRET" not in str(info.value) and "host:99999/v1" in str(info.value)
 
 
 def test_a_password_in_the_address_is_never_shown(server, monkeypatch):

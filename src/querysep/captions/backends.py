@@ -24,9 +24,11 @@ turned off (``max_retries=0``) so that the loop here is the only one:
   about one request's time, and no request starts once it is set.
 
 The API key comes from ``QUERYSEP_LLM_API_KEY`` or ``OPENAI_API_KEY``; it is handed to the
-client and nowhere else. It (and a password in the endpoint's address) is masked out of any
-server message that is shown and of any answer text that is kept or sent back in a re-ask;
-the address is shown without its user name, password and query (:func:`shown_url`).
+client and nowhere else. It (and a password in the endpoint's address), when at least
+:data:`MIN_SECRET_LENGTH` characters long, is masked out of any server message that is shown
+and of the answer text that is kept as a rejection or sent back in a re-ask; a caption that
+quotes it is refused (``quotes the API key``), never edited. The address is shown without
+its user name, password and query (:func:`shown_url`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ __all__ = [
     "API_KEY_VARIABLES",
     "MAX_TIMEOUT",
     "MAX_TRIES",
+    "MIN_SECRET_LENGTH",
     "Answer",
     "Backend",
     "OfflineBackend",
@@ -79,6 +82,11 @@ MAX_TRIES = 100
 
 #: Longest time one request may take, in seconds (:attr:`RetryPolicy.timeout`).
 MAX_TIMEOUT = 3600.0
+
+#: Shortest API key or address password taken for a secret. Shorter ones are placeholders
+#: for a server that needs none (``x``, ``EMPTY``, ``ollama``): masking them would rewrite
+#: ordinary words.
+MIN_SECRET_LENGTH = 8
 
 
 @dataclass
@@ -404,23 +412,34 @@ def _http_client(openai: Any, seconds: float) -> Any:
     return client
 
 
-def _userinfo(url: str) -> str:
-    """The ``user:password`` part of ``url`` ("" when none): all before its last ``@``."""
+def _userinfo(url: str, *, anywhere: bool = False) -> str:
+    """The ``user:password`` part of ``url`` ("" when none).
+
+    It is what comes before the last ``@`` of the host part (up to the first ``/``, ``?`` or
+    ``#``); with ``anywhere``, before the last ``@`` of the whole address, for an address
+    that does not parse, where a password may hold ``/``, ``?`` or ``#``.
+    """
     rest = url.partition("://")[2] or url
+    if not anywhere:
+        rest = re.split(r"[/?#]", rest, maxsplit=1)[0]
     return rest[: rest.rindex("@")] if "@" in rest else ""
 
 
-def shown_url(url: str) -> str:
+def shown_url(url: str, *, anywhere: bool = False) -> str:
     """``url`` as it may be shown: without user name and password, query and fragment.
 
-    Everything up to the last ``@`` is taken for the user name and password, so that a
-    password that itself holds ``/``, ``?`` or ``#`` is not shown either.
+    Args:
+        url: The address.
+        anywhere: Take all before the last ``@`` of the address, not only of its host part,
+            for the user name and password (see :func:`_userinfo`): for an address that does
+            not parse, so that a password holding ``/``, ``?`` or ``#`` is not shown either.
     """
     head, sep, rest = url.partition("://")
     if not sep:
         head, rest = "", url
-    if "@" in rest:
-        rest = rest[rest.rindex("@") + 1 :]
+    userinfo = _userinfo(url, anywhere=anywhere)
+    if userinfo and rest.startswith(userinfo + "@"):
+        rest = rest[len(userinfo) + 1 :]
     rest = re.split(r"[?#]", rest, maxsplit=1)[0]
     return f"{head}{sep}{rest}"
 
@@ -453,16 +472,19 @@ def check_base_url(url: str, what: str = "base URL") -> str:
             problem = "it names no host"
         else:
             return url
+    secrets = _url_secrets(url) + _url_secrets(url, anywhere=True)
     raise ConfigError(
-        f"{what} {shown_url(url)!r} is not a usable address "
-        f"({_hide(problem, _url_secrets(url))}); e.g. http://localhost:8000/v1"
+        f"{what} {shown_url(url, anywhere=True)!r} is not a usable address "
+        f"({_hide(problem, secrets)}); e.g. http://localhost:8000/v1"
     )
 
 
-def _url_secrets(url: str) -> list[str]:
-    """The user name and password of ``url``, and the password alone, for :func:`_hide`."""
-    userinfo = _userinfo(url)
-    return [s for s in (userinfo, userinfo.partition(":")[2]) if s]
+def _url_secrets(url: str, *, anywhere: bool = False) -> list[str]:
+    """The password of ``url`` with and without its user name, for :func:`_hide` (none for a
+    password shorter than :data:`MIN_SECRET_LENGTH`; a user name alone is no secret)."""
+    userinfo = _userinfo(url, anywhere=anywhere)
+    password = userinfo.partition(":")[2]
+    return [userinfo, password] if len(password) >= MIN_SECRET_LENGTH else []
 
 
 def _hide(text: str, secrets: Sequence[str]) -> str:
@@ -551,7 +573,12 @@ class OpenAIBackend:
         self._sleep = sleep
         self._rng = random.Random()
         self._openai = openai
-        self._secrets = [*([key] if key != "no-key" else []), *_url_secrets(url or "")]
+        # what is masked, and the name a caption that quotes it is refused with
+        self._named_secrets = [
+            *([(key, "the API key")] if len(key) >= MIN_SECRET_LENGTH else []),
+            *[(s, "the password of the address") for s in _url_secrets(url or "")],
+        ]
+        self._secrets = [secret for secret, _ in self._named_secrets]
         try:
             self._client = openai.OpenAI(
                 api_key=key,
@@ -563,15 +590,23 @@ class OpenAIBackend:
         except Exception as exc:  # httpx's InvalidURL for what urlsplit lets through
             if type(exc).__name__ != "InvalidURL":
                 raise
+            secrets = self._secrets + _url_secrets(url or "", anywhere=True)
             raise ConfigError(
-                f"{named} {shown_url(url or '')!r} is not a usable address "
-                f"({_hide(str(exc), self._secrets)})"
+                f"{named} {shown_url(url or '', anywhere=True)!r} is not a usable address "
+                f"({_hide(str(exc), secrets)})"
             ) from None
         self.where = shown_url(str(self._client.base_url)).rstrip("/")
 
     def _mask(self, text: str) -> str:
         """A server's message as it may be shown: one line, no secret, at most 300 chars."""
         return _shorten_hidden(text, self._secrets)
+
+    def _quotes(self, text: str) -> str | None:
+        """Why ``text`` (a caption) is refused for quoting a secret, or None when it does not."""
+        for secret, name in self._named_secrets:
+            if secret in text:
+                return f"quotes {name}"
+        return None
 
     def _fatal(self, exc: Exception) -> BackendError | None:
         """The error to stop with for ``exc``, or None when it is worth retrying."""
@@ -696,9 +731,10 @@ class OpenAIBackend:
         messages = [{"role": "user", "content": template.render(caption, list(keywords))}]
         for round_ in range(self.max_reasks + 1):
             reply = self.chat(messages, stop=stop)
-            # an answer may quote the request's key (an upstream error passed on as text):
-            # hidden before it is kept, written to the cache or sent back in a re-ask
-            reply.text = _hide(reply.text, self._secrets)
+            # an answer may quote the request's key (an upstream error passed on as text): a
+            # caption that does is refused (not edited), and the key is masked in what is
+            # kept of the answer (rejections: the cache) or sent back in a re-ask
+            hidden = _hide(reply.text, self._secrets)
             answer.requests += 1
             answer.reasks += round_ > 0
             answer.retries += reply.retries
@@ -707,8 +743,15 @@ class OpenAIBackend:
             missing = num_captions - len(answer.kept)
             parsed = parse_numbered(reply.text)
             if not parsed:
-                answer.rejected.append(Rejection(reply.text.strip()[:500], "no numbered captions"))
+                answer.rejected.append(Rejection(hidden.strip()[:500], "no numbered captions"))
+            quoting = [
+                Rejection(_hide(text, self._secrets), reason)
+                for text in parsed
+                if (reason := self._quotes(text))
+            ]
+            parsed = [text for text in parsed if self._quotes(text) is None]
             checked = validate_captions(parsed, caption, answer.kept)
+            checked.rejected[:0] = quoting
             answer.kept += checked.kept[:missing]
             answer.rejected += checked.rejected
             answer.rejected += [Rejection(t, "more than asked") for t in checked.kept[missing:]]
@@ -720,7 +763,7 @@ class OpenAIBackend:
             )
             messages = [
                 *messages,
-                {"role": "assistant", "content": reply.text},
+                {"role": "assistant", "content": hidden},
                 {"role": "user", "content": follow_up_prompt(missing, answer.kept, problems)},
             ]
         return answer
