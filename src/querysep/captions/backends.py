@@ -128,7 +128,10 @@ class Backend(Protocol):
         stop: threading.Event | None = None,
     ) -> Answer:
         """Write ``num_captions`` new captions for ``caption``; once ``stop`` is set, raise
-        :class:`~querysep.captions.errors.AugmentStopped` rather than go on asking."""
+        :class:`~querysep.captions.errors.AugmentStopped` rather than go on asking.
+
+        ``stop`` is optional: the job calls an ``augment`` without it the older way.
+        """
         ...
 
 

@@ -6,8 +6,9 @@
    are asked once.
 2. Items found in the answer cache (:mod:`querysep.captions.cache`) are not asked again;
    the others go to the backend, ``concurrency`` at a time, and each answer is written to
-   the cache as soon as it exists. An answer without a single usable caption (a refusal, an
-   empty message) is not cached, so that the next run asks again.
+   the cache as soon as it exists. A language model's answer without a single usable
+   caption (a refusal, an empty message) is not cached, so that the next run asks again;
+   the offline paraphraser's always is (asking again would give the same).
 3. When every item has been asked, each clip gets the kept captions of all its captions
    (duplicates and copies of its own captions left out) and the output manifest is written
    atomically. A failure before that, or a run in which no answer held a usable caption,
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import threading
@@ -59,7 +61,8 @@ class Summary:
             :class:`~querysep.captions.backends.Answer`.
         rejected: Captions refused in this run's answers.
         short: Items (cached ones included) that have fewer captions than asked.
-        empty: Items whose answer held no usable caption (not cached: asked again next run).
+        empty: Items whose answer held no usable caption (not cached: asked again next run;
+            the offline paraphraser's are cached and not counted here, only in ``short``).
         tokens_in: Prompt tokens reported by the endpoint; ``tokens_out`` completion ones.
         captions_written: Augmented captions in the output, over all clips.
     """
@@ -110,11 +113,17 @@ def plan_items(
     return list(items.values()), per_clip
 
 
-def _finished(cache: AnswerCache, key: str) -> bool:
-    """Whether the cache holds an answer with captions for ``key`` (an empty one, written by
-    an older version, is asked again)."""
+def _asks_again(backend: Backend) -> bool:
+    """Whether an answer without captions is worth asking again: not for the deterministic
+    offline paraphraser, which would answer the same."""
+    return backend.name != "offline"
+
+
+def _finished(cache: AnswerCache, key: str, backend: Backend) -> bool:
+    """Whether the cache holds a final answer for ``key``: one with captions, or any from a
+    backend not worth asking again (an empty one from a language model is asked again)."""
     record = cache.get(key)
-    return record is not None and bool(record["kept"])
+    return record is not None and (bool(record["kept"]) or not _asks_again(backend))
 
 
 def _shorten(text: str, limit: int = 80) -> str:
@@ -135,7 +144,7 @@ def estimate(
     ``num_captions * TOKENS_PER_CAPTION``; re-asks are not foreseen. The offline backend
     sends no request.
     """
-    todo = [item for item in items if not _finished(cache, item.key)]
+    todo = [item for item in items if not _finished(cache, item.key, backend)]
     if backend.name == "offline":
         return Estimate(len(items), len(items) - len(todo), 0, 0, 0)
     tokens_in = sum(
@@ -210,17 +219,21 @@ def run_job(
     chosen = list(clips[:limit] if limit is not None else clips)
     items, per_clip = plan_items(chosen, backend, template)
     summary = Summary(clips=len(clips), items=len(items))
-    todo = [item for item in items if not _finished(cache, item.key)]
+    todo = [item for item in items if not _finished(cache, item.key, backend)]
     summary.cache_hits = len(items) - len(todo)
     stop = threading.Event()
     lock = threading.Lock()
-    empty: list[Answer] = []  # answers without a caption: not cached
+    empty: list[Answer] = []  # answers without a caption: not cached, asked again next run
+    asks_again = _asks_again(backend)
+    # a backend written for the older signature, without stop, is called without it
+    pass_stop = _accepts_stop(backend)
 
     def work(item: WorkItem) -> None:
         if stop.is_set():
             return
         try:
-            answer = backend.augment(item.caption, item.keywords, template, num_captions, stop=stop)
+            extra = {"stop": stop} if pass_stop else {}
+            answer = backend.augment(item.caption, item.keywords, template, num_captions, **extra)
         except AugmentStopped:  # an incomplete answer is not cached: the next run asks again
             return
         except RequestRefusedError as exc:  # say which caption, so the user can act on it
@@ -228,10 +241,10 @@ def run_job(
                 f"{exc}; the caption of clip {item.clip_id!r} was {_shorten(item.caption)!r}: "
                 "edit or drop it in the manifest and run again (the answers so far are cached)"
             ) from None
-        if answer.kept:
+        if answer.kept or not asks_again:
             cache.add(_record(item, backend, answer))
         with lock:
-            if not answer.kept:
+            if not answer.kept and asks_again:
                 empty.append(answer)
             summary.requests += answer.requests
             summary.retries += answer.retries
@@ -261,7 +274,8 @@ def run_job(
     summary.short = sum(len(kept(item.key)) < num_captions for item in items)
     summary.empty = len(empty)
     summary.captions_written = sum(len(c.augmented_captions) for c in out)
-    if empty and not summary.captions_written:
+    # clips past --limit keep whatever captions they had: they say nothing of this run
+    if empty and not any(c.augmented_captions for c in out[: len(chosen)]):
         said = next((r for a in empty for r in a.rejected), None)
         example = f" (the first: {_shorten(said.text)!r}, {said.reason})" if said else ""
         raise NoCaptionsError(
@@ -302,25 +316,32 @@ def _run_threads(
                 stop.set()
                 return
 
-    threads = [
-        threading.Thread(target=worker, name=f"augment-{i}", daemon=True)
-        for i in range(min(concurrency, len(todo)))
-    ]
-    for thread in threads:
-        thread.start()
+    threads: list[threading.Thread] = []
 
     def join() -> None:
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.1)  # short joins: Ctrl-C is seen at once
 
-    try:
+    try:  # started inside it: a Ctrl-C between two starts stops the ones started
+        for i in range(min(concurrency, len(todo))):
+            threads.append(threading.Thread(target=worker, name=f"augment-{i}", daemon=True))
+            threads[-1].start()
         join()
     finally:  # on a failure or Ctrl-C: start nothing new, let running answers land
         stop.set()
         join()
     if failures:
         raise failures[0]
+
+
+def _accepts_stop(backend: Backend) -> bool:
+    """Whether ``backend.augment`` takes ``stop`` (a backend of an older version may not)."""
+    try:
+        parameters = inspect.signature(backend.augment).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: call it the documented way
+        return True
+    return any(p.name == "stop" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _merge(clip: Clip, captions: Sequence[list[str]]) -> list[str]:
