@@ -3,9 +3,10 @@
 It listens on 127.0.0.1 (a free port), answers ``POST /v1/chat/completions`` with
 deterministic valid captions built from the prompt's ``Description:`` line, and can be told
 to misbehave: :attr:`FakeLLM.plan` holds one action per coming request (``"429"``,
-``"500"``, ``"slow"``, ``"malformed"``, ``"rulebreak"``, ``"badjson"``, ``"nochoices"``);
-an empty plan means ``"ok"``. It checks the bearer key (401 when wrong) and the model (404
-when unknown), logs every request it receives and every one it answers, and with
+``"500"``, ``"slow"``, ``"malformed"``, ``"rulebreak"``, ``"badjson"``, ``"nochoices"``,
+``"choicesdict"``, ``"badusage"``, ``"parts"``, ``"keycaption"``...: see ``do_POST``); an
+empty plan means ``"ok"``. It checks the bearer key (:attr:`FakeLLM.key`; 401 when wrong)
+and the model (404 when unknown), logs every request it receives and every one it answers, and with
 :attr:`block_after` set holds any request beyond that many answers until :attr:`release` is
 set, then drops it unanswered (used to kill a client mid-run).
 """
@@ -63,13 +64,15 @@ def rule_breaking_answer(caption: str) -> str:
 class FakeLLM:
     """The server; use as a context manager (see the module docstring)."""
 
-    def __init__(self, *, slow_seconds: float = 1.0) -> None:
+    def __init__(self, *, slow_seconds: float = 1.0, key: str = KEY) -> None:
+        self.key = key
         self.plan: deque[str] = deque()
         self.received: list[dict[str, Any]] = []
         self.answered: list[dict[str, Any]] = []
         self.block_after: int | None = None
         self.release = threading.Event()
         self.slow_seconds = slow_seconds
+        self.echo_pad = 0  # "400echo": characters before the echoed Authorization header
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -119,7 +122,7 @@ class FakeLLM:
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self._send(404, {"error": {"message": "no such route"}})
                     return
-                if self.headers.get("Authorization") != f"Bearer {KEY}":
+                if self.headers.get("Authorization") != f"Bearer {fake.key}":
                     error = {"message": "Incorrect API key provided", "code": "invalid_api_key"}
                     self._send(401, {"error": error})
                     return
@@ -132,7 +135,12 @@ class FakeLLM:
                 caption = found.group(1) if found else users[0]
                 with fake.lock:
                     action = fake.plan.popleft() if fake.plan else "ok"
-                    entry = {"caption": caption, "turn": len(users), "action": action}
+                    entry = {
+                        "caption": caption,
+                        "turn": len(users),
+                        "action": action,
+                        "messages": request["messages"],
+                    }
                     fake.received.append(entry)
                     block = fake.block_after is not None and len(fake.answered) >= (
                         fake.block_after
@@ -147,6 +155,11 @@ class FakeLLM:
                 if action == "400":  # e.g. a prompt longer than the model's context
                     self._send(400, {"error": {"message": "context length exceeded"}})
                     return
+                if action == "400echo":  # a proxy that quotes the request's key back
+                    auth = self.headers.get("Authorization")
+                    message = f"{'x' * fake.echo_pad} bad request with {auth}"
+                    self._send(400, {"error": {"message": message}})
+                    return
                 if action == "408":
                     self._send(408, {"error": {"message": "request timeout"}})
                     return
@@ -159,20 +172,43 @@ class FakeLLM:
                 if action == "nochoices":
                     self._send(200, {"id": "x", "object": "chat.completion", "choices": []})
                     return
+                if action == "choicesdict":  # JSON, but not the shape of a chat completion
+                    self._send(200, {"id": "x", "object": "chat.completion", "choices": {"a": 1}})
+                    return
                 if action == "slow":
                     time.sleep(fake.slow_seconds)
-                if len(users) > 1:
+                if action in ("refusal", "null"):  # no caption at all, first turn or re-ask
+                    content = "I'm sorry, I can't help with that." if action == "refusal" else None
+                elif len(users) > 1:
                     wanted = re.search(r"Write (\d+) more", users[-1])
                     count = int(wanted.group(1)) if wanted else 5
                     content = ok_answer(caption, count, offset=5)
                 elif action == "malformed":
                     content = "Sure! The audio has a dog and some barking in it."
+                elif action == "echokey":  # an upstream error quoted as the answer
+                    content = f"Upstream refused {self.headers.get('Authorization')}: try later."
+                elif action == "keycaption":  # the key inside one of the numbered captions
+                    content = ok_answer(caption, 5).replace(" again", f" {fake.key} again", 1)
                 elif action == "rulebreak":
                     content = rule_breaking_answer(caption)
                 else:
                     content = ok_answer(caption, 5)
                 with fake.lock:
                     fake.answered.append({**entry, "content": content})
+                message: dict[str, Any] = {"role": "assistant", "content": content}
+                if action == "parts":  # the content as a list of text parts
+                    half = len(content or "") // 2
+                    message["content"] = [
+                        {"type": "text", "text": (content or "")[:half]},
+                        {"type": "text", "text": (content or "")[half:]},
+                    ]
+                usage: Any = {
+                    "prompt_tokens": sum(len(u) for u in users) // 4,
+                    "completion_tokens": len(content or "") // 4,
+                    "total_tokens": 0,
+                }
+                if action == "badusage":
+                    usage = {"prompt_tokens": "n/a", "completion_tokens": [1], "total_tokens": -1}
                 reply = {
                     "id": "chatcmpl-test",
                     "object": "chat.completion",
@@ -181,17 +217,24 @@ class FakeLLM:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": content},
+                            "message": message,
                             "finish_reason": "stop",
                         }
                     ],
-                    "usage": {
-                        "prompt_tokens": sum(len(u) for u in users) // 4,
-                        "completion_tokens": len(content) // 4,
-                        "total_tokens": 0,
-                    },
+                    "usage": usage,
                 }
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    if action == "trickle":  # the whole answer over slow_seconds, a bit at a time
+                        body = json.dumps(reply).encode()
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        for start in range(0, len(body), 32):
+                            self.wfile.write(body[start : start + 32])
+                            self.wfile.flush()
+                            time.sleep(fake.slow_seconds * 32 / len(body))
+                        return
                     self._send(200, reply)
 
         return Handler

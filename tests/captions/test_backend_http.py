@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
+import random
 import socket
+import threading
+import time
 
 import pytest
 
 from querysep.captions import (
+    AugmentStopped,
     AuthenticationFailedError,
     BackendError,
     EndpointUnreachableError,
     OpenAIBackend,
+    RequestRefusedError,
     RetryPolicy,
     UnknownModelError,
     load_template,
 )
+from querysep.captions.backends import shown_url
 from querysep.captions.validate import check_caption
 from querysep.errors import ConfigError
 
-from .fake_llm import KEY, MODEL, FakeLLM
+from .fake_llm import KEY, MODEL, FakeLLM, ok_answer
 
 pytest.importorskip("openai")
 
@@ -51,7 +60,7 @@ def test_plain_answer(server):
     assert prompt["caption"] == CAPTION
 
 
-@pytest.mark.parametrize("failure", ["408", "429", "500", "badjson", "nochoices"])
+@pytest.mark.parametrize("failure", ["408", "429", "500", "badjson", "nochoices", "choicesdict"])
 def test_transient_failures_are_retried_with_growing_backoff(server, failure):
     waits: list[float] = []
     server.plan.extend([failure, failure])
@@ -63,11 +72,50 @@ def test_transient_failures_are_retried_with_growing_backoff(server, failure):
     assert 0.005 <= waits[0] <= 0.01 and 0.01 <= waits[1] <= 0.02
 
 
+def test_backoff_never_overflows_and_retry_after_is_capped():
+    rng = random.Random(0)
+    assert RetryPolicy(backoff_base=0.0).delay(1100, rng) == 0  # was an OverflowError
+    assert 30 <= RetryPolicy(backoff_base=1).delay(5000, rng) <= 60
+    assert RetryPolicy(backoff_base=0).delay(1, rng, retry_after=120) == 60  # at most backoff_max
+    assert RetryPolicy(backoff_base=0).delay(1, rng, retry_after=math.nan) == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("timeout", math.inf),
+        ("timeout", 1e308),
+        ("timeout", math.nan),
+        ("timeout", 0),
+        ("max_tries", 0),
+        ("max_tries", 1100),
+        ("backoff_base", math.inf),
+        ("backoff_max", math.nan),
+    ],
+)
+def test_retry_policy_refuses_unusable_values(field, value):
+    with pytest.raises(ConfigError, match=field):
+        RetryPolicy(**{field: value})
+
+
 def test_unreadable_answers_name_the_problem_when_tries_run_out(server):
     server.plan.extend(["nochoices"] * FAST.max_tries)
     with pytest.raises(EndpointUnreachableError, match="unreadable response: no message"):
         augment(backend(server, sleep=lambda s: None))
     assert len(server.received) == FAST.max_tries
+
+
+def test_unreadable_token_counts_count_as_zero(server):
+    server.plan.append("badusage")  # "prompt_tokens": "n/a", "completion_tokens": [1]
+    answer = augment(backend(server))
+    assert len(answer.kept) == 5 and (answer.tokens_in, answer.tokens_out) == (0, 0)
+
+
+def test_content_given_as_text_parts_is_joined(server):
+    server.plan.append("parts")  # [{"type": "text", "text": ...}, ...], split mid-line
+    answer = augment(backend(server))
+    assert len(answer.kept) == 5 and answer.rejected == []
+    assert (answer.requests, answer.reasks) == (1, 0)
 
 
 def test_a_mistake_in_building_the_request_is_not_retried(server):
@@ -89,6 +137,139 @@ def test_slow_response_times_out_and_is_retried(server):
     retry = RetryPolicy(max_tries=3, backoff_base=0.01, backoff_max=0.01, timeout=0.3)
     answer = augment(backend(server, retry=retry))
     assert len(answer.kept) == 5 and answer.retries == 1
+
+
+def test_a_trickling_answer_is_cut_off_at_the_timeout(server):
+    server.slow_seconds = 2.0  # every read gets data well within the timeout
+    server.plan.append("trickle")
+    retry = RetryPolicy(max_tries=3, backoff_base=0.01, backoff_max=0.01, timeout=0.5)
+    start = time.monotonic()
+    answer = augment(backend(server, retry=retry))
+    assert len(answer.kept) == 5 and answer.retries == 1
+    assert time.monotonic() - start < 1.8
+
+
+class _StopOnRequest(list):
+    """``FakeLLM.received`` that sets ``stop`` as a request comes in (a Ctrl-C meanwhile)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def append(self, item) -> None:
+        super().append(item)
+        self.stop.set()
+
+
+@pytest.mark.parametrize("failure", ["500", "malformed"])
+def test_a_stop_ends_before_the_next_retry_or_reask(server, failure):
+    server.plan.extend([failure] * 5)
+    stop = threading.Event()
+    server.received = _StopOnRequest(stop)  # as the job does on Ctrl-C
+    retry = RetryPolicy(max_tries=5, backoff_base=30, backoff_max=60, timeout=2.0)
+    start = time.monotonic()
+    with pytest.raises(AugmentStopped):
+        backend(server, retry=retry).augment(CAPTION, ["dog"], load_template(), 5, stop=stop)
+    assert len(server.received) == 1 and time.monotonic() - start < 5
+
+
+def test_no_request_starts_once_stop_is_set(server):
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(AugmentStopped):
+        backend(server).augment(CAPTION, ["dog"], load_template(), 5, stop=stop)
+    assert server.received == []
+
+
+def test_a_stop_during_a_rate_limit_wait_sends_no_new_request(server):
+    llm = backend(server, rate_limit=6)  # one request start every 10 s
+    stop = threading.Event()
+    outcomes: list[str] = []
+
+    def caption(index: int) -> None:
+        try:
+            llm.augment(f"a dog barks {index}", ["dog"], load_template(), 5, stop=stop)
+            outcomes.append("done")
+        except AugmentStopped:
+            outcomes.append("stopped")
+
+    threads = [threading.Thread(target=caption, args=(i,)) for i in range(3)]
+    start = time.monotonic()
+    for thread in threads:
+        thread.start()
+    while len(server.answered) < 1 and time.monotonic() - start < 5:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the other two are waiting for the rate limiter
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(server.received) == 1
+    assert sorted(outcomes) == ["done", "stopped", "stopped"]
+    assert time.monotonic() - start < 5
+
+
+def _trickling_server(gap: float, body_too: bool = False) -> tuple[socket.socket, str]:
+    """A raw HTTP server that sends a valid answer's headers one byte every ``gap`` seconds
+    (and with ``body_too`` its body as well); returns its socket and base URL."""
+    content = ok_answer(CAPTION, 5)
+    message = {"role": "assistant", "content": content}
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+    body = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": MODEL,
+                       "choices": [choice]}).encode()  # fmt: skip
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nX-Pad: %s\r\n\r\n" % (len(body), b"a" * 40)
+    )
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def answer(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            for data in (head + body) if body_too else head:
+                conn.sendall(bytes([data]))
+                time.sleep(gap)
+            conn.sendall(b"" if body_too else body)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+
+
+@pytest.mark.parametrize("body_too", [False, True])
+def test_trickling_headers_are_cut_off_at_the_timeout(body_too):
+    listener, url = _trickling_server(0.05, body_too)  # ~100 header bytes: 5 s or more
+    retry = RetryPolicy(max_tries=1, timeout=1.0)
+    start = time.monotonic()
+    with listener, pytest.raises(EndpointUnreachableError, match="no answer within 1 s"):
+        augment(OpenAIBackend(MODEL, url, api_key=KEY, retry=retry))
+    assert time.monotonic() - start < 1.5
+
+
+def test_an_answer_slower_than_each_read_but_in_time_is_kept():
+    listener, url = _trickling_server(0.002)  # headers within ~0.2 s, body at once
+    with listener:
+        answer = augment(OpenAIBackend(MODEL, url, api_key=KEY, retry=FAST))
+    assert len(answer.kept) == 5
+
+
+def test_a_stop_cuts_a_backoff_wait_short(server):
+    server.plan.extend(["500"] * 5)
+    stop = threading.Event()
+    retry = RetryPolicy(max_tries=5, backoff_base=30, backoff_max=60, timeout=2.0)
+    threading.Timer(0.5, stop.set).start()
+    start = time.monotonic()
+    with pytest.raises(AugmentStopped):
+        backend(server, retry=retry).augment(CAPTION, ["dog"], load_template(), 5, stop=stop)
+    assert len(server.received) == 1 and time.monotonic() - start < 5
 
 
 def test_tries_are_bounded(server):
@@ -142,6 +323,82 @@ def test_wrong_key_fails_at_once_without_showing_the_key(server):
     assert len(server.received) == 0  # refused before any caption was logged
 
 
+def test_a_refusal_that_quotes_the_key_never_shows_any_of_it(server):
+    llm = backend(server)
+    for pad in range(270, 300):  # the message is cut short near 300 characters
+        server.echo_pad = pad
+        server.plan.append("400echo")
+        with pytest.raises(RequestRefusedError, match="HTTP 400") as info:
+            augment(llm)
+        assert "sk-" not in str(info.value), str(info.value)[-40:]
+
+
+def test_a_key_quoted_in_an_answer_is_masked_in_what_is_kept_and_sent_back(server):
+    server.plan.append("echokey")
+    answer = augment(backend(server))
+    assert len(answer.kept) == 5 and answer.reasks == 1
+    assert "Upstream refused Bearer ***" in answer.rejected[0].text
+    assert KEY not in repr(answer)
+    assert KEY not in repr(server.received[1]["messages"])  # the re-ask quotes the answer
+
+
+def test_a_caption_quoting_the_key_is_refused_not_edited(server):
+    server.plan.append("keycaption")
+    answer = augment(backend(server))
+    assert len(answer.kept) == 5 and answer.reasks == 1
+    assert [r.reason for r in answer.rejected] == ["quotes the API key"]
+    assert "***" in answer.rejected[0].text and KEY not in repr(answer)
+    assert all("***" not in text for text in answer.kept)
+    assert KEY not in repr(server.received[1]["messages"])
+
+
+@pytest.mark.parametrize("key", ["x", "ollama", "EMPTY", "dummy"])
+def test_a_short_placeholder_key_leaves_captions_alone(key):
+    caption = "a fox and an ox box next to a taxi"  # holds "x", like many captions
+    with FakeLLM(key=key) as fake:
+        fake.plan.append("echokey")  # even a quoted placeholder is no secret
+        answer = augment(OpenAIBackend(MODEL, fake.url, api_key=key, retry=FAST), caption)
+    sent = [line.split(". ", 1)[1] for line in ok_answer(caption, 5, offset=5).splitlines()]
+    assert answer.kept == sent  # was "a fo*** and an o*** bo*** ne***t to a ta***i ..."
+    assert [r.text for r in answer.rejected] == [f"Upstream refused Bearer {key}: try later."]
+
+
+def test_a_user_name_or_a_short_password_in_the_address_is_no_secret(server):
+    for userinfo in ("dog", "dog:pw"):
+        url = server.url.replace("http://", f"http://{userinfo}@")
+        llm = OpenAIBackend(MODEL, url, api_key=KEY, retry=FAST)
+        assert llm._secrets == [KEY]  # "dog" was masked in "a dog barks at the doghouse"
+
+
+def test_an_at_sign_in_the_path_is_no_user_name():
+    assert shown_url("http://localhost:8000/v1/@x") == "http://localhost:8000/v1/@x"
+    assert shown_url("http://me:pw@localhost:8000/v1/@x?k=1") == "http://localhost:8000/v1/@x"
+    llm = OpenAIBackend(MODEL, "http://localhost:8000/v1/@x", api_key=KEY)
+    assert llm.where == "http://localhost:8000/v1/@x"
+    # an address that does not parse: all before the last "@" is hidden
+    with pytest.raises(ConfigError) as info:
+        OpenAIBackend(MODEL, "http://me:pw/SECRET@host:99999/v1", api_key=KEY)
+    assert "SECRET" not in str(info.value) and "host:99999/v1" in str(info.value)
+
+
+def test_a_password_in_the_address_is_never_shown(server, monkeypatch):
+    secret_url = server.url.replace("http://", "http://me:pw-SECRET@") + "?token=Q-SECRET"
+    with pytest.raises(UnknownModelError) as info:  # the fake server ignores the password
+        augment(OpenAIBackend("gpt-9", secret_url, api_key=KEY, retry=FAST))
+    assert "SECRET" not in str(info.value) and "127.0.0.1" in str(info.value)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    closed = f"http://me:pw-SECRET@127.0.0.1:{port}/v1"
+    with pytest.raises(EndpointUnreachableError) as info:
+        augment(OpenAIBackend(MODEL, closed, api_key=KEY, retry=FAST, sleep=lambda s: None))
+    assert "SECRET" not in str(info.value) and f"127.0.0.1:{port}/v1" in str(info.value)
+    for url in ("http://me:pw-SECRET@host:99999/v1", "ftp://me:pw-SECRET@host/v1"):
+        with pytest.raises(ConfigError) as info:
+            OpenAIBackend(MODEL, url, api_key=KEY)
+        assert "SECRET" not in str(info.value)
+
+
 def test_unknown_model_fails_at_once(server):
     with pytest.raises(UnknownModelError, match="no model 'gpt-9'"):
         augment(backend(server, model="gpt-9"))
@@ -165,6 +422,16 @@ def test_no_key_for_openai_itself(monkeypatch):
     monkeypatch.delenv("QUERYSEP_LLM_API_KEY", raising=False)
     with pytest.raises(BackendError, match="OPENAI_API_KEY"):
         OpenAIBackend("gpt-4")
+
+
+def test_no_key_needed_with_openai_base_url(server, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("QUERYSEP_LLM_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)  # as --base-url: a local server
+    llm = OpenAIBackend(MODEL, retry=FAST)
+    with pytest.raises(AuthenticationFailedError):  # the fake server wants its key
+        augment(llm)
+    assert server.received == []
 
 
 def test_key_from_the_environment(server, monkeypatch):

@@ -152,6 +152,19 @@ def test_limit_and_dry_run_send_nothing(tmp_path):
     assert [bool(c.augmented_captions) for c in clips] == [True, True] + [False] * 6
 
 
+def test_dry_run_leaves_a_cut_short_cache_as_it_was(tmp_path):
+    src, out = manifest(tmp_path), tmp_path / "out.jsonl"
+    cache = tmp_path / "out.cache.jsonl"
+    first = run(src, "-o", out, "--backend", "offline", "--limit", "1")
+    assert first.returncode == 0, first.stderr
+    with cache.open("a") as handle:  # as if killed in the middle of writing a line
+        handle.write('{"key": "abc", "kept": ["half a li')
+    before = cache.read_bytes()
+    dry = run(src, "-o", out, "--backend", "offline", "--dry-run")
+    assert dry.returncode == 0 and "2 already in the cache" in dry.stdout
+    assert cache.read_bytes() == before
+
+
 def test_kill_and_resume(tmp_path):
     """SIGKILL after 3 answers, re-run: nothing asked twice, output as an uninterrupted run."""
     src = manifest(tmp_path)
@@ -189,6 +202,63 @@ def test_kill_and_resume(tmp_path):
         whole = run(*openai_args(server, src, tmp_path / "whole.jsonl", "--concurrency", "1"))
         assert whole.returncode == 0, whole.stderr
     assert killed_out.read_text() == (tmp_path / "whole.jsonl").read_text()
+
+
+def test_sigterm_stops_retrying_workers_soon_and_keeps_finished_answers(tmp_path):
+    src = manifest(tmp_path)
+    out, cache = tmp_path / "out.jsonl", tmp_path / "out.cache.jsonl"
+    with FakeLLM() as server:
+        server.plan.extend(["ok", "ok", *["500"] * 200])
+        args = openai_args(server, src, out, "--concurrency", "2", "--max-tries", "50")
+        args[args.index("--backoff") + 1] = "2"  # waits of 1-2 s, 2-4 s, 4-8 s...
+        proc = subprocess.Popen(
+            command(*args), env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 60
+        while len(server.received) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        try:
+            _, stderr = proc.communicate(timeout=15)  # was minutes: every retry, every wait
+        finally:
+            proc.kill()
+        assert time.monotonic() - start < 10
+        assert proc.returncode == 2 and stderr.strip() == "querysep: error: interrupted"
+        assert not out.exists() and len(cache.read_text().splitlines()) == 2
+        server.plan.clear()
+        resumed = run(*openai_args(server, src, out))
+    assert resumed.returncode == 0 and "8 distinct, 2 from the cache" in resumed.stdout
+
+
+def test_a_second_ctrl_c_leaves_at_once(tmp_path):
+    src = manifest(tmp_path)
+    with FakeLLM(slow_seconds=30) as server:
+        server.plan.extend(["slow"] * 20)
+        args = openai_args(server, src, tmp_path / "out.jsonl", "--concurrency", "2")
+        args[args.index("--timeout") + 1] = "60"
+        proc = subprocess.Popen(
+            command(*args),
+            env=env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        deadline = time.monotonic() + 60
+        while len(server.received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)  # the first waits for the answers in flight...
+        time.sleep(1.0)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)  # ...the second does not
+        start = time.monotonic()
+        try:
+            _, stderr = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+        assert time.monotonic() - start < 5
+        assert proc.returncode == 2 and stderr.strip() == "querysep: error: interrupted"
 
 
 def test_unreachable_endpoint(tmp_path):
@@ -258,11 +328,58 @@ def test_a_refused_request_names_its_caption_and_keeps_the_answers_before(tmp_pa
     assert len(refused) == 1
     one_error_line(
         result,
-        "refused the request (HTTP 400): context length exceeded; the caption was "
-        f"{refused[0]!r}: edit or drop it in the manifest and run again",
+        "refused the request (HTTP 400): context length exceeded; the caption of clip "
+        f"'c0' was {refused[0]!r}: edit or drop it in the manifest and run again",
     )
     assert not out.exists()
     assert len((tmp_path / "out.cache.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_refused_long_caption_is_shortened_in_the_error(tmp_path):
+    src = tmp_path / "manifest.jsonl"
+    long = "a dog barks " * 20000  # 240 KB: the line once printed it whole
+    write_manifest([Clip(id="long-one", audio="l.wav", captions=[long])], src)
+    with FakeLLM() as server:
+        server.plan.append("400")
+        result = run(*openai_args(server, src, tmp_path / "out.jsonl"))
+    one_error_line(result, "the caption of clip 'long-one' was 'a dog barks a dog barks")
+    assert len(result.stderr) < 400 and "...'" in result.stderr
+
+
+def three_clips(folder: Path) -> Path:
+    path = folder / "three.jsonl"
+    clips = [Clip(id=f"t{i}", audio=f"t{i}.wav", captions=[CAPTIONS[i]]) for i in range(3)]
+    write_manifest(clips, path)
+    return path
+
+
+def test_an_answer_without_captions_is_not_cached_and_is_asked_again(tmp_path):
+    src, out = three_clips(tmp_path), tmp_path / "out.jsonl"
+    with FakeLLM() as server:
+        server.plan.extend(["ok", "refusal", "ok"])
+        args = openai_args(server, src, out, "--concurrency", "1", "--max-reasks", "0")
+        result = run(*args)
+        assert result.returncode == 0, result.stderr
+        assert "wrote 3 clips (2 augmented, 10 augmented captions)" in result.stdout
+        assert "no caption: 1" in result.stdout
+        assert [c.augmented_captions != [] for c in read_manifest(out)] == [True, False, True]
+        assert len((tmp_path / "out.cache.jsonl").read_text().splitlines()) == 2
+        server.received.clear()
+        again = run(*args)  # the refused caption is asked again, the others are not
+        assert again.returncode == 0, again.stderr
+        assert [r["caption"] for r in server.received] == [CAPTIONS[1]]
+    assert "wrote 3 clips (3 augmented, 15 augmented captions)" in again.stdout
+
+
+def test_a_run_that_got_no_caption_at_all_fails_and_writes_nothing(tmp_path):
+    src, out = three_clips(tmp_path), tmp_path / "out.jsonl"
+    with FakeLLM() as server:
+        server.plan.extend(["refusal", "null", "refusal"])  # null: "content": null
+        args = openai_args(server, src, out, "--concurrency", "1", "--max-reasks", "0")
+        result = run(*args)
+    one_error_line(result, "none of the 3 answers held a usable caption")
+    assert "I'm sorry" in result.stderr
+    assert not out.exists() and not (tmp_path / "out.cache.jsonl").exists()
 
 
 @pytest.mark.parametrize(
@@ -278,6 +395,10 @@ def test_a_refused_request_names_its_caption_and_keeps_the_answers_before(tmp_pa
         ),
         (None, ["manifest.jsonl", "-o", "out.jsonl", "--backend", "gpt"], "--backend must be"),
         ("badcache", ["manifest.jsonl", "-o", "out.jsonl"], "is not a cache record"),
+        # were OverflowError tracebacks once a request was sent
+        (None, ["manifest.jsonl", "-o", "out.jsonl", "--timeout", "inf"], "--timeout"),
+        (None, ["manifest.jsonl", "-o", "out.jsonl", "--timeout", "1e308"], "--timeout"),
+        (None, ["manifest.jsonl", "-o", "out.jsonl", "--max-tries", "1100"], "--max-tries"),
     ],
 )
 def test_bad_input(tmp_path, setup, args, expect):

@@ -115,6 +115,18 @@ def test_a_file_that_is_not_a_cache_is_refused_and_left_as_it_was(tmp_path, text
     assert path.read_text() == text
 
 
+def test_a_cut_short_line_is_cut_off_only_when_an_answer_is_added(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    text = '{"key": "k1", "kept": ["a"]}\n{"key": "k2", "ke'
+    path.write_text(text)
+    cache = AnswerCache(path)  # a dry run opens it, and must leave no trace
+    assert cache.dropped_partial_line and set(cache.records) == {"k1"}
+    assert path.read_text() == text
+    cache.add({"key": "k3", "kept": ["c"]})
+    cache.close()
+    assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["k1", "k3"]
+
+
 def test_a_whole_last_record_without_its_newline_is_kept(tmp_path):
     path = tmp_path / "cache.jsonl"
     path.write_text('{"key": "k1", "kept": ["a"]}')

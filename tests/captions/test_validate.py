@@ -61,6 +61,15 @@ def test_parse_without_numbers_is_empty():
         ("a phone rings twice", None),
         ("tea is poured into a china cup", None),
         ("a turkey gobbles", None),
+        ("a", "no word"),
+        ("12345", "no word"),
+        ("3 4.", "no word"),
+        ("Caption", None),  # one real word is still a caption
+        ("<|im_end|>", "markup or special token"),
+        ("</s>", "markup or special token"),
+        ("a dog barks <unk>", "markup or special token"),
+        ("a dog barks<br/>", "markup or special token"),
+        ("a dog barks <3 times", None),
     ],
 )
 def test_rules(text, reason):

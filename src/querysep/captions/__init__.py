@@ -15,9 +15,11 @@ from __future__ import annotations
 from .backends import Answer, OfflineBackend, OpenAIBackend, RateLimiter, RetryPolicy
 from .cache import AnswerCache, cache_key
 from .errors import (
+    AugmentStopped,
     AuthenticationFailedError,
     BackendError,
     EndpointUnreachableError,
+    NoCaptionsError,
     RequestRefusedError,
     TemplateError,
     UnknownModelError,
@@ -30,10 +32,12 @@ from .validate import Rejection, check_caption, parse_numbered, validate_caption
 __all__ = [
     "Answer",
     "AnswerCache",
+    "AugmentStopped",
     "AuthenticationFailedError",
     "BackendError",
     "EndpointUnreachableError",
     "Estimate",
+    "NoCaptionsError",
     "OfflineBackend",
     "OpenAIBackend",
     "PromptTemplate",

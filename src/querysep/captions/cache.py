@@ -4,9 +4,10 @@ Each line is one :class:`~querysep.captions.backends.Answer` with its key, the s
 ``(backend, model, template text, caption, keywords)``: change any of them and the caption
 is asked again; keep them and a re-run asks nothing twice. Every line is flushed and
 ``fsync``-ed as soon as its answer exists, so a run killed at any moment loses at most the
-answers still in flight. A last line cut short by such a kill is dropped (and cut off the
-file) when the cache is opened; any other unreadable line is an error, and a file that is
-not a cache is never changed.
+answers still in flight. A last line cut short by such a kill is dropped when the cache is
+opened, and cut off the file just before the next answer is appended (so a dry run, which
+appends nothing, leaves the file as it was); any other unreadable line is an error, and a
+file that is not a cache is never changed.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def cache_key(
 class AnswerCache:
     """Finished answers by key, read from and appended to a JSON-lines file.
 
-    The file is created on the first :meth:`add`, so a dry run leaves no trace.
+    The file is created, or a cut-short last line cut off it, on the first :meth:`add`, so
+    a dry run leaves no trace.
 
     Args:
         path: The cache file.
@@ -64,6 +66,7 @@ class AnswerCache:
         self.dropped_partial_line = False
         self._handle: Any = None
         self._newline_first = False  # the file's last record lacks its newline
+        self._cut_to: int | None = None  # the length to cut a cut-short last line off at
         self._lock = threading.Lock()
         self._load()
 
@@ -91,10 +94,7 @@ class AnswerCache:
         if not _RECORD_START.startswith(partial.lstrip()[: len(_RECORD_START)]):
             self._read_line(partial, lineno)  # raises: not a record
         self.dropped_partial_line = True
-        try:
-            os.truncate(self.path, len(complete) + 1 if complete else 0)
-        except OSError as exc:
-            raise OutputError(f"cannot repair cache {self.path}: {exc.strerror}") from None
+        self._cut_to = len(complete) + 1 if complete else 0  # on the first add
 
     def _read_line(self, line: bytes, lineno: int) -> None:
         if not line.strip():
@@ -134,6 +134,12 @@ class AnswerCache:
         """
         line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock:
+            if self._cut_to is not None:
+                try:
+                    os.truncate(self.path, self._cut_to)
+                except OSError as exc:
+                    raise OutputError(f"cannot repair cache {self.path}: {exc.strerror}") from None
+                self._cut_to = None
             try:
                 if self._handle is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)

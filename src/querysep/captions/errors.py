@@ -8,9 +8,11 @@ from __future__ import annotations
 from ..errors import ConfigError, QuerysepError
 
 __all__ = [
+    "AugmentStopped",
     "AuthenticationFailedError",
     "BackendError",
     "EndpointUnreachableError",
+    "NoCaptionsError",
     "RequestRefusedError",
     "TemplateError",
     "UnknownModelError",
@@ -19,6 +21,11 @@ __all__ = [
 
 class TemplateError(ConfigError):
     """A prompt template file that is missing, empty or lacks a placeholder."""
+
+
+class AugmentStopped(QuerysepError):  # noqa: N818 - a stop, not an error
+    """The job was stopped (Ctrl-C, SIGTERM, another caption's failure) before this caption's
+    answer was complete; nothing of it is cached."""
 
 
 class BackendError(QuerysepError):
@@ -31,6 +38,10 @@ class EndpointUnreachableError(BackendError):
 
 class AuthenticationFailedError(BackendError):
     """The endpoint refused the API key (HTTP 401 or 403)."""
+
+
+class NoCaptionsError(BackendError):
+    """Not one answer of a run held a usable caption (refusals, empty messages...)."""
 
 
 class RequestRefusedError(BackendError):

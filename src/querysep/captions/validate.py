@@ -3,12 +3,15 @@
 The rules, in the order they are checked (the first broken one is the reason given):
 
 1. ``empty``: nothing left after the index and quotes are stripped.
-2. ``more than one sentence``: a ``.``, ``!`` or ``?`` followed by more text.
-3. ``20 words or more``: the prompt asks for fewer than 20 (words are split on spaces).
-4. ``uses "heard"`` / ``uses "recorded"``: the two words the prompt forbids.
-5. ``copies the input``: the same words as the caption being rewritten.
-6. ``duplicate``: the same words as a caption already kept.
-7. ``names a place``, ``names a person``, ``mentions a time``, ``names a recording device``:
+2. ``markup or special token``: a model's special token (``<|im_end|>``) or a tag
+   (``<s>``, ``</s>``, ``<unk>``, ``<br/>``): ``<`` and a letter up to the next ``>``.
+3. ``no word``: not one word of two letters or more (``a``, ``12345``).
+4. ``more than one sentence``: a ``.``, ``!`` or ``?`` followed by more text.
+5. ``20 words or more``: the prompt asks for fewer than 20 (words are split on spaces).
+6. ``uses "heard"`` / ``uses "recorded"``: the two words the prompt forbids.
+7. ``copies the input``: the same words as the caption being rewritten.
+8. ``duplicate``: the same words as a caption already kept.
+9. ``names a place``, ``names a person``, ``mentions a time``, ``names a recording device``:
    best-effort checks with the small lists below. A capitalised word inside a sentence is
    taken for a person's name (sound captions are lower-case prose; ``I`` and a few
    abbreviations such as ``TV`` are allowed). Places are a short list of well-known
@@ -83,6 +86,8 @@ _TIME = re.compile(
 )
 _INDEX = re.compile(r"^\s*(?:[*_#>\-]+\s*)?\(?(\d{1,2})\s*[.):\]-]\s*(?:[*_]+\s*)?(.*)$")
 _SECOND_SENTENCE = re.compile(r"[.!?](?:[\"'”’)]*)\s+\S")
+_MARKUP = re.compile(r"<\|[^<>]*\|>|</?[^\W\d_][^<>]*>")
+_WORD_OF_TWO_LETTERS = re.compile(r"[^\W\d_]{2,}")
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,10 @@ def check_caption(text: str, source: str = "", kept: Iterable[str] = ()) -> str 
     """
     if not normalize(text):
         return "empty"
+    if _MARKUP.search(text):
+        return "markup or special token"
+    if not _WORD_OF_TWO_LETTERS.search(text):
+        return "no word"
     if _SECOND_SENTENCE.search(text.strip()):
         return "more than one sentence"
     if len(text.split()) > MAX_WORDS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Literal
@@ -45,8 +46,15 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Count requests and estimate tokens; send nothing."
         ),
-        timeout: float = typer.Option(60.0, "--timeout", min=0.001, help="Seconds per request."),
-        max_tries: int = typer.Option(6, "--max-tries", min=1, help="Attempts per request."),
+        timeout: float = typer.Option(
+            60.0,
+            "--timeout",
+            min=0.001,
+            help="Seconds one request may take, its whole answer included (at most 3600).",
+        ),
+        max_tries: int = typer.Option(
+            6, "--max-tries", min=1, help="Attempts per request (at most 100)."
+        ),
         backoff: float = typer.Option(
             1.0, "--backoff", min=0.0, help="First retry wait in seconds; doubles each time."
         ),
@@ -57,6 +65,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write OUTPUT: MANIFEST's clips with 'augmented_captions' (5 per caption)."""
         from ..captions.backends import (
+            MAX_TIMEOUT,
+            MAX_TRIES,
             OfflineBackend,
             OpenAIBackend,
             RetryPolicy,
@@ -68,6 +78,17 @@ def register(app: typer.Typer) -> None:
         from ..data.manifest import read_manifest, write_manifest
         from ..fileio import check_output_file, refuse_overwriting
 
+        for option, value in (
+            ("--timeout", timeout),
+            ("--backoff", backoff),
+            ("--rate-limit", rate_limit),
+        ):
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"{option} must be a finite number, not {value}")
+        if timeout > MAX_TIMEOUT:
+            raise ConfigError(f"--timeout must be at most {MAX_TIMEOUT:g} seconds, not {timeout:g}")
+        if max_tries > MAX_TRIES:
+            raise ConfigError(f"--max-tries must be at most {MAX_TRIES}, not {max_tries}")
         if backend not in ("openai", "offline"):
             raise ConfigError(f"--backend must be 'openai' or 'offline', not {backend!r}")
         if backend == "offline" and (model is not None or base_url is not None):
@@ -127,8 +148,14 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"captions: {s.items} distinct, {s.cache_hits} from the cache; requests: "
             f"{s.requests}, retries: {s.retries}, re-asks: {s.reasks}; rejected captions: "
-            f"{s.rejected}; short of 5: {s.short}; tokens in/out: {s.tokens_in}/{s.tokens_out}"
+            f"{s.rejected}; short of 5: {s.short}; no caption: {s.empty}; tokens in/out: "
+            f"{s.tokens_in}/{s.tokens_out}"
         )
+        if s.empty:
+            typer.echo(
+                f"{s.empty} captions got no usable caption in their answers; they are not "
+                "cached: run the same command again to ask for them again"
+            )
 
 
 class _Named:
