@@ -1522,6 +1522,15 @@ def test_a_diverging_run_stops_at_its_first_non_finite_value_and_keeps_its_check
         assert all(torch.isfinite(v).all() for v in checkpoint["model"].values())
         lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
         assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    # with validation after each epoch too: the divergence is named, not the NaN scores
+    validated = [*blowup, "restart_lr=1e12", "val_folds=[2]", "val_every=1"]
+    with pytest.raises(ConfigError, match=diverged):
+        train(
+            load_train_config(None, _toy_run(tmp_path / "data", 3, *validated)),
+            tmp_path / "validated",
+            log=lambda _: None,
+            text_encoder=encoder,
+        )
     # a run that diverges before its first checkpoint leaves no folder
     wild = load_train_config(None, _toy_run(tmp_path / "data", 3, "lr=1e12"))
     with pytest.raises(ConfigError, match="training diverged at epoch 1"):
@@ -1767,6 +1776,13 @@ def test_a_trained_model_is_named_by_its_config_or_its_run_folder(tmp_path: Path
     )
     assert ensemble.name == "pair"
     assert load_clap(str(tmp_path / "pair" / "member1" / "model")).name == "pair-member1"
+    padded = train(  # a folder name is made one unpadded line, not refused as a bad name
+        load_train_config(None, lone),
+        tmp_path / " my  run ",
+        log=lambda _: None,
+        text_encoder=encoder,
+    )
+    assert load_clap(str(padded)).name == "my run"
     members = [tmp_path / "pair" / f"member{i}" / "model" for i in range(2)]
     assert (
         load_clap(str(export_ensemble(load_train_config(None), members, tmp_path / "joined"))).name

@@ -900,16 +900,16 @@ def _train_one(
             "seconds": round(time.time() - t0, 1),
         }
         last = epoch + 1 == config.epochs or (config.max_steps and step >= config.max_steps)
-        if val_split is not None and ((epoch + 1) % config.val_every == 0 or last):
-            record["val"] = _evaluate(_with_ema(model, ema), val_split, use_bf16)
-            if ema is not None:  # the raw weights too, to see what the average adds
-                record["val_raw"] = _evaluate(model, val_split, use_bf16)
         states = [model.state_dict(), *([ema.state] if ema is not None else [])]
         if pairwise is not None:
             states.append(pairwise.state_dict())
         broken = next((k for k in map(non_finite_weight, states) if k is not None), None)
-        if broken is not None:  # the last step diverged: never checkpoint (nor log) it
+        if broken is not None:  # the last step diverged: never validate, save nor log it
             raise _diverged(ckpt_path, epoch, step - 1, f"weight {broken} is not finite")
+        if val_split is not None and ((epoch + 1) % config.val_every == 0 or last):
+            record["val"] = _evaluate(_with_ema(model, ema), val_split, use_bf16)
+            if ema is not None:  # the raw weights too, to see what the average adds
+                record["val_raw"] = _evaluate(model, val_split, use_bf16)
         history.append(record)
         log(json.dumps(record))
         payload = {
@@ -1083,7 +1083,8 @@ def _default_name(output: Path) -> str:
     """The name of a model written to ``output`` without a ``name`` setting: the run's
     folder (``OUT`` for ``OUT/model``)."""
     folder = output.absolute()
-    return (folder.parent if folder.name == "model" else folder).name or "small-clap"
+    name = (folder.parent if folder.name == "model" else folder).name
+    return " ".join(name.split()) or "small-clap"  # one line, not padded (as a set name)
 
 
 def _card(config: ClapTrainConfig, output: Path) -> dict[str, Any]:
