@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import signal
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -344,3 +345,38 @@ def test_a_folder_under_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputError, match="is a file"), locked_folder(tmp_path / "f" / "o", "x"):
         pass
+
+
+_HOLD_AND_FORK = """
+import os, sys, time
+from querysep.fileio import locked_folder
+with locked_folder(sys.argv[1], "training"):
+    child = os.fork()
+    if child == 0:  # a child (a DataLoader worker) outlives its parent
+        print("child", os.getpid(), flush=True)  # past the fork, its hooks have run
+        time.sleep(60)
+        os._exit(0)
+    print("held", child, flush=True)
+    os._exit(0)  # killed: no cleanup runs
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_the_lock_ends_with_the_process_that_took_it_not_its_children(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_AND_FORK, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    said = dict(proc.stdout.readline().split() for _ in range(2))
+    child = said["child"]
+    try:
+        assert said["held"] == child
+        proc.wait(timeout=30)
+        os.kill(int(child), 0)  # the child still runs...
+        with locked_folder(tmp_path, "training"):  # ...and the lock is free
+            pass
+    finally:
+        os.kill(int(child), signal.SIGKILL)

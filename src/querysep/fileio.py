@@ -199,7 +199,8 @@ def locked_folder(folder: StrPath, command: str) -> Iterator[Path]:
     trainings into one run folder) is refused in one line instead of interleaving its
     writes with the first's: an evaluation's appended rows or a run's checkpoints would be
     lost or mixed. The lock is advisory, on the folder itself (``flock``; no lock file is
-    left behind), and the system drops it when the process ends, however it ends. Where
+    left behind), and the system drops it when the process ends, however it ends (forked
+    children, such as DataLoader workers, do not keep it). Where
     there is no ``flock`` (Windows) nothing is locked. A folder the block created is
     removed again if the block fails and leaves it empty.
 
@@ -232,9 +233,27 @@ def locked_folder(folder: StrPath, command: str) -> Iterator[Path]:
                 ) from None
             except OSError:  # a file system without flock: go on unlocked, as on Windows
                 pass
+            _HELD_LOCKS.add(fd)
             yield p
         finally:
+            _HELD_LOCKS.discard(fd)
             os.close(fd)
+
+
+# The lock belongs to the open folder, which a forked child (a DataLoader worker) would
+# share: a child closes its copy, so the lock ends with the process that took it.
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_held_locks_in_child() -> None:
+    for fd in list(_HELD_LOCKS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_locks_in_child)
 
 
 def check_output_folder(folder: StrPath, *, create: bool = False) -> Path:

@@ -178,15 +178,24 @@ def bool_for_number(tp: Any, data: Any, key: str = "") -> tuple[str, str] | None
         if bool in kinds or not any(k in (int, float) for k in kinds):
             return None
         return key, "an integer" if int in kinds and float not in kinds else "a number"
+    structured = [fields for kind in kinds if (fields := _field_types(kind))]
+    if structured and isinstance(data, Mapping):  # refused only if no alternative takes it
+        first = None
+        for fields in structured:
+            found = next(
+                (
+                    hit
+                    for name, value in data.items()
+                    if name in fields
+                    and (hit := bool_for_number(fields[name], value, f"{key}.{name}".strip(".")))
+                ),
+                None,
+            )
+            if found is None:
+                return None
+            first = first or found
+        return first
     for kind in kinds:
-        fields = _field_types(kind)
-        if fields and isinstance(data, Mapping):
-            for name, value in data.items():
-                if name in fields:
-                    found = bool_for_number(fields[name], value, f"{key}.{name}".strip("."))
-                    if found:
-                        return found
-            return None
         origin, args = typing.get_origin(kind), typing.get_args(kind)
         if origin in (list, tuple, Sequence) and isinstance(data, list | tuple) and args:
             items = args if origin is tuple and Ellipsis not in args else [args[0]] * len(data)

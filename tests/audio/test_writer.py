@@ -108,3 +108,13 @@ def test_commit_writers_commits_all_or_discards_the_rest(tmp_path: Path) -> None
     assert all(np.allclose(load_audio(p)[0], 0.25, atol=1e-4) for p in outs)
     with pytest.raises(RuntimeError, match="needs finish"):
         writers[0].commit()  # aborted: nothing left to commit
+
+
+def test_only_samples_beyond_full_scale_count_as_clipped(tmp_path: Path) -> None:
+    """+1.0 itself loses only the last step of a 16-bit file: not reported as clipped."""
+    with AudioWriter(tmp_path / "x.flac", 16000, 1) as writer:
+        writer.write(np.array([1.0, 0.99999, -1.0, 1.5, -2.0, 0.0], np.float32))
+    assert writer.clipped == 2
+    with AudioWriter(tmp_path / "x.wav", 16000, 1, subtype="FLOAT") as writer:
+        writer.write(np.array([1.5, -2.0], np.float32))
+    assert writer.clipped == 0  # a float file keeps them

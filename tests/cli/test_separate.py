@@ -490,3 +490,42 @@ def test_clipping_a_float_input_into_flac_is_said_not_silent(tmp_path: Path) -> 
         Separator("test-tiny").separate_file(
             tmp_path / "loud.wav", "dog", [tmp_path / "api.flac"], residual=tmp_path / "r.flac"
         )
+
+
+_WARN_EACH_FILE = """
+import sys, warnings
+import querysep.api
+from querysep.cli import app
+
+real = querysep.api.Separator.separate_file
+
+def separate_file(self, *args, **kwargs):
+    warnings.warn("a library says hi", UserWarning)  # one place: Python shows it once
+    return real(self, *args, **kwargs)
+
+querysep.api.Separator.separate_file = separate_file
+app(sys.argv[1:], prog_name="querysep")
+"""
+
+
+def test_other_warnings_show_once_a_run_and_clipping_once_a_file(tmp_path: Path) -> None:
+    loud = 0.3 * np.random.default_rng(0).standard_normal(16000)
+    loud[100] = 3.0
+    names = []
+    for i in range(3):
+        sf.write(tmp_path / f"in{i}.wav", loud, 16000, subtype="FLOAT")
+        names.append(str(tmp_path / f"in{i}.wav"))
+    args = ["separate", *names, "-q", "dog", "-m", "test-tiny", "--no-ats", "--residual"]
+    args += ["--format", "flac"]
+    run_ = subprocess.run(
+        [sys.executable, "-W", "default", "-c", _WARN_EACH_FILE, *args, "-o", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run_.returncode == 0, run_.stderr
+    assert run_.stderr.count("a library says hi") == 1, run_.stderr
+    clipped = [line for line in run_.stderr.splitlines() if "were clipped" in line]
+    assert [line.split("/")[-1].split(":")[0] for line in clipped] == [
+        f"in{i}__residual.flac" for i in range(3)
+    ]

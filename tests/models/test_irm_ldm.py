@@ -398,3 +398,19 @@ def test_a_broken_config_says_so_rather_than_naming_another_kind(tmp_path: Path)
     (tmp_path / "m" / "config.json").write_text("{bad", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"config.json is not valid JSON"):
         load_model(f"irm-ldm:{tmp_path / 'm'}")
+
+
+def test_a_linked_ldm_inside_the_model_folder_stays_relative(
+    tmp_path: Path, tiny_ldm: Path
+) -> None:
+    """``ldm`` naming a link inside the model folder (to a shared AudioLDM copy) is saved as
+    that relative path, not as the link's target: the folder stays self-contained."""
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "audioldm").symlink_to(tiny_ldm, target_is_directory=True)
+    model = separator(tmp_path / "model" / "audioldm")
+    model.net.config.ldm = "audioldm"
+    model.save_pretrained(tmp_path / "model")
+    loaded = load_model(str(tmp_path / "model"))
+    loaded.save_pretrained(tmp_path / "model")  # saved again in place
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())["network"]["config"]
+    assert saved["ldm"] == "audioldm"

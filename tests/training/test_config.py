@@ -195,3 +195,24 @@ def test_true_or_false_is_not_a_number_in_other_configs() -> None:
     assert load_train_config(None, ["more_captions=true"]).more_captions is True
     with pytest.raises(ConfigError, match=r"dim: expected an integer, got True"):
         build_text_encoder({"kind": "hashing", "dim": True})
+
+
+def test_a_bool_is_refused_only_where_no_alternative_takes_it() -> None:
+    """In a union of two configs, a true that one of them takes as a bool is not refused
+    (pydantic then picks that one); a plain number field still refuses it."""
+    import dataclasses
+
+    from querysep.schema import bool_for_number
+
+    @dataclasses.dataclass
+    class Counted:
+        x: int = 0
+
+    @dataclasses.dataclass
+    class Switched:
+        x: bool = False
+
+    assert bool_for_number(Counted | Switched, {"x": True}) is None
+    assert bool_for_number(Counted, {"x": True}) == ("x", "an integer")
+    assert bool_for_number(list[float] | None, [1.0, False]) == ("1", "a number")
+    assert bool_for_number(float | bool, True) is None

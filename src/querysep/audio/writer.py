@@ -90,7 +90,7 @@ class AudioWriter:
     ``path`` is left as it was. Parent folders are created; a ``path`` that is a folder or
     lies under a file is an :class:`AudioError` on entering. Float samples are clipped to
     ``[-1, 1)`` for every non-float subtype so integers never wrap around; :attr:`clipped`
-    counts the samples that were.
+    counts the samples beyond full scale (``|x| > 1``) that lost more than that last step.
 
     Args:
         path: Target file; its extension picks the format (see
@@ -178,7 +178,7 @@ class AudioWriter:
         _check_finite(frames, self.path, self.num_frames, self.sample_rate)
         bound = _clip_bound(self.subtype, data.dtype)
         if bound is not None:
-            self.clipped += int(np.count_nonzero((frames < -1.0) | (frames > bound)))
+            self.clipped += int(np.count_nonzero((frames < -1.0) | (frames > 1.0)))
             frames = np.clip(frames, data.dtype.type(-1.0), bound)
         try:
             self._file.write(np.ascontiguousarray(frames))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.text import Text
@@ -19,6 +22,27 @@ from ._common import (
     err_console,
     handle_errors,
 )
+
+
+@contextlib.contextmanager
+def _clipped_notes() -> Iterator[list[str]]:
+    """Collect the :class:`~querysep.api.ClippedWarning` messages raised inside the block
+    (every one, not once per place); other warnings are shown as Python shows them."""
+    from ..api import ClippedWarning
+
+    notes: list[str] = []
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, ClippedWarning):
+            notes.append(str(message))
+        else:
+            shown(message, category, *args, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ClippedWarning)
+        warnings.showwarning = show
+        yield notes
 
 
 def register(app: typer.Typer) -> None:
@@ -79,7 +103,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Separate the sound each query describes from each input file."""
-        from ..api import MAX_THREADS, ClippedWarning, Separator, check_segment
+        from ..api import MAX_THREADS, Separator, check_segment
         from ..audio.io import audio_info
         from ..fileio import check_output_file
         from ..models.text import validate_queries
@@ -112,10 +136,9 @@ def register(app: typer.Typer) -> None:
             )
         if not no_ats:
             sep.clap  # noqa: B018 - load it now: a bad --clap fails before any output
-        for path, info, outs in zip(inputs, infos, plan, strict=True):
-            rest = outs.pop() if residual else None
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ClippedWarning)
+        with _clipped_notes() as caught:  # one block: other warnings show once a run
+            for path, info, outs in zip(inputs, infos, plan, strict=True):
+                rest = outs.pop() if residual else None
                 done = sep.separate_file(
                     path,
                     queries,
@@ -125,29 +148,31 @@ def register(app: typer.Typer) -> None:
                     return_ats=not no_ats,
                     residual=rest,
                 )
-            for q, item in zip(queries, done, strict=True):
-                w, ats = item if isinstance(item, tuple) else (item, None)
-                if ats is None:
-                    score = ""
-                else:
-                    score = "  ATS n/a (silent output)" if math.isnan(ats) else f"  ATS {ats:.3f}"
-                console.print(
-                    Text.assemble(f"wrote {w}  (", (q, "italic"), f" from {path.name}){score}"),
-                    soft_wrap=True,
-                )
-                if plot:
-                    png = plot_files(path, w, w.with_suffix(".png"), title=f"query: {q}", mono=mono)
-                    console.print(f"wrote {png}")
-            if rest is not None:
-                console.print(
-                    f"wrote {rest}  (everything else in {path.name})",
-                    soft_wrap=True,
-                )
-            for note in caught:  # after the lines of the files they are about
-                if issubclass(note.category, ClippedWarning):
-                    err_console.print(f"note: {note.message}", soft_wrap=True)
-                else:  # not ours: as Python would show it
-                    warnings.warn_explicit(note.message, note.category, note.filename, note.lineno)
+                for q, item in zip(queries, done, strict=True):
+                    w, ats = item if isinstance(item, tuple) else (item, None)
+                    if ats is None:
+                        score = ""
+                    else:
+                        score = (
+                            "  ATS n/a (silent output)" if math.isnan(ats) else f"  ATS {ats:.3f}"
+                        )
+                    console.print(
+                        Text.assemble(f"wrote {w}  (", (q, "italic"), f" from {path.name}){score}"),
+                        soft_wrap=True,
+                    )
+                    if plot:
+                        png = plot_files(
+                            path, w, w.with_suffix(".png"), title=f"query: {q}", mono=mono
+                        )
+                        console.print(f"wrote {png}")
+                if rest is not None:
+                    console.print(
+                        f"wrote {rest}  (everything else in {path.name})",
+                        soft_wrap=True,
+                    )
+                for note in caught:  # after the lines of the files they are about
+                    err_console.print(f"note: {note}", soft_wrap=True)
+                caught.clear()
         if not no_ats:
             err_console.print(
                 f"ATS: CLAP similarity of each output to its query ({sep.clap.name}; higher = "

@@ -133,7 +133,9 @@ def _worker_init(worker_id: int) -> None:
     # Ctrl-C and SIGTERM are handled by the main process (stop after the step, then it ends
     # the workers); workers must survive them: a terminal's Ctrl-C, `pkill -f` and a service
     # manager stopping the whole group reach the workers too, and a worker's death would
-    # abort the step with a traceback instead. A worker whose main process dies still ends.
+    # abort the step with a traceback instead. A worker whose main process dies still ends
+    # (torch's watchdog). The cost: a worker hung inside a system call is no longer ended by
+    # the SIGTERM torch sends it at shutdown.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)

@@ -25,6 +25,7 @@ import importlib.util
 import json
 import logging
 import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,14 @@ def _quiet_loading() -> Iterator[None]:
     one-line error of :func:`_from_pretrained`."""
     from transformers.utils import logging as hf_logging
 
+    with _QUIET:  # the levels are global: two loads at once would restore each other's
+        yield from _quieted(hf_logging)
+
+
+_QUIET = threading.Lock()
+
+
+def _quieted(hf_logging: Any) -> Iterator[None]:
     loggers = [hf_logging]
     if importlib.util.find_spec("diffusers") is not None:
         from diffusers.utils import logging as df_logging

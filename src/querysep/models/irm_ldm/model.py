@@ -320,12 +320,13 @@ class IrmLdm(nn.Module):
         spec = str(self.config.ldm)
         if Path(spec).expanduser().is_absolute() or _is_bundled_vae(spec, self.folder.root):
             return out
-        root = self.folder.root.resolve()
-        target = None if folder is None else Path(folder).resolve()
+        # "inside" by the paths as written (a link inside the folder stays a relative path)
+        root = Path(os.path.abspath(self.folder.root))
+        target = None if folder is None else Path(os.path.abspath(folder))
         if target is not None and (root == target or target in root.parents):
             out["ldm"] = os.path.relpath(root, target)
         else:
-            out["ldm"] = str(root)
+            out["ldm"] = str(self.folder.root.resolve())
         return out
 
     def reset_mask_head(self) -> None:
