@@ -67,8 +67,18 @@ def test_train_resume_restart_export_separate(config_path: Path, tmp_path: Path)
     exported = runner.invoke(app, ["train", "export", str(run), "-o", str(tmp_path / "m")])
     assert exported.exit_code == 0, exported.output
     assert load_model(str(tmp_path / "m")).metadata["training"]["step"] == 3
+    stale = tmp_path / "m" / ".model.safetensors.0123abcd.part.safetensors"  # a killed export's
+    stale.write_bytes(b"half a file")
     again = runner.invoke(app, ["train", "export", str(run), "-o", str(tmp_path / "m")])
     assert again.exit_code == 0, again.output  # an earlier export is updated in place
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+    refused = runner.invoke(app, ["train", "export", str(run), "-o", str(tmp_path / "m")])
+    assert refused.exit_code == 2 and "holds other files" in refused.stderr
+    (tmp_path / "m" / "notes.txt").unlink()
     mix = tmp_path / "mix.wav"
     sf.write(mix, 0.1 * np.random.default_rng(0).standard_normal(8000), 8000)
     separated = runner.invoke(

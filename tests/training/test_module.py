@@ -11,7 +11,7 @@ import torch
 
 from querysep.data.datasets import FixedMixtureDataset
 from querysep.data.manifest import read_mixture_list
-from querysep.errors import ConfigError
+from querysep.errors import CheckpointError, ConfigError
 from querysep.pretrained import load_model
 from querysep.training.config import config_from_dict
 from querysep.training.datamodule import MixtureDataModule
@@ -99,6 +99,33 @@ def test_export_round_trip(fitted: dict[str, Any], tmp_path: Path) -> None:
     queries = ["a sine tone", "noise"]
     with torch.no_grad():
         torch.testing.assert_close(loaded(mixture, queries), model(mixture, queries))
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (lambda c: c["querysep"].pop("model_config"), "not a separator checkpoint"),  # a mel VAE's
+        (lambda c: c.update(querysep=["not", "a", "dict"]), "not a separator checkpoint"),
+        (lambda c: c["querysep"].update(model_config=[1]), "damaged model config"),
+        (lambda c: c["querysep"]["model_config"].pop("network"), "damaged model config"),
+        (
+            lambda c: c["querysep"]["model_config"]["network"]["config"].pop("condition_dim"),
+            "condition_dim",
+        ),
+        (lambda c: c["querysep"].update(validation=[3.0]), "damaged training record"),
+        (lambda c: c.update(global_step="7"), "damaged training record"),
+    ],
+)
+def test_export_refuses_a_damaged_or_foreign_checkpoint_in_one_error(
+    fitted: dict[str, Any], tmp_path: Path, damage: Any, says: str
+) -> None:
+    ckpt = torch.load(fitted["out"] / "checkpoints" / "best.ckpt", weights_only=True)
+    damage(ckpt)
+    path = tmp_path / "odd.ckpt"
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=says):
+        export_checkpoint(path, tmp_path / "model")
+    assert not (tmp_path / "model" / "model.safetensors").exists()
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")

@@ -92,22 +92,25 @@ def export_cmd(
 ) -> None:
     """Export a training checkpoint as a model folder for querysep separate --model."""
     from ..errors import OutputError
-    from ..fileio import check_output_folder
+    from ..fileio import check_output_folder, locked_folder, remove_stale_temp_files
     from ..models.separator import CONFIG_NAME, WEIGHTS_NAME
     from ..training.export import export_checkpoint, find_export_checkpoint
 
     check_output_folder(output)
-    held = {p.name for p in output.iterdir()} if output.is_dir() else set()
-    if not held <= {CONFIG_NAME, WEIGHTS_NAME} and not overwrite:  # an earlier export: updated
-        raise OutputError(
-            f"{output} exists and holds other files than a model's (use --overwrite to write "
-            "the model into it)"
-        )
     source = checkpoint
     if checkpoint.is_dir():
         folder = checkpoint / "checkpoints" if (checkpoint / "checkpoints").is_dir() else checkpoint
         source = find_export_checkpoint(folder)
-    folder_out = export_checkpoint(source, output)
+    with locked_folder(output, "train export"):  # no other export writes here meanwhile
+        for name in (CONFIG_NAME, WEIGHTS_NAME):  # what a killed export left behind
+            remove_stale_temp_files(output / name)
+        held = {p.name for p in output.iterdir()}
+        if not held <= {CONFIG_NAME, WEIGHTS_NAME} and not overwrite:  # an earlier export's
+            raise OutputError(
+                f"{output} exists and holds other files than a model's (use --overwrite to "
+                "write the model into it)"
+            )
+        folder_out = export_checkpoint(source, output)
     console.print(f"exported {source} to {folder_out}")
 
 

@@ -62,6 +62,25 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ckpt
 
 
+def _separator_info(ckpt: Mapping[str, Any], path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """The checkpoint's querysep section, checked to describe a separator."""
+    info = ckpt[CHECKPOINT_KEY]
+    if not isinstance(info, Mapping) or "model_config" not in info:
+        raise CheckpointError(
+            f"{path} is not a separator checkpoint written by querysep train (a mel VAE "
+            "checkpoint of querysep ldm train-vae is exported when that training ends)"
+        )
+    config = info["model_config"]
+    network = config.get("network") if isinstance(config, Mapping) else None
+    if (
+        not isinstance(network, Mapping)
+        or not isinstance(network.get("config"), Mapping)
+        or not isinstance(config.get("text_encoder"), Mapping)
+    ):
+        raise CheckpointError(f"{path} has a damaged model config (network or text encoder)")
+    return info
+
+
 def find_export_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> Path:
     """``best.ckpt`` (best validation SDRi) if there is one, else ``last.ckpt``.
 
@@ -100,30 +119,45 @@ def export_checkpoint(
             text encoder was trained (model folders store the network weights only).
     """
     ckpt = read_checkpoint(checkpoint)
-    info = ckpt[CHECKPOINT_KEY]
+    info = _separator_info(ckpt, checkpoint)
     if info.get("text_encoder_trained"):
         raise CheckpointError(
             f"{checkpoint} has a fine-tuned text encoder, which model folders cannot store yet "
             "(they keep the network weights only)"
         )
     model_config = dict(info["model_config"])
-    net_config = model_config["network"]["config"]
-    encoder = _DescribedEncoder(model_config["text_encoder"], net_config["condition_dim"])
-    model = TextQueriedSeparator.from_config(model_config, text_encoder=encoder)
+    dim = model_config["network"]["config"].get("condition_dim")
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise CheckpointError(f"{checkpoint} has a damaged model config (network condition_dim)")
+    encoder = _DescribedEncoder(model_config["text_encoder"], dim)
+    model = TextQueriedSeparator.from_config(
+        model_config, text_encoder=encoder, source=f"the model config in {checkpoint}"
+    )
     state = {
         k[len(_NET_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(_NET_PREFIX)
     }
     load_state_dict_strict(model.net, state, what=f"checkpoint {Path(checkpoint).name}")
-    validation = dict(info.get("validation", {}))
+    validation = info.get("validation") or {}
+    train_config = info.get("train_config") or {}
+    step = ckpt.get("global_step", 0)
+    if (
+        not isinstance(validation, Mapping)
+        or not isinstance(train_config, Mapping)
+        or isinstance(step, bool)
+        or not isinstance(step, int)
+    ):
+        raise CheckpointError(
+            f"{checkpoint} has a damaged training record (validation, config or step)"
+        )
     meta = dict(model_config.get("metadata") or {})
     meta.pop("path", None)
     meta.update(
         {
             "training": {
-                "step": int(ckpt.get("global_step", 0)),
+                "step": step,
                 "checkpoint": Path(checkpoint).name,
-                "validation": validation,
-                "config": info.get("train_config", {}),
+                "validation": dict(validation),
+                "config": dict(train_config),
                 "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
         }
