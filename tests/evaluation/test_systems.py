@@ -53,6 +53,9 @@ def test_registry_and_specs(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_systems(["mixture", MixtureSystem()])
     names = [s.name for s in resolve_systems([MixtureSystem("x")])]
     assert names == ["mixture", "x", "oracle-irm"]
+    for spec in ("mixture:", " mixture", "oracle-irm "):  # spelled otherwise, one row each
+        names = [s.name for s in resolve_systems([spec, "test-tiny"], reference=True)]
+        assert sorted(names) == ["mixture", "oracle-irm", "reference", "test-tiny"], spec
 
 
 def _tone_and_noise(length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

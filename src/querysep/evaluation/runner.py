@@ -149,18 +149,17 @@ def resolve_systems(
     Raises:
         ConfigError: No system at all, or two systems with the same name.
     """
-    specs: list[str | System] = list(systems)
+    built = [make_system(s, options) for s in systems]
+    names = [s.name for s in built]  # as built: " mixture" and "mixture:" are "mixture"
     if baselines:
-        names = [s if isinstance(s, str) else s.name for s in specs]
         if "mixture" not in names:
-            specs.insert(0, "mixture")
+            built.insert(0, make_system("mixture", options))
         if not any(n == "oracle-irm" or n.startswith("oracle-irm:") for n in names):
-            specs.append("oracle-irm")
-    if reference and "reference" not in [s if isinstance(s, str) else s.name for s in specs]:
-        specs.append("reference")
-    if not specs:
+            built.append(make_system("oracle-irm", options))
+    if reference and "reference" not in names:
+        built.append(make_system("reference", options))
+    if not built:
         raise ConfigError("no system to evaluate")
-    built = [make_system(s, options) for s in specs]
     seen = Counter(s.name for s in built)
     twice = [name for name, count in seen.items() if count > 1]
     if twice:
