@@ -91,8 +91,11 @@ def main() -> None:
                 [sys.executable, "-c", CHILD, str(lst), str(audio), model, str(root / f"out{n}")],
                 capture_output=True,
                 text=True,
-                check=True,
             )
+            if out.returncode:  # its error, not a CalledProcessError traceback that hides it
+                sys.exit(
+                    f"evaluating {n} mixtures failed (exit {out.returncode}):\n{out.stderr[-3000:]}"
+                )
             results[n] = (float(out.stdout.strip().splitlines()[-1]), time.perf_counter() - t0)
     print(f"evaluate, model {args.model}, 10 s mixtures, systems mixture + model + oracle-irm")
     for n, (peak, secs) in results.items():

@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="Timed passes (best is shown).")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads.")
     args = parser.parse_args()
+    if args.repeats < 1 or args.threads < 1 or not args.seconds > 0:
+        parser.error("--repeats and --threads must be at least 1 and --seconds above 0")
 
     import torch
 

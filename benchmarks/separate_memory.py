@@ -81,8 +81,9 @@ def child(spec: str, path: str, threads: int, segment: float) -> dict:
         [sys.executable, "-c", CHILD, spec, path, str(threads), str(segment)],
         capture_output=True,
         text=True,
-        check=True,
     )
+    if proc.returncode:  # its error, not a CalledProcessError traceback that hides it
+        sys.exit(f"measuring {path} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

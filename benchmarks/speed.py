@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    if args.repeats < 1 or args.threads < 1 or not args.seconds > 0:
+        ap.error("--repeats and --threads must be at least 1 and --seconds above 0")
     torch.set_num_threads(args.threads)
     audio = synth.scene(args.seconds, 16000, seed=0)
     baseline = TextQueriedSeparator(
