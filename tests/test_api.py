@@ -115,6 +115,13 @@ def test_one_liner() -> None:
             np.full(16000, 0.5, np.float32), 10**400, "Hz is outside", id="rate-10**400"
         ),
         (np.zeros((2, 16000), np.float32), 16000, r"^audio: silent .*nothing to separate$"),
+        pytest.param(  # was blamed on the model's weights (its STFT overflowed)
+            np.full(16000, 3e18, np.float32),
+            16000,
+            "far beyond full scale .peak 3e.18",
+            id="peak-3e18",
+        ),
+        (np.full(16000, 32767.0, np.float32), 16000, r"\+90 dBFS.*divide by 32768"),
     ],
 )
 def test_bad_audio_is_rejected(tiny: Separator, audio, rate, match) -> None:
@@ -400,6 +407,68 @@ def test_a_file_that_decodes_shorter_than_its_header_says(tiny: Separator, tmp_p
     rest, _ = sf.read(tmp_path / "rest.wav")
     assert len(dog) == len(rest) == len(decoded)
     np.testing.assert_allclose(dog + rest, decoded, rtol=0, atol=2.02 / 2**15)
+
+
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="libsndfile without MP3")
+def test_a_file_that_decodes_too_short_is_refused_before_any_output(
+    tiny: Separator, tmp_path: Path
+) -> None:
+    """Its header promised enough; what decodes (79 ms) is refused as a short file is, and
+    no output of it appears (it was written, then the ATS scoring refused it)."""
+    full = tmp_path / "full.mp3"
+    sf.write(full, synth.scene(2.0, 44100, seed=9), 44100)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(full.read_bytes()[:1500])
+    assert sf.info(cut).frames / 44100 > 0.1  # the premise: the header says long enough
+    with pytest.raises(AudioError, match=r"cut\.mp3: .* too short to separate"):
+        tiny.separate_file(cut, "dog", [tmp_path / "dog.wav"], residual=tmp_path / "rest.wav")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp3", "full.mp3"]
+
+
+def test_sound_above_the_models_band_is_separated_from_a_file_as_in_memory(
+    tiny: Separator, tmp_path: Path
+) -> None:
+    """A 15 kHz whistle at 48 kHz is silent once resampled to the model's 16 kHz, yet it is
+    not silent: the file path called it so (it measured after resampling), the in-memory
+    path separated it."""
+    t = np.arange(96000) / 48000
+    x = (0.5 * np.sin(2 * np.pi * 15000 * t) * np.hanning(96000)).astype(np.float32)
+    path = tmp_path / "hf.wav"
+    sf.write(path, x, 48000, subtype="FLOAT")
+    want = tiny.separate_tensor(x, 48000, "a whistle")[0, 0].numpy()
+    (out,) = tiny.separate_file(path, "a whistle", tmp_path / "w.wav")  # one path, one query
+    got, rate = sf.read(out, dtype="float32")
+    assert rate == 48000 and len(got) == len(x)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_outputs_given_as_one_path_or_an_iterator(tiny: Separator, tmp_path: Path) -> None:
+    path = synth.write_wav(tmp_path / "in.wav", synth.scene(1.0, 16000, seed=3), 16000)
+    assert tiny.separate_file(path, "dog", str(tmp_path / "a.wav")) == [tmp_path / "a.wav"]
+    outs = (tmp_path / n for n in ("b.wav", "c.wav"))  # was: no len() of a generator
+    assert tiny.separate_file(path, ["dog", "rain"], outs) == [
+        tmp_path / "b.wav",
+        tmp_path / "c.wav",
+    ]
+    with pytest.raises(ValueError, match="2 queries but 1 output paths"):
+        tiny.separate_file(path, ["dog", "rain"], tmp_path / "d.wav")  # was: counted 1 per letter
+    with pytest.raises(TypeError, match="outputs must be a list of paths, got int"):
+        tiny.separate_file(path, "dog", 5)
+
+
+def test_a_file_far_beyond_full_scale_is_refused_and_leaves_no_output(
+    tiny: Separator, tmp_path: Path
+) -> None:
+    path = tmp_path / "loud.wav"
+    x = 0.3 * np.random.default_rng(0).standard_normal(40000)
+    x[30000] = 5e3  # one sample, in the second block
+    sf.write(path, x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"loud\.wav: samples far beyond full scale .peak 5e\+03"):
+        tiny.separate_file(path, "dog", [tmp_path / "a.wav"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loud.wav"]
+    x[30000] = 900.0  # 59 dB above full scale: still taken
+    sf.write(path, x, 16000, subtype="FLOAT")
+    assert tiny.separate_file(path, "dog", [tmp_path / "a.wav"]) == [tmp_path / "a.wav"]
 
 
 def test_outputs_given_as_text_of_a_float_file(tiny: Separator, tmp_path: Path) -> None:

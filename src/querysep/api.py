@@ -30,6 +30,7 @@ from .audio.io import (
     audio_info,
     check_audible,
     check_duration,
+    check_level,
     iter_audio_blocks,
     resample,
     silent_rows,
@@ -368,13 +369,15 @@ class Separator:
 
         Raises:
             AudioError: The audio is not a finite floating-point array of a supported shape,
-                rate and length; :class:`~querysep.errors.SilentAudioError` when it is
-                silent (no sample above -100 dBFS: nothing to separate).
+                rate, length and level (60 dB above full scale at most);
+                :class:`~querysep.errors.SilentAudioError` when it is silent (no sample above
+                -100 dBFS: nothing to separate).
             QueryError: A query is empty or unusable.
         """
         items = validate_queries(queries)
         x = _check_waveform(mixture, sample_rate)
         check_audible(float(x.abs().max()), "audio", "there is nothing to separate")
+        check_level(float(x.abs().max()), "audio")
         sample_rate = int(sample_rate)
         length = x.shape[-1]
         model_x = torch.from_numpy(
@@ -401,7 +404,7 @@ class Separator:
         self,
         path: str | os.PathLike[str],
         queries: str | Sequence[str],
-        outputs: Sequence[str | os.PathLike[str]],
+        outputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         *,
         mono: bool = False,
         progress: bool = False,
@@ -420,7 +423,8 @@ class Separator:
         Args:
             path: Input audio file (any format soundfile reads).
             queries: One or more text queries.
-            outputs: One output path per query; the format follows each extension.
+            outputs: One output path per query (or one path for one query); the format
+                follows each extension.
             mono: Downmix to mono before separating.
             progress: Show a progress bar.
             return_ats: Return ``(path, ATS)`` pairs: each output scored against its query,
@@ -433,13 +437,22 @@ class Separator:
                 after each block, e.g. to drive a progress bar in a web page.
 
         Raises:
-            AudioError: The input cannot be read, holds NaN or Inf or is shorter than
-                :data:`~querysep.audio.io.MIN_SECONDS` (0.1 s);
+            AudioError: The input cannot be read, holds NaN or Inf, goes beyond
+                :data:`~querysep.audio.io.MAX_PEAK` (60 dB above full scale) or decodes to
+                less than :data:`~querysep.audio.io.MIN_SECONDS` (0.1 s);
                 :class:`~querysep.errors.SilentAudioError` when it is silent (no sample
                 above :data:`~querysep.audio.io.SILENT_PEAK`, -100 dBFS: nothing to separate;
                 known once the whole file is read). No output is written then.
         """
         items = validate_queries(queries)
+        if isinstance(outputs, (str, os.PathLike)):  # one path, for one query
+            outputs = [outputs]
+        try:
+            outputs = list(outputs)
+        except TypeError:
+            raise TypeError(
+                f"outputs must be a list of paths, got {type(outputs).__name__}"
+            ) from None
         if len(outputs) != len(items):
             raise ValueError(f"{len(items)} queries but {len(outputs)} output paths")
         targets = [*outputs, *([residual] if residual is not None else [])]
@@ -462,9 +475,12 @@ class Separator:
             mixture = None if residual is None else _Frames()
             written = decoded = 0
 
-            def on_frames(piece: np.ndarray) -> None:
-                nonlocal decoded
+            def on_frames(piece: np.ndarray) -> None:  # at the input's rate
+                nonlocal decoded, peak
                 decoded += piece.shape[-1]
+                if piece.size:
+                    peak = max(peak, float(np.abs(piece).max()))
+                    check_level(peak, path)
                 if mixture is not None:
                     mixture.push(piece)
 
@@ -503,7 +519,6 @@ class Separator:
                     on_frames=on_frames,
                 )
                 for blk in blocks:
-                    peak = max(peak, float(np.abs(blk).max()))
                     emit(proc.push(torch.from_numpy(blk)), last=False)
                     done_seconds += blk.shape[-1] / self.sample_rate
                     if bar is not None:
@@ -511,6 +526,9 @@ class Separator:
                     if on_progress is not None:
                         on_progress(min(1.0, done_seconds / total_seconds))
                 emit(proc.finish(), last=True)
+                # What the file held, which a damaged header may overstate (a cut MP3):
+                # measured at its own rate, as separate_tensor does.
+                check_duration(decoded, in_sr, path, "too short to separate")
                 check_audible(peak, path, "there is nothing to separate")
             except BaseException as exc:
                 for w in opened:

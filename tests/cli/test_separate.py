@@ -275,6 +275,42 @@ def test_plot_writes_a_spectrogram_png_next_to_the_output(mix: Path, tmp_path: P
     assert not list(tmp_path.glob(".*part*"))
 
 
+def test_plots_are_outputs_checked_before_the_model_loads(mix: Path, tmp_path: Path) -> None:
+    """A plot over the input (a WAV named .png) destroyed it; a folder in a plot's place
+    failed only after separating."""
+    wav_png = tmp_path / "mix.png"
+    wav_png.write_bytes(mix.read_bytes())
+    res = run(
+        "separate",
+        str(wav_png),
+        "-q",
+        "rain",
+        "-o",
+        str(tmp_path / "mix.wav"),
+        "-m",
+        "test-tiny",
+        "--plot",
+        "--no-ats",
+    )
+    assert res.exit_code == 2 and "it is the input" in res.stderr
+    assert wav_png.read_bytes() == mix.read_bytes()
+    (tmp_path / "dog.png").mkdir()
+    res = run(
+        "separate",
+        str(mix),
+        "-q",
+        "a dog",
+        "-o",
+        str(tmp_path / "dog.wav"),
+        "-m",
+        "test-tiny",
+        "--plot",
+        "--no-ats",
+    )
+    assert res.exit_code == 2 and "dog.png: it is a folder" in res.stderr
+    assert not (tmp_path / "dog.wav").exists()
+
+
 def test_output_with_any_writable_extension_is_a_file(tmp_path: Path) -> None:
     """The CLI's file-or-folder decision uses the writer's own list of extensions."""
     from querysep.audio import supported_save_extensions

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # defined in .writer, re-exported lazily (see __getattr__)
 
 __all__ = [
     "MAX_CHANNELS",
+    "MAX_PEAK",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
     "MIN_SECONDS",
@@ -43,6 +44,7 @@ __all__ = [
     "audio_info",
     "check_audible",
     "check_duration",
+    "check_level",
     "iter_audio_blocks",
     "load_audio",
     "resample",
@@ -91,6 +93,27 @@ def check_audible(peak: float, where: StrPath, consequence: str) -> None:
     if not peak > SILENT_PEAK:
         dbfs = 20 * math.log10(SILENT_PEAK)
         raise SilentAudioError(f"{where}: silent (no sample above {dbfs:g} dBFS): {consequence}")
+
+
+#: The loudest sample accepted for separation, 60 dB above full scale. A float file may go
+#: beyond full scale, but this far it was written with integer scaling (peaks near 32768) or
+#: is broken, and a separator trained on audio near full scale returns nothing useful for it.
+MAX_PEAK = 1000.0
+
+
+def check_level(peak: float, where: StrPath) -> None:
+    """Raise :class:`~querysep.errors.AudioError` when ``peak`` > :data:`MAX_PEAK`.
+
+    Args:
+        peak: The largest absolute sample of the audio.
+        where: What the audio is, for the message (a path).
+    """
+    if peak > MAX_PEAK:
+        raise AudioError(
+            f"{where}: samples far beyond full scale (peak {peak:.3g}, "
+            f"{20 * math.log10(peak):+.0f} dBFS): scale the audio into [-1, 1] (a float file "
+            "written with integer scaling: divide by 32768)"
+        )
 
 
 #: The shortest audio (seconds) that is separated or scored: a few STFT windows of any model

@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
         """Separate the sound each query describes from each input file."""
         from ..api import MAX_THREADS, Separator, check_segment
         from ..audio.io import audio_info
-        from ..fileio import check_output_file
+        from ..fileio import check_output_file, refuse_overwriting
         from ..models.text import validate_queries
         from ..plotting import plot_files
         from ..pretrained import TEST_TINY
@@ -121,9 +121,13 @@ def register(app: typer.Typer) -> None:
         upstream = check_upstream_options([model], text_tokenizer, clap_checkpoint)
         infos = [audio_info(p) for p in inputs]  # every input is checked before any work
         plan = plan_outputs(list(inputs), queries, output, fmt, residual=residual)
-        for outs in plan:  # before loading the model: no output may be a folder or under a file
-            for out in outs:
-                check_output_file(out)
+        written = [out for outs in plan for out in outs]
+        if plot:  # each estimate's spectrogram beside it: an output too
+            pngs = [out.with_suffix(".png") for outs in plan for out in outs[: len(queries)]]
+            refuse_overwriting([*written, *pngs], inputs)
+            written += pngs
+        for out in written:  # before loading the model: no output may be a folder or under a file
+            check_output_file(out)
         with upstream:
             sep = Separator(
                 model,
