@@ -214,3 +214,48 @@ def test_prepare_refuses_a_duplicated_metadata_row_and_writes_nothing(
     ]
     assert "Traceback" not in result.output
     assert not manifest.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["esc50"]
+
+
+def test_prepare_refuses_to_write_over_the_datasets_own_json_and_writes_nothing(
+    tmp_path: Path, write_audio: Callable[..., Path], write_csv: Callable[..., Path]
+) -> None:
+    """lass_validation.json and FSD50K's clip-info JSON end in .json like a datafile, but
+    they are what the recipe reads: replacing them would delete the dataset's entries."""
+    dcase = tmp_path / "dv"
+    write_audio(dcase / "lass_validation" / "x1.wav")
+    datafile = dcase / "lass_validation.json"
+    original = json.dumps(
+        {
+            "data": [
+                {"wav": "lass_validation/x1.wav", "caption": "dog"},
+                {"wav": "lass_validation/x3.wav", "caption": "gone"},
+            ]
+        }
+    )
+    datafile.write_text(original)
+    fsd = tmp_path / "fsd"
+    write_csv(fsd / "FSD50K.ground_truth" / "dev.csv", ["fname", "labels"], [["1", "Bark"]])
+    write_audio(fsd / "FSD50K.dev_audio" / "1.wav")
+    info = fsd / "FSD50K.metadata" / "dev_clips_info_FSD50K.json"
+    info.parent.mkdir()
+    info.write_text('{"1": {"tags": ["dog"]}}')
+    calls = [
+        ("dcase2024-val", dcase, datafile, datafile),
+        ("dcase2024-val", dcase, dcase / "lass_validation" / ".." / datafile.name, datafile),
+        ("fsd50k", fsd, info, info),
+    ]
+    for name, root, output, read in calls:
+        before = read.read_bytes()
+        result = runner.invoke(app, ["prepare", name, str(root), "-o", str(output)])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines() == [
+            f"querysep: error: cannot write {output}: it is the input {read}; choose another output"
+        ]
+        assert read.read_bytes() == before
+    assert datafile.read_text() == original
+    # a datafile of our own inside the dataset folder may still be replaced
+    ours = dcase / "ours.json"
+    for _ in range(2):
+        result = runner.invoke(app, ["prepare", "dcase2024-val", str(dcase), "-o", str(ours)])
+        assert result.exit_code == 0, result.output
+    assert json.loads(ours.read_text())["data"][0]["caption"] == "dog"

@@ -13,7 +13,15 @@ from ...errors import AudioError, DataError
 from ...textfiles import read_text
 from ..manifest import AUDIO_EXTENSIONS, Clip
 
-__all__ = ["AudioIndex", "PrepareResult", "SkippedFile", "find_first", "probe", "read_csv"]
+__all__ = [
+    "AudioIndex",
+    "PrepareResult",
+    "SkippedFile",
+    "existing",
+    "find_first",
+    "probe",
+    "read_csv",
+]
 
 
 @dataclass
@@ -89,6 +97,11 @@ def find_first(root: Path, candidates: Iterable[str], what: str) -> Path:
             return path
         tried.append(candidate)
     raise DataError(f"{what} not found in {root} (looked for {', '.join(tried)})")
+
+
+def existing(root: Path, candidates: Iterable[str]) -> list[Path]:
+    """The files among ``root / c`` that exist, in order (a recipe's metadata files)."""
+    return [root / c for c in candidates if (root / c).is_file()]
 
 
 class AudioIndex:

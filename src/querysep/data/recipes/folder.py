@@ -16,7 +16,7 @@ from ...textfiles import read_text
 from ..manifest import Clip, unique_id
 from ._common import AudioIndex, PrepareResult, probe, read_csv
 
-__all__ = ["prepare_folder"]
+__all__ = ["metadata_files", "prepare_folder"]
 
 
 def prepare_folder(
@@ -85,6 +85,12 @@ def prepare_folder(
         )
         result.add(*probe(path, clip, check_audio=check_audio, listed_as=name))
     return result
+
+
+def metadata_files(root: Path) -> list[Path]:
+    """None to find under ``root``: :func:`prepare_folder` reads the ``captions_csv`` it is
+    given, or the ``.txt`` file beside each audio file."""
+    return []
 
 
 def _read_lines(path: Path) -> list[str]:
