@@ -263,6 +263,31 @@ def test_folder_with_txt_captions(tmp_path: Path, write_audio: WriteAudio) -> No
     assert [Path(s.path).name for s in result.skipped] == ["broken.wav"]
 
 
+def test_folder_keeps_files_that_share_a_name_in_other_subfolders(
+    tmp_path: Path, write_audio: WriteAudio
+) -> None:
+    """a/x.wav and b/x.wav are two clips (ids x and x-2), each with its own captions."""
+    for rel in ("a/x", "b/x", "b/y"):
+        write_audio(tmp_path / f"{rel}.wav")
+        (tmp_path / f"{rel}.txt").write_text(f"caption of {rel}\n")
+    result = prepare_folder(tmp_path)
+    assert [(c.id, c.captions) for c in result.clips] == [
+        ("x", ["caption of a/x"]),
+        ("x-2", ["caption of b/x"]),
+        ("y", ["caption of b/y"]),
+    ]
+    assert [Path(c.audio) for c in result.clips] == [
+        (tmp_path / rel).with_suffix(".wav").resolve() for rel in ("a/x", "b/x", "b/y")
+    ]
+    assert not result.skipped
+    # a CSV naming a bare file name still finds the first such file
+    (tmp_path / "caps.csv").write_text("file_name,caption\nx.wav,found by name\n")
+    listed = prepare_folder(tmp_path, captions_csv=tmp_path / "caps.csv")
+    assert [(c.id, Path(c.audio)) for c in listed.clips] == [
+        ("x", (tmp_path / "a" / "x.wav").resolve())
+    ]
+
+
 def test_folder_with_captions_csv(
     tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv
 ) -> None:

@@ -108,19 +108,27 @@ class AudioIndex:
     """Audio files of some folders, found by file name or by name without extension.
 
     Scanning once is much faster than probing each candidate path of a large dataset.
+    Iterating gives every file found; a look-up by name gives the first file (in scan
+    order) of that name, when several folders hold one.
     """
 
     def __init__(self, folders: Iterable[Path], *, recursive: bool = False) -> None:
+        self.paths: list[Path] = []
         self.by_name: dict[str, Path] = {}
         self.by_stem: dict[str, Path] = {}
+        seen: set[Path] = set()
         for folder in folders:
             if folder.is_dir():
                 for path in _scan(folder, recursive):
+                    if path in seen:
+                        continue
+                    seen.add(path)
+                    self.paths.append(path)
                     self.by_name.setdefault(path.name, path)
                     self.by_stem.setdefault(path.stem, path)
 
     def __len__(self) -> int:
-        return len(self.by_name)
+        return len(self.paths)
 
     def find(self, name: str) -> Path | None:
         """Find ``name`` by exact file name, else by stem (so ``x.wav`` also finds ``x.flac``)."""
@@ -133,7 +141,8 @@ class AudioIndex:
         return self.by_stem.get(stem)
 
     def __iter__(self) -> Iterator[Path]:
-        return iter(sorted(self.by_name.values()))
+        """Every file found, sorted by path (files sharing a name in other folders too)."""
+        return iter(sorted(self.paths))
 
 
 def _scan(folder: Path, recursive: bool) -> Iterator[Path]:
