@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from querysep.cli import app
 from querysep.data import read_manifest, read_mixture_list, write_manifest
 from querysep.data.manifest import Clip
+from querysep.data.mixing import row_files
 
 runner = CliRunner()
 
@@ -214,3 +215,82 @@ def test_prepare_refuses_a_duplicated_metadata_row_and_writes_nothing(
     ]
     assert "Traceback" not in result.output
     assert not manifest.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["esc50"]
+
+
+def test_prepare_refuses_to_write_over_the_datasets_own_json_and_writes_nothing(
+    tmp_path: Path, write_audio: Callable[..., Path], write_csv: Callable[..., Path]
+) -> None:
+    """lass_validation.json and FSD50K's clip-info JSON end in .json like a datafile, but
+    they are what the recipe reads: replacing them would delete the dataset's entries."""
+    dcase = tmp_path / "dv"
+    write_audio(dcase / "lass_validation" / "x1.wav")
+    datafile = dcase / "lass_validation.json"
+    original = json.dumps(
+        {
+            "data": [
+                {"wav": "lass_validation/x1.wav", "caption": "dog"},
+                {"wav": "lass_validation/x3.wav", "caption": "gone"},
+            ]
+        }
+    )
+    datafile.write_text(original)
+    fsd = tmp_path / "fsd"
+    write_csv(fsd / "FSD50K.ground_truth" / "dev.csv", ["fname", "labels"], [["1", "Bark"]])
+    write_audio(fsd / "FSD50K.dev_audio" / "1.wav")
+    info = fsd / "FSD50K.metadata" / "dev_clips_info_FSD50K.json"
+    info.parent.mkdir()
+    info.write_text('{"1": {"tags": ["dog"]}}')
+    calls = [
+        ("dcase2024-val", dcase, datafile, datafile),
+        ("dcase2024-val", dcase, dcase / "lass_validation" / ".." / datafile.name, datafile),
+        ("fsd50k", fsd, info, info),
+    ]
+    for name, root, output, read in calls:
+        before = read.read_bytes()
+        result = runner.invoke(app, ["prepare", name, str(root), "-o", str(output)])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines() == [
+            f"querysep: error: cannot write {output}: it is the input {read}; choose another output"
+        ]
+        assert read.read_bytes() == before
+    assert datafile.read_text() == original
+    # a datafile of our own inside the dataset folder may still be replaced
+    ours = dcase / "ours.json"
+    for _ in range(2):
+        result = runner.invoke(app, ["prepare", "dcase2024-val", str(dcase), "-o", str(ours)])
+        assert result.exit_code == 0, result.output
+    assert json.loads(ours.read_text())["data"][0]["caption"] == "dog"
+
+
+def test_mixtures_name_clips_so_that_evaluate_finds_each_one(
+    tmp_path: Path, write_audio: Callable[..., Path]
+) -> None:
+    """Clips in subfolders, and x.wav beside x.flac (ids x, x-2): the list names each by its
+    path under the folder it prints, and evaluate scores exactly those files."""
+    root = tmp_path / "ds"
+    files = {
+        "s1/dog": write_audio(root / "s1" / "dog.wav", freq=200),
+        "s2/cat": write_audio(root / "s2" / "cat.wav", freq=400),
+        "s2/x.flac": write_audio(root / "s2" / "x.flac", freq=600),
+        "s2/x.wav": write_audio(root / "s2" / "x.wav", freq=800),
+    }
+    for name, text in (("s1/dog", "dog"), ("s2/cat", "cat"), ("s2/x", "x")):
+        (root / f"{name}.txt").write_text(f"{text}\n")
+    manifest = tmp_path / "ds.jsonl"
+    assert runner.invoke(app, ["prepare", "folder", str(root), "-o", str(manifest)]).exit_code == 0
+    assert [c.id for c in read_manifest(manifest)] == ["dog", "cat", "x", "x-2"]
+    out = tmp_path / "mix.csv"
+    made = runner.invoke(app, ["mixtures", "make", str(manifest), "-n", "8", "-o", str(out)])
+    assert made.exit_code == 0, made.output
+    rows = read_mixture_list(out)
+    assert {row.source for row in rows} == set(files)
+    for row in rows:
+        source, noise = row_files(row, root)
+        assert (source, noise) == (files[str(row.source)], files[str(row.noise)])
+        assert row.caption == ("x" if "x." in source.name else source.stem)
+    scores = tmp_path / "scores"
+    args = ["evaluate", "--mixtures", str(out), "--audio-dir", str(root), "-m", "mixture"]
+    result = runner.invoke(app, [*args, "--no-ats", "--no-progress", "-o", str(scores)])
+    assert result.exit_code == 0, result.output
+    assert "8 clips" in result.stdout
+    assert f"evaluate it with --audio-dir {root.resolve()}" in made.stdout

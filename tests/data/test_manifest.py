@@ -8,6 +8,7 @@ import pytest
 from querysep.data import (
     Clip,
     MixtureRow,
+    audio_names,
     find_audio,
     read_datafile,
     read_manifest,
@@ -199,6 +200,36 @@ def test_find_audio_tries_extensions(tmp_path: Path) -> None:
     for name in ("/", ""):  # no file name at all: an error, not a ValueError traceback
         with pytest.raises(DataError, match="not a file name"):
             find_audio(tmp_path, name)
+
+
+def test_find_audio_refuses_a_name_two_files_share(tmp_path: Path) -> None:
+    """x.wav beside x.flac: 'x' is refused rather than silently read as the wav."""
+    (tmp_path / "x.wav").write_bytes(b"")
+    (tmp_path / "x.flac").write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "y.flac").write_bytes(b"")
+    with pytest.raises(DataError) as caught:
+        find_audio(tmp_path, "x")
+    assert str(caught.value) == (
+        f"audio file for 'x' in {tmp_path} is ambiguous: x.wav, x.flac; name it with its extension"
+    )
+    assert find_audio(tmp_path, "x.flac") == tmp_path / "x.flac"
+    assert find_audio(tmp_path, "x.wav") == tmp_path / "x.wav"
+    assert find_audio(tmp_path, "sub/y") == tmp_path / "sub" / "y.flac"
+
+
+def test_audio_names_are_what_find_audio_finds(tmp_path: Path) -> None:
+    files = [tmp_path / n for n in ("a/x.wav", "a/x.flac", "a/y.wav", "b/x.wav", "b/v1.2.ogg")]
+    for path in files:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"")
+    folder, names = audio_names(files)
+    assert folder == tmp_path
+    assert names == ["a/x.wav", "a/x.flac", "a/y", "b/x", "b/v1.2"]
+    assert [find_audio(folder, name) for name in names] == files
+    # all in one folder, each stem its own: bare stems, as DCASE lists name clips
+    assert audio_names([files[2]]) == (tmp_path / "a", ["y"])
+    assert audio_names([files[2], files[3]], folder=tmp_path)[1] == ["a/y", "b/x"]
 
 
 def test_writer_refuses_what_the_reader_refuses(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from querysep.data import RECIPES, read_datafile
 from querysep.data.recipes import (
+    metadata_files,
     prepare_audiocaps,
     prepare_clotho,
     prepare_dcase2024_val,
@@ -58,6 +59,7 @@ def test_esc50(tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv) -> 
     reasons = {Path(s.path).name: s.reason for s in result.skipped}
     assert reasons["5-9999-A-0.wav"] == "missing"
     assert reasons["2-5-A-1.wav"].startswith("unreadable")
+    assert metadata_files("esc50", tmp_path) == [tmp_path / "meta" / "esc50.csv"]
     # without probing, the unreadable file is kept and nothing is opened
     assert len(prepare_esc50(tmp_path, check_audio=False).clips) == 4
 
@@ -128,6 +130,12 @@ def test_clotho(tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv) ->
     assert birds.captions == ["Birds sing.", "Many birds chirp.", "x", "y"]
     assert birds.keywords == ["birds", "dawn", "morning"] and birds.labels == []
     assert rain.split == "validation" and rain.keywords == ["pluie", "café"]
+    assert [p.name for p in metadata_files("clotho", tmp_path)] == [
+        "clotho_captions_development.csv",
+        "clotho_captions_validation.csv",
+        "clotho_metadata_development.csv",
+        "clotho_metadata_validation.csv",
+    ]
     assert [s.path for s in result.skipped] == ["gone.wav"]
     only = prepare_clotho(tmp_path, splits=["validation"])
     assert [c.id for c in only.clips] == ["rain"]
@@ -163,6 +171,11 @@ def test_fsd50k(tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv) ->
     assert dog.split == "val" and dog.keywords == []
     assert (rain.split, rain.captions) == ("eval", ["Rain"])
     assert [s.path for s in result.skipped] == ["404"]
+    assert metadata_files("fsd50k", tmp_path) == [
+        gt / "dev.csv",
+        meta / "dev_clips_info_FSD50K.json",
+        gt / "eval.csv",
+    ]
 
 
 def test_fsd50k_needs_ground_truth(tmp_path: Path) -> None:
@@ -198,6 +211,7 @@ def test_audiocaps(tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv)
     assert (water.id, water.split) == ("valid_1", "val")
     assert water.captions == ["Water runs", "A stream flows"]
     assert [s.path for s in result.skipped] == ["zzz_0"]
+    assert metadata_files("audiocaps", tmp_path) == [tmp_path / "train.csv", tmp_path / "val.csv"]
     with pytest.raises(DataError, match="no AudioCaps CSV"):
         prepare_audiocaps(tmp_path / "audio")
 
@@ -229,6 +243,10 @@ def test_dcase2024_val(tmp_path: Path, write_audio: WriteAudio, write_csv: Write
     assert n1.captions == [] and n1.split == "validation" and n1.source == "dcase2024-val"
     assert not result.skipped
     assert [c.id for c in read_datafile(tmp_path / "lass_validation.json")] == ["s1", "s2"]
+    assert metadata_files("dcase2024-val", tmp_path) == [
+        tmp_path / "lass_validation.json",
+        tmp_path / "lass_synthetic_validation.csv",
+    ]
 
 
 def test_folder_with_txt_captions(tmp_path: Path, write_audio: WriteAudio) -> None:
@@ -243,6 +261,31 @@ def test_folder_with_txt_captions(tmp_path: Path, write_audio: WriteAudio) -> No
     ]
     assert result.clips[0].split == "validation"
     assert [Path(s.path).name for s in result.skipped] == ["broken.wav"]
+
+
+def test_folder_keeps_files_that_share_a_name_in_other_subfolders(
+    tmp_path: Path, write_audio: WriteAudio
+) -> None:
+    """a/x.wav and b/x.wav are two clips (ids x and x-2), each with its own captions."""
+    for rel in ("a/x", "b/x", "b/y"):
+        write_audio(tmp_path / f"{rel}.wav")
+        (tmp_path / f"{rel}.txt").write_text(f"caption of {rel}\n")
+    result = prepare_folder(tmp_path)
+    assert [(c.id, c.captions) for c in result.clips] == [
+        ("x", ["caption of a/x"]),
+        ("x-2", ["caption of b/x"]),
+        ("y", ["caption of b/y"]),
+    ]
+    assert [Path(c.audio) for c in result.clips] == [
+        (tmp_path / rel).with_suffix(".wav").resolve() for rel in ("a/x", "b/x", "b/y")
+    ]
+    assert not result.skipped
+    # a CSV naming a bare file name still finds the first such file
+    (tmp_path / "caps.csv").write_text("file_name,caption\nx.wav,found by name\n")
+    listed = prepare_folder(tmp_path, captions_csv=tmp_path / "caps.csv")
+    assert [(c.id, Path(c.audio)) for c in listed.clips] == [
+        ("x", (tmp_path / "a" / "x.wav").resolve())
+    ]
 
 
 def test_folder_with_captions_csv(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 
@@ -39,8 +40,13 @@ def register(app: typer.Typer) -> None:
             _CaptionChoice.first, "--caption", help="Which of a source's captions to use."
         ),
     ) -> None:
-        """Write N source,noise,snr,caption rows; clips sharing a label are never paired."""
-        from ..data.manifest import read_manifest, write_mixture_list
+        """Write N source,noise,snr,caption rows; clips sharing a label are never paired.
+
+        Clips are named by their path under the folder that holds them all (without
+        extension unless two files share a name), printed at the end: the --audio-dir of
+        'querysep evaluate'.
+        """
+        from ..data.manifest import audio_names, read_manifest, write_mixture_list
         from ..data.mixing import plan_mixtures
         from ..errors import QueryError
         from ..fileio import check_output_file, refuse_overwriting
@@ -65,15 +71,20 @@ def register(app: typer.Typer) -> None:
                 validate_queries(row.caption)
             except QueryError as exc:
                 raise DataError(f"{manifest}: clip {row.source}'s caption: {exc}") from None
+        # name clips by path, not id: ids need not be file names (x-2 for a second x.wav)
+        used = list(dict.fromkeys(str(id_) for row in rows for id_ in (row.source, row.noise)))
+        audio = {clip.id: clip.audio for clip in clips}
+        common = os.path.commonpath([os.path.dirname(clip.audio) for clip in clips])
+        folder, names = audio_names([audio[id_] for id_ in used], folder=common)
+        renamed = dict(zip(used, names, strict=True))
+        for row in rows:
+            row.source, row.noise = renamed[str(row.source)], renamed[str(row.noise)]
         write_mixture_list(rows, output)
         sources = len({row.source for row in rows})
         noises = len({row.noise for row in rows})
         console.print(
             f"wrote {len(rows)} mixtures ({sources} sources, {noises} noise clips) to {output}",
         )
-        folders = {str(Path(clip.audio).parent) for clip in clips}
-        if len(folders) == 1:
-            folder = folders.pop()
-            console.print(f"clip ids resolve against the audio folder {folder}")
+        console.print(f"evaluate it with --audio-dir {folder}", soft_wrap=True)
 
     app.add_typer(group)

@@ -12,7 +12,8 @@ import typer
 from ..errors import ConfigError, DataError, OutputError
 from ._common import console, handle_errors
 
-#: What prepare writes: a manifest may be replaced, any other file of the dataset may not.
+#: What prepare writes: a manifest may be replaced, any other file of the dataset (and the
+#: dataset's own metadata, whatever its suffix) may not.
 MANIFEST_SUFFIXES = (".jsonl", ".json")
 
 
@@ -49,7 +50,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write the manifest of a dataset: querysep prepare NAME ROOT -o manifest.jsonl"""
         from ..data.manifest import write_datafile, write_manifest
-        from ..data.recipes import RECIPES
+        from ..data.recipes import RECIPES, metadata_files
         from ..fileio import check_output_file, refuse_overwriting
 
         if list_recipes:
@@ -68,7 +69,9 @@ def register(app: typer.Typer) -> None:
         if not root.is_dir():
             raise DataError(f"dataset folder not found: {root}")
         check_output_file(output)  # before the recipe, which can take a while
-        refuse_overwriting([output], [captions_csv] if captions_csv is not None else [])
+        # the dataset's own metadata is an input, whatever its suffix (lass_validation.json)
+        metadata = [*metadata_files(name, root), *([captions_csv] if captions_csv else [])]
+        refuse_overwriting([output], metadata)
         _refuse_dataset_file(output, root)
         recipe = RECIPES[name]
         kwargs: dict[str, object] = {"check_audio": check_audio}
@@ -109,7 +112,8 @@ def register(app: typer.Typer) -> None:
 
 def _refuse_dataset_file(output: Path, root: Path) -> None:
     """Refuse to write the manifest over a file of the dataset being read (a caption file,
-    the metadata CSV, a clip); an earlier manifest (``.jsonl``, ``.json``) may be replaced.
+    a clip); an earlier manifest (``.jsonl``, ``.json``) may be replaced, unless it is the
+    dataset's metadata, which the caller refuses first.
 
     Raises:
         OutputError: ``output`` is such a file.

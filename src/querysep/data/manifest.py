@@ -7,7 +7,8 @@ Three on-disk formats meet here:
 * the **datafile** of AudioSep and the DCASE 2024 Task 9 baseline,
   ``{"data": [{"wav": path, "caption": text}, ...]}`` with one entry per caption;
 * **mixture lists**: the DCASE CSV ``source,noise,snr,caption`` (clip ids without extension,
-  mixed at evaluation time) and triplet lists ``mixture,target,caption`` (given mixtures).
+  or paths under the audio folder, mixed at evaluation time) and triplet lists
+  ``mixture,target,caption`` (given mixtures).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "Clip",
     "MixtureRow",
+    "audio_names",
     "check_unique_ids",
     "find_audio",
     "label_to_text",
@@ -375,8 +377,9 @@ class MixtureRow:
 
     Attributes:
         caption: The text query describing the target.
-        source: Source clip id, without extension (DCASE rows).
-        noise: Noise clip id, without extension (DCASE rows).
+        source: Source clip: its id or its path under the audio folder, usually without
+            extension (DCASE rows; see :func:`find_audio`).
+        noise: Noise clip, named the same way (DCASE rows).
         snr: Source-to-noise ratio in dB (DCASE rows).
         mixture: Mixture file path (triplet rows).
         target: Target file path (triplet rows).
@@ -557,31 +560,77 @@ def write_mixture_list(rows: Sequence[MixtureRow], path: str | Path) -> None:
 def find_audio(audio_dir: str | Path, name: str) -> Path:
     """Find the audio file ``name`` in ``audio_dir``, with or without an extension.
 
-    ``name`` is tried as given first, then with each of :data:`AUDIO_EXTENSIONS` appended
-    (so ``"dog_01"`` finds ``dog_01.wav`` or ``dog_01.flac``).
+    ``name`` is a path relative to ``audio_dir`` (``"dog_01"``, ``"sub/dog_01"``,
+    ``"sub/dog_01.flac"``). Named with an audio extension, that file is used when it exists;
+    otherwise ``name`` with each of :data:`AUDIO_EXTENSIONS` appended is tried (so
+    ``"dog_01"`` finds ``dog_01.wav`` or ``dog_01.flac``, but refuses to choose when both
+    exist), then ``name`` as given.
 
     Args:
         audio_dir: Folder to look in.
         name: A clip id or a file name, possibly with subfolders.
 
     Returns:
-        The path of the first file found.
+        The file found.
 
     Raises:
-        DataError: No such file exists.
+        DataError: No such file exists, or several files have that name and differ only by
+            their audio extension.
     """
     base = Path(audio_dir) / name
     if not str(name).strip() or not base.name:  # "", "/": no file name to look for
         raise DataError(f"no audio file for {name!r} in {audio_dir}: that is not a file name")
     if base.suffix.lower() in AUDIO_EXTENSIONS and base.is_file():
         return base
-    for ext in AUDIO_EXTENSIONS:
-        candidate = base.with_name(base.name + ext)
-        if candidate.is_file():
-            return candidate
+    found = [base.with_name(base.name + ext) for ext in AUDIO_EXTENSIONS]
+    found = [candidate for candidate in found if candidate.is_file()]
+    if len(found) > 1:
+        raise DataError(
+            f"audio file for '{name}' in {audio_dir} is ambiguous: "
+            f"{', '.join(p.name for p in found)}; name it with its extension"
+        )
+    if found:
+        return found[0]
     if base.is_file():
         return base
     raise DataError(
         f"no audio file for '{name}' in {audio_dir}: not found as named nor with "
         f"{', '.join(AUDIO_EXTENSIONS)}"
     )
+
+
+def audio_names(
+    paths: Sequence[str | Path], *, folder: str | Path | None = None
+) -> tuple[Path, list[str]]:
+    """Name audio files for a mixture list, so that :func:`find_audio` finds exactly them.
+
+    Each name is the file's path under ``folder`` (``/`` separated), without its extension
+    unless :func:`find_audio` would then find another file or refuse to choose (``x.wav``
+    beside ``x.flac`` stays ``x.wav``; a missing file is named without). Files all in one
+    folder, each with its own stem, are thus named by stem alone, as DCASE lists name clips.
+
+    Args:
+        paths: The audio files (at least one).
+        folder: The folder to name them under; every file must lie inside it. Default:
+            the deepest folder holding them all.
+
+    Returns:
+        The folder to pass as ``audio_dir`` (absolute), and the name of each file, in order.
+
+    Raises:
+        ValueError: ``paths`` is empty, or a file lies outside ``folder``.
+    """
+    if not paths:
+        raise ValueError("audio_names needs at least one path")
+    files = [Path(os.path.abspath(p)) for p in paths]
+    root = Path(os.path.abspath(folder or os.path.commonpath([p.parent for p in files])))
+    names = []
+    for path in files:
+        name = path.relative_to(root).as_posix()
+        bare = name[: -len(path.suffix)] if path.suffix.lower() in AUDIO_EXTENSIONS else name
+        try:
+            unique = find_audio(root, bare) == path
+        except DataError:  # ambiguous, or a missing file, which evaluate will name as usual
+            unique = not path.is_file()
+        names.append(bare if unique else name)
+    return root, names

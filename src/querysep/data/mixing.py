@@ -122,9 +122,9 @@ def row_files(
     """The two audio files a mixture list row names, looked up with :func:`find_audio`.
 
     Args:
-        row: A DCASE row (clip ids ``source`` and ``noise``) or a triplet row (paths
-            ``mixture`` and ``target``, relative to ``audio_dir``; the extension may be left
-            out).
+        row: A DCASE row (clips ``source`` and ``noise``, by id or by path under
+            ``audio_dir``) or a triplet row (paths ``mixture`` and ``target``, relative to
+            ``audio_dir``); the extension may be left out.
         audio_dir: Folder holding the clips.
         found: Name -> path of earlier look-ups, reused and filled in (many rows share
             clips).
@@ -133,7 +133,7 @@ def row_files(
         ``(source, noise)`` or ``(mixture, target)``.
 
     Raises:
-        DataError: A file is missing.
+        DataError: A file is missing, or named without extension beside another of that name.
     """
     names = (row.source, row.noise) if row.kind == "dcase" else (row.mixture, row.target)
     memo = found if found is not None else {}
@@ -277,7 +277,10 @@ def plan_mixtures(
     integer SNR drawn uniformly from ``[snr_min, snr_max]``.
 
     Args:
-        clips: Candidate clips (their ``id`` is written to the list).
+        clips: Candidate clips (the rows name them by ``id``; to write a list that
+            :func:`~querysep.data.manifest.find_audio` resolves from the clips' files,
+            rename them with :func:`~querysep.data.manifest.audio_names`, as
+            ``querysep mixtures make`` does).
         n: Number of rows.
         snr_min: Lowest SNR in dB (inclusive).
         snr_max: Highest SNR in dB (inclusive).

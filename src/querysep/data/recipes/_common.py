@@ -13,7 +13,15 @@ from ...errors import AudioError, DataError
 from ...textfiles import read_text
 from ..manifest import AUDIO_EXTENSIONS, Clip
 
-__all__ = ["AudioIndex", "PrepareResult", "SkippedFile", "find_first", "probe", "read_csv"]
+__all__ = [
+    "AudioIndex",
+    "PrepareResult",
+    "SkippedFile",
+    "existing",
+    "find_first",
+    "probe",
+    "read_csv",
+]
 
 
 @dataclass
@@ -91,23 +99,36 @@ def find_first(root: Path, candidates: Iterable[str], what: str) -> Path:
     raise DataError(f"{what} not found in {root} (looked for {', '.join(tried)})")
 
 
+def existing(root: Path, candidates: Iterable[str]) -> list[Path]:
+    """The files among ``root / c`` that exist, in order (a recipe's metadata files)."""
+    return [root / c for c in candidates if (root / c).is_file()]
+
+
 class AudioIndex:
     """Audio files of some folders, found by file name or by name without extension.
 
     Scanning once is much faster than probing each candidate path of a large dataset.
+    Iterating gives every file found; a look-up by name gives the first file (in scan
+    order) of that name, when several folders hold one.
     """
 
     def __init__(self, folders: Iterable[Path], *, recursive: bool = False) -> None:
+        self.paths: list[Path] = []
         self.by_name: dict[str, Path] = {}
         self.by_stem: dict[str, Path] = {}
+        seen: set[Path] = set()
         for folder in folders:
             if folder.is_dir():
                 for path in _scan(folder, recursive):
+                    if path in seen:
+                        continue
+                    seen.add(path)
+                    self.paths.append(path)
                     self.by_name.setdefault(path.name, path)
                     self.by_stem.setdefault(path.stem, path)
 
     def __len__(self) -> int:
-        return len(self.by_name)
+        return len(self.paths)
 
     def find(self, name: str) -> Path | None:
         """Find ``name`` by exact file name, else by stem (so ``x.wav`` also finds ``x.flac``)."""
@@ -120,7 +141,8 @@ class AudioIndex:
         return self.by_stem.get(stem)
 
     def __iter__(self) -> Iterator[Path]:
-        return iter(sorted(self.by_name.values()))
+        """Every file found, sorted by path (files sharing a name in other folders too)."""
+        return iter(sorted(self.paths))
 
 
 def _scan(folder: Path, recursive: bool) -> Iterator[Path]:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..manifest import Clip
-from ._common import AudioIndex, PrepareResult, probe, read_csv
+from ._common import AudioIndex, PrepareResult, existing, probe, read_csv
 
-__all__ = ["prepare_audiocaps"]
+__all__ = ["metadata_files", "prepare_audiocaps"]
 
 SPLITS = ("train", "val", "test")
 
@@ -41,12 +41,7 @@ def prepare_audiocaps(root: str | Path, *, check_audio: bool = True) -> PrepareR
         DataError: No split CSV found.
     """
     root = Path(root)
-    csvs = [
-        (split, folder / f"{split}.csv")
-        for split in SPLITS
-        for folder in (root, root / "dataset")
-        if (folder / f"{split}.csv").is_file()
-    ]
+    csvs = [(path.stem, path) for path in metadata_files(root)]
     if not csvs:
         raise DataError(f"no AudioCaps CSV ({', '.join(s + '.csv' for s in SPLITS)}) in {root}")
     index = AudioIndex([root], recursive=True)
@@ -72,6 +67,13 @@ def prepare_audiocaps(root: str | Path, *, check_audio: bool = True) -> PrepareR
                 *probe(path, clip, check_audio=check_audio, listed_as=f"{youtube_id}_{start}")
             )
     return result
+
+
+def metadata_files(root: Path) -> list[Path]:
+    """The split CSVs of an AudioCaps copy, which :func:`prepare_audiocaps` reads."""
+    return existing(
+        root, [f"{folder}{split}.csv" for split in SPLITS for folder in ("", "dataset/")]
+    )
 
 
 def _find_segment(index: AudioIndex, youtube_id: str, start: str) -> Path | None:

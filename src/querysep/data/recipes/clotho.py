@@ -18,9 +18,10 @@ from ...errors import DataError
 from ..manifest import Clip
 from ._common import AudioIndex, PrepareResult, probe, read_csv
 
-__all__ = ["prepare_clotho"]
+__all__ = ["metadata_files", "prepare_clotho"]
 
 PREFIX = "clotho_captions_"
+METADATA_PREFIX = "clotho_metadata_"
 
 
 def prepare_clotho(
@@ -53,7 +54,7 @@ def prepare_clotho(
     result = PrepareResult()
     for split in splits:
         rows = read_csv(root / f"{PREFIX}{split}.csv", ("file_name",), latin1_fallback=True)
-        keywords = _read_keywords(root / f"clotho_metadata_{split}.csv")
+        keywords = _read_keywords(root / f"{METADATA_PREFIX}{split}.csv")
         index = AudioIndex([root / split, root / f"clotho_audio_{split}", root / "audio" / split])
         for row in rows:
             name = row["file_name"]
@@ -72,6 +73,12 @@ def prepare_clotho(
             )
             result.add(*probe(index.find(name), clip, check_audio=check_audio))
     return result
+
+
+def metadata_files(root: Path) -> list[Path]:
+    """The captions and metadata CSVs of a Clotho copy, which :func:`prepare_clotho` reads
+    (those of the splits it is asked for)."""
+    return sorted(root.glob(f"{PREFIX}*.csv")) + sorted(root.glob(f"{METADATA_PREFIX}*.csv"))
 
 
 def _read_keywords(path: Path) -> dict[str, list[str]]:

@@ -16,12 +16,14 @@ import os
 from pathlib import Path
 
 from ..manifest import Clip, read_datafile, read_mixture_list
-from ._common import AudioIndex, PrepareResult, find_first, probe
+from ._common import AudioIndex, PrepareResult, existing, find_first, probe
 
-__all__ = ["prepare_dcase2024_val"]
+__all__ = ["metadata_files", "prepare_dcase2024_val"]
 
 DATAFILE = "lass_validation.json"
 MIXTURE_LIST = "lass_synthetic_validation.csv"
+#: Where the datafile may be, in the order tried.
+DATAFILE_NAMES = (DATAFILE, f"lass_validation/{DATAFILE}")
 
 
 def prepare_dcase2024_val(root: str | Path, *, check_audio: bool = True) -> PrepareResult:
@@ -45,7 +47,7 @@ def prepare_dcase2024_val(root: str | Path, *, check_audio: bool = True) -> Prep
         DataError: No ``lass_validation.json``, or it or the mixture list is malformed.
     """
     root = Path(root)
-    datafile = find_first(root, (DATAFILE, f"lass_validation/{DATAFILE}"), DATAFILE)
+    datafile = find_first(root, DATAFILE_NAMES, DATAFILE)
     index = AudioIndex([root], recursive=True)
     result = PrepareResult()
     seen: set[str] = set()
@@ -68,3 +70,9 @@ def prepare_dcase2024_val(root: str | Path, *, check_audio: bool = True) -> Prep
                     *probe(index.find(clip_id), clip, check_audio=check_audio, listed_as=clip_id)
                 )
     return result
+
+
+def metadata_files(root: Path) -> list[Path]:
+    """The metadata files of a DCASE 2024 validation copy that
+    :func:`prepare_dcase2024_val` may read (the datafile and the mixture list)."""
+    return existing(root, (*DATAFILE_NAMES, MIXTURE_LIST))

@@ -16,15 +16,18 @@ from typing import Literal
 
 from ...errors import ConfigError
 from ..manifest import Clip, label_to_text
-from ._common import AudioIndex, PrepareResult, find_first, probe, read_csv
+from ._common import AudioIndex, PrepareResult, existing, find_first, probe, read_csv
 
-__all__ = ["DEFAULT_ROOT", "builtin_captions", "prepare_esc50"]
+__all__ = ["DEFAULT_ROOT", "builtin_captions", "metadata_files", "prepare_esc50"]
 
 #: Where the workplace keeps ESC-50 at 16 kHz, relative to the working directory: run from
 #: the repository root, with the ``shared`` folder beside it (as the recipes in configs/ do).
 DEFAULT_ROOT = "../shared/datasets/esc50-16k"
 
 COLUMNS = ("filename", "fold", "category")
+
+#: Where the metadata CSV may be, in the order tried.
+CSV_NAMES = ("esc50.csv", "meta/esc50.csv")
 
 
 @cache
@@ -77,7 +80,7 @@ def prepare_esc50(
         more = builtin_captions("more")
         extra = {category: [*texts, *more[category]] for category, texts in extra.items()}
     root = Path(root)
-    csv_path = find_first(root, ("esc50.csv", "meta/esc50.csv"), "esc50.csv")
+    csv_path = find_first(root, CSV_NAMES, "esc50.csv")
     rows = read_csv(csv_path, COLUMNS)
     index = AudioIndex([root / "audio"])
     result = PrepareResult()
@@ -93,3 +96,8 @@ def prepare_esc50(
         )
         result.add(*probe(index.find(filename), clip, check_audio=check_audio))
     return result
+
+
+def metadata_files(root: Path) -> list[Path]:
+    """The metadata files of an ESC-50 copy that :func:`prepare_esc50` may read."""
+    return existing(root, CSV_NAMES)

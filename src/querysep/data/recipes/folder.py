@@ -16,7 +16,7 @@ from ...textfiles import read_text
 from ..manifest import Clip, unique_id
 from ._common import AudioIndex, PrepareResult, probe, read_csv
 
-__all__ = ["prepare_folder"]
+__all__ = ["metadata_files", "prepare_folder"]
 
 
 def prepare_folder(
@@ -32,7 +32,9 @@ def prepare_folder(
     the non-empty lines of its same-name ``.txt`` file; files without one are kept with no
     captions (usable as interferers, not as targets). With ``captions_csv`` only the files
     it lists are used; ``file_name`` is relative to ``root`` (or a bare file name found
-    anywhere under it). Folders carry no class labels.
+    anywhere under it). A clip's id is its file name without extension; a name met again
+    (in another subfolder, or with another extension) gets ``-2``, ``-3``... in path order.
+    Folders carry no class labels.
 
     Args:
         root: The folder, searched recursively.
@@ -85,6 +87,12 @@ def prepare_folder(
         )
         result.add(*probe(path, clip, check_audio=check_audio, listed_as=name))
     return result
+
+
+def metadata_files(root: Path) -> list[Path]:
+    """None to find under ``root``: :func:`prepare_folder` reads the ``captions_csv`` it is
+    given, or the ``.txt`` file beside each audio file."""
+    return []
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -21,9 +21,11 @@ from typing import Any
 from ...errors import DataError
 from ...textfiles import read_text
 from ..manifest import Clip, label_to_text
-from ._common import AudioIndex, PrepareResult, find_first, probe, read_csv
+from ._common import AudioIndex, PrepareResult, existing, find_first, probe, read_csv
 
-__all__ = ["prepare_fsd50k"]
+__all__ = ["metadata_files", "prepare_fsd50k"]
+
+PARTS = ("dev", "eval")
 
 
 def prepare_fsd50k(root: str | Path, *, check_audio: bool = True) -> PrepareResult:
@@ -48,13 +50,9 @@ def prepare_fsd50k(root: str | Path, *, check_audio: bool = True) -> PrepareResu
     root = Path(root)
     result = PrepareResult()
     found_any = False
-    for part in ("dev", "eval"):
+    for part in PARTS:
         try:
-            csv_path = find_first(
-                root,
-                (f"FSD50K.ground_truth/{part}.csv", f"ground_truth/{part}.csv", f"{part}.csv"),
-                f"{part}.csv",
-            )
+            csv_path = find_first(root, _ground_truth_names(part), f"{part}.csv")
         except DataError:
             continue
         found_any = True
@@ -82,9 +80,25 @@ def prepare_fsd50k(root: str | Path, *, check_audio: bool = True) -> PrepareResu
     return result
 
 
-def _read_clip_info(root: Path, part: str) -> dict[str, dict[str, Any]]:
+def metadata_files(root: Path) -> list[Path]:
+    """The metadata files of an FSD50K copy that :func:`prepare_fsd50k` may read (the
+    ground-truth CSVs and the clip-info JSONs)."""
+    return existing(
+        root, [n for part in PARTS for n in (*_ground_truth_names(part), *_info_names(part))]
+    )
+
+
+def _ground_truth_names(part: str) -> tuple[str, ...]:
+    return (f"FSD50K.ground_truth/{part}.csv", f"ground_truth/{part}.csv", f"{part}.csv")
+
+
+def _info_names(part: str) -> tuple[str, ...]:
     name = f"{part}_clips_info_FSD50K.json"
-    for candidate in (root / "FSD50K.metadata" / name, root / "metadata" / name, root / name):
+    return (f"FSD50K.metadata/{name}", f"metadata/{name}", name)
+
+
+def _read_clip_info(root: Path, part: str) -> dict[str, dict[str, Any]]:
+    for candidate in (root / name for name in _info_names(part)):
         if candidate.is_file():
             try:
                 data = json.loads(read_text(candidate, "clip info file"))
