@@ -169,6 +169,27 @@ def test_resume_computes_only_the_rest(valset: ValSet, tmp_path: Path) -> None:
     assert third.calls == [] and summary.num_computed == 0 and summary.num_resumed == 8
 
 
+def test_a_last_row_cut_inside_its_final_number_is_computed_again(
+    valset: ValSet, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    _mixture_run(valset, out, systems=["mixture"])
+    path = out / "per_clip.csv"
+    text = path.read_text(encoding="utf-8")
+    full = read_rows(path)[-1]["si_sdr"]
+    assert len(full.split(".")[1]) > 3  # repr() of a float: many digits to lose
+    cut = text[: -(len(full) - 3) - 1]  # the newline and all but 3 characters of SI-SDR
+    assert cut.endswith(full[:3])
+    path.write_text(cut, encoding="utf-8")  # still a number: only the newline says it is cut
+
+    again = Counting("mixture")
+    summary = _mixture_run(valset, out, systems=[again])
+    assert summary.num_resumed == 3 and summary.num_computed == 1
+    assert again.calls == [valset.rows[-1][3]]
+    assert path.read_text(encoding="utf-8") == text
+    assert read_rows(path)[-1]["si_sdr"] == full
+
+
 def test_other_columns_in_existing_csv_is_an_error(valset: ValSet, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
