@@ -64,3 +64,15 @@ def test_model_rows_name_their_output_path(tmp_path: Path, tiny_ldm: Path) -> No
     separator(tiny_ldm, output="vocoder").save_pretrained(tmp_path / "vocoder-run")
     named = make_system(f"irm-ldm:{tmp_path / 'vocoder-run'}")
     assert named.name == f"irm-ldm:{tmp_path / 'vocoder-run'} [vocoder]"
+
+
+def test_an_irm_ldm_rows_weight_digest_covers_its_vae(tmp_path: Path) -> None:
+    from querysep.testing.ldm import tiny_audioldm_folder, tiny_vae
+
+    ldm = tiny_audioldm_folder(tmp_path / "ldm", ["vae"])
+    separator(ldm, output="phase-preserving").save_pretrained(tmp_path / "model")
+    spec = f"irm-ldm:{tmp_path / 'model'}"
+    digest = make_system(spec).settings["weights_sha256"]
+    assert make_system(spec).settings["weights_sha256"] == digest  # the same files
+    tiny_vae(seed=1).save_pretrained(str(ldm / "vae"))  # the mask network's files unchanged
+    assert make_system(spec).settings["weights_sha256"] != digest

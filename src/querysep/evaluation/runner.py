@@ -447,8 +447,9 @@ def evaluate(
     rows keep their scores and get the new column. Hooks that use a model (ATS) record it in
     ``metric_models.json``; a later run with another model into the same folder is refused.
     ``settings.json`` records the rate, the audio folder and each system's own settings
-    (a model's segment length, overlap and precision): a later run into a folder that holds
-    scores must match them, so one table never mixes scores computed two ways.
+    (a model's segment length, overlap, precision and the SHA-256 of the files it was loaded
+    from): a later run into a folder that holds scores must match them, so one table never
+    mixes scores computed two ways.
 
     Args:
         mixture_list: A DCASE (``source,noise,snr,caption``) or triplet
@@ -626,9 +627,9 @@ def _check_extra_columns(
 @dataclass
 class _Settings:
     """What the scores in an output folder depend on beyond the list: the evaluation rate,
-    the audio folder, and each system's own settings (a model's segment length, overlap and
-    precision). Stored in ``settings.json``; a later run into the folder must match them,
-    so that one table never mixes scores computed two ways.
+    the audio folder, and each system's own settings (a model's segment length, overlap,
+    precision and the SHA-256 of its files). Stored in ``settings.json``; a later run into
+    the folder must match them, so that one table never mixes scores computed two ways.
 
     A folder written before ``settings.json`` existed is checked against its
     ``summary.json`` (rate and audio folder).
@@ -704,17 +705,18 @@ class _Settings:
     def check(self, system: System) -> None:
         """Refuse ``system`` if its rows in the folder were computed with other settings.
 
+        A setting that older folders did not record (:data:`_RECORDED_LATER`: the digest of
+        a model's files) is not compared when absent; it is recorded from then on.
+
         Raises:
             ConfigError: They were.
         """
         mine = _system_settings(system)
         old = self.systems.get(system.name)
-        if system.name in self.scored and isinstance(old, dict) and old != mine:
-            raise ConfigError(
-                f"the scores of {system.name} in {self.path.parent} were computed with "
-                f"{_describe(old)}, not {_describe(mine)}: use the same settings or another "
-                "output folder"
-            )
+        if system.name in self.scored and isinstance(old, dict):
+            compared = {k: v for k, v in mine.items() if k in old or k not in _RECORDED_LATER}
+            if old != compared:
+                raise ConfigError(_changed(system.name, self.path.parent, old, compared))
         self.systems[system.name] = mine
 
     def write(self) -> None:
@@ -729,6 +731,28 @@ def _system_settings(system: System) -> dict[str, object]:
     if not isinstance(settings, Mapping):
         return {}
     return json.loads(json.dumps(dict(settings), default=str))  # a Path is kept as its text
+
+
+#: System settings that folders written before them lack (compared only when recorded).
+_RECORDED_LATER = ("weights_sha256",)
+
+
+def _changed(name: str, folder: Path, old: Mapping[str, object], new: Mapping[str, object]) -> str:
+    """Why the scores of ``name`` in ``folder`` cannot be resumed with settings ``new``."""
+    digest = "weights_sha256"
+    rest_old = {k: v for k, v in old.items() if k != digest}
+    if old.get(digest) != new.get(digest) and rest_old == {
+        k: v for k, v in new.items() if k != digest
+    }:
+        return (
+            f"the scores of {name} in {folder} were computed from other model files (weights "
+            f"or config sha256 {old.get(digest)}, now {new.get(digest)}): the model changed "
+            "since; evaluate it into another output folder"
+        )
+    return (
+        f"the scores of {name} in {folder} were computed with {_describe(old)}, not "
+        f"{_describe(new)}: use the same settings or another output folder"
+    )
 
 
 def _describe(settings: Mapping[str, object]) -> str:

@@ -60,8 +60,9 @@ class System(Protocol):
             system works at any rate and gets the evaluation-rate audio untouched.
 
     Optionally, ``settings``: a mapping of what its output depends on beyond its name (a
-    model's segment length, overlap and precision), recorded in the output folder's
-    ``settings.json``; a later run whose system of that name has other settings is refused.
+    model's segment length, overlap, precision and the digest of its files), recorded in the
+    output folder's ``settings.json``; a later run whose system of that name has other
+    settings is refused.
     """
 
     name: str
@@ -339,16 +340,23 @@ class ModelSystem:
         if name is None and isinstance(label, str) and not self.name.endswith(f"@{label}"):
             self.name += f" [{label}]"  # e.g. which output path an IRM-LDM row used
         self.sample_rate: int | None = self.separator.sample_rate
+        digest = self.separator.model.weights_digest()  # while the files are fresh in cache
+        self.weights_sha256: str | None = digest[:16] if digest else None
 
     @property
     def settings(self) -> dict[str, object]:
-        """What its scores depend on beyond the model: segment length, overlap, precision."""
+        """What its scores depend on beyond the spec: segment length, overlap, precision,
+        and the SHA-256 (16 hex digits) of the files the model was loaded from (weights and
+        config; none for ``test-tiny``), so a model changed under the same name is caught."""
         sep = self.separator
-        return {
+        settings: dict[str, object] = {
             "segment_seconds": sep.segment_seconds,
             "overlap_seconds": sep.overlap_seconds,
             "precision": sep.precision,
         }
+        if self.weights_sha256:
+            settings["weights_sha256"] = self.weights_sha256
+        return settings
 
     @property
     def is_test_model(self) -> bool:
