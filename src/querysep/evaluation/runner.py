@@ -24,7 +24,7 @@ import numpy as np
 from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SILENT_PEAK
 from ..data.manifest import MixtureRow, csv_header, csv_records, read_mixture_list
 from ..data.mixing import load_row_mixture, row_files
-from ..errors import AudioError, ConfigError, DataError
+from ..errors import AudioError, ConfigError, DataError, QuerysepError
 from ..fileio import check_output_folder, locked_folder, write_text
 from ..metrics import get_metrics
 from ..textfiles import read_text
@@ -449,7 +449,8 @@ def evaluate(
     ``settings.json`` records the rate, the audio folder and each system's own settings
     (a model's segment length, overlap, precision and the SHA-256 of the files it was loaded
     from): a later run into a folder that holds scores must match them, so one table never
-    mixes scores computed two ways.
+    mixes scores computed two ways. It also records the spec each row was built from (a
+    system's ``spec``), from which an upgrade builds the rows this run does not name.
 
     Args:
         mixture_list: A DCASE (``source,noise,snr,caption``) or triplet
@@ -589,13 +590,36 @@ def _metric_models(out_path: Path, hooks: Sequence[MetricHook]) -> dict[str, obj
 
 
 def _system_getter(built: Sequence[System], options: SystemOptions | None, settings: _Settings):
-    """``name -> System``: this run's systems, others built from their name on demand, with
-    the segment length and precision the folder recorded for them (else ``options``')."""
+    """``name -> System``: this run's systems, others built on demand from the spec the
+    folder recorded for them (a folder from before specs were recorded: from their name),
+    with the segment length and precision recorded for them (else ``options``').
+
+    Raises (from the getter):
+        ConfigError: The row cannot be built again: ``-m SPEC`` must name it.
+    """
     by_name = {s.name: s for s in built}
 
     def get(name: str) -> System:
         if name not in by_name:
-            system = make_system(name, settings.options_for(name, options or SystemOptions()))
+            spec = settings.specs.get(name)
+            hint = f"pass -m SPEC for the row {name!r} (the --model it was evaluated with)"
+            try:
+                system = make_system(
+                    spec or name, settings.options_for(name, options or SystemOptions())
+                )
+            except QuerysepError as exc:
+                if spec is None:  # "NAME [label]" and the like are not specs
+                    raise ConfigError(
+                        "its spec is not recorded in this folder (evaluated before specs "
+                        f"were) and its name does not build it: {hint}"
+                    ) from None
+                raise ConfigError(
+                    f"cannot build it from its spec {spec!r} ({exc}); {hint}"
+                ) from None
+            if system.name != name:
+                raise ConfigError(
+                    f"{spec or name!r} now builds the row {system.name!r}, not {name!r}; {hint}"
+                )
             settings.check(system)
             by_name[name] = system
         return by_name[name]
@@ -641,6 +665,7 @@ class _Settings:
     systems: dict[str, object]
     stored: dict[str, object]
     scored: set[str] = field(default_factory=set)  # systems with rows in the folder
+    specs: dict[str, str] = field(default_factory=dict)  # row name -> spec it was built from
 
     @classmethod
     def load(cls, out_path: Path, sample_rate: int, audio_path: Path) -> _Settings:
@@ -665,6 +690,9 @@ class _Settings:
         stored_systems = stored.get("systems")
         if isinstance(stored_systems, dict):
             settings.systems.update(stored_systems)
+        stored_specs = stored.get("specs")
+        if isinstance(stored_specs, dict):
+            settings.specs.update({k: v for k, v in stored_specs.items() if isinstance(v, str)})
         return settings
 
     def check_folder(self) -> None:
@@ -718,11 +746,16 @@ class _Settings:
             if old != compared:
                 raise ConfigError(_changed(system.name, self.path.parent, old, compared))
         self.systems[system.name] = mine
+        spec = getattr(system, "spec", None)
+        if isinstance(spec, str):
+            self.specs[system.name] = spec
 
     def write(self) -> None:
-        """Write ``settings.json`` (rate, audio folder, every system seen so far)."""
+        """Write ``settings.json`` (rate, audio folder, every system seen so far and the
+        spec each was built from, where known)."""
         data = {"sample_rate": self.sample_rate, "audio_dir": self.audio_dir}
-        write_text(self.path, json.dumps({**data, "systems": self.systems}, indent=2) + "\n")
+        data |= {"systems": self.systems, "specs": self.specs}
+        write_text(self.path, json.dumps(data, indent=2) + "\n")
 
 
 def _system_settings(system: System) -> dict[str, object]:

@@ -22,6 +22,7 @@ IRM-LDM, ...) plug in with :func:`register_system` and need no change to the run
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -62,7 +63,9 @@ class System(Protocol):
     Optionally, ``settings``: a mapping of what its output depends on beyond its name (a
     model's segment length, overlap, precision and the digest of its files), recorded in the
     output folder's ``settings.json``; a later run whose system of that name has other
-    settings is refused.
+    settings is refused. And ``spec``: the text it was built from (:func:`make_system` sets
+    it), also recorded there, so that a later run can build the row again (to add a new
+    metric column to its rows) even when its name is not a spec (``NAME [label]``).
     """
 
     name: str
@@ -137,7 +140,8 @@ def make_system(spec: str | System, options: SystemOptions | None = None) -> Sys
     """Build the system a spec names (a :class:`System` is returned unchanged).
 
     A registered prefix (``spec == prefix`` or ``spec`` starting with ``prefix:``) wins;
-    anything else is treated as a model spec for :func:`~querysep.load_model`.
+    anything else is treated as a model spec for :func:`~querysep.load_model`. The system's
+    ``spec`` attribute is set to ``spec`` (stripped) unless its factory set one.
 
     Raises:
         ConfigError: The spec is empty.
@@ -151,8 +155,13 @@ def make_system(spec: str | System, options: SystemOptions | None = None) -> Sys
         raise ConfigError("an empty system name was given")
     prefix, _, argument = spec.partition(":")
     if prefix in _REGISTRY:
-        return _REGISTRY[prefix](argument, options)
-    return ModelSystem(spec, options=options)
+        system = _REGISTRY[prefix](argument, options)
+    else:
+        system = ModelSystem(spec, options=options)
+    if not isinstance(getattr(system, "spec", None), str):
+        with contextlib.suppress(AttributeError):  # a frozen or slotted custom system
+            system.spec = spec  # type: ignore[attr-defined]
+    return system
 
 
 # ------------------------------------------------------------------------------ built-ins
