@@ -184,7 +184,17 @@ def _load_named(info: ModelInfo) -> TextQueriedSeparator:
         return build_test_tiny()
     model = TextQueriedSeparator.from_pretrained(verify_bundled(info))
     model.metadata["name"] = info.name
+    for path, digest in _bundled_files(info):  # just checked: not hashed again
+        model.add_source_file(path, digest)
     return model
+
+
+def _bundled_files(info: ModelInfo) -> list[tuple[Path, str]]:
+    """The files of a bundled model that have a SHA-256 here, with it."""
+    assert info.folder is not None
+    weights = Path(str(resources.files("querysep") / "weights"))
+    checks = [(weights / info.folder / WEIGHTS_NAME, info.sha256)] if info.sha256 else []
+    return checks + [(weights / path, digest) for path, digest in info.extra_files]
 
 
 def verify_bundled(info: ModelInfo) -> Path:
@@ -196,9 +206,7 @@ def verify_bundled(info: ModelInfo) -> Path:
     assert info.folder is not None
     weights = Path(str(resources.files("querysep") / "weights"))
     folder = weights / info.folder
-    checks = [(folder / WEIGHTS_NAME, info.sha256)] if info.sha256 else []
-    checks += [(weights / path, digest) for path, digest in info.extra_files]
-    for path, expected in checks:
+    for path, expected in _bundled_files(info):
         if not path.is_file():
             raise CheckpointError(
                 f"bundled model {info.name} is incomplete: {path.relative_to(weights)} is "

@@ -235,6 +235,64 @@ def test_a_system_that_changed_since_is_refused(valset: ValSet, tmp_path: Path) 
         _run(valset, out, _systems(Louder()), [ATSHook("test-tiny")])
 
 
+class Labelled(Scaled):
+    """A system whose row name is not its spec, as IRM-LDM rows get ``NAME [output]``."""
+
+    name = "halved [x0.5]"
+
+
+@pytest.fixture
+def halved(monkeypatch: pytest.MonkeyPatch) -> list[Labelled]:
+    """Registers the spec ``halved`` (a :class:`Labelled` row); lists the systems built."""
+    from querysep.evaluation import register_system
+    from querysep.evaluation import systems as systems_module
+
+    monkeypatch.setattr(systems_module, "_REGISTRY", dict(systems_module._REGISTRY))
+    built: list[Labelled] = []
+    register_system("halved", lambda argument, options: built.append(Labelled()) or built[-1])
+    return built
+
+
+def test_an_upgrade_rebuilds_a_labelled_row_from_its_recorded_spec(
+    valset: ValSet, tmp_path: Path, halved: list[Labelled]
+) -> None:
+    out = tmp_path / "out"
+    _run(valset, out, resolve_systems(["halved"]))  # no ATS
+    # this run names only the mixture row: the labelled row is built from its spec
+    summary = _run(valset, out, _systems(resolve_systems(["mixture"])[0]), [ATSHook("test-tiny")])
+    assert summary.num_upgraded == 12
+    assert len(halved) == 2 and halved[1].calls == 4  # built again, run once per clip
+    rows = read_rows(out / "per_clip.csv")
+    assert all(math.isfinite(float(r["ats"])) for r in rows if r["system"] == "halved [x0.5]")
+    specs = json.loads((out / "settings.json").read_text())["specs"]
+    assert specs["halved [x0.5]"] == "halved" and specs["oracle-irm"] == "oracle-irm"
+
+
+def test_an_older_folder_without_specs_asks_for_the_rows_spec(
+    valset: ValSet, tmp_path: Path, halved: list[Labelled]
+) -> None:
+    out = tmp_path / "out"
+    _run(valset, out, resolve_systems(["halved"]))
+    path = out / "settings.json"
+    settings = json.loads(path.read_text())
+    settings.pop("specs", None)  # as written before specs were recorded
+    path.write_text(json.dumps(settings))
+    before = (out / "per_clip.csv").read_text()
+    mixture = resolve_systems(["mixture"])[0]
+    with pytest.raises(DataError) as info:
+        _run(valset, out, _systems(mixture), [ATSHook("test-tiny")])
+    assert "\n" not in str(info.value)
+    assert str(info.value).endswith(
+        "pass -m SPEC for the row 'halved [x0.5]' (the --model it was evaluated with)"
+    )
+    assert (out / "per_clip.csv").read_text() == before
+    # naming the row's spec in the run adds its ATS (the failed upgrade's first row is kept)
+    systems = resolve_systems(["mixture", "halved"], reference=True)
+    assert _run(valset, out, systems, [ATSHook("test-tiny")]).num_upgraded == 11
+    rows = read_rows(out / "per_clip.csv")
+    assert all(math.isfinite(float(r["ats"])) for r in rows if r["system"] == "halved [x0.5]")
+
+
 def _evaluate_argv(valset: ValSet) -> list[str]:
     """``querysep evaluate`` on the validation set (arguments after the program name)."""
     return [

@@ -12,6 +12,8 @@ from querysep.evaluation import ModelSystem, make_system
 from querysep.metrics import get_metrics
 from tests.ldm_support import SR, separator, two_sources
 
+from .conftest import ValSet
+
 
 def _scores(spec: str) -> tuple[str, dict[str, float]]:
     target, noise = two_sources(1.0)
@@ -64,3 +66,35 @@ def test_model_rows_name_their_output_path(tmp_path: Path, tiny_ldm: Path) -> No
     separator(tiny_ldm, output="vocoder").save_pretrained(tmp_path / "vocoder-run")
     named = make_system(f"irm-ldm:{tmp_path / 'vocoder-run'}")
     assert named.name == f"irm-ldm:{tmp_path / 'vocoder-run'} [vocoder]"
+
+
+def test_an_irm_ldm_rows_weight_digest_covers_its_vae(tmp_path: Path) -> None:
+    from querysep.testing.ldm import tiny_audioldm_folder, tiny_vae
+
+    ldm = tiny_audioldm_folder(tmp_path / "ldm", ["vae"])
+    separator(ldm, output="phase-preserving").save_pretrained(tmp_path / "model")
+    spec = f"irm-ldm:{tmp_path / 'model'}"
+    digest = make_system(spec).settings["weights_sha256"]
+    assert make_system(spec).settings["weights_sha256"] == digest  # the same files
+    tiny_vae(seed=1).save_pretrained(str(ldm / "vae"))  # the mask network's files unchanged
+    assert make_system(spec).settings["weights_sha256"] != digest
+
+
+def test_ats_is_added_to_an_irm_ldm_row_from_an_older_run(
+    tmp_path: Path, tiny_ldm: Path, valset: ValSet
+) -> None:
+    from querysep.evaluation import ATSHook, evaluate, resolve_systems
+
+    separator(tiny_ldm, output="phase-preserving").save_pretrained(tmp_path / "model")
+    spec = f"irm-ldm:{tmp_path / 'model'}"
+    out = tmp_path / "out"
+    run = {"progress": False, "baselines": False, "limit": 1}
+    evaluate(valset.mixture_list, valset.audio_dir, [spec], out, **run)  # no ATS
+    # a later run names only the mixture row: the IRM-LDM row is rebuilt for its ATS
+    systems = resolve_systems(["mixture"], reference=True)
+    hook = ATSHook("test-tiny")
+    summary = evaluate(
+        valset.mixture_list, valset.audio_dir, systems, out, metric_hooks=[hook], **run
+    )
+    assert summary.num_upgraded == 1
+    assert f"{spec} [phase-preserving]" in (out / "per_clip.csv").read_text()

@@ -169,6 +169,27 @@ def test_resume_computes_only_the_rest(valset: ValSet, tmp_path: Path) -> None:
     assert third.calls == [] and summary.num_computed == 0 and summary.num_resumed == 8
 
 
+def test_a_last_row_cut_inside_its_final_number_is_computed_again(
+    valset: ValSet, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    _mixture_run(valset, out, systems=["mixture"])
+    path = out / "per_clip.csv"
+    text = path.read_text(encoding="utf-8")
+    full = read_rows(path)[-1]["si_sdr"]
+    assert len(full.split(".")[1]) > 3  # repr() of a float: many digits to lose
+    cut = text[: -(len(full) - 3) - 1]  # the newline and all but 3 characters of SI-SDR
+    assert cut.endswith(full[:3])
+    path.write_text(cut, encoding="utf-8")  # still a number: only the newline says it is cut
+
+    again = Counting("mixture")
+    summary = _mixture_run(valset, out, systems=[again])
+    assert summary.num_resumed == 3 and summary.num_computed == 1
+    assert again.calls == [valset.rows[-1][3]]
+    assert path.read_text(encoding="utf-8") == text
+    assert read_rows(path)[-1]["si_sdr"] == full
+
+
 def test_other_columns_in_existing_csv_is_an_error(valset: ValSet, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -361,6 +382,58 @@ def test_a_model_row_resumed_with_another_segment_length_is_refused(
     # a system with no rows there yet may bring its own settings; the same ones resume
     summary = _mixture_run(valset, out, systems=["test-tiny"], options=short)
     assert summary.num_resumed == 2 and summary.num_computed == 2
+
+
+def _zero_weights(folder: Path) -> None:
+    """Set every weight of a model folder to 0, keeping the file's save id (it still loads)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    save_file({k: v * 0 for k, v in load_file(str(path)).items()}, str(path), metadata=metadata)
+
+
+def test_a_model_row_resumed_after_its_weights_changed_is_refused(
+    valset: ValSet, tmp_path: Path
+) -> None:
+    from querysep.errors import ConfigError
+    from querysep.pretrained import build_test_tiny
+
+    model = build_test_tiny().save_pretrained(tmp_path / "model")
+    kept = (model / "model.safetensors").read_bytes()
+    out = tmp_path / "out"
+    _mixture_run(valset, out, systems=[str(model)], limit=2)
+    before = (out / "per_clip.csv").read_bytes()
+    _zero_weights(model)
+    with pytest.raises(ConfigError, match=r"computed from other model files .*another output"):
+        _mixture_run(valset, out, systems=[str(model)])
+    assert (out / "per_clip.csv").read_bytes() == before
+    (model / "model.safetensors").write_bytes(kept)  # the same files again: resumed
+    summary = _mixture_run(valset, out, systems=[str(model)])
+    assert summary.num_resumed == 2 and summary.num_computed == 2
+
+
+def test_a_folder_from_before_weight_digests_resumes_and_records_one(
+    valset: ValSet, tmp_path: Path
+) -> None:
+    from querysep.errors import ConfigError
+    from querysep.pretrained import build_test_tiny
+
+    model = build_test_tiny().save_pretrained(tmp_path / "model")
+    out = tmp_path / "out"
+    _mixture_run(valset, out, systems=[str(model)], limit=2)
+    path = out / "settings.json"
+    settings = json.loads(path.read_text())
+    digest = settings["systems"][str(model)].pop("weights_sha256")
+    path.write_text(json.dumps(settings))  # as written before digests were recorded
+    summary = _mixture_run(valset, out, systems=[str(model)], limit=3)
+    assert summary.num_resumed == 2 and summary.num_computed == 1
+    assert json.loads(path.read_text())["systems"][str(model)]["weights_sha256"] == digest
+    _zero_weights(model)  # recorded now, so checked from now on
+    with pytest.raises(ConfigError, match="computed from other model files"):
+        _mixture_run(valset, out, systems=[str(model)])
 
 
 def test_a_system_that_returns_nan_is_named(valset: ValSet, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,28 @@ def test_system_at_its_own_rate(valset: ValSet, tmp_path: Path) -> None:
     assert system.rates == {8000}
     assert summary.scores["narrow"]["n"] == 4
     assert summary.scores["narrow"]["sdri"] > 5.0  # band-limited target, still far above mixture
+
+
+def test_a_bundled_models_digest_reuses_the_checked_sha256(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+
+    import querysep.models.separator as separator_module
+    from querysep.pretrained import list_models
+
+    info = next(m for m in list_models() if m.name == "esc50-minilm")
+    config = Path(str(resources.files("querysep") / "weights" / "esc50-minilm" / "config.json"))
+    hashed: list[str] = []
+    real = separator_module.sha256_file
+
+    def counted(path: Path) -> str:
+        hashed.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(separator_module, "sha256_file", counted)
+    system = ModelSystem("esc50-minilm")
+    assert hashed == ["config.json"]  # the weights were checked on loading: not read again
+    both = sorted([info.sha256, hashlib.sha256(config.read_bytes()).hexdigest()])
+    expected = hashlib.sha256("\n".join(both).encode()).hexdigest()[:16]
+    assert system.settings["weights_sha256"] == expected

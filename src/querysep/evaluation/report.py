@@ -40,7 +40,8 @@ def read_per_clip(path: Path, header: Sequence[str]) -> tuple[list[dict[str, str
 
     Returns:
         ``(rows, clean)``: the complete rows, and whether the file can be appended to as is
-        (``False`` when a torn or malformed row was dropped, so it must be rewritten).
+        (``False`` when a torn or malformed row was dropped, so it must be rewritten). A last
+        row without its final newline is torn, even when its values still parse.
 
     Raises:
         DataError: The file was written with other columns (another list or other metrics).
@@ -56,9 +57,14 @@ def read_per_clip(path: Path, header: Sequence[str]) -> tuple[list[dict[str, str
             "delete it or choose another output folder"
         )
     metrics = range(header.index("system") + 1, len(header))  # numeric columns
-    rows: list[dict[str, str]] = []
+    records = list(reader)
     clean = text.endswith("\n")
-    for values in reader:
+    if not clean and records:
+        # Rows are written whole, newline last: a final record without its newline was
+        # cut, maybe inside its last number ("-3.25" for "-3.2517"), which still parses.
+        records.pop()
+    rows: list[dict[str, str]] = []
+    for values in records:
         if len(values) != len(header) or not _all_numbers(values[i] for i in metrics):
             clean = False
             continue

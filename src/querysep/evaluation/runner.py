@@ -24,7 +24,7 @@ import numpy as np
 from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SILENT_PEAK
 from ..data.manifest import MixtureRow, csv_header, csv_records, read_mixture_list
 from ..data.mixing import load_row_mixture, row_files
-from ..errors import AudioError, ConfigError, DataError
+from ..errors import AudioError, ConfigError, DataError, QuerysepError
 from ..fileio import check_output_folder, locked_folder, write_text
 from ..metrics import get_metrics
 from ..textfiles import read_text
@@ -447,8 +447,10 @@ def evaluate(
     rows keep their scores and get the new column. Hooks that use a model (ATS) record it in
     ``metric_models.json``; a later run with another model into the same folder is refused.
     ``settings.json`` records the rate, the audio folder and each system's own settings
-    (a model's segment length, overlap and precision): a later run into a folder that holds
-    scores must match them, so one table never mixes scores computed two ways.
+    (a model's segment length, overlap, precision and the SHA-256 of the files it was loaded
+    from): a later run into a folder that holds scores must match them, so one table never
+    mixes scores computed two ways. It also records the spec each row was built from (a
+    system's ``spec``), from which an upgrade builds the rows this run does not name.
 
     Args:
         mixture_list: A DCASE (``source,noise,snr,caption``) or triplet
@@ -588,13 +590,36 @@ def _metric_models(out_path: Path, hooks: Sequence[MetricHook]) -> dict[str, obj
 
 
 def _system_getter(built: Sequence[System], options: SystemOptions | None, settings: _Settings):
-    """``name -> System``: this run's systems, others built from their name on demand, with
-    the segment length and precision the folder recorded for them (else ``options``')."""
+    """``name -> System``: this run's systems, others built on demand from the spec the
+    folder recorded for them (a folder from before specs were recorded: from their name),
+    with the segment length and precision recorded for them (else ``options``').
+
+    Raises (from the getter):
+        ConfigError: The row cannot be built again: ``-m SPEC`` must name it.
+    """
     by_name = {s.name: s for s in built}
 
     def get(name: str) -> System:
         if name not in by_name:
-            system = make_system(name, settings.options_for(name, options or SystemOptions()))
+            spec = settings.specs.get(name)
+            hint = f"pass -m SPEC for the row {name!r} (the --model it was evaluated with)"
+            try:
+                system = make_system(
+                    spec or name, settings.options_for(name, options or SystemOptions())
+                )
+            except QuerysepError as exc:
+                if spec is None:  # "NAME [label]" and the like are not specs
+                    raise ConfigError(
+                        "its spec is not recorded in this folder (evaluated before specs "
+                        f"were) and its name does not build it: {hint}"
+                    ) from None
+                raise ConfigError(
+                    f"cannot build it from its spec {spec!r} ({exc}); {hint}"
+                ) from None
+            if system.name != name:
+                raise ConfigError(
+                    f"{spec or name!r} now builds the row {system.name!r}, not {name!r}; {hint}"
+                )
             settings.check(system)
             by_name[name] = system
         return by_name[name]
@@ -626,9 +651,9 @@ def _check_extra_columns(
 @dataclass
 class _Settings:
     """What the scores in an output folder depend on beyond the list: the evaluation rate,
-    the audio folder, and each system's own settings (a model's segment length, overlap and
-    precision). Stored in ``settings.json``; a later run into the folder must match them,
-    so that one table never mixes scores computed two ways.
+    the audio folder, and each system's own settings (a model's segment length, overlap,
+    precision and the SHA-256 of its files). Stored in ``settings.json``; a later run into
+    the folder must match them, so that one table never mixes scores computed two ways.
 
     A folder written before ``settings.json`` existed is checked against its
     ``summary.json`` (rate and audio folder).
@@ -640,6 +665,7 @@ class _Settings:
     systems: dict[str, object]
     stored: dict[str, object]
     scored: set[str] = field(default_factory=set)  # systems with rows in the folder
+    specs: dict[str, str] = field(default_factory=dict)  # row name -> spec it was built from
 
     @classmethod
     def load(cls, out_path: Path, sample_rate: int, audio_path: Path) -> _Settings:
@@ -664,6 +690,9 @@ class _Settings:
         stored_systems = stored.get("systems")
         if isinstance(stored_systems, dict):
             settings.systems.update(stored_systems)
+        stored_specs = stored.get("specs")
+        if isinstance(stored_specs, dict):
+            settings.specs.update({k: v for k, v in stored_specs.items() if isinstance(v, str)})
         return settings
 
     def check_folder(self) -> None:
@@ -704,23 +733,29 @@ class _Settings:
     def check(self, system: System) -> None:
         """Refuse ``system`` if its rows in the folder were computed with other settings.
 
+        A setting that older folders did not record (:data:`_RECORDED_LATER`: the digest of
+        a model's files) is not compared when absent; it is recorded from then on.
+
         Raises:
             ConfigError: They were.
         """
         mine = _system_settings(system)
         old = self.systems.get(system.name)
-        if system.name in self.scored and isinstance(old, dict) and old != mine:
-            raise ConfigError(
-                f"the scores of {system.name} in {self.path.parent} were computed with "
-                f"{_describe(old)}, not {_describe(mine)}: use the same settings or another "
-                "output folder"
-            )
+        if system.name in self.scored and isinstance(old, dict):
+            compared = {k: v for k, v in mine.items() if k in old or k not in _RECORDED_LATER}
+            if old != compared:
+                raise ConfigError(_changed(system.name, self.path.parent, old, compared))
         self.systems[system.name] = mine
+        spec = getattr(system, "spec", None)
+        if isinstance(spec, str):
+            self.specs[system.name] = spec
 
     def write(self) -> None:
-        """Write ``settings.json`` (rate, audio folder, every system seen so far)."""
+        """Write ``settings.json`` (rate, audio folder, every system seen so far and the
+        spec each was built from, where known)."""
         data = {"sample_rate": self.sample_rate, "audio_dir": self.audio_dir}
-        write_text(self.path, json.dumps({**data, "systems": self.systems}, indent=2) + "\n")
+        data |= {"systems": self.systems, "specs": self.specs}
+        write_text(self.path, json.dumps(data, indent=2) + "\n")
 
 
 def _system_settings(system: System) -> dict[str, object]:
@@ -729,6 +764,28 @@ def _system_settings(system: System) -> dict[str, object]:
     if not isinstance(settings, Mapping):
         return {}
     return json.loads(json.dumps(dict(settings), default=str))  # a Path is kept as its text
+
+
+#: System settings that folders written before them lack (compared only when recorded).
+_RECORDED_LATER = ("weights_sha256",)
+
+
+def _changed(name: str, folder: Path, old: Mapping[str, object], new: Mapping[str, object]) -> str:
+    """Why the scores of ``name`` in ``folder`` cannot be resumed with settings ``new``."""
+    digest = "weights_sha256"
+    rest_old = {k: v for k, v in old.items() if k != digest}
+    if old.get(digest) != new.get(digest) and rest_old == {
+        k: v for k, v in new.items() if k != digest
+    }:
+        return (
+            f"the scores of {name} in {folder} were computed from other model files (weights "
+            f"or config sha256 {old.get(digest)}, now {new.get(digest)}): the model changed "
+            "since; evaluate it into another output folder"
+        )
+    return (
+        f"the scores of {name} in {folder} were computed with {_describe(old)}, not "
+        f"{_describe(new)}: use the same settings or another output folder"
+    )
 
 
 def _describe(settings: Mapping[str, object]) -> str:

@@ -22,6 +22,7 @@ IRM-LDM, ...) plug in with :func:`register_system` and need no change to the run
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -60,8 +61,11 @@ class System(Protocol):
             system works at any rate and gets the evaluation-rate audio untouched.
 
     Optionally, ``settings``: a mapping of what its output depends on beyond its name (a
-    model's segment length, overlap and precision), recorded in the output folder's
-    ``settings.json``; a later run whose system of that name has other settings is refused.
+    model's segment length, overlap, precision and the digest of its files), recorded in the
+    output folder's ``settings.json``; a later run whose system of that name has other
+    settings is refused. And ``spec``: the text it was built from (:func:`make_system` sets
+    it), also recorded there, so that a later run can build the row again (to add a new
+    metric column to its rows) even when its name is not a spec (``NAME [label]``).
     """
 
     name: str
@@ -136,7 +140,8 @@ def make_system(spec: str | System, options: SystemOptions | None = None) -> Sys
     """Build the system a spec names (a :class:`System` is returned unchanged).
 
     A registered prefix (``spec == prefix`` or ``spec`` starting with ``prefix:``) wins;
-    anything else is treated as a model spec for :func:`~querysep.load_model`.
+    anything else is treated as a model spec for :func:`~querysep.load_model`. The system's
+    ``spec`` attribute is set to ``spec`` (stripped) unless its factory set one.
 
     Raises:
         ConfigError: The spec is empty.
@@ -150,8 +155,13 @@ def make_system(spec: str | System, options: SystemOptions | None = None) -> Sys
         raise ConfigError("an empty system name was given")
     prefix, _, argument = spec.partition(":")
     if prefix in _REGISTRY:
-        return _REGISTRY[prefix](argument, options)
-    return ModelSystem(spec, options=options)
+        system = _REGISTRY[prefix](argument, options)
+    else:
+        system = ModelSystem(spec, options=options)
+    if not isinstance(getattr(system, "spec", None), str):
+        with contextlib.suppress(AttributeError):  # a frozen or slotted custom system
+            system.spec = spec  # type: ignore[attr-defined]
+    return system
 
 
 # ------------------------------------------------------------------------------ built-ins
@@ -339,16 +349,23 @@ class ModelSystem:
         if name is None and isinstance(label, str) and not self.name.endswith(f"@{label}"):
             self.name += f" [{label}]"  # e.g. which output path an IRM-LDM row used
         self.sample_rate: int | None = self.separator.sample_rate
+        digest = self.separator.model.weights_digest()  # while the files are fresh in cache
+        self.weights_sha256: str | None = digest[:16] if digest else None
 
     @property
     def settings(self) -> dict[str, object]:
-        """What its scores depend on beyond the model: segment length, overlap, precision."""
+        """What its scores depend on beyond the spec: segment length, overlap, precision,
+        and the SHA-256 (16 hex digits) of the files the model was loaded from (weights and
+        config; none for ``test-tiny``), so a model changed under the same name is caught."""
         sep = self.separator
-        return {
+        settings: dict[str, object] = {
             "segment_seconds": sep.segment_seconds,
             "overlap_seconds": sep.overlap_seconds,
             "precision": sep.precision,
         }
+        if self.weights_sha256:
+            settings["weights_sha256"] = self.weights_sha256
+        return settings
 
     @property
     def is_test_model(self) -> bool:

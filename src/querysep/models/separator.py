@@ -7,6 +7,7 @@ A model folder holds ``config.json`` (architecture, text encoder, metadata) and
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import json
 import os
 import secrets
@@ -21,7 +22,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, ModelNotFoundError
-from ..fileio import atomic_files
+from ..fileio import atomic_files, sha256_file
 from ..schema import ConfigModel, config_error, validate_model
 from ..textfiles import read_text
 from .resunet import ResUNet, ResUNetConfig, load_state_dict_strict
@@ -165,10 +166,47 @@ class TextQueriedSeparator(nn.Module):
         self.net = net
         self.text_encoder = text_encoder
         self.metadata: dict[str, Any] = dict(metadata or {})
+        #: The files the model was loaded from: resolved path -> SHA-256 ("" until
+        #: :meth:`weights_digest` needs it). Empty for a model built in code.
+        self.source_files: dict[str, str] = {}
 
     @property
     def sample_rate(self) -> int:
         return int(self.net.config.sample_rate)
+
+    def add_source_file(self, path: str | os.PathLike[str], sha256: str = "") -> None:
+        """Record a file the model was loaded from, with its SHA-256 when the loader already
+        computed it (a digest recorded earlier is kept otherwise)."""
+        key = str(Path(path).resolve())
+        self.source_files[key] = sha256 or self.source_files.get(key, "")
+
+    def weights_digest(self) -> str | None:
+        """The SHA-256 (hex) over the files the model was loaded from, or ``None`` for a
+        model built in code (``test-tiny``).
+
+        The files are those its loader recorded (:attr:`source_files`: a folder's
+        ``config.json`` and ``model.safetensors``, an upstream checkpoint) and those the
+        network names in its own ``source_files`` (IRM-LDM's VAE and vocoder). Each file is
+        hashed at most once per model; digests a loader already checked are reused. The
+        digest does not depend on where the files are.
+
+        Raises:
+            CheckpointError: A file can no longer be read.
+        """
+        for path in getattr(self.net, "source_files", ()):
+            self.add_source_file(path)
+        if not self.source_files:
+            return None
+        for path, digest in self.source_files.items():
+            if not digest:
+                try:
+                    self.source_files[path] = sha256_file(path)
+                except OSError as exc:
+                    raise CheckpointError(
+                        f"cannot read {path}, which the model was loaded from: "
+                        f"{exc.strerror or exc}"
+                    ) from None
+        return hashlib.sha256("\n".join(sorted(self.source_files.values())).encode()).hexdigest()
 
     @property
     def device(self) -> torch.device:
@@ -328,4 +366,6 @@ class TextQueriedSeparator(nn.Module):
             )
         load_state_dict_strict(model.net, state, what=f"model {folder.name}")
         model.metadata.setdefault("path", str(folder))
+        model.add_source_file(cfg_path)
+        model.add_source_file(w_path)
         return model.eval()

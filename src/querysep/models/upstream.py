@@ -352,4 +352,8 @@ def load_upstream(
         "precision": info.precision,
     }
     del ckpt
-    return TextQueriedSeparator(net, encoder, metadata).to(device).eval()
+    model = TextQueriedSeparator(net, encoder, metadata)
+    model.add_source_file(path)  # hashed only when a digest is asked for (1-2 GB)
+    if clap_checkpoint is not None:
+        model.add_source_file(Path(clap_checkpoint).expanduser())
+    return model.to(device).eval()

@@ -127,6 +127,13 @@ class LdmFolder:
             )
         return self.root / part
 
+    def files(self, part: str) -> list[Path]:
+        """The files ``part/`` loads from: its config and its safetensors weights, sorted."""
+        folder = self.root / part
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.suffix in {".json", ".safetensors"})
+
     def front_end(self) -> dict[str, Any] | None:
         """The front end a VAE trained by ``querysep ldm train-vae`` was trained on (from
         its ``querysep_vae.json``); ``None`` for other folders (AudioLDM's own)."""

@@ -44,6 +44,7 @@ from torch import nn
 from ...errors import ConfigError, ModelNotFoundError
 from ...schema import validate_dataclass
 from .components import (
+    VAE_INFO_NAME,
     LdmFolder,
     load_scheduler,
     load_unet,
@@ -287,6 +288,18 @@ class IrmLdm(nn.Module):
 
     #: An evaluation row's name says which output path produced it.
     row_label = output_label
+
+    @property
+    def source_files(self) -> list[Path]:
+        """The files of the frozen parts its output depends on (the VAE, the vocoder once
+        loaded, the VAE's front-end record), for
+        :meth:`~querysep.models.separator.TextQueriedSeparator.weights_digest`."""
+        info = self.folder.root / VAE_INFO_NAME
+        files = [info] if info.is_file() else []
+        for part in ("vae", "vocoder"):
+            if part in self._frozen:
+                files += self.folder.files(part)
+        return files
 
     def set_output(self, output: str) -> None:
         """Switch the output path (loading the vocoder when it is asked for and exists).
