@@ -442,6 +442,18 @@ def test_sound_above_the_models_band_is_separated_from_a_file_as_in_memory(
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
+@pytest.mark.skipif("OGG" not in sf.available_formats(), reason="libsndfile without OGG")
+def test_an_output_format_that_cannot_hold_the_input_is_refused_before_any_work(
+    tiny: Separator, tmp_path: Path
+) -> None:
+    path = tmp_path / "in.wav"
+    sf.write(path, synth.scene(1.0, 44100, seed=3), 44100)
+    outs = [tmp_path / "a.wav", tmp_path / "b.opus"]
+    with pytest.raises(AudioError, match=r"b\.opus: Opus only supports sample rates .*44100 Hz"):
+        tiny.separate_file(path, ["dog", "rain"], outs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
 def test_outputs_given_as_one_path_or_an_iterator(tiny: Separator, tmp_path: Path) -> None:
     path = synth.write_wav(tmp_path / "in.wav", synth.scene(1.0, 16000, seed=3), 16000)
     assert tiny.separate_file(path, "dog", str(tmp_path / "a.wav")) == [tmp_path / "a.wav"]

@@ -44,7 +44,7 @@ from .models.text import validate_queries
 from .precision import autocast, resolve_precision
 from .pretrained import load_model, resolve_device
 
-__all__ = ["ClippedWarning", "Separator", "check_segment", "separate"]
+__all__ = ["ClippedWarning", "Separator", "check_outputs", "check_segment", "separate"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -143,6 +143,29 @@ def _keep_float(info: AudioInfo, out: str | os.PathLike[str]) -> str | None:
     """``"FLOAT"`` for a WAV output of a float input; else ``None`` (the format's default)."""
     is_wav = Path(out).suffix.lower() == ".wav"
     return "FLOAT" if info.subtype in ("FLOAT", "DOUBLE") and is_wav else None
+
+
+def check_outputs(
+    info: AudioInfo, outputs: Sequence[str | os.PathLike[str]], *, mono: bool = False
+) -> None:
+    """Check that each output of an input can be written, before any work.
+
+    Each output gets the input's rate and channel count (1 with ``mono``), in the format its
+    extension names; some formats take only some of those (Opus: 8 to 48 kHz; MP3: at most
+    two channels), found here rather than after a long separation.
+
+    Args:
+        info: The input's :func:`~querysep.audio.io.audio_info`.
+        outputs: Its output paths (the residual's included).
+        mono: The input is downmixed to mono.
+
+    Raises:
+        AudioError: An output's format cannot hold the input's rate or channels, or its
+            extension names no format querysep writes.
+    """
+    channels = 1 if mono else info.num_channels
+    for out in outputs:
+        AudioWriter(out, info.sample_rate, channels, subtype=_keep_float(info, out)).check()
 
 
 class Separator:
@@ -462,6 +485,7 @@ class Separator:
         info = audio_info(path)
         in_sr, total = info.sample_rate, info.num_frames
         check_duration(total, in_sr, path, "too short to separate")
+        check_outputs(info, targets, mono=mono)
         num_ch = 1 if mono else info.num_channels
         proc = self._processor(items)
         block = max(proc.segment, self.sample_rate)  # at the model's rate

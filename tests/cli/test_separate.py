@@ -311,6 +311,30 @@ def test_plots_are_outputs_checked_before_the_model_loads(mix: Path, tmp_path: P
     assert not (tmp_path / "dog.wav").exists()
 
 
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="libsndfile without MP3")
+def test_an_output_format_that_cannot_hold_the_input_fails_before_the_model_loads(
+    tmp_path: Path,
+) -> None:
+    """MP3 holds at most two channels: said before the (here unknown) model is looked up."""
+    path = tmp_path / "eight.wav"
+    sf.write(path, 0.1 * np.random.default_rng(0).standard_normal((16000, 8)), 16000)
+    res = run(
+        "separate",
+        str(path),
+        "-q",
+        "rain",
+        "-o",
+        str(tmp_path / "x.mp3"),
+        "-m",
+        "no-such-model",
+        "--no-ats",
+    )
+    assert res.exit_code == 2, res.output
+    assert (
+        "x.mp3: Format not recognised (MP3 MPEG_LAYER_III, 8 channel(s) at 16000 Hz)" in res.stderr
+    )
+
+
 def test_output_with_any_writable_extension_is_a_file(tmp_path: Path) -> None:
     """The CLI's file-or-folder decision uses the writer's own list of extensions."""
     from querysep.audio import supported_save_extensions

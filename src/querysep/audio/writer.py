@@ -10,6 +10,7 @@ clipped to ``[-1, 1)`` for integer subtypes so they never wrap around.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,6 +124,32 @@ class AudioWriter:
         self.clipped = 0  # samples beyond what an integer subtype holds, clipped to fit
         self._pending: AtomicFile | None = None
         self._file: sf.SoundFile | None = None
+
+    def check(self) -> None:
+        """Check, before any work, that libsndfile writes this format, rate and channel count.
+
+        Some formats limit them (Opus takes 8, 12, 16, 24 or 48 kHz; MP3 at most two channels):
+        found here by opening the writer on memory, not after a long separation.
+
+        Raises:
+            AudioError: The combination cannot be written.
+        """
+        try:
+            with sf.SoundFile(
+                io.BytesIO(),
+                "w",
+                samplerate=self.sample_rate,
+                channels=self.channels,
+                subtype=self.subtype,
+                format=self.format,
+            ):
+                pass
+        except (sf.SoundFileError, OSError, RuntimeError) as exc:
+            raise AudioError(
+                f"cannot write {self.path}: {_reason(exc).removeprefix('Error : ')} "
+                f"({self.format} {self.subtype}, "
+                f"{self.channels} channel(s) at {self.sample_rate} Hz)"
+            ) from None
 
     def __enter__(self) -> AudioWriter:
         if self._file is not None or self._pending is not None:

@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Separate the sound each query describes from each input file."""
-        from ..api import MAX_THREADS, Separator, check_segment
+        from ..api import MAX_THREADS, Separator, check_outputs, check_segment
         from ..audio.io import audio_info
         from ..fileio import check_output_file, refuse_overwriting
         from ..models.text import validate_queries
@@ -128,6 +128,8 @@ def register(app: typer.Typer) -> None:
             written += pngs
         for out in written:  # before loading the model: no output may be a folder or under a file
             check_output_file(out)
+        for info, outs in zip(infos, plan, strict=True):  # nor in a format that cannot hold it
+            check_outputs(info, outs, mono=mono)
         with upstream:
             sep = Separator(
                 model,
