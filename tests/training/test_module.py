@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,14 @@ import torch
 
 from querysep.data.datasets import FixedMixtureDataset
 from querysep.data.manifest import read_mixture_list
-from querysep.errors import CheckpointError, ConfigError
+from querysep.errors import CheckpointError, ConfigError, OutputError
+from querysep.fileio import locked_folder
 from querysep.pretrained import load_model
 from querysep.training.config import config_from_dict
 from querysep.training.datamodule import MixtureDataModule
 from querysep.training.export import export_checkpoint, read_checkpoint
 from querysep.training.module import SeparationTask, _step_generator, perturb_embeddings
-from querysep.training.run import build_model, build_trainer
+from querysep.training.run import TrainResult, _export, build_model, build_trainer
 
 from .conftest import tiny_config
 
@@ -114,6 +116,8 @@ def test_export_round_trip(fitted: dict[str, Any], tmp_path: Path) -> None:
         ),
         (lambda c: c["querysep"].update(validation=[3.0]), "damaged training record"),
         (lambda c: c.update(global_step="7"), "damaged training record"),
+        (lambda c: c.update(state_dict=5), "damaged state_dict"),
+        (lambda c: c["querysep"]["validation"].update(x=torch.ones(2)), "damaged training record"),
     ],
 )
 def test_export_refuses_a_damaged_or_foreign_checkpoint_in_one_error(
@@ -126,6 +130,22 @@ def test_export_refuses_a_damaged_or_foreign_checkpoint_in_one_error(
     with pytest.raises(CheckpointError, match=says):
         export_checkpoint(path, tmp_path / "model")
     assert not (tmp_path / "model" / "model.safetensors").exists()
+
+
+def test_the_export_at_the_end_of_training_takes_the_model_folders_lock(
+    fitted: dict[str, Any], tmp_path: Path
+) -> None:
+    """`querysep train export RUN -o RUN/model` meanwhile would clear its temporary files."""
+    run = tmp_path / "run"
+    shutil.copytree(fitted["out"] / "checkpoints", run / "checkpoints")
+    result = TrainResult(output_dir=run, step=30)
+    with (
+        locked_folder(run / "model", "train export"),
+        pytest.raises(OutputError, match="in use by another running querysep train export"),
+    ):
+        _export(run, result, print)
+    _export(run, result, print)
+    assert load_model(str(result.exported)).metadata["training"]["step"] == 30
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")

@@ -59,7 +59,21 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(str(exc)) from None
     if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint written by querysep train")
+    state = ckpt["state_dict"]
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(f"{path} has a damaged state_dict (not names -> tensors)")
     return ckpt
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is made of what ``config.json`` holds (no tensors)."""
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)
 
 
 def _separator_info(ckpt: Mapping[str, Any], path: str | os.PathLike[str]) -> Mapping[str, Any]:
@@ -145,6 +159,8 @@ def export_checkpoint(
         or not isinstance(train_config, Mapping)
         or isinstance(step, bool)
         or not isinstance(step, int)
+        or not _plain(validation)
+        or not _plain(train_config)
     ):
         raise CheckpointError(
             f"{checkpoint} has a damaged training record (validation, config or step)"

@@ -403,7 +403,10 @@ def train(
 def _export(out: Path, result: TrainResult, say: Echo) -> None:
     """Export the run's best (or last) checkpoint to ``out/model`` and say so."""
     source = find_export_checkpoint(out / CHECKPOINT_DIR)
-    result.exported = export_checkpoint(source, out / MODEL_DIR)
+    # as `querysep train export` does: one writing into out/model at once (it would clear
+    # this export's temporary files as a killed export's)
+    with locked_folder(out / MODEL_DIR, "train export"):
+        result.exported = export_checkpoint(source, out / MODEL_DIR)
     meta = json.loads((result.exported / CONFIG_NAME).read_text(encoding="utf-8"))["metadata"]
     scores = meta["training"]["validation"]
     shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k.startswith("val/"))
