@@ -42,9 +42,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write N source,noise,snr,caption rows; clips sharing a label are never paired.
 
-        Clips are named by their path under the folder that holds them all (without
-        extension unless two files share a name), printed at the end: the --audio-dir of
-        'querysep evaluate'.
+        Clips are named by their path under the folder that holds them all, printed at the
+        end (the --audio-dir of 'querysep evaluate'), without extension unless another audio
+        file of that name lies beside it (x.wav beside x.flac stays x.wav).
         """
         from ..data.manifest import audio_names, read_manifest, write_mixture_list
         from ..data.mixing import plan_mixtures
