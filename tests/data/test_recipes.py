@@ -280,11 +280,16 @@ def test_folder_keeps_files_that_share_a_name_in_other_subfolders(
         (tmp_path / rel).with_suffix(".wav").resolve() for rel in ("a/x", "b/x", "b/y")
     ]
     assert not result.skipped
-    # a CSV naming a bare file name still finds the first such file
-    (tmp_path / "caps.csv").write_text("file_name,caption\nx.wav,found by name\n")
+    # a CSV naming a file by a name two files share is refused (it picked the first); by
+    # its path under the folder, or by a name only one file has, it is found
+    (tmp_path / "caps.csv").write_text("file_name,caption\nx.wav,which one?\n")
+    with pytest.raises(DataError, match=r"'x.wav' names 2 files under .* \(a/x.wav, b/x.wav\)"):
+        prepare_folder(tmp_path, captions_csv=tmp_path / "caps.csv")
+    (tmp_path / "caps.csv").write_text("file_name,caption\nb/x.wav,this one\ny,by stem\n")
     listed = prepare_folder(tmp_path, captions_csv=tmp_path / "caps.csv")
     assert [(c.id, Path(c.audio)) for c in listed.clips] == [
-        ("x", (tmp_path / "a" / "x.wav").resolve())
+        ("x", (tmp_path / "b" / "x.wav").resolve()),
+        ("y", (tmp_path / "b" / "y.wav").resolve()),
     ]
 
 

@@ -116,6 +116,8 @@ class AudioIndex:
         self.paths: list[Path] = []
         self.by_name: dict[str, Path] = {}
         self.by_stem: dict[str, Path] = {}
+        self._all_by_name: dict[str, list[Path]] = {}
+        self._all_by_stem: dict[str, list[Path]] = {}
         seen: set[Path] = set()
         for folder in folders:
             if folder.is_dir():
@@ -126,6 +128,8 @@ class AudioIndex:
                     self.paths.append(path)
                     self.by_name.setdefault(path.name, path)
                     self.by_stem.setdefault(path.stem, path)
+                    self._all_by_name.setdefault(path.name, []).append(path)
+                    self._all_by_stem.setdefault(path.stem, []).append(path)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -139,6 +143,16 @@ class AudioIndex:
         if ext.lower() not in AUDIO_EXTENSIONS:
             stem = name
         return self.by_stem.get(stem)
+
+    def find_all(self, name: str) -> list[Path]:
+        """Every file :meth:`find` chooses among (its first), in scan order."""
+        name = os.path.basename(name)
+        if name in self._all_by_name:
+            return list(self._all_by_name[name])
+        stem, ext = os.path.splitext(name)
+        if ext.lower() not in AUDIO_EXTENSIONS:
+            stem = name
+        return list(self._all_by_stem.get(stem, []))
 
     def __iter__(self) -> Iterator[Path]:
         """Every file found, sorted by path (files sharing a name in other folders too)."""

@@ -32,7 +32,7 @@ def prepare_folder(
     the non-empty lines of its same-name ``.txt`` file; files without one are kept with no
     captions (usable as interferers, not as targets). With ``captions_csv`` only the files
     it lists are used; ``file_name`` is relative to ``root`` (or a bare file name found
-    anywhere under it). A clip's id is its file name without extension; a name met again
+    anywhere under it, if only one file has it). A clip's id is its file name without extension; a name met again
     (in another subfolder, or with another extension) gets ``-2``, ``-3``... in path order.
     Folders carry no class labels.
 
@@ -47,7 +47,8 @@ def prepare_folder(
         The clips (sorted by path, or in CSV order) and the skipped files.
 
     Raises:
-        DataError: ``root`` is not a folder, or the CSV is missing or lacks a column.
+        DataError: ``root`` is not a folder, the CSV is missing or lacks a column, or it
+            names a file by a bare name that several files under ``root`` have.
     """
     root = Path(root)
     if not root.is_dir():
@@ -77,7 +78,14 @@ def prepare_folder(
     for name, captions in groups.items():
         path: Path | None = root / name
         if not path.is_file():
-            path = index.find(os.path.basename(name)) if os.path.basename(name) == name else None
+            found = index.find_all(name) if os.path.basename(name) == name else []
+            if len(found) > 1:  # which one the caption is about cannot be guessed
+                shown = ", ".join(p.relative_to(root).as_posix() for p in found[:3])
+                raise DataError(
+                    f"{captions_csv}: file_name {name!r} names {len(found)} files under {root} "
+                    f"({shown}{', ...' if len(found) > 3 else ''}): give its path under {root}"
+                )
+            path = found[0] if found else None
         clip = Clip(
             id=unique_id(Path(name).stem, taken),
             audio="",
