@@ -30,6 +30,7 @@ from .models.text import HashingTextEncoder
 __all__ = [
     "DEFAULT_MODEL",
     "ModelInfo",
+    "absolute_spec",
     "list_models",
     "load_model",
     "network_config",
@@ -261,6 +262,26 @@ def check_spec(spec: object, what: str) -> str | None:
     if len(spec) > 4096 or any(len(os.fsencode(part)) > 255 for part in spec.split("/")):
         raise ModelNotFoundError(f"unknown {what} {spec[:40]!r}...: too long to be a name or path")
     return spec
+
+
+def absolute_spec(spec: str) -> str:
+    """``spec`` naming the same model from any working directory.
+
+    A relative folder, or the path of ``kind:path`` (before an ``@OUTPUT`` tail where the
+    path itself does not exist), is made absolute when it exists; names, absolute paths and
+    specs that name nothing are returned as given.
+    """
+    if spec in _MODELS:
+        return spec
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in _LOADERS:
+        path, at, tail = rest, "", ""
+        if not Path(rest).expanduser().exists() and "@" in rest:
+            path, at, tail = rest.rpartition("@")
+        full = Path(path).expanduser()
+        return f"{kind}:{os.path.abspath(full)}{at}{tail}" if full.exists() else spec
+    full = Path(spec).expanduser()
+    return os.path.abspath(full) if full.exists() else spec
 
 
 def load_model(

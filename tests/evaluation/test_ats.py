@@ -268,6 +268,26 @@ def test_an_upgrade_rebuilds_a_labelled_row_from_its_recorded_spec(
     assert specs["halved [x0.5]"] == "halved" and specs["oracle-irm"] == "oracle-irm"
 
 
+def test_a_relative_model_folder_is_rebuilt_from_another_working_directory(
+    valset: ValSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spec is recorded with its folder made absolute; the row keeps the name typed."""
+    from querysep.pretrained import build_test_tiny
+
+    build_test_tiny().save_pretrained(tmp_path / "proj" / "m1")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    _run(valset, out, resolve_systems(["proj/m1"]))  # no ATS
+    specs = json.loads((out / "settings.json").read_text())["specs"]
+    assert specs["proj/m1"] == str(tmp_path / "proj" / "m1")
+    monkeypatch.chdir(tmp_path / "proj")  # "proj/m1" names nothing from here
+    summary = _run(valset, out, _systems(resolve_systems(["mixture"])[0]), [ATSHook("test-tiny")])
+    assert summary.num_upgraded == 12
+    rows = read_rows(out / "per_clip.csv")
+    assert {r["system"] for r in rows} == {"proj/m1", "oracle-irm", "mixture", "reference"}
+    assert all(math.isfinite(float(r["ats"])) for r in rows if r["system"] == "proj/m1")
+
+
 def test_an_older_folder_without_specs_asks_for_the_rows_spec(
     valset: ValSet, tmp_path: Path, halved: list[Labelled]
 ) -> None:
@@ -282,6 +302,7 @@ def test_an_older_folder_without_specs_asks_for_the_rows_spec(
     with pytest.raises(DataError) as info:
         _run(valset, out, _systems(mixture), [ATSHook("test-tiny")])
     assert "\n" not in str(info.value)
+    assert "its name does not build it (unknown model 'halved [x0.5]'" in str(info.value)
     assert str(info.value).endswith(
         "pass -m SPEC for the row 'halved [x0.5]' (the --model it was evaluated with)"
     )

@@ -80,6 +80,30 @@ def test_an_irm_ldm_rows_weight_digest_covers_its_vae(tmp_path: Path) -> None:
     assert make_system(spec).settings["weights_sha256"] != digest
 
 
+def test_an_irm_ldm_rows_digest_covers_the_vocoder_only_when_its_output_uses_it(
+    tmp_path: Path,
+) -> None:
+    """A row of the phase-preserving output does not depend on the vocoder's weights (it was
+    refused as changed when they changed), nor on files diffusers does not read."""
+    from safetensors.torch import load_file, save_file
+
+    from querysep.testing.ldm import tiny_audioldm_folder
+
+    ldm = tiny_audioldm_folder(tmp_path / "ldm", ["vae", "vocoder"])
+    separator(ldm, output="vocoder").save_pretrained(tmp_path / "model")
+    voc, pp = f"irm-ldm:{tmp_path / 'model'}", f"irm-ldm:{tmp_path / 'model'}@phase-preserving"
+    before = {spec: make_system(spec).settings["weights_sha256"] for spec in (voc, pp)}
+    assert before[voc] != before[pp]
+    (ldm / "vae" / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"never read")
+    weights = ldm / "vocoder" / "model.safetensors"
+    state = load_file(weights)
+    first = sorted(state)[0]
+    state[first] = state[first] + 0.1
+    save_file(state, weights)
+    after = {spec: make_system(spec).settings["weights_sha256"] for spec in (voc, pp)}
+    assert after[pp] == before[pp] and after[voc] != before[voc]
+
+
 def test_ats_is_added_to_an_irm_ldm_row_from_an_older_run(
     tmp_path: Path, tiny_ldm: Path, valset: ValSet
 ) -> None:

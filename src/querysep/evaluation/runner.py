@@ -610,16 +610,21 @@ def _system_getter(built: Sequence[System], options: SystemOptions | None, setti
             except QuerysepError as exc:
                 if spec is None:  # "NAME [label]" and the like are not specs
                     raise ConfigError(
-                        "its spec is not recorded in this folder (evaluated before specs "
-                        f"were) and its name does not build it: {hint}"
+                        f"its name does not build it ({exc}) and this folder records no spec "
+                        f"for it (evaluated before specs were, or given as a System): {hint}"
                     ) from None
                 raise ConfigError(
                     f"cannot build it from its spec {spec!r} ({exc}); {hint}"
                 ) from None
             if system.name != name:
-                raise ConfigError(
-                    f"{spec or name!r} now builds the row {system.name!r}, not {name!r}; {hint}"
-                )
+                # a spec recorded with its folder made absolute names the row otherwise
+                # ("/abs/m1 [x]" for "m1 [x]"): the same row when the label after it agrees
+                tail = system.name[len(spec) :] if spec and system.name.startswith(spec) else None
+                if tail is None or not name.endswith(tail):
+                    raise ConfigError(
+                        f"{spec or name!r} now builds the row {system.name!r}, not {name!r}; {hint}"
+                    )
+                system.name = name
             settings.check(system)
             by_name[name] = system
         return by_name[name]

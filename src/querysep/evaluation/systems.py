@@ -153,14 +153,18 @@ def make_system(spec: str | System, options: SystemOptions | None = None) -> Sys
     spec = spec.strip()
     if not spec:
         raise ConfigError("an empty system name was given")
+    from ..pretrained import absolute_spec
+
     prefix, _, argument = spec.partition(":")
     if prefix in _REGISTRY:
         system = _REGISTRY[prefix](argument, options)
+        recorded = f"{prefix}:{absolute_spec(argument)}" if argument else spec
     else:
         system = ModelSystem(spec, options=options)
+        recorded = absolute_spec(spec)  # rebuilt from any working directory
     if not isinstance(getattr(system, "spec", None), str):
         with contextlib.suppress(AttributeError):  # a frozen or slotted custom system
-            system.spec = spec  # type: ignore[attr-defined]
+            system.spec = recorded  # type: ignore[attr-defined]
     return system
 
 

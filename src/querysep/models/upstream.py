@@ -353,7 +353,7 @@ def load_upstream(
     }
     del ckpt
     model = TextQueriedSeparator(net, encoder, metadata)
-    model.add_source_file(path)  # hashed only when a digest is asked for (1-2 GB)
+    model.add_source_file(path)  # hashed when a digest is asked for: evaluate does, once a run
     if clap_checkpoint is not None:
         model.add_source_file(Path(clap_checkpoint).expanduser())
     return model.to(device).eval()

@@ -32,9 +32,9 @@ def prepare_folder(
     the non-empty lines of its same-name ``.txt`` file; files without one are kept with no
     captions (usable as interferers, not as targets). With ``captions_csv`` only the files
     it lists are used; ``file_name`` is relative to ``root`` (or a bare file name found
-    anywhere under it, if only one file has it). A clip's id is its file name without extension; a name met again
-    (in another subfolder, or with another extension) gets ``-2``, ``-3``... in path order.
-    Folders carry no class labels.
+    anywhere under it, if only one file has it). A clip's id is its file name without
+    extension; a name met again (in another subfolder, or with another extension) gets
+    ``-2``, ``-3``... in path order. Folders carry no class labels.
 
     Args:
         root: The folder, searched recursively.

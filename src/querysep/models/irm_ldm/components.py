@@ -25,6 +25,7 @@ import importlib.util
 import json
 import logging
 import math
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,11 +129,27 @@ class LdmFolder:
         return self.root / part
 
     def files(self, part: str) -> list[Path]:
-        """The files ``part/`` loads from: its config and its safetensors weights, sorted."""
+        """The files ``part/`` loads from, sorted: its ``config.json`` and the weights that
+        diffusers / transformers read without a variant (``diffusion_pytorch_model`` or
+        ``model``, ``.safetensors``, or its shards and their index); not other files, such
+        as the ``.fp16.safetensors`` variants of a hub download."""
         folder = self.root / part
         if not folder.is_dir():
             return []
-        return sorted(p for p in folder.iterdir() if p.suffix in {".json", ".safetensors"})
+        stems = ("diffusion_pytorch_model", "model")
+        names = {"config.json"}
+        names |= {f"{s}.safetensors" for s in stems} | {
+            f"{s}.safetensors.index.json" for s in stems
+        }
+        return sorted(
+            p
+            for p in folder.iterdir()
+            if p.is_file()
+            and (
+                p.name in names
+                or any(re.fullmatch(rf"{s}-\d+-of-\d+\.safetensors", p.name) for s in stems)
+            )
+        )
 
     def front_end(self) -> dict[str, Any] | None:
         """The front end a VAE trained by ``querysep ldm train-vae`` was trained on (from

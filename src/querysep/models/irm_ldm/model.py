@@ -291,14 +291,14 @@ class IrmLdm(nn.Module):
 
     @property
     def source_files(self) -> list[Path]:
-        """The files of the frozen parts its output depends on (the VAE, the vocoder once
-        loaded, the VAE's front-end record), for
+        """The files of the frozen parts its output depends on (the VAE, the VAE's
+        front-end record, and the vocoder when the output is the vocoder's), for
         :meth:`~querysep.models.separator.TextQueriedSeparator.weights_digest`."""
         info = self.folder.root / VAE_INFO_NAME
         files = [info] if info.is_file() else []
-        for part in ("vae", "vocoder"):
-            if part in self._frozen:
-                files += self.folder.files(part)
+        files += self.folder.files("vae")
+        if self.output_label == "vocoder":  # loaded, and used
+            files += self.folder.files("vocoder")
         return files
 
     def set_output(self, output: str) -> None:
