@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def app_cmd(
         host: str = typer.Option(
-            "127.0.0.1", help="Address to listen on; 0.0.0.0 opens it to the network."
+            "127.0.0.1",
+            help="Address to listen on (IPv6 too: ::1); 0.0.0.0 or :: opens it to the network.",
         ),
         port: int = typer.Option(7860, min=1, max=65535, help="Port to listen on."),
         model: list[str] = typer.Option(
@@ -70,9 +71,10 @@ def register(app: typer.Typer) -> None:
         if importlib.util.find_spec("gradio") is None:
             fail("querysep app needs gradio: install the app extra, pip install 'querysep[app]'")
         from ..app import AppConfig, serve
-        from ..app.server import is_loopback
+        from ..app.server import check_host, is_loopback
 
         check_upstream_options(model, text_tokenizer, clap_checkpoint)
+        host = check_host(host)
         config = AppConfig(
             models=tuple(model),
             clap=clap,
