@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from querysep.app.server import _launch, is_loopback
@@ -114,3 +115,51 @@ def _can_bind_ipv6() -> bool:
     except OSError:
         return False
     return True
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--max-disk-gb", "inf"),
+        ("--max-disk-gb", "nan"),
+        ("--max-upload-mb", "inf"),
+        ("--max-upload-mb", "1e14"),
+        ("--max-upload-mb", "nan"),
+        ("--max-minutes", "nan"),
+        ("--max-minutes", "-1"),
+        ("--max-segment-seconds", "nan"),
+        ("--max-segment-seconds", "0"),
+        ("--keep-minutes", "1e9"),
+        ("--keep-minutes", "nan"),
+        ("--stop-grace-seconds", "inf"),
+        ("--stop-grace-seconds", "nan"),
+        ("--concurrency", "0"),
+        ("--concurrency", "100000"),
+    ],
+)
+def test_limits_out_of_range_are_one_line_errors_before_any_model_loads(
+    monkeypatch: pytest.MonkeyPatch, option: str, value: str
+) -> None:
+    pytest.importorskip("gradio")
+    served: list[object] = []
+    import querysep.app
+
+    monkeypatch.setattr(querysep.app, "serve", lambda config, **kw: served.append(config))
+    res = runner.invoke(cli, ["app", option, value, "-m", "test-tiny"])
+    assert res.exit_code == 2, res.output
+    [line] = res.stderr.strip().splitlines()
+    assert line.startswith("querysep: error: ") and option in line, line
+    assert served == []  # refused before any model is loaded
+
+
+def test_the_options_take_the_ranges_of_app_config() -> None:
+    from querysep.app.service import LIMITS
+
+    command = typer.main.get_command(cli).commands["app"]  # type: ignore[attr-defined]
+    ranges = {}
+    for param in command.params:
+        bounds = getattr(param, "type", param)  # click keeps them on its range type
+        if getattr(bounds, "min", None) is not None and param.name != "port":
+            ranges[param.name] = (bounds.min, bounds.max)
+    assert ranges == {name: LIMITS[name][:2] for name in ranges}
+    assert set(ranges) == set(LIMITS) - {"max_queries", "max_queue"}  # no option for these

@@ -176,3 +176,37 @@ def test_an_upload_the_pruner_removed_asks_for_it_again(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match="not found"):  # a path that was never an upload
         service.separate(str(tmp_path / "rec.wav"), "a dog barking")
     ws.close()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("max_disk_gb", math.inf),
+        ("max_disk_gb", math.nan),
+        ("max_upload_mb", math.inf),
+        ("max_upload_mb", 1e14),
+        ("max_minutes", math.nan),
+        ("max_minutes", -1.0),
+        ("max_segment_seconds", 0.0),
+        ("max_segment_seconds", 7200.0),  # more than any Separator takes
+        ("keep_minutes", math.inf),
+        ("stop_grace_seconds", math.inf),
+        ("stop_grace_seconds", -1.0),
+        ("concurrency", 0),
+        ("concurrency", 2.5),
+        ("max_queries", 0),
+        ("max_queue", True),
+    ],
+)
+def test_settings_that_are_not_finite_or_out_of_range_are_refused(
+    setting: str, value: float
+) -> None:
+    with pytest.raises(ConfigError, match=rf"^{setting}\b.* must be a (whole )?number from"):
+        AppConfig(**{setting: value}, examples=None)
+
+
+def test_the_largest_settings_are_taken() -> None:
+    from querysep.app.service import LIMITS
+
+    config = AppConfig(**{name: most for name, (_, most, _) in LIMITS.items()}, examples=None)
+    assert config.max_disk_gb == 10_000 and int(config.max_disk_gb * 2**30) > 0
