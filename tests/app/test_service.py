@@ -84,7 +84,8 @@ def test_requests_are_checked_before_any_work(service: SeparationService, tmp_pa
     silent = synth.write_wav(tmp_path / "silent.wav", np.zeros(16000 * 2, np.float32), 16000)
     cases = [
         ({"recording": None}, AudioError, "no recording"),
-        ({"recording": long}, AudioError, "long.wav lasts 0.5 min; .* at most 0.5 min"),
+        # 31 s over a 0.5 min limit: the message shows that it is over
+        ({"recording": long}, AudioError, r"long.wav lasts 0\.52 min; .* at most 0\.5 min"),
         ({"model": "nope"}, ModelNotFoundError, "unknown model 'nope': this app offers test-tiny"),
         ({"segment_seconds": None}, ConfigError, "segment length"),
         (  # memory grows with the segment: one request must not take the server down
@@ -108,8 +109,24 @@ def test_requests_are_checked_before_any_work(service: SeparationService, tmp_pa
             service.separate(recording, queries, **request)
     assert not list((service.workspace.root / "jobs").iterdir())  # the failed job left nothing
     small = SeparationService(AppConfig(max_upload_mb=0.01, examples=None), service.workspace)
-    with pytest.raises(AudioError, match=r"good.wav is 0.0 MB; .* at most 0.01 MB"):
+    size_mb = good.stat().st_size / 1e6  # 0.032 MB
+    with pytest.raises(AudioError, match=r"good.wav is 0\.03 MB; .* at most 0\.01 MB"):
         small.check_recording(good)
+    just = SeparationService(  # a byte over the limit still shows as over it
+        AppConfig(max_upload_mb=(good.stat().st_size - 1) / 1e6, examples=None), service.workspace
+    )
+    with pytest.raises(AudioError, match=rf"good.wav is {size_mb:.6f} MB; .* at most 0\.03"):
+        just.check_recording(good)
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "shown"),
+    [(0.5167, 0.5, "0.52"), (1.1667, 1.0, "1.2"), (0.0321, 0.01, "0.03"), (30.0001, 30, "30.0001")],
+)
+def test_a_value_over_its_limit_is_shown_over_it(value: float, limit: float, shown: str) -> None:
+    from querysep.app.service import _above
+
+    assert _above(value, limit) == shown
 
 
 def test_models_offered() -> None:

@@ -156,6 +156,17 @@ def example_rows(folder: Path | None) -> list[tuple[Path, str]]:
     return rows
 
 
+def _above(value: float, limit: float) -> str:
+    """``value`` (over ``limit``) with the fewest decimals, one at least, that show it over
+    ``limit`` as a message shows the limit (``{limit:g}``): 0.52 for 31 s over 0.5 min."""
+    shown_limit = float(f"{limit:g}")
+    for decimals in range(1, 10):
+        text = f"{value:.{decimals}f}"
+        if float(text) > shown_limit:
+            return text
+    return repr(value)
+
+
 @dataclass(frozen=True)
 class SeparationResult:
     """The files of one request, all in its job folder.
@@ -297,15 +308,15 @@ class SeparationService:
         size = Path(path).stat().st_size if Path(path).is_file() else 0
         if size > limit_mb * 1e6:
             raise AudioError(
-                f"{Path(path).name} is {size / 1e6:.1f} MB; this app takes files of at most "
-                f"{limit_mb:g} MB (querysep app --max-upload-mb)"
+                f"{Path(path).name} is {_above(size / 1e6, limit_mb)} MB; this app takes files "
+                f"of at most {limit_mb:g} MB (querysep app --max-upload-mb)"
             )
         info = audio_info(path)
         if info.duration > self.config.max_minutes * 60:
             raise AudioError(
-                f"{Path(path).name} lasts {info.duration / 60:.1f} min; this app takes "
-                f"recordings of at most {self.config.max_minutes:g} min (querysep app "
-                "--max-minutes)"
+                f"{Path(path).name} lasts {_above(info.duration / 60, self.config.max_minutes)} "
+                f"min; this app takes recordings of at most {self.config.max_minutes:g} min "
+                "(querysep app --max-minutes)"
             )
         return info
 
