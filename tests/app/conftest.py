@@ -36,10 +36,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(folder: Path, *options: str) -> Iterator[RunningApp]:
+def running_app(folder: Path, *options: str, url_host: str = "127.0.0.1") -> Iterator[RunningApp]:
     """``querysep app --port FREE *options`` until the block ends, then SIGTERM.
 
-    After it stops, its private folder must be gone.
+    ``url_host`` is where the page is fetched (``[::1]`` for ``--host ::1``). After it
+    stops, its private folder must be gone.
     """
     pytest.importorskip("gradio", reason="the app extra (gradio) is not installed")
     log = folder / "server.log"
@@ -50,7 +51,7 @@ def running_app(folder: Path, *options: str) -> Iterator[RunningApp]:
     cmd = [sys.executable, "-m", "querysep", "app", "--port", str(port), *options]
     with log.open("w") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
+    url = f"http://{url_host}:{port}/"
     try:
         app = RunningApp(url, _wait_until_serving(process, url, log), process)
         yield app

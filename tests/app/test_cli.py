@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from querysep.app.server import _launch, is_loopback
@@ -60,6 +62,8 @@ def test_the_app_service_does_not_import_the_cli() -> None:
 def test_addresses_and_ports() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    assert is_loopback("[::1]") and is_loopback("::ffff:127.0.0.1")  # as in a URL; mapped
+    assert not is_loopback("::") and not is_loopback("[::]")
 
     class Busy:
         def launch(self, **options: object) -> None:
@@ -67,3 +71,95 @@ def test_addresses_and_ports() -> None:
 
     with pytest.raises(ConfigError, match=r"cannot listen on 127.0.0.1:7860: .* --port"):
         _launch(Busy(), "127.0.0.1", 7860)
+
+
+def test_ipv6_hosts_come_in_brackets() -> None:
+    from querysep.app.server import check_host
+
+    assert check_host("127.0.0.1") == "127.0.0.1" and check_host("localhost") == "localhost"
+    assert check_host("0.0.0.0") == "0.0.0.0"
+    if socket.has_ipv6 and _can_bind_ipv6():
+        # gradio builds its URLs from the host: "http://::1:7860/" is no URL
+        assert check_host("::1") == check_host("[::1]") == "[::1]"
+        assert check_host("::") == "[::]"
+
+
+def test_a_bad_host_is_a_one_line_error_before_any_model_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("gradio")
+    served: list[str] = []
+    import querysep.app
+
+    monkeypatch.setattr(querysep.app, "serve", lambda config, host, **kw: served.append(host))
+    for host, problem in [
+        ("no such host", "not an IP address or a name this machine can resolve"),
+        ("999.1.1.1", "not an IP address or a name this machine can resolve"),
+        ("[::1", "not an IP address or a name this machine can resolve"),
+        ("", "not an IP address or a name this machine can resolve"),
+        ("192.0.2.1", "it is not one of this machine's addresses"),  # TEST-NET-1
+    ]:
+        res = runner.invoke(cli, ["app", "--host", host, "-m", "test-tiny"])
+        assert res.exit_code == 2, (host, res.output)
+        assert res.stderr.strip().splitlines() == [
+            f"querysep: error: cannot listen on {host!r}: {problem} (choose another with "
+            + ("--host, e.g. 127.0.0.1, ::1 or 0.0.0.0)" if "resolve" in problem else "--host)")
+        ], host  # no network warning, no traceback
+    assert served == []  # refused before any model is loaded
+
+
+def _can_bind_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--max-disk-gb", "inf"),
+        ("--max-disk-gb", "nan"),
+        ("--max-upload-mb", "inf"),
+        ("--max-upload-mb", "1e14"),
+        ("--max-upload-mb", "nan"),
+        ("--max-minutes", "nan"),
+        ("--max-minutes", "-1"),
+        ("--max-segment-seconds", "nan"),
+        ("--max-segment-seconds", "0"),
+        ("--keep-minutes", "1e9"),
+        ("--keep-minutes", "nan"),
+        ("--stop-grace-seconds", "inf"),
+        ("--stop-grace-seconds", "nan"),
+        ("--concurrency", "0"),
+        ("--concurrency", "100000"),
+    ],
+)
+def test_limits_out_of_range_are_one_line_errors_before_any_model_loads(
+    monkeypatch: pytest.MonkeyPatch, option: str, value: str
+) -> None:
+    pytest.importorskip("gradio")
+    served: list[object] = []
+    import querysep.app
+
+    monkeypatch.setattr(querysep.app, "serve", lambda config, **kw: served.append(config))
+    res = runner.invoke(cli, ["app", option, value, "-m", "test-tiny"])
+    assert res.exit_code == 2, res.output
+    [line] = res.stderr.strip().splitlines()
+    assert line.startswith("querysep: error: ") and option in line, line
+    assert served == []  # refused before any model is loaded
+
+
+def test_the_options_take_the_ranges_of_app_config() -> None:
+    from querysep.app.service import LIMITS
+
+    command = typer.main.get_command(cli).commands["app"]  # type: ignore[attr-defined]
+    ranges = {}
+    for param in command.params:
+        bounds = getattr(param, "type", param)  # click keeps them on its range type
+        if getattr(bounds, "min", None) is not None and param.name != "port":
+            ranges[param.name] = (bounds.min, bounds.max)
+    assert ranges == {name: LIMITS[name][:2] for name in ranges}
+    assert set(ranges) == set(LIMITS) - {"max_queries", "max_queue"}  # no option for these

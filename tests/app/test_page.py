@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from querysep.errors import OutputError
+from querysep.testing import synth
 
 pytest.importorskip("gradio", reason="the app extra (gradio) is not installed")
 
@@ -22,3 +23,32 @@ def test_an_error_names_files_not_the_servers_folders(tmp_path: Path) -> None:
     error = _fail(exc, str(upload), workspace)
     assert error.message == "cannot write my take__dog.wav (from my take.wav): disk full"
     assert str(tmp_path) not in error.message
+
+
+@pytest.mark.parametrize("limit", [0.1, 0.5, 1.0, 1.5, 10.0, 60.0])
+def test_the_default_segment_and_overlap_are_valid_under_any_segment_limit(
+    tmp_path: Path, limit: float
+) -> None:
+    from querysep.app import AppConfig, SeparationService, Workspace
+    from querysep.app.page import build_page
+
+    ws = Workspace(parent=tmp_path)
+    config = AppConfig(
+        models=("test-tiny",), clap="test-tiny", max_segment_seconds=limit, examples=None
+    )
+    service = SeparationService(config, ws)
+    try:
+        # what the page shows and what an API call that leaves them out gets
+        endpoint = build_page(service).get_api_info()["named_endpoints"]["/separate"]
+        defaults = {p["parameter_name"]: p["parameter_default"] for p in endpoint["parameters"]}
+        segment, overlap = defaults["segment_seconds"], defaults["overlap_seconds"]
+        assert segment == min(10.0, limit) and 0 < overlap < segment
+        if limit <= 1.0:  # a request with the page's defaults goes through
+            mixture = synth.scene(2.0, 16000, seed=3)
+            path = synth.write_wav(tmp_path / "mix.wav", mixture, 16000)
+            result = service.separate(
+                path, "a dog", segment_seconds=segment, overlap_seconds=overlap
+            )
+            assert len(result.outputs) == 1
+    finally:
+        ws.close()

@@ -123,6 +123,26 @@ def test_limits_give_a_clear_message(tmp_path: Path) -> None:
         assert len(files) == 2
 
 
+def test_an_ipv6_loopback_address_is_served_without_the_network_warning(tmp_path: Path) -> None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback address")
+    options = ["--host", "::1", "-m", "test-tiny", "--clap", "test-tiny"]
+    with running_app(tmp_path, *options, url_host="[::1]") as app:
+        log = (tmp_path / "server.log").read_text()
+        assert f"serving on http://[::1]:{app.url.split(':')[-1]}" in log
+        assert "warning" not in log  # loopback: reachable from this machine only
+        client = gradio_client.Client(
+            app.url, verbose=False, analytics_enabled=False, download_files=str(tmp_path)
+        )
+        files, _ = _separate(client, DOG, "a dog")
+        assert len(files) == 2
+
+
 def test_three_concurrent_requests_all_succeed(client) -> None:
     queries = ["a dog barking", "rain", "a dog barking\nrain"]
     jobs = [

@@ -84,7 +84,8 @@ def test_requests_are_checked_before_any_work(service: SeparationService, tmp_pa
     silent = synth.write_wav(tmp_path / "silent.wav", np.zeros(16000 * 2, np.float32), 16000)
     cases = [
         ({"recording": None}, AudioError, "no recording"),
-        ({"recording": long}, AudioError, "long.wav lasts 0.5 min; .* at most 0.5 min"),
+        # 31 s over a 0.5 min limit: the message shows that it is over
+        ({"recording": long}, AudioError, r"long.wav lasts 0\.52 min; .* at most 0\.5 min"),
         ({"model": "nope"}, ModelNotFoundError, "unknown model 'nope': this app offers test-tiny"),
         ({"segment_seconds": None}, ConfigError, "segment length"),
         (  # memory grows with the segment: one request must not take the server down
@@ -108,8 +109,24 @@ def test_requests_are_checked_before_any_work(service: SeparationService, tmp_pa
             service.separate(recording, queries, **request)
     assert not list((service.workspace.root / "jobs").iterdir())  # the failed job left nothing
     small = SeparationService(AppConfig(max_upload_mb=0.01, examples=None), service.workspace)
-    with pytest.raises(AudioError, match=r"good.wav is 0.0 MB; .* at most 0.01 MB"):
+    size_mb = good.stat().st_size / 1e6  # 0.032 MB
+    with pytest.raises(AudioError, match=r"good.wav is 0\.03 MB; .* at most 0\.01 MB"):
         small.check_recording(good)
+    just = SeparationService(  # a byte over the limit still shows as over it
+        AppConfig(max_upload_mb=(good.stat().st_size - 1) / 1e6, examples=None), service.workspace
+    )
+    with pytest.raises(AudioError, match=rf"good.wav is {size_mb:.6f} MB; .* at most 0\.03"):
+        just.check_recording(good)
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "shown"),
+    [(0.5167, 0.5, "0.52"), (1.1667, 1.0, "1.2"), (0.0321, 0.01, "0.03"), (30.0001, 30, "30.0001")],
+)
+def test_a_value_over_its_limit_is_shown_over_it(value: float, limit: float, shown: str) -> None:
+    from querysep.app.service import _above
+
+    assert _above(value, limit) == shown
 
 
 def test_models_offered() -> None:
@@ -176,3 +193,37 @@ def test_an_upload_the_pruner_removed_asks_for_it_again(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match="not found"):  # a path that was never an upload
         service.separate(str(tmp_path / "rec.wav"), "a dog barking")
     ws.close()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("max_disk_gb", math.inf),
+        ("max_disk_gb", math.nan),
+        ("max_upload_mb", math.inf),
+        ("max_upload_mb", 1e14),
+        ("max_minutes", math.nan),
+        ("max_minutes", -1.0),
+        ("max_segment_seconds", 0.0),
+        ("max_segment_seconds", 7200.0),  # more than any Separator takes
+        ("keep_minutes", math.inf),
+        ("stop_grace_seconds", math.inf),
+        ("stop_grace_seconds", -1.0),
+        ("concurrency", 0),
+        ("concurrency", 2.5),
+        ("max_queries", 0),
+        ("max_queue", True),
+    ],
+)
+def test_settings_that_are_not_finite_or_out_of_range_are_refused(
+    setting: str, value: float
+) -> None:
+    with pytest.raises(ConfigError, match=rf"^{setting}\b.* must be a (whole )?number from"):
+        AppConfig(**{setting: value}, examples=None)
+
+
+def test_the_largest_settings_are_taken() -> None:
+    from querysep.app.service import LIMITS
+
+    config = AppConfig(**{name: most for name, (_, most, _) in LIMITS.items()}, examples=None)
+    assert config.max_disk_gb == 10_000 and int(config.max_disk_gb * 2**30) > 0

@@ -21,7 +21,7 @@ import torch
 from ..errors import error_line
 from .service import SeparationService, example_rows
 
-__all__ = ["build_page", "track_heading"]
+__all__ = ["build_page", "default_segment", "track_heading"]
 
 _INTRO = """\
 # querysep
@@ -64,6 +64,17 @@ def _fail(exc: Exception, recording: str | None, workspace: Path | None = None) 
         line = re.sub(re.escape(str(workspace)) + r"/(?:[\w.-]+/)*", "", line)
     print(f"querysep app: request refused: {line}", file=sys.stderr, flush=True)
     return gr.Error(html.escape(line, quote=False), title="Cannot separate", print_exception=False)
+
+
+def default_segment(max_segment_seconds: float) -> tuple[float, float]:
+    """The page's default (segment length, overlap) in seconds under a segment limit.
+
+    10 s segments with 1 s of overlap, as ``querysep separate`` uses; under a lower limit,
+    segments of the limit overlapping by at most half of one, as ``querysep evaluate`` does
+    (the overlap must be shorter than the segment).
+    """
+    segment = min(10.0, max_segment_seconds)
+    return segment, min(1.0, segment / 2)
 
 
 def track_heading(item: dict[str, Any]) -> str:
@@ -150,12 +161,17 @@ def build_page(service: SeparationService) -> Any:
                     elem_id="model",
                 )
                 with gr.Accordion("Advanced settings", open=False):
+                    segment_default, overlap_default = default_segment(config.max_segment_seconds)
                     segment = gr.Number(
-                        min(10.0, config.max_segment_seconds),
+                        segment_default,
                         label=f"Segment length (s, at most {config.max_segment_seconds:g})",
                         elem_id="segment",
                     )
-                    overlap = gr.Number(1.0, label="Overlap between segments (s)")
+                    overlap = gr.Number(
+                        overlap_default,
+                        label="Overlap between segments (s, less than the segment length)",
+                        elem_id="overlap",
+                    )
                     device = gr.Dropdown(
                         _devices(), value="cpu", label="Device", allow_custom_value=True
                     )

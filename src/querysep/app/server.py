@@ -7,6 +7,7 @@ import inspect
 import ipaddress
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -17,17 +18,70 @@ from ..errors import ConfigError
 from .service import AppConfig, SeparationService
 from .workspace import Workspace
 
-__all__ = ["is_loopback", "serve"]
+__all__ = ["check_host", "is_loopback", "serve"]
+
+
+def _unbracketed(host: str) -> str:
+    """``host`` without the brackets of a URL's IPv6 address (``[::1]`` -> ``::1``)."""
+    if host.startswith("[") and host.endswith("]"):
+        return host[1:-1]
+    return host
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable only from this machine."""
+    """Whether ``host`` (a name, an address, an IPv6 address in brackets) is reachable only
+    from this machine."""
+    host = _unbracketed(host)
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def check_host(host: str) -> str:
+    """``host`` as the server is given it, once this machine can listen on it.
+
+    Args:
+        host: A name, an IPv4 or IPv6 address, or an IPv6 address in brackets.
+
+    Returns:
+        ``host``, with an IPv6 address in brackets (as a URL needs it).
+
+    Raises:
+        ConfigError: ``host`` is not an address or a name that resolves, or is not one of
+            this machine's addresses.
+    """
+    bare = _unbracketed(host.strip())
+    try:
+        version = ipaddress.ip_address(bare).version
+    except ValueError:
+        version = None
+    try:
+        found = socket.getaddrinfo(bare, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError):
+        found = []
+    if not bare or not found:
+        raise ConfigError(
+            f"cannot listen on {host!r}: not an IP address or a name this machine can resolve "
+            "(choose another with --host, e.g. 127.0.0.1, ::1 or 0.0.0.0)"
+        )
+    for family, kind, proto, _, address in found:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind((address[0], 0, *address[2:]))
+            break
+        except OSError:
+            continue
+    else:
+        raise ConfigError(
+            f"cannot listen on {host!r}: it is not one of this machine's addresses "
+            "(choose another with --host)"
+        )
+    return f"[{bare}]" if version == 6 else bare
 
 
 @contextlib.contextmanager
@@ -63,6 +117,8 @@ def _stop_on_sigterm() -> Iterator[None]:
 
 
 def _launch(page: Any, host: str, port: int, **options: Any) -> None:
+    """``page.launch`` on ``host`` (as :func:`check_host` gives it: gradio builds its URLs
+    from it, so an IPv6 address comes in brackets) and ``port``."""
     if "run_history" in inspect.signature(page.launch).parameters:  # recent gradio 6 releases
         options["run_history"] = False  # keep no copies of recordings in the browser's storage
     try:
@@ -94,15 +150,16 @@ def serve(
 
     Args:
         config: The app's settings.
-        host: Address to listen on (loopback unless told otherwise).
+        host: Address to listen on (loopback unless told otherwise; see :func:`check_host`).
         port: Port to listen on.
         share: Ask gradio for a public share link.
         announce: Prints the addresses once the server listens.
 
     Raises:
-        QuerysepError: A model that cannot be loaded (before anything listens), or an
-            address or port that cannot be listened on.
+        QuerysepError: A ``host`` this machine cannot listen on or a model that cannot be
+            loaded (both before anything listens), or a port that cannot be listened on.
     """
+    host = check_host(host)
     workspace = Workspace(
         keep_seconds=config.keep_minutes * 60, max_bytes=int(config.max_disk_gb * 2**30)
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..api import Separator, check_segment
+from ..api import MAX_SEGMENT_SECONDS, Separator, check_segment
 from ..audio.io import AudioInfo, audio_info
 from ..clap import AudioTextModel, load_clap
 from ..data.manifest import AUDIO_EXTENSIONS
@@ -31,7 +32,7 @@ from ..plotting import plot_files
 from ..pretrained import DEFAULT_MODEL, TEST_TINY, list_models, load_model, resolve_device
 from .workspace import Workspace
 
-__all__ = ["AppConfig", "SeparationResult", "SeparationService", "example_rows"]
+__all__ = ["LIMITS", "AppConfig", "SeparationResult", "SeparationService", "example_rows"]
 
 Progress = Callable[[float, str], None]
 
@@ -41,6 +42,23 @@ _EXAMPLE_QUERIES = {
     "rooster-and-church-bells": "a rooster crowing\nchurch bells",
     "typing-and-crying-baby": "keyboard typing\na baby crying",
 }
+
+
+# The range of each numeric setting of AppConfig: (least, most, unit). The `querysep app`
+# options take the same ranges (tests/app/test_cli.py checks that they agree).
+LIMITS: dict[str, tuple[float, float, str]] = {
+    "max_upload_mb": (0.001, 100_000.0, "MB"),  # 100 GB
+    "max_minutes": (0.001, 24 * 60.0, "min"),  # a day
+    "max_segment_seconds": (0.1, float(MAX_SEGMENT_SECONDS), "s"),  # what Separator takes
+    "max_queries": (1, 100, ""),
+    "concurrency": (1, 64, ""),
+    "stop_grace_seconds": (0.0, 3600.0, "s"),
+    "max_queue": (1, 10_000, ""),
+    "keep_minutes": (1.0, 7 * 24 * 60.0, "min"),  # a week
+    "max_disk_gb": (0.01, 10_000.0, "GB"),  # 10 TB
+}
+_WHOLE = {"max_queries", "concurrency", "max_queue"}  # counts
+_NOT_OPTIONS = {"max_queries", "max_queue"}  # settings `querysep app` has no option for
 
 
 def _bundled_examples() -> Path | None:
@@ -70,6 +88,10 @@ class AppConfig:
         keep_minutes: How long uploads and results stay on disk.
         max_disk_gb: Most disk the private folder may use.
         examples: Folder of example recordings shown on the page (``None``: none).
+
+    Raises:
+        ConfigError: A number that is not finite or is outside its range in :data:`LIMITS`
+            (or a count that is not a whole number).
     """
 
     models: tuple[str, ...] = ()
@@ -86,6 +108,25 @@ class AppConfig:
     keep_minutes: float = 60.0
     max_disk_gb: float = 4.0
     examples: Path | None = field(default_factory=_bundled_examples)
+
+    def __post_init__(self) -> None:
+        for name, (least, most, unit) in LIMITS.items():
+            value = getattr(self, name)
+            whole = name in _WHOLE
+            kind = numbers.Integral if whole else numbers.Real
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, kind)
+                or not least <= value <= most  # also refuses NaN
+            ):
+                option = (
+                    "" if name in _NOT_OPTIONS else f" (querysep app --{name.replace('_', '-')})"
+                )
+                what = "a whole number" if whole else "a number"
+                raise ConfigError(
+                    f"{name}{option} must be {what} from {least:g} to {most:g}"
+                    f"{' ' + unit if unit else ''}, got {value!r}"
+                )
 
     @property
     def model_choices(self) -> list[str]:
@@ -113,6 +154,17 @@ def example_rows(folder: Path | None) -> list[tuple[Path, str]]:
             words = [part.replace("-", " ") for part in path.stem.split("-and-")]
             rows.append((path, _EXAMPLE_QUERIES.get(path.stem, "\n".join(words))))
     return rows
+
+
+def _above(value: float, limit: float) -> str:
+    """``value`` (over ``limit``) with the fewest decimals, one at least, that show it over
+    ``limit`` as a message shows the limit (``{limit:g}``): 0.52 for 31 s over 0.5 min."""
+    shown_limit = float(f"{limit:g}")
+    for decimals in range(1, 10):
+        text = f"{value:.{decimals}f}"
+        if float(text) > shown_limit:
+            return text
+    return repr(value)
 
 
 @dataclass(frozen=True)
@@ -256,15 +308,15 @@ class SeparationService:
         size = Path(path).stat().st_size if Path(path).is_file() else 0
         if size > limit_mb * 1e6:
             raise AudioError(
-                f"{Path(path).name} is {size / 1e6:.1f} MB; this app takes files of at most "
-                f"{limit_mb:g} MB (querysep app --max-upload-mb)"
+                f"{Path(path).name} is {_above(size / 1e6, limit_mb)} MB; this app takes files "
+                f"of at most {limit_mb:g} MB (querysep app --max-upload-mb)"
             )
         info = audio_info(path)
         if info.duration > self.config.max_minutes * 60:
             raise AudioError(
-                f"{Path(path).name} lasts {info.duration / 60:.1f} min; this app takes "
-                f"recordings of at most {self.config.max_minutes:g} min (querysep app "
-                "--max-minutes)"
+                f"{Path(path).name} lasts {_above(info.duration / 60, self.config.max_minutes)} "
+                f"min; this app takes recordings of at most {self.config.max_minutes:g} min "
+                "(querysep app --max-minutes)"
             )
         return info
 

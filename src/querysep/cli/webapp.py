@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def app_cmd(
         host: str = typer.Option(
-            "127.0.0.1", help="Address to listen on; 0.0.0.0 opens it to the network."
+            "127.0.0.1",
+            help="Address to listen on (IPv6 too: ::1); 0.0.0.0 or :: opens it to the network.",
         ),
         port: int = typer.Option(7860, min=1, max=65535, help="Port to listen on."),
         model: list[str] = typer.Option(
@@ -41,27 +42,34 @@ def register(app: typer.Typer) -> None:
         ),
         text_tokenizer: Path | None = TEXT_TOKENIZER_OPTION,
         clap_checkpoint: Path | None = CLAP_CHECKPOINT_OPTION,
-        max_upload_mb: float = typer.Option(200.0, min=0.001, help="Largest upload, in MB."),
-        max_minutes: float = typer.Option(30.0, min=0.001, help="Longest recording, in minutes."),
+        # The ranges are AppConfig's (querysep.app.service.LIMITS), which also refuses NaN.
+        max_upload_mb: float = typer.Option(
+            200.0, min=0.001, max=100_000.0, help="Largest upload, in MB."
+        ),
+        max_minutes: float = typer.Option(
+            30.0, min=0.001, max=1440.0, help="Longest recording, in minutes."
+        ),
         max_segment_seconds: float = typer.Option(
             60.0,
             min=0.1,
+            max=3600.0,
             help="Longest segment a request may ask for (memory grows with it).",
         ),
         concurrency: int = typer.Option(
-            1, min=1, help="Requests separated at once; the others wait in a queue."
+            1, min=1, max=64, help="Requests separated at once; the others wait in a queue."
         ),
         stop_grace_seconds: float = typer.Option(
             5.0,
             min=0.0,
+            max=3600.0,
             help="On Ctrl-C or SIGTERM, how long to wait for requests in progress; those "
             "still running then are abandoned.",
         ),
         keep_minutes: float = typer.Option(
-            60.0, min=1.0, help="How long uploads and results stay on disk."
+            60.0, min=1.0, max=10080.0, help="How long uploads and results stay on disk."
         ),
         max_disk_gb: float = typer.Option(
-            4.0, min=0.01, help="Most disk the app's private folder may use."
+            4.0, min=0.01, max=10_000.0, help="Most disk the app's private folder may use."
         ),
     ) -> None:
         """Serve a web page: upload or record audio, type what to hear, listen, download."""
@@ -70,9 +78,10 @@ def register(app: typer.Typer) -> None:
         if importlib.util.find_spec("gradio") is None:
             fail("querysep app needs gradio: install the app extra, pip install 'querysep[app]'")
         from ..app import AppConfig, serve
-        from ..app.server import is_loopback
+        from ..app.server import check_host, is_loopback
 
         check_upstream_options(model, text_tokenizer, clap_checkpoint)
+        host = check_host(host)
         config = AppConfig(
             models=tuple(model),
             clap=clap,
