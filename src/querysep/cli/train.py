@@ -49,7 +49,8 @@ def run_cmd(
     restart: bool = RESTART_OPTION,
 ) -> None:
     """Train from CONFIG (the default command): print and save the resolved config, resume
-    from checkpoints/last.ckpt if present, export the best model when done.
+    from checkpoints/last.ckpt if present, export the best validated checkpoint (without
+    validation: the last) when done.
     """
     from ..training.config import load_config
     from ..training.run import train

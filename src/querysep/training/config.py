@@ -332,7 +332,8 @@ class TrainerConfig(ConfigModel):
         seed: Seeds the weights' initialisation and every training mixture.
         deterministic: ``torch.use_deterministic_algorithms`` (slower; exact reruns).
         progress_bar: Show the progress bar.
-        export: Export the best validated checkpoint as a model folder when training ends.
+        export: Export the best validated checkpoint (without a validation list: the last)
+            as a model folder when training ends.
         max_time: Stop after this much training wall time (``[DD:]HH:MM:SS``), validating,
             checkpointing and exporting as at ``max_steps``; ``None``: no limit. It counts
             each run of the command: a resumed run trains for up to this long again.

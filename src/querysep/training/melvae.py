@@ -380,7 +380,8 @@ def train_vae(
     ):
         result = fit(trainer, task, datamodule, out=out, resume=resume, echo=say)
         if not result.interrupted and config.trainer.export and trainer.is_global_zero:
-            source = find_export_checkpoint(out / CHECKPOINT_DIR)
+            validated = config.data.validation is not None
+            source = find_export_checkpoint(out / CHECKPOINT_DIR, best=validated)
             result.exported = export_vae(source, out / MODEL_DIR, datamodule)
             facts = json.loads((result.exported / VAE_INFO_NAME).read_text(encoding="utf-8"))
             scores = facts["training"]["validation"]
