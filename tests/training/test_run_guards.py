@@ -265,3 +265,27 @@ def test_a_run_resumed_without_validation_exports_where_it_ended(
     assert (result.resumed_from, result.step) == (2, 4)
     meta = _exported_training(run)
     assert (meta["checkpoint"], meta["step"]) == ("last.ckpt", 4)
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["new-folder", "restart"])
+def test_unreadable_audio_stops_a_streaming_run_before_its_folder_is_touched(
+    tmp_path: Path, sine_data: dict[str, Path], restart: bool
+) -> None:
+    run = tmp_path / "run"
+    config = tiny_config(sine_data, run, max_steps=2)
+    config["data"]["preload"] = False  # decoded on first use: only the headers are read first
+    path = write_config(tmp_path / "run.yaml", config)
+    runner = CliRunner()
+    if restart:
+        assert runner.invoke(app, ["train", str(path)]).exit_code == 0
+    files = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    text = Path(sine_data["manifest"]).read_text()
+    (tmp_path / "audio").symlink_to(sine_data["audio_dir"])  # the manifest's paths are relative
+    broken = tmp_path / "broken.jsonl"  # two clips' files are gone
+    broken.write_text(text.replace("noise1.wav", "gone1.wav").replace("sine2.wav", "gone2.wav"))
+    argv = ["train", str(path), f"data.train.0.manifest={broken}"]
+    line = _one_line_error(runner.invoke(app, argv + (["--restart"] if restart else [])))
+    assert run.exists() == restart
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == files
+    assert "2 of 8 training audio files cannot be read" in line
+    assert "clip 'sine2': audio file not found" in line and "gone2.wav" in line

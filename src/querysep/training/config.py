@@ -226,7 +226,9 @@ class DataConfig(ConfigModel):
         caption: Query text: a random caption (``captions``), a label (``labels``), or
             either (``both``); clips without the asked kind fall back to the other.
         preload: Decode every training clip into memory before training (shared by
-            forked workers). Off for datasets larger than memory.
+            forked workers). Off for datasets larger than memory: a run then reads each
+            file's header at the start instead (a missing or unreadable file stops it
+            before its folder is touched) and decodes clips on first use.
         cache_size: Decoded files kept in memory when not preloading (``None``: all, 0: none).
         augmented_caption_prob: Probability that a step's query is one of the target
             clip's ``augmented_captions`` (written by ``querysep augment``) instead of a

@@ -371,6 +371,7 @@ def train_vae(
     task = MelVaeTask(config)
     datamodule = MixtureDataModule(config.data, config.front_end.sample_rate, config.trainer.seed)
     datamodule.setup("fit")
+    datamodule.check_train_audio()
     size = sum(p.numel() for p in task.vae.parameters())
     say(f"mel VAE: {size / 1e6:.2f} M parameters, factor {config.vae.factor}")
     trainer = build_trainer(config, callbacks=callbacks, echo=say)

@@ -387,6 +387,7 @@ def train(
         )
     datamodule = MixtureDataModule(config.data, model.sample_rate, seed=config.trainer.seed)
     datamodule.setup("fit")
+    datamodule.check_train_audio()  # streaming (no preload): a missing file stops it here
     ds = datamodule.train_dataset
     assert ds is not None
     say(
