@@ -267,6 +267,9 @@ class DataConfig(ConfigModel):
 class OptimConfig(ConfigModel):
     """AdamW with a linear warm-up to a constant learning rate.
 
+    A run resumed with other values trains with them from the resumed step on (the
+    optimizer's moments and the step count are kept).
+
     Attributes:
         lr: Learning rate after warm-up.
         weight_decay: AdamW decoupled weight decay.

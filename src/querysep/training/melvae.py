@@ -46,7 +46,7 @@ from .callbacks import LAST_CHECKPOINT
 from .config import DataConfig, OptimConfig, RunSections, TrainerConfig
 from .datamodule import MixtureDataModule
 from .export import find_export_checkpoint, read_checkpoint
-from .module import CHECKPOINT_KEY, make_optimizer
+from .module import CHECKPOINT_KEY, make_optimizer, reapply_optim_config
 from .run import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -270,6 +270,10 @@ class MelVaeTask(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         total = self.trainer.max_steps if self._trainer is not None else None
         return make_optimizer(list(self.vae.parameters()), self.config.optim, total)
+
+    def on_train_start(self) -> None:
+        """After a checkpoint is loaded: this run's optim settings and ``max_steps``."""
+        reapply_optim_config(self, self.config.optim)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = {

@@ -11,7 +11,9 @@ The run folder (``trainer.output_dir``) holds::
     model/                   the exported model folder (config.json + model.safetensors)
 
 If ``checkpoints/last.ckpt`` exists, :func:`train` continues from it (step, weights,
-optimizer, learning-rate schedule and data position); ``restart=True`` starts over. The
+optimizer, learning-rate schedule and data position) with the settings of its own config
+(a changed ``optim`` section or ``max_steps`` applies from the resumed step on; a changed
+model is refused); ``restart=True`` starts over. The
 export at the end takes ``best.ckpt`` when the run validates, else ``last.ckpt``.
 """
 
@@ -238,7 +240,7 @@ def build_trainer(
     return trainer
 
 
-def _write_config(config: Any, path: Path, echo: Echo) -> None:
+def _write_config(config: Any, path: Path, echo: Echo, *, resume: bool = False) -> None:
     text = config.to_yaml()
     if path.is_file():
         try:
@@ -247,7 +249,10 @@ def _write_config(config: Any, path: Path, echo: Echo) -> None:
             old = {}
         changed = _changed_keys(old, config.to_dict())
         if changed:
-            echo(f"note: config differs from the saved {path.name} in: {', '.join(changed)}")
+            echo(
+                f"note: config differs from the saved {path.name} in: {', '.join(changed)}"
+                + ("; the resumed run trains with the new values" if resume else "")
+            )
     write_text(path, text)
     echo(f"config saved to {path}")
 
@@ -532,7 +537,7 @@ def open_run_folder(config: Any, *, restart: bool, resume: bool, echo: Echo) -> 
         elif is_zero:
             _set_aside_earlier_best(out / CHECKPOINT_DIR, echo)
         if is_zero:
-            _write_config(config, out / CONFIG_FILE, echo)
+            _write_config(config, out / CONFIG_FILE, echo, resume=resume)
             _keep_csv_log(out)  # the CSV logger opens (and would delete) it during fit
         yield
 
