@@ -15,9 +15,10 @@ parts). Validation, on the fixed mixtures of ``data.validation``, reports
   ``val/sdri``.
 
 The run folder is laid out as ``querysep train``'s (``config.yaml``, ``checkpoints/``,
-``logs/``; resumable), and ``model/`` holds ``vae/`` in the diffusers layout (its
-``scaling_factor`` set to one over the standard deviation of the training latents, as
-AudioLDM's ``scale_by_std``) and ``querysep_vae.json`` (front end, figures, provenance).
+``logs/``; resumable, but not with another ``vae`` or ``front_end`` section), and ``model/``
+holds ``vae/`` in the diffusers layout (its ``scaling_factor`` set to one over the standard
+deviation of the training latents, as AudioLDM's ``scale_by_std``) and
+``querysep_vae.json`` (front end, figures, provenance).
 The ``ldm`` of an IRM-LDM config names that ``model/`` folder.
 """
 
@@ -352,13 +353,16 @@ def train_vae(
     callbacks: Sequence[pl.Callback] = (),
     echo: Any = print,
 ) -> TrainResult:
-    """Train (or resume) a mel VAE as ``config`` says, then export the best checkpoint.
+    """Train (or resume) a mel VAE as ``config`` says, then export the best checkpoint
+    (without validation: the last).
 
     A first Ctrl-C stops after the current step with ``last.ckpt`` saved and nothing
-    exported (``TrainResult.interrupted``); rerunning resumes.
+    exported (``TrainResult.interrupted``); rerunning resumes. Resuming a run whose saved
+    ``config.yaml`` has another ``vae`` or ``front_end`` section is refused.
 
     Raises:
-        ConfigError, DataError, ModelNotFoundError, CheckpointError: Bad config or inputs.
+        ConfigError, DataError, ModelNotFoundError, CheckpointError: Bad config or inputs
+            (a changed ``vae`` or ``front_end`` on resume is a ConfigError).
     """
     require_diffusers()
     is_zero = rank_zero_only.rank == 0
@@ -368,7 +372,8 @@ def train_vae(
     last = out / CHECKPOINT_DIR / LAST_CHECKPOINT
     resume = last.is_file() and not restart
     if resume:
-        _check_same_model(config, out / CONFIG_FILE, section="vae")
+        # the front end fixes what the VAE's weights mean (mel bins, band): part of the model
+        _check_same_model(config, out / CONFIG_FILE, sections=("vae", "front_end"))
         check_resumable(last)
     say(describe_choice(config.trainer.precision, config.trainer.accelerator))
     pl.seed_everything(config.trainer.seed, workers=False, verbose=False)

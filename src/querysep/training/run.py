@@ -257,9 +257,9 @@ def _write_config(config: Any, path: Path, echo: Echo, *, resume: bool = False) 
     echo(f"config saved to {path}")
 
 
-def _check_same_model(config: Any, saved: Path, section: str = "model") -> None:
-    """Refuse to resume a run whose saved config describes another model (its ``section``),
-    or is unreadable."""
+def _check_same_model(config: Any, saved: Path, sections: Sequence[str] = ("model",)) -> None:
+    """Refuse to resume a run whose saved config describes another model (any key of its
+    ``sections`` but their ``metadata``), or is unreadable."""
     if not saved.is_file():
         return
     fix = "fix or delete it, use another trainer.output_dir, or --restart to start over"
@@ -275,13 +275,19 @@ def _check_same_model(config: Any, saved: Path, section: str = "model") -> None:
         raise ConfigError(
             f"cannot resume {saved.parent}: {where} is not valid YAML; {fix}"
         ) from None
-    if not isinstance(data, dict) or not isinstance(data.get(section), dict):
-        raise ConfigError(f"cannot resume {saved.parent}: {saved} has no {section} section; {fix}")
-    old = data[section]
-    new = config.to_dict()[section]
-    changed = [
-        k for k in _changed_keys(old, new, f"{section}.") if not k.startswith(f"{section}.metadata")
-    ]
+    changed: list[str] = []
+    for section in sections:
+        if not isinstance(data, dict) or not isinstance(data.get(section), dict):
+            raise ConfigError(
+                f"cannot resume {saved.parent}: {saved} has no {section} section; {fix}"
+            )
+        old = data[section]
+        new = config.to_dict()[section]
+        changed += [
+            k
+            for k in _changed_keys(old, new, f"{section}.")
+            if not k.startswith(f"{section}.metadata")
+        ]
     if changed:
         raise ConfigError(
             f"cannot resume {saved.parent}: the model differs from its {saved.name} in "
