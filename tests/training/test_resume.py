@@ -234,3 +234,28 @@ def test_a_cosine_schedule_stretches_to_a_raised_max_steps_on_resume(
     assert logged[2] == pytest.approx(0.5 * 3e-3) and logged[3] == pytest.approx(
         0.5 * (1 + math.cos(math.pi * 3 / 4)) * 3e-3
     )
+
+
+class _BarTotals(pl.Callback):
+    """Records the training bar's (n, total) after each step."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int | None]] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        bar = trainer.progress_bar_callback.train_progress_bar  # type: ignore[union-attr]
+        self.seen.append((bar.n, bar.total))
+
+
+def test_a_resumed_runs_progress_bar_counts_to_max_steps(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    config = tiny_config(sine_data, tmp_path / "run", max_steps=2, progress_bar=True)
+    config["data"]["validation"] = None
+    config["trainer"]["export"] = False
+    train(config_from_dict(config), echo=lambda _m: None)
+    config["trainer"]["max_steps"] = 4
+    bars = _BarTotals()
+    train(config_from_dict(config), callbacks=[bars], echo=lambda _m: None)
+    assert bars.seen and all(total == 4 for _, total in bars.seen), bars.seen
+    assert bars.seen[-1][0] == 4
