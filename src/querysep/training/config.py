@@ -179,12 +179,19 @@ class TrainSetConfig(ConfigModel):
     Attributes:
         manifest: A JSON-lines manifest written by ``querysep prepare``.
         prepare: Or a recipe that builds the manifest in memory.
-        splits: Keep only clips of these splits (``None``: all).
+        splits: Keep only clips of these splits (``None``: all; an empty list is refused).
     """
 
     manifest: str | None = None
     prepare: PrepareConfig | None = None
     splits: list[str] | None = None
+
+    @field_validator("splits")
+    @classmethod
+    def _some_split(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("name at least one split, or leave splits out (null) for all")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainSetConfig:
@@ -521,6 +528,27 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def _sections_made(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, str]:
+    """Dotted key -> override, for each section an override creates (missing or null in
+    ``data``, e.g. ``data.validation`` for ``data.validation.max_items=5``): a problem
+    inside such a section comes from that override, not from the file."""
+    made: dict[str, str] = {}
+    for text in overrides:
+        path = parse_override(text)[0]
+        node: Any = data
+        for depth, part in enumerate(path[:-1]):
+            if isinstance(node, Mapping):
+                node = node.get(part)
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                break  # apply_overrides refused it already
+            if node is None:
+                made.setdefault(".".join(path[: depth + 1]), text)
+                break
+    return made
+
+
 def _where(key: str, source: str, lines: Mapping[str, int], overridden: Mapping[str, str]) -> str:
     """``override '...'`` or ``file:line`` for a dotted key (the longest known prefix)."""
     for name, text in overridden.items():  # the override itself, or one inside the section
@@ -574,6 +602,8 @@ def config_from_dict(
     raw = copy.deepcopy(dict(data or {}))
     apply_overrides(raw, overrides)
     overridden = {".".join(parse_override(o)[0]): o for o in overrides}
+    for section, text in _sections_made(data or {}, overrides).items():
+        overridden.setdefault(section, text)
     model = raw.get("model")
     if isinstance(model, dict):  # a pasted model config.json keeps its bookkeeping keys
         for key in _IGNORED_MODEL_KEYS:
