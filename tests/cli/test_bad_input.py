@@ -731,7 +731,8 @@ CASES: list[Case] = [
         "train-export-into-a-folder-with-files",
         "train export runs/bad/checkpoints/last.ckpt -o audio",
         _old_run,
-        "audio exists and holds other files than a model's (use --overwrite",
+        "audio exists and holds other files than an earlier export's (a.wav, b.wav, c.wav, ...); "
+        "use --overwrite",
     ),
     Case(
         "clap-convert-over-the-checkpoint-folder",

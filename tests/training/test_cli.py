@@ -148,3 +148,24 @@ def test_sigterm_to_the_workers_too_stops_as_cleanly(config_path: Path) -> None:
     result = train(cfg, callbacks=[_TermAll()], echo=lambda _m: None)
     assert result.interrupted and result.step == 3
     assert read_checkpoint(cfg.output_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
+
+
+def test_export_does_not_overwrite_a_config_json_of_something_else(
+    config_path: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", str(config_path), "trainer.max_steps=1"]).exit_code == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"my": "settings"}')
+    argv = ["train", "export", str(tmp_path / "run"), "-o", str(other)]
+    refused = runner.invoke(app, argv)
+    assert (other / "config.json").read_text() == '{"my": "settings"}'
+    assert refused.exit_code == 2, refused.output
+    assert "holds other files than an earlier export's (config.json); use --overwrite" in (
+        refused.stderr
+    )
+    assert sorted(p.name for p in other.iterdir()) == ["config.json"]
+    assert runner.invoke(app, [*argv, "--overwrite"]).exit_code == 0  # asked for: replaced
+    assert load_model(str(other)).metadata["training"]["step"] == 1
+    assert runner.invoke(app, argv).exit_code == 0  # now an earlier export's: updated

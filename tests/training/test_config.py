@@ -216,3 +216,24 @@ def test_a_bool_is_refused_only_where_no_alternative_takes_it() -> None:
     assert bool_for_number(Counted, {"x": True}) == ("x", "an integer")
     assert bool_for_number(list[float] | None, [1.0, False]) == ("1", "a number")
     assert bool_for_number(float | bool, True) is None
+
+
+def test_an_empty_split_list_is_refused_naming_the_override(config_file: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(config_file, ["data.train.0.splits=[]"])
+    assert str(info.value) == (
+        "override 'data.train.0.splits=[]': data.train.0.splits: name at least one split, "
+        "or leave splits out (null) for all"
+    )
+
+
+def test_a_section_an_override_creates_is_blamed_on_that_override(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  validation: null\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["optim.lr=1e-4", "data.validation.max_items=5"])
+    assert str(info.value) == (
+        "override 'data.validation.max_items=5': data.validation.mixtures: is required"
+    )
+    with pytest.raises(ConfigError, match=r"^override 'trainer.seed=-1': trainer.seed"):
+        load_config(path, ["trainer.seed=-1"])  # a section missing from the file: the same

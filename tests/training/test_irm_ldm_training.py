@@ -170,3 +170,21 @@ def test_ctrl_c_stops_vae_training_and_the_cli_exits_130(
     with pytest.raises(typer.Exit) as stop:
         ldm_cli.train_vae_cmd(config=tmp_path / "c.yaml", overrides=[], restart=False)
     assert stop.value.exit_code == 130
+
+
+def test_a_mel_vae_run_is_not_resumed_with_another_front_end(
+    sine_data: dict[str, Path], tmp_path: Path
+) -> None:
+    from querysep.training.melvae import MelVaeTrainConfig, train_vae
+
+    config = _tiny_vae_config(sine_data, tmp_path / "vae-run", steps=1)
+    assert train_vae(config, echo=lambda _msg: None).step == 1
+    run = tmp_path / "vae-run"
+    files = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    data = config.to_dict()
+    data["trainer"]["max_steps"] = 2
+    data["front_end"].update(n_mels=32, f_max=4000.0)
+    other = config_from_dict(data, schema=MelVaeTrainConfig)
+    with pytest.raises(ConfigError, match=r"front_end\.f_max, front_end\.n_mels; .*--restart"):
+        train_vae(other, echo=lambda _msg: None)
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == files

@@ -10,6 +10,8 @@ per-step losses (which depend on the batches it saw) with the reference's.
 from __future__ import annotations
 
 import csv
+import json
+import math
 import os
 import signal
 import subprocess
@@ -181,3 +183,79 @@ def test_a_time_limit_saves_its_step_and_the_same_command_trains_on_exactly(
     _assert_same_state(
         read_checkpoint(last), read_checkpoint(reference / "checkpoints" / "step-00000007.ckpt")
     )
+
+
+def _logged_lr(run: Path) -> dict[int, float]:
+    rows = csv.DictReader((run / "logs" / "csv" / "metrics.csv").open())
+    return {int(r["step"]): float(r["train/lr"]) for r in rows if r.get("train/lr")}
+
+
+def test_a_changed_learning_rate_applies_when_resuming_and_is_recorded(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    run = tmp_path / "run"
+    config = tiny_config(sine_data, run, max_steps=2)
+    config["data"]["validation"] = None
+    assert train(config_from_dict(config), echo=lambda _m: None).step == 2
+    assert list(_logged_lr(run).values()) == pytest.approx([3e-3, 3e-3])
+
+    config["optim"]["lr"] = 1e-5
+    config["trainer"]["max_steps"] = 4
+    messages: list[str] = []
+    assert train(config_from_dict(config), echo=messages.append).resumed_from == 2
+    logged = _logged_lr(run)  # the resumed steps' log
+    assert sorted(logged) == [2, 3] and list(logged.values()) == pytest.approx([1e-5, 1e-5])
+    saved = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    group = saved["optimizer_states"][0]["param_groups"][0]
+    assert (group["lr"], group["initial_lr"]) == (1e-5, 1e-5)
+    assert saved["lr_schedulers"][0]["base_lrs"] == [1e-5]
+    exported = json.loads((run / "model" / "config.json").read_text())["metadata"]["training"]
+    assert exported["config"]["optim"]["lr"] == 1e-5  # what the last steps trained with
+    assert any(
+        "differs from the saved config.yaml in: optim.lr, trainer.max_steps; the resumed run "
+        "trains with the new values" in m
+        for m in messages
+    ), messages
+
+
+def test_a_cosine_schedule_stretches_to_a_raised_max_steps_on_resume(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    run = tmp_path / "run"
+    config = tiny_config(sine_data, run, max_steps=2, export=False)
+    config["data"]["validation"] = None
+    config["optim"].update(schedule="cosine", min_lr_ratio=0.0)
+    train(config_from_dict(config), echo=lambda _m: None)
+    config["trainer"]["max_steps"] = 4
+    train(config_from_dict(config), echo=lambda _m: None)
+    saved = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert saved["lr_schedulers"][0]["lr_lambdas"][0]["total_steps"] == 4
+    logged = _logged_lr(run)  # half way through a 4-step cosine, not at its end
+    assert logged[2] == pytest.approx(0.5 * 3e-3) and logged[3] == pytest.approx(
+        0.5 * (1 + math.cos(math.pi * 3 / 4)) * 3e-3
+    )
+
+
+class _BarTotals(pl.Callback):
+    """Records the training bar's (n, total) after each step."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int | None]] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        bar = trainer.progress_bar_callback.train_progress_bar  # type: ignore[union-attr]
+        self.seen.append((bar.n, bar.total))
+
+
+def test_a_resumed_runs_progress_bar_counts_to_max_steps(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    config = tiny_config(sine_data, tmp_path / "run", max_steps=2, progress_bar=True)
+    config["data"]["validation"] = None
+    config["trainer"]["export"] = False
+    train(config_from_dict(config), echo=lambda _m: None)
+    config["trainer"]["max_steps"] = 4
+    bars = _BarTotals()
+    train(config_from_dict(config), callbacks=[bars], echo=lambda _m: None)
+    assert bars.seen and all(total == 4 for _, total in bars.seen), bars.seen
+    assert bars.seen[-1][0] == 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -214,3 +215,77 @@ def test_a_checkpoint_that_appears_while_starting_is_not_overwritten(
     line = _one_line_error(runner.invoke(app, ["train", str(path), "trainer.max_steps=4"]))
     assert "last.ckpt appeared while this command was starting" in line
     assert last.read_bytes() == saved
+
+
+def _exported_training(run: Path) -> dict[str, Any]:
+    return json.loads((run / "model" / "config.json").read_text())["metadata"]["training"]
+
+
+def test_a_fresh_run_never_exports_an_earlier_runs_best_ckpt(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    run = tmp_path / "run"
+    first = tiny_config(sine_data, run, max_steps=2, val_every_n_steps=2)
+    assert train(config_from_dict(first), echo=lambda _m: None).exported is not None
+    old_best = (run / "checkpoints" / "best.ckpt").read_bytes()
+    (run / "checkpoints" / "last.ckpt").unlink()  # nothing to resume: the next run starts afresh
+
+    other = copy.deepcopy(first)  # another architecture, no validation
+    other["model"]["network"]["config"].update(channels=[4, 8, 8], pre_channels=4)
+    other["data"]["validation"] = None
+    messages: list[str] = []
+    result = train(config_from_dict(other), echo=messages.append)
+    assert result.resumed_from is None and result.step == 2
+    meta = _exported_training(run)
+    assert meta["checkpoint"] == "last.ckpt"
+    assert meta["config"]["model"]["network"]["config"]["channels"] == [4, 8, 8]
+    assert not (run / "checkpoints" / "best.ckpt").exists()  # kept aside, not exported
+    assert (run / "checkpoints" / "best.1.ckpt").read_bytes() == old_best
+    assert any("kept as best.1.ckpt" in m for m in messages), messages
+    exported = CliRunner().invoke(app, ["train", "export", str(run), "-o", str(tmp_path / "m")])
+    assert exported.exit_code == 0, exported.output
+    assert (
+        json.loads((tmp_path / "m" / "config.json").read_text())["metadata"]["training"][
+            "checkpoint"
+        ]
+        == "last.ckpt"
+    )
+
+
+def test_a_run_resumed_without_validation_exports_where_it_ended(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    run = tmp_path / "run"
+    config = tiny_config(sine_data, run, max_steps=2, val_every_n_steps=2)
+    train(config_from_dict(config), echo=lambda _m: None)
+    assert _exported_training(run)["checkpoint"] == "best.ckpt"
+    config["data"]["validation"] = None
+    config["trainer"]["max_steps"] = 4
+    result = train(config_from_dict(config), echo=lambda _m: None)
+    assert (result.resumed_from, result.step) == (2, 4)
+    meta = _exported_training(run)
+    assert (meta["checkpoint"], meta["step"]) == ("last.ckpt", 4)
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["new-folder", "restart"])
+def test_unreadable_audio_stops_a_streaming_run_before_its_folder_is_touched(
+    tmp_path: Path, sine_data: dict[str, Path], restart: bool
+) -> None:
+    run = tmp_path / "run"
+    config = tiny_config(sine_data, run, max_steps=2)
+    config["data"]["preload"] = False  # decoded on first use: only the headers are read first
+    path = write_config(tmp_path / "run.yaml", config)
+    runner = CliRunner()
+    if restart:
+        assert runner.invoke(app, ["train", str(path)]).exit_code == 0
+    files = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    text = Path(sine_data["manifest"]).read_text()
+    (tmp_path / "audio").symlink_to(sine_data["audio_dir"])  # the manifest's paths are relative
+    broken = tmp_path / "broken.jsonl"  # two clips' files are gone
+    broken.write_text(text.replace("noise1.wav", "gone1.wav").replace("sine2.wav", "gone2.wav"))
+    argv = ["train", str(path), f"data.train.0.manifest={broken}"]
+    line = _one_line_error(runner.invoke(app, argv + (["--restart"] if restart else [])))
+    assert run.exists() == restart
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == files
+    assert "2 of 8 training audio files cannot be read" in line
+    assert "clip 'sine2': audio file not found" in line and "gone2.wav" in line

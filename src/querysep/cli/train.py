@@ -8,6 +8,7 @@ Usage::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ def run_cmd(
     restart: bool = RESTART_OPTION,
 ) -> None:
     """Train from CONFIG (the default command): print and save the resolved config, resume
-    from checkpoints/last.ckpt if present, export the best model when done.
+    from checkpoints/last.ckpt if present, export the best validated checkpoint (without
+    validation: the last) when done.
     """
     from ..training.config import load_config
     from ..training.run import train
@@ -105,13 +107,26 @@ def export_cmd(
         for name in (CONFIG_NAME, WEIGHTS_NAME):  # what a killed export left behind
             remove_stale_temp_files(output / name)
         held = {p.name for p in output.iterdir()}
-        if not held <= {CONFIG_NAME, WEIGHTS_NAME} and not overwrite:  # an earlier export's
+        foreign = held - {CONFIG_NAME, WEIGHTS_NAME}  # what an earlier export did not write
+        if CONFIG_NAME in held and not _is_model_config(output / CONFIG_NAME):
+            foreign.add(CONFIG_NAME)
+        if foreign and not overwrite:
+            shown = ", ".join(sorted(foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
             raise OutputError(
-                f"{output} exists and holds other files than a model's (use --overwrite to "
-                "write the model into it)"
+                f"{output} exists and holds other files than an earlier export's ({shown}); "
+                "use --overwrite to write the model into it"
             )
         folder_out = export_checkpoint(source, output)
     console.print(f"exported {source} to {folder_out}")
+
+
+def _is_model_config(path: Path) -> bool:
+    """Whether ``path`` is the ``config.json`` of a model folder (an earlier export's)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == "querysep-separator"
 
 
 def show_config(config: Any) -> None:

@@ -304,7 +304,15 @@ class StepProgressBar(TQDMProgressBar):
         bar.unit = "step"
         return bar
 
+    def on_train_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_start(trainer, *args)
+        self._start(trainer)  # a run resumed mid-epoch gets no on_train_epoch_start
+
     def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
+        self._start(trainer)
+
+    def _start(self, trainer: pl.Trainer) -> None:
+        """Count from the current step up to ``max_steps``."""
         bar = self.train_progress_bar
         total = trainer.max_steps if trainer.max_steps > 0 else None
         bar.reset(total=total)

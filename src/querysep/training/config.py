@@ -179,12 +179,19 @@ class TrainSetConfig(ConfigModel):
     Attributes:
         manifest: A JSON-lines manifest written by ``querysep prepare``.
         prepare: Or a recipe that builds the manifest in memory.
-        splits: Keep only clips of these splits (``None``: all).
+        splits: Keep only clips of these splits (``None``: all; an empty list is refused).
     """
 
     manifest: str | None = None
     prepare: PrepareConfig | None = None
     splits: list[str] | None = None
+
+    @field_validator("splits")
+    @classmethod
+    def _some_split(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("name at least one split, or leave splits out (null) for all")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainSetConfig:
@@ -226,7 +233,9 @@ class DataConfig(ConfigModel):
         caption: Query text: a random caption (``captions``), a label (``labels``), or
             either (``both``); clips without the asked kind fall back to the other.
         preload: Decode every training clip into memory before training (shared by
-            forked workers). Off for datasets larger than memory.
+            forked workers). Off for datasets larger than memory: a run then reads each
+            file's header at the start instead (a missing or unreadable file stops it
+            before its folder is touched) and decodes clips on first use.
         cache_size: Decoded files kept in memory when not preloading (``None``: all, 0: none).
         augmented_caption_prob: Probability that a step's query is one of the target
             clip's ``augmented_captions`` (written by ``querysep augment``) instead of a
@@ -264,6 +273,9 @@ class DataConfig(ConfigModel):
 
 class OptimConfig(ConfigModel):
     """AdamW with a linear warm-up to a constant learning rate.
+
+    A run resumed with other values trains with them from the resumed step on (the
+    optimizer's moments and the step count are kept).
 
     Attributes:
         lr: Learning rate after warm-up.
@@ -332,7 +344,8 @@ class TrainerConfig(ConfigModel):
         seed: Seeds the weights' initialisation and every training mixture.
         deterministic: ``torch.use_deterministic_algorithms`` (slower; exact reruns).
         progress_bar: Show the progress bar.
-        export: Export the best validated checkpoint as a model folder when training ends.
+        export: Export the best validated checkpoint (without a validation list: the last)
+            as a model folder when training ends.
         max_time: Stop after this much training wall time (``[DD:]HH:MM:SS``), validating,
             checkpointing and exporting as at ``max_steps``; ``None``: no limit. It counts
             each run of the command: a resumed run trains for up to this long again.
@@ -515,6 +528,27 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def _sections_made(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, str]:
+    """Dotted key -> override, for each section an override creates (missing or null in
+    ``data``, e.g. ``data.validation`` for ``data.validation.max_items=5``): a problem
+    inside such a section comes from that override, not from the file."""
+    made: dict[str, str] = {}
+    for text in overrides:
+        path = parse_override(text)[0]
+        node: Any = data
+        for depth, part in enumerate(path[:-1]):
+            if isinstance(node, Mapping):
+                node = node.get(part)
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                break  # apply_overrides refused it already
+            if node is None:
+                made.setdefault(".".join(path[: depth + 1]), text)
+                break
+    return made
+
+
 def _where(key: str, source: str, lines: Mapping[str, int], overridden: Mapping[str, str]) -> str:
     """``override '...'`` or ``file:line`` for a dotted key (the longest known prefix)."""
     for name, text in overridden.items():  # the override itself, or one inside the section
@@ -568,6 +602,8 @@ def config_from_dict(
     raw = copy.deepcopy(dict(data or {}))
     apply_overrides(raw, overrides)
     overridden = {".".join(parse_override(o)[0]): o for o in overrides}
+    for section, text in _sections_made(data or {}, overrides).items():
+        overridden.setdefault(section, text)
     model = raw.get("model")
     if isinstance(model, dict):  # a pasted model config.json keeps its bookkeeping keys
         for key in _IGNORED_MODEL_KEYS:

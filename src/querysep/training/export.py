@@ -95,17 +95,23 @@ def _separator_info(ckpt: Mapping[str, Any], path: str | os.PathLike[str]) -> Ma
     return info
 
 
-def find_export_checkpoint(checkpoint_dir: str | os.PathLike[str]) -> Path:
+def find_export_checkpoint(checkpoint_dir: str | os.PathLike[str], *, best: bool = True) -> Path:
     """``best.ckpt`` (best validation SDRi) if there is one, else ``last.ckpt``.
 
+    Args:
+        checkpoint_dir: A run's ``checkpoints/`` folder.
+        best: Consider ``best.ckpt``; ``False`` (a run without validation) takes
+            ``last.ckpt``, the weights the run ended with.
+
     Raises:
-        CheckpointError: Neither exists.
+        CheckpointError: Neither exists (``last.ckpt`` does not, when not ``best``).
     """
     folder = Path(checkpoint_dir)
-    for name in (BEST_CHECKPOINT, LAST_CHECKPOINT):
+    names = (BEST_CHECKPOINT, LAST_CHECKPOINT) if best else (LAST_CHECKPOINT,)
+    for name in names:
         if (folder / name).is_file():
             return folder / name
-    raise CheckpointError(f"no {BEST_CHECKPOINT} or {LAST_CHECKPOINT} in {folder}")
+    raise CheckpointError(f"no {' or '.join(names)} in {folder}")
 
 
 def export_checkpoint(

@@ -15,9 +15,10 @@ parts). Validation, on the fixed mixtures of ``data.validation``, reports
   ``val/sdri``.
 
 The run folder is laid out as ``querysep train``'s (``config.yaml``, ``checkpoints/``,
-``logs/``; resumable), and ``model/`` holds ``vae/`` in the diffusers layout (its
-``scaling_factor`` set to one over the standard deviation of the training latents, as
-AudioLDM's ``scale_by_std``) and ``querysep_vae.json`` (front end, figures, provenance).
+``logs/``; resumable, but not with another ``vae`` or ``front_end`` section), and ``model/``
+holds ``vae/`` in the diffusers layout (its ``scaling_factor`` set to one over the standard
+deviation of the training latents, as AudioLDM's ``scale_by_std``) and
+``querysep_vae.json`` (front end, figures, provenance).
 The ``ldm`` of an IRM-LDM config names that ``model/`` folder.
 """
 
@@ -46,7 +47,7 @@ from .callbacks import LAST_CHECKPOINT
 from .config import DataConfig, OptimConfig, RunSections, TrainerConfig
 from .datamodule import MixtureDataModule
 from .export import find_export_checkpoint, read_checkpoint
-from .module import CHECKPOINT_KEY, make_optimizer
+from .module import CHECKPOINT_KEY, make_optimizer, reapply_optim_config
 from .run import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -271,6 +272,10 @@ class MelVaeTask(pl.LightningModule):
         total = self.trainer.max_steps if self._trainer is not None else None
         return make_optimizer(list(self.vae.parameters()), self.config.optim, total)
 
+    def on_train_start(self) -> None:
+        """After a checkpoint is loaded: this run's optim settings and ``max_steps``."""
+        reapply_optim_config(self, self.config.optim)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = {
             "train_config": self.config.to_dict(),
@@ -348,13 +353,16 @@ def train_vae(
     callbacks: Sequence[pl.Callback] = (),
     echo: Any = print,
 ) -> TrainResult:
-    """Train (or resume) a mel VAE as ``config`` says, then export the best checkpoint.
+    """Train (or resume) a mel VAE as ``config`` says, then export the best checkpoint
+    (without validation: the last).
 
     A first Ctrl-C stops after the current step with ``last.ckpt`` saved and nothing
-    exported (``TrainResult.interrupted``); rerunning resumes.
+    exported (``TrainResult.interrupted``); rerunning resumes. Resuming a run whose saved
+    ``config.yaml`` has another ``vae`` or ``front_end`` section is refused.
 
     Raises:
-        ConfigError, DataError, ModelNotFoundError, CheckpointError: Bad config or inputs.
+        ConfigError, DataError, ModelNotFoundError, CheckpointError: Bad config or inputs
+            (a changed ``vae`` or ``front_end`` on resume is a ConfigError).
     """
     require_diffusers()
     is_zero = rank_zero_only.rank == 0
@@ -364,13 +372,15 @@ def train_vae(
     last = out / CHECKPOINT_DIR / LAST_CHECKPOINT
     resume = last.is_file() and not restart
     if resume:
-        _check_same_model(config, out / CONFIG_FILE, section="vae")
+        # the front end fixes what the VAE's weights mean (mel bins, band): part of the model
+        _check_same_model(config, out / CONFIG_FILE, sections=("vae", "front_end"))
         check_resumable(last)
     say(describe_choice(config.trainer.precision, config.trainer.accelerator))
     pl.seed_everything(config.trainer.seed, workers=False, verbose=False)
     task = MelVaeTask(config)
     datamodule = MixtureDataModule(config.data, config.front_end.sample_rate, config.trainer.seed)
     datamodule.setup("fit")
+    datamodule.check_train_audio()
     size = sum(p.numel() for p in task.vae.parameters())
     say(f"mel VAE: {size / 1e6:.2f} M parameters, factor {config.vae.factor}")
     trainer = build_trainer(config, callbacks=callbacks, echo=say)
@@ -380,7 +390,8 @@ def train_vae(
     ):
         result = fit(trainer, task, datamodule, out=out, resume=resume, echo=say)
         if not result.interrupted and config.trainer.export and trainer.is_global_zero:
-            source = find_export_checkpoint(out / CHECKPOINT_DIR)
+            validated = config.data.validation is not None
+            source = find_export_checkpoint(out / CHECKPOINT_DIR, best=validated)
             result.exported = export_vae(source, out / MODEL_DIR, datamodule)
             facts = json.loads((result.exported / VAE_INFO_NAME).read_text(encoding="utf-8"))
             scores = facts["training"]["validation"]

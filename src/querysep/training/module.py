@@ -28,6 +28,7 @@ __all__ = [
     "CHECKPOINT_KEY",
     "SeparationTask",
     "WarmupConstant",
+    "apply_optim_config",
     "l1_loss",
     "loss_function",
     "make_optimizer",
@@ -251,17 +252,75 @@ def make_optimizer(
         weight_decay=cfg.weight_decay,
         amsgrad=cfg.amsgrad,
     )
-    if cfg.schedule == "cosine":
-        factor: Any = WarmupCosine(
-            cfg.warmup_steps, total_steps or cfg.warmup_steps, cfg.min_lr_ratio
-        )
-    else:
-        factor = WarmupConstant(cfg.warmup_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, total_steps))
     return {
         "optimizer": optimizer,
         "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
     }
+
+
+def _schedule(cfg: OptimConfig, total_steps: int | None) -> WarmupConstant | WarmupCosine:
+    if cfg.schedule == "cosine":
+        return WarmupCosine(cfg.warmup_steps, total_steps or cfg.warmup_steps, cfg.min_lr_ratio)
+    return WarmupConstant(cfg.warmup_steps)
+
+
+def apply_optim_config(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    cfg: OptimConfig,
+    total_steps: int | None,
+) -> None:
+    """Give an optimizer and schedule made by :func:`make_optimizer` the settings of ``cfg``,
+    keeping their state: the moments and the step count.
+
+    A resumed run calls this once its checkpoint is loaded, which restores the settings the
+    checkpoint was trained with (learning rate, betas, eps, weight decay, AMSGrad, warm-up,
+    schedule and its ``total_steps``): the run's own config applies from the resumed step on,
+    as it is recorded. The next step's learning rate is ``cfg.lr`` times the new schedule's
+    factor at the current step; AMSGrad switched on starts its running maximum from the
+    current second moment.
+
+    Args:
+        optimizer: The AdamW optimizer.
+        scheduler: Its per-step ``LambdaLR``.
+        cfg: The optimizer section to apply.
+        total_steps: Steps of the run (the cosine schedule ends there).
+    """
+    for group in optimizer.param_groups:
+        group.update(
+            initial_lr=cfg.lr,
+            betas=(cfg.betas[0], cfg.betas[1]),
+            eps=cfg.eps,
+            weight_decay=cfg.weight_decay,
+            amsgrad=cfg.amsgrad,
+        )
+        for param in group["params"]:
+            state = optimizer.state.get(param)
+            if not state:
+                continue
+            if not cfg.amsgrad:
+                state.pop("max_exp_avg_sq", None)
+            elif "max_exp_avg_sq" not in state and "exp_avg_sq" in state:
+                state["max_exp_avg_sq"] = state["exp_avg_sq"].clone()
+    factor = _schedule(cfg, total_steps)
+    scheduler.base_lrs = [cfg.lr] * len(optimizer.param_groups)
+    scheduler.lr_lambdas = [factor] * len(optimizer.param_groups)
+    for group, base, f in zip(
+        optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+    ):
+        group["lr"] = base * f(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def reapply_optim_config(task: pl.LightningModule, cfg: OptimConfig) -> None:
+    """:func:`apply_optim_config` on a task's optimizer and schedule, with the trainer's
+    ``max_steps`` (from ``on_train_start``, which runs after a checkpoint is loaded)."""
+    scheduler = task.lr_schedulers()
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR)
+    optimizer = task.optimizers()
+    inner = getattr(optimizer, "optimizer", optimizer)  # Lightning wraps it
+    apply_optim_config(inner, scheduler, cfg, task.trainer.max_steps)
 
 
 # ----------------------------------------------------------------------------- queries
@@ -460,6 +519,10 @@ class SeparationTask(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         total = self.trainer.max_steps if self._trainer is not None else None
         return make_optimizer(self.trainable_parameters(), self.optim_config, total)
+
+    def on_train_start(self) -> None:
+        """After a checkpoint is loaded: this run's optim settings and ``max_steps``."""
+        reapply_optim_config(self, self.optim_config)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

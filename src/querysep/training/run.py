@@ -4,13 +4,17 @@ The run folder (``trainer.output_dir``) holds::
 
     config.yaml              the resolved config of the latest start
     checkpoints/last.ckpt    written every trainer.checkpoint_every_n_steps and at the end
-    checkpoints/best.ckpt    best val/sdri (when there is a validation list)
+    checkpoints/best.ckpt    best val/sdri (when there is a validation list); a run that
+                             starts afresh keeps an earlier run's as best.<k>.ckpt
     logs/csv/metrics.csv     and logs/tensorboard/ when tensorboard is installed; a resumed
                              run keeps the earlier log as logs/csv/metrics.<k>.csv
     model/                   the exported model folder (config.json + model.safetensors)
 
 If ``checkpoints/last.ckpt`` exists, :func:`train` continues from it (step, weights,
-optimizer, learning-rate schedule and data position); ``restart=True`` starts over.
+optimizer, learning-rate schedule and data position) with the settings of its own config
+(a changed ``optim`` section or ``max_steps`` applies from the resumed step on; a changed
+model is refused); ``restart=True`` starts over. The
+export at the end takes ``best.ckpt`` when the run validates, else ``last.ckpt``.
 """
 
 from __future__ import annotations
@@ -236,7 +240,7 @@ def build_trainer(
     return trainer
 
 
-def _write_config(config: Any, path: Path, echo: Echo) -> None:
+def _write_config(config: Any, path: Path, echo: Echo, *, resume: bool = False) -> None:
     text = config.to_yaml()
     if path.is_file():
         try:
@@ -245,14 +249,17 @@ def _write_config(config: Any, path: Path, echo: Echo) -> None:
             old = {}
         changed = _changed_keys(old, config.to_dict())
         if changed:
-            echo(f"note: config differs from the saved {path.name} in: {', '.join(changed)}")
+            echo(
+                f"note: config differs from the saved {path.name} in: {', '.join(changed)}"
+                + ("; the resumed run trains with the new values" if resume else "")
+            )
     write_text(path, text)
     echo(f"config saved to {path}")
 
 
-def _check_same_model(config: Any, saved: Path, section: str = "model") -> None:
-    """Refuse to resume a run whose saved config describes another model (its ``section``),
-    or is unreadable."""
+def _check_same_model(config: Any, saved: Path, sections: Sequence[str] = ("model",)) -> None:
+    """Refuse to resume a run whose saved config describes another model (any key of its
+    ``sections`` but their ``metadata``), or is unreadable."""
     if not saved.is_file():
         return
     fix = "fix or delete it, use another trainer.output_dir, or --restart to start over"
@@ -268,13 +275,19 @@ def _check_same_model(config: Any, saved: Path, section: str = "model") -> None:
         raise ConfigError(
             f"cannot resume {saved.parent}: {where} is not valid YAML; {fix}"
         ) from None
-    if not isinstance(data, dict) or not isinstance(data.get(section), dict):
-        raise ConfigError(f"cannot resume {saved.parent}: {saved} has no {section} section; {fix}")
-    old = data[section]
-    new = config.to_dict()[section]
-    changed = [
-        k for k in _changed_keys(old, new, f"{section}.") if not k.startswith(f"{section}.metadata")
-    ]
+    changed: list[str] = []
+    for section in sections:
+        if not isinstance(data, dict) or not isinstance(data.get(section), dict):
+            raise ConfigError(
+                f"cannot resume {saved.parent}: {saved} has no {section} section; {fix}"
+            )
+        old = data[section]
+        new = config.to_dict()[section]
+        changed += [
+            k
+            for k in _changed_keys(old, new, f"{section}.")
+            if not k.startswith(f"{section}.metadata")
+        ]
     if changed:
         raise ConfigError(
             f"cannot resume {saved.parent}: the model differs from its {saved.name} in "
@@ -312,6 +325,24 @@ def _changed_keys(old: object, new: object, prefix: str = "") -> list[str]:
             out += _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
     return [] if old == new else [prefix.rstrip(".")]
+
+
+def _set_aside_earlier_best(folder: Path, echo: Echo) -> None:
+    """Keep the ``best.ckpt`` of an earlier run as ``best.<k>.ckpt`` when this run does not
+    resume it (no ``last.ckpt``): it holds another run's weights (maybe another model), which
+    neither this run's export nor ``querysep train export RUN`` may take for this run's. It
+    is renamed rather than deleted: it may be the only copy of that run's best weights."""
+    best = folder / BEST_CHECKPOINT
+    if not best.is_file():
+        return
+    k = 1
+    while (folder / f"{best.stem}.{k}{best.suffix}").exists():
+        k += 1
+    aside = best.rename(folder / f"{best.stem}.{k}{best.suffix}")
+    echo(
+        f"note: {best} is from an earlier run (no {LAST_CHECKPOINT} to resume it): "
+        f"kept as {aside.name}, not exported; this run starts afresh"
+    )
 
 
 def _restart(out: Path, echo: Echo) -> None:
@@ -367,6 +398,7 @@ def train(
         )
     datamodule = MixtureDataModule(config.data, model.sample_rate, seed=config.trainer.seed)
     datamodule.setup("fit")
+    datamodule.check_train_audio()  # streaming (no preload): a missing file stops it here
     ds = datamodule.train_dataset
     assert ds is not None
     say(
@@ -396,22 +428,26 @@ def train(
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start")
         result = fit(trainer, task, datamodule, out=out, resume=resume, echo=say)
         if not result.interrupted and config.trainer.export and trainer.is_global_zero:
-            _export(out, result, say)
+            _export(out, result, say, best=config.data.validation is not None)
     return result
 
 
-def _export(out: Path, result: TrainResult, say: Echo) -> None:
-    """Export the run's best (or last) checkpoint to ``out/model`` and say so."""
-    source = find_export_checkpoint(out / CHECKPOINT_DIR)
+def _export(out: Path, result: TrainResult, say: Echo, *, best: bool = True) -> None:
+    """Export the run's best (when it validates, ``best``) or last checkpoint to
+    ``out/model`` and say so."""
+    source = find_export_checkpoint(out / CHECKPOINT_DIR, best=best)
     # as `querysep train export` does: one writing into out/model at once (it would clear
     # this export's temporary files as a killed export's)
     with locked_folder(out / MODEL_DIR, "train export"):
         result.exported = export_checkpoint(source, out / MODEL_DIR)
     meta = json.loads((result.exported / CONFIG_NAME).read_text(encoding="utf-8"))["metadata"]
     scores = meta["training"]["validation"]
+    step = meta["training"]["step"]
     shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items() if k.startswith("val/"))
+    if shown and scores.get("step", step) != step:  # validated earlier, not since
+        shown = f"validated at step {scores['step']}: {shown}"
     say(
-        f"exported {source.name} (step {meta['training']['step']}"
+        f"exported {source.name} (step {step}"
         + (f"; {shown}" if shown else "")
         + f") to {result.exported}"
     )
@@ -457,13 +493,16 @@ def fit(
 @contextlib.contextmanager
 def fit_warnings_filtered() -> Iterator[None]:
     """Silence Lightning's warnings about what a resumable run does on purpose (reusing its
-    log and checkpoint folders) and a deprecation inside Lightning itself."""
+    log and checkpoint folders, resuming without the validation it had) and a deprecation
+    inside Lightning itself."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Experiment logs directory.*exists.*")
         warnings.filterwarnings(
             "ignore", message=".*Checkpoint directory.*exists and is not empty.*"
         )
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+        # a run resumed without validation has no ModelCheckpoint for the saved one's state
+        warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint")
         yield
 
 
@@ -471,7 +510,8 @@ def fit_warnings_filtered() -> Iterator[None]:
 def open_run_folder(config: Any, *, restart: bool, resume: bool, echo: Echo) -> Iterator[None]:
     """Touch the run folder (enter once everything is checked) and hold it while the block
     runs: lock it, remove a ``--restart``'s old run, say that the run resumes, save the
-    config, keep the earlier CSV log aside.
+    config, keep the earlier CSV log aside, and, when not resuming, an earlier run's
+    ``best.ckpt`` (as ``best.<k>.ckpt``).
 
     The lock (:func:`~querysep.fileio.locked_folder`, global rank 0 only) refuses a second
     training into the same folder while this one runs: the two would overwrite each other's
@@ -500,8 +540,10 @@ def open_run_folder(config: Any, *, restart: bool, resume: bool, echo: Echo) -> 
             _restart(out, echo)
         if resume:
             echo(f"found {last}: resuming (use --restart to start over)")
+        elif is_zero:
+            _set_aside_earlier_best(out / CHECKPOINT_DIR, echo)
         if is_zero:
-            _write_config(config, out / CONFIG_FILE, echo)
+            _write_config(config, out / CONFIG_FILE, echo, resume=resume)
             _keep_csv_log(out)  # the CSV logger opens (and would delete) it during fit
         yield
 
