@@ -92,6 +92,15 @@ def test_a_bad_host_is_a_one_line_error_before_any_model_loads(
     import querysep.app
 
     monkeypatch.setattr(querysep.app, "serve", lambda config, host, **kw: served.append(host))
+    real = socket.getaddrinfo
+
+    def no_dns(host: str, *args: object, **kwargs: object) -> object:
+        """Names no resolver knows, whatever this machine's DNS does with them."""
+        if host in ("no such host", "999.1.1.1"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
     for host, problem in [
         ("no such host", "not an IP address or a name this machine can resolve"),
         ("999.1.1.1", "not an IP address or a name this machine can resolve"),
@@ -105,6 +114,12 @@ def test_a_bad_host_is_a_one_line_error_before_any_model_loads(
             f"querysep: error: cannot listen on {host!r}: {problem} (choose another with "
             + ("--host, e.g. 127.0.0.1, ::1 or 0.0.0.0)" if "resolve" in problem else "--host)")
         ], host  # no network warning, no traceback
+    # the server's IPv6 socket takes IPv6 only: this was accepted, then failed at launch
+    res = runner.invoke(cli, ["app", "--host", "::ffff:127.0.0.1", "-m", "test-tiny"])
+    assert res.exit_code == 2 and res.stderr.strip().splitlines() == [
+        "querysep: error: cannot listen on '::ffff:127.0.0.1': an IPv4-mapped IPv6 address; "
+        "give its IPv4 form, --host 127.0.0.1"
+    ]
     assert served == []  # refused before any model is loaded
 
 

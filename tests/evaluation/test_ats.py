@@ -275,17 +275,20 @@ def test_a_relative_model_folder_is_rebuilt_from_another_working_directory(
     from querysep.pretrained import build_test_tiny
 
     build_test_tiny().save_pretrained(tmp_path / "proj" / "m1")
-    monkeypatch.chdir(tmp_path)
-    out = tmp_path / "out"
-    _run(valset, out, resolve_systems(["proj/m1"]))  # no ATS
-    specs = json.loads((out / "settings.json").read_text())["specs"]
-    assert specs["proj/m1"] == str(tmp_path / "proj" / "m1")
-    monkeypatch.chdir(tmp_path / "proj")  # "proj/m1" names nothing from here
-    summary = _run(valset, out, _systems(resolve_systems(["mixture"])[0]), [ATSHook("test-tiny")])
-    assert summary.num_upgraded == 12
-    rows = read_rows(out / "per_clip.csv")
-    assert {r["system"] for r in rows} == {"proj/m1", "oracle-irm", "mixture", "reference"}
-    assert all(math.isfinite(float(r["ats"])) for r in rows if r["system"] == "proj/m1")
+    folder = str(tmp_path / "proj" / "m1")
+    for spec, recorded in (("proj/m1", folder), ("model:proj/m1", f"model:{folder}")):
+        monkeypatch.chdir(tmp_path)
+        out = tmp_path / spec.replace(":", "_").replace("/", "_")
+        _run(valset, out, resolve_systems([spec]))  # no ATS
+        specs = json.loads((out / "settings.json").read_text())["specs"]
+        assert specs["proj/m1"] == recorded  # "model:X" names its row X
+        monkeypatch.chdir(tmp_path / "proj")  # "proj/m1" names nothing from here
+        mixture = resolve_systems(["mixture"])[0]
+        summary = _run(valset, out, _systems(mixture), [ATSHook("test-tiny")])
+        assert summary.num_upgraded == 12, spec
+        rows = read_rows(out / "per_clip.csv")
+        assert {r["system"] for r in rows} == {"proj/m1", "oracle-irm", "mixture", "reference"}
+        assert all(math.isfinite(float(r["ats"])) for r in rows if r["system"] == "proj/m1")
 
 
 def test_an_older_folder_without_specs_asks_for_the_rows_spec(

@@ -57,9 +57,16 @@ def check_host(host: str) -> str:
     """
     bare = _unbracketed(host.strip())
     try:
-        version = ipaddress.ip_address(bare).version
+        parsed = ipaddress.ip_address(bare)
     except ValueError:
-        version = None
+        parsed = None
+    version = None if parsed is None else parsed.version
+    mapped = getattr(parsed, "ipv4_mapped", None)
+    if mapped is not None:  # the server's IPv6 socket takes IPv6 only
+        raise ConfigError(
+            f"cannot listen on {host!r}: an IPv4-mapped IPv6 address; give its IPv4 form, "
+            f"--host {mapped}"
+        )
     try:
         found = socket.getaddrinfo(bare, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError):
@@ -72,6 +79,9 @@ def check_host(host: str) -> str:
     for family, kind, proto, _, address in found:
         try:
             with socket.socket(family, kind, proto) as probe:
+                if family == socket.AF_INET6:  # as the server's socket: IPv6 only, so an
+                    # IPv4-mapped address (::ffff:127.0.0.1) is refused here, not at launch
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 probe.bind((address[0], 0, *address[2:]))
             break
         except OSError:

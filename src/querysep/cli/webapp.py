@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
     def app_cmd(
         host: str = typer.Option(
             "127.0.0.1",
-            help="Address to listen on (IPv6 too: ::1); 0.0.0.0 or :: opens it to the network.",
+            help="Address to listen on (IPv6 too: ::1); 0.0.0.0 opens it to the network "
+            "(:: to the IPv6 network only).",
         ),
         port: int = typer.Option(7860, min=1, max=65535, help="Port to listen on."),
         model: list[str] = typer.Option(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -589,6 +590,12 @@ def _metric_models(out_path: Path, hooks: Sequence[MetricHook]) -> dict[str, obj
     return {**stored, **models}
 
 
+def _row_label(name: str) -> str:
+    """The `` [label]`` a row name ends with (``""`` for none)."""
+    found = re.search(r" \[[^\[\]]*\]$", name)
+    return found.group(0) if found else ""
+
+
 def _system_getter(built: Sequence[System], options: SystemOptions | None, settings: _Settings):
     """``name -> System``: this run's systems, others built on demand from the spec the
     folder recorded for them (a folder from before specs were recorded: from their name),
@@ -618,9 +625,9 @@ def _system_getter(built: Sequence[System], options: SystemOptions | None, setti
                 ) from None
             if system.name != name:
                 # a spec recorded with its folder made absolute names the row otherwise
-                # ("/abs/m1 [x]" for "m1 [x]"): the same row when the label after it agrees
-                tail = system.name[len(spec) :] if spec and system.name.startswith(spec) else None
-                if tail is None or not name.endswith(tail):
+                # ("/abs/m1 [x]" for "m1 [x]", "model:m1" or "m1"): the same row when the
+                # label at its end (which output an IRM-LDM row used) agrees
+                if spec is None or _row_label(system.name) != _row_label(name):
                     raise ConfigError(
                         f"{spec or name!r} now builds the row {system.name!r}, not {name!r}; {hint}"
                     )
