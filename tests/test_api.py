@@ -454,6 +454,24 @@ def test_an_output_format_that_cannot_hold_the_input_is_refused_before_any_work(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
 
 
+def test_normalize_makes_the_estimate_follow_the_input_level() -> None:
+    """Without it a mask model's estimate depends on the level (its mask does); with it a
+    quiet recording is separated as at full scale, each channel by its own peak."""
+    sep = Separator("esc50-minilm", normalize=True)
+    plain = Separator("esc50-minilm")
+    x = np.stack([synth.scene(3.0, 16000, seed=4), synth.scene(3.0, 16000, seed=5)])
+    x = (0.9 * x / np.abs(x).max(axis=-1, keepdims=True)).astype(np.float32)  # peaks at 0.9
+    full = sep.separate_tensor(x, 16000, "a dog barking").numpy()
+    np.testing.assert_allclose(
+        full, plain.separate_tensor(x, 16000, "a dog barking").numpy(), rtol=0, atol=1e-6
+    )  # already at full scale: nothing changes
+    quiet = x * np.array([[0.01], [0.1]], np.float32)  # -40 and -20 dBFS
+    got = sep.separate_tensor(quiet, 16000, "a dog barking").numpy()
+    np.testing.assert_allclose(got, full * np.array([[0.01], [0.1]]), rtol=0, atol=1e-6)
+    unscaled = plain.separate_tensor(quiet, 16000, "a dog barking").numpy()
+    assert np.abs(unscaled[0, 0] / 0.01 - full[0, 0]).max() > 0.05  # the level mattered
+
+
 def test_outputs_given_as_one_path_or_an_iterator(tiny: Separator, tmp_path: Path) -> None:
     path = synth.write_wav(tmp_path / "in.wav", synth.scene(1.0, 16000, seed=3), 16000)
     assert tiny.separate_file(path, "dog", str(tmp_path / "a.wav")) == [tmp_path / "a.wav"]

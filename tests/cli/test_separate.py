@@ -335,6 +335,33 @@ def test_an_output_format_that_cannot_hold_the_input_fails_before_the_model_load
     )
 
 
+def test_normalize_reaches_the_separator(tmp_path: Path) -> None:
+    from querysep import Separator
+
+    x = (0.01 * np.sin(np.arange(16000) * 0.05) * np.linspace(0, 1, 16000)).astype(np.float32)
+    path = tmp_path / "quiet.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    out = tmp_path / "dog.wav"
+    res = run(
+        "separate",
+        str(path),
+        "-q",
+        "a dog",
+        "-o",
+        str(out),
+        "-m",
+        "test-tiny",
+        "--normalize",
+        "--no-ats",
+    )
+    assert res.exit_code == 0, res.output
+    want = Separator("test-tiny", normalize=True).separate_tensor(x, 16000, "a dog")[0, 0]
+    other = Separator("test-tiny").separate_tensor(x, 16000, "a dog")[0, 0]
+    got, _ = sf.read(out, dtype="float32")
+    np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=1e-6)  # float WAV: exact
+    assert np.abs(got - other.numpy()).max() > 1e-4  # and not what it gives without
+
+
 def test_output_with_any_writable_extension_is_a_file(tmp_path: Path) -> None:
     """The CLI's file-or-folder decision uses the writer's own list of extensions."""
     from querysep.audio import supported_save_extensions

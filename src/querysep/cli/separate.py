@@ -95,6 +95,13 @@ def register(app: typer.Typer) -> None:
         no_ats: bool = typer.Option(
             False, "--no-ats", help="Do not score the outputs (ATS) against their queries."
         ),
+        normalize: bool = typer.Option(
+            False,
+            "--normalize",
+            help="Scale each segment to peak at 0.9 (as training mixtures do) for the network "
+            "and the estimates back: for recordings far from full scale (quiet ones lose dB "
+            "of separation without it).",
+        ),
         residual: bool = typer.Option(
             False,
             "--residual",
@@ -139,6 +146,7 @@ def register(app: typer.Typer) -> None:
                 num_threads=threads,
                 precision=precision,
                 clap=clap,
+                normalize=normalize,
             )
         if not no_ats:
             sep.clap  # noqa: B018 - load it now: a bad --clap fails before any output
