@@ -118,6 +118,45 @@ def test_a_file_found_bad_while_embedding_is_reported_by_line(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert [r["ats"] != "" for r in csv.DictReader(out.open())] == [True, False, True]
     assert "line 3" in result.output
+    assert "scored 2 of 3 pairs (1 file) with" in result.output  # the silent file not counted
+    # a list whose every file fails once read scores nothing: an error, as when found first
+    only = _pairs(tmp_path / "only.csv", [("silent.wav", "rain", "")])
+    result = _run(["ats", "--list", str(only), "-o", str(tmp_path / "o2.csv"), "--skip-bad", *CLAP])
+    assert result.exit_code == 2 and not (tmp_path / "o2.csv").exists(), result.output
+    assert result.output.strip().endswith("it has no ATS; no row can be scored")
+
+
+def test_written_csvs_read_back_as_pair_lists_from_another_folder(tmp_path: Path) -> None:
+    """Both outputs name audio relative to their own folder, as a pair list is read."""
+    _write(tmp_path / "sub" / "a.wav", 1)
+    first = tmp_path / "results" / "files.csv"
+    result = _run(["ats", str(tmp_path / "sub" / "a.wav"), "-q", "rain", "-o", str(first), *CLAP])
+    assert result.exit_code == 0, result.output
+    assert next(csv.DictReader(first.open()))["audio"] == "../sub/a.wav"
+    pairs = _pairs(tmp_path / "sub" / "p.csv", [("a.wav", "rain", "n")])
+    second = tmp_path / "out" / "listed.csv"
+    assert _run(["ats", "--list", str(pairs), "-o", str(second), *CLAP]).exit_code == 0
+    assert next(csv.DictReader(second.open()))["audio"] == "../sub/a.wav"
+    for written in (first, second):
+        again = tmp_path / "again.csv"
+        result = _run(["ats", "--list", str(written), "-o", str(again), *CLAP])
+        assert result.exit_code == 0, result.output
+        rows = [next(csv.DictReader(f.open())) for f in (written, again)]
+        assert float(rows[1]["ats"]) == pytest.approx(float(rows[0]["ats"]), abs=1e-6)
+
+
+def test_the_csv_is_written_even_when_stdout_is_closed(tmp_path: Path) -> None:
+    """A table printed into a closed pipe (`| head -1`) ended the command before the CSV."""
+    import subprocess
+    import sys
+
+    audio = _write(tmp_path / "a.wav", 1)
+    out = tmp_path / "s.csv"
+    args = ["-m", "querysep", "ats", str(audio), "-q", "rain", "-o", str(out), *CLAP]
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE)
+    proc.stdout.close()  # long before the command prints anything
+    proc.wait(timeout=120)
+    assert out.is_file() and len(list(csv.DictReader(out.open()))) == 1
 
 
 def _bad_cases(tmp: Path):

@@ -141,6 +141,9 @@ def describe_bad(pairs: PairList, limit: int = 3) -> str:
 def write_pairs(path: Path, pairs: PairList, scores: Sequence[float]) -> None:
     """Write the list with an ``ats`` column (replacing one it had), row order kept.
 
+    A relative audio path is rewritten relative to ``path``'s folder when that is not the
+    list's own, so the written list reads as a pair list too.
+
     Rows that were not scored (bad rows under ``--skip-bad``) get an empty ``ats``; a row
     with the wrong number of fields is written back exactly as it was read (nothing of it is
     lost, and the next run reports it again).
@@ -148,6 +151,8 @@ def write_pairs(path: Path, pairs: PairList, scores: Sequence[float]) -> None:
     columns = list(pairs.columns)
     if ATS_COLUMN not in columns:
         columns.append(ATS_COLUMN)
+    folder = os.path.abspath(path.parent)
+    moved = folder != os.path.abspath(pairs.path.parent)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -157,5 +162,9 @@ def write_pairs(path: Path, pairs: PairList, scores: Sequence[float]) -> None:
             continue
         values = dict(row.values)
         values[ATS_COLUMN] = "" if math.isnan(score) else f"{score:.6f}"
+        written = values.get("audio", "").strip()
+        if moved and written and not os.path.isabs(os.path.expanduser(written)):
+            # relative to the new list's folder, so that it reads as a pair list too
+            values["audio"] = os.path.relpath(os.path.abspath(row.audio), folder)
         writer.writerow([values.get(c, "") for c in columns])
     write_text(path, buffer.getvalue())

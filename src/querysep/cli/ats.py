@@ -11,7 +11,9 @@ from ._common import console, err_console, handle_errors
 
 
 def _progress(total: int, enabled: bool):
-    if not enabled or total < 2:
+    import sys
+
+    if not enabled or total < 2 or not sys.stderr.isatty():  # no \r lines in a log file
         return None
     from tqdm.auto import tqdm
 
@@ -51,8 +53,9 @@ def register(app: typer.Typer) -> None:
             False,
             "--skip-bad",
             help="With --list: score the good rows and leave ats empty for bad ones "
-            "(missing, unreadable or silent file, empty caption) instead of failing; a silent "
-            "file is found only when it is read, after the rows checked up front.",
+            "(missing, unreadable, silent or NaN file, empty caption) instead of failing; "
+            "silence and NaN samples are found only when a file is read, after the rows "
+            "checked up front.",
         ),
         device: str = typer.Option("cpu", help="cpu, cuda, mps or auto."),
         batch_size: int = typer.Option(16, "--batch-size", help="Audio windows per batch."),
@@ -104,9 +107,10 @@ def register(app: typer.Typer) -> None:
         text = model.embed_text(queries)
         scores = audio @ text.T
         index = {p: i for i, p in enumerate(unique)}
+        if output is not None:  # first: a table printed into a closed pipe ends the command
+            _write_long(output, files, queries, scores, index)
         _print_matrix(files, queries, [scores[index[p]].tolist() for p in files], model.name)
         if output is not None:
-            _write_long(output, files, queries, scores, index)
             console.print(f"wrote {output}")
 
 
@@ -127,15 +131,19 @@ def _print_matrix(
 def _write_long(output: Path, files, queries, scores, index) -> None:
     import csv
     import io
+    import os
 
     from ..fileio import write_text
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["audio", "caption", "ats"])
+    folder = os.path.abspath(output.parent)
     for path in files:
+        # relative to the CSV's folder, as a pair list (ats --list) reads its paths
+        name = os.path.relpath(os.path.abspath(path), folder)
         for j, q in enumerate(queries):
-            writer.writerow([str(path), q, f"{float(scores[index[path], j]):.6f}"])
+            writer.writerow([name, q, f"{float(scores[index[path], j]):.6f}"])
     write_text(output, buffer.getvalue())
 
 
@@ -166,7 +174,7 @@ def _score_list(
         raise DataError(describe_bad(pairs) + "; fix them or pass --skip-bad")
     good = [r for r in pairs.rows if r.problem is None]
     if not good:
-        raise DataError(f"{pair_list}: no row can be scored; " + describe_bad(pairs))
+        raise DataError(describe_bad(pairs) + "; no row can be scored")
     model = load_clap(clap, device)
     failed: dict[Path, str] = {}
     num_files = len({r.audio for r in good})
@@ -191,11 +199,15 @@ def _score_list(
             by_line[row.line] = value
     if failed and not skip_bad:  # found while reading the audio (NaN samples, silence, ...)
         raise DataError(describe_bad(pairs) + "; fix them or pass --skip-bad")
+    if not by_line:  # every file failed once read
+        raise DataError(describe_bad(pairs) + "; no row can be scored")
     scores = [by_line.get(r.line, math.nan) for r in pairs.rows]
     write_pairs(output, pairs, scores)
     scored = sum(1 for s in scores if not math.isnan(s))
+    num_files -= len(failed)
     console.print(
-        f"scored {scored} of {len(pairs.rows)} pairs ({num_files} files) with {model.name}",
+        f"scored {scored} of {len(pairs.rows)} pairs ({num_files} file"
+        f"{'' if num_files == 1 else 's'}) with {model.name}",
     )
     if pairs.bad:
         err_console.print(
