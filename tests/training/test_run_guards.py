@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from querysep.cli import app
 from querysep.errors import OutputError
+from querysep.pretrained import load_model
 from querysep.training.callbacks import AtomicCheckpointIO
 from querysep.training.config import config_from_dict
 from querysep.training.export import read_checkpoint
@@ -261,10 +262,20 @@ def test_a_run_resumed_without_validation_exports_where_it_ended(
     assert _exported_training(run)["checkpoint"] == "best.ckpt"
     config["data"]["validation"] = None
     config["trainer"]["max_steps"] = 4
-    result = train(config_from_dict(config), echo=lambda _m: None)
+    (run / "checkpoints" / "best.3.ckpt").write_bytes(b"set aside before")
+    messages: list[str] = []
+    result = train(config_from_dict(config), echo=messages.append)
     assert (result.resumed_from, result.step) == (2, 4)
     meta = _exported_training(run)
     assert (meta["checkpoint"], meta["step"]) == ("last.ckpt", 4)
+    # and `train export RUN` exports the same: the validated best.ckpt is set aside, above
+    # the highest one there
+    assert not (run / "checkpoints" / "best.ckpt").exists()
+    assert (run / "checkpoints" / "best.4.ckpt").is_file()
+    assert any("kept as best.4.ckpt, not exported: this run resumes" in m for m in messages)
+    res = CliRunner().invoke(app, ["train", "export", str(run), "-o", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    assert load_model(str(tmp_path / "m")).metadata["training"]["step"] == 4
 
 
 @pytest.mark.parametrize("restart", [False, True], ids=["new-folder", "restart"])

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import re
 import shutil
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -327,22 +328,29 @@ def _changed_keys(old: object, new: object, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
-def _set_aside_earlier_best(folder: Path, echo: Echo) -> None:
+def _set_aside_earlier_best(folder: Path, echo: Echo, *, resumed: bool = False) -> None:
     """Keep the ``best.ckpt`` of an earlier run as ``best.<k>.ckpt`` when this run does not
     resume it (no ``last.ckpt``): it holds another run's weights (maybe another model), which
-    neither this run's export nor ``querysep train export RUN`` may take for this run's. It
-    is renamed rather than deleted: it may be the only copy of that run's best weights."""
+    neither this run's export nor ``querysep train export RUN`` may take for this run's. Also
+    when a run ``resumed`` without validation: its export is ``last.ckpt``, and so must
+    ``train export RUN``'s be. It is renamed rather than deleted: it may be the only copy of
+    those best weights. ``k`` is one above the highest one there, so later is higher."""
     best = folder / BEST_CHECKPOINT
     if not best.is_file():
         return
-    k = 1
-    while (folder / f"{best.stem}.{k}{best.suffix}").exists():
-        k += 1
-    aside = best.rename(folder / f"{best.stem}.{k}{best.suffix}")
-    echo(
-        f"note: {best} is from an earlier run (no {LAST_CHECKPOINT} to resume it): "
-        f"kept as {aside.name}, not exported; this run starts afresh"
+    taken = [
+        int(m.group(1))
+        for p in folder.iterdir()
+        if (m := re.fullmatch(rf"{re.escape(best.stem)}\.(\d+){re.escape(best.suffix)}", p.name))
+    ]
+    aside = best.rename(folder / f"{best.stem}.{max(taken, default=0) + 1}{best.suffix}")
+    why = (
+        "this run resumes without validation, so it exports where it ends"
+        if resumed
+        else f"it is from an earlier run (no {LAST_CHECKPOINT} to resume it); this run starts "
+        "afresh"
     )
+    echo(f"note: {best} kept as {aside.name}, not exported: {why}")
 
 
 def _restart(out: Path, echo: Echo) -> None:
@@ -540,6 +548,9 @@ def open_run_folder(config: Any, *, restart: bool, resume: bool, echo: Echo) -> 
             _restart(out, echo)
         if resume:
             echo(f"found {last}: resuming (use --restart to start over)")
+            data = getattr(config, "data", None)
+            if is_zero and data is not None and getattr(data, "validation", True) is None:
+                _set_aside_earlier_best(out / CHECKPOINT_DIR, echo, resumed=True)
         elif is_zero:
             _set_aside_earlier_best(out / CHECKPOINT_DIR, echo)
         if is_zero:
