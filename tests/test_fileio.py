@@ -353,10 +353,12 @@ from querysep.fileio import locked_folder
 with locked_folder(sys.argv[1], "training"):
     child = os.fork()
     if child == 0:  # a child (a DataLoader worker) outlives its parent
-        print("child", os.getpid(), flush=True)  # past the fork, its hooks have run
+        # past the fork, its hooks have run; one write each, so that the two lines never
+        # interleave (print writes piece by piece under PYTHONUNBUFFERED)
+        os.write(1, f"child {os.getpid()}\\n".encode())
         time.sleep(60)
         os._exit(0)
-    print("held", child, flush=True)
+    os.write(1, f"held {child}\\n".encode())
     os._exit(0)  # killed: no cleanup runs
 """
 

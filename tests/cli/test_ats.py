@@ -137,7 +137,17 @@ def test_written_csvs_read_back_as_pair_lists_from_another_folder(tmp_path: Path
     second = tmp_path / "out" / "listed.csv"
     assert _run(["ats", "--list", str(pairs), "-o", str(second), *CLAP]).exit_code == 0
     assert next(csv.DictReader(second.open()))["audio"] == "../sub/a.wav"
-    for written in (first, second):
+    # through symlinked folders: "link/.." is where the link points from, not where it is
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "deep" / "er")
+    third = tmp_path / "link" / "listed.csv"
+    assert _run(["ats", "--list", str(pairs), "-o", str(third), *CLAP]).exit_code == 0
+    (tmp_path / "sub" / "s").symlink_to(tmp_path / "deep" / "er")
+    _write(tmp_path / "deep" / "b.wav", 2)
+    hops = _pairs(tmp_path / "sub" / "h.csv", [("s/../b.wav", "rain", "")])  # deep/b.wav
+    fourth = tmp_path / "out" / "hops.csv"
+    assert _run(["ats", "--list", str(hops), "-o", str(fourth), *CLAP]).exit_code == 0
+    for written in (first, second, third, fourth):
         again = tmp_path / "again.csv"
         result = _run(["ats", "--list", str(written), "-o", str(again), *CLAP])
         assert result.exit_code == 0, result.output

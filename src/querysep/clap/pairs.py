@@ -138,11 +138,25 @@ def describe_bad(pairs: PairList, limit: int = 3) -> str:
     return f"{pairs.path}: {len(bad)} bad row(s): {shown}{more}"
 
 
+def audio_path_for(audio: str | os.PathLike[str], output: str | os.PathLike[str]) -> str:
+    """``audio`` as a pair list written at ``output`` names it: relative to the list's
+    folder, both with symlinked folders resolved (the system follows them, text does not);
+    absolute where no relative path leads there (another Windows drive)."""
+    real = os.path.join(
+        os.path.realpath(os.path.dirname(os.path.abspath(audio))), os.path.basename(audio)
+    )
+    try:
+        return os.path.relpath(real, os.path.realpath(os.path.dirname(os.path.abspath(output))))
+    except ValueError:
+        return real
+
+
 def write_pairs(path: Path, pairs: PairList, scores: Sequence[float]) -> None:
     """Write the list with an ``ats`` column (replacing one it had), row order kept.
 
     A relative audio path is rewritten relative to ``path``'s folder when that is not the
-    list's own, so the written list reads as a pair list too.
+    list's own (:func:`audio_path_for`), so the written list reads as a pair list too;
+    absolute and ``~`` paths are kept.
 
     Rows that were not scored (bad rows under ``--skip-bad``) get an empty ``ats``; a row
     with the wrong number of fields is written back exactly as it was read (nothing of it is
@@ -151,8 +165,8 @@ def write_pairs(path: Path, pairs: PairList, scores: Sequence[float]) -> None:
     columns = list(pairs.columns)
     if ATS_COLUMN not in columns:
         columns.append(ATS_COLUMN)
-    folder = os.path.abspath(path.parent)
-    moved = folder != os.path.abspath(pairs.path.parent)
+    folder = os.path.realpath(path.parent)
+    moved = folder != os.path.realpath(pairs.path.parent)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -165,6 +179,6 @@ def write_pairs(path: Path, pairs: PairList, scores: Sequence[float]) -> None:
         written = values.get("audio", "").strip()
         if moved and written and not os.path.isabs(os.path.expanduser(written)):
             # relative to the new list's folder, so that it reads as a pair list too
-            values["audio"] = os.path.relpath(os.path.abspath(row.audio), folder)
+            values["audio"] = audio_path_for(row.audio, path)
         writer.writerow([values.get(c, "") for c in columns])
     write_text(path, buffer.getvalue())

@@ -131,17 +131,15 @@ def _print_matrix(
 def _write_long(output: Path, files, queries, scores, index) -> None:
     import csv
     import io
-    import os
 
+    from ..clap.pairs import audio_path_for
     from ..fileio import write_text
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["audio", "caption", "ats"])
-    folder = os.path.abspath(output.parent)
     for path in files:
-        # relative to the CSV's folder, as a pair list (ats --list) reads its paths
-        name = os.path.relpath(os.path.abspath(path), folder)
+        name = audio_path_for(path, output)  # as a pair list (ats --list) reads its paths
         for j, q in enumerate(queries):
             writer.writerow([name, q, f"{float(scores[index[path], j]):.6f}"])
     write_text(output, buffer.getvalue())
