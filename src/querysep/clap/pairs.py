@@ -142,9 +142,8 @@ def audio_path_for(audio: str | os.PathLike[str], output: str | os.PathLike[str]
     """``audio`` as a pair list written at ``output`` names it: relative to the list's
     folder, both with symlinked folders resolved (the system follows them, text does not);
     absolute where no relative path leads there (another Windows drive)."""
-    real = os.path.join(
-        os.path.realpath(os.path.dirname(os.path.abspath(audio))), os.path.basename(audio)
-    )
+    whole = os.path.join(os.getcwd(), audio)  # not abspath: it drops "s/.." before s is read
+    real = os.path.join(os.path.realpath(os.path.dirname(whole)), os.path.basename(whole))
     try:
         return os.path.relpath(real, os.path.realpath(os.path.dirname(os.path.abspath(output))))
     except ValueError:
