@@ -195,6 +195,16 @@ def _torch_file(name: str, tensors: dict[str, list[float]]) -> Setup:
     return setup
 
 
+def _uncaptioned_manifest(name: str) -> Setup:
+    """A setup writing a manifest of the base files' clips with no caption and no label."""
+
+    def setup(root: Path) -> None:
+        clips = [Clip(id=i, audio=str(root / "audio" / f"{i}.wav"), split="train") for i in "abcd"]
+        write_manifest(clips, root / name)
+
+    return setup
+
+
 def _captioned_manifest(name: str, captions: dict[str, str]) -> Setup:
     """A setup writing a manifest of ``audio/<id>.wav`` clips, one label each, with these
     captions (the ids must be among the base files' a, b, c, d)."""
@@ -854,6 +864,12 @@ CASES: list[Case] = [
         "augment empty.jsonl -o out.jsonl --backend offline",
         file("empty.jsonl", ""),
         "nothing to augment",
+    ),
+    Case(  # was exit 0 and "0 augmented"
+        "augment-no-clip-with-a-caption",
+        "augment plain.jsonl -o out.jsonl --backend offline",
+        _uncaptioned_manifest("plain.jsonl"),
+        "no clip of plain.jsonl has a caption or a label: nothing to augment (its 4 clips",
     ),
     Case(
         "evaluate-audio-dir-is-a-file",

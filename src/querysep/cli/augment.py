@@ -99,6 +99,11 @@ def register(app: typer.Typer) -> None:
         clips = read_manifest(manifest)
         if not clips:
             raise DataError(f"{manifest} holds no clips: nothing to augment")
+        if not any(text.strip() for clip in clips for text in clip.texts()):
+            raise DataError(
+                f"no clip of {manifest} has a caption or a label: nothing to augment (its "
+                f"{len(clips)} clips can serve as interferers only)"
+            )
         check_output_file(output)
         cache_path = cache if cache is not None else output.with_name(output.stem + ".cache.jsonl")
         inputs = [manifest, *([template] if template is not None else [])]
