@@ -418,8 +418,9 @@ class Separator:
         """
         items = validate_queries(queries)
         x = _check_waveform(mixture, sample_rate)
-        check_audible(float(x.abs().max()), "audio", "there is nothing to separate")
-        check_level(float(x.abs().max()), "audio")
+        peak = float(x.abs().max())
+        check_audible(peak, "audio", "there is nothing to separate")
+        check_level(peak, "audio")
         sample_rate = int(sample_rate)
         length = x.shape[-1]
         model_x = torch.from_numpy(

@@ -114,10 +114,8 @@ class AudioIndex:
 
     def __init__(self, folders: Iterable[Path], *, recursive: bool = False) -> None:
         self.paths: list[Path] = []
-        self.by_name: dict[str, Path] = {}
-        self.by_stem: dict[str, Path] = {}
-        self._all_by_name: dict[str, list[Path]] = {}
-        self._all_by_stem: dict[str, list[Path]] = {}
+        self._by_name: dict[str, list[Path]] = {}  # every file of each name, in scan order
+        self._by_stem: dict[str, list[Path]] = {}
         seen: set[Path] = set()
         for folder in folders:
             if folder.is_dir():
@@ -126,33 +124,31 @@ class AudioIndex:
                         continue
                     seen.add(path)
                     self.paths.append(path)
-                    self.by_name.setdefault(path.name, path)
-                    self.by_stem.setdefault(path.stem, path)
-                    self._all_by_name.setdefault(path.name, []).append(path)
-                    self._all_by_stem.setdefault(path.stem, []).append(path)
+                    self._by_name.setdefault(path.name, []).append(path)
+                    self._by_stem.setdefault(path.stem, []).append(path)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def find(self, name: str) -> Path | None:
         """Find ``name`` by exact file name, else by stem (so ``x.wav`` also finds ``x.flac``)."""
-        name = os.path.basename(name)
-        if name in self.by_name:
-            return self.by_name[name]
-        stem, ext = os.path.splitext(name)
-        if ext.lower() not in AUDIO_EXTENSIONS:
-            stem = name
-        return self.by_stem.get(stem)
+        found = self.find_all(name)
+        return found[0] if found else None
+
+    def find_stem(self, stem: str) -> Path | None:
+        """The first file whose name without extension is ``stem``."""
+        found = self._by_stem.get(stem)
+        return found[0] if found else None
 
     def find_all(self, name: str) -> list[Path]:
         """Every file :meth:`find` chooses among (its first), in scan order."""
         name = os.path.basename(name)
-        if name in self._all_by_name:
-            return list(self._all_by_name[name])
+        if name in self._by_name:
+            return list(self._by_name[name])
         stem, ext = os.path.splitext(name)
         if ext.lower() not in AUDIO_EXTENSIONS:
             stem = name
-        return list(self._all_by_stem.get(stem, []))
+        return list(self._by_stem.get(stem, []))
 
     def __iter__(self) -> Iterator[Path]:
         """Every file found, sorted by path (files sharing a name in other folders too)."""

@@ -86,7 +86,7 @@ def _find_segment(index: AudioIndex, youtube_id: str, start: str) -> Path | None
         names += [f"{youtube_id}_{int(seconds)}", f"{youtube_id}_{seconds}"]
     names.append(youtube_id)
     for name in names:
-        path = index.by_stem.get(name)
+        path = index.find_stem(name)
         if path is not None:
             return path
     return None
