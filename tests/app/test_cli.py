@@ -64,6 +64,7 @@ def test_addresses_and_ports() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
     assert is_loopback("[::1]") and is_loopback("::ffff:127.0.0.1")  # as in a URL; mapped
     assert not is_loopback("::") and not is_loopback("[::]")
+    assert is_loopback("127.1") and is_loopback("127.0.1.1")  # short form; Debian's hostname
 
     class Busy:
         def launch(self, **options: object) -> None:
@@ -121,6 +122,29 @@ def test_a_bad_host_is_a_one_line_error_before_any_model_loads(
         "give its IPv4 form, --host 127.0.0.1"
     ]
     assert served == []  # refused before any model is loaded
+
+
+def test_a_port_in_use_is_refused_before_any_model_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("gradio")
+    served: list[str] = []
+    import querysep.app
+
+    monkeypatch.setattr(querysep.app, "serve", lambda config, host, **kw: served.append(host))
+    with socket.socket() as other:  # another program listens there
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        res = runner.invoke(cli, ["app", "--port", str(port), "-m", "test-tiny"])
+        assert res.exit_code == 2, res.output
+        assert res.stderr.strip().splitlines() == [
+            f"querysep: error: cannot listen on 127.0.0.1:{port}: another program is "
+            "listening on that port (choose another with --port)"
+        ]
+        assert served == []
+    res = runner.invoke(cli, ["app", "--port", str(port), "-m", "test-tiny"])
+    assert res.exit_code == 0 and served == ["127.0.0.1"]  # free again
 
 
 def _can_bind_ipv6() -> bool:

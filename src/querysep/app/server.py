@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import inspect
 import ipaddress
 import os
@@ -30,30 +31,38 @@ def _unbracketed(host: str) -> str:
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (a name, an address, an IPv6 address in brackets) is reachable only
-    from this machine."""
+    from this machine: every address it resolves to is a loopback one (``127.1``, a name
+    that ``/etc/hosts`` maps to ``127.0.1.1``)."""
     host = _unbracketed(host)
     if host == "localhost":
         return True
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError):
         return False
+    addresses = {ipaddress.ip_address(address[0].split("%")[0]) for *_, address in found}
+    return bool(addresses) and all(_is_loopback_address(a) for a in addresses)
+
+
+def _is_loopback_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
     return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
-def check_host(host: str) -> str:
-    """``host`` as the server is given it, once this machine can listen on it.
+def check_host(host: str, port: int = 0) -> str:
+    """``host`` as the server is given it, once this machine can listen on it (and on
+    ``port``, unless it is 0).
 
     Args:
         host: A name, an IPv4 or IPv6 address, or an IPv6 address in brackets.
+        port: The port the server will listen on; 0 checks the address only.
 
     Returns:
         ``host``, with an IPv6 address in brackets (as a URL needs it).
 
     Raises:
-        ConfigError: ``host`` is not an address or a name that resolves, or is not one of
-            this machine's addresses.
+        ConfigError: ``host`` is not an address or a name that resolves, is not one of
+            this machine's addresses, or another program listens on ``port`` there.
     """
     bare = _unbracketed(host.strip())
     try:
@@ -76,17 +85,27 @@ def check_host(host: str) -> str:
             f"cannot listen on {host!r}: not an IP address or a name this machine can resolve "
             "(choose another with --host, e.g. 127.0.0.1, ::1 or 0.0.0.0)"
         )
+    in_use = False
     for family, kind, proto, _, address in found:
         try:
             with socket.socket(family, kind, proto) as probe:
                 if family == socket.AF_INET6:  # as the server's socket: IPv6 only, so an
                     # IPv4-mapped address (::ffff:127.0.0.1) is refused here, not at launch
                     probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                probe.bind((address[0], 0, *address[2:]))
+                # as the server's socket too: a port left in TIME_WAIT by a server that just
+                # stopped can be listened on again
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((address[0], port, *address[2:]))
             break
-        except OSError:
+        except OSError as exc:
+            in_use = in_use or exc.errno == errno.EADDRINUSE
             continue
     else:
+        if in_use:
+            raise ConfigError(
+                f"cannot listen on {_unbracketed(host.strip())}:{port}: another program is "
+                "listening on that port (choose another with --port)"
+            )
         raise ConfigError(
             f"cannot listen on {host!r}: it is not one of this machine's addresses "
             "(choose another with --host)"
@@ -169,7 +188,7 @@ def serve(
         QuerysepError: A ``host`` this machine cannot listen on or a model that cannot be
             loaded (both before anything listens), or a port that cannot be listened on.
     """
-    host = check_host(host)
+    host = check_host(host, port)
     workspace = Workspace(
         keep_seconds=config.keep_minutes * 60, max_bytes=int(config.max_disk_gb * 2**30)
     )

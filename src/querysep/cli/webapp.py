@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         from ..app.server import check_host, is_loopback
 
         check_upstream_options(model, text_tokenizer, clap_checkpoint)
-        host = check_host(host)
+        host = check_host(host, port)
         config = AppConfig(
             models=tuple(model),
             clap=clap,
