@@ -71,7 +71,7 @@ def test_the_page_separates_an_example(request: pytest.FixtureRequest, tmp_path:
             # a bad request shows the command line's message in the page, and the page works on
             queries.fill("")
             page.locator("#separate-button").click()
-            error = page.get_by_text("empty query: say what to separate, e.g. 'a dog barking'")
+            error = page.get_by_text("empty query: describe a sound, e.g. 'a dog barking'")
             sync_api.expect(error).to_be_visible()
         finally:
             browser.close()

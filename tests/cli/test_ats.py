@@ -245,7 +245,7 @@ def test_bad_pair_lists_fail_with_one_line_and_write_nothing(tmp_path: Path, cas
     [
         (["{a}"], "-q QUERY"),
         (["-q", "x"], "-q QUERY"),
-        (["{a}", "-q", "  "], "empty query"),
+        (["{a}", "-q", "  "], "empty query: describe a sound"),  # not "what to separate"
         (["{a}", "{missing}", "-q", "x"], "not found"),
         (["{a}", "{silent}", "-q", "x"], "silent.wav: silent"),
         (["{a}", "{short}", "-q", "x"], "short.wav: 799 samples at 8000 Hz (99.9 ms) is too short"),

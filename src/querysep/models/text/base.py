@@ -40,14 +40,14 @@ def validate_queries(queries: str | Sequence[str]) -> list[str]:
         raise QueryError(f"a query must be text, got {type(queries).__name__}")
     items = [queries] if isinstance(queries, str) else list(queries)
     if not items:
-        raise QueryError("no query given: say what to separate, e.g. -q 'a dog barking'")
+        raise QueryError("no query given: describe a sound, e.g. -q 'a dog barking'")
     out = []
     for q in items:
         if not isinstance(q, str):
             raise QueryError(f"a query must be text, got {type(q).__name__}")
         text = " ".join(q.split())
         if not text:
-            raise QueryError("empty query: say what to separate, e.g. 'a dog barking'")
+            raise QueryError("empty query: describe a sound, e.g. 'a dog barking'")
         if len(text) > MAX_QUERY_CHARS:
             raise QueryError(
                 f"query of {len(text)} characters is too long (at most {MAX_QUERY_CHARS})"
@@ -62,7 +62,7 @@ def validate_queries(queries: str | Sequence[str]) -> list[str]:
             raise QueryError(f"query {text!r} holds a control character (U+{ord(control):04X})")
         if not any(unicodedata.category(c)[0] in "LN" for c in text):
             raise QueryError(
-                f"query {text!r} has no letter or digit: say what to separate in words, "
+                f"query {text!r} has no letter or digit: describe a sound in words, "
                 "e.g. 'a dog barking'"
             )
         out.append(text)
