@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
             "--model",
             "-m",
             help="Model name, folder or kind:path, or a system (mixture, oracle-irm[:MODEL], "
-            "oracle-ldm:OUTPUT:SOURCE, oracle-mel:OUTPUT:SOURCE). "
+            "oracle-ldm:OUTPUT:SOURCE, oracle-mel:OUTPUT:SOURCE). normalized:MODEL is the "
+            "model run as 'separate --normalize' runs it, in the row 'MODEL [normalized]'. "
             "Repeatable; one table row each (default: the default model).",
         ),
         no_baselines: bool = typer.Option(
@@ -87,7 +88,8 @@ def register(app: typer.Typer) -> None:
         check_segment(segment_seconds, 0.0)
         specs = list(model) if model else [DEFAULT_MODEL]
         inner = [
-            s.partition(":")[2] if s.startswith(("model:", "oracle-irm:")) else s for s in specs
+            s.partition(":")[2] if s.startswith(("model:", "oracle-irm:", "normalized:")) else s
+            for s in specs
         ]
         upstream = check_upstream_options(inner, text_tokenizer, clap_checkpoint)
         # Check the inputs before loading any model (which can take a while).
