@@ -251,3 +251,5 @@ def test_normalize_level_reaches_the_separator(service: SeparationService, tmp_p
     assert np.abs(outputs[True] - outputs[False]).max() > 0.1 * np.abs(outputs[False]).max()
     default = service.separate(path, "a dog barking", **segments)  # off unless asked for
     np.testing.assert_array_equal(sf.read(default.outputs[0], dtype="float32")[0], outputs[False])
+    with pytest.raises(ConfigError, match=r"^normalize must be true or false, got 'false'$"):
+        service.separate(path, "a dog barking", normalize="false", **segments)  # raw HTTP

@@ -141,18 +141,14 @@ def test_a_resume_with_another_normalize_setting_is_refused(
     before = (out / "per_clip.csv").read_bytes()
     # a row of that name that does not normalize would mix two kinds of scores in one row
     unnormalized = ModelSystem("test-tiny", name="test-tiny [normalized]")
-    with pytest.raises(
-        ConfigError, match=r"computed with normalize True .*, not without it"
-    ) as info:
+    with pytest.raises(ConfigError, match=r"computed with normalize .*, not without:") as info:
         _run(quiet, out, [unnormalized])
     assert "another output folder" in str(info.value)
     assert (out / "per_clip.csv").read_bytes() == before
     # and the other way round: a plain row is not resumed normalized
     _run(quiet, out, [ModelSystem("test-tiny", name="mine")], limit=1)
     assert "normalize" not in json.loads((out / "settings.json").read_text())["systems"]["mine"]
-    with pytest.raises(
-        ConfigError, match=r"computed without normalize .*, not with normalize True"
-    ):
+    with pytest.raises(ConfigError, match=r"computed without normalize .*, not with:"):
         _run(quiet, out, [ModelSystem("test-tiny", name="mine", normalize=True)])
     # the same setting resumes
     summary = _run(quiet, out, ["normalized:test-tiny"])
@@ -204,6 +200,37 @@ def test_cli_puts_both_rows_in_one_table(quiet: QuietSet, tmp_path: Path) -> Non
         "e.g. normalized:test-tiny"
     ]
     assert "normalized:" in CliRunner().invoke(app, ["evaluate", "--help"]).stdout
+    # the upstream-options check looks through every prefix: the row's own message comes first
+    checkpoint = tmp_path / "x.ckpt"
+    checkpoint.write_bytes(b"")
+    result = CliRunner().invoke(
+        app,
+        [
+            *args,
+            "-m",
+            f"normalized:model:audiosep:{checkpoint}",
+            "--clap-checkpoint",
+            str(checkpoint),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "write normalized:audiosep:" in result.stderr, result.stderr
+
+
+def test_a_normalized_row_built_in_python_is_rebuilt_for_ats(
+    quiet: QuietSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from querysep.pretrained import build_test_tiny
+
+    build_test_tiny().save_pretrained(tmp_path / "m1")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    _run(quiet, out, [ModelSystem("m1", normalize=True)])  # no ATS, no spec given
+    systems = resolve_systems(["mixture"], baselines=False, reference=True)
+    summary = _run(quiet, out, systems, [ATSHook("test-tiny")])
+    assert summary.num_upgraded == 2  # m1 [normalized]: 2 clips (mixture is a new row)
+    rows = [r for r in _rows(out / "per_clip.csv") if r["system"] == "m1 [normalized]"]
+    assert len(rows) == 2 and all(math.isfinite(float(r["ats"])) for r in rows)
 
 
 def test_a_rebuilt_row_must_end_in_the_same_labels() -> None:

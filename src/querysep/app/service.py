@@ -364,7 +364,7 @@ class SeparationService:
                 segment_seconds,
                 overlap_seconds,
                 device,
-                bool(normalize),
+                _flag(normalize, "normalize"),
                 progress,
             )
 
@@ -436,3 +436,11 @@ class SeparationService:
             seconds=info.duration,
             normalize=normalize,
         )
+
+
+def _flag(value: object, what: str) -> bool:
+    """A request's on/off setting: ``True``, ``False`` or ``None`` (off); a raw HTTP call's
+    ``"false"`` is refused rather than read as on."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise ConfigError(f"{what} must be true or false, got {value!r}")

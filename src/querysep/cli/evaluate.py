@@ -87,10 +87,7 @@ def register(app: typer.Typer) -> None:
         check_settings(sample_rate=sample_rate, limit=limit)
         check_segment(segment_seconds, 0.0)
         specs = list(model) if model else [DEFAULT_MODEL]
-        inner = [
-            s.partition(":")[2] if s.startswith(("model:", "oracle-irm:", "normalized:")) else s
-            for s in specs
-        ]
+        inner = [_unwrapped(s) for s in specs]
         upstream = check_upstream_options(inner, text_tokenizer, clap_checkpoint)
         # Check the inputs before loading any model (which can take a while).
         for row in read_mixture_list(mixtures)[:limit]:
@@ -146,3 +143,11 @@ def register(app: typer.Typer) -> None:
                     ),
                     soft_wrap=True,
                 )
+
+
+def _unwrapped(spec: str) -> str:
+    """The model inside a row spec (``normalized:model:audiosep:X`` -> ``audiosep:X``)."""
+    spec = spec.strip()
+    while spec.startswith(("model:", "oracle-irm:", "normalized:")):
+        spec = spec.partition(":")[2].strip()
+    return spec

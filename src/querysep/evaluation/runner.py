@@ -787,24 +787,16 @@ _RECORDED_LATER = ("weights_sha256",)
 
 def _changed(name: str, folder: Path, old: Mapping[str, object], new: Mapping[str, object]) -> str:
     """Why the scores of ``name`` in ``folder`` cannot be resumed with settings ``new``."""
-    digest, normalize = "weights_sha256", "normalize"
-    if old.get(normalize) != new.get(normalize) and {
-        k: v for k, v in old.items() if k != normalize
-    } == {k: v for k, v in new.items() if k != normalize}:
-        then, now = (
-            ("with normalize True", "without it")
-            if old.get(normalize)
-            else ("without normalize", "with normalize True")
-        )
+    differ = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+    if differ == {"normalize"}:
+        then, now = ("with", "without") if old.get("normalize") else ("without", "with")
         return (
-            f"the scores of {name} in {folder} were computed {then} (the input scaled to "
-            f"peak 0.9 for the network: a normalized: row), not {now}: use the same setting "
-            "or another output folder"
+            f"the scores of {name} in {folder} were computed {then} normalize (the input "
+            f"scaled to peak 0.9 for the network: a normalized: row), not {now}: use the same "
+            "setting or another output folder"
         )
-    rest_old = {k: v for k, v in old.items() if k != digest}
-    if old.get(digest) != new.get(digest) and rest_old == {
-        k: v for k, v in new.items() if k != digest
-    }:
+    if differ == {"weights_sha256"}:
+        digest = "weights_sha256"
         return (
             f"the scores of {name} in {folder} were computed from other model files (weights "
             f"or config sha256 {old.get(digest)}, now {new.get(digest)}): the model changed "

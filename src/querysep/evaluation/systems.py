@@ -39,7 +39,6 @@ from ..errors import AudioError, ConfigError
 from .resynthesis import oracle_factory
 
 __all__ = [
-    "NORMALIZED_LABEL",
     "MixtureSystem",
     "ModelSystem",
     "OracleIRM",
@@ -364,8 +363,13 @@ class ModelSystem:
         label = getattr(self.separator.model.net, "row_label", None)
         if name is None and isinstance(label, str) and not self.name.endswith(f"@{label}"):
             self.name += f" [{label}]"  # e.g. which output path an IRM-LDM row used
-        if name is None and self.separator.normalize:
-            self.name += f" [{NORMALIZED_LABEL}]"
+        if self.separator.normalize:
+            if name is None:
+                self.name += f" [{NORMALIZED_LABEL}]"
+            if spec is not None:  # what rebuilds this row (an upgrade adding ATS)
+                from ..pretrained import absolute_spec
+
+                self.spec = f"normalized:{absolute_spec(spec)}"
         self.sample_rate: int | None = self.separator.sample_rate
         digest = self.separator.model.weights_digest()  # while the files are fresh in cache
         self.weights_sha256: str | None = digest[:16] if digest else None
