@@ -85,6 +85,30 @@ def test_two_queries_give_two_files_and_the_residual(client, tmp_path: Path) -> 
     assert abs(printed - report["outputs"][0]["ats"]) <= 1.5e-3
 
 
+def test_normalize_level_is_what_separate_normalize_writes(client, tmp_path: Path) -> None:
+    mixture, rate = sf.read(DOG, dtype="float32", always_2d=True)
+    quiet = tmp_path / "quiet-dog.wav"  # about -40 dBFS, where normalizing matters
+    sf.write(quiet, mixture * (0.01 / np.abs(mixture).max()), rate, subtype="FLOAT")
+    files, report = _separate(client, quiet, "a dog barking", normalize=True)
+    assert report["normalize"] is True
+    out = tmp_path / "cli.wav"
+    args = [
+        "separate",
+        str(quiet),
+        "-q",
+        "a dog barking",
+        "--normalize",
+        "--no-ats",
+        "-o",
+        str(out),
+    ]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    want, _ = sf.read(out, dtype="float32")
+    got, _ = sf.read(files[0], dtype="float32")
+    assert sdr(want, got) >= 30.0
+
+
 def test_bad_requests_get_the_cli_message_and_the_server_goes_on(client, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" + bytes(range(256)))
@@ -201,7 +225,8 @@ def _upload(base: str, path: Path) -> str:
 def _raw_call(base: str, server_path: str) -> str:
     """The event stream of one ``separate`` call naming ``server_path`` as the recording."""
     recording = {"path": server_path, "meta": {"_type": "gradio.FileData"}}
-    body = json.dumps({"data": [recording, "a dog", "esc50-minilm", 10, 1, "cpu"]}).encode()
+    data = [recording, "a dog", "esc50-minilm", 10, 1, "cpu", False]  # every input, in order
+    body = json.dumps({"data": data}).encode()
     headers = {"Content-Type": "application/json"}
     with urllib.request.urlopen(
         urllib.request.Request(f"{base}/call/separate", body, headers)

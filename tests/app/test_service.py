@@ -227,3 +227,29 @@ def test_the_largest_settings_are_taken() -> None:
 
     config = AppConfig(**{name: most for name, (_, most, _) in LIMITS.items()}, examples=None)
     assert config.max_disk_gb == 10_000 and int(config.max_disk_gb * 2**30) > 0
+
+
+def test_normalize_level_reaches_the_separator(service: SeparationService, tmp_path: Path) -> None:
+    """A quiet recording separated with ``normalize``: what ``Separator(normalize=True)``
+    gives, and not what the default (off, as in ``querysep separate``) gives."""
+    from querysep import Separator
+
+    x = synth.scene(3.0, 16000, seed=5)
+    x = (0.003 * x / np.abs(x).max()).astype(np.float32)  # about -50 dBFS
+    path = synth.write_wav(tmp_path / "quiet.wav", x, 16000, subtype="FLOAT")
+    segments = {"segment_seconds": 1.0, "overlap_seconds": 0.25}
+    outputs = {}
+    for normalize in (False, True):
+        result = service.separate(path, "a dog barking", normalize=normalize, **segments)
+        assert result.report()["normalize"] is normalize
+        got, _ = sf.read(result.outputs[0], dtype="float32")
+        want = Separator("test-tiny", normalize=normalize, **segments).separate_tensor(
+            x, 16000, "a dog barking"
+        )[0, 0]
+        np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=1e-7)
+        outputs[normalize] = got
+    assert np.abs(outputs[True] - outputs[False]).max() > 0.1 * np.abs(outputs[False]).max()
+    default = service.separate(path, "a dog barking", **segments)  # off unless asked for
+    np.testing.assert_array_equal(sf.read(default.outputs[0], dtype="float32")[0], outputs[False])
+    with pytest.raises(ConfigError, match=r"^normalize must be true or false, got 'false'$"):
+        service.separate(path, "a dog barking", normalize="false", **segments)  # raw HTTP

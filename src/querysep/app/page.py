@@ -2,9 +2,9 @@
 
 One event does both: the page's button and ``gradio_client`` call the endpoint
 ``separate`` with (recording, queries one per line[, model, segment length, overlap,
-device]) and get back (the files: one WAV per query in query order, then the residual;
-a JSON report with each output's ATS). The page draws a player, a download button, the
-spectrogram figure and the ATS for each query from the same result.
+device, normalize level]) and get back (the files: one WAV per query in query order, then
+the residual; a JSON report with each output's ATS). The page draws a player, a download
+button, the spectrogram figure and the ATS for each query from the same result.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def build_page(service: SeparationService) -> Any:
         segment_seconds: float | None,
         overlap_seconds: float | None,
         device: str | None,
+        normalize: bool | None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
         try:
@@ -117,6 +118,7 @@ def build_page(service: SeparationService) -> Any:
                 segment_seconds=segment_seconds,
                 overlap_seconds=overlap_seconds,
                 device=device,
+                normalize=normalize,
                 progress=lambda fraction, what: progress(fraction, desc=what),
             )
         except Exception as exc:
@@ -175,6 +177,13 @@ def build_page(service: SeparationService) -> Any:
                     device = gr.Dropdown(
                         _devices(), value="cpu", label="Device", allow_custom_value=True
                     )
+                    normalize = gr.Checkbox(
+                        False,
+                        label="Normalize level",
+                        info="Scale each segment to peak 0.9 for the model and the results back: "
+                        "for quiet recordings (as separate --normalize does)",
+                        elem_id="normalize",
+                    )
                 button = gr.Button("Separate", variant="primary", elem_id="separate-button")
                 rows = example_rows(config.examples)
                 if rows:
@@ -228,7 +237,7 @@ def build_page(service: SeparationService) -> Any:
                     report = gr.JSON(label="report", elem_id="report")
         button.click(
             separate,
-            inputs=[recording, queries, model, segment, overlap, device],
+            inputs=[recording, queries, model, segment, overlap, device, normalize],
             outputs=[tracks, files, report],
             api_name="separate",
             api_description="Separate each line of `queries` from `recording`.",

@@ -1,9 +1,11 @@
 """What the web app does for one request, without any web framework.
 
 :class:`SeparationService` checks a request (the recording, the queries, the model and the
-advanced settings) with the same checks and messages as ``querysep separate``, separates
-the recording to one WAV per query plus the residual, scores each output (ATS) and draws
-the spectrogram figure of ``separate --plot``. Loaded models are shared between requests.
+advanced settings: segment length, overlap, device and the level normalization of
+``separate --normalize``) with the same checks and messages as ``querysep separate``,
+separates the recording to one WAV per query plus the residual, scores each output (ATS)
+and draws the spectrogram figure of ``separate --plot``. Loaded models are shared between
+requests; each request builds its own :class:`~querysep.Separator` around them.
 """
 
 from __future__ import annotations
@@ -183,6 +185,8 @@ class SeparationResult:
         sample_rate: The input's (and outputs') rate in Hz.
         num_channels: Their channel count.
         seconds: Their length.
+        normalize: Whether each segment was scaled to peak 0.9 for the network
+            (``querysep separate --normalize``).
     """
 
     queries: list[str]
@@ -195,6 +199,7 @@ class SeparationResult:
     sample_rate: int
     num_channels: int
     seconds: float
+    normalize: bool = False
 
     def report(self) -> dict[str, Any]:
         """A JSON-ready summary (file names, not paths)."""
@@ -204,6 +209,7 @@ class SeparationResult:
             "sample_rate": self.sample_rate,
             "channels": self.num_channels,
             "seconds": round(self.seconds, 3),
+            "normalize": self.normalize,
             "outputs": [
                 {"query": q, "file": p.name, "ats": None if math.isnan(a) else round(a, 4)}
                 for q, p, a in zip(self.queries, self.outputs, self.ats, strict=True)
@@ -329,6 +335,7 @@ class SeparationService:
         segment_seconds: float | None = 10.0,
         overlap_seconds: float | None = 1.0,
         device: str | None = "cpu",
+        normalize: bool | None = False,
         progress: Progress | None = None,
     ) -> SeparationResult:
         """Separate ``recording`` into one WAV per line of ``queries`` plus the residual.
@@ -340,6 +347,9 @@ class SeparationService:
             segment_seconds: Length of the segments the model sees.
             overlap_seconds: Crossfaded overlap between segments.
             device: ``cpu``, ``cuda``, ``mps`` or ``auto``.
+            normalize: Scale each segment to peak 0.9 for the network and the outputs back,
+                as ``querysep separate --normalize`` does (for quiet recordings); ``None``
+                is off.
             progress: Called with (fraction done, what is being done).
 
         Raises:
@@ -348,7 +358,14 @@ class SeparationService:
         """
         with self._working():
             return self._separate(
-                recording, queries, model, segment_seconds, overlap_seconds, device, progress
+                recording,
+                queries,
+                model,
+                segment_seconds,
+                overlap_seconds,
+                device,
+                _flag(normalize, "normalize"),
+                progress,
             )
 
     def _separate(
@@ -359,6 +376,7 @@ class SeparationService:
         segment_seconds: float | None,
         overlap_seconds: float | None,
         device: str | None,
+        normalize: bool,
         progress: Progress | None,
     ) -> SeparationResult:
         report = progress or (lambda fraction, what: None)
@@ -388,6 +406,7 @@ class SeparationService:
             segment_seconds=segment,
             overlap_seconds=overlap,
             clap=self.clap(dev),
+            normalize=normalize,
         )
         with self.workspace.job(source) as folder:
             *outputs, residual = plan_outputs([source], items, folder, "wav", residual=True)[0]
@@ -415,4 +434,13 @@ class SeparationService:
             sample_rate=info.sample_rate,
             num_channels=info.num_channels,
             seconds=info.duration,
+            normalize=normalize,
         )
+
+
+def _flag(value: object, what: str) -> bool:
+    """A request's on/off setting: ``True``, ``False`` or ``None`` (off); a raw HTTP call's
+    ``"false"`` is refused rather than read as on."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise ConfigError(f"{what} must be true or false, got {value!r}")

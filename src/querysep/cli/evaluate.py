@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
             "--model",
             "-m",
             help="Model name, folder or kind:path, or a system (mixture, oracle-irm[:MODEL], "
-            "oracle-ldm:OUTPUT:SOURCE, oracle-mel:OUTPUT:SOURCE). "
+            "oracle-ldm:OUTPUT:SOURCE, oracle-mel:OUTPUT:SOURCE). normalized:MODEL is the "
+            "model run as 'separate --normalize' runs it, in the row 'MODEL [normalized]'. "
             "Repeatable; one table row each (default: the default model).",
         ),
         no_baselines: bool = typer.Option(
@@ -86,9 +87,7 @@ def register(app: typer.Typer) -> None:
         check_settings(sample_rate=sample_rate, limit=limit)
         check_segment(segment_seconds, 0.0)
         specs = list(model) if model else [DEFAULT_MODEL]
-        inner = [
-            s.partition(":")[2] if s.startswith(("model:", "oracle-irm:")) else s for s in specs
-        ]
+        inner = [_unwrapped(s) for s in specs]
         upstream = check_upstream_options(inner, text_tokenizer, clap_checkpoint)
         # Check the inputs before loading any model (which can take a while).
         for row in read_mixture_list(mixtures)[:limit]:
@@ -144,3 +143,11 @@ def register(app: typer.Typer) -> None:
                     ),
                     soft_wrap=True,
                 )
+
+
+def _unwrapped(spec: str) -> str:
+    """The model inside a row spec (``normalized:model:audiosep:X`` -> ``audiosep:X``)."""
+    spec = spec.strip()
+    while spec.startswith(("model:", "oracle-irm:", "normalized:")):
+        spec = spec.partition(":")[2].strip()
+    return spec

@@ -448,10 +448,11 @@ def evaluate(
     rows keep their scores and get the new column. Hooks that use a model (ATS) record it in
     ``metric_models.json``; a later run with another model into the same folder is refused.
     ``settings.json`` records the rate, the audio folder and each system's own settings
-    (a model's segment length, overlap, precision and the SHA-256 of the files it was loaded
-    from): a later run into a folder that holds scores must match them, so one table never
-    mixes scores computed two ways. It also records the spec each row was built from (a
-    system's ``spec``), from which an upgrade builds the rows this run does not name.
+    (a model's segment length, overlap, precision, the SHA-256 of the files it was loaded
+    from, and ``normalize`` for a ``normalized:`` row): a later run into a folder that holds
+    scores must match them, so one table never mixes scores computed two ways. It also
+    records the spec each row was built from (a system's ``spec``), from which an upgrade
+    builds the rows this run does not name.
 
     Args:
         mixture_list: A DCASE (``source,noise,snr,caption``) or triplet
@@ -591,8 +592,9 @@ def _metric_models(out_path: Path, hooks: Sequence[MetricHook]) -> dict[str, obj
 
 
 def _row_label(name: str) -> str:
-    """The `` [label]`` a row name ends with (``""`` for none)."""
-    found = re.search(r" \[[^\[\]]*\]$", name)
+    """The `` [label]`` (or labels: `` [vocoder] [normalized]``) a row name ends with
+    (``""`` for none)."""
+    found = re.search(r"(?: \[[^\[\]]*\])+$", name)
     return found.group(0) if found else ""
 
 
@@ -664,8 +666,9 @@ def _check_extra_columns(
 class _Settings:
     """What the scores in an output folder depend on beyond the list: the evaluation rate,
     the audio folder, and each system's own settings (a model's segment length, overlap,
-    precision and the SHA-256 of its files). Stored in ``settings.json``; a later run into
-    the folder must match them, so that one table never mixes scores computed two ways.
+    precision, the SHA-256 of its files, and ``normalize`` for a ``normalized:`` row).
+    Stored in ``settings.json``; a later run into the folder must match them, so that one
+    table never mixes scores computed two ways.
 
     A folder written before ``settings.json`` existed is checked against its
     ``summary.json`` (rate and audio folder).
@@ -784,11 +787,16 @@ _RECORDED_LATER = ("weights_sha256",)
 
 def _changed(name: str, folder: Path, old: Mapping[str, object], new: Mapping[str, object]) -> str:
     """Why the scores of ``name`` in ``folder`` cannot be resumed with settings ``new``."""
-    digest = "weights_sha256"
-    rest_old = {k: v for k, v in old.items() if k != digest}
-    if old.get(digest) != new.get(digest) and rest_old == {
-        k: v for k, v in new.items() if k != digest
-    }:
+    differ = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+    if differ == {"normalize"}:
+        then, now = ("with", "without") if old.get("normalize") else ("without", "with")
+        return (
+            f"the scores of {name} in {folder} were computed {then} normalize (the input "
+            f"scaled to peak 0.9 for the network: a normalized: row), not {now}: use the same "
+            "setting or another output folder"
+        )
+    if differ == {"weights_sha256"}:
+        digest = "weights_sha256"
         return (
             f"the scores of {name} in {folder} were computed from other model files (weights "
             f"or config sha256 {old.get(digest)}, now {new.get(digest)}): the model changed "

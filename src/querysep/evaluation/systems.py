@@ -15,6 +15,9 @@ the command line and :func:`~querysep.evaluation.evaluate` accept strings:
 * ``model:SPEC`` or any other spec :func:`~querysep.load_model` accepts (a name, a folder,
   ``kind:path``): a trained separator through :class:`~querysep.Separator`. A network with
   a ``row_label`` (IRM-LDM's output path) has it added to the row's name.
+* ``normalized:SPEC``: the same model with ``Separator(normalize=True)`` (each segment
+  scaled to peak 0.9 for the network, the estimate scaled back), in the row
+  ``SPEC [normalized]``, so that it sits beside the plain ``SPEC`` row in one table.
 
 New kinds of system (a 32 kHz AudioSep run through 16->32->16 kHz resampling, a latent
 IRM-LDM, ...) plug in with :func:`register_system` and need no change to the runner.
@@ -111,6 +114,9 @@ class SystemOptions:
     batch_size: int = 8
     precision: str | None = None
 
+
+#: The label a ``normalized:SPEC`` row's name ends with: ``SPEC [normalized]``.
+NORMALIZED_LABEL = "normalized"
 
 SystemFactory = Callable[[str, SystemOptions], System]
 """``factory(argument, options) -> System``; ``argument`` is what follows ``prefix:`` in the
@@ -324,8 +330,11 @@ class ModelSystem:
 
     Args:
         spec: Anything :func:`~querysep.load_model` accepts (``None`` = the default model).
-        name: Row label; defaults to ``spec``, or the model's metadata name without one.
+        name: Row label; defaults to ``spec``, or the model's metadata name without one,
+            followed by `` [normalized]`` with ``normalize``.
         options: Device, segment length and batch size.
+        normalize: Run the model with ``Separator(normalize=True)``: each segment scaled to
+            peak 0.9 for the network, the estimate scaled back (the ``normalized:`` rows).
     """
 
     def __init__(
@@ -334,6 +343,7 @@ class ModelSystem:
         *,
         name: str | None = None,
         options: SystemOptions | None = None,
+        normalize: bool = False,
     ) -> None:
         from ..api import Separator
         from ..pretrained import DEFAULT_MODEL
@@ -346,12 +356,20 @@ class ModelSystem:
             overlap_seconds=min(1.0, options.segment_seconds / 2),
             batch_size=options.batch_size,
             precision=options.precision,
+            normalize=normalize,
         )
         meta_name = self.separator.model.metadata.get("name")
         self.name = name or spec or str(meta_name or DEFAULT_MODEL)
         label = getattr(self.separator.model.net, "row_label", None)
         if name is None and isinstance(label, str) and not self.name.endswith(f"@{label}"):
             self.name += f" [{label}]"  # e.g. which output path an IRM-LDM row used
+        if self.separator.normalize:
+            if name is None:
+                self.name += f" [{NORMALIZED_LABEL}]"
+            if spec is not None:  # what rebuilds this row (an upgrade adding ATS)
+                from ..pretrained import absolute_spec
+
+                self.spec = f"normalized:{absolute_spec(spec)}"
         self.sample_rate: int | None = self.separator.sample_rate
         digest = self.separator.model.weights_digest()  # while the files are fresh in cache
         self.weights_sha256: str | None = digest[:16] if digest else None
@@ -359,8 +377,10 @@ class ModelSystem:
     @property
     def settings(self) -> dict[str, object]:
         """What its scores depend on beyond the spec: segment length, overlap, precision,
-        and the SHA-256 (16 hex digits) of the files the model was loaded from (weights and
-        config; none for ``test-tiny``), so a model changed under the same name is caught."""
+        the SHA-256 (16 hex digits) of the files the model was loaded from (weights and
+        config; none for ``test-tiny``), so a model changed under the same name is caught,
+        and ``normalize: True`` for a normalized row (a plain row's settings leave it out,
+        as they did before the option existed, so older folders still resume)."""
         sep = self.separator
         settings: dict[str, object] = {
             "segment_seconds": sep.segment_seconds,
@@ -369,6 +389,8 @@ class ModelSystem:
         }
         if self.weights_sha256:
             settings["weights_sha256"] = self.weights_sha256
+        if sep.normalize:
+            settings["normalize"] = True
         return settings
 
     @property
@@ -457,9 +479,30 @@ def _model_factory(argument: str, options: SystemOptions) -> System:
     return ModelSystem(argument, options=options)
 
 
+def _normalized_factory(argument: str, options: SystemOptions) -> System:
+    if not argument:
+        raise ConfigError(
+            "system 'normalized:' needs a model after the colon, e.g. normalized:test-tiny"
+        )
+    inner, _, rest = argument.partition(":")
+    if inner == "model" and rest:
+        raise ConfigError(
+            f"system 'normalized:{argument}': write normalized:{rest} "
+            "(normalized: takes what model: takes)"
+        )
+    if inner in _REGISTRY:
+        raise ConfigError(
+            f"system 'normalized:{argument}': normalized: takes a separator model (a name, "
+            f"folder or kind:path), not the row {argument!r}; only a network's input level "
+            "can be normalized"
+        )
+    return ModelSystem(argument, options=options, normalize=True)
+
+
 register_system("mixture", _mixture_factory)
 register_system("oracle-ldm", oracle_factory(True))
 register_system("oracle-mel", oracle_factory(False))
 register_system("oracle-irm", _oracle_factory)
 register_system("reference", _reference_factory)
 register_system("model", _model_factory)
+register_system("normalized", _normalized_factory)
