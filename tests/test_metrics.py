@@ -340,3 +340,5 @@ def test_ats_takes_a_whole_float_rate_and_needs_all_three_settings(clap) -> None
         get_metrics(m, s, e, query="noise", clap=clap)
     with pytest.raises(ConfigError, match="missing: clap, sample_rate"):
         get_metrics(m, s, e, query="noise")
+    with pytest.raises(ConfigError, match="missing: query, clap"):  # not silently ignored
+        get_metrics(m, s, e, sample_rate=16000)

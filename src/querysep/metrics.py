@@ -193,8 +193,9 @@ def get_metrics(
 
     Like every other score, ATS is computed per signal: each row along the time axis is
     scored on its own, so a ``(channels, time)`` or ``(batch, channels, time)`` input gets
-    one ATS per channel. For one mono score per clip (as
-    :meth:`querysep.Separator.ats` gives), average the channels first (``x.mean(-2)``).
+    one ATS per channel (NaN for a silent channel: use ``np.nanmean`` to pool them). For one
+    mono score per clip (as :meth:`querysep.Separator.ats` gives), average the channels first
+    (``x.mean(-2)``).
 
     Args:
         mixture: The mixture the estimate was separated from.
@@ -236,8 +237,8 @@ def get_metrics(
         "input_si_sdr": scores["input_si_sdr"],
     }
     out = {name: _finish(value, False) for name, value in result.items()}
-    if query is not None or clap is not None:
-        given = {"query": query, "clap": clap, "sample_rate": sample_rate}
+    given = {"query": query, "clap": clap, "sample_rate": sample_rate}
+    if any(value is not None for value in given.values()):
         missing = [name for name, value in given.items() if value is None]
         if missing:
             raise ConfigError(
