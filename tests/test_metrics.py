@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
 
+from querysep.errors import AudioError, ConfigError
 from querysep.metrics import SDR_FLOOR, get_metrics, sdr, sdri, si_sdr
 
 # --------------------------------------------------------------------------- references
@@ -168,15 +170,36 @@ def test_si_sdr_matches_torchmetrics() -> None:
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-3)
 
 
-def test_shape_mismatch_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match=r"same shape.*\(100,\), \(99,\)"):
+def test_shape_mismatch_and_empty_signals_are_audio_errors() -> None:
+    with pytest.raises(AudioError, match=r"same shape.*\(100,\), \(99,\)"):
         sdr(np.zeros(100), np.zeros(99))
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(AudioError, match="same shape"):
         si_sdr(torch.zeros(2, 10), torch.zeros(10))
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(AudioError, match="same shape"):
         get_metrics(np.zeros(10), np.zeros(10), np.zeros(11))
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(AudioError, match="non-empty"):
         sdr(np.zeros(0), np.zeros(0))
+    with pytest.raises(AudioError, match="non-empty"):
+        sdri(np.float32(1), np.float32(1), np.float32(1))  # no time axis at all
+
+
+def test_numpy_views_torch_cannot_share_mix_with_torch_silently() -> None:
+    s, e, m = signals(11)
+    read_only = s.copy()
+    read_only.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "NumPy array is not writable" warning
+        scores = [
+            sdr(read_only, torch.from_numpy(e)),
+            sdr(s[::-1], torch.from_numpy(e[::-1].copy())),  # negative strides
+            si_sdr(torch.from_numpy(s.copy()), e[::-1][::-1]),
+            sdri(read_only[::-1], torch.from_numpy(e[::-1].copy()), m[::-1]),
+        ]
+    assert all(isinstance(x, torch.Tensor) for x in scores)
+    assert float(scores[0]) == pytest.approx(sdr(s, e), abs=1e-12)
+    assert float(scores[1]) == pytest.approx(sdr(s, e), abs=1e-12)
+    assert float(scores[2]) == pytest.approx(si_sdr(s, e), abs=1e-12)
+    assert float(scores[3]) == pytest.approx(sdri(s, e, m), abs=1e-12)
 
 
 # --------------------------------------------------------------------------- get_metrics
@@ -262,3 +285,60 @@ def test_silence_has_no_ats() -> None:
         sample_rate=16000,
     )
     assert math.isnan(batch["ats"][0]) and batch["ats"][1] == pytest.approx(one["input_ats"])
+
+
+@pytest.fixture(scope="module")
+def clap():
+    from querysep.clap import load_clap
+
+    return load_clap("test-tiny")
+
+
+def test_ats_is_per_signal_like_every_other_score(clap) -> None:
+    # (batch, channels, time): one ATS per channel, shaped like SDR; 4-D input works too
+    rng = np.random.default_rng(12)
+    tone = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
+    mix = np.stack(
+        [np.stack([tone, rng.standard_normal(16000)]), np.stack([0.5 * tone, np.zeros(16000)])]
+    ).astype(np.float32)
+    mix[1, 1] = 0.1 * rng.standard_normal(16000)
+    est = mix * np.float32(0.5)
+    est[1, 1] = 0.0  # a silent channel: no ATS
+    batch = get_metrics(mix, mix, est, query="a tone", clap=clap, sample_rate=16000)
+    assert all(np.shape(v) == (2, 2) for v in batch.values())
+    for b in range(2):
+        for c in range(2):
+            one = get_metrics(
+                mix[b, c], mix[b, c], est[b, c], query="a tone", clap=clap, sample_rate=16000
+            )
+            for name in ("ats", "input_ats"):
+                if math.isnan(one[name]):
+                    assert math.isnan(batch[name][b, c])
+                else:
+                    assert batch[name][b, c] == pytest.approx(one[name], abs=1e-6)
+    assert math.isnan(batch["ats"][1, 1]) and not math.isnan(batch["input_ats"][1, 1])
+    deep = get_metrics(
+        torch.from_numpy(mix[None]),
+        torch.from_numpy(mix[None]),
+        torch.from_numpy(est[None]),
+        query="a tone",
+        clap=clap,
+        sample_rate=16000,
+    )
+    assert all(np.shape(v) == (1, 2, 2) for v in deep.values())
+    np.testing.assert_allclose(deep["input_ats"][0], batch["input_ats"], atol=1e-6)
+
+
+def test_ats_takes_a_whole_float_rate_and_needs_all_three_settings(clap) -> None:
+    s, e, m = (x.astype(np.float32) for x in signals(13, length=16000))
+    ints = get_metrics(m, s, e, query="noise", clap=clap, sample_rate=16000)
+    floats = get_metrics(m, s, e, query="noise", clap=clap, sample_rate=16000.0)
+    assert floats["ats"] == pytest.approx(ints["ats"], abs=1e-12)
+    with pytest.raises(AudioError, match=r"whole number of Hz, got 16000\.5"):
+        get_metrics(m, s, e, query="noise", clap=clap, sample_rate=16000.5)
+    with pytest.raises(ConfigError, match="missing: sample_rate"):
+        get_metrics(m, s, e, query="noise", clap=clap)
+    with pytest.raises(ConfigError, match="missing: clap, sample_rate"):
+        get_metrics(m, s, e, query="noise")
+    with pytest.raises(ConfigError, match="missing: query, clap"):  # not silently ignored
+        get_metrics(m, s, e, sample_rate=16000)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .audio.io import silent_rows
+from .errors import AudioError, ConfigError
 
 __all__ = ["SDR_FLOOR", "get_metrics", "sdr", "sdri", "si_sdr"]
 
@@ -38,19 +39,28 @@ def _prepare(*signals: Any, eps_of: int = 0) -> tuple[bool, list[Any], float]:
 
     The epsilon is that of ``signals[eps_of]``'s dtype (float64 for integers), as the DCASE
     evaluator takes ``np.finfo(reference.dtype).eps``.
+
+    Raises:
+        AudioError: The shapes differ, or the time axis is missing or empty.
     """
     use_torch = any(isinstance(x, torch.Tensor) for x in signals)
+    signals = tuple(x if isinstance(x, torch.Tensor) else np.asarray(x) for x in signals)
     shapes = [tuple(x.shape) for x in signals]
     if any(shape != shapes[0] for shape in shapes):
-        raise ValueError(
+        raise AudioError(
             "reference, estimate (and mixture) must have the same shape, got "
             + ", ".join(str(shape) for shape in shapes)
         )
     if not shapes[0] or shapes[0][-1] == 0:
-        raise ValueError(f"signals must have a non-empty time axis (last), got {shapes[0]}")
+        raise AudioError(f"signals must have a non-empty time axis (last), got {shapes[0]}")
     if use_torch:
         device = next(x.device for x in signals if isinstance(x, torch.Tensor))
-        tensors = [torch.as_tensor(x, device=device) for x in signals]
+        # numpy input next to torch input: a copy torch can share (a read-only or reversed
+        # view cannot be; torch warns about the one and refuses the other)
+        tensors = [
+            torch.as_tensor(x if isinstance(x, torch.Tensor) else np.array(x), device=device)
+            for x in signals
+        ]
         dtype = tensors[eps_of].dtype
         eps = torch.finfo(dtype if dtype.is_floating_point else torch.float64).eps
         return True, [t.to(torch.float64) for t in tensors], float(eps)
@@ -104,6 +114,9 @@ def sdr(reference: Signal, estimate: Signal) -> Score:
         One score per signal: a Python float for a single numpy signal, a float64 array for
         a numpy batch, a float64 tensor (on the input device) for torch input.
 
+    Raises:
+        AudioError: The shapes differ, or the time axis is missing or empty.
+
     Shape:
         - reference, estimate: ``(..., time)``, equal shapes
         - output: ``(...)``
@@ -128,6 +141,9 @@ def si_sdr(reference: Signal, estimate: Signal) -> Score:
     Returns:
         One score per signal, typed as for :func:`sdr`.
 
+    Raises:
+        AudioError: The shapes differ, or the time axis is missing or empty.
+
     Shape:
         - reference, estimate: ``(..., time)``, equal shapes
         - output: ``(...)``
@@ -147,6 +163,9 @@ def sdri(reference: Signal, estimate: Signal, mixture: Signal) -> Score:
     Returns:
         One score per signal, typed as for :func:`sdr`.
 
+    Raises:
+        AudioError: The shapes differ, or the time axis is missing or empty.
+
     Shape:
         - reference, estimate, mixture: ``(..., time)``, equal shapes
         - output: ``(...)``
@@ -162,7 +181,7 @@ def get_metrics(
     *,
     query: str | None = None,
     clap: Any = None,
-    sample_rate: int | None = None,
+    sample_rate: float | None = None,
 ) -> dict[str, float | np.ndarray]:
     """Every separation score of an estimate in one flat dict.
 
@@ -170,7 +189,13 @@ def get_metrics(
     ``input_si_sdr`` for the mixture itself (the improvements are the differences). With a
     ``query``, an audio-text model ``clap`` and the ``sample_rate``, also ``ats`` (the
     cosine of the CLAP embeddings of the estimate and the query, the DCASE 2024 Task 9
-    report's ATS) and ``input_ats`` (the mixture's).
+    report's ATS) and ``input_ats`` (the mixture's); NaN for a silent signal.
+
+    Like every other score, ATS is computed per signal: each row along the time axis is
+    scored on its own, so a ``(channels, time)`` or ``(batch, channels, time)`` input gets
+    one ATS per channel (NaN for a silent channel: use ``np.nanmean`` to pool them). For one
+    mono score per clip (as :meth:`querysep.Separator.ats` gives), average the channels first
+    (``x.mean(-2)``).
 
     Args:
         mixture: The mixture the estimate was separated from.
@@ -178,15 +203,21 @@ def get_metrics(
         estimate: Estimated signal.
         query: The text query (for ATS).
         clap: A :class:`querysep.clap.AudioTextModel` (for ATS).
-        sample_rate: Rate of the signals in Hz (for ATS).
+        sample_rate: Rate of the signals in Hz, a whole number (for ATS).
 
     Returns:
         ``{name: score}``, Python floats for single signals and float64 numpy arrays for
         batches, whether the input is numpy or torch (torch results are moved to the CPU).
 
+    Raises:
+        AudioError: The shapes differ, the time axis is missing or empty, or (for ATS) the
+            sample rate is not a whole number of Hz in range.
+        ConfigError: Some but not all of ``query``, ``clap`` and ``sample_rate`` given.
+        QueryError: An empty or overlong ``query``.
+
     Shape:
         - mixture, reference, estimate: ``(..., time)``, equal shapes
-        - each value: ``(...)``
+        - each value, ``ats`` and ``input_ats`` included: ``(...)``
     """
     use_torch, (mix, ref, est), eps = _prepare(mixture, reference, estimate, eps_of=1)
     scores = {
@@ -206,28 +237,37 @@ def get_metrics(
         "input_si_sdr": scores["input_si_sdr"],
     }
     out = {name: _finish(value, False) for name, value in result.items()}
-    if query is not None or clap is not None:
-        if query is None or clap is None or sample_rate is None:
-            raise ValueError("ATS needs query, clap and sample_rate together")
+    given = {"query": query, "clap": clap, "sample_rate": sample_rate}
+    if any(value is not None for value in given.values()):
+        missing = [name for name, value in given.items() if value is None]
+        if missing:
+            raise ConfigError(
+                f"ATS needs query, clap and sample_rate together; missing: {', '.join(missing)}"
+            )
         out.update(ats_scores(clap, [estimate, mixture], sample_rate, query, ("ats", "input_ats")))
     return out
 
 
 def ats_scores(
-    clap: Any, signals: list[Signal], sample_rate: int, query: str, names: tuple[str, ...]
+    clap: Any, signals: list[Signal], sample_rate: float, query: str, names: tuple[str, ...]
 ) -> dict[str, float | np.ndarray]:
-    """ATS of each signal (or batch of signals) against ``query``, under ``names``.
+    """ATS of each signal against ``query``, under ``names``: one score per row along the
+    time axis (each channel on its own), NaN for a silent row.
 
     Shape:
-        - each signal: ``(time,)`` or ``(batch, time)``
-        - each value: ``()`` or ``(batch,)``
+        - each signal: ``(..., time)``
+        - each value: ``(...)``, a Python float for ``(time,)``
     """
     text = clap.embed_text([query])[0]
     out: dict[str, float | np.ndarray] = {}
     for name, signal in zip(names, signals, strict=True):
-        arr = signal.detach().cpu().numpy() if isinstance(signal, torch.Tensor) else signal
-        arr = np.asarray(arr, dtype=np.float32)
-        scores = (clap.embed_audio(arr, sample_rate) @ text).double().numpy()
-        scores = np.where(silent_rows(arr, len(scores)), np.nan, scores)  # silence: no ATS
-        out[name] = float(scores[0]) if arr.ndim == 1 else scores
+        if isinstance(signal, torch.Tensor):
+            signal = signal.detach().to("cpu", torch.float32).numpy()
+        arr = np.asarray(signal, dtype=np.float32)
+        rows = arr.reshape(-1, arr.shape[-1])
+        scores = np.empty(0)
+        if len(rows):
+            scores = (clap.embed_audio(rows, sample_rate) @ text).double().numpy()
+            scores = np.where(silent_rows(rows, len(rows)), np.nan, scores)  # silence: no ATS
+        out[name] = float(scores[0]) if arr.ndim == 1 else scores.reshape(arr.shape[:-1])
     return out

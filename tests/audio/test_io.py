@@ -511,3 +511,17 @@ def test_decoding_error_becomes_audio_error(
             list(iter_audio_blocks(path, 1000))
         else:
             load_audio(path)
+
+
+def test_check_sample_rate_takes_whole_numbers_in_range() -> None:
+    from querysep.audio.io import check_sample_rate
+    from querysep.errors import ConfigError
+
+    for rate in (16000, 16000.0, np.int32(16000), np.float64(16000)):
+        assert check_sample_rate(rate) == 16000 and type(check_sample_rate(rate)) is int
+    with pytest.raises(AudioError, match=r"whole number of Hz, got 44100\.5"):
+        check_sample_rate(44100.5)
+    with pytest.raises(AudioError, match="number of Hz, got False"):
+        check_sample_rate(False)
+    with pytest.raises(ConfigError, match=r"10\*\*400|Hz is outside"):
+        check_sample_rate(10**400, ConfigError)

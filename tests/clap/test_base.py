@@ -11,7 +11,7 @@ import torch
 from querysep.audio.io import resample
 from querysep.clap import REFERENCE_RMS, load_clap
 from querysep.clap.base import repeat_pad, window_starts
-from querysep.errors import AudioError, ModelNotFoundError, QueryError
+from querysep.errors import AudioError, ConfigError, ModelNotFoundError, QueryError
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +115,41 @@ def test_repeat_pad_and_windows() -> None:
 def test_bad_audio_is_a_one_line_error(model, audio, rate, match) -> None:
     with pytest.raises(AudioError, match=match):
         model.embed_audio(audio, rate)
+
+
+def test_a_whole_float_rate_is_that_rate(model) -> None:
+    x = _noise(1.0, 22050)
+    expected = model.embed_audio(x, 22050)
+    for rate in (22050.0, np.float32(22050), np.int64(22050)):
+        torch.testing.assert_close(model.embed_audio(x, rate), expected)
+
+
+@pytest.mark.parametrize(
+    ("rate", "match"),
+    [
+        (16000.5, "whole number of Hz, got 16000.5"),
+        (float("nan"), "whole number of Hz"),
+        (True, "number of Hz, got True"),
+        ("16000", "number of Hz, got '16000'"),
+        (100.0, "100.0 Hz is outside 8000-384000 Hz"),
+    ],
+)
+def test_a_rate_that_is_no_whole_number_in_range_says_so(model, rate, match) -> None:
+    with pytest.raises(AudioError, match=match):
+        model.embed_audio(_noise(0.5), rate)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 1.5, 2.0, True, None])
+def test_a_batch_size_that_is_no_whole_number_from_1_is_a_config_error(model, batch_size) -> None:
+    with pytest.raises(
+        ConfigError, match=f"batch_size must be a whole number >= 1, got {batch_size}"
+    ):
+        model.embed_text(["a dog", "rain"], batch_size=batch_size)
+    with pytest.raises(ConfigError, match="batch_size must be a whole number >= 1"):
+        model.embed_audio(_noise(0.5), 16000, batch_size=batch_size)
+    with pytest.raises(ConfigError, match="batch_size must be a whole number >= 1"):
+        model.embed_windows(np.zeros((2, model.window_samples), np.float32), batch_size=batch_size)
+    assert model.embed_text(["a dog", "rain"], batch_size=np.int64(1)).shape == (2, model.dim)
 
 
 @pytest.mark.parametrize("texts", [[], [""], ["   "], ["x" * 5000]])

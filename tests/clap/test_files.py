@@ -12,7 +12,7 @@ import torch
 from querysep.audio.io import load_audio
 from querysep.clap import load_clap
 from querysep.clap.files import embed_file, embed_files, file_windows, score_pairs
-from querysep.errors import AudioError
+from querysep.errors import AudioError, ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,13 @@ def test_many_files_batched_across_files_equal_one_by_one(model, tmp_path):
     alone = torch.stack([embed_file(model, p) for p in paths])
     torch.testing.assert_close(together, alone, atol=1e-6, rtol=0)
     assert seen == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("batch_size", [0, -2, 2.5])
+def test_a_batch_size_below_1_or_fractional_is_refused(model, tmp_path, batch_size):
+    path = _write(tmp_path / "a.wav", 0.5, 16000)
+    with pytest.raises(ConfigError, match="batch_size must be a whole number >= 1"):
+        embed_files(model, [path], batch_size=batch_size)
 
 
 def test_pairs_embed_each_file_and_text_once(model, tmp_path, monkeypatch):

@@ -483,6 +483,52 @@ def test_settings_bind_only_a_folder_that_holds_scores(valset: ValSet, tmp_path:
     assert json.loads((out / "settings.json").read_text())["sample_rate"] == 8000
 
 
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"sample_rate": 16000.5}, "whole number of Hz, got 16000.5"),
+        ({"sample_rate": None}, "number of Hz, got None"),
+        ({"sample_rate": True}, "number of Hz, got True"),
+        ({"sample_rate": "16000"}, "number of Hz, got '16000'"),
+        ({"sample_rate": 4000.0}, "4000.0 Hz is outside 8000-384000 Hz"),
+        ({"limit": 1.5}, "limit must be a whole number >= 1, got 1.5"),
+        ({"limit": 2.0}, "limit must be a whole number >= 1, got 2.0"),
+        ({"limit": "1"}, "limit must be a whole number >= 1, got '1'"),
+        ({"limit": True}, "limit must be a whole number >= 1, got True"),
+        ({"limit": 0}, "limit must be a whole number >= 1, got 0"),
+    ],
+)
+def test_bad_settings_are_one_line_config_errors_before_any_work(
+    valset: ValSet, tmp_path: Path, settings: dict, match: str
+) -> None:
+    from querysep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        _mixture_run(valset, tmp_path / "out", **settings)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_whole_float_rate_is_that_rate(valset: ValSet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    summary = _mixture_run(valset, out, sample_rate=8000.0, limit=np.int64(2))
+    assert summary.num_computed == 2
+    assert json.loads((out / "settings.json").read_text())["sample_rate"] == 8000
+    again = _mixture_run(valset, out, sample_rate=8000, limit=2)  # the same settings resume
+    assert again.num_resumed == 2 and again.num_computed == 0
+
+
+def test_a_single_spec_is_one_system_not_its_letters(valset: ValSet, tmp_path: Path) -> None:
+    one = _mixture_run(valset, tmp_path / "one", systems="mixture", limit=1)
+    listed = _mixture_run(valset, tmp_path / "listed", systems=["mixture"], limit=1)
+    assert list(one.scores) == list(listed.scores) == ["mixture"]
+    assert one.scores == listed.scores
+    system = Counting("counted")
+    assert list(_mixture_run(valset, tmp_path / "sys", systems=system, limit=1).scores) == [
+        "counted"
+    ]
+    assert system.calls == [valset.rows[0][3]]
+
+
 def test_a_custom_systems_settings_may_hold_paths(valset: ValSet, tmp_path: Path) -> None:
     class WithPath(MixtureSystem):
         settings: ClassVar[dict[str, object]] = {"weights": Path("/models/x.ckpt")}

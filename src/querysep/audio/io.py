@@ -14,6 +14,7 @@ here; they are defined in :mod:`querysep.audio.writer`.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ __all__ = [
     "check_audible",
     "check_duration",
     "check_level",
+    "check_sample_rate",
     "iter_audio_blocks",
     "load_audio",
     "resample",
@@ -146,6 +148,36 @@ MAX_SAMPLE_RATE = 384_000
 """Highest sample rate (Hz) accepted when reading or writing a file."""
 MAX_CHANNELS = 8
 """Most channels accepted when reading or writing a file (7.1 surround)."""
+
+
+def check_sample_rate(sample_rate: Any, error: type[Exception] = AudioError) -> int:
+    """A sample rate given in memory, as an ``int``: a whole number of Hz (``16000`` or
+    ``16000.0``, numpy scalars too) within ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``.
+
+    Args:
+        sample_rate: The rate to check.
+        error: What to raise (:class:`~querysep.errors.AudioError`, or
+            :class:`~querysep.errors.ConfigError` for a setting).
+
+    Raises:
+        AudioError: (or ``error``) A bool, a non-number, a fraction of a Hz, or a rate out
+            of range.
+    """
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
+        raise error(f"the sample rate must be a number of Hz, got {sample_rate!r}")
+    try:
+        whole = math.isfinite(sample_rate) and sample_rate == int(sample_rate)
+    except OverflowError:  # an integer too large for a float: the range check refuses it
+        whole = True
+    if not whole:
+        raise error(f"the sample rate must be a whole number of Hz, got {sample_rate}")
+    if not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE:
+        raise error(
+            f"sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+    return int(sample_rate)
+
+
 RESAMPLE_QUALITY = "VHQ"
 """soxr quality preset used by every resampling path, one-shot and streaming."""
 

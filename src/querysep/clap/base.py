@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -32,14 +33,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, resample
-from ..errors import AudioError, CheckpointError, QueryError
+from ..audio.io import check_sample_rate, resample
+from ..errors import AudioError, CheckpointError, ConfigError, QueryError
 from ..models.text.base import validate_queries
 
 __all__ = [
     "REFERENCE_RMS",
     "AudioInput",
     "AudioTextModel",
+    "check_batch_size",
     "repeat_pad",
     "window_starts",
 ]
@@ -64,6 +66,21 @@ def repeat_pad(clip: np.ndarray, length: int) -> np.ndarray:
         return clip[:length]
     tiled = np.tile(clip, length // n)
     return np.pad(tiled, (0, length - tiled.shape[-1]))
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """``batch_size`` as an ``int``.
+
+    Raises:
+        ConfigError: It is not a whole number >= 1 (a bool, a float, zero or negative).
+    """
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, numbers.Integral)
+        or batch_size < 1
+    ):
+        raise ConfigError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    return int(batch_size)
 
 
 def window_starts(num_samples: int, window: int) -> list[int]:
@@ -174,7 +191,7 @@ class AudioTextModel(nn.Module, abc.ABC):
         return out
 
     def prepare_windows(
-        self, waveform: AudioInput, sample_rate: int, *, normalize_level: bool = True
+        self, waveform: AudioInput, sample_rate: float, *, normalize_level: bool = True
     ) -> tuple[np.ndarray, list[int]]:
         """Resample, mix to mono, level-normalise and cut the clips (each of their
         :attr:`audio_views`) into windows.
@@ -186,17 +203,10 @@ class AudioTextModel(nn.Module, abc.ABC):
             - output: ``(num_windows, window_samples)``
 
         Raises:
-            AudioError: No audio, an empty clip, NaN or infinite samples, a rate out of range.
+            AudioError: No audio, an empty clip, NaN or infinite samples, a rate that is not
+                a whole number of Hz (``16000.0`` is one) or is out of range.
         """
-        if (
-            isinstance(sample_rate, bool)
-            or not isinstance(sample_rate, int | np.integer)
-            or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE
-        ):
-            raise AudioError(
-                f"sample rate {sample_rate!r} is out of range "
-                f"({MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz)"
-            )
+        sample_rate = check_sample_rate(sample_rate)
         windows: list[np.ndarray] = []
         owners: list[int] = []
         for index, clip in enumerate(_as_mono_list(waveform)):
@@ -204,7 +214,7 @@ class AudioTextModel(nn.Module, abc.ABC):
                 raise AudioError("cannot embed an empty clip (0 samples)")
             if not np.isfinite(clip).all():
                 raise AudioError("cannot embed audio with NaN or infinite samples")
-            clip = resample(clip, int(sample_rate), self.sample_rate)
+            clip = resample(clip, sample_rate, self.sample_rate)
             if clip.shape[-1] == 0:
                 raise AudioError("the clip is too short to resample (under one sample)")
             if normalize_level:
@@ -222,7 +232,7 @@ class AudioTextModel(nn.Module, abc.ABC):
     def embed_audio(
         self,
         waveform: AudioInput,
-        sample_rate: int,
+        sample_rate: float,
         *,
         batch_size: int = 16,
         normalize_level: bool = True,
@@ -232,16 +242,22 @@ class AudioTextModel(nn.Module, abc.ABC):
         Args:
             waveform: One clip ``(time,)``, a batch ``(batch, time)`` or
                 ``(batch, channels, time)``, or a list of clips of any lengths.
-            sample_rate: Rate of ``waveform`` in Hz; it is resampled as needed.
-            batch_size: Windows per forward pass.
+            sample_rate: Rate of ``waveform`` in Hz, a whole number (``16000`` or ``16000.0``);
+                it is resampled as needed.
+            batch_size: Windows per forward pass, at least 1.
             normalize_level: Scale each clip to :data:`REFERENCE_RMS` first.
 
         Returns:
             float32 on the CPU.
 
+        Raises:
+            AudioError: See :meth:`prepare_windows`.
+            ConfigError: ``batch_size`` is not a whole number >= 1.
+
         Shape:
             - output: ``(batch, dim)``
         """
+        check_batch_size(batch_size)
         windows, owners = self.prepare_windows(
             waveform, sample_rate, normalize_level=normalize_level
         )
@@ -254,12 +270,15 @@ class AudioTextModel(nn.Module, abc.ABC):
     def embed_windows(self, windows: np.ndarray, *, batch_size: int = 16) -> torch.Tensor:
         """L2-normalised embeddings of prepared windows (see :meth:`prepare_windows`), batched.
 
+        Raises:
+            ConfigError: ``batch_size`` is not a whole number >= 1.
+
         Shape:
             - windows: ``(num_windows, window_samples)`` at :attr:`sample_rate`
             - output: ``(num_windows, dim)``, float32 on the CPU
         """
         parts = []
-        step = max(1, int(batch_size))
+        step = check_batch_size(batch_size)
         with torch.inference_mode():
             for start in range(0, len(windows), step):
                 chunk = np.ascontiguousarray(windows[start : start + step])
@@ -282,15 +301,17 @@ class AudioTextModel(nn.Module, abc.ABC):
 
         Raises:
             QueryError: No text, or an empty or overlong one.
+            ConfigError: ``batch_size`` is not a whole number >= 1.
 
         Shape:
             - output: ``(len(texts), dim)``
         """
+        step = check_batch_size(batch_size)
         items = validate_queries(texts)
         parts = []
         with torch.inference_mode():
-            for start in range(0, len(items), max(1, int(batch_size))):
-                emb = self._embed_texts(items[start : start + batch_size]).float()
+            for start in range(0, len(items), step):
+                emb = self._embed_texts(items[start : start + step]).float()
                 self._check_finite(emb, "text")
                 parts.append(nn.functional.normalize(emb, dim=-1).cpu())
         if not parts:  # pragma: no cover - validate_queries refuses empty lists
@@ -300,7 +321,7 @@ class AudioTextModel(nn.Module, abc.ABC):
     def score(
         self,
         waveform: AudioInput,
-        sample_rate: int,
+        sample_rate: float,
         texts: str | Sequence[str],
         **audio_options: Any,
     ) -> torch.Tensor:

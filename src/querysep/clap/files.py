@@ -17,7 +17,14 @@ import torch
 
 from ..audio.io import audio_info, check_audible, check_duration, iter_audio_blocks, load_audio
 from ..errors import AudioError
-from .base import _SILENCE_RMS, REFERENCE_RMS, AudioTextModel, repeat_pad, window_starts
+from .base import (
+    _SILENCE_RMS,
+    REFERENCE_RMS,
+    AudioTextModel,
+    check_batch_size,
+    repeat_pad,
+    window_starts,
+)
 
 __all__ = ["embed_file", "embed_files", "score_pairs"]
 
@@ -119,15 +126,18 @@ def embed_files(
         model: The audio-text model.
         paths: Audio files (each read as mono, any rate and length).
         normalize_level: Scale each file to :data:`~querysep.clap.base.REFERENCE_RMS` first.
-        batch_size: Windows per forward pass.
+        batch_size: Windows per forward pass, at least 1.
         on_file: Called with the index of each file once it is embedded (progress bars).
         on_error: Called with the index and error of each file that cannot be read or is
             silent; its embedding is then NaN. Without it the error is raised.
 
+    Raises:
+        ConfigError: ``batch_size`` is not a whole number >= 1.
+
     Shape:
         - output: ``(len(paths), dim)``
     """
-    batch_size = max(1, int(batch_size))
+    batch_size = check_batch_size(batch_size)
     out = torch.zeros(len(paths), model.dim)
     queue: list[np.ndarray] = []
     owners: list[int] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SILENT_PEAK
+from ..audio.io import SILENT_PEAK, check_sample_rate
 from ..data.manifest import MixtureRow, csv_header, csv_records, read_mixture_list
 from ..data.mixing import load_row_mixture, row_files
 from ..errors import AudioError, ConfigError, DataError, QuerysepError
@@ -134,7 +135,7 @@ class Summary:
 
 
 def resolve_systems(
-    systems: Sequence[str | System],
+    systems: str | System | Sequence[str | System],
     *,
     baselines: bool = True,
     reference: bool = False,
@@ -145,11 +146,14 @@ def resolve_systems(
     With ``baselines``, ``mixture`` comes first and ``oracle-irm`` last unless the list
     already has a system of that name; the given systems keep their order between them.
     With ``reference`` (for reference-free metrics such as ATS), ``reference`` (the clean
-    target) comes after everything else.
+    target) comes after everything else. A single spec (``"test-tiny"``) or system is one
+    system, as a list of one.
 
     Raises:
         ConfigError: No system at all, or two systems with the same name.
     """
+    if isinstance(systems, str | System):  # one spec, not its letters
+        systems = [systems]
     built = [make_system(s, options) for s in systems]
     names = [s.name for s in built]  # as built: " mixture" and "mixture:" are "mixture"
     if baselines:
@@ -168,18 +172,22 @@ def resolve_systems(
     return built
 
 
-def check_settings(*, sample_rate: int, limit: int | None = None) -> None:
+def check_settings(*, sample_rate: float, limit: int | None = None) -> int:
     """Check :func:`evaluate`'s numeric settings (callers can do so before loading models).
 
+    Returns:
+        ``sample_rate`` as an ``int``.
+
     Raises:
-        ConfigError: ``sample_rate`` is outside the supported range or ``limit < 1``.
+        ConfigError: ``sample_rate`` is not a whole number of Hz (``16000.0`` is one) in the
+            supported range, or ``limit`` is not a whole number >= 1 (a bool is neither).
     """
-    if not (MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE):
-        raise ConfigError(
-            f"sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
-        )
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit must be at least 1, got {limit}")
+    rate = check_sample_rate(sample_rate, ConfigError)
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1
+    ):
+        raise ConfigError(f"limit must be a whole number >= 1, got {limit!r}")
+    return rate
 
 
 @dataclass
@@ -421,10 +429,10 @@ def _write_summary(
 def evaluate(
     mixture_list: str | Path,
     audio_dir: str | Path,
-    systems: Sequence[str | System],
+    systems: str | System | Sequence[str | System],
     out_dir: str | Path,
     *,
-    sample_rate: int = 16000,
+    sample_rate: float = 16000,
     progress: bool = True,
     limit: int | None = None,
     skip_missing: bool = False,
@@ -458,9 +466,10 @@ def evaluate(
         mixture_list: A DCASE (``source,noise,snr,caption``) or triplet
             (``mixture,target,caption``) CSV.
         audio_dir: Folder with the clips (ids are looked up with any supported extension).
-        systems: Systems or specs for :func:`~querysep.evaluation.make_system`.
+        systems: Systems or specs for :func:`~querysep.evaluation.make_system`; a single
+            spec (``"test-tiny"``) or system is one system.
         out_dir: Output folder (created).
-        sample_rate: Rate everything is loaded, mixed and scored at.
+        sample_rate: Rate everything is loaded, mixed and scored at, a whole number of Hz.
         progress: Show a progress bar.
         limit: Evaluate only the first ``limit`` rows.
         skip_missing: Skip (and count) clips with missing audio instead of failing.
@@ -482,7 +491,8 @@ def evaluate(
             run is writing into it (:func:`~querysep.fileio.locked_folder`).
     """
     list_path, audio_path, out_path = Path(mixture_list), Path(audio_dir), Path(out_dir)
-    check_settings(sample_rate=sample_rate, limit=limit)
+    sample_rate = check_settings(sample_rate=sample_rate, limit=limit)
+    limit = None if limit is None else int(limit)  # a numpy integer too, for summary.json
     all_rows, list_columns = _load_rows(list_path, audio_path)
     rows = all_rows[:limit] if limit is not None else all_rows
     check_output_folder(out_path)
