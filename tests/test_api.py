@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +103,13 @@ def test_one_liner() -> None:
         (np.full(1599, 0.5, np.float32), 16000, "at least 0.1 s is needed"),
         (np.array([0.1, np.nan] * 1000, np.float32), 16000, "NaN"),
         (np.zeros(1000, np.float32), 4000, "sample rate"),
-        (np.zeros((9, 1000), np.float32), 16000, "channels"),
+        (np.zeros((9, 1000), np.float32), 16000, "^9 channels is more than the 8 supported$"),
+        pytest.param(  # as soundfile.read returns it: was only "20000 channels is more ..."
+            np.zeros((20000, 2), np.float32),
+            16000,
+            r"^20000 channels .*audio is \(channels, time\).*pass its transpose \(audio\.T\)$",
+            id="time-channels",
+        ),
         (np.full(16000, 3000, np.int16), 16000, "torch.int16 .integer PCM.*32768"),
         (np.ones(16000, bool), 16000, "floating-point samples in .-1, 1., got torch.bool$"),
         (np.array(["a"] * 16000), 16000, "a numeric array or tensor, got ndarray"),
@@ -139,11 +146,57 @@ def test_bad_audio_is_rejected(tiny: Separator, audio, rate, match) -> None:
         ({"segment_seconds": "10"}, "segment length must be a number of seconds"),
         ({"segment_seconds": 1e308}, "at most 3600 s .one hour.*got 1e.308"),  # overflowed
         ({"segment_seconds": 3601}, "at most 3600 s"),
+        ({"device": 3.5}, "unknown device '3.5'"),  # was a bare TypeError from torch
+        ({"device": ["cpu"]}, "unknown device"),
     ],
 )
 def test_bad_settings_are_config_errors_before_loading(settings: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         Separator("no-such-model", **settings)  # refused before the name is looked up
+
+
+def _read_only(x: np.ndarray) -> np.ndarray:
+    x = x.copy()
+    x.flags.writeable = False
+    return x
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        pytest.param(_read_only, id="read-only"),
+        pytest.param(lambda x: np.frombuffer(x.tobytes(), x.dtype).reshape(x.shape), id="bytes"),
+        pytest.param(lambda x: np.broadcast_to(x, x.shape), id="broadcast"),
+        pytest.param(lambda x: np.flip(np.flip(x).copy()), id="flipped"),
+        pytest.param(lambda x: x[:, ::-1].copy()[:, ::-1], id="reversed-time"),
+        pytest.param(lambda x: x[::-1].copy()[::-1], id="reversed-channels"),
+        pytest.param(lambda x: _read_only(x.astype(np.float64))[:, ::-1].copy()[:, ::-1], id="f64"),
+        pytest.param(lambda x: _read_only(x.T).T, id="read-only-transposed"),
+    ],
+)
+def test_read_only_and_negative_stride_arrays_are_separated(tiny: Separator, view) -> None:
+    # Negative strides were refused ("audio must be a numeric array or tensor, got ndarray");
+    # read-only arrays made torch warn that writing to them is undefined behaviour.
+    x = np.stack([synth.scene(1.0, 16000, seed=3), synth.scene(1.0, 16000, seed=4)])
+    given = view(x)
+    np.testing.assert_array_equal(given, x)
+    want = tiny.separate_tensor(x, 16000, ["dog", "rain"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = tiny.separate_tensor(given, 16000, ["dog", "rain"])
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+def test_a_memory_mapped_file_is_separated_without_a_warning(
+    tiny: Separator, tmp_path: Path
+) -> None:
+    x = synth.scene(1.0, 16000, seed=3)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = tiny.separate_tensor(mapped, 16000, "dog")
+    torch.testing.assert_close(got, tiny.separate_tensor(x, 16000, "dog"), atol=0, rtol=0)
 
 
 def test_bad_queries_are_rejected(tiny: Separator) -> None:
@@ -178,6 +231,65 @@ def test_ats_on_request(tiny: Separator) -> None:
         assert float(ats[i]) == pytest.approx(float(want), abs=1e-5)
     one, score = separate(audio, 22050, "a dog", model="test-tiny", return_ats=True, clap=clap)
     assert one.shape == est[0].shape and float(score) == pytest.approx(float(ats[0]), abs=1e-5)
+    with pytest.raises(QueryError, match=r"^1 queries but 2 estimates: give one query per"):
+        sep.ats(est, 22050, "a dog")  # was a bare ValueError
+
+
+def test_loading_models_leaves_a_seeded_rng_alone(tmp_path: Path) -> None:
+    """Loading fixed weights built randomly initialised networks first, on the caller's RNG."""
+    from querysep.clap import load_clap
+    from querysep.pretrained import load_model
+
+    Separator("test-tiny").model.save_pretrained(tmp_path / "m")
+    x = synth.scene(1.0, 16000, seed=3)
+    steps = {
+        "load_model": lambda: load_model(str(tmp_path / "m")),
+        "Separator": lambda: Separator(str(tmp_path / "m")),
+        "separate": lambda: separate(x, 16000, "dog", model=str(tmp_path / "m")),
+        "load_clap": lambda: load_clap(),  # the bundled default
+        "Separator.clap": lambda: Separator("test-tiny").clap,
+    }
+    for name, step in steps.items():
+        torch.manual_seed(123)
+        state = torch.get_rng_state()
+        step()
+        assert torch.equal(torch.get_rng_state(), state), name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_loading_on_a_gpu_leaves_its_seeded_rng_alone(tmp_path: Path) -> None:
+    Separator("test-tiny").model.save_pretrained(tmp_path / "m")
+    torch.manual_seed(123)
+    cpu, cuda = torch.get_rng_state(), torch.cuda.get_rng_state()
+    Separator(str(tmp_path / "m"), device="cuda", clap="esc50-clap").clap  # noqa: B018
+    assert torch.equal(torch.get_rng_state(), cpu)
+    assert torch.equal(torch.cuda.get_rng_state(), cuda)
+
+
+def test_num_threads_applies_only_while_the_separator_works() -> None:
+    before = torch.get_num_threads()
+    want = 2 if before == 1 else 1
+    try:
+        # was: torch's count set first, and kept when the device was then refused
+        with pytest.raises(ConfigError, match="unknown device 'garbage'"):
+            Separator("test-tiny", num_threads=want, device="garbage")
+        assert torch.get_num_threads() == before
+        sep = Separator("test-tiny", num_threads=want)
+        assert torch.get_num_threads() == before  # was: want, for the rest of the process
+        seen = []
+        hook = sep.model.net.register_forward_hook(
+            lambda m, i, o: seen.append(torch.get_num_threads())
+        )
+        x = synth.scene(1.0, 16000, seed=3)
+        sep.separate_tensor(x, 16000, "dog")
+        hook.remove()
+        assert seen == [want] and torch.get_num_threads() == before
+        with pytest.raises(QueryError):  # put back on an error too
+            sep.separate_tensor(x, 16000, "")
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_channels_last_gives_the_same_output() -> None:
@@ -480,10 +592,13 @@ def test_outputs_given_as_one_path_or_an_iterator(tiny: Separator, tmp_path: Pat
         tmp_path / "b.wav",
         tmp_path / "c.wav",
     ]
-    with pytest.raises(ValueError, match="2 queries but 1 output paths"):
+    # typed errors (were a bare ValueError and TypeError)
+    with pytest.raises(OutputError, match=r"^2 queries but 1 output paths: give one path per"):
         tiny.separate_file(path, ["dog", "rain"], tmp_path / "d.wav")  # was: counted 1 per letter
-    with pytest.raises(TypeError, match="outputs must be a list of paths, got int"):
+    with pytest.raises(OutputError, match="outputs must be a list of paths, got int"):
         tiny.separate_file(path, "dog", 5)
+    with pytest.raises(OutputError, match="outputs must be a list of paths, got NoneType"):
+        tiny.separate_file(path, "dog", None)  # type: ignore[arg-type]
 
 
 def test_a_file_far_beyond_full_scale_is_refused_and_leaves_no_output(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,6 +75,17 @@ def test_auto_on_cuda_follows_bf16_support(cpu, monkeypatch: pytest.MonkeyPatch)
 def test_unknown_setting_is_refused() -> None:
     with pytest.raises(ConfigError, match="auto, 32 or bf16-mixed"):
         resolve_precision("16", "cpu")
+    for bad in (16, True, 32.5, "bf16"):
+        with pytest.raises(ConfigError, match="auto, 32 or bf16-mixed"):
+            resolve_precision(bad, "cpu")  # type: ignore[arg-type]
+
+
+def test_the_number_32_is_the_setting_32() -> None:
+    # as Lightning takes it; was "precision must be auto, 32 or bf16-mixed, got 32"
+    assert resolve_precision(32, "cpu") == "32"
+    assert resolve_precision(np.int64(32), "cpu") == "32"  # type: ignore[arg-type]
+    sep = Separator("test-tiny", precision=32)
+    assert sep.precision == "32" and not sep.channels_last
 
 
 def test_the_real_cpu_is_described() -> None:

@@ -9,13 +9,15 @@ mixture run as one batch.
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
 import math
 import numbers
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 import numpy as np
 import torch
@@ -39,7 +41,14 @@ from .audio.io import (
 from .audio.writer import AudioWriter, commit_writers
 from .clap import AudioTextModel, load_clap
 from .data.mixing import PEAK_AFTER_PROTECTION
-from .errors import AudioError, CheckpointError, ConfigError, SilentAudioError
+from .errors import (
+    AudioError,
+    CheckpointError,
+    ConfigError,
+    OutputError,
+    QueryError,
+    SilentAudioError,
+)
 from .fileio import check_output_file, new_folders_removed_on_error, refuse_overwriting
 from .models.separator import TextQueriedSeparator
 from .models.text import validate_queries
@@ -61,6 +70,13 @@ def _check_waveform(audio: ArrayLike, sample_rate: int) -> torch.Tensor:
         whole = True
     if not whole:
         raise AudioError(f"the sample rate must be a whole number of Hz, got {sample_rate}")
+    if isinstance(audio, np.ndarray) and not (
+        audio.flags.writeable and all(step >= 0 for step in audio.strides)
+    ):
+        # torch takes no negative stride (np.flip, a[:, ::-1]), nor without a warning a
+        # read-only array (np.frombuffer, a memmap, np.broadcast_to): the samples are only
+        # read, from a copy (float32 at once, the copy that would be made below anyway).
+        audio = np.array(audio, np.float32 if audio.dtype.kind == "f" else None, order="C")
     try:
         x = torch.as_tensor(audio).detach().to("cpu")
     except (TypeError, ValueError, RuntimeError):
@@ -82,7 +98,13 @@ def _check_waveform(audio: ArrayLike, sample_rate: int) -> torch.Tensor:
             f"sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
         )
     if x.shape[0] > MAX_CHANNELS:
-        raise AudioError(f"{x.shape[0]} channels is more than the {MAX_CHANNELS} supported")
+        hint = ""
+        if x.shape[1] <= MAX_CHANNELS:  # (time, channels), as soundfile.read returns it
+            hint = (
+                "; audio is (channels, time): for a (time, channels) array, as soundfile.read "
+                "returns, pass its transpose (audio.T)"
+            )
+        raise AudioError(f"{x.shape[0]} channels is more than the {MAX_CHANNELS} supported{hint}")
     if x.shape[-1] == 0 or x.shape[0] == 0:
         raise AudioError("audio is empty (zero samples)")
     check_duration(x.shape[-1], sample_rate, "audio", "too short to separate")
@@ -137,6 +159,20 @@ def check_segment(segment_seconds: float, overlap_seconds: float) -> None:
         )
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _with_threads(method: _Method) -> _Method:
+    """Run a :class:`Separator` method with torch's CPU thread count at its ``num_threads``."""
+
+    @functools.wraps(method)
+    def run(self: Separator, *args: Any, **kwargs: Any) -> Any:
+        with self._threads():
+            return method(self, *args, **kwargs)
+
+    return cast(_Method, run)
+
+
 class ClippedWarning(UserWarning):
     """Samples of an output went beyond full scale and were clipped to fit its format."""
 
@@ -175,23 +211,30 @@ class Separator:
 
     Args:
         model: A loaded separator, or a name / folder / ``kind:path`` for
-            :func:`querysep.load_model` (``None`` = the default model).
+            :func:`querysep.load_model` (``None`` = the default model). A loaded one is used
+            as it is, not copied: it is moved to ``device`` and put in eval mode
+            (``model.eval()``), and ``channels_last`` changes its network's memory layout.
         device: ``cpu``, ``cuda``, ``mps`` or ``auto``.
         segment_seconds: Length of the segments the model sees.
         overlap_seconds: Crossfaded overlap between consecutive segments.
         batch_size: Most (query x channel) items run through the network at once.
-        num_threads: CPU threads for torch (``None`` leaves torch's default).
+        num_threads: CPU threads for torch while this Separator works (``None`` leaves
+            torch's setting alone). torch's thread count is the whole process's: it is set on
+            entering each call of this Separator (loading its models, separating, scoring)
+            and put back on leaving it, so calls of separators with different counts should
+            not run at once from several threads.
         clap: The audio-text model for ATS scores (``return_ats=True``, :meth:`ats`): a
             loaded :class:`~querysep.clap.AudioTextModel` or a spec for
             :func:`~querysep.clap.load_clap`; ``None`` = the bundled default, loaded on first use.
-        precision: ``32``, ``bf16-mixed``, ``auto`` (bf16 autocast where the device
-            computes bf16 natively; see :func:`querysep.precision.resolve_precision`), or
-            ``None``: the model's own default, which is ``auto`` for the upstream checkpoints
-            (``audiosep:``, ``dcase-baseline:``; their bf16 outputs agree with float32 to
-            30 dB SDR or more, ``benchmarks/upstream_speed.py``) and ``32`` for every other
-            model, so that their outputs are the same on every machine. On a CPU with
-            AVX-512 BF16 bf16 took about half the float32 time (default model 0.56x,
-            ResUNet30 0.49x; ``benchmarks/precision_speed.py``).
+        precision: ``32`` (the string or the number), ``bf16-mixed``, ``auto`` (bf16
+            autocast where the device computes bf16 natively; see
+            :func:`querysep.precision.resolve_precision`), or ``None``: the model's own
+            default, which is ``auto`` for the upstream checkpoints (``audiosep:``,
+            ``dcase-baseline:``; their bf16 outputs agree with float32 to 30 dB SDR or more,
+            ``benchmarks/upstream_speed.py``) and ``32`` for every other model, so that their
+            outputs are the same on every machine. On a CPU with AVX-512 BF16 bf16 took about
+            half the float32 time (default model 0.56x, ResUNet30 0.49x;
+            ``benchmarks/precision_speed.py``).
         channels_last: Run the network's convolutions in channels-last memory layout (same
             values, faster oneDNN kernels on CPUs). ``None``: only with bf16.
         compile: Run the network through ``torch.compile`` (needs a C++ compiler on CPUs;
@@ -218,7 +261,7 @@ class Separator:
         overlap_seconds: float = 1.0,
         batch_size: int = 8,
         num_threads: int | None = None,
-        precision: str | None = None,
+        precision: str | int | None = None,
         clap: str | AudioTextModel | None = None,
         channels_last: bool | None = None,
         compile: bool = False,
@@ -228,16 +271,17 @@ class Separator:
         _check_count("batch size", batch_size, 1, None)
         if num_threads is not None:
             _check_count("CPU thread count", num_threads, 1, MAX_THREADS)
-            torch.set_num_threads(int(num_threads))
+        self.num_threads = None if num_threads is None else int(num_threads)
         self.device = resolve_device(device)
         if precision is not None:  # a bad setting fails before the model loads
             with warnings.catch_warnings():  # warned once, below
                 warnings.simplefilter("ignore")
                 resolve_precision(precision, self.device)
-        if isinstance(model, TextQueriedSeparator):
-            self.model = model.to(self.device).eval()
-        else:
-            self.model = load_model(model, self.device)
+        with self._threads():
+            if isinstance(model, TextQueriedSeparator):
+                self.model = model.to(self.device).eval()
+            else:
+                self.model = load_model(model, self.device)
         if precision is None:
             precision = str(self.model.metadata.get("precision", "32"))
         self.precision = resolve_precision(precision, self.device)
@@ -253,13 +297,28 @@ class Separator:
         self.normalize = bool(normalize)
         self._clap = clap
 
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """torch's CPU thread count at ``num_threads`` for the block, then as it was."""
+        if self.num_threads is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.num_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
     @property
     def clap(self) -> AudioTextModel:
         """The audio-text model behind ATS scores (loaded on first use)."""
         if not isinstance(self._clap, AudioTextModel):
-            self._clap = load_clap(self._clap, self.device)
+            with self._threads():
+                self._clap = load_clap(self._clap, self.device)
         return self._clap
 
+    @_with_threads
     def ats(
         self, estimates: ArrayLike, sample_rate: int, queries: str | Sequence[str]
     ) -> torch.Tensor:
@@ -277,10 +336,15 @@ class Separator:
         Shape:
             - estimates: ``(num_queries, channels, time)`` or ``(num_queries, time)``
             - output: ``(num_queries,)``
+
+        Raises:
+            QueryError: A query is empty or unusable, or there is not one per estimate.
         """
         items = validate_queries(queries)
         if len(items) != len(estimates):
-            raise ValueError(f"{len(items)} queries but {len(estimates)} estimates")
+            raise QueryError(
+                f"{len(items)} queries but {len(estimates)} estimates: give one query per estimate"
+            )
         audio = self.clap.embed_audio(estimates, sample_rate)
         scores = (audio * self.clap.embed_text(items)).sum(-1)
         samples = torch.as_tensor(estimates).detach().cpu().float().numpy()
@@ -380,6 +444,7 @@ class Separator:
         return_residual: Literal[True],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
+    @_with_threads
     def separate_tensor(
         self,
         mixture: ArrayLike,
@@ -443,6 +508,7 @@ class Separator:
         return (est, *extra)
 
     # ------------------------------------------------------------------ files
+    @_with_threads
     def separate_file(
         self,
         path: str | os.PathLike[str],
@@ -486,6 +552,9 @@ class Separator:
                 :class:`~querysep.errors.SilentAudioError` when it is silent (no sample
                 above :data:`~querysep.audio.io.SILENT_PEAK`, -100 dBFS: nothing to separate;
                 known once the whole file is read). No output is written then.
+            OutputError: ``outputs`` is not one path per query, or an output cannot be
+                written (a folder, under a file, the input itself).
+            QueryError: A query is empty or unusable.
         """
         items = validate_queries(queries)
         if isinstance(outputs, (str, os.PathLike)):  # one path, for one query
@@ -493,11 +562,13 @@ class Separator:
         try:
             outputs = list(outputs)
         except TypeError:
-            raise TypeError(
+            raise OutputError(
                 f"outputs must be a list of paths, got {type(outputs).__name__}"
             ) from None
         if len(outputs) != len(items):
-            raise ValueError(f"{len(items)} queries but {len(outputs)} output paths")
+            raise OutputError(
+                f"{len(items)} queries but {len(outputs)} output paths: give one path per query"
+            )
         targets = [*outputs, *([residual] if residual is not None else [])]
         refuse_overwriting(targets, [path])
         for out in targets:

@@ -34,7 +34,7 @@ class SilentAudioError(AudioError):
 
 
 class QueryError(QuerysepError):
-    """A text query that cannot be used (empty, whitespace only, far too long)."""
+    """A text query that cannot be used (empty, whitespace only, far too long, one too few)."""
 
 
 class ModelNotFoundError(QuerysepError):
@@ -82,7 +82,8 @@ class DataError(QuerysepError):
 
 
 class OutputError(QuerysepError):
-    """An output path that cannot be written (it is a folder, lies under a file, no space)."""
+    """An output path that cannot be written (it is a folder, lies under a file, no space), or
+    outputs that are not one path per query."""
 
 
 def error_line(exc: BaseException) -> str | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import numbers
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,17 +101,27 @@ def _device_type(device: str | torch.device) -> str:
     return torch.device(text).type
 
 
-def check_precision(setting: str) -> None:
-    """Raise :class:`ConfigError` unless ``setting`` is ``auto``, ``32`` or ``bf16-mixed``."""
-    if setting not in ("auto", "32", "bf16-mixed"):
+def _as_text(setting: object) -> object:
+    """``setting`` with the whole number 32 (Lightning takes ``precision=32``) as ``"32"``."""
+    if isinstance(setting, numbers.Integral) and not isinstance(setting, bool) and setting == 32:
+        return "32"
+    return setting
+
+
+def check_precision(setting: str | int) -> None:
+    """Raise :class:`ConfigError` unless ``setting`` is ``auto``, ``32`` or ``bf16-mixed``.
+
+    The number ``32`` is taken as ``"32"``.
+    """
+    if _as_text(setting) not in ("auto", "32", "bf16-mixed"):
         raise ConfigError(f"precision must be auto, 32 or bf16-mixed, got {setting!r}")
 
 
-def resolve_precision(setting: str, device: str | torch.device) -> Precision:
+def resolve_precision(setting: str | int, device: str | torch.device) -> Precision:
     """The precision to compute in on ``device``.
 
     Args:
-        setting: ``auto``, ``32`` or ``bf16-mixed``.
+        setting: ``auto``, ``32`` (the string or the number) or ``bf16-mixed``.
         device: A torch device, or a Lightning accelerator name (``cpu``, ``gpu``, ``cuda``,
             ``mps``, ``auto``).
 
@@ -123,6 +134,7 @@ def resolve_precision(setting: str, device: str | torch.device) -> Precision:
         ConfigError: An unknown setting.
     """
     check_precision(setting)
+    setting = str(_as_text(setting))
     chosen = _resolve(setting, _device_type(device))
     if setting == "bf16-mixed" and _device_type(device) == "cpu" and not cpu_info().fast_bf16:
         warnings.warn(

@@ -11,10 +11,11 @@ built in code, for smoke tests (its output is not meaningful). Other sources plu
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -145,7 +146,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device("cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError:
+    except (RuntimeError, TypeError):  # TypeError: not text at all (3.5, ["cpu"])
         dev = None
     if dev is None or dev.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unknown device {str(device)!r}: use cpu, cuda, cuda:N, mps or auto")
@@ -160,6 +161,20 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         if mps is None or not mps.is_available():
             raise ConfigError("device mps was asked for but Apple's MPS backend is not available")
     return dev
+
+
+@contextlib.contextmanager
+def rng_untouched(device: torch.device) -> Iterator[None]:
+    """Leave torch's global random state as it was after the block.
+
+    Building a network draws random initial weights before the saved ones replace them:
+    loading a model must not move a seed the caller set. The CPU's state is kept, and each
+    CUDA GPU's where CUDA is in use or about to be (``device`` is a GPU); CUDA is not started
+    for a CPU model.
+    """
+    cuda = device.type == "cuda" or torch.cuda.is_initialized()
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
+        yield
 
 
 def build_test_tiny() -> TextQueriedSeparator:
@@ -289,6 +304,8 @@ def load_model(
 ) -> TextQueriedSeparator:
     """Load a separator by name, model folder or ``kind:path``.
 
+    Loading leaves torch's global random state as it was (see :func:`rng_untouched`).
+
     Args:
         spec: A name from :func:`list_models`, a folder written by ``save_pretrained``,
             or ``kind:path`` for a registered loader. ``None`` = :data:`DEFAULT_MODEL`.
@@ -300,7 +317,11 @@ def load_model(
     """
     spec = check_spec(spec, "model")
     dev = resolve_device(device)
-    spec = spec or DEFAULT_MODEL
+    with rng_untouched(dev):  # a seed the caller set stays where it was
+        return _load_spec(spec or DEFAULT_MODEL, dev)
+
+
+def _load_spec(spec: str, dev: torch.device) -> TextQueriedSeparator:
     if spec in _MODELS:
         model = _load_named(_MODELS[spec])
     else:

@@ -62,6 +62,20 @@ def minilm() -> MiniLMTextEncoder:
     return MiniLMTextEncoder()
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_loading_minilm_leaves_transformers_progress_bars_as_they_were(enabled: bool) -> None:
+    # They are the whole process's: loading once turned them off for good.
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    try:
+        (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+        MiniLMTextEncoder()
+        assert hf_logging.is_progress_bar_enabled() == enabled
+    finally:
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
+
+
 def test_minilm_offline_embeddings_are_semantic(minilm: MiniLMTextEncoder) -> None:
     emb = minilm.encode(["a dog barking", "barking of a dog", "a church bell ringing"])
     assert emb.shape == (3, 384) and minilm.dim == 384

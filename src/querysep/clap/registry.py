@@ -20,7 +20,7 @@ import torch
 
 from ..errors import CheckpointError, ModelNotFoundError
 from ..fileio import sha256_file
-from ..pretrained import ModelInfo, check_spec, resolve_device
+from ..pretrained import ModelInfo, check_spec, resolve_device, rng_untouched
 from .base import AudioTextModel
 
 __all__ = [
@@ -133,6 +133,9 @@ _SOURCES = ("hf", "laion", "small")
 def load_clap(spec: str | None = None, device: str | torch.device | None = "cpu") -> AudioTextModel:
     """Load an audio-text model by name, folder or ``kind:path``.
 
+    Loading leaves torch's global random state as it was
+    (see :func:`~querysep.pretrained.rng_untouched`).
+
     Args:
         spec: A name from :func:`list_clap_models`, a folder, or ``kind:path``.
             ``None`` = :data:`DEFAULT_CLAP`.
@@ -146,7 +149,11 @@ def load_clap(spec: str | None = None, device: str | torch.device | None = "cpu"
     spec = check_spec(spec, "audio-text model")
     _register_sources()
     dev = resolve_device(device)
-    spec = spec or DEFAULT_CLAP
+    with rng_untouched(dev):  # a seed the caller set stays where it was
+        return _load_spec(spec or DEFAULT_CLAP, dev)
+
+
+def _load_spec(spec: str, dev: torch.device) -> AudioTextModel:
     if spec in _NAMED:
         model = _load_named(_NAMED[spec])
         return model.to(dev).eval()

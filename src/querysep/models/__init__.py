@@ -1,5 +1,7 @@
 """Separation networks, text encoders and the separator that joins them."""
 
+import importlib
+
 from .irm_ldm import IrmLdm, IrmLdmConfig  # also registers the "irm-ldm" network type
 from .resunet import ResUNet, ResUNetConfig
 from .separator import TextQueriedSeparator, register_network
@@ -24,3 +26,10 @@ __all__ = [
     "build_text_encoder",
     "register_network",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The upstream checkpoint loaders (querysep.models.upstream), imported on first use.
+    if name in ("stft", "upstream"):
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

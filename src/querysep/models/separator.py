@@ -326,6 +326,9 @@ class TextQueriedSeparator(nn.Module):
     ) -> TextQueriedSeparator:
         """Load a model folder written by :meth:`save_pretrained`.
 
+        Torch's global random state is left as it was (the network is built with random
+        weights before the saved ones replace them).
+
         Args:
             folder: The folder.
             text_encoder: Reuse an already loaded encoder instead of building the one the
@@ -349,8 +352,11 @@ class TextQueriedSeparator(nn.Module):
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{cfg_path} is not valid JSON: {exc}") from None
         token = _LOADING.set(folder)
+        # The network is built with random weights that the saved ones then replace: a seed
+        # the caller set must not move (it is built on the CPU, whose state alone is drawn).
         try:
-            model = cls.from_config(config, text_encoder, source=str(cfg_path))
+            with torch.random.fork_rng(devices=[]):
+                model = cls.from_config(config, text_encoder, source=str(cfg_path))
         finally:
             _LOADING.reset(token)
         try:

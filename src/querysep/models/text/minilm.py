@@ -41,12 +41,19 @@ class MiniLMTextEncoder(TextEncoder):
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
         folder = Path(path) if path else _bundled_path()
         if not folder.is_dir():
             raise ModelNotFoundError(f"no sentence-transformers model folder at {folder}")
         self.path = path
-        self.model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        # No "Loading weights" bar for a local folder; transformers' bars are the whole
+        # process's, so they are put back as they were for the caller's own downloads.
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            self.model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         self.model.eval()
         self.model.requires_grad_(False)
         get_dim = getattr(self.model, "get_embedding_dimension", None)
