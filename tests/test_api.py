@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +175,7 @@ def _read_only(x: np.ndarray) -> np.ndarray:
         pytest.param(lambda x: x[::-1].copy()[::-1], id="reversed-channels"),
         pytest.param(lambda x: _read_only(x.astype(np.float64))[:, ::-1].copy()[:, ::-1], id="f64"),
         pytest.param(lambda x: _read_only(x.T).T, id="read-only-transposed"),
+        pytest.param(lambda x: x.astype(">f4"), id="big-endian"),
     ],
 )
 def test_read_only_and_negative_stride_arrays_are_separated(tiny: Separator, view) -> None:
@@ -181,10 +185,23 @@ def test_read_only_and_negative_stride_arrays_are_separated(tiny: Separator, vie
     given = view(x)
     np.testing.assert_array_equal(given, x)
     want = tiny.separate_tensor(x, 16000, ["dog", "rain"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with _every_torch_warning():
         got = tiny.separate_tensor(given, 16000, ["dog", "rain"])
     torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+@contextlib.contextmanager
+def _every_torch_warning() -> Iterator[None]:
+    """Warnings as errors, torch's warn-once ones included (else only the first test to
+    trigger one in the process could fail)."""
+    was = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            yield
+    finally:
+        torch.set_warn_always(was)
 
 
 def test_a_memory_mapped_file_is_separated_without_a_warning(
@@ -193,8 +210,7 @@ def test_a_memory_mapped_file_is_separated_without_a_warning(
     x = synth.scene(1.0, 16000, seed=3)
     np.save(tmp_path / "x.npy", x)
     mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with _every_torch_warning():
         got = tiny.separate_tensor(mapped, 16000, "dog")
     torch.testing.assert_close(got, tiny.separate_tensor(x, 16000, "dog"), atol=0, rtol=0)
 
@@ -233,6 +249,27 @@ def test_ats_on_request(tiny: Separator) -> None:
     assert one.shape == est[0].shape and float(score) == pytest.approx(float(ats[0]), abs=1e-5)
     with pytest.raises(QueryError, match=r"^1 queries but 2 estimates: give one query per"):
         sep.ats(est, 22050, "a dog")  # was a bare ValueError
+
+
+def test_ats_takes_any_array_and_judges_silence_on_the_downmix() -> None:
+    from querysep.clap import load_clap
+
+    sep = Separator("test-tiny", clap=load_clap("test-tiny"))
+    x = np.stack([synth.scene(1.0, 16000, seed=3), synth.scene(1.0, 16000, seed=4)])
+    est = x[:, None, :].astype(np.float32)  # (2 queries, 1 channel, time)
+    want = sep.ats(est, 16000, ["dog", "rain"])
+    for view in (
+        lambda a: a[..., ::-1].copy()[..., ::-1],
+        lambda a: _read_only(a),
+        lambda a: a.astype(">f4"),
+    ):
+        with _every_torch_warning():  # was a bare ValueError (strides) or a torch warning
+            got = sep.ats(view(est), 16000, ["dog", "rain"])
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
+    # channels are averaged for the embedding; two that cancel average to silence: no ATS
+    cancel = np.stack([est[0, 0], -est[0, 0]])[None]  # (1, 2, time)
+    assert torch.isnan(sep.ats(cancel, 16000, "dog")).all()  # was scored
+    assert torch.isfinite(sep.ats(np.stack([est[0, 0], est[0, 0]])[None], 16000, "dog")).all()
 
 
 def test_loading_models_leaves_a_seeded_rng_alone(tmp_path: Path) -> None:
@@ -290,6 +327,44 @@ def test_num_threads_applies_only_while_the_separator_works() -> None:
         assert torch.get_num_threads() == before
     finally:
         torch.set_num_threads(before)
+
+
+def test_overlapping_calls_on_two_threads_put_the_count_back() -> None:
+    """A call entering while another runs saw that one's count as 'before' and kept it."""
+    before = torch.get_num_threads()
+    want = 2 if before == 1 else 1
+    sep = Separator("test-tiny", num_threads=want)
+    x = synth.scene(1.0, 16000, seed=3)
+    a_inside, b_done = threading.Event(), threading.Event()
+    after: dict[str, int] = {}
+
+    def hold_a(*args: object) -> None:
+        if threading.current_thread().name == "a":
+            a_inside.set()
+            assert b_done.wait(30)
+
+    def run(name: str) -> None:
+        if name == "b":
+            assert a_inside.wait(30)
+        sep.separate_tensor(x, 16000, "dog")
+        after[name] = torch.get_num_threads()
+        if name == "b":
+            b_done.set()
+
+    hook = sep.model.net.register_forward_hook(hold_a)
+    try:
+        threads = [threading.Thread(target=run, args=(n,), name=n) for n in ("a", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        later = threading.Thread(target=lambda: after.update(later=torch.get_num_threads()))
+        later.start()
+        later.join()
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)
+    assert after == {"a": before, "b": before, "later": before}
 
 
 def test_channels_last_gives_the_same_output() -> None:

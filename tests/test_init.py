@@ -49,6 +49,7 @@ def test_dir_lists_the_api_and_every_subpackage() -> None:
     public = {m.name for m in pkgutil.iter_modules(querysep.__path__) if m.name[0] != "_"}
     assert public == set(querysep._SUBMODULES)  # a new subpackage is reachable too
     assert public <= set(names)
+    assert not {"importlib", "Any", "TYPE_CHECKING", "annotations", "_SUBMODULES"} & set(names)
 
 
 def test_an_unknown_attribute_is_an_attribute_error() -> None:

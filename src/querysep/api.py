@@ -14,6 +14,7 @@ import functools
 import math
 import numbers
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -71,10 +72,11 @@ def _check_waveform(audio: ArrayLike, sample_rate: int) -> torch.Tensor:
     if not whole:
         raise AudioError(f"the sample rate must be a whole number of Hz, got {sample_rate}")
     if isinstance(audio, np.ndarray) and not (
-        audio.flags.writeable and all(step >= 0 for step in audio.strides)
+        audio.flags.writeable and audio.dtype.isnative and all(s >= 0 for s in audio.strides)
     ):
         # torch takes no negative stride (np.flip, a[:, ::-1]), nor without a warning a
-        # read-only array (np.frombuffer, a memmap, np.broadcast_to): the samples are only
+        # read-only array (np.frombuffer, a memmap, np.broadcast_to), nor a big-endian one
+        # (">f4"): the samples are only
         # read, from a copy (float32 at once, the copy that would be made below anyway).
         audio = np.array(audio, np.float32 if audio.dtype.kind == "f" else None, order="C")
     try:
@@ -160,6 +162,12 @@ def check_segment(segment_seconds: float, overlap_seconds: float) -> None:
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+#: Threads inside a Separator's ``_threads`` block, and torch's count before the first.
+_THREADS_LOCK = threading.Lock()
+_thread_users = 0
+_threads_before = 0
 
 
 def _with_threads(method: _Method) -> _Method:
@@ -299,16 +307,25 @@ class Separator:
 
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
-        """torch's CPU thread count at ``num_threads`` for the block, then as it was."""
+        """torch's CPU thread count at ``num_threads`` for the block, then as it was before
+        the first of the blocks running at once (on any thread) began."""
         if self.num_threads is None:
             yield
             return
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.num_threads)
+        global _thread_users, _threads_before
+        with _THREADS_LOCK:
+            if _thread_users == 0:
+                _threads_before = torch.get_num_threads()
+            _thread_users += 1
+            torch.set_num_threads(self.num_threads)
         try:
             yield
         finally:
-            torch.set_num_threads(before)
+            with _THREADS_LOCK:
+                _thread_users -= 1
+                # each calling thread back to the count before any of them, not to what it
+                # saw on entry (another thread's setting, which would then stay)
+                torch.set_num_threads(_threads_before)
 
     @property
     def clap(self) -> AudioTextModel:
@@ -345,10 +362,16 @@ class Separator:
             raise QueryError(
                 f"{len(items)} queries but {len(estimates)} estimates: give one query per estimate"
             )
-        audio = self.clap.embed_audio(estimates, sample_rate)
+        if isinstance(estimates, torch.Tensor):
+            samples = estimates.detach().cpu().float().numpy()
+        else:  # a copy: any strides, byte order or writeability
+            samples = np.array(estimates, np.float32)
+        audio = self.clap.embed_audio(samples, sample_rate)
         scores = (audio * self.clap.embed_text(items)).sum(-1)
-        samples = torch.as_tensor(estimates).detach().cpu().float().numpy()
-        silent = torch.from_numpy(silent_rows(samples, len(items)))
+        # channels are averaged for the embedding: silence is judged on that average too (a
+        # stereo estimate whose channels cancel is silent, not scored)
+        mono = samples.mean(axis=1) if samples.ndim == 3 else samples
+        silent = torch.from_numpy(silent_rows(mono, len(items)))
         return scores.masked_fill(silent.to(scores.device), math.nan)
 
     @property

@@ -76,6 +76,23 @@ def test_loading_minilm_leaves_transformers_progress_bars_as_they_were(enabled: 
         (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
 
 
+def test_loading_minilm_leaves_huggingface_hub_progress_bars_off() -> None:
+    # transformers' switch turns the hub's bars back on too, after the caller turned them off
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    was, hub_was = hf_logging.is_progress_bar_enabled(), hub_utils.are_progress_bars_disabled()
+    try:
+        hf_logging.enable_progress_bar()
+        hub_utils.disable_progress_bars()
+        MiniLMTextEncoder()
+        assert hub_utils.are_progress_bars_disabled()
+        assert hf_logging.is_progress_bar_enabled()
+    finally:
+        (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
+        (hub_utils.disable_progress_bars if hub_was else hub_utils.enable_progress_bars)()
+
+
 def test_minilm_offline_embeddings_are_semantic(minilm: MiniLMTextEncoder) -> None:
     emb = minilm.encode(["a dog barking", "barking of a dog", "a church bell ringing"])
     assert emb.shape == (3, 384) and minilm.dim == 384

@@ -47,13 +47,18 @@ class MiniLMTextEncoder(TextEncoder):
         self.path = path
         # No "Loading weights" bar for a local folder; transformers' bars are the whole
         # process's, so they are put back as they were for the caller's own downloads.
-        bars = hf_logging.is_progress_bar_enabled()
+        # (transformers' switch also sets huggingface_hub's, which is put back as well)
+        from huggingface_hub import utils as hub_utils
+
+        bars, hub_off = hf_logging.is_progress_bar_enabled(), hub_utils.are_progress_bars_disabled()
         hf_logging.disable_progress_bar()
         try:
             self.model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
+            if hub_off:
+                hub_utils.disable_progress_bars()
         self.model.eval()
         self.model.requires_grad_(False)
         get_dim = getattr(self.model, "get_embedding_dimension", None)
