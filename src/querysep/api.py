@@ -26,8 +26,6 @@ import torch
 from .audio.chunking import OverlapAdd
 from .audio.io import (
     MAX_CHANNELS,
-    MAX_SAMPLE_RATE,
-    MIN_SAMPLE_RATE,
     SILENT_PEAK,
     AudioInfo,
     StreamResampler,
@@ -35,6 +33,7 @@ from .audio.io import (
     check_audible,
     check_duration,
     check_level,
+    check_sample_rate,
     iter_audio_blocks,
     resample,
     silent_rows,
@@ -63,21 +62,14 @@ ArrayLike = np.ndarray | torch.Tensor
 
 def _check_waveform(audio: ArrayLike, sample_rate: int) -> torch.Tensor:
     """Validate in-memory audio and return it as float32 ``(channels, time)`` on the CPU."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
-        raise AudioError(f"the sample rate must be a number of Hz, got {sample_rate!r}")
-    try:
-        whole = math.isfinite(sample_rate) and sample_rate == int(sample_rate)
-    except OverflowError:  # an integer too large for a float: the range check refuses it
-        whole = True
-    if not whole:
-        raise AudioError(f"the sample rate must be a whole number of Hz, got {sample_rate}")
+    check_sample_rate(sample_rate)
     if isinstance(audio, np.ndarray) and not (
         audio.flags.writeable and audio.dtype.isnative and all(s >= 0 for s in audio.strides)
     ):
         # torch takes no negative stride (np.flip, a[:, ::-1]), nor without a warning a
         # read-only array (np.frombuffer, a memmap, np.broadcast_to), nor a big-endian one
-        # (">f4"): the samples are only
-        # read, from a copy (float32 at once, the copy that would be made below anyway).
+        # (">f4"): the samples are only read, from a copy (float32 at once, the copy that
+        # would be made below anyway).
         audio = np.array(audio, np.float32 if audio.dtype.kind == "f" else None, order="C")
     try:
         x = torch.as_tensor(audio).detach().to("cpu")
@@ -95,10 +87,6 @@ def _check_waveform(audio: ArrayLike, sample_rate: int) -> torch.Tensor:
         x = x[None]
     if x.dim() != 2:
         raise AudioError(f"audio must be (time,) or (channels, time), got shape {tuple(x.shape)}")
-    if not (MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE):
-        raise AudioError(
-            f"sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
-        )
     if x.shape[0] > MAX_CHANNELS:
         hint = ""
         if x.shape[1] <= MAX_CHANNELS:  # (time, channels), as soundfile.read returns it
