@@ -21,6 +21,7 @@ from ._common import (
     console,
     err_console,
     handle_errors,
+    show_progress,
 )
 
 
@@ -158,7 +159,7 @@ def register(app: typer.Typer) -> None:
                     queries,
                     outs,
                     mono=mono,
-                    progress=info.duration > 60,
+                    progress=show_progress(info.duration > 60),
                     return_ats=not no_ats,
                     residual=rest,
                 )
