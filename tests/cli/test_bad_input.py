@@ -714,6 +714,12 @@ CASES: list[Case] = [
         "was asked for but",
     ),
     # --- outputs that would destroy inputs or earlier work
+    Case(  # was a segfault: libvorbis crashes above 200 kHz
+        "vorbis-output-above-200khz",
+        "separate hi.wav -q dog -m test-tiny -o x.ogg",
+        lambda root: sf.write(root / "hi.wav", np.full(25600, 0.1, np.float32), 256000),
+        "cannot write x.ogg: Ogg Vorbis takes at most 200000 Hz, not 256000 Hz",
+    ),
     Case(
         "output-is-the-input",
         "separate good.wav -q dog -m test-tiny -o good.wav",
