@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -615,3 +616,17 @@ def test_other_warnings_show_once_a_run_and_clipping_once_a_file(tmp_path: Path)
     assert [line.split("/")[-1].split(":")[0] for line in clipped] == [
         f"in{i}__residual.flac" for i in range(3)
     ]
+
+
+@pytest.mark.skipif(not hasattr(os, "pipe") or not Path("/dev/fd").is_dir(), reason="no /dev/fd")
+def test_a_pipe_as_input_is_one_true_line(tmp_path: Path) -> None:
+    """``separate <(cat a.wav)`` names a pipe: refused as one, not as an empty (0 bytes) file."""
+    read_end, write_end = os.pipe()
+    try:
+        res = run("separate", f"/dev/fd/{read_end}", "-q", "dog", "-m", "test-tiny", "--no-ats")
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert f"/dev/fd/{read_end} is a pipe, not a file" in lines[0] and "empty" not in lines[0]

@@ -200,7 +200,7 @@ class AudioWriter:
                 pass
         except (sf.SoundFileError, OSError, RuntimeError) as exc:
             raise AudioError(
-                f"cannot write {self.path}: {_reason(exc).removeprefix('Error : ')} "
+                f"cannot write {self.path}: {_reason(exc)} "
                 f"({self.format} {self.subtype}, "
                 f"{self.channels} channel(s) at {self.sample_rate} Hz)"
             ) from None
