@@ -335,6 +335,26 @@ def test_an_output_format_that_cannot_hold_the_input_fails_before_the_model_load
     assert "x.mp3: MP3 holds at most 2 channels, not 8" in res.stderr
 
 
+def test_output_ending_in_a_slash_or_an_existing_folder_is_a_folder(
+    mix: Path, tmp_path: Path
+) -> None:
+    """``-o out.wav/`` and an existing folder ``adir.wav`` take the outputs as folders (the
+    slash was dropped, and a folder named like a file was refused as an output file)."""
+
+    def separate_to(out: str):
+        return run("separate", str(mix), "-q", "dog", "-o", out, "-m", "test-tiny", "--no-ats")
+
+    res = separate_to(f"{tmp_path / 'out.wav'}/")
+    assert res.exit_code == 0, res.output
+    assert [p.name for p in (tmp_path / "out.wav").iterdir()] == ["mix__dog.wav"]
+    (tmp_path / "adir.wav").mkdir()
+    res = separate_to(str(tmp_path / "adir.wav"))
+    assert res.exit_code == 0, res.output
+    assert [p.name for p in (tmp_path / "adir.wav").iterdir()] == ["mix__dog.wav"]
+    res = separate_to(str(tmp_path / "x.wav"))
+    assert res.exit_code == 0 and (tmp_path / "x.wav").is_file()  # a file, as before
+
+
 def test_normalize_reaches_the_separator(tmp_path: Path) -> None:
     from querysep import Separator
 
