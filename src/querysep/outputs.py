@@ -23,8 +23,8 @@ def query_slug(query: str, max_len: int = 60) -> str:
 
 RESIDUAL = "residual"
 
-#: Longest output file name written, in UTF-8 bytes: file systems allow 255, and the hidden
-#: ``.<name>.<random>.part<ext>`` file an output is first written to needs about 25 more.
+#: Longest output file name made from an input's and a query's names, in UTF-8 bytes: file
+#: systems allow 255 (a longer ``-o`` name of the user's own is written as given).
 MAX_NAME_BYTES = 220
 
 
