@@ -382,3 +382,22 @@ def test_the_lock_ends_with_the_process_that_took_it_not_its_children(tmp_path: 
             pass
     finally:
         os.kill(int(child), signal.SIGKILL)
+
+
+def test_a_name_of_the_longest_legal_length_can_be_written(tmp_path: Path) -> None:
+    """The temporary file's name (``.<name>.<random>.part<ext>``) cuts a long ``<name>``, so
+    every name the file system takes (255 bytes) can be written, and still be cleaned up."""
+    import numpy as np
+
+    from querysep.audio import load_audio, save_audio
+
+    name = "é" * 100 + "n" * 51 + ".wav"  # 255 bytes in UTF-8
+    assert len(name.encode()) == 255
+    assert write_bytes(tmp_path / name, b"data").read_bytes() == b"data"
+    save_audio(tmp_path / name, np.full(100, 0.5, np.float32), 16000)
+    assert load_audio(tmp_path / name)[0].shape == (1, 100)
+    assert names(tmp_path) == [name]
+    pending = AtomicFile(tmp_path / name)  # a killed write leaves its temporary file behind
+    assert len(pending.temp.name.encode()) <= 255 and pending.temp.name.endswith(".part.wav")
+    assert remove_stale_temp_files(tmp_path / name) == [pending.temp]
+    assert names(tmp_path) == [name]

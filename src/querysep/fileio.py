@@ -13,8 +13,8 @@ A write with :class:`AtomicFile` (or :func:`atomic_files`, :func:`write_text`,
    its folders should be, is a one-line :class:`~querysep.errors.OutputError` that names
    the output (never the temporary file). Missing folders are created.
 2. The data goes to a hidden temporary file next to the output,
-   ``.<name>.<random>.part<ext>``. The real extension is kept for writers that choose the
-   format by it (libsndfile, matplotlib).
+   ``.<name>.<random>.part<ext>`` (a long ``<name>`` cut so that this fits 255 bytes). The
+   real extension is kept for writers that choose the format by it (libsndfile, matplotlib).
 3. The temporary file is flushed to disk (``os.fsync``) and renamed over the output
    (``os.replace``), so a reader sees the old file or the new one, never a torn one.
 4. On any exception, Ctrl-C included, the temporary file is removed and the output is left
@@ -325,8 +325,22 @@ def _plain_file_mode(folder: Path) -> int:
         probe.unlink()
 
 
+#: Longest file name most file systems take, in bytes.
+_NAME_MAX = 255
+
+
+def _temp_stem(path: Path) -> str:
+    """``path``'s name as its temporary files' names hold it: cut (at a character) so that
+    ``.<name>.<8 hex>.part<ext>`` fits :data:`_NAME_MAX` bytes, as ``path``'s own name may."""
+    room = _NAME_MAX - len(f"..01234567.part{path.suffix}".encode("utf-8", "surrogateescape"))
+    name = path.name
+    while name and len(name.encode("utf-8", "surrogateescape")) > room:
+        name = name[:-1]
+    return name
+
+
 def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.part{path.suffix}")
+    return path.with_name(f".{_temp_stem(path)}.{secrets.token_hex(4)}.part{path.suffix}")
 
 
 def _sync_folder(folder: Path) -> None:
@@ -559,7 +573,8 @@ def remove_stale_temp_files(path: StrPath) -> list[Path]:
         The files removed.
     """
     p = Path(path)
-    pattern = re.compile(rf"\.{re.escape(p.name)}\.[0-9a-f]{{8}}\.part{re.escape(p.suffix)}")
+    stem = _temp_stem(p)
+    pattern = re.compile(rf"\.{re.escape(stem)}\.[0-9a-f]{{8}}\.part{re.escape(p.suffix)}")
     removed = []
     with contextlib.suppress(OSError):
         for entry in p.parent.iterdir():

@@ -5,6 +5,7 @@ Shared by ``querysep separate`` and the web app, so both name files the same way
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -22,8 +23,8 @@ def query_slug(query: str, max_len: int = 60) -> str:
 
 RESIDUAL = "residual"
 
-#: Longest output file name written, in UTF-8 bytes: file systems allow 255, and the hidden
-#: ``.<name>.<random>.part<ext>`` file an output is first written to needs about 25 more.
+#: Longest output file name made from an input's and a query's names, in UTF-8 bytes: file
+#: systems allow 255 (a longer ``-o`` name of the user's own is written as given).
 MAX_NAME_BYTES = 220
 
 
@@ -46,15 +47,20 @@ NOT_AUDIO_OUTPUT = frozenset(
 
 
 def plan_outputs(
-    inputs: list[Path], queries: list[str], out: Path | None, ext: str, residual: bool = False
+    inputs: list[Path],
+    queries: list[str],
+    out: str | os.PathLike[str] | None,
+    ext: str,
+    residual: bool = False,
 ) -> list[list[Path]]:
     """Output path for each (input, query): ``out[i][q]``.
 
-    One input, one query and ``out`` ending in an audio extension: exactly that file (its
-    format must be one :func:`~querysep.audio.writer.supported_save_extensions` lists).
-    Otherwise ``out`` is a folder (default ``separated/``) holding ``<stem>__<query>.<ext>``;
-    a name ending in a known non-audio extension (``notes.txt``, ``clip.m4a``) is refused
-    unless that folder exists.
+    ``out`` ending in a slash (a ``str``: a Path drops it) or naming an existing folder is a
+    folder. Otherwise, one input, one query and ``out`` ending in an audio extension: exactly
+    that file (its format must be one :func:`~querysep.audio.writer.supported_save_extensions`
+    lists). Otherwise ``out`` is a folder (default ``separated/``) holding
+    ``<stem>__<query>.<ext>``; a name ending in a known non-audio extension (``notes.txt``,
+    ``clip.m4a``) is refused unless that folder exists.
     With ``residual``, each row ends with one more path, ``<stem>__residual.<ext>`` in the
     same folder (a query whose name would clash gets ``residual-2``).
     """
@@ -64,7 +70,10 @@ def plan_outputs(
     # A name ending in any audio extension is a file; one the writer cannot produce here
     # (mp3 without an mp3-capable libsndfile) then fails with the writer's one-line error.
     file_exts = {*supported_save_extensions(), *AUDIO_EXTENSIONS}
-    if out is not None and out.suffix.lower() in file_exts:
+    slash = isinstance(out, str) and out.endswith(("/", os.sep))
+    out = None if out is None else Path(out)
+    folder_named = out is not None and (slash or out.is_dir())
+    if out is not None and not folder_named and out.suffix.lower() in file_exts:
         if len(inputs) == 1 and len(queries) == 1:
             plan = [[out]]
             if residual:
@@ -81,12 +90,12 @@ def plan_outputs(
                 f"--output {out} names one file, but {len(inputs)} input(s) x {len(queries)} "
                 "query(ies) give several outputs: pass a folder instead"
             )
-    elif out is not None and out.suffix.lower() in NOT_AUDIO_OUTPUT and not out.is_dir():
+    elif out is not None and out.suffix.lower() in NOT_AUDIO_OUTPUT and not folder_named:
         # "-o notes.txt" would otherwise become a folder named notes.txt
         raise OutputError(
             f"--output {out}: {out.suffix} is not an audio format querysep writes "
-            f"({', '.join(sorted(supported_save_extensions()))}); for a folder, give a name "
-            "without a suffix or create the folder first"
+            f"({', '.join(sorted(supported_save_extensions()))}); for a folder, end the name "
+            "with /, give one without a suffix or create the folder first"
         )
     else:
         folder = out or Path("separated")

@@ -22,6 +22,7 @@ from querysep.audio import (
     save_audio,
     supported_save_extensions,
 )
+from querysep.audio.io import check_duration
 from querysep.errors import AudioError
 
 PCM16_STEP = 1.0 / 32768.0
@@ -421,6 +422,24 @@ def _zero_rate(tmp_path: Path) -> Path:
     return path
 
 
+def _huge_rate(tmp_path: Path) -> Path:
+    """A fmt chunk saying 4e9 Hz, beyond libsndfile's signed 32-bit field ("SF_INFO struct
+    incomplete" too)."""
+    path = write_raw(tmp_path / "huge_rate.wav", np.zeros((100, 1), dtype=np.float32), 16000)
+    data = bytearray(path.read_bytes())
+    fmt = data.index(b"fmt ")
+    data[fmt + 12 : fmt + 16] = (4_000_000_000).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _pipe(tmp_path: Path) -> Path:
+    """A named pipe, as ``<(cat a.wav)`` or a piped /dev/stdin gives (its size says 0)."""
+    path = tmp_path / "pipe.wav"
+    os.mkfifo(path)
+    return path
+
+
 def _short_fmt(tmp_path: Path) -> Path:
     """A fmt chunk of 0 bytes, then a junk chunk: libsndfile's own message is the right one."""
     body = b"WAVE" + b"fmt " + bytes(4) + b"junk" + bytes(4) + b"data" + bytes(4)
@@ -444,10 +463,20 @@ BAD_FILES = {
     "nine_channels": (_nine_channels, f"9 channels.*{MAX_CHANNELS}"),
     "short_fmt": (_short_fmt, "cannot read audio file .*: .*Short 'fmt ' chunk"),
     "zero_rate": (_zero_rate, "cannot read audio file .*: its WAV header gives a sample rate of 0"),
+    "huge_rate": (_huge_rate, "its WAV header gives a sample rate of 4000000000 Hz$"),
+    "pipe": (_pipe, r"pipe\.wav is a pipe, not a file: .*save it to a file"),
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_FILES))
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no mkfifo"))
+        if c == "pipe"
+        else c
+        for c in sorted(BAD_FILES)
+    ],
+)
 @pytest.mark.parametrize("reader", ["load_audio", "audio_info", "iter_audio_blocks"])
 def test_bad_files_raise_audio_error(tmp_path: Path, case: str, reader: str) -> None:
     make, message = BAD_FILES[case]
@@ -471,6 +500,40 @@ def test_nan_samples_are_refused_with_their_time(tmp_path: Path) -> None:
     assert audio_info(path).num_frames == 16000  # the header is fine
     with pytest.raises(AudioError, match=r"nan\.wav: contains NaN or Inf samples.*0\.250 s"):
         load_audio(path)
+
+
+def test_too_short_audio_says_a_duration_below_the_minimum() -> None:
+    """4409 samples at 44.1 kHz are 99.977 ms, not "(100 ms) is too short ... at least 0.1 s"."""
+    with pytest.raises(AudioError, match=r"4409 samples at 44100 Hz \(99\.98 ms\) is too sh"):
+        check_duration(4409, 44100, "x.wav", "too short to separate")
+    with pytest.raises(AudioError, match=r"\(99\.997 ms\)"):  # 1 sample short at 384 kHz
+        check_duration(38399, 384000, "x.wav", "too short to separate")
+    check_duration(4410, 44100, "x.wav", "too short to separate")  # 0.1 s itself is enough
+
+
+def test_a_non_seekable_codec_loads_whole(tmp_path: Path) -> None:
+    """GSM 6.10 in WAV cannot seek, so it has no length to read "to the end" by: it loads
+    (as it streams) instead of raising soundfile's ValueError."""
+    path = tmp_path / "gsm.wav"
+    sf.write(path, sines(8000, 1.0, (440.0,)).T, 8000, subtype="GSM610")
+    loaded, rate = load_audio(path)
+    streamed = np.concatenate(list(iter_audio_blocks(path, 1000)), axis=1)
+    assert rate == 8000 and loaded.shape == streamed.shape == (1, audio_info(path).num_frames)
+    np.testing.assert_array_equal(loaded, streamed)
+    assert abs(peak_frequency(loaded[0], 8000) - 440.0) < 5
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_cut_flac_is_one_plain_line(tmp_path: Path, streaming: bool) -> None:
+    """libsndfile's "Error : " is not shown, and the time is the stretch the failed read
+    asked for (it started at 0 s, where nothing is wrong)."""
+    path = save_audio(tmp_path / "cut.flac", sines(16000, 2.0), 16000)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioError) as info:
+        list(iter_audio_blocks(path, 32000)) if streaming else load_audio(path)
+    where = " between 0.000 s and 2.000 s" if streaming else ""
+    assert str(info.value) == f"cannot decode audio file {path}{where}: flac decoder lost sync"
 
 
 def test_truncated_file_still_loads_what_is_there(tmp_path: Path) -> None:

@@ -118,3 +118,75 @@ def test_only_samples_beyond_full_scale_count_as_clipped(tmp_path: Path) -> None
     with AudioWriter(tmp_path / "x.wav", 16000, 1, subtype="FLOAT") as writer:
         writer.write(np.array([1.5, -2.0], np.float32))
     assert writer.clipped == 0  # a float file keeps them
+
+
+def test_a_wav_past_the_size_limit_is_rf64_when_its_length_is_known(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past 4 GiB (here 1000 bytes) a plain WAV's sizes wrap and it reads back short: with the
+    length known up front it is written as RF64, without it the write is refused."""
+    import soundfile as sf
+
+    from querysep.audio import writer
+
+    monkeypatch.setattr(writer, "_WAV_MAX_BYTES", 1000)
+    tone = np.full((2, 400), 0.25, np.float32)  # 1600 bytes of 16-bit samples
+    path = save_audio(tmp_path / "big.wav", tone, 16000)
+    assert sf.info(path).format == "RF64"
+    np.testing.assert_allclose(load_audio(path)[0], tone, atol=1 / 32768)
+    small = save_audio(tmp_path / "small.wav", tone[:, :100], 16000)
+    assert sf.info(small).format == "WAV"  # under the limit: plain WAV, as before
+    with AudioWriter(tmp_path / "flac.flac", 16000, 2, total_frames=400) as w:
+        w.write(tone)  # the limit is WAV's alone
+    assert sf.info(w.path).format == "FLAC"
+    with (
+        pytest.raises(AudioError, match=r"unknown\.wav: its samples pass 4 GiB, more than a WAV"),
+        AudioWriter(tmp_path / "unknown.wav", 16000, 2) as w,
+    ):
+        for _ in range(4):
+            w.write(tone[:, :100])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.wav", "flac.flac", "small.wav"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("suffix", [".wav", ".ogg"])  # fails on opening (header) / on writing
+def test_a_full_disk_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+    """libsndfile's "System error" becomes the system's reason: the temporary file is made a
+    link to /dev/full, where every write fails with ENOSPC."""
+    from querysep.audio import writer
+
+    class FullDisk(writer.AtomicFile):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            self.temp.unlink()
+            self.temp.symlink_to("/dev/full")
+
+    monkeypatch.setattr(writer, "AtomicFile", FullDisk)
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 48000).astype(np.float32)
+    target = tmp_path / f"out{suffix}"
+    with pytest.raises(AudioError) as info:
+        save_audio(target, noise, 48000)
+    assert str(info.value) == f"cannot write {target}: No space left on device"
+    assert list(tmp_path.iterdir()) == []  # the link is gone, /dev/full untouched
+    assert os.path.exists("/dev/full")
+
+
+@pytest.mark.parametrize(
+    ("name", "rate", "channels", "message"),
+    [
+        ("x.ogg", 256000, 1, "Ogg Vorbis takes at most 200000 Hz, not 256000 Hz"),
+        ("x.mp3", 16000, 3, "MP3 holds at most 2 channels, not 3"),
+    ],
+)
+def test_format_limits_libsndfile_does_not_state_are_refused_up_front(
+    tmp_path: Path, name: str, rate: int, channels: int, message: str
+) -> None:
+    """libvorbis crashes the process above 200 kHz (a segfault, not an error), and libsndfile
+    calls a 3-channel MP3 only "Format not recognised": refused before libsndfile sees them."""
+    if Path(name).suffix not in supported_save_extensions():
+        pytest.skip(f"this libsndfile build cannot write {name}")
+    with pytest.raises(AudioError) as info:
+        AudioWriter(tmp_path / name, rate, channels).check()
+    assert str(info.value) == f"cannot write {tmp_path / name}: {message}"
+    AudioWriter(tmp_path / name, min(rate, 48000), min(channels, 2)).check()  # within: fine
+    assert list(tmp_path.iterdir()) == []

@@ -328,3 +328,18 @@ def test_a_model_that_gives_nan_is_an_error_not_a_score(tmp_path: Path, part: st
         assert len(lines) == 1 and f"NaN or infinite {part} embeddings" in lines[0], lines
         assert "nan" not in result.stdout.lower()
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_non_seekable_codec_is_scored(tmp_path: Path) -> None:
+    """GSM 6.10 in WAV (no seeking) was a traceback (soundfile's ValueError); it is scored
+    as any file, the same as its samples saved as a plain WAV."""
+    tone = (0.3 * np.sin(np.arange(8000) * 2 * np.pi * 440 / 8000)).astype(np.float32)
+    gsm = tmp_path / "gsm.wav"
+    sf.write(gsm, tone, 8000, subtype="GSM610")
+    plain = tmp_path / "plain.wav"
+    sf.write(plain, sf.read(gsm, frames=sf.info(gsm).frames, dtype="float32")[0], 8000, "FLOAT")
+    out = tmp_path / "scores.csv"
+    result = _run(["ats", str(gsm), str(plain), "-q", "a tone", "-o", str(out), *CLAP])
+    assert result.exit_code == 0, result.output
+    scores = [float(row["ats"]) for row in csv.DictReader(out.open())]
+    assert scores[0] == pytest.approx(scores[1], abs=1e-5)

@@ -171,6 +171,13 @@ def _nan_clip(root: Path) -> None:
     sf.write(root / "audio" / "a.wav", samples, SR, subtype="FLOAT")
 
 
+def _long_nan_clip(root: Path) -> None:
+    """``long.wav``: 61 s (long enough for a progress bar) with a NaN early on."""
+    samples = np.full(61 * SR, 0.1, np.float32)
+    samples[SR] = np.nan
+    sf.write(root / "long.wav", samples, SR, subtype="FLOAT")
+
+
 def _model_folder_field(name: str, key: str, value: object) -> Setup:
     """A test-tiny model folder whose ``config.json`` has ``key`` set to ``value``."""
 
@@ -425,6 +432,12 @@ CASES: list[Case] = [
         "evaluate --mixtures list.csv --audio-dir audio -m mixture -o ev --no-progress",
         _nan_clip,
         "NaN",
+    ),
+    Case(  # was a progress bar's \r frames before the error line, in a log file
+        "nan-audio-long-enough-for-a-progress-bar",
+        "separate long.wav -q dog -m test-tiny --no-ats",
+        _long_nan_clip,
+        "long.wav: contains NaN or Inf samples (first at 1.000 s",
     ),
     Case(
         "corrupt-audio-in-list",
@@ -701,6 +714,12 @@ CASES: list[Case] = [
         "was asked for but",
     ),
     # --- outputs that would destroy inputs or earlier work
+    Case(  # was a segfault: libvorbis crashes above 200 kHz
+        "vorbis-output-above-200khz",
+        "separate hi.wav -q dog -m test-tiny -o x.ogg",
+        lambda root: sf.write(root / "hi.wav", np.full(25600, 0.1, np.float32), 256000),
+        "cannot write x.ogg: Ogg Vorbis takes at most 200000 Hz, not 256000 Hz",
+    ),
     Case(
         "output-is-the-input",
         "separate good.wav -q dog -m test-tiny -o good.wav",

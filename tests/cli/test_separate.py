@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -330,9 +331,28 @@ def test_an_output_format_that_cannot_hold_the_input_fails_before_the_model_load
         "--no-ats",
     )
     assert res.exit_code == 2, res.output
-    assert (
-        "x.mp3: Format not recognised (MP3 MPEG_LAYER_III, 8 channel(s) at 16000 Hz)" in res.stderr
-    )
+    assert "cannot write " in res.stderr  # not libsndfile's "Format not recognised"
+    assert "x.mp3: MP3 holds at most 2 channels, not 8" in res.stderr
+
+
+def test_output_ending_in_a_slash_or_an_existing_folder_is_a_folder(
+    mix: Path, tmp_path: Path
+) -> None:
+    """``-o out.wav/`` and an existing folder ``adir.wav`` take the outputs as folders (the
+    slash was dropped, and a folder named like a file was refused as an output file)."""
+
+    def separate_to(out: str):
+        return run("separate", str(mix), "-q", "dog", "-o", out, "-m", "test-tiny", "--no-ats")
+
+    res = separate_to(f"{tmp_path / 'out.wav'}/")
+    assert res.exit_code == 0, res.output
+    assert [p.name for p in (tmp_path / "out.wav").iterdir()] == ["mix__dog.wav"]
+    (tmp_path / "adir.wav").mkdir()
+    res = separate_to(str(tmp_path / "adir.wav"))
+    assert res.exit_code == 0, res.output
+    assert [p.name for p in (tmp_path / "adir.wav").iterdir()] == ["mix__dog.wav"]
+    res = separate_to(str(tmp_path / "x.wav"))
+    assert res.exit_code == 0 and (tmp_path / "x.wav").is_file()  # a file, as before
 
 
 def test_normalize_reaches_the_separator(tmp_path: Path) -> None:
@@ -616,3 +636,17 @@ def test_other_warnings_show_once_a_run_and_clipping_once_a_file(tmp_path: Path)
     assert [line.split("/")[-1].split(":")[0] for line in clipped] == [
         f"in{i}__residual.flac" for i in range(3)
     ]
+
+
+@pytest.mark.skipif(not hasattr(os, "pipe") or not Path("/dev/fd").is_dir(), reason="no /dev/fd")
+def test_a_pipe_as_input_is_one_true_line(tmp_path: Path) -> None:
+    """``separate <(cat a.wav)`` names a pipe: refused as one, not as an empty (0 bytes) file."""
+    read_end, write_end = os.pipe()
+    try:
+        res = run("separate", f"/dev/fd/{read_end}", "-q", "dog", "-m", "test-tiny", "--no-ats")
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert f"/dev/fd/{read_end} is a pipe, not a file" in lines[0] and "empty" not in lines[0]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,9 +136,14 @@ def check_duration(num_frames: int, sample_rate: int, where: StrPath, consequenc
     """
     if num_frames < MIN_SECONDS * sample_rate:
         unit = "sample" if num_frames == 1 else "samples"
+        ms = 1000 * num_frames / sample_rate
+        # 3 digits, or as many more as it takes not to round up to the minimum (99.98 ms)
+        shown = next(
+            (f"{ms:.{d}g}" for d in range(3, 10) if float(f"{ms:.{d}g}") < 1000 * MIN_SECONDS),
+            f"{ms:.10g}",
+        )
         raise AudioError(
-            f"{where}: {num_frames} {unit} at {sample_rate} Hz "
-            f"({1000 * num_frames / sample_rate:.3g} ms) is {consequence}: "
+            f"{where}: {num_frames} {unit} at {sample_rate} Hz ({shown} ms) is {consequence}: "
             f"at least {MIN_SECONDS:g} s is needed"
         )
 
@@ -213,7 +219,15 @@ def _check_path(path: StrPath) -> Path:
             raise AudioError(f"audio file not found: {p}")
         if p.is_dir():
             raise AudioError(f"expected an audio file but got a folder: {p}")
-        if p.stat().st_size == 0:
+        info = p.stat()
+        if stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode):  # <(cmd), piped stdin
+            raise AudioError(
+                f"{p} is a pipe, not a file: audio is read more than once (its header first), "
+                "which a pipe cannot give; save it to a file and pass that"
+            )
+        if not stat.S_ISREG(info.st_mode):
+            raise AudioError(f"{p} is not a regular file (a device?): pass an audio file")
+        if info.st_size == 0:
             raise AudioError(f"audio file is empty (0 bytes): {p}")
     except OSError as exc:
         raise AudioError(f"cannot access audio file {p}: {exc.strerror or exc}") from exc
@@ -222,15 +236,15 @@ def _check_path(path: StrPath) -> Path:
 
 def _reason(exc: BaseException) -> str:
     text = exc.error_string if isinstance(exc, sf.LibsndfileError) else str(exc)
-    text = " ".join(str(text).split()).rstrip(".")
+    text = " ".join(str(text).split()).rstrip(".").removeprefix("Error : ")  # libsndfile's
     return text or type(exc).__name__
 
 
 def _wav_rate_fault(p: Path) -> str | None:
     """What a RIFF/WAVE header says wrong about the sample rate, or ``None``.
 
-    libsndfile refuses a WAV whose ``fmt`` chunk gives a rate of 0 with only "SF_INFO struct
-    incomplete"; this reads the chunk itself to say so.
+    libsndfile refuses a WAV whose ``fmt`` chunk gives a rate of 0, or one beyond its signed
+    32-bit field, with only "SF_INFO struct incomplete"; this reads the chunk itself to say so.
     """
     try:
         with open(p, "rb") as fh:
@@ -244,9 +258,11 @@ def _wav_rate_fault(p: Path) -> str | None:
     while at + 8 <= len(head):
         size = int.from_bytes(head[at + 4 : at + 8], order)
         if head[at : at + 4] == b"fmt ":  # the rate: bytes 4-7 of a chunk of 16 or more
-            whole = size >= 16 and at + 16 <= len(head)
-            zero = whole and int.from_bytes(head[at + 12 : at + 16], order) == 0
-            return "its WAV header gives a sample rate of 0 Hz" if zero else None
+            if size < 16 or at + 16 > len(head):
+                return None
+            rate = int.from_bytes(head[at + 12 : at + 16], order)
+            bad = rate == 0 or rate >= 2**31
+            return f"its WAV header gives a sample rate of {rate} Hz" if bad else None
         at += 8 + size + (size & 1)
     return None
 
@@ -360,8 +376,8 @@ def load_audio(
     with _open(p) as f:
         info = _info_of(f)
         _check_info(info, p)
-        try:
-            frames = f.read(dtype="float32", always_2d=True)
+        try:  # as many frames as the header says: a non-seekable codec (GSM 6.10) needs it
+            frames = f.read(info.num_frames, dtype="float32", always_2d=True)
         except (sf.SoundFileError, OSError) as exc:
             raise AudioError(f"cannot decode audio file {p}: {_reason(exc)}") from exc
     if frames.shape[0] == 0:
@@ -548,8 +564,12 @@ def _stream_blocks(
             try:
                 frames = f.read(read_frames, dtype="float32", always_2d=True)
             except (sf.SoundFileError, OSError) as exc:
+                # The fault is somewhere in the frames this read asked for, not at their start.
+                end = position + read_frames
+                end = min(end, info.num_frames) if info.num_frames > position else end
                 raise AudioError(
-                    f"cannot decode audio file {p} after {position / orig_sr:.3f} s: {_reason(exc)}"
+                    f"cannot decode audio file {p} between {position / orig_sr:.3f} s and "
+                    f"{end / orig_sr:.3f} s: {_reason(exc)}"
                 ) from exc
             if frames.shape[0] == 0:
                 break

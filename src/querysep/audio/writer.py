@@ -38,6 +38,14 @@ _SAVE_FORMATS: dict[str, tuple[str, str]] = {
 _FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
 _PCM_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 _SAVE_BLOCK_FRAMES = 1 << 16
+#: The most bytes of samples written as plain WAV: its sizes are 32-bit (4 GiB), less room
+#: for the header's chunks. Beyond, libsndfile's sizes wrap and the file reads back short.
+_WAV_MAX_BYTES = 2**32 - 2**16
+_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3}
+_SAMPLE_BYTES |= {"PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+_SFE_SYSTEM = 2  # libsndfile's code for an error of the system (a full disk, ...)
+#: Above this rate libvorbis crashes the whole process (a segfault), in any channel count.
+_VORBIS_MAX_RATE = 200_000
 
 
 def supported_save_extensions() -> tuple[str, ...]:
@@ -71,6 +79,30 @@ def _resolve_format(p: Path, subtype: str | None) -> tuple[str, str]:
     return fmt, chosen
 
 
+def _format_fault(fmt: str, subtype: str, sample_rate: int, channels: int) -> str | None:
+    """What a format cannot hold that libsndfile does not say plainly (MP3: "Format not
+    recognised") or crashes on (Vorbis above 200 kHz); None when nothing is known."""
+    if fmt == "MP3" and channels > 2:
+        return f"MP3 holds at most 2 channels, not {channels}"
+    if subtype == "VORBIS" and sample_rate > _VORBIS_MAX_RATE:
+        return f"Ogg Vorbis takes at most {_VORBIS_MAX_RATE} Hz, not {sample_rate} Hz"
+    return None
+
+
+def _write_reason(exc: BaseException, file: sf.SoundFile | None = None) -> str:
+    """Why libsndfile failed to write: for a system error, the system's reason ("No space
+    left on device"), which soundfile's exception reduces to "System error"."""
+    if not (isinstance(exc, sf.LibsndfileError) and exc.code == _SFE_SYSTEM):
+        return _reason(exc)
+    try:  # sf_strerror of the file, or (NULL) of the last failed open: soundfile's internals
+        handle = file._file if file is not None and file._file is not None else sf._ffi.NULL
+        text = sf._ffi.string(sf._snd.sf_strerror(handle)).decode("utf-8", "replace")
+    except (AttributeError, TypeError):
+        return _reason(exc)
+    system = text.partition("System error : ")[2].strip().rstrip(".")
+    return system or _reason(exc)
+
+
 def _clip_bound(subtype: str, dtype: np.dtype) -> np.floating | None:
     """Largest value that converts to the subtype's top integer without wrapping around."""
     if subtype in _FLOAT_SUBTYPES:
@@ -100,6 +132,9 @@ class AudioWriter:
         channels: Number of channels, 1 to ``MAX_CHANNELS``.
         subtype: libsndfile subtype; default ``PCM_16`` for wav/flac, ``VORBIS`` for ogg,
             ``OPUS`` for opus, ``MPEG_LAYER_III`` for mp3. ``"FLOAT"`` keeps wav as float.
+        total_frames: How many frames will be written, when known. A ``.wav`` whose samples
+            pass 4 GiB is then written as RF64 (WAV with 64-bit sizes); without it, such a
+            ``.wav`` is an :class:`AudioError` once the samples reach the limit.
 
     Example:
         >>> with AudioWriter("out.wav", 16000, 2) as writer:  # doctest: +SKIP
@@ -108,7 +143,13 @@ class AudioWriter:
     """
 
     def __init__(
-        self, path: StrPath, sample_rate: int, channels: int, *, subtype: str | None = None
+        self,
+        path: StrPath,
+        sample_rate: int,
+        channels: int,
+        *,
+        subtype: str | None = None,
+        total_frames: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.sample_rate = int(sample_rate)
@@ -120,6 +161,17 @@ class AudioWriter:
             _check_rate_and_channels(self.sample_rate, self.channels, self.path)
         except AudioError as exc:
             raise AudioError(f"cannot write {exc}") from None
+        fault = _format_fault(self.format, self.subtype, self.sample_rate, self.channels)
+        if fault is not None:
+            raise AudioError(f"cannot write {self.path}: {fault}")
+        frame_bytes = self.channels * _SAMPLE_BYTES.get(self.subtype, 8)
+        if (
+            self.format == "WAV"
+            and total_frames is not None
+            and total_frames * frame_bytes > _WAV_MAX_BYTES
+            and sf.check_format("RF64", self.subtype)
+        ):
+            self.format = "RF64"
         self.num_frames = 0
         self.clipped = 0  # samples beyond what an integer subtype holds, clipped to fit
         self._pending: AtomicFile | None = None
@@ -128,8 +180,10 @@ class AudioWriter:
     def check(self) -> None:
         """Check, before any work, that libsndfile writes this format, rate and channel count.
 
-        Some formats limit them (Opus takes 8, 12, 16, 24 or 48 kHz; MP3 at most two channels):
-        found here by opening the writer on memory, not after a long separation.
+        Some formats limit them (Opus takes 8, 12, 16, 24 or 48 kHz): found here by opening the
+        writer on memory, not after a long separation. (The limits libsndfile does not state
+        plainly or crashes on, MP3's two channels and Vorbis's 200 kHz, are refused when the
+        writer is created.)
 
         Raises:
             AudioError: The combination cannot be written.
@@ -146,7 +200,7 @@ class AudioWriter:
                 pass
         except (sf.SoundFileError, OSError, RuntimeError) as exc:
             raise AudioError(
-                f"cannot write {self.path}: {_reason(exc).removeprefix('Error : ')} "
+                f"cannot write {self.path}: {_reason(exc)} "
                 f"({self.format} {self.subtype}, "
                 f"{self.channels} channel(s) at {self.sample_rate} Hz)"
             ) from None
@@ -167,7 +221,7 @@ class AudioWriter:
         except BaseException as exc:
             pending.discard()
             if isinstance(exc, sf.SoundFileError | OSError):
-                raise AudioError(f"cannot write {self.path}: {_reason(exc)}") from exc
+                raise AudioError(f"cannot write {self.path}: {_write_reason(exc)}") from exc
             raise
         self._pending = pending
         self.num_frames = 0
@@ -181,7 +235,8 @@ class AudioWriter:
             block: Floating-point samples, nominally in ``[-1, 1]``.
 
         Raises:
-            AudioError: The block holds NaN or Inf, or libsndfile fails to write it.
+            AudioError: The block holds NaN or Inf, libsndfile fails to write it (a full disk:
+                "No space left on device"), or a WAV (not RF64) file passes 4 GiB.
 
         Shape:
             - block: ``(channels, n)``; ``(n,)`` is accepted for a mono writer.
@@ -210,8 +265,15 @@ class AudioWriter:
         try:
             self._file.write(np.ascontiguousarray(frames))
         except (sf.SoundFileError, OSError) as exc:
-            raise AudioError(f"cannot write {self.path}: {_reason(exc)}") from exc
+            reason = _write_reason(exc, self._file)
+            raise AudioError(f"cannot write {self.path}: {reason}") from exc
         self.num_frames += data.shape[1]
+        pending = self._pending
+        if self.format == "WAV" and pending and os.path.getsize(pending.temp) > _WAV_MAX_BYTES:
+            raise AudioError(  # libsndfile would write a file that reads back short
+                f"cannot write {self.path}: its samples pass 4 GiB, more than a WAV file holds "
+                "(write FLAC instead)"
+            )
 
     def __exit__(
         self,
@@ -311,7 +373,7 @@ def save_audio(
             for integer subtypes.
         sample_rate: Sample rate in Hz.
         subtype: libsndfile subtype; default ``PCM_16`` for wav/flac. ``"FLOAT"`` keeps
-            wav as 32-bit float.
+            wav as 32-bit float. A ``.wav`` whose samples pass 4 GiB is written as RF64.
 
     Returns:
         The path written.
@@ -336,7 +398,9 @@ def save_audio(
         )
     if data.shape[1] == 0:
         raise AudioError(f"cannot write {p}: the audio is empty (0 samples)")
-    with AudioWriter(p, sample_rate, data.shape[0], subtype=subtype) as writer:
+    with AudioWriter(
+        p, sample_rate, data.shape[0], subtype=subtype, total_frames=data.shape[1]
+    ) as writer:
         for start in range(0, data.shape[1], _SAVE_BLOCK_FRAMES):
             writer.write(data[:, start : start + _SAVE_BLOCK_FRAMES])
     return p

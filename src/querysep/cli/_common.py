@@ -21,6 +21,7 @@ __all__ = [
     "fail",
     "handle_errors",
     "one_line_usage_errors",
+    "show_progress",
     "state",
 ]
 
@@ -65,6 +66,12 @@ class _State:
 
 
 state = _State()
+
+
+def show_progress(wanted: bool = True) -> bool:
+    """Whether to draw a progress bar: ``wanted`` and stderr is a terminal. A bar's ``\\r``
+    frames in a log file or a pipe would turn a failed run's one error line into many."""
+    return wanted and sys.stderr.isatty()
 
 
 def fail(message: str) -> None:

@@ -7,13 +7,11 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from ._common import console, err_console, handle_errors
+from ._common import console, err_console, handle_errors, show_progress
 
 
 def _progress(total: int, enabled: bool):
-    import sys
-
-    if not enabled or total < 2 or not sys.stderr.isatty():  # no \r lines in a log file
+    if total < 2 or not show_progress(enabled):
         return None
     from tqdm.auto import tqdm
 

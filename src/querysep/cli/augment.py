@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Literal
 
 import typer
 
 from ..errors import ConfigError, DataError
-from ._common import handle_errors
+from ._common import handle_errors, show_progress
 
 Backend = Literal["openai", "offline"]
 
@@ -142,7 +141,7 @@ def register(app: typer.Typer) -> None:
                 answers,
                 concurrency=concurrency,
                 limit=limit,
-                progress=progress and sys.stderr.isatty(),
+                progress=show_progress(progress),
             )
         write_manifest(out, output)
         s = summary

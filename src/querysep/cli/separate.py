@@ -21,6 +21,7 @@ from ._common import (
     console,
     err_console,
     handle_errors,
+    show_progress,
 )
 
 
@@ -55,11 +56,13 @@ def register(app: typer.Typer) -> None:
         query: list[str] = typer.Option(
             ..., "--query", "-q", help="What to extract, e.g. 'a dog barking'. Repeatable."
         ),
-        output: Path | None = typer.Option(
+        output: str | None = typer.Option(  # a str: a Path would drop a trailing slash
             None,
             "--output",
             "-o",
-            help="Output file (one input and one query) or folder [default: separated/].",
+            metavar="PATH",
+            help="Output file (one input and one query) or folder (ending in / or existing) "
+            "[default: separated/].",
         ),
         model: str | None = typer.Option(
             None,
@@ -158,7 +161,7 @@ def register(app: typer.Typer) -> None:
                     queries,
                     outs,
                     mono=mono,
-                    progress=info.duration > 60,
+                    progress=show_progress(info.duration > 60),
                     return_ats=not no_ats,
                     residual=rest,
                 )
