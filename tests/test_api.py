@@ -703,3 +703,19 @@ def test_outputs_given_as_text_of_a_float_file(tiny: Separator, tmp_path: Path) 
     dog, _ = sf.read(tmp_path / "d.wav")
     rest, _ = sf.read(tmp_path / "r.wav")
     np.testing.assert_allclose(dog + rest, sf.read(path)[0], rtol=0, atol=1e-6)
+
+
+def test_a_wav_output_past_the_size_limit_is_written_as_rf64(
+    tiny: Separator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past 4 GiB (here 1000 bytes) a plain WAV reads back short; the output's length is the
+    input's, known before writing, so it is written as RF64 (before: refused at the limit)."""
+    from querysep.audio import writer
+
+    monkeypatch.setattr(writer, "_WAV_MAX_BYTES", 1000)
+    x = synth.scene(1.0, 16000, seed=3)
+    sf.write(tmp_path / "in.flac", x, 16000)
+    out = tiny.separate_file(tmp_path / "in.flac", "dog", tmp_path / "dog.wav")[0]
+    assert sf.info(out).format == "RF64" and sf.info(out).frames == x.size
+    want = tiny.separate_tensor(x, 16000, "dog")[0, 0].numpy()
+    np.testing.assert_allclose(sf.read(out, dtype="float32")[0], want, atol=2 / 32768)

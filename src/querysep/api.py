@@ -185,8 +185,8 @@ def check_outputs(
     """Check that each output of an input can be written, before any work.
 
     Each output gets the input's rate and channel count (1 with ``mono``), in the format its
-    extension names; some formats take only some of those (Opus: 8 to 48 kHz; MP3: at most
-    two channels), found here rather than after a long separation.
+    extension names; some formats take only some of those (Opus: 8 to 48 kHz; Vorbis: at most
+    200 kHz; MP3: at most two channels), found here rather than after a long separation.
 
     Args:
         info: The input's :func:`~querysep.audio.io.audio_info`.
@@ -592,8 +592,9 @@ class Separator:
         proc = self._processor(items)
         block = max(proc.segment, self.sample_rate)  # at the model's rate
         with new_folders_removed_on_error(targets):  # a failed run leaves no empty folder
-            writers = [
-                AudioWriter(out, in_sr, num_ch, subtype=_keep_float(info, out)) for out in targets
+            writers = [  # a .wav past 4 GiB is RF64: its length is the input's, known now
+                AudioWriter(out, in_sr, num_ch, subtype=_keep_float(info, out), total_frames=total)
+                for out in targets
             ]
             back = [StreamResampler(self.sample_rate, in_sr, num_ch) for _ in items]
             # The residual needs the mixture at the input's rate, in step with the estimates: the
