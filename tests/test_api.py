@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -327,44 +326,6 @@ def test_num_threads_applies_only_while_the_separator_works() -> None:
         assert torch.get_num_threads() == before
     finally:
         torch.set_num_threads(before)
-
-
-def test_overlapping_calls_on_two_threads_put_the_count_back() -> None:
-    """A call entering while another runs saw that one's count as 'before' and kept it."""
-    before = torch.get_num_threads()
-    want = 2 if before == 1 else 1
-    sep = Separator("test-tiny", num_threads=want)
-    x = synth.scene(1.0, 16000, seed=3)
-    a_inside, b_done = threading.Event(), threading.Event()
-    after: dict[str, int] = {}
-
-    def hold_a(*args: object) -> None:
-        if threading.current_thread().name == "a":
-            a_inside.set()
-            assert b_done.wait(30)
-
-    def run(name: str) -> None:
-        if name == "b":
-            assert a_inside.wait(30)
-        sep.separate_tensor(x, 16000, "dog")
-        after[name] = torch.get_num_threads()
-        if name == "b":
-            b_done.set()
-
-    hook = sep.model.net.register_forward_hook(hold_a)
-    try:
-        threads = [threading.Thread(target=run, args=(n,), name=n) for n in ("a", "b")]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        later = threading.Thread(target=lambda: after.update(later=torch.get_num_threads()))
-        later.start()
-        later.join()
-    finally:
-        hook.remove()
-        torch.set_num_threads(before)
-    assert after == {"a": before, "b": before, "later": before}
 
 
 def test_channels_last_gives_the_same_output() -> None:

@@ -401,3 +401,10 @@ def test_a_name_of_the_longest_legal_length_can_be_written(tmp_path: Path) -> No
     assert len(pending.temp.name.encode()) <= 255 and pending.temp.name.endswith(".part.wav")
     assert remove_stale_temp_files(tmp_path / name) == [pending.temp]
     assert names(tmp_path) == [name]
+    # two long names that share the part a temporary name keeps: each cleans up its own
+    dog, cat = ("x" * 240 + "_dog.wav"), ("x" * 240 + "_cat.wav")
+    dog_temp, cat_temp = AtomicFile(tmp_path / dog).temp, AtomicFile(tmp_path / cat).temp
+    dog_temp.write_bytes(b"d")
+    cat_temp.write_bytes(b"c")
+    assert remove_stale_temp_files(tmp_path / dog) == [dog_temp]  # was: cat's too
+    assert cat_temp.exists()

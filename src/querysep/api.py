@@ -14,7 +14,6 @@ import functools
 import math
 import numbers
 import os
-import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -152,12 +151,6 @@ def check_segment(segment_seconds: float, overlap_seconds: float) -> None:
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
-#: Threads inside a Separator's ``_threads`` block, and torch's count before the first.
-_THREADS_LOCK = threading.Lock()
-_thread_users = 0
-_threads_before = 0
-
-
 def _with_threads(method: _Method) -> _Method:
     """Run a :class:`Separator` method with torch's CPU thread count at its ``num_threads``."""
 
@@ -215,10 +208,10 @@ class Separator:
         overlap_seconds: Crossfaded overlap between consecutive segments.
         batch_size: Most (query x channel) items run through the network at once.
         num_threads: CPU threads for torch while this Separator works (``None`` leaves
-            torch's setting alone). torch's thread count is the whole process's: it is set on
-            entering each call of this Separator (loading its models, separating, scoring)
-            and put back on leaving it, so calls of separators with different counts should
-            not run at once from several threads.
+            torch's setting alone). It is set on entering each call of this Separator
+            (loading its models, separating, scoring) and put back on leaving it. How
+            torch shares that count between threads depends on its build: calls from several
+            threads at once may leave one thread with another's count.
         clap: The audio-text model for ATS scores (``return_ats=True``, :meth:`ats`): a
             loaded :class:`~querysep.clap.AudioTextModel` or a spec for
             :func:`~querysep.clap.load_clap`; ``None`` = the bundled default, loaded on first use.
@@ -295,25 +288,16 @@ class Separator:
 
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
-        """torch's CPU thread count at ``num_threads`` for the block, then as it was before
-        the first of the blocks running at once (on any thread) began."""
+        """torch's CPU thread count at ``num_threads`` for the block, then as it was."""
         if self.num_threads is None:
             yield
             return
-        global _thread_users, _threads_before
-        with _THREADS_LOCK:
-            if _thread_users == 0:
-                _threads_before = torch.get_num_threads()
-            _thread_users += 1
-            torch.set_num_threads(self.num_threads)
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.num_threads)
         try:
             yield
         finally:
-            with _THREADS_LOCK:
-                _thread_users -= 1
-                # each calling thread back to the count before any of them, not to what it
-                # saw on entry (another thread's setting, which would then stay)
-                torch.set_num_threads(_threads_before)
+            torch.set_num_threads(before)
 
     @property
     def clap(self) -> AudioTextModel:

@@ -331,12 +331,17 @@ _NAME_MAX = 255
 
 def _temp_stem(path: Path) -> str:
     """``path``'s name as its temporary files' names hold it: cut (at a character) so that
-    ``.<name>.<8 hex>.part<ext>`` fits :data:`_NAME_MAX` bytes, as ``path``'s own name may."""
+    ``.<name>.<8 hex>.part<ext>`` fits :data:`_NAME_MAX` bytes, as ``path``'s own name may,
+    and then ended by ``~`` and 6 hex digits of the whole name's hash, so that two long names
+    that share the kept part keep apart."""
     room = _NAME_MAX - len(f"..01234567.part{path.suffix}".encode("utf-8", "surrogateescape"))
     name = path.name
-    while name and len(name.encode("utf-8", "surrogateescape")) > room:
+    if len(name.encode("utf-8", "surrogateescape")) <= room:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:6]
+    while name and len(name.encode("utf-8", "surrogateescape")) > room - 7:
         name = name[:-1]
-    return name
+    return f"{name}~{digest}"
 
 
 def _temp_name(path: Path) -> Path:

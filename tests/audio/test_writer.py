@@ -136,6 +136,9 @@ def test_a_wav_past_the_size_limit_is_rf64_when_its_length_is_known(
     np.testing.assert_allclose(load_audio(path)[0], tone, atol=1 / 32768)
     small = save_audio(tmp_path / "small.wav", tone[:, :100], 16000)
     assert sf.info(small).format == "WAV"  # under the limit: plain WAV, as before
+    # samples just under the limit, header over it: RF64 too (was: refused at the end)
+    edge = save_audio(tmp_path / "edge.wav", tone[:, :240], 16000)
+    assert sf.info(edge).format == "RF64" and sf.info(edge).frames == 240
     with AudioWriter(tmp_path / "flac.flac", 16000, 2, total_frames=400) as w:
         w.write(tone)  # the limit is WAV's alone
     assert sf.info(w.path).format == "FLAC"
@@ -145,7 +148,12 @@ def test_a_wav_past_the_size_limit_is_rf64_when_its_length_is_known(
     ):
         for _ in range(4):
             w.write(tone[:, :100])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.wav", "flac.flac", "small.wav"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "big.wav",
+        "edge.wav",
+        "flac.flac",
+        "small.wav",
+    ]
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")

@@ -88,6 +88,11 @@ def test_loading_minilm_leaves_huggingface_hub_progress_bars_off() -> None:
         MiniLMTextEncoder()
         assert hub_utils.are_progress_bars_disabled()
         assert hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # and the other way round: the hub's stay on
+        hub_utils.enable_progress_bars()
+        MiniLMTextEncoder()
+        assert not hub_utils.are_progress_bars_disabled()
+        assert not hf_logging.is_progress_bar_enabled()
     finally:
         (hf_logging.enable_progress_bar if was else hf_logging.disable_progress_bar)()
         (hub_utils.disable_progress_bars if hub_was else hub_utils.enable_progress_bars)()

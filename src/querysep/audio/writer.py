@@ -41,6 +41,8 @@ _SAVE_BLOCK_FRAMES = 1 << 16
 #: The most bytes of samples written as plain WAV: its sizes are 32-bit (4 GiB), less room
 #: for the header's chunks. Beyond, libsndfile's sizes wrap and the file reads back short.
 _WAV_MAX_BYTES = 2**32 - 2**16
+#: More than a WAV header takes (the size check when writing counts the whole file);
+_WAV_HEADER_ROOM = 256  # libsndfile: 44 bytes (PCM) to 136 (8-channel float)
 _SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3}
 _SAMPLE_BYTES |= {"PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
 _SFE_SYSTEM = 2  # libsndfile's code for an error of the system (a full disk, ...)
@@ -168,7 +170,7 @@ class AudioWriter:
         if (
             self.format == "WAV"
             and total_frames is not None
-            and total_frames * frame_bytes > _WAV_MAX_BYTES
+            and total_frames * frame_bytes + _WAV_HEADER_ROOM > _WAV_MAX_BYTES
             and sf.check_format("RF64", self.subtype)
         ):
             self.format = "RF64"
@@ -272,7 +274,7 @@ class AudioWriter:
         if self.format == "WAV" and pending and os.path.getsize(pending.temp) > _WAV_MAX_BYTES:
             raise AudioError(  # libsndfile would write a file that reads back short
                 f"cannot write {self.path}: its samples pass 4 GiB, more than a WAV file holds "
-                "(write FLAC instead)"
+                "(AudioWriter's total_frames makes it RF64)"
             )
 
     def __exit__(

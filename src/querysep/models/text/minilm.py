@@ -57,8 +57,8 @@ class MiniLMTextEncoder(TextEncoder):
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
-            if hub_off:
-                hub_utils.disable_progress_bars()
+            # transformers' switch set the hub's too: put the hub's back, either way
+            (hub_utils.disable_progress_bars if hub_off else hub_utils.enable_progress_bars)()
         self.model.eval()
         self.model.requires_grad_(False)
         get_dim = getattr(self.model, "get_embedding_dimension", None)
