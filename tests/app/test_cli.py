@@ -85,14 +85,20 @@ def test_ipv6_hosts_come_in_brackets() -> None:
         assert check_host("::") == "[::]"
 
 
-def test_a_bad_host_is_a_one_line_error_before_any_model_loads(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The hosts ``querysep app`` went on to serve on (nothing is served or loaded)."""
     pytest.importorskip("gradio")
-    served: list[str] = []
     import querysep.app
 
-    monkeypatch.setattr(querysep.app, "serve", lambda config, host, **kw: served.append(host))
+    hosts: list[str] = []
+    monkeypatch.setattr(querysep.app, "serve", lambda config, host, **kw: hosts.append(host))
+    return hosts
+
+
+def test_a_bad_host_is_a_one_line_error_before_any_model_loads(
+    monkeypatch: pytest.MonkeyPatch, served: list[str]
+) -> None:
     real = socket.getaddrinfo
 
     def no_dns(host: str, *args: object, **kwargs: object) -> object:
@@ -124,14 +130,7 @@ def test_a_bad_host_is_a_one_line_error_before_any_model_loads(
     assert served == []  # refused before any model is loaded
 
 
-def test_a_port_in_use_is_refused_before_any_model_loads(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    pytest.importorskip("gradio")
-    served: list[str] = []
-    import querysep.app
-
-    monkeypatch.setattr(querysep.app, "serve", lambda config, host, **kw: served.append(host))
+def test_a_port_in_use_is_refused_before_any_model_loads(served: list[str]) -> None:
     with socket.socket() as other:  # another program listens there
         other.bind(("127.0.0.1", 0))
         other.listen()

@@ -41,7 +41,7 @@ _SAVE_BLOCK_FRAMES = 1 << 16
 #: The most bytes of samples written as plain WAV: its sizes are 32-bit (4 GiB), less room
 #: for the header's chunks. Beyond, libsndfile's sizes wrap and the file reads back short.
 _WAV_MAX_BYTES = 2**32 - 2**16
-#: More than a WAV header takes (the size check when writing counts the whole file);
+#: More than a WAV header takes (the size check when writing counts the whole file).
 _WAV_HEADER_ROOM = 256  # libsndfile: 44 bytes (PCM) to 136 (8-channel float)
 _SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3}
 _SAMPLE_BYTES |= {"PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
