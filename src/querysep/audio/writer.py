@@ -41,7 +41,8 @@ _SAVE_BLOCK_FRAMES = 1 << 16
 #: The most bytes of samples written as plain WAV: its sizes are 32-bit (4 GiB), less room
 #: for the header's chunks. Beyond, libsndfile's sizes wrap and the file reads back short.
 _WAV_MAX_BYTES = 2**32 - 2**16
-#: More than a WAV header takes (the size check when writing counts the whole file).
+#: More than a WAV header takes: a length known up front and the frames written are both
+#: measured with it, so a WAV chosen for its length is never refused while writing.
 _WAV_HEADER_ROOM = 256  # libsndfile: 44 bytes (PCM) to 136 (8-channel float)
 _SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3}
 _SAMPLE_BYTES |= {"PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
@@ -166,11 +167,11 @@ class AudioWriter:
         fault = _format_fault(self.format, self.subtype, self.sample_rate, self.channels)
         if fault is not None:
             raise AudioError(f"cannot write {self.path}: {fault}")
-        frame_bytes = self.channels * _SAMPLE_BYTES.get(self.subtype, 8)
+        self._frame_bytes = self.channels * _SAMPLE_BYTES.get(self.subtype, 8)
         if (
             self.format == "WAV"
             and total_frames is not None
-            and total_frames * frame_bytes + _WAV_HEADER_ROOM > _WAV_MAX_BYTES
+            and self._too_big_for_wav(total_frames)
             and sf.check_format("RF64", self.subtype)
         ):
             self.format = "RF64"
@@ -178,6 +179,10 @@ class AudioWriter:
         self.clipped = 0  # samples beyond what an integer subtype holds, clipped to fit
         self._pending: AtomicFile | None = None
         self._file: sf.SoundFile | None = None
+
+    def _too_big_for_wav(self, num_frames: int) -> bool:
+        """Whether ``num_frames`` frames and a header pass what a plain WAV file holds."""
+        return num_frames * self._frame_bytes + _WAV_HEADER_ROOM > _WAV_MAX_BYTES
 
     def check(self) -> None:
         """Check, before any work, that libsndfile writes this format, rate and channel count.
@@ -270,8 +275,7 @@ class AudioWriter:
             reason = _write_reason(exc, self._file)
             raise AudioError(f"cannot write {self.path}: {reason}") from exc
         self.num_frames += data.shape[1]
-        pending = self._pending
-        if self.format == "WAV" and pending and os.path.getsize(pending.temp) > _WAV_MAX_BYTES:
+        if self.format == "WAV" and self._too_big_for_wav(self.num_frames):
             raise AudioError(  # libsndfile would write a file that reads back short
                 f"cannot write {self.path}: its samples pass 4 GiB, more than a WAV file holds "
                 "(AudioWriter's total_frames makes it RF64)"
