@@ -35,8 +35,9 @@ ARGS=(
   "data.validation=null"
   "model.text_encoder={kind: precomputed, path: .device-data/minilm-esc50.safetensors}"
   "trainer.accelerator=$ACCEL" "trainer.precision=$PRECISION"
-  "data.batch_size=${BATCH:-64}" "data.segment_seconds=4.0" "data.num_workers=${WORKERS:-8}"
-  "trainer.output_dir=$RUN" "trainer.checkpoint_every_n_steps=500" "trainer.max_time=${MAX_TIME:-00:00:07:00}"
+  "data.batch_size=${BATCH:-128}" "data.segment_seconds=4.0" "data.num_workers=${WORKERS:-12}"
+  "trainer.output_dir=$RUN" "trainer.checkpoint_every_n_steps=500" "trainer.cudnn_benchmark=true"
+  "trainer.max_time=${MAX_TIME:-00:00:08:20}"
   "$@"
 )
 mkdir -p "$OUT"
@@ -48,4 +49,5 @@ echo "measured $RATE steps/s -> training $STEPS steps"
 python3 -m querysep train "${ARGS[@]}" "trainer.max_steps=$STEPS" "optim.warmup_steps=$((STEPS / 20))" \
   --restart 2>&1 | tee "$OUT/train.log"
 cp "$RUN"/model/config.json "$RUN"/model/model.safetensors "$OUT"/
+cp "$RUN"/logs/csv/metrics.csv "$OUT"/ 2>/dev/null || true
 echo "wall time $(( $(date +%s) - START )) s"

@@ -300,3 +300,26 @@ def test_unreadable_audio_stops_a_streaming_run_before_its_folder_is_touched(
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == files
     assert "2 of 8 training audio files cannot be read" in line
     assert "clip 'sine2': audio file not found" in line and "gone2.wav" in line
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_cudnn_benchmark_is_set_as_configured_and_left_alone_by_default(
+    tmp_path: Path, sine_data: dict[str, Path], value: bool
+) -> None:
+    before = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = not value
+        build_trainer(
+            config_from_dict(tiny_config(sine_data, tmp_path / "a", cudnn_benchmark=value)),
+            checkpoints=False,
+            loggers=False,
+        )
+        assert torch.backends.cudnn.benchmark is value
+        build_trainer(
+            config_from_dict(tiny_config(sine_data, tmp_path / "b")),
+            checkpoints=False,
+            loggers=False,
+        )
+        assert torch.backends.cudnn.benchmark is value  # None: PyTorch's setting is kept
+    finally:
+        torch.backends.cudnn.benchmark = before

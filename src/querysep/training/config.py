@@ -343,6 +343,10 @@ class TrainerConfig(ConfigModel):
         gradient_clip_val: Clip the gradient norm to this (``None``: no clipping).
         seed: Seeds the weights' initialisation and every training mixture.
         deterministic: ``torch.use_deterministic_algorithms`` (slower; exact reruns).
+        cudnn_benchmark: Let cuDNN time its convolution algorithms on the first batches and
+            keep the fastest (``torch.backends.cudnn.benchmark``; for CUDA training with a
+            fixed batch and segment length; not with ``deterministic``). ``None`` leaves
+            PyTorch's setting as it is (off by default).
         progress_bar: Show the progress bar.
         export: Export the best validated checkpoint (without a validation list: the last)
             as a model folder when training ends.
@@ -366,6 +370,7 @@ class TrainerConfig(ConfigModel):
     gradient_clip_val: Annotated[float, Field(gt=0)] | None = None
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # numpy's seed range
     deterministic: bool = False
+    cudnn_benchmark: bool | None = None
     progress_bar: bool = True
     export: bool = True
     max_time: str | None = None

@@ -224,6 +224,7 @@ def build_trainer(
             sync_batchnorm=t.sync_batchnorm,
             gradient_clip_val=t.gradient_clip_val,
             deterministic=t.deterministic,
+            benchmark=t.cudnn_benchmark,
             log_every_n_steps=t.log_every_n_steps,
             use_distributed_sampler=False,  # the step sampler shards by rank itself
             enable_checkpointing=best is not None,
