@@ -102,7 +102,7 @@ def main() -> None:
         task = SeparationTask(model, cfg.optim, train_text_encoder=cfg.model.train_text_encoder)
         timer = DataWaitTimer(skip=args.skip)
         trainer = build_trainer(cfg, callbacks=[timer], checkpoints=False, loggers=False)
-        for index in range(torch.cuda.device_count()):
+        for index in range(torch.cuda.device_count() if torch.cuda.is_initialized() else 0):
             torch.cuda.reset_peak_memory_stats(index)
         trainer.fit(task, datamodule=dm)
         stats = timer.summary()
