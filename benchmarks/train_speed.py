@@ -99,7 +99,12 @@ def main() -> None:
         dm = MixtureDataModule(cfg.data, model.sample_rate, seed=cfg.trainer.seed)
         dm.setup("fit")
         setup_s = time.perf_counter() - t0
-        task = SeparationTask(model, cfg.optim, train_text_encoder=cfg.model.train_text_encoder)
+        task = SeparationTask(
+            model,
+            cfg.optim,
+            train_text_encoder=cfg.model.train_text_encoder,
+            channels_last=cfg.trainer.channels_last,
+        )
         timer = DataWaitTimer(skip=args.skip)
         trainer = build_trainer(cfg, callbacks=[timer], checkpoints=False, loggers=False)
         for index in range(torch.cuda.device_count() if torch.cuda.is_initialized() else 0):

@@ -17,6 +17,7 @@ __all__ = [
     "QueryError",
     "QuerysepError",
     "SilentAudioError",
+    "TrainingError",
     "error_line",
 ]
 
@@ -79,6 +80,10 @@ class ConfigError(QuerysepError):
 
 class DataError(QuerysepError):
     """A manifest, mixture list or dataset folder that is malformed or missing."""
+
+
+class TrainingError(QuerysepError):
+    """Training that cannot go on with these settings (its gradients keep being non-finite)."""
 
 
 class OutputError(QuerysepError):

@@ -284,3 +284,17 @@ def test_blocks_per_level_config() -> None:
         ResUNetConfig.from_dict({**cfg.to_dict(), "blocks": 0})
     with pytest.raises(ConfigError, match=r"can only grow, not become \[1, 1\]"):
         ResUNet(cfg).grown(1)
+
+
+def test_complex_mask_gradients_stay_finite_where_the_phase_maps_are_zero() -> None:
+    """Both phase maps exactly 0 (a zeroed head; in bf16 training an exact cancellation)."""
+    torch.manual_seed(0)
+    net = ResUNet(ResUNetConfig(**{**SMALL, "mask": "complex"}))
+    with torch.no_grad():
+        net.base.after_conv.weight.zero_()
+        net.base.after_conv.bias.zero_()
+    mix = torch.randn(2, 1, 4000)
+    (net(mix, torch.randn(2, 16)) - mix).pow(2).sum().backward()
+    grads = {n: p.grad for n, p in net.named_parameters() if p.grad is not None}
+    assert grads["base.after_conv.weight"].abs().sum() > 0
+    assert all(torch.isfinite(g).all() for g in grads.values())

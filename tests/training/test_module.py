@@ -12,7 +12,7 @@ import torch
 
 from querysep.data.datasets import FixedMixtureDataset
 from querysep.data.manifest import read_mixture_list
-from querysep.errors import CheckpointError, ConfigError, OutputError
+from querysep.errors import CheckpointError, ConfigError, OutputError, TrainingError
 from querysep.fileio import locked_folder
 from querysep.pretrained import load_model
 from querysep.training.config import config_from_dict
@@ -353,3 +353,69 @@ def test_grow_deepens_a_loaded_model_without_changing_what_it_does(
         assert (saved(mixture, queries) - plain(mixture, queries)).abs().max() > 1e-5
     with pytest.raises(ConfigError, match=r"grow.depth: unknown key \(known: blocks\)"):
         config_from_dict({**config, "model": {"init_from": str(folder), "grow": {"depth": 2}}})
+
+
+class WeightRecorder(pl.Callback):
+    """A copy of every trainable weight after each step."""
+
+    def __init__(self) -> None:
+        self.after: list[list[torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, idx: int):
+        self.after.append([p.detach().clone() for p in pl_module.trainable_parameters()])
+
+
+def _nan_loss_at(task: SeparationTask, steps: set[int] | None) -> None:
+    """Make ``task``'s loss NaN at the given steps (every step: ``None``)."""
+    loss_fn = task.loss_fn
+
+    def loss(estimate: torch.Tensor, target: torch.Tensor, mixture: Any) -> torch.Tensor:
+        value = loss_fn(estimate, target, mixture)
+        if steps is None or task.global_step in steps:
+            return value * float("nan")
+        return value
+
+    task.loss_fn = loss
+
+
+def test_a_step_with_non_finite_gradients_leaves_the_weights_alone(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    cfg = config_from_dict(
+        tiny_config(sine_data, tmp_path / "run", max_steps=6, val_every_n_steps=6)
+    )
+    pl.seed_everything(0, verbose=False)
+    task = SeparationTask(build_model(cfg.model), cfg.optim)
+    _nan_loss_at(task, {2, 3})
+    weights = WeightRecorder()
+    trainer = build_trainer(cfg, callbacks=[weights], checkpoints=False, loggers=False)
+    with pytest.warns(UserWarning, match=r"non-finite gradients, update skipped") as seen:
+        trainer.fit(task, datamodule=MixtureDataModule(cfg.data, 8000, seed=0))
+    skipped = [str(w.message).split(":")[0] for w in seen if "non-finite" in str(w.message)]
+    assert skipped == ["step 2", "step 3"]
+    assert task.skipped_steps == 2 and trainer.global_step == 6
+    assert all(torch.isfinite(p).all() for p in task.trainable_parameters())
+    changed = [
+        any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+        for before, after in zip(weights.after, weights.after[1:], strict=False)
+    ]
+    assert changed == [True, False, False, True, True]  # steps 1..5; 2 and 3 were skipped
+    optimizer = trainer.optimizers[0]
+    assert {int(s["step"]) for s in optimizer.state.values()} == {4}  # AdamW's own count
+    assert torch.isfinite(trainer.callback_metrics["val/sdri"])
+
+
+def test_training_stops_with_one_line_when_gradients_stay_non_finite(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    cfg = config_from_dict(tiny_config(sine_data, tmp_path / "run", max_steps=40))
+    pl.seed_everything(0, verbose=False)
+    task = SeparationTask(build_model(cfg.model), cfg.optim)
+    _nan_loss_at(task, None)
+    trainer = build_trainer(cfg, checkpoints=False, loggers=False)
+    with (
+        pytest.warns(UserWarning, match="non-finite gradients"),
+        pytest.raises(TrainingError, match=r"^training diverged: 25 steps in a row up to step 24"),
+    ):
+        trainer.fit(task, datamodule=MixtureDataModule(cfg.data, 8000, seed=0))
+    assert all(torch.isfinite(p).all() for p in task.trainable_parameters())

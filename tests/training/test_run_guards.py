@@ -323,3 +323,23 @@ def test_cudnn_benchmark_is_set_as_configured_and_left_alone_by_default(
         assert torch.backends.cudnn.benchmark is value  # None: PyTorch's setting is kept
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+def test_channels_last_training_trains_that_layout_and_exports_the_same_weights(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    seen: list[bool] = []
+
+    class Layout(pl.Callback):
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+            weight = pl_module.model.net.base.encoder_block1.conv_block1.conv1.weight
+            seen.append(weight.is_contiguous(memory_format=torch.channels_last))
+
+    config = tiny_config(sine_data, tmp_path / "run", max_steps=3, channels_last=True)
+    result = train(config_from_dict(config), callbacks=[Layout()], echo=lambda _m: None)
+    assert seen == [True] * 3
+    assert result.exported is not None
+    state = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["state_dict"]
+    exported = load_model(str(result.exported)).net.state_dict()
+    for key, value in exported.items():
+        assert torch.equal(value, state[f"model.net.{key}"]), key

@@ -485,7 +485,8 @@ class ResUNet(nn.Module):
         if self.base.num_mask_maps == 3:
             mask_mag = torch.sigmoid(maps[:, 0])
             m_real, m_imag = torch.tanh(maps[:, 1]), torch.tanh(maps[:, 2])
-            m_abs = (m_real**2 + m_imag**2).sqrt().clamp_min(1e-10)
+            # clamped before the root: sqrt's gradient at 0 is infinite (NaN once clamped)
+            m_abs = (m_real**2 + m_imag**2).clamp_min(1e-20).sqrt()
             m_cos, m_sin = m_real / m_abs, m_imag / m_abs
             out_cos = cos_in * m_cos - sin_in * m_sin
             out_sin = sin_in * m_cos + cos_in * m_sin

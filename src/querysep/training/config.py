@@ -347,6 +347,8 @@ class TrainerConfig(ConfigModel):
             keep the fastest (``torch.backends.cudnn.benchmark``; for CUDA training with a
             fixed batch and segment length; not with ``deterministic``). ``None`` leaves
             PyTorch's setting as it is (off by default).
+        channels_last: Train the network's convolutions in channels-last memory layout
+            (the layout of GPU tensor cores in bf16); the exported weights are the same.
         progress_bar: Show the progress bar.
         export: Export the best validated checkpoint (without a validation list: the last)
             as a model folder when training ends.
@@ -371,6 +373,7 @@ class TrainerConfig(ConfigModel):
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0  # numpy's seed range
     deterministic: bool = False
     cudnn_benchmark: bool | None = None
+    channels_last: bool = False
     progress_bar: bool = True
     export: bool = True
     max_time: str | None = None

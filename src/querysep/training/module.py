@@ -15,10 +15,11 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
 from ..metrics import sdr, sdri, si_sdr
 from ..models.separator import TextQueriedSeparator
 from ..models.text import validate_queries
@@ -49,6 +50,8 @@ _EPS = 1e-8
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 #: Noise floor of :func:`thresholded_sdr_loss`, in dB below the mixture's energy.
 SDR_FLOOR_DB = 30.0
+#: Optimizer steps in a row whose gradients are not finite before training stops.
+MAX_NONFINITE_STEPS = 25
 
 
 # ----------------------------------------------------------------------------- losses
@@ -363,6 +366,7 @@ class SeparationTask(pl.LightningModule):
         checkpoint_info: JSON-serialisable facts stored in every checkpoint under
             :data:`CHECKPOINT_KEY` (e.g. the training config).
         seed: Seeds the query noise of ``optim.text_noise`` (with the step and rank).
+        channels_last: Train the network in channels-last memory layout.
     """
 
     def __init__(
@@ -373,9 +377,12 @@ class SeparationTask(pl.LightningModule):
         train_text_encoder: bool = False,
         checkpoint_info: Mapping[str, Any] | None = None,
         seed: int = 0,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
+        if channels_last:
+            model.net.to(memory_format=torch.channels_last)
         self.optim_config = optim or OptimConfig()
         self.loss_fn = loss_function(self.optim_config.loss)
         self.train_text_encoder = train_text_encoder
@@ -387,6 +394,9 @@ class SeparationTask(pl.LightningModule):
         self.val_si_sdr = MeanMetric()
         #: Validation means of the latest validation run and its step.
         self.last_validation: dict[str, Any] = {}
+        #: Optimizer steps skipped for non-finite gradients in this fit, and in a row.
+        self.skipped_steps = 0
+        self._nonfinite_in_a_row = 0
 
     # ------------------------------------------------------------------ forward
     def forward(self, mixture: torch.Tensor, queries: Sequence[str] | torch.Tensor) -> torch.Tensor:
@@ -515,6 +525,40 @@ class SeparationTask(pl.LightningModule):
     # ------------------------------------------------------------------ optimizer
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip the update of a step whose gradients are not finite.
+
+        One NaN or infinite gradient would make every weight NaN for good (AdamW spreads it
+        through its moments), so such a step leaves weights and optimizer state as they are
+        (the gradients are dropped; the learning-rate schedule moves on) and is counted in
+        ``train/skipped_steps``. With DDP every rank sees the same reduced gradients, so all
+        skip together.
+
+        Raises:
+            TrainingError: ``MAX_NONFINITE_STEPS`` steps in a row had non-finite gradients.
+        """
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            self._nonfinite_in_a_row = 0
+            return
+        for p in params:
+            p.grad = None
+        self.skipped_steps += 1
+        self._nonfinite_in_a_row += 1
+        self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, batch_size=1)
+        rank_zero_warn(
+            f"step {self.global_step}: non-finite gradients, update skipped "
+            f"({self.skipped_steps} skipped so far)"
+        )
+        if self._nonfinite_in_a_row >= MAX_NONFINITE_STEPS:
+            raise TrainingError(
+                f"training diverged: {self._nonfinite_in_a_row} steps in a row up to step "
+                f"{self.global_step} had non-finite gradients (the weights were not updated "
+                "by them); lower optim.lr or use trainer.precision=32, and resume from "
+                "checkpoints/last.ckpt"
+            )
 
     def configure_optimizers(self) -> dict[str, Any]:
         total = self.trainer.max_steps if self._trainer is not None else None

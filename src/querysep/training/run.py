@@ -425,6 +425,7 @@ def train(
         train_text_encoder=config.model.train_text_encoder,
         checkpoint_info={"train_config": config.to_dict()},
         seed=config.trainer.seed,
+        channels_last=config.trainer.channels_last,
     )
     trainer = build_trainer(config, callbacks=callbacks, echo=say)
     # Only now, with the trainer built too (Lightning checks strategy, devices...), is the
