@@ -343,3 +343,35 @@ def test_channels_last_training_trains_that_layout_and_exports_the_same_weights(
     exported = load_model(str(result.exported)).net.state_dict()
     for key, value in exported.items():
         assert torch.equal(value, state[f"model.net.{key}"]), key
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(
+    tmp_path: Path, sine_data: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from querysep.training import module
+
+    def nan_loss(estimate: torch.Tensor, target: torch.Tensor, mixture: Any) -> torch.Tensor:
+        return (estimate - target).abs().mean() * float("nan")
+
+    monkeypatch.setitem(module._LOSSES, "l1", nan_loss)
+    run = tmp_path / "run"
+    config = tiny_config(sine_data, run, max_steps=40, checkpoint_every_n_steps=5)
+    config["optim"]["loss"] = "l1"
+    result = CliRunner().invoke(app, ["train", str(write_config(tmp_path / "run.yaml", config))])
+    line = _one_line_error(result)
+    assert "error: training diverged: 25 steps in a row up to step 24" in line, line
+    notes = [n for n in result.stdout.splitlines() if n.startswith("warning: step ")]
+    assert notes[0] == "warning: step 0: non-finite gradients, update skipped (1 skipped so far)"
+    assert len(notes) == 25
+    state = read_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    assert not (run / "model").exists()
+
+
+def test_an_absurd_learning_rate_is_refused_in_one_line(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    path = write_config(tmp_path / "run.yaml", tiny_config(sine_data, tmp_path / "run"))
+    line = _one_line_error(CliRunner().invoke(app, ["train", str(path), "optim.lr=1e38"]))
+    assert "optim.lr: must be <= 1.0, got '1e38'" in line, line
+    assert not (tmp_path / "run").exists()

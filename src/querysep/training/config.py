@@ -278,7 +278,7 @@ class OptimConfig(ConfigModel):
     optimizer's moments and the step count are kept).
 
     Attributes:
-        lr: Learning rate after warm-up.
+        lr: Learning rate after warm-up (at most 1: larger AdamW rates only overflow).
         weight_decay: AdamW decoupled weight decay.
         betas: Adam betas.
         eps: Adam epsilon.
@@ -302,7 +302,7 @@ class OptimConfig(ConfigModel):
             0 (the default) is off; validation and inference never add it.
     """
 
-    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-3
+    lr: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 1e-3
     weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     betas: list[Annotated[float, Field(ge=0, lt=1)]] = Field(default_factory=lambda: [0.9, 0.999])
     eps: Annotated[float, Field(gt=0)] = 1e-8

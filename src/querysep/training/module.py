@@ -28,6 +28,7 @@ from .config import LossName, OptimConfig
 __all__ = [
     "CHECKPOINT_KEY",
     "SeparationTask",
+    "SkippedStepWarning",
     "WarmupConstant",
     "apply_optim_config",
     "l1_loss",
@@ -52,6 +53,10 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tenso
 SDR_FLOOR_DB = 30.0
 #: Optimizer steps in a row whose gradients are not finite before training stops.
 MAX_NONFINITE_STEPS = 25
+
+
+class SkippedStepWarning(UserWarning):
+    """A training step's gradients were not finite, so its update was skipped."""
 
 
 # ----------------------------------------------------------------------------- losses
@@ -550,7 +555,8 @@ class SeparationTask(pl.LightningModule):
         self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, batch_size=1)
         rank_zero_warn(
             f"step {self.global_step}: non-finite gradients, update skipped "
-            f"({self.skipped_steps} skipped so far)"
+            f"({self.skipped_steps} skipped so far)",
+            category=SkippedStepWarning,
         )
         if self._nonfinite_in_a_row >= MAX_NONFINITE_STEPS:
             raise TrainingError(

@@ -55,7 +55,7 @@ from .callbacks import (
 from .config import DataConfig, ModelConfig, TrainConfig, TrainerConfig
 from .datamodule import MixtureDataModule
 from .export import BEST_CHECKPOINT, export_checkpoint, find_export_checkpoint, read_checkpoint
-from .module import SeparationTask
+from .module import SeparationTask, SkippedStepWarning
 
 __all__ = [
     "TrainResult",
@@ -432,7 +432,7 @@ def train(
     # run folder touched: a --restart's old run is removed and the config saved.
     with (
         open_run_folder(config, restart=restart, resume=resume, echo=say),
-        fit_warnings_filtered(),
+        fit_warnings_filtered(say),
     ):
         if not config.model.train_text_encoder:  # the frozen text encoder stays in eval mode
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start")
@@ -501,11 +501,23 @@ def fit(
 
 
 @contextlib.contextmanager
-def fit_warnings_filtered() -> Iterator[None]:
+def fit_warnings_filtered(echo: Echo | None = None) -> Iterator[None]:
     """Silence Lightning's warnings about what a resumable run does on purpose (reusing its
     log and checkpoint folders, resuming without the validation it had) and a deprecation
-    inside Lightning itself."""
+    inside Lightning itself; with ``echo``, each skipped step's warning
+    (:class:`~querysep.training.module.SkippedStepWarning`) is one ``warning: ...`` line."""
     with warnings.catch_warnings():
+        if echo is not None:
+            shown = warnings.showwarning
+
+            def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+                if issubclass(category, SkippedStepWarning):
+                    echo(f"warning: {message}")
+                else:
+                    shown(message, category, *args, **kwargs)
+
+            warnings.simplefilter("always", SkippedStepWarning)
+            warnings.showwarning = show
         warnings.filterwarnings("ignore", message=".*Experiment logs directory.*exists.*")
         warnings.filterwarnings(
             "ignore", message=".*Checkpoint directory.*exists and is not empty.*"
