@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -218,3 +220,9 @@ def test_mixer_draws_from_range_and_validates() -> None:
         Mixer((5.0, -5.0))
     with pytest.raises(ConfigError):
         Mixer(max_offset=1.0)
+
+
+@pytest.mark.parametrize("bad", [(-15.0, 800.0), (-math.inf, 0.0), (math.nan, 0.0), (5.0, -5.0)])
+def test_mixer_refuses_gains_beyond_100_db(bad: tuple[float, float]) -> None:
+    with pytest.raises(ConfigError, match=r"gain_db_range must lie within -100..100 dB"):
+        Mixer(bad)

@@ -123,6 +123,8 @@ def test_oracle_irm_bounds() -> None:
     np.testing.assert_allclose(none, 0.0, atol=1e-7)
     with pytest.raises(ConfigError):
         oracle.separate(mixture, SR, "q", target=None)
+    with pytest.raises(ConfigError, match=r"1 <= hop <= n_fft / 2, got 256/192"):
+        OracleIRM(256, 192)  # the inverse STFT would divide by a near-zero window overlap
 
 
 @pytest.mark.parametrize("length", [1, 50, 128])

@@ -188,3 +188,25 @@ def test_a_mel_vae_run_is_not_resumed_with_another_front_end(
     with pytest.raises(ConfigError, match=r"front_end\.f_max, front_end\.n_mels; .*--restart"):
         train_vae(other, echo=lambda _msg: None)
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == files
+
+
+def test_a_mel_vae_step_with_non_finite_gradients_is_skipped(
+    sine_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors.torch import load_file
+
+    from querysep.training.melvae import MelVaeTask, train_vae
+
+    mels = MelVaeTask.mels
+
+    def nan_at_step_1(self: Any, mixture: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = mels(self, mixture, target)
+        return x * float("nan") if self.training and self.global_step == 1 else x
+
+    monkeypatch.setattr(MelVaeTask, "mels", nan_at_step_1)
+    said: list[str] = []
+    result = train_vae(_tiny_vae_config(sine_data, tmp_path / "run", steps=3), echo=said.append)
+    assert "warning: step 1: non-finite gradients, update skipped (1 skipped so far)" in said
+    assert result.exported is not None
+    weights = load_file(result.exported / "vae" / "diffusion_pytorch_model.safetensors")
+    assert weights and all(torch.isfinite(w).all() for w in weights.values())

@@ -419,3 +419,42 @@ def test_training_stops_with_one_line_when_gradients_stay_non_finite(
     ):
         trainer.fit(task, datamodule=MixtureDataModule(cfg.data, 8000, seed=0))
     assert all(torch.isfinite(p).all() for p in task.trainable_parameters())
+
+
+def test_a_nan_forward_leaves_the_batchnorm_statistics_as_they_were(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    cfg = config_from_dict(
+        tiny_config(sine_data, tmp_path / "run", max_steps=4, val_every_n_steps=4)
+    )
+    pl.seed_everything(0, verbose=False)
+    task = SeparationTask(build_model(cfg.model), cfg.optim)
+    net = task.model.net
+    forward = net.forward
+
+    def nan_at_step_2(mixture: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        if net.training and task.global_step == 2:
+            mixture = mixture * float("nan")
+        return forward(mixture, condition)
+
+    net.forward = nan_at_step_2
+    stats: list[dict[str, torch.Tensor]] = []
+
+    class Stats(pl.Callback):
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+            stats.append({k: v.clone() for k, v in net.state_dict().items() if "running" in k})
+
+    trainer = build_trainer(cfg, callbacks=[Stats()], checkpoints=False, loggers=False)
+    with pytest.warns(UserWarning, match="step 2: non-finite gradients"):
+        trainer.fit(task, datamodule=MixtureDataModule(cfg.data, 8000, seed=0))
+    assert task.skipped_steps == 1 and stats[0]
+    assert all(torch.equal(stats[2][k], stats[1][k]) for k in stats[1])  # step 2 undone
+    assert any(not torch.equal(stats[3][k], stats[2][k]) for k in stats[2])  # step 3 moved
+    assert all(torch.isfinite(b).all() for b in net.buffers() if b.is_floating_point())
+    assert torch.isfinite(trainer.callback_metrics["val/sdri"])
+
+
+def test_a_nan_validation_score_makes_the_mean_nan(sine_data: dict[str, Path]) -> None:
+    task = SeparationTask(build_model(config_from_dict(tiny_config(sine_data, Path("x"))).model))
+    task.val_sdri.update(torch.tensor([10.0, float("nan"), 20.0]))
+    assert torch.isnan(task.val_sdri.compute())

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -383,8 +382,11 @@ class Mixer:
         max_match_db: float = 40.0,
     ) -> None:
         low, high = (float(v) for v in gain_db_range)
-        if not (math.isfinite(low) and math.isfinite(high)) or low > high:
-            raise ConfigError(f"gain_db_range must be finite with low <= high, got {gain_db_range}")
+        if not (-MAX_ABS_SNR_DB <= low <= high <= MAX_ABS_SNR_DB):
+            raise ConfigError(
+                f"gain_db_range must lie within -{MAX_ABS_SNR_DB:g}..{MAX_ABS_SNR_DB:g} dB "
+                f"with low <= high, got {gain_db_range}"
+            )
         if not 0.0 <= max_offset < 1.0:
             raise ConfigError(f"max_offset must be in [0, 1), got {max_offset}")
         if not max_match_db >= 0.0:

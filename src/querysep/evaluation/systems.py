@@ -255,9 +255,9 @@ class OracleIRM:
     ) -> None:
         from ..models.stft import STFT
 
-        if n_fft < 2 or not 1 <= hop_length <= n_fft:
+        if n_fft < 2 or not 1 <= hop_length <= n_fft // 2:
             raise ConfigError(
-                f"oracle-irm needs n_fft >= 2 and 1 <= hop <= n_fft, got {n_fft}/{hop_length}"
+                f"oracle-irm needs n_fft >= 2 and 1 <= hop <= n_fft / 2, got {n_fft}/{hop_length}"
             )
         self.stft = STFT(n_fft, hop_length)
         self.sample_rate = sample_rate

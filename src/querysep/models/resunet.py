@@ -106,8 +106,13 @@ class ResUNetConfig:
             raise ConfigError(
                 f"ResUNetConfig: mask must be complex or magnitude, not {self.mask!r}"
             )
-        if self.n_fft < 16 or self.hop_length < 1 or self.hop_length > self.n_fft:
-            raise ConfigError("ResUNetConfig: need n_fft >= 16 and 1 <= hop_length <= n_fft")
+        if self.n_fft < 16 or not 1 <= self.hop_length <= self.n_fft // 2:
+            # a longer hop leaves the Hann windows' overlap-add near zero between frames,
+            # and the inverse STFT divides by it (outputs 150x the input at 15/16 n_fft)
+            raise ConfigError(
+                "ResUNetConfig: need n_fft >= 16 and 1 <= hop_length <= n_fft / 2, "
+                f"got {self.n_fft}/{self.hop_length}"
+            )
         if self.kernel_size % 2 != 1:
             raise ConfigError("ResUNetConfig: kernel_size must be odd")
 

@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from ..data.manifest import MAX_ABS_SNR_DB
 from ..errors import ConfigError
 from ..precision import PrecisionSetting
 from ..schema import (
@@ -228,7 +229,8 @@ class DataConfig(ConfigModel):
         segment_seconds: Length of each training example.
         batch_size: Examples per step and device.
         num_workers: DataLoader worker processes (0: load in the main process).
-        gain_db: Interferer level relative to the target, drawn uniformly, in dB.
+        gain_db: Interferer level relative to the target, drawn uniformly, in dB
+            (within -100..100, as mixture lists' SNRs).
         max_offset: Largest interferer delay as a fraction of the segment.
         caption: Query text: a random caption (``captions``), a label (``labels``), or
             either (``both``); clips without the asked kind fall back to the other.
@@ -251,7 +253,7 @@ class DataConfig(ConfigModel):
     segment_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
     batch_size: PositiveInt = 16
     num_workers: NonNegativeInt = 4
-    gain_db: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
+    gain_db: list[Annotated[float, Field(ge=-MAX_ABS_SNR_DB, le=MAX_ABS_SNR_DB)]] = Field(
         default_factory=lambda: [-10.0, 10.0]
     )
     max_offset: Annotated[float, Field(ge=0, le=1)] = 0.0

@@ -47,7 +47,7 @@ from .callbacks import LAST_CHECKPOINT
 from .config import DataConfig, OptimConfig, RunSections, TrainerConfig
 from .datamodule import MixtureDataModule
 from .export import find_export_checkpoint, read_checkpoint
-from .module import CHECKPOINT_KEY, make_optimizer, reapply_optim_config
+from .module import CHECKPOINT_KEY, NonFiniteStepGuard, make_optimizer, reapply_optim_config
 from .run import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -185,7 +185,7 @@ class MelVaeTrainConfig(RunSections):
         return self
 
 
-class MelVaeTask(pl.LightningModule):
+class MelVaeTask(NonFiniteStepGuard, pl.LightningModule):
     """Trains the mel VAE on mixtures and targets; validates the phase-preserving oracle.
 
     Args:
@@ -196,6 +196,8 @@ class MelVaeTask(pl.LightningModule):
         super().__init__()
         self.config = config
         self.vae = config.vae.build()
+        if config.trainer.channels_last:
+            self.vae.to(memory_format=torch.channels_last)
         self.front = config.front_end.build()
         self.last_validation: dict[str, Any] = {}
         self._sums: dict[str, float] = {}
@@ -386,7 +388,7 @@ def train_vae(
     trainer = build_trainer(config, callbacks=callbacks, echo=say)
     with (
         open_run_folder(config, restart=restart, resume=resume, echo=say),
-        fit_warnings_filtered(),
+        fit_warnings_filtered(say),
     ):
         result = fit(trainer, task, datamodule, out=out, resume=resume, echo=say)
         if not result.interrupted and config.trainer.export and trainer.is_global_zero:

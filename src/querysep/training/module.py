@@ -27,6 +27,7 @@ from .config import LossName, OptimConfig
 
 __all__ = [
     "CHECKPOINT_KEY",
+    "NonFiniteStepGuard",
     "SeparationTask",
     "SkippedStepWarning",
     "WarmupConstant",
@@ -57,6 +58,72 @@ MAX_NONFINITE_STEPS = 25
 
 class SkippedStepWarning(UserWarning):
     """A training step's gradients were not finite, so its update was skipped."""
+
+
+class NonFiniteStepGuard:
+    """Mixin for a LightningModule: a step whose gradients are not finite changes nothing.
+
+    One NaN or infinite gradient would make every weight NaN for good (AdamW spreads it
+    through its moments), and a forward pass that produced it has already moved the
+    BatchNorm running statistics. So such a step keeps weights, optimizer state and those
+    statistics as they were before it (its gradients are dropped and the statistics restored
+    from a copy taken at the start of the step; the learning-rate schedule moves on) and is
+    counted in ``train/skipped_steps``, with a :class:`SkippedStepWarning`. With DDP every
+    rank sees the same reduced gradients, so all skip together. The check costs one
+    gradient norm and one device-to-host sync a step.
+    """
+
+    skipped_steps = 0
+    _nonfinite_in_a_row = 0
+    _norm_stats: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        stats = [
+            b
+            for m in self.modules()  # type: ignore[attr-defined]
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for b in m.buffers()
+        ]
+        known = [t for t, _ in self._norm_stats]
+        if list(map(id, known)) != list(map(id, stats)):  # first step, or the model moved
+            self._norm_stats = tuple((t, torch.empty_like(t)) for t in stats)
+        for tensor, copy in self._norm_stats:
+            copy.copy_(tensor)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip the step's update where its gradients are not finite.
+
+        Raises:
+            TrainingError: ``MAX_NONFINITE_STEPS`` steps in a row had non-finite gradients.
+        """
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            self._nonfinite_in_a_row = 0
+            return
+        for p in params:
+            p.grad = None
+        with torch.no_grad():
+            for tensor, copy in self._norm_stats:
+                tensor.copy_(copy)
+        self.skipped_steps += 1
+        self._nonfinite_in_a_row += 1
+        step = self.global_step  # type: ignore[attr-defined]
+        self.log(  # type: ignore[attr-defined]
+            "train/skipped_steps", float(self.skipped_steps), on_step=True, batch_size=1
+        )
+        rank_zero_warn(
+            f"step {step}: non-finite gradients, update skipped "
+            f"({self.skipped_steps} skipped so far)",
+            category=SkippedStepWarning,
+        )
+        if self._nonfinite_in_a_row >= MAX_NONFINITE_STEPS:
+            raise TrainingError(
+                f"training diverged: {self._nonfinite_in_a_row} steps in a row up to step "
+                f"{step} had non-finite gradients (the weights were not updated by them); "
+                "lower the learning rate or train in float32 (trainer.precision=32), and "
+                "resume from checkpoints/last.ckpt"
+            )
 
 
 # ----------------------------------------------------------------------------- losses
@@ -360,7 +427,7 @@ def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
 # ----------------------------------------------------------------------------- module
 
 
-class SeparationTask(pl.LightningModule):
+class SeparationTask(NonFiniteStepGuard, pl.LightningModule):
     """Trains a :class:`TextQueriedSeparator` on ``{mixture, target, query}`` batches.
 
     Args:
@@ -394,14 +461,12 @@ class SeparationTask(pl.LightningModule):
         self.checkpoint_info = dict(checkpoint_info or {})
         self.seed = int(seed)
         self.model.text_encoder.requires_grad_(train_text_encoder)
-        self.val_sdr = MeanMetric()
-        self.val_sdri = MeanMetric()
-        self.val_si_sdr = MeanMetric()
+        # a NaN score makes the mean NaN (torchmetrics would drop it and average the rest)
+        self.val_sdr = MeanMetric(nan_strategy="disable")
+        self.val_sdri = MeanMetric(nan_strategy="disable")
+        self.val_si_sdr = MeanMetric(nan_strategy="disable")
         #: Validation means of the latest validation run and its step.
         self.last_validation: dict[str, Any] = {}
-        #: Optimizer steps skipped for non-finite gradients in this fit, and in a row.
-        self.skipped_steps = 0
-        self._nonfinite_in_a_row = 0
 
     # ------------------------------------------------------------------ forward
     def forward(self, mixture: torch.Tensor, queries: Sequence[str] | torch.Tensor) -> torch.Tensor:
@@ -530,41 +595,6 @@ class SeparationTask(pl.LightningModule):
     # ------------------------------------------------------------------ optimizer
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Skip the update of a step whose gradients are not finite.
-
-        One NaN or infinite gradient would make every weight NaN for good (AdamW spreads it
-        through its moments), so such a step leaves weights and optimizer state as they are
-        (the gradients are dropped; the learning-rate schedule moves on) and is counted in
-        ``train/skipped_steps``. With DDP every rank sees the same reduced gradients, so all
-        skip together.
-
-        Raises:
-            TrainingError: ``MAX_NONFINITE_STEPS`` steps in a row had non-finite gradients.
-        """
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        grads = [p.grad for p in params if p.grad is not None]
-        if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-            self._nonfinite_in_a_row = 0
-            return
-        for p in params:
-            p.grad = None
-        self.skipped_steps += 1
-        self._nonfinite_in_a_row += 1
-        self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, batch_size=1)
-        rank_zero_warn(
-            f"step {self.global_step}: non-finite gradients, update skipped "
-            f"({self.skipped_steps} skipped so far)",
-            category=SkippedStepWarning,
-        )
-        if self._nonfinite_in_a_row >= MAX_NONFINITE_STEPS:
-            raise TrainingError(
-                f"training diverged: {self._nonfinite_in_a_row} steps in a row up to step "
-                f"{self.global_step} had non-finite gradients (the weights were not updated "
-                "by them); lower optim.lr or use trainer.precision=32, and resume from "
-                "checkpoints/last.ckpt"
-            )
 
     def configure_optimizers(self) -> dict[str, Any]:
         total = self.trainer.max_steps if self._trainer is not None else None
