@@ -240,3 +240,10 @@ def test_a_section_an_override_creates_is_blamed_on_that_override(tmp_path: Path
     )
     with pytest.raises(ConfigError, match=r"^override 'trainer.seed=-1': trainer.seed"):
         load_config(path, ["trainer.seed=-1"])  # a section missing from the file: the same
+
+
+def test_cudnn_search_is_refused_with_deterministic_training(config_file: Path) -> None:
+    both = ["trainer.deterministic=true", "trainer.cudnn_benchmark=true"]
+    with pytest.raises(ConfigError, match=r"trainer.cudnn_benchmark: cannot be true with deter"):
+        load_config(config_file, both)
+    assert load_config(config_file, both[:1]).trainer.deterministic

@@ -458,3 +458,14 @@ def test_a_nan_validation_score_makes_the_mean_nan(sine_data: dict[str, Path]) -
     task = SeparationTask(build_model(config_from_dict(tiny_config(sine_data, Path("x"))).model))
     task.val_sdri.update(torch.tensor([10.0, float("nan"), 20.0]))
     assert torch.isnan(task.val_sdri.compute())
+
+
+def test_only_non_finite_gradients_count_as_non_finite() -> None:
+    from querysep.training.module import _all_finite
+
+    huge = [torch.full((1000,), 1e36), torch.randn(3, dtype=torch.bfloat16)]
+    assert _all_finite(huge)  # a norm of these would overflow; AdamW takes them
+    assert torch.equal(huge[0], torch.full((1000,), 1e36))  # left as they were
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        assert not _all_finite([*huge, torch.tensor([0.0, bad])])
+    assert _all_finite([])

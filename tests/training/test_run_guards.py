@@ -355,7 +355,7 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(
 
     monkeypatch.setitem(module._LOSSES, "l1", nan_loss)
     run = tmp_path / "run"
-    config = tiny_config(sine_data, run, max_steps=40, checkpoint_every_n_steps=5)
+    config = tiny_config(sine_data, run, max_steps=40, checkpoint_every_n_steps=100)
     config["optim"]["loss"] = "l1"
     result = CliRunner().invoke(app, ["train", str(write_config(tmp_path / "run.yaml", config))])
     line = _one_line_error(result)
@@ -363,7 +363,9 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(
     notes = [n for n in result.stdout.splitlines() if n.startswith("warning: step ")]
     assert notes[0] == "warning: step 0: non-finite gradients, update skipped (1 skipped so far)"
     assert len(notes) == 25
-    state = read_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
+    saved = read_checkpoint(run / "checkpoints" / "last.ckpt")  # saved at the stop step
+    assert saved["global_step"] == 25
+    state = saved["state_dict"]
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
     assert not (run / "model").exists()
 

@@ -280,7 +280,7 @@ class OptimConfig(ConfigModel):
     optimizer's moments and the step count are kept).
 
     Attributes:
-        lr: Learning rate after warm-up (at most 1: larger AdamW rates only overflow).
+        lr: Learning rate after warm-up, at most 1.
         weight_decay: AdamW decoupled weight decay.
         betas: Adam betas.
         eps: Adam epsilon.
@@ -384,6 +384,18 @@ class TrainerConfig(ConfigModel):
     @classmethod
     def _precision_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _search_not_deterministic(self) -> TrainerConfig:
+        if self.cudnn_benchmark and self.deterministic:
+            raise nested(
+                config_error(
+                    "cudnn_benchmark",
+                    "cannot be true with deterministic: true (cuDNN's algorithm search "
+                    "picks algorithms by timing, so reruns would differ)",
+                )
+            ) from None
+        return self
 
     @field_validator("devices")
     @classmethod

@@ -69,12 +69,16 @@ class NonFiniteStepGuard:
     statistics as they were before it (its gradients are dropped and the statistics restored
     from a copy taken at the start of the step; the learning-rate schedule moves on) and is
     counted in ``train/skipped_steps``, with a :class:`SkippedStepWarning`. With DDP every
-    rank sees the same reduced gradients, so all skip together. The check costs one
-    gradient norm and one device-to-host sync a step.
+    rank sees the same reduced gradients, so all skip together. After ``MAX_NONFINITE_STEPS``
+    such steps in a row training stops: the step ends as a stop step (so ``last.ckpt`` is
+    saved by :func:`~querysep.training.run.train`'s checkpointing) and then
+    :class:`~querysep.errors.TrainingError` is raised. The check is exact (large finite
+    gradients pass) and costs one fused kernel and one device-to-host sync a step.
     """
 
     skipped_steps = 0
     _nonfinite_in_a_row = 0
+    _diverged_at: int | None = None
     _norm_stats: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -91,14 +95,9 @@ class NonFiniteStepGuard:
             copy.copy_(tensor)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Skip the step's update where its gradients are not finite.
-
-        Raises:
-            TrainingError: ``MAX_NONFINITE_STEPS`` steps in a row had non-finite gradients.
-        """
+        """Skip the step's update where its gradients are not finite."""
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        grads = [p.grad for p in params if p.grad is not None]
-        if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+        if _all_finite([p.grad for p in params if p.grad is not None]):
             self._nonfinite_in_a_row = 0
             return
         for p in params:
@@ -118,12 +117,37 @@ class NonFiniteStepGuard:
             category=SkippedStepWarning,
         )
         if self._nonfinite_in_a_row >= MAX_NONFINITE_STEPS:
+            self._diverged_at = step
+            self.trainer.should_stop = True  # type: ignore[attr-defined]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Raise once the stop step has ended (after the callbacks saved ``last.ckpt``).
+
+        Raises:
+            TrainingError: ``MAX_NONFINITE_STEPS`` steps in a row had non-finite gradients.
+        """
+        if self._diverged_at is not None:
             raise TrainingError(
                 f"training diverged: {self._nonfinite_in_a_row} steps in a row up to step "
-                f"{step} had non-finite gradients (the weights were not updated by them); "
-                "lower the learning rate or train in float32 (trainer.precision=32), and "
-                "resume from checkpoints/last.ckpt"
+                f"{self._diverged_at} had non-finite gradients (the weights were not updated "
+                "by them); lower the learning rate or train in float32 "
+                "(trainer.precision=32), and resume from the run's last.ckpt"
             )
+
+
+def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether every element of ``tensors`` is finite: one fused check per device and dtype
+    (the one ``torch.amp.GradScaler`` runs), exact where a norm could overflow."""
+    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.device, t.dtype), []).append(t)
+    found = []
+    for (device, _), group in groups.items():
+        flag = torch.zeros(1, device=device)
+        # multiplies by 1 (no change) and sets flag where an element is inf or NaN
+        torch._amp_foreach_non_finite_check_and_unscale_(group, flag, torch.ones(1, device=device))
+        found.append(flag)
+    return not found or not bool(torch.cat([f.cpu() for f in found]).any())
 
 
 # ----------------------------------------------------------------------------- losses
