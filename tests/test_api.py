@@ -141,10 +141,10 @@ def test_bad_audio_is_rejected(tiny: Separator, audio, rate, match) -> None:
 @pytest.mark.parametrize(
     "settings, match",
     [
-        ({"batch_size": "x"}, "batch size must be a whole number, got 'x'"),
-        ({"batch_size": 0}, "batch size must be at least 1, got 0"),
-        ({"num_threads": 100_000}, "at most 1024, got 100000"),
-        ({"num_threads": 2.5}, "CPU thread count must be a whole number"),
+        ({"batch_size": "x"}, "batch_size must be a whole number >= 1, got 'x'"),
+        ({"batch_size": 0}, "batch_size must be a whole number >= 1, got 0"),
+        ({"num_threads": 100_000}, "num_threads must be a whole number 1-1024, got 100000"),
+        ({"num_threads": 2.5}, "num_threads must be a whole number 1-1024, got 2.5"),
         ({"segment_seconds": "10"}, "segment length must be a number of seconds"),
         ({"segment_seconds": 1e308}, "at most 3600 s .one hour.*got 1e.308"),  # overflowed
         ({"segment_seconds": 3601}, "at most 3600 s"),
@@ -155,6 +155,31 @@ def test_bad_audio_is_rejected(tiny: Separator, audio, rate, match) -> None:
 def test_bad_settings_are_config_errors_before_loading(settings: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         Separator("no-such-model", **settings)  # refused before the name is looked up
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.0, True, "4"])
+def test_every_count_argument_is_one_check_with_one_message(bad: object) -> None:
+    """A batch size, a thread count and an evaluation limit were checked by three copies of
+    "a whole number >= 1" with three wordings; each is now schema.check_count's."""
+    from querysep.clap.base import check_batch_size
+    from querysep.evaluation.runner import check_settings
+    from querysep.schema import check_count
+
+    calls = {
+        "batch_size": lambda: Separator("no-such-model", batch_size=bad),
+        "limit": lambda: check_settings(sample_rate=16000, limit=bad),
+        "clap batch_size": lambda: check_batch_size(bad),
+    }
+    for name, call in calls.items():
+        want = f"{name.split()[-1]} must be a whole number >= 1, got {bad!r}"
+        with pytest.raises(ConfigError) as info:
+            call()
+        assert str(info.value) == want
+    with pytest.raises(ConfigError) as info:
+        Separator("no-such-model", num_threads=bad)
+    assert str(info.value) == f"num_threads must be a whole number 1-1024, got {bad!r}"
+    assert check_count("n", np.int64(3)) == 3 and type(check_count("n", np.int64(3))) is int
+    assert check_count("n", 1024, 1, 1024) == 1024
 
 
 def _read_only(x: np.ndarray) -> np.ndarray:

@@ -183,6 +183,37 @@ def test_shape_mismatch_and_empty_signals_are_audio_errors() -> None:
         sdri(np.float32(1), np.float32(1), np.float32(1))  # no time axis at all
 
 
+@pytest.mark.parametrize(
+    ("bad", "got"),
+    [
+        (None, "got None"),
+        ([None] * 10, "got list holding objects"),  # was a silent NaN score
+        (["a"] * 10, "got list holding text"),  # was numpy's ValueError
+        ([[0.0] * 10, [0.0] * 9], "got list that is not a rectangular array"),
+        (np.ones(10) * 1j, "got ndarray holding complex numbers"),  # was a ComplexWarning
+        (
+            torch.ones(10, dtype=torch.complex64),
+            r"got Tensor .* complex numbers \(torch\.complex64\)",
+        ),
+    ],
+)
+def test_signals_that_are_not_real_numbers_are_audio_errors(bad: object, got: str) -> None:
+    """Not a bare TypeError or ValueError, nor a score made of the real part or of NaN; the
+    same for the reference, the estimate or the mixture, numpy or torch beside it."""
+    good = np.ones(10)
+    match = r"signals must be arrays or tensors of real numbers, " + got + "$"
+    calls = [
+        lambda: sdr(bad, good),
+        lambda: si_sdr(good, bad),
+        lambda: sdri(good, good, bad),
+        lambda: get_metrics(bad, good, good),
+        lambda: sdr(torch.from_numpy(good), bad),
+    ]
+    for call in calls:
+        with pytest.raises(AudioError, match=match):
+            call()
+
+
 def test_numpy_views_torch_cannot_share_mix_with_torch_silently() -> None:
     s, e, m = signals(11)
     read_only = s.copy()

@@ -53,6 +53,7 @@ from .models.separator import TextQueriedSeparator
 from .models.text import validate_queries
 from .precision import autocast, resolve_precision
 from .pretrained import load_model, resolve_device
+from .schema import check_count
 
 __all__ = ["ClippedWarning", "Separator", "check_outputs", "check_segment", "separate"]
 
@@ -106,15 +107,6 @@ def _check_waveform(audio: ArrayLike, sample_rate: int) -> torch.Tensor:
 #: Most CPU threads a Separator (``--threads``) may ask torch for: far more than any CPU has,
 #: far fewer than the thread count that crashes torch's thread pool.
 MAX_THREADS = 1024
-
-
-def _check_count(name: str, value: object, low: int, high: int | None) -> None:
-    """Refuse a ``value`` that is not a whole number in ``[low, high]`` (ConfigError)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ConfigError(f"the {name} must be a whole number, got {value!r}")
-    if value < low or (high is not None and value > high):
-        most = f" and at most {high}" if high is not None else ""
-        raise ConfigError(f"the {name} must be at least {low}{most}, got {value}")
 
 
 #: The longest segment a Separator runs through the network at once (seconds).
@@ -257,9 +249,9 @@ class Separator:
         normalize: bool = False,
     ) -> None:
         check_segment(segment_seconds, overlap_seconds)
-        _check_count("batch size", batch_size, 1, None)
+        check_count("batch_size", batch_size)
         if num_threads is not None:
-            _check_count("CPU thread count", num_threads, 1, MAX_THREADS)
+            check_count("num_threads", num_threads, 1, MAX_THREADS)
         self.num_threads = None if num_threads is None else int(num_threads)
         self.device = resolve_device(device)
         if precision is not None:  # a bad setting fails before the model loads

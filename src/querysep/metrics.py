@@ -34,6 +34,32 @@ SDR_FLOOR = 1e-10
 """Floor applied to the mean powers in :func:`sdr` (upstream's ``np.clip(..., 1e-10)``)."""
 
 
+_NOT_REAL = {"O": "objects", "U": "text", "S": "bytes", "c": "complex numbers", "M": "dates"}
+
+
+def _signal(x: Any) -> np.ndarray | torch.Tensor:
+    """``x`` as an array (a tensor stays one), refused unless it holds real numbers.
+
+    Raises:
+        AudioError: ``x`` is None, ragged, or holds text, objects or complex numbers.
+    """
+    what = "signals must be arrays or tensors of real numbers, got"
+    if isinstance(x, torch.Tensor):
+        if x.dtype.is_complex:
+            raise AudioError(f"{what} Tensor holding complex numbers ({x.dtype})")
+        return x
+    try:
+        array = np.asarray(x)
+    except (TypeError, ValueError):  # rows of different lengths
+        raise AudioError(f"{what} {type(x).__name__} that is not a rectangular array") from None
+    if array.dtype.kind not in "biuf":  # bool, integers, floats
+        held = _NOT_REAL.get(array.dtype.kind, str(array.dtype))
+        raise AudioError(
+            f"{what} None" if x is None else f"{what} {type(x).__name__} holding {held}"
+        )
+    return array
+
+
 def _prepare(*signals: Any, eps_of: int = 0) -> tuple[bool, list[Any], float]:
     """Check shapes, pick the backend, cast to float64 and find the epsilon of the reference.
 
@@ -41,10 +67,11 @@ def _prepare(*signals: Any, eps_of: int = 0) -> tuple[bool, list[Any], float]:
     evaluator takes ``np.finfo(reference.dtype).eps``.
 
     Raises:
-        AudioError: The shapes differ, or the time axis is missing or empty.
+        AudioError: A signal is None, ragged or not real numbers (text, complex), the shapes
+            differ, or the time axis is missing or empty.
     """
     use_torch = any(isinstance(x, torch.Tensor) for x in signals)
-    signals = tuple(x if isinstance(x, torch.Tensor) else np.asarray(x) for x in signals)
+    signals = tuple(_signal(x) for x in signals)
     shapes = [tuple(x.shape) for x in signals]
     if any(shape != shapes[0] for shape in shapes):
         raise AudioError(
@@ -115,7 +142,8 @@ def sdr(reference: Signal, estimate: Signal) -> Score:
         a numpy batch, a float64 tensor (on the input device) for torch input.
 
     Raises:
-        AudioError: The shapes differ, or the time axis is missing or empty.
+        AudioError: A signal is not real numbers (None, ragged, text, complex), the
+            shapes differ, or the time axis is missing or empty.
 
     Shape:
         - reference, estimate: ``(..., time)``, equal shapes
@@ -142,7 +170,8 @@ def si_sdr(reference: Signal, estimate: Signal) -> Score:
         One score per signal, typed as for :func:`sdr`.
 
     Raises:
-        AudioError: The shapes differ, or the time axis is missing or empty.
+        AudioError: A signal is not real numbers (None, ragged, text, complex), the
+            shapes differ, or the time axis is missing or empty.
 
     Shape:
         - reference, estimate: ``(..., time)``, equal shapes
@@ -164,7 +193,8 @@ def sdri(reference: Signal, estimate: Signal, mixture: Signal) -> Score:
         One score per signal, typed as for :func:`sdr`.
 
     Raises:
-        AudioError: The shapes differ, or the time axis is missing or empty.
+        AudioError: A signal is not real numbers (None, ragged, text, complex), the
+            shapes differ, or the time axis is missing or empty.
 
     Shape:
         - reference, estimate, mixture: ``(..., time)``, equal shapes
@@ -210,8 +240,9 @@ def get_metrics(
         batches, whether the input is numpy or torch (torch results are moved to the CPU).
 
     Raises:
-        AudioError: The shapes differ, the time axis is missing or empty, or (for ATS) the
-            sample rate is not a whole number of Hz in range.
+        AudioError: A signal is not real numbers (None, ragged, text, complex), the shapes
+            differ, the time axis is missing or empty, or (for ATS) the sample rate is not a
+            whole number of Hz in range.
         ConfigError: Some but not all of ``query``, ``clap`` and ``sample_rate`` given.
         QueryError: An empty or overlong ``query``.
 

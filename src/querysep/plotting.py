@@ -116,11 +116,16 @@ def plot_files(
     """
     import soundfile as sf
 
+    from .audio.io import _read  # a FLAC input with no length in its header reads too
+
     rate = sf.info(os.fsencode(estimate_path)).samplerate
     frames = int(max_seconds * rate)
-    read = {"frames": frames, "dtype": "float32", "always_2d": True}
-    mixture, _ = sf.read(os.fsencode(mixture_path), **read)
-    estimate, _ = sf.read(os.fsencode(estimate_path), **read)
+
+    def start(file: str | os.PathLike[str]) -> np.ndarray:
+        with sf.SoundFile(os.fsencode(file)) as f:
+            return _read(f, frames)
+
+    mixture, estimate = start(mixture_path), start(estimate_path)
     if mono:
         mixture = mixture.mean(axis=1, keepdims=True)
     shared = min(len(mixture), len(estimate))  # equal unless a file changed under us

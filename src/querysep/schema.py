@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import numbers
 import re
 import types
 import typing
@@ -27,6 +28,7 @@ from .errors import ConfigError
 __all__ = [
     "ConfigModel",
     "YamlLoader",
+    "check_count",
     "config_error",
     "describe_error",
     "nested",
@@ -125,6 +127,33 @@ def config_error(key: str, problem: str, what: str = "") -> ConfigError:
     """A :class:`ConfigError` about ``key``, located in ``what`` (a file or override)."""
     text = f"{key or 'config'}: {problem}"
     return ConfigError(f"{what}: {text}" if what else text, key=key, problem=problem)
+
+
+def check_count(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
+    """A count given as an argument (a batch size, a thread count, a limit), as an ``int``.
+
+    The one check, and the one message, for "a whole number >= 1" (an ``int`` or a numpy
+    integer, not a bool, nor a float however whole), with an upper bound where one is given.
+
+    Args:
+        name: The argument, for the message (``batch_size``).
+        value: What was given.
+        low: The least allowed.
+        high: The most allowed, if any.
+
+    Raises:
+        ConfigError: ``batch_size must be a whole number >= 1, got 0`` (``... a whole number
+            1-1024, got ...`` with a ``high``).
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        span = f">= {low}" if high is None else f"{low}-{high}"
+        raise ConfigError(f"{name} must be a whole number {span}, got {value!r}")
+    return int(value)
 
 
 _NESTED = "querysep_config"

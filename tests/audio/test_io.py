@@ -24,6 +24,7 @@ from querysep.audio import (
 )
 from querysep.audio.io import check_duration
 from querysep.errors import AudioError
+from querysep.testing import synth
 
 PCM16_STEP = 1.0 / 32768.0
 
@@ -521,6 +522,40 @@ def test_a_non_seekable_codec_loads_whole(tmp_path: Path) -> None:
     assert rate == 8000 and loaded.shape == streamed.shape == (1, audio_info(path).num_frames)
     np.testing.assert_array_equal(loaded, streamed)
     assert abs(peak_frequency(loaded[0], 8000) - 440.0) < 5
+
+
+@pytest.mark.parametrize("num_frames", [16000, 65536, 4096 * 5 + 7])
+def test_a_flac_with_no_length_in_its_header_reads_whole(tmp_path: Path, num_frames: int) -> None:
+    """A FLAC written to a pipe says its length is unknown: libsndfile gives SF_COUNT_MAX
+    frames, which made load_audio ask numpy for an exabyte array (a bare ValueError) and
+    every read that reached the end fail ("Internal psf_fseek() failed"). It reads to its
+    end, whole blocks included (65536 and 4096 are the read sizes)."""
+    audio = sines(16000, num_frames / 16000)
+    want, _ = load_audio(synth.write_wav(tmp_path / "known.flac", audio, 16000))
+    path = synth.write_streamed_flac(tmp_path / "piped.flac", audio, 16000)
+    assert sf.info(path).frames == 2**63 - 1  # libsndfile does not know its length
+    info = audio_info(path)
+    assert (info.num_frames, info.num_channels) == (num_frames, 2)
+    assert info.duration == num_frames / 16000
+    loaded, rate = load_audio(path)
+    assert rate == 16000
+    np.testing.assert_array_equal(loaded, want)
+    streamed = np.concatenate(list(iter_audio_blocks(path, 3000)), axis=1)
+    np.testing.assert_array_equal(streamed, want)
+    resampled, _ = load_audio(path, 22050, mono=True)
+    assert resampled.shape == (1, round(num_frames * 22050 / 16000))
+
+
+def test_a_flac_with_no_length_and_no_frames_holds_no_audio(tmp_path: Path) -> None:
+    path = synth.write_streamed_flac(tmp_path / "piped.flac", sines(16000, 0.1), 16000)
+    data, at = path.read_bytes(), 4
+    while not data[at] & 0x80:  # up to the last metadata block: no audio frames after it
+        at += 4 + int.from_bytes(data[at + 1 : at + 4], "big")
+    path.write_bytes(data[: at + 4 + int.from_bytes(data[at + 1 : at + 4], "big")])
+    assert sf.info(path).frames == 2**63 - 1
+    for read in (audio_info, load_audio):
+        with pytest.raises(AudioError, match=r"piped\.flac: contains no audio \(0 frames\)"):
+            read(path)
 
 
 @pytest.mark.parametrize("streaming", [False, True])

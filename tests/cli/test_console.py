@@ -35,3 +35,34 @@ def test_help_shows_the_defaults_its_texts_name(command: list[str], default: str
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert default in " ".join(result.output.split())  # rich once read these as markup tags
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["models"], ["prepare", "--list"], ["--help"]],
+    ids=["rich-table", "typer-echo", "click-help"],
+)
+def test_a_closed_stdout_ends_a_command_quietly_with_status_141(command: list[str]) -> None:
+    """`querysep models | head -1` exited 1, the status of a bug's traceback (typer's and
+    rich's own handling): now the documented EXIT_STDOUT_CLOSED, and still nothing on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command prints anything
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "querysep", *command],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (141, "")
+
+    from querysep.cli._common import EXIT_STDOUT_CLOSED
+
+    assert EXIT_STDOUT_CLOSED == 141

@@ -276,6 +276,23 @@ def test_plot_writes_a_spectrogram_png_next_to_the_output(mix: Path, tmp_path: P
     assert not list(tmp_path.glob(".*part*"))
 
 
+def test_a_flac_with_no_length_in_its_header_separates_and_plots(tmp_path: Path) -> None:
+    """A FLAC written to a pipe (its length unknown) failed with a bare numpy ValueError,
+    and its plot with a libsndfile traceback; it separates as the same audio with a length."""
+    audio = synth.scene(2.0, 16000, seed=1)
+    known = synth.write_wav(tmp_path / "known.flac", audio, 16000)
+    piped = synth.write_streamed_flac(tmp_path / "piped.flac", audio, 16000)
+    for path in (known, piped):
+        out = tmp_path / f"{path.stem}-dog.wav"
+        res = run("separate", str(path), "-q", "a dog", "-o", str(out), "-m", "test-tiny", "--plot")
+        assert res.exit_code == 0, res.output
+        assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    want, _ = sf.read(tmp_path / "known-dog.wav")
+    got, rate = sf.read(tmp_path / "piped-dog.wav")
+    assert rate == 16000 and got.shape == (32000,)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_plots_are_outputs_checked_before_the_model_loads(mix: Path, tmp_path: Path) -> None:
     """A plot over the input (a WAV named .png) destroyed it; a folder in a plot's place
     failed only after separating."""

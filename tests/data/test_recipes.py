@@ -335,3 +335,79 @@ def test_esc50_builtin_captions_extend_the_label(tmp_path: Path) -> None:
     assert not everything & heldout and not everything & train
     with pytest.raises(ConfigError, match="'label', 'builtin' or 'builtin\\+more'"):
         prepare_esc50(root, check_audio=False, captions="more")
+
+
+# recipe: (its metadata file, what it lists, the name the error gives, the folder both copies
+# are under, the two copies there)
+TWO_COPIES = {
+    "audiocaps": ("train.csv", "abc,30,a man", "abc_30", "audio", ("a/abc_30.wav", "b/abc_30.wav")),
+    "clotho": (
+        "clotho_captions_development.csv",
+        "x.wav,birds",
+        "x.wav",
+        "",
+        ("development/x.wav", "clotho_audio_development/x.wav"),
+    ),
+    "dcase2024-val": (
+        "lass_validation.json",
+        json.dumps({"data": [{"wav": "s1.wav", "caption": "a dog"}]}),
+        "s1.wav",
+        "",
+        ("lass_validation/s1.wav", "lass_validation_16k/s1.wav"),  # a resampled copy
+    ),
+    "dcase2024-val noise": (
+        "lass_synthetic_validation.csv",
+        "s0,n1,0,rain",  # s0 is missing: skipped
+        "n1",
+        "",
+        ("lass_validation/n1.wav", "old/n1.wav"),
+    ),
+    "fsd50k": (
+        "FSD50K.ground_truth/dev.csv",
+        "123,Bark",
+        "123",
+        "",
+        ("FSD50K.dev_audio/123.wav", "dev_audio/123.wav"),
+    ),
+    "esc50": (  # one folder: the CSV's .wav is gone, two conversions of it are there
+        "esc50.csv",
+        "1-1-A-0.wav,1,0,dog,True,1,A",
+        "1-1-A-0.wav",
+        "audio",
+        ("1-1-A-0.flac", "1-1-A-0.ogg"),
+    ),
+}
+HEADERS = {
+    "train.csv": "youtube_id,start_time,caption",
+    "clotho_captions_development.csv": "file_name,caption_1",
+    "lass_synthetic_validation.csv": "source,noise,snr,caption",
+    "FSD50K.ground_truth/dev.csv": "fname,labels",
+    "esc50.csv": ",".join(ESC50_HEADER),
+}
+
+
+@pytest.mark.parametrize("case", list(TWO_COPIES))
+def test_a_name_several_files_have_is_refused_not_given_to_the_first(
+    tmp_path: Path, write_audio: WriteAudio, case: str
+) -> None:
+    """As `prepare folder --captions-csv` does: each recipe took the first of the files (in
+    scan order) that its metadata's name matched, without a word, whichever copy that was."""
+    metadata, listed, name, folder, copies = TWO_COPIES[case]
+    listed_in, under = tmp_path / metadata, tmp_path / folder
+    listed_in.parent.mkdir(parents=True, exist_ok=True)
+    header = HEADERS.get(metadata)
+    listed_in.write_text(f"{header}\n{listed}\n" if header else listed)
+    if case == "dcase2024-val noise":
+        (tmp_path / "lass_validation.json").write_text('{"data": []}')
+    for rel in copies:
+        write_audio(under / rel)
+    recipe = RECIPES[case.split()[0]]
+    with pytest.raises(DataError) as info:
+        recipe(tmp_path)
+    assert str(info.value) == (
+        f"{listed_in}: {name!r} names 2 audio files under {under} ({copies[0]}, {copies[1]}): "
+        "keep only one of them"
+    )
+    (under / copies[1]).unlink()  # with one copy left, it is the clip's audio
+    (clip,) = recipe(tmp_path).clips
+    assert Path(clip.audio) == (under / copies[0]).resolve()

@@ -267,6 +267,48 @@ def _wav_rate_fault(p: Path) -> str | None:
     return None
 
 
+#: The length libsndfile gives a file whose header has none (SF_COUNT_MAX): a FLAC written to
+#: a pipe or other stream, whose STREAMINFO total is 0 ("unknown").
+_UNKNOWN_LENGTH = 2**63 - 1
+#: libsndfile's "Internal psf_fseek() failed" (SFE_BAD_SEEK).
+_SEEK_FAILED = 39
+
+
+def _read(f: sf.SoundFile, frames: int) -> np.ndarray:
+    """Up to ``frames`` frames from where ``f`` stands, as ``(time, channels)`` float32: fewer
+    at the end of the file, none past it.
+
+    A file of unknown length reads to its end too. libsndfile decodes its last frames, but
+    soundfile then seeks to the end to keep count, which fails there as that end is unknown:
+    the frames read run up to the last one the decoder wrote over the NaN the buffer starts
+    as (a NaN it decodes before that is kept, for the caller to refuse).
+    """
+    if f.frames != _UNKNOWN_LENGTH:
+        return f.read(frames, dtype="float32", always_2d=True)
+    out = np.full((frames, f.channels), np.nan, dtype=np.float32)
+    try:
+        return f.read(frames, out=out)
+    except sf.LibsndfileError as exc:
+        if exc.code != _SEEK_FAILED:
+            raise
+    written = np.flatnonzero(~np.isnan(out).all(axis=1))
+    return out[: written[-1] + 1 if written.size else 0]
+
+
+def _count_frames(p: Path, f: sf.SoundFile) -> int:
+    """The frames in ``f`` (open at its start), decoding it through when its header has no
+    length."""
+    if f.frames != _UNKNOWN_LENGTH:
+        return int(f.frames)
+    total = 0
+    try:
+        while n := _read(f, 1 << 16).shape[0]:
+            total += n
+    except (sf.SoundFileError, OSError) as exc:
+        raise AudioError(f"cannot decode audio file {p}: {_reason(exc)}") from exc
+    return total
+
+
 def _open(p: Path) -> sf.SoundFile:
     try:
         return sf.SoundFile(os.fsencode(p))  # bytes: names that are not UTF-8 open too
@@ -275,13 +317,14 @@ def _open(p: Path) -> sf.SoundFile:
         raise AudioError(f"cannot read audio file {p}: {reason}") from exc
 
 
-def _info_of(f: sf.SoundFile) -> AudioInfo:
+def _info_of(f: sf.SoundFile, num_frames: int | None = None) -> AudioInfo:
     rate = int(f.samplerate)
+    num_frames = int(f.frames) if num_frames is None else num_frames
     return AudioInfo(
         sample_rate=rate,
         num_channels=int(f.channels),
-        num_frames=int(f.frames),
-        duration=f.frames / rate if rate > 0 else 0.0,
+        num_frames=num_frames,
+        duration=num_frames / rate if rate > 0 else 0.0,
         format=str(f.format),
         subtype=str(f.subtype),
     )
@@ -329,7 +372,8 @@ def _check_target_rate(sample_rate: int | None) -> None:
 
 
 def audio_info(path: StrPath) -> AudioInfo:
-    """Read an audio file's header without decoding its samples.
+    """Read an audio file's header without decoding its samples (a file whose header gives
+    no length, such as a FLAC written to a pipe, is decoded once to count them).
 
     Args:
         path: Any file libsndfile reads (wav, flac, ogg/vorbis, opus, mp3, ...).
@@ -344,7 +388,7 @@ def audio_info(path: StrPath) -> AudioInfo:
     """
     p = _check_path(path)
     with _open(p) as f:
-        info = _info_of(f)
+        info = _info_of(f, _count_frames(p, f))
     _check_info(info, p)
     return info
 
@@ -375,9 +419,15 @@ def load_audio(
     p = _check_path(path)
     with _open(p) as f:
         info = _info_of(f)
-        _check_info(info, p)
-        try:  # as many frames as the header says: a non-seekable codec (GSM 6.10) needs it
-            frames = f.read(info.num_frames, dtype="float32", always_2d=True)
+        _check_rate_and_channels(info.sample_rate, info.num_channels, p)
+        try:
+            if info.num_frames == _UNKNOWN_LENGTH:  # no length in its header: read to the end
+                blocks = []
+                while (block := _read(f, 1 << 16)).shape[0]:
+                    blocks.append(block)
+                frames = np.concatenate([*blocks, block])  # the empty last one: the shape
+            else:  # as many frames as the header says: a non-seekable codec (GSM 6.10) needs it
+                frames = f.read(info.num_frames, dtype="float32", always_2d=True)
         except (sf.SoundFileError, OSError) as exc:
             raise AudioError(f"cannot decode audio file {p}: {_reason(exc)}") from exc
     if frames.shape[0] == 0:
@@ -562,7 +612,7 @@ def _stream_blocks(
     with _open(p) as f:
         while True:
             try:
-                frames = f.read(read_frames, dtype="float32", always_2d=True)
+                frames = _read(f, read_frames)
             except (sf.SoundFileError, OSError) as exc:
                 # The fault is somewhere in the frames this read asked for, not at their start.
                 end = position + read_frames

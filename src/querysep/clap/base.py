@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import abc
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -34,8 +33,9 @@ import torch
 from torch import nn
 
 from ..audio.io import check_sample_rate, resample
-from ..errors import AudioError, CheckpointError, ConfigError, QueryError
+from ..errors import AudioError, CheckpointError, QueryError
 from ..models.text.base import validate_queries
+from ..schema import check_count
 
 __all__ = [
     "REFERENCE_RMS",
@@ -74,13 +74,7 @@ def check_batch_size(batch_size: Any) -> int:
     Raises:
         ConfigError: It is not a whole number >= 1 (a bool, a float, zero or negative).
     """
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, numbers.Integral)
-        or batch_size < 1
-    ):
-        raise ConfigError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    return int(batch_size)
+    return check_count("batch_size", batch_size)
 
 
 def window_starts(num_samples: int, window: int) -> list[int]:

@@ -1,7 +1,9 @@
 """The ``querysep`` command line: one thin module per subcommand.
 
 Each subcommand module defines ``register(app)``; library errors (:class:`QuerysepError`)
-become one line on stderr and exit code 2, with the traceback only under ``--debug``.
+become one line on stderr and exit code 2, with the traceback only under ``--debug``. A
+command whose stdout's reader goes away (``querysep models | head -1``) stops quietly with
+exit code 141 (:data:`~querysep.cli._common.EXIT_STDOUT_CLOSED`).
 """
 
 from __future__ import annotations
@@ -14,24 +16,25 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from ._common import one_line_usage_errors, state
+from ._common import one_line_usage_errors, quiet_when_stdout_closed, state
 
 __all__ = ["app", "main"]
 
 
 class _RootGroup(TyperGroup):
-    """The ``querysep`` group: usage errors of any subcommand become one line, exit 2.
+    """The ``querysep`` group: usage errors of any subcommand become one line, exit 2; a
+    closed stdout ends any of them quietly, exit 141.
 
     Parsing the root options happens in :meth:`make_context`; resolving, parsing and running
     a subcommand (and its subcommands) all happen inside the root's :meth:`invoke`.
     """
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
-        with one_line_usage_errors():
+        with quiet_when_stdout_closed(), one_line_usage_errors():
             return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx: Any) -> Any:
-        with one_line_usage_errors():
+        with quiet_when_stdout_closed(), one_line_usage_errors():
             return super().invoke(ctx)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,19 +16,57 @@ from rich.console import Console
 from ..errors import QuerysepError, error_line
 
 __all__ = [
+    "EXIT_STDOUT_CLOSED",
     "console",
     "err_console",
     "error_line",
     "fail",
     "handle_errors",
     "one_line_usage_errors",
+    "quiet_when_stdout_closed",
     "show_progress",
     "state",
+    "stdout_closed",
 ]
+
+#: The exit status of a command whose stdout's reader went away before it printed everything
+#: (``querysep models | head -1``): it stops there, quietly, with the status of a command
+#: killed by SIGPIPE (128 + 13), as ``yes | head -1`` gives. Not 0 (its work may be unfinished,
+#: its output was not all read), 1 (a bug's traceback) or 2 (an error of the user's).
+EXIT_STDOUT_CLOSED = 141
+
+
+def stdout_closed() -> NoReturn:
+    """Stop quietly with :data:`EXIT_STDOUT_CLOSED`: stdout's reader has gone."""
+    # Python flushes stdout once more at exit, which would fail again ("Exception ignored ...
+    # BrokenPipeError" on stderr); as the Python docs advise, stdout goes to devnull instead.
+    with contextlib.suppress(OSError, ValueError):  # not a file (a test's capture): no flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise SystemExit(EXIT_STDOUT_CLOSED)
+
+
+@contextlib.contextmanager
+def quiet_when_stdout_closed() -> Iterator[None]:
+    """Turn a :class:`BrokenPipeError` raised inside (stdout's reader has gone: typer's help,
+    ``typer.echo``) into :func:`stdout_closed`, instead of typer's silent exit 1."""
+    try:
+        yield
+    except BrokenPipeError:
+        stdout_closed()
+
+
+class _Console(Console):
+    """A rich console that stops as :func:`stdout_closed` when its reader goes away (rich's
+    own handler exits with status 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        stdout_closed()
+
 
 # Both consoles print text as it is: no console markup ("[live] take.wav" is a file name, not a
 # style) and no highlighting. The few styled words go in as rich Text (Text.assemble).
-console = Console(markup=False, highlight=False)
+console = _Console(markup=False, highlight=False)
 
 # Options that several subcommands share (one definition, one help text).
 PRECISION_OPTION: Any = typer.Option(
@@ -56,7 +95,7 @@ TRAIN_OVERRIDES_ARGUMENT: Any = typer.Argument(
 RESTART_OPTION: Any = typer.Option(
     False, "--restart", help="Start over: discard the run's checkpoints, logs and model."
 )
-err_console = Console(stderr=True, markup=False, highlight=False)
+err_console = _Console(stderr=True, markup=False, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from ..data.mixing import load_row_mixture, row_files
 from ..errors import AudioError, ConfigError, DataError, QuerysepError
 from ..fileio import check_output_folder, locked_folder, write_text
 from ..metrics import get_metrics
+from ..schema import check_count
 from ..textfiles import read_text
 from .report import METRIC_COLUMNS, PerClipWriter, format_table, read_per_clip, write_summary
 from .systems import System, SystemOptions, make_system, run_system
@@ -183,10 +183,8 @@ def check_settings(*, sample_rate: float, limit: int | None = None) -> int:
             supported range, or ``limit`` is not a whole number >= 1 (a bool is neither).
     """
     rate = check_sample_rate(sample_rate, ConfigError)
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1
-    ):
-        raise ConfigError(f"limit must be a whole number >= 1, got {limit!r}")
+    if limit is not None:
+        check_count("limit", limit)
     return rate
 
 

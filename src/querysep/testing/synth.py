@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["clicks", "noise", "scene", "tone", "write_wav"]
+__all__ = ["clicks", "noise", "scene", "tone", "write_streamed_flac", "write_wav"]
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -55,4 +55,19 @@ def write_wav(path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16"
 
     data = audio.T if audio.ndim == 2 else audio
     sf.write(str(path), data, sample_rate, subtype=subtype)
+    return path
+
+
+def write_streamed_flac(path, audio: np.ndarray, sample_rate: int):
+    """Write ``audio`` as a FLAC with no length in its header, as an encoder writing to a pipe
+    leaves it (its STREAMINFO total samples is 0, "unknown")."""
+    from pathlib import Path
+
+    path = write_wav(path, audio, sample_rate)
+    data = bytearray(Path(path).read_bytes())
+    # "fLaC", the STREAMINFO block's 4-byte header, then the total: 36 bits from its byte 13
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0, "STREAMINFO comes first"
+    data[8 + 13] &= 0xF0
+    data[8 + 14 : 8 + 18] = bytes(4)
+    Path(path).write_bytes(bytes(data))
     return path

@@ -108,8 +108,9 @@ class AudioIndex:
     """Audio files of some folders, found by file name or by name without extension.
 
     Scanning once is much faster than probing each candidate path of a large dataset.
-    Iterating gives every file found; a look-up by name gives the first file (in scan
-    order) of that name, when several folders hold one.
+    Iterating gives every file found; a look-up by name refuses a name that several files
+    answer to (in other folders, or other extensions of a stem), as which one the metadata
+    means cannot be guessed: the first found could be a stale or resampled copy.
     """
 
     def __init__(self, folders: Iterable[Path], *, recursive: bool = False) -> None:
@@ -130,18 +131,31 @@ class AudioIndex:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def find(self, name: str) -> Path | None:
-        """Find ``name`` by exact file name, else by stem (so ``x.wav`` also finds ``x.flac``)."""
-        found = self.find_all(name)
-        return found[0] if found else None
+    def find(self, name: str, listed_in: str | Path) -> Path | None:
+        """Find ``name`` by exact file name, else by stem (so ``x.wav`` also finds ``x.flac``).
 
-    def find_stem(self, stem: str) -> Path | None:
-        """The first file whose name without extension is ``stem``."""
-        found = self._by_stem.get(stem)
-        return found[0] if found else None
+        Args:
+            name: The name the metadata gives.
+            listed_in: The metadata file, for the message.
+
+        Returns:
+            The one file of that name, or ``None``.
+
+        Raises:
+            DataError: Several files have that name (or, none having it, that stem).
+        """
+        return _one(self.find_all(name), name, listed_in)
+
+    def find_stem(self, stem: str, listed_in: str | Path) -> Path | None:
+        """The file whose name without extension is ``stem``, or ``None``.
+
+        Raises:
+            DataError: Several files have that stem.
+        """
+        return _one(self._by_stem.get(stem, []), stem, listed_in)
 
     def find_all(self, name: str) -> list[Path]:
-        """Every file :meth:`find` chooses among (its first), in scan order."""
+        """Every file that answers to ``name`` as :meth:`find` looks it up, in scan order."""
         name = os.path.basename(name)
         if name in self._by_name:
             return list(self._by_name[name])
@@ -153,6 +167,18 @@ class AudioIndex:
     def __iter__(self) -> Iterator[Path]:
         """Every file found, sorted by path (files sharing a name in other folders too)."""
         return iter(sorted(self.paths))
+
+
+def _one(found: list[Path], name: str, listed_in: str | Path) -> Path | None:
+    if len(found) < 2:
+        return found[0] if found else None
+    under = Path(os.path.commonpath(found))
+    shown = ", ".join(p.relative_to(under).as_posix() for p in found[:3])
+    more = ", ..." if len(found) > 3 else ""
+    raise DataError(
+        f"{listed_in}: {name!r} names {len(found)} audio files under {under} ({shown}{more}): "
+        "keep only one of them"
+    )
 
 
 def _scan(folder: Path, recursive: bool) -> Iterator[Path]:

@@ -38,7 +38,8 @@ def prepare_audiocaps(root: str | Path, *, check_audio: bool = True) -> PrepareR
         Clips in CSV order (first appearance), and the skipped segments.
 
     Raises:
-        DataError: No split CSV found.
+        DataError: No split CSV found, or a segment's file name is that of several files
+            under ``root`` (which copy is meant cannot be guessed).
     """
     root = Path(root)
     csvs = [(path.stem, path) for path in metadata_files(root)]
@@ -55,7 +56,7 @@ def prepare_audiocaps(root: str | Path, *, check_audio: bool = True) -> PrepareR
             if caption and caption not in captions:
                 captions.append(caption)
         for (youtube_id, start), captions in groups.items():
-            path = _find_segment(index, youtube_id, start)
+            path = _find_segment(index, youtube_id, start, csv_path)
             clip = Clip(
                 id=path.stem if path is not None else f"{youtube_id}_{start}",
                 audio="",
@@ -76,7 +77,7 @@ def metadata_files(root: Path) -> list[Path]:
     )
 
 
-def _find_segment(index: AudioIndex, youtube_id: str, start: str) -> Path | None:
+def _find_segment(index: AudioIndex, youtube_id: str, start: str, listed_in: Path) -> Path | None:
     names = [f"{youtube_id}_{start}"]
     try:
         seconds = float(start)
@@ -86,7 +87,7 @@ def _find_segment(index: AudioIndex, youtube_id: str, start: str) -> Path | None
         names += [f"{youtube_id}_{int(seconds)}", f"{youtube_id}_{seconds}"]
     names.append(youtube_id)
     for name in names:
-        path = index.find_stem(name)
+        path = index.find_stem(name, listed_in)
         if path is not None:
             return path
     return None

@@ -43,7 +43,8 @@ def prepare_clotho(
         Clips grouped by split in CSV order, and the skipped files.
 
     Raises:
-        DataError: No captions CSV for a requested split (or none at all).
+        DataError: No captions CSV for a requested split (or none at all), or a file it
+            names is in more than one of the split's audio folders.
     """
     root = Path(root)
     found = sorted(p.stem[len(PREFIX) :] for p in root.glob(f"{PREFIX}*.csv"))
@@ -53,7 +54,8 @@ def prepare_clotho(
         splits = found
     result = PrepareResult()
     for split in splits:
-        rows = read_csv(root / f"{PREFIX}{split}.csv", ("file_name",), latin1_fallback=True)
+        listed_in = root / f"{PREFIX}{split}.csv"
+        rows = read_csv(listed_in, ("file_name",), latin1_fallback=True)
         keywords = _read_keywords(root / f"{METADATA_PREFIX}{split}.csv")
         index = AudioIndex([root / split, root / f"clotho_audio_{split}", root / "audio" / split])
         for row in rows:
@@ -71,7 +73,7 @@ def prepare_clotho(
                 source="clotho",
                 split=split,
             )
-            result.add(*probe(index.find(name), clip, check_audio=check_audio))
+            result.add(*probe(index.find(name, listed_in), clip, check_audio=check_audio))
     return result
 
 

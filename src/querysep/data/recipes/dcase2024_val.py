@@ -44,7 +44,8 @@ def prepare_dcase2024_val(root: str | Path, *, check_audio: bool = True) -> Prep
         The clips and the skipped files.
 
     Raises:
-        DataError: No ``lass_validation.json``, or it or the mixture list is malformed.
+        DataError: No ``lass_validation.json``, it or the mixture list is malformed, or a
+            clip looked up by name is the name of several files under ``root``.
     """
     root = Path(root)
     datafile = find_first(root, DATAFILE_NAMES, DATAFILE)
@@ -54,7 +55,7 @@ def prepare_dcase2024_val(root: str | Path, *, check_audio: bool = True) -> Prep
     for clip in read_datafile(datafile, audio_dir=root):
         path = Path(clip.audio)
         if not path.is_file():
-            path = index.find(os.path.basename(clip.audio)) or path
+            path = index.find(os.path.basename(clip.audio), datafile) or path
         clip.source, clip.split = "dcase2024-val", "validation"
         seen.add(clip.id)
         result.add(*probe(path, clip, check_audio=check_audio))
@@ -67,7 +68,12 @@ def prepare_dcase2024_val(root: str | Path, *, check_audio: bool = True) -> Prep
                 seen.add(clip_id)
                 clip = Clip(id=clip_id, audio="", source="dcase2024-val", split="validation")
                 result.add(
-                    *probe(index.find(clip_id), clip, check_audio=check_audio, listed_as=clip_id)
+                    *probe(
+                        index.find(clip_id, list_path),
+                        clip,
+                        check_audio=check_audio,
+                        listed_as=clip_id,
+                    )
                 )
     return result
 

@@ -69,7 +69,8 @@ def prepare_esc50(
         Clips in CSV order, and the skipped files.
 
     Raises:
-        DataError: No ``esc50.csv``, or it lacks a required column.
+        DataError: No ``esc50.csv``, it lacks a required column, or a file it names is
+            missing but several others have its stem (``x.flac`` and ``x.ogg``).
     """
     if captions not in ("label", "builtin", "builtin+more"):
         raise ConfigError(
@@ -94,7 +95,7 @@ def prepare_esc50(
             source="esc50",
             split=f"fold{row['fold']}",
         )
-        result.add(*probe(index.find(filename), clip, check_audio=check_audio))
+        result.add(*probe(index.find(filename, csv_path), clip, check_audio=check_audio))
     return result
 
 

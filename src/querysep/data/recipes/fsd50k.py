@@ -45,7 +45,8 @@ def prepare_fsd50k(root: str | Path, *, check_audio: bool = True) -> PrepareResu
         Clips (dev then eval, in CSV order), and the skipped files.
 
     Raises:
-        DataError: Neither ``dev.csv`` nor ``eval.csv`` found, or a clip-info JSON is invalid.
+        DataError: Neither ``dev.csv`` nor ``eval.csv`` found, a clip-info JSON is invalid,
+            or a clip is in more than one of its part's audio folders.
     """
     root = Path(root)
     result = PrepareResult()
@@ -74,7 +75,7 @@ def prepare_fsd50k(root: str | Path, *, check_audio: bool = True) -> PrepareResu
                 source="fsd50k",
                 split=row.get("split") or part,
             )
-            result.add(*probe(index.find(fname), clip, check_audio=check_audio))
+            result.add(*probe(index.find(fname, csv_path), clip, check_audio=check_audio))
     if not found_any:
         raise DataError(f"no FSD50K ground truth (dev.csv / eval.csv) in {root}")
     return result
