@@ -57,20 +57,21 @@ probe() {  # probe OUTFILE OVERRIDES...: prints the run's speed, leaves its step
   local file=$1
   shift
   python3 benchmarks/train_speed.py "${ARGS[@]}" "$@" --steps "${PROBE_STEPS:-60}" \
-    --skip "${PROBE_SKIP:-10}" --json | tee "$file"
+    --skip "${PROBE_SKIP:-10}" --json | tee "$file" || return 1
   RATE=$(python3 -c "import json; print(json.loads(open('$file').read().strip().splitlines()[-1])['steps_per_s'])")
 }
 probe "$OUT/probe.txt" "${LAYOUT[@]}" "$@"
 # Unless the layout was chosen (CHANNELS_LAST / CUDNN_BENCHMARK), also probe channels-last
 # with cuDNN's algorithm search, and train with it where it is at least 5 % faster.
-if [[ "$ACCEL" != cpu && -z "${CHANNELS_LAST:-}${CUDNN_BENCHMARK:-}" ]]; then
+# (Not with deterministic training, which refuses cuDNN's search; a failed probe is no fault.)
+if [[ "$ACCEL" != cpu && -z "${CHANNELS_LAST:-}${CUDNN_BENCHMARK:-}" && "$*" != *deterministic=true* ]]; then
   PLAIN=$RATE
-  probe "$OUT/probe-fast.txt" "${FAST[@]}" "$@"
-  if python3 -c "import sys; sys.exit(0 if $RATE >= 1.05 * $PLAIN else 1)"; then
+  if probe "$OUT/probe-fast.txt" "${FAST[@]}" "$@" \
+    && python3 -c "import sys; sys.exit(0 if $RATE >= 1.05 * $PLAIN else 1)"; then
     LAYOUT=("${FAST[@]}")
     echo "channels-last with cuDNN search: $RATE steps/s against $PLAIN: using it"
   else
-    echo "channels-last with cuDNN search: $RATE steps/s against $PLAIN: not used"
+    echo "channels-last with cuDNN search: ${RATE} steps/s against $PLAIN (or failed): not used"
     RATE=$PLAIN
   fi
 fi

@@ -3,6 +3,8 @@ hold square brackets, which rich would otherwise read as console markup."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from rich.console import Console
 
@@ -66,3 +68,27 @@ def test_a_closed_stdout_ends_a_command_quietly_with_status_141(command: list[st
     from querysep.cli._common import EXIT_STDOUT_CLOSED
 
     assert EXIT_STDOUT_CLOSED == 141
+
+
+def test_a_broken_pipe_elsewhere_is_not_taken_for_a_closed_stdout(tmp_path: Path) -> None:
+    """A BrokenPipeError from a socket or a child's pipe, with stdout open, is a bug's: it
+    must not end the command quietly as if stdout's reader had gone (nor hide --debug's
+    traceback)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, querysep.pretrained as m\n"
+        "def boom(*a, **k):\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "m.list_models = boom\n"
+        "from querysep.cli import main\n"
+        "sys.argv = ['querysep', '--debug', 'models']\n"
+        "main()\n"
+    )
+    with (tmp_path / "out.txt").open("w") as out:
+        proc = subprocess.run(
+            [sys.executable, "-c", script], stdout=out, stderr=subprocess.PIPE, text=True
+        )
+    assert proc.returncode == 1, proc.stderr
+    assert "BrokenPipeError: [Errno 32] Broken pipe" in proc.stderr  # --debug's traceback

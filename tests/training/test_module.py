@@ -411,6 +411,7 @@ def test_training_stops_with_one_line_when_gradients_stay_non_finite(
     cfg = config_from_dict(tiny_config(sine_data, tmp_path / "run", max_steps=40))
     pl.seed_everything(0, verbose=False)
     task = SeparationTask(build_model(cfg.model), cfg.optim)
+    loss_fn = task.loss_fn
     _nan_loss_at(task, None)
     trainer = build_trainer(cfg, checkpoints=False, loggers=False)
     with (
@@ -419,6 +420,11 @@ def test_training_stops_with_one_line_when_gradients_stay_non_finite(
     ):
         trainer.fit(task, datamodule=MixtureDataModule(cfg.data, 8000, seed=0))
     assert all(torch.isfinite(p).all() for p in task.trainable_parameters())
+    task.loss_fn = loss_fn  # the same task trains on once the loss is finite again
+    again = config_from_dict(tiny_config(sine_data, tmp_path / "again", max_steps=2))
+    build_trainer(again, checkpoints=False, loggers=False).fit(
+        task, datamodule=MixtureDataModule(cfg.data, 8000, seed=0)
+    )
 
 
 def test_a_nan_forward_leaves_the_batchnorm_statistics_as_they_were(

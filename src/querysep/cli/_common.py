@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import select
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,13 +46,28 @@ def stdout_closed() -> NoReturn:
     raise SystemExit(EXIT_STDOUT_CLOSED)
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error on it); True
+    where that cannot be asked (no poll, or a stdout with no file descriptor)."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+    except (AttributeError, OSError, ValueError):
+        return True
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
 @contextlib.contextmanager
 def quiet_when_stdout_closed() -> Iterator[None]:
-    """Turn a :class:`BrokenPipeError` raised inside (stdout's reader has gone: typer's help,
-    ``typer.echo``) into :func:`stdout_closed`, instead of typer's silent exit 1."""
+    """Turn a :class:`BrokenPipeError` raised inside because stdout's reader has gone
+    (typer's help, ``typer.echo``) into :func:`stdout_closed`, instead of typer's silent exit
+    1; one from anywhere else (a socket, a subprocess's pipe) is a bug's and propagates."""
     try:
         yield
-    except BrokenPipeError:
+    except BrokenPipeError as exc:
+        if not _stdout_reader_gone():  # click would end it silently with status 1
+            raise RuntimeError(f"broken pipe (not stdout): {exc}") from exc
         stdout_closed()
 
 

@@ -108,7 +108,7 @@ class ResUNetConfig:
             )
         if self.n_fft < 16 or not 1 <= self.hop_length <= self.n_fft // 2:
             # a longer hop leaves the Hann windows' overlap-add near zero between frames,
-            # and the inverse STFT divides by it (outputs 150x the input at 15/16 n_fft)
+            # and the inverse STFT divides by it (65x the input's peak at 15/16 n_fft)
             raise ConfigError(
                 "ResUNetConfig: need n_fft >= 16 and 1 <= hop_length <= n_fft / 2, "
                 f"got {self.n_fft}/{self.hop_length}"

@@ -73,7 +73,7 @@ class NonFiniteStepGuard:
     such steps in a row training stops: the step ends as a stop step (so ``last.ckpt`` is
     saved by :func:`~querysep.training.run.train`'s checkpointing) and then
     :class:`~querysep.errors.TrainingError` is raised. The check is exact (large finite
-    gradients pass) and costs one fused kernel and one device-to-host sync a step.
+    gradients pass) and costs one foreach norm and one device-to-host sync a step.
     """
 
     skipped_steps = 0
@@ -127,27 +127,29 @@ class NonFiniteStepGuard:
             TrainingError: ``MAX_NONFINITE_STEPS`` steps in a row had non-finite gradients.
         """
         if self._diverged_at is not None:
+            count, step = self._nonfinite_in_a_row, self._diverged_at
+            self._diverged_at, self._nonfinite_in_a_row = None, 0  # a later fit starts afresh
             raise TrainingError(
-                f"training diverged: {self._nonfinite_in_a_row} steps in a row up to step "
-                f"{self._diverged_at} had non-finite gradients (the weights were not updated "
-                "by them); lower the learning rate or train in float32 "
-                "(trainer.precision=32), and resume from the run's last.ckpt"
+                f"training diverged: {count} steps in a row up to step {step} had non-finite "
+                "gradients (the weights were not updated by them); lower the learning rate or "
+                "train in float32 (trainer.precision=32), and resume from the run's last.ckpt"
             )
 
 
 def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
-    """Whether every element of ``tensors`` is finite: one fused check per device and dtype
-    (the one ``torch.amp.GradScaler`` runs), exact where a norm could overflow."""
-    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    """Whether every element of ``tensors`` is finite: each tensor's largest magnitude (which
+    cannot overflow, and is NaN or inf where an element is), one foreach call per device."""
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
     for t in tensors:
-        groups.setdefault((t.device, t.dtype), []).append(t)
-    found = []
-    for (device, _), group in groups.items():
-        flag = torch.zeros(1, device=device)
-        # multiplies by 1 (no change) and sets flag where an element is inf or NaN
-        torch._amp_foreach_non_finite_check_and_unscale_(group, flag, torch.ones(1, device=device))
-        found.append(flag)
-    return not found or not bool(torch.cat([f.cpu() for f in found]).any())
+        by_device.setdefault(t.device, []).append(t)
+    return all(
+        bool(
+            torch.stack([n.float() for n in torch._foreach_norm(group, float("inf"))])
+            .isfinite()
+            .all()
+        )
+        for group in by_device.values()
+    )
 
 
 # ----------------------------------------------------------------------------- losses
