@@ -10,14 +10,7 @@
 # the wheels in .whl/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:src${PYTHONPATH:+:$PYTHONPATH}"
-else
-  export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONUNBUFFERED=1
+source scripts/gpu_env.sh
 OUT=${OUT:-runs/gpu-probes}
 mkdir -p "$OUT"
 START=$(date +%s)

@@ -25,14 +25,7 @@
 set -euo pipefail
 START=$(date +%s)
 cd "$(dirname "$0")/.."
-if compgen -G ".whl/*.whl" >/dev/null; then  # packages the GPU image lacks (soundfile, soxr)
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:src${PYTHONPATH:+:$PYTHONPATH}"
-else
-  export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONUNBUFFERED=1
+source scripts/gpu_env.sh
 BUDGET=${BUDGET_SECONDS:-400}
 CAP=$(( BUDGET * 11 / 10 ))  # the time limit's stop, should training run slower than probed
 printf -v CAP_TEXT '%02d:%02d:%02d' $(( CAP / 3600 )) $(( CAP % 3600 / 60 )) $(( CAP % 60 ))

@@ -378,14 +378,19 @@ def _nan_loss_at(task: SeparationTask, steps: set[int] | None) -> None:
     task.loss_fn = loss
 
 
+def _fresh_task(
+    sine_data: dict[str, Path], out: Path, **trainer: Any
+) -> tuple[Any, SeparationTask]:
+    """A tiny run's config and its freshly seeded task."""
+    cfg = config_from_dict(tiny_config(sine_data, out, **trainer))
+    pl.seed_everything(0, verbose=False)
+    return cfg, SeparationTask(build_model(cfg.model), cfg.optim)
+
+
 def test_a_step_with_non_finite_gradients_leaves_the_weights_alone(
     tmp_path: Path, sine_data: dict[str, Path]
 ) -> None:
-    cfg = config_from_dict(
-        tiny_config(sine_data, tmp_path / "run", max_steps=6, val_every_n_steps=6)
-    )
-    pl.seed_everything(0, verbose=False)
-    task = SeparationTask(build_model(cfg.model), cfg.optim)
+    cfg, task = _fresh_task(sine_data, tmp_path / "run", max_steps=6, val_every_n_steps=6)
     _nan_loss_at(task, {2, 3})
     weights = WeightRecorder()
     trainer = build_trainer(cfg, callbacks=[weights], checkpoints=False, loggers=False)
@@ -408,9 +413,7 @@ def test_a_step_with_non_finite_gradients_leaves_the_weights_alone(
 def test_training_stops_with_one_line_when_gradients_stay_non_finite(
     tmp_path: Path, sine_data: dict[str, Path]
 ) -> None:
-    cfg = config_from_dict(tiny_config(sine_data, tmp_path / "run", max_steps=40))
-    pl.seed_everything(0, verbose=False)
-    task = SeparationTask(build_model(cfg.model), cfg.optim)
+    cfg, task = _fresh_task(sine_data, tmp_path / "run", max_steps=40)
     loss_fn = task.loss_fn
     _nan_loss_at(task, None)
     trainer = build_trainer(cfg, checkpoints=False, loggers=False)
@@ -430,11 +433,7 @@ def test_training_stops_with_one_line_when_gradients_stay_non_finite(
 def test_a_nan_forward_leaves_the_batchnorm_statistics_as_they_were(
     tmp_path: Path, sine_data: dict[str, Path]
 ) -> None:
-    cfg = config_from_dict(
-        tiny_config(sine_data, tmp_path / "run", max_steps=4, val_every_n_steps=4)
-    )
-    pl.seed_everything(0, verbose=False)
-    task = SeparationTask(build_model(cfg.model), cfg.optim)
+    cfg, task = _fresh_task(sine_data, tmp_path / "run", max_steps=4, val_every_n_steps=4)
     net = task.model.net
     forward = net.forward
 
