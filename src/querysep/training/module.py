@@ -464,7 +464,8 @@ class SeparationTask(NonFiniteStepGuard, pl.LightningModule):
         checkpoint_info: JSON-serialisable facts stored in every checkpoint under
             :data:`CHECKPOINT_KEY` (e.g. the training config).
         seed: Seeds the query noise of ``optim.text_noise`` (with the step and rank).
-        channels_last: Train the network in channels-last memory layout.
+        channels_last: Train the network in channels-last memory layout (``model.net`` is
+            converted in place).
     """
 
     def __init__(
