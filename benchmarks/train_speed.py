@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -148,4 +149,13 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Exception as exc:  # the user's fault (no GPU, a bad override): one line, not a trace
+        from querysep.errors import error_line
+
+        line = error_line(exc)
+        if line is None:
+            raise
+        # The exception's name stays in the line: scripts/gpu_speed_probes.sh keeps "Error" lines.
+        sys.exit(f"train_speed: {type(exc).__name__}: {line}")

@@ -43,6 +43,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -135,7 +136,13 @@ def _run_upstream(args: argparse.Namespace, audio: np.ndarray, cond: np.ndarray)
     from querysep.audio.io import resample  # the same resampler as ours: only the model differs
 
     sys.path.insert(0, str(Path(args.upstream).resolve()))
-    from models.resunet import ResUNet30  # upstream's code, from --upstream
+    try:
+        from models.resunet import ResUNet30  # upstream's code, from --upstream
+    except ImportError as exc:  # its dependencies live in another environment
+        raise SystemExit(
+            f"upstream code: {exc}; --upstream-python must be an interpreter with "
+            "torchlibrosa and librosa (benchmarks/README.md)"
+        ) from None
 
     rate = RATES[args.kind]
     model = ResUNet30(input_channels=1, output_channels=1, condition_size=512).eval()
@@ -231,7 +238,16 @@ def main() -> None:
     if "fp32" not in variants:
         variants.insert(0, "fp32")  # the reference of every agreement figure
     args.variants = variants
-    prepare(args)
+    if args.upstream and not (args.upstream / "models" / "resunet.py").is_file():
+        sys.exit(f"--upstream {args.upstream}: no models/resunet.py (upstream's code, not ours)")
+    if "upstream" in variants and not shutil.which(args.upstream_python):
+        sys.exit(f"--upstream-python {args.upstream_python}: no such interpreter")
+    from querysep.errors import QuerysepError
+
+    try:
+        prepare(args)
+    except QuerysepError as exc:  # a missing checkpoint or tokenizer: its one-line message
+        sys.exit(f"upstream_speed: {type(exc).__name__}: {exc}")
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from querysep.captions.paraphrase import paraphrase
 from querysep.clap import load_clap
+from querysep.clap.small import SmallClap
 from querysep.clap.zeroshot import DEFAULT_ROOT, label_prompt, load_esc50, roc_auc
 from querysep.clap.zeroshot import _heldout_only_words as heldout_only_words
 from querysep.clap.zeroshot import _words as words
@@ -64,7 +65,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="steps of each InfoNCE fit")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = load_clap(args.clap).float()
+    model = load_clap(args.clap)
+    if not isinstance(model, SmallClap):  # e.g. the bundled esc50-clap, a ClapEnsemble
+        raise SystemExit(
+            f"{args.clap} is a {type(model).__name__}; this probe fits a text head for one "
+            "small CLAP (save one ensemble member, or train with members=1)"
+        )
+    model = model.float()
     train = load_esc50(args.data, args.train_folds)
     test = load_esc50(args.data, [args.fold])
     with torch.inference_mode():
