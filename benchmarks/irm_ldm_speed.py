@@ -83,6 +83,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads.")
     parser.add_argument("--griffin-lim-iters", type=int, default=32)
     args = parser.parse_args()
+    try:
+        import diffusers  # noqa: F401  (the gen extra)
+    except ImportError:
+        raise SystemExit("irm_ldm_speed: needs diffusers: pip install 'querysep[gen]'") from None
 
     import torch
 

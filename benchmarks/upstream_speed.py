@@ -298,8 +298,15 @@ def main() -> None:
         diff = np.abs(rows["upstream"]["output"] - rows["fp32-whole"]["output"]).max()
         print(f"fp32-whole vs upstream: max |difference| {diff:.2e} (same input, whole file)")
     if args.json:
+
+        def finite(value: object) -> object:  # strict JSON has no Infinity: null instead
+            return None if isinstance(value, float) and not np.isfinite(value) else value
+
         print(
-            json.dumps({k: {f: v for f, v in r.items() if f != "output"} for k, r in rows.items()})
+            json.dumps(
+                {k: {f: finite(v) for f, v in r.items() if f != "output"} for k, r in rows.items()},
+                allow_nan=False,
+            )
         )
 
 
