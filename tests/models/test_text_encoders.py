@@ -186,9 +186,28 @@ def test_clap_text_tower_from_local_folder(tmp_path: Path) -> None:
     assert build_text_encoder(enc.to_config()).encode("a dog barking").shape == (1, 16)
 
 
-def test_clap_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelNotFoundError, match="cannot load a CLAP text model"):
-        ClapTextEncoder(str(tmp_path / "nothing-here"))
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("{tmp}/nothing-here", r"^CLAP text model folder not found: .*nothing-here"),
+        ("weights/audioldm-s-full-v2", r"^weights/audioldm-s-full-v2 is neither a folder nor"),
+    ],
+)
+def test_a_clap_text_model_that_is_not_here_fails_before_any_lookup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str, match: str
+) -> None:
+    """Given a path that does not exist, transformers' from_pretrained looked the name up on
+    the network (a long DNS wait offline) despite local_files_only, then answered in its own
+    words; the name is now resolved locally first and from_pretrained is never reached."""
+    import transformers
+
+    def no_lookup(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"from_pretrained reached with {args}")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", no_lookup)
+    monkeypatch.chdir(tmp_path)  # the relative spec names nothing here
+    with pytest.raises(ModelNotFoundError, match=match):
+        ClapTextEncoder(spec.format(tmp=tmp_path))
 
 
 def test_precomputed_table_round_trip(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ModelNotFoundError
+from ..hub import resolve_hf_folder
 from ..models.text.laion import ROBERTA_TOKENIZER_FILES
 from .base import AudioTextModel
 from .registry import register_clap_loader, register_folder_loader
@@ -286,27 +287,6 @@ def check_clap_folder(folder: Path, *, need_tokenizer: bool = True) -> None:
         )
     if need_tokenizer and not _has_tokenizer(folder):
         raise ModelNotFoundError(tokenizer_hint(folder))
-
-
-def resolve_hf_folder(spec: str) -> Path:
-    """A local folder as it is, or the local cache snapshot of hub id ``spec`` (no download).
-
-    Raises:
-        ModelNotFoundError: Neither a folder nor a hub id in the local cache.
-    """
-    path = Path(spec).expanduser()
-    if path.exists() or not spec or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
-        return path
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(spec, local_files_only=True))
-    except (OSError, ValueError) as exc:  # LocalEntryNotFoundError, HFValidationError
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelNotFoundError(
-            f"{spec} is neither a folder nor a model in the local Hugging Face cache "
-            f"(nothing is downloaded): {reason}"
-        ) from None
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ import torch
 from pydantic import Field
 
 from ...errors import ConfigError, ModelNotFoundError
+from ...hub import resolve_hf_folder
 from .base import TextEncoder, register_text_encoder
 
 __all__ = ["LAION_MAX_TOKENS", "ClapTextEncoder", "laion_tokenizer_folder"]
@@ -95,9 +96,15 @@ class ClapTextEncoder(TextEncoder):
             return
         from transformers import AutoTokenizer, ClapTextModelWithProjection
 
-        local = Path(str(path)).expanduser()
-        source = str(local) if local.exists() else str(path)
-        model_source, tok_source = source, source
+        # resolved here, so that from_pretrained only ever sees a local folder (given a
+        # missing path it looks the name up on the network, local_files_only or not)
+        local = resolve_hf_folder(str(path))
+        if not local.is_dir():
+            raise ModelNotFoundError(
+                f"CLAP text model folder not found: {path} (a local folder with config.json, "
+                "weights and tokenizer files, or a hub id in the local cache, is needed)"
+            )
+        model_source, tok_source = str(local), str(local)
         if (local / "text_encoder" / "config.json").is_file():  # a diffusers AudioLDM folder
             model_source, tok_source = str(local / "text_encoder"), str(local / "tokenizer")
         try:
