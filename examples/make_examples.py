@@ -7,6 +7,7 @@ Run from the repository root with ../shared/datasets/esc50-16k beside it:
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from querysep.audio import load_audio, save_audio
@@ -24,6 +25,7 @@ EXAMPLES = {
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help only
     for name, (target, noise, snr) in EXAMPLES.items():
         source, sr = load_audio(ESC50 / target, 16000, mono=True)
         interferer, _ = load_audio(ESC50 / noise, 16000, mono=True)
