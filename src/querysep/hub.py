@@ -35,5 +35,5 @@ def resolve_hf_folder(spec: str) -> Path:
     except (OSError, ValueError):  # LocalEntryNotFoundError, HFValidationError
         raise ModelNotFoundError(
             f"{spec} is neither a folder nor a model in the local Hugging Face cache "
-            "(nothing is downloaded: copy the model into the cache, or give its folder)"
+            "(querysep downloads nothing: fetch it into the cache first, or give its folder)"
         ) from None

@@ -190,7 +190,9 @@ def test_clap_text_tower_from_local_folder(tmp_path: Path) -> None:
     ("spec", "match"),
     [
         ("{tmp}/nothing-here", r"^CLAP text model folder not found: .*nothing-here"),
-        ("weights/audioldm-s-full-v2", r"^weights/audioldm-s-full-v2 is neither a folder nor"),
+        ("weights/audioldm-s-full-v2", r"^CLAP text model: weights/audioldm-s-full-v2 is neither"),
+        ("", r"^CLAP text model folder not found: ''"),
+        ("ldm", r"^CLAP text model 'ldm': an AudioLDM folder with text_encoder/ but no tokenizer/"),
     ],
 )
 def test_a_clap_text_model_that_is_not_here_fails_before_any_lookup(
@@ -205,7 +207,9 @@ def test_a_clap_text_model_that_is_not_here_fails_before_any_lookup(
         raise AssertionError(f"from_pretrained reached with {args}")
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", no_lookup)
-    monkeypatch.chdir(tmp_path)  # the relative spec names nothing here
+    monkeypatch.chdir(tmp_path)  # the relative specs name nothing here but an AudioLDM half
+    (tmp_path / "ldm" / "text_encoder").mkdir(parents=True)
+    (tmp_path / "ldm" / "text_encoder" / "config.json").write_text("{}")
     with pytest.raises(ModelNotFoundError, match=match):
         ClapTextEncoder(spec.format(tmp=tmp_path))
 

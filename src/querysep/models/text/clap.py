@@ -98,18 +98,29 @@ class ClapTextEncoder(TextEncoder):
 
         # resolved here, so that from_pretrained only ever sees a local folder (given a
         # missing path it looks the name up on the network, local_files_only or not)
-        local = resolve_hf_folder(str(path))
-        if not local.is_dir():
-            raise ModelNotFoundError(
-                f"CLAP text model folder not found: {path} (a local folder with config.json, "
-                "weights and tokenizer files, or a hub id in the local cache, is needed)"
-            )
-        model_source, tok_source = str(local), str(local)
-        if (local / "text_encoder" / "config.json").is_file():  # a diffusers AudioLDM folder
-            model_source, tok_source = str(local / "text_encoder"), str(local / "tokenizer")
+        need = (
+            "a local folder with config.json, weights and tokenizer files, or a hub id "
+            "in the local Hugging Face cache, is needed"
+        )
         try:
-            tok = AutoTokenizer.from_pretrained(tok_source, local_files_only=True)
-            model = ClapTextModelWithProjection.from_pretrained(model_source, local_files_only=True)
+            local = resolve_hf_folder(str(path)) if str(path) else Path("")
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(f"CLAP text model: {exc}") from None
+        if not str(path) or not local.is_dir():
+            raise ModelNotFoundError(f"CLAP text model folder not found: {path!r} ({need})")
+        model_source, tok_source = local, local
+        if (local / "text_encoder" / "config.json").is_file():  # a diffusers AudioLDM folder
+            model_source, tok_source = local / "text_encoder", local / "tokenizer"
+            if not tok_source.is_dir():
+                raise ModelNotFoundError(
+                    f"CLAP text model {path!r}: an AudioLDM folder with text_encoder/ but no "
+                    "tokenizer/ folder"
+                )
+        try:
+            tok = AutoTokenizer.from_pretrained(str(tok_source), local_files_only=True)
+            model = ClapTextModelWithProjection.from_pretrained(
+                str(model_source), local_files_only=True
+            )
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelNotFoundError(
