@@ -30,6 +30,7 @@ _SUBMODULES = (
     "errors",
     "evaluation",
     "fileio",
+    "hub",
     "metrics",
     "models",
     "outputs",
