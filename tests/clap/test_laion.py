@@ -344,15 +344,16 @@ def _cache_roberta(cache: Path, tokenizer_dir: Path) -> None:
     (repo / "refs" / "main").write_text(commit)
 
 
+@pytest.mark.parametrize("option", ["--tokenizer", "--text-tokenizer"])  # as elsewhere
 def test_cli_convert_writes_a_loadable_folder(
-    tiny_checkpoint: tuple[Path, object], tokenizer_dir: Path, tmp_path: Path
+    tiny_checkpoint: tuple[Path, object], tokenizer_dir: Path, tmp_path: Path, option: str
 ) -> None:
     from querysep.models.text.clap import ClapTextEncoder
 
     path, model = tiny_checkpoint
     out = tmp_path / "converted"
     result = runner.invoke(
-        app, ["clap", "convert", str(path), str(out), "--tokenizer", str(tokenizer_dir)]
+        app, ["clap", "convert", str(path), str(out), option, str(tokenizer_dir)]
     )
     assert result.exit_code == 0, result.output
     assert "wrote" in result.stdout

@@ -227,3 +227,14 @@ def test_precomputed_table_round_trip(tmp_path: Path) -> None:
         table.encode("thunder")
     with pytest.raises(ModelNotFoundError):
         PrecomputedTextEncoder(str(tmp_path / "none.safetensors"))
+
+
+def test_a_minilm_folder_may_be_given_from_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from querysep.models.text.minilm import _bundled_path
+
+    (tmp_path / "mini").symlink_to(_bundled_path(), target_is_directory=True)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    encoder = MiniLMTextEncoder("~/mini")  # as a training config may name it
+    torch.testing.assert_close(encoder.encode(["a dog"]), MiniLMTextEncoder().encode(["a dog"]))

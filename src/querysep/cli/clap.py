@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         tokenizer: Path | None = typer.Option(
             None,
             "--tokenizer",
+            "--text-tokenizer",  # the name the other commands give it
             help="Folder of the roberta-base tokenizer (default: the local Hugging Face cache).",
         ),
         overwrite: bool = typer.Option(

@@ -41,7 +41,7 @@ class MiniLMTextEncoder(TextEncoder):
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
-        folder = Path(path) if path else _bundled_path()
+        folder = Path(path).expanduser() if path else _bundled_path()
         if not folder.is_dir():
             raise ModelNotFoundError(f"no sentence-transformers model folder at {folder}")
         self.path = path
