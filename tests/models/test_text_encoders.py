@@ -193,6 +193,8 @@ def test_clap_text_tower_from_local_folder(tmp_path: Path) -> None:
         ("weights/audioldm-s-full-v2", r"^CLAP text model: weights/audioldm-s-full-v2 is neither"),
         ("", r"^CLAP text model folder not found: ''"),
         ("ldm", r"^CLAP text model 'ldm': an AudioLDM folder with text_encoder/ but no tokenizer/"),
+        ("notok", r"^CLAP text model 'notok': no tokenizer files in notok \(tokenizer.json, or"),
+        ("noconf", r"^CLAP text model 'noconf': no config.json in noconf$"),
     ],
 )
 def test_a_clap_text_model_that_is_not_here_fails_before_any_lookup(
@@ -210,6 +212,10 @@ def test_a_clap_text_model_that_is_not_here_fails_before_any_lookup(
     monkeypatch.chdir(tmp_path)  # the relative specs name nothing here but an AudioLDM half
     (tmp_path / "ldm" / "text_encoder").mkdir(parents=True)
     (tmp_path / "ldm" / "text_encoder" / "config.json").write_text("{}")
+    (tmp_path / "notok").mkdir()
+    (tmp_path / "notok" / "config.json").write_text("{}")
+    (tmp_path / "noconf").mkdir()
+    (tmp_path / "noconf" / "tokenizer.json").write_text("{}")
     with pytest.raises(ModelNotFoundError, match=match):
         ClapTextEncoder(spec.format(tmp=tmp_path))
 

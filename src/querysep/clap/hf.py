@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ModelNotFoundError
 from ..hub import resolve_hf_folder
-from ..models.text.laion import ROBERTA_TOKENIZER_FILES
+from ..models.text.laion import ROBERTA_TOKENIZER_FILES, has_tokenizer_files
 from .base import AudioTextModel
 from .registry import register_clap_loader, register_folder_loader
 
@@ -240,12 +240,6 @@ def is_hf_clap_folder(folder: Path) -> bool:
     return config is not None and config.get("model_type") == "clap"
 
 
-def _has_tokenizer(folder: Path) -> bool:
-    if (folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file():
-        return True
-    return (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
-
-
 def tokenizer_hint(folder: Path) -> str:
     """The one-line message for a CLAP folder without tokenizer files."""
     if (folder / CONVERSION_FILE).is_file():
@@ -285,7 +279,7 @@ def check_clap_folder(folder: Path, *, need_tokenizer: bool = True) -> None:
             f"{folder} has no feature extractor ({_FEATURE_EXTRACTOR_FILE}); save the "
             "model's ClapFeatureExtractor into it"
         )
-    if need_tokenizer and not _has_tokenizer(folder):
+    if need_tokenizer and not has_tokenizer_files(folder):
         raise ModelNotFoundError(tokenizer_hint(folder))
 
 

@@ -27,6 +27,7 @@ from pydantic import Field
 from ...errors import ConfigError, ModelNotFoundError
 from ...hub import resolve_hf_folder
 from .base import TextEncoder, register_text_encoder
+from .laion import has_tokenizer_files
 
 __all__ = ["LAION_MAX_TOKENS", "ClapTextEncoder", "laion_tokenizer_folder"]
 
@@ -116,6 +117,13 @@ class ClapTextEncoder(TextEncoder):
                     f"CLAP text model {path!r}: an AudioLDM folder with text_encoder/ but no "
                     "tokenizer/ folder"
                 )
+        if not (model_source / "config.json").is_file():
+            raise ModelNotFoundError(f"CLAP text model {path!r}: no config.json in {model_source}")
+        if not has_tokenizer_files(tok_source):
+            raise ModelNotFoundError(
+                f"CLAP text model {path!r}: no tokenizer files in {tok_source} (tokenizer.json, "
+                "or vocab.json and merges.txt)"
+            )
         try:
             tok = AutoTokenizer.from_pretrained(str(tok_source), local_files_only=True)
             model = ClapTextModelWithProjection.from_pretrained(

@@ -38,6 +38,7 @@ __all__ = [
     "few_keys",
     "find_roberta_tokenizer",
     "get_key",
+    "has_tokenizer_files",
     "laion_key_name",
     "laion_text_model",
     "load_laion_state_dict",
@@ -52,6 +53,15 @@ ROBERTA_HUB_IDS = ("FacebookAI/roberta-base", "roberta-base")
 
 ROBERTA_TOKENIZER_FILES = "vocab.json, merges.txt and tokenizer_config.json (or tokenizer.json)"
 """The roberta-base files a converted LAION-CLAP folder needs to embed text."""
+
+
+def has_tokenizer_files(folder: Path) -> bool:
+    """Whether ``folder`` holds a tokenizer's vocabulary (``tokenizer.json``, a BERT-style
+    ``vocab.txt``, or a BPE ``vocab.json`` with ``merges.txt``)."""
+    if (folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file():
+        return True
+    return (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
+
 
 _TEXT_MARK = "text_branch.embeddings.word_embeddings.weight"
 _AUDIO_MARK = "audio_branch.patch_embed.proj.weight"
