@@ -2,7 +2,7 @@
 # Training-speed probes of the default model's GPU recipe (scripts/train_default_gpu.sh):
 # cuDNN's algorithm search, channels-last layout and batch size, each measured with
 # benchmarks/train_speed.py (40 steps after 10 warm-up steps) on the same data, so that a
-# GPU session can pick the fastest settings before it trains. About 25 s a probe on an H200.
+# GPU session can pick the fastest settings before it trains.
 #
 #   OUT=out bash scripts/gpu_speed_probes.sh        # prints each probe, appends to $OUT/probes.txt
 #
@@ -14,17 +14,9 @@ source scripts/gpu_env.sh
 OUT=${OUT:-runs/gpu-probes}
 mkdir -p "$OUT"
 START=$(date +%s)
-BASE=(
-  configs/default-esc50.yaml
-  "data.train=[{manifest: .device-data/esc50/manifest.jsonl, splits: [fold1, fold2, fold3]}]"
-  "data.validation=null"
-  "model.text_encoder={kind: precomputed, path: .device-data/minilm-esc50.safetensors}"
-  "trainer.accelerator=${ACCELERATOR:-gpu}" "trainer.precision=${PRECISION:-bf16-mixed}"
-  "data.segment_seconds=4.0" "data.num_workers=${WORKERS:-8}"
-)
 probe() {
   echo "== $*" | tee -a "$OUT/probes.txt"
-  timeout "${PROBE_TIMEOUT:-90}" python3 benchmarks/train_speed.py "${BASE[@]}" "$@" \
+  timeout "${PROBE_TIMEOUT:-90}" python3 benchmarks/train_speed.py "${RECIPE[@]}" "$@" \
     --steps "${PROBE_STEPS:-40}" --skip "${PROBE_SKIP:-10}" --json 2>&1 \
     | grep -E "^(speed|compute|data wait|peak GPU) |^\{|Error" | tee -a "$OUT/probes.txt"
   echo "   (at $(( $(date +%s) - START )) s)"

@@ -15,8 +15,9 @@
 # 'data.speed_range=[0.9,1.1]'), applied to the probe and to the run alike. Environment:
 # BATCH (64), WORKERS (8), PRECISION (bf16-mixed), MAX_TIME (a tenth above the budget),
 # CUDNN_BENCHMARK and CHANNELS_LAST (true/false). Where neither is set, a second probe tries
-# both on, and the run uses them if they are at least 5 % faster (about 25 s more; the
-# budget counts training only). scripts/gpu_speed_probes.sh measures each on its own.
+# both on, and the run uses them if they are at least 5 % faster (one more 60-step probe
+# with its start-up; the budget counts training only: on 2026-12-04 everything besides
+# training, one probe included, took 69 s of the script's 522 s on the H200). scripts/gpu_speed_probes.sh measures each on its own.
 # On an H200 batch 128 fed no more examples per second than batch 64 (the step is
 # compute-bound; model card, "GPU run of 2026-12-04"), so the batch stays at 64.
 # A run that stops early (the divergence guard of querysep.training.module) still exports
@@ -30,17 +31,9 @@ BUDGET=${BUDGET_SECONDS:-400}
 CAP=$(( BUDGET * 11 / 10 ))  # the time limit's stop, should training run slower than probed
 printf -v CAP_TEXT '%02d:%02d:%02d' $(( CAP / 3600 )) $(( CAP % 3600 / 60 )) $(( CAP % 60 ))
 OUT=${OUT:-runs/gpu-default-out}
-ACCEL=${ACCELERATOR:-gpu}
-PRECISION=${PRECISION:-bf16-mixed}
 RUN=runs/gpu-default
 ARGS=(
-  configs/default-esc50.yaml
-  "data.train=[{manifest: .device-data/esc50/manifest.jsonl, splits: [fold1, fold2, fold3]}]"
-  "data.validation=null"
-  "model.text_encoder={kind: precomputed, path: .device-data/minilm-esc50.safetensors}"
-  "trainer.accelerator=$ACCEL" "trainer.precision=$PRECISION"
-  "data.batch_size=${BATCH:-64}" "data.segment_seconds=4.0" "data.num_workers=${WORKERS:-8}"
-  "trainer.output_dir=$RUN" "trainer.checkpoint_every_n_steps=250"
+  "${RECIPE[@]}" "data.batch_size=${BATCH:-64}" "trainer.output_dir=$RUN" "trainer.checkpoint_every_n_steps=250"
   "trainer.max_time=${MAX_TIME:-$CAP_TEXT}"
 )
 LAYOUT=("trainer.cudnn_benchmark=${CUDNN_BENCHMARK:-null}" "trainer.channels_last=${CHANNELS_LAST:-false}")

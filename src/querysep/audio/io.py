@@ -300,13 +300,17 @@ def _count_frames(p: Path, f: sf.SoundFile) -> int:
     length."""
     if f.frames != _UNKNOWN_LENGTH:
         return int(f.frames)
-    total = 0
     try:
-        while n := _read(f, 1 << 16).shape[0]:
-            total += n
+        return sum(block.shape[0] for block in _blocks_to_end(f))
     except (sf.SoundFileError, OSError) as exc:
         raise AudioError(f"cannot decode audio file {p}: {_reason(exc)}") from exc
-    return total
+
+
+def _blocks_to_end(f: sf.SoundFile) -> Iterator[np.ndarray]:
+    """``f``'s frames from where it is to its end, in blocks; the last one is empty."""
+    while (block := _read(f, 1 << 16)).shape[0]:
+        yield block
+    yield block
 
 
 def _open(p: Path) -> sf.SoundFile:
@@ -422,10 +426,7 @@ def load_audio(
         _check_rate_and_channels(info.sample_rate, info.num_channels, p)
         try:
             if info.num_frames == _UNKNOWN_LENGTH:  # no length in its header: read to the end
-                blocks = []
-                while (block := _read(f, 1 << 16)).shape[0]:
-                    blocks.append(block)
-                frames = np.concatenate([*blocks, block])  # the empty last one: the shape
+                frames = np.concatenate(list(_blocks_to_end(f)))  # the empty last: the shape
             else:  # as many frames as the header says: a non-seekable codec (GSM 6.10) needs it
                 frames = f.read(info.num_frames, dtype="float32", always_2d=True)
         except (sf.SoundFileError, OSError) as exc:
@@ -519,8 +520,11 @@ def iter_audio_blocks(
     if isinstance(block_frames, bool) or not isinstance(block_frames, int) or block_frames < 1:
         raise ValueError(f"block_frames must be a positive integer, got {block_frames!r}")
     _check_target_rate(sample_rate)
-    info = audio_info(path)
-    return _stream_blocks(Path(path), info, block_frames, sample_rate, mono, on_frames)
+    p = _check_path(path)
+    with _open(p) as f:  # the header only: a file without a length is not decoded twice
+        info = _info_of(f)
+    _check_info(info, p)
+    return _stream_blocks(p, info, block_frames, sample_rate, mono, on_frames)
 
 
 class StreamResampler:

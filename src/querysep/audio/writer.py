@@ -44,8 +44,8 @@ _WAV_MAX_BYTES = 2**32 - 2**16
 #: More than a WAV header takes: a length known up front and the frames written are both
 #: measured with it, so a WAV chosen for its length is never refused while writing.
 _WAV_HEADER_ROOM = 256  # libsndfile: 44 bytes (PCM) to 136 (8-channel float)
-_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "ULAW": 1, "ALAW": 1, "PCM_16": 2, "PCM_24": 3}
-_SAMPLE_BYTES |= {"PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+_SAMPLE_BYTES = {k: bits // 8 for k, bits in _PCM_BITS.items()}
+_SAMPLE_BYTES |= {"ULAW": 1, "ALAW": 1, "FLOAT": 4, "DOUBLE": 8}
 _SFE_SYSTEM = 2  # libsndfile's code for an error of the system (a full disk, ...)
 #: Above this rate libvorbis crashes the whole process (a segfault), in any channel count.
 _VORBIS_MAX_RATE = 200_000

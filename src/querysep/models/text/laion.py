@@ -55,10 +55,10 @@ ROBERTA_TOKENIZER_FILES = "vocab.json, merges.txt and tokenizer_config.json (or 
 """The roberta-base files a converted LAION-CLAP folder needs to embed text."""
 
 
-def has_tokenizer_files(folder: Path) -> bool:
-    """Whether ``folder`` holds a tokenizer's vocabulary (``tokenizer.json``, a BERT-style
-    ``vocab.txt``, or a BPE ``vocab.json`` with ``merges.txt``)."""
-    if (folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file():
+def has_tokenizer_files(folder: Path, *, bert_vocab: bool = True) -> bool:
+    """Whether ``folder`` holds a tokenizer's vocabulary: ``tokenizer.json``, a BPE
+    ``vocab.json`` with ``merges.txt``, or (with ``bert_vocab``) a BERT-style ``vocab.txt``."""
+    if (folder / "tokenizer.json").is_file() or (bert_vocab and (folder / "vocab.txt").is_file()):
         return True
     return (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
 
@@ -335,12 +335,6 @@ def laion_text_model(state: Mapping[str, torch.Tensor], prefix: str = "") -> Any
 # the tokenizer
 
 
-def _tokenizer_folder_ok(folder: Path) -> bool:
-    if (folder / "tokenizer.json").is_file():
-        return True
-    return (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()
-
-
 def find_roberta_tokenizer(tokenizer: str | Path | None = None) -> Path | None:
     """The folder of the RoBERTa tokenizer: ``tokenizer``, else roberta-base in the local cache.
 
@@ -352,7 +346,7 @@ def find_roberta_tokenizer(tokenizer: str | Path | None = None) -> Path | None:
     """
     if tokenizer is not None:
         folder = Path(tokenizer).expanduser()
-        if not folder.is_dir() or not _tokenizer_folder_ok(folder):
+        if not folder.is_dir() or not has_tokenizer_files(folder, bert_vocab=False):
             raise ModelNotFoundError(
                 f"no RoBERTa tokenizer in {folder}: it needs {ROBERTA_TOKENIZER_FILES}"
             )
@@ -362,7 +356,7 @@ def find_roberta_tokenizer(tokenizer: str | Path | None = None) -> Path | None:
     for repo in ROBERTA_HUB_IDS:
         for name in ("tokenizer.json", "vocab.json"):
             found = try_to_load_from_cache(repo, name)
-            if isinstance(found, str) and _tokenizer_folder_ok(Path(found).parent):
+            if isinstance(found, str) and has_tokenizer_files(Path(found).parent, bert_vocab=False):
                 return Path(found).parent
     return None
 
