@@ -9,11 +9,12 @@ and then answers in its own words.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import ModelNotFoundError
 
-__all__ = ["resolve_hf_folder"]
+__all__ = ["absolute_if_local", "resolve_hf_folder"]
 
 
 def resolve_hf_folder(spec: str) -> Path:
@@ -37,3 +38,14 @@ def resolve_hf_folder(spec: str) -> Path:
             f"{spec} is neither a folder nor a model in the local Hugging Face cache "
             "(querysep downloads nothing: fetch it into the cache first, or give its folder)"
         ) from None
+
+
+def absolute_if_local(spec: str) -> str:
+    """``spec`` naming the same thing from any working directory.
+
+    A relative path that exists (``~`` expanded) is made absolute, so that a config that
+    records it still finds it when read from another folder; a hub id, an absolute path and
+    a spec that names nothing are returned as given.
+    """
+    path = Path(spec).expanduser()
+    return os.path.abspath(path) if spec and path.exists() else spec

@@ -24,6 +24,7 @@ import torch
 
 from .errors import CheckpointError, ConfigError, ModelNotFoundError
 from .fileio import sha256_file
+from .hub import absolute_if_local
 from .models.resunet import ResUNet, ResUNetConfig
 from .models.separator import CONFIG_NAME, WEIGHTS_NAME, TextQueriedSeparator
 from .models.text import HashingTextEncoder
@@ -293,10 +294,8 @@ def absolute_spec(spec: str) -> str:
         path, at, tail = rest, "", ""
         if not Path(rest).expanduser().exists() and "@" in rest:
             path, at, tail = rest.rpartition("@")
-        full = Path(path).expanduser()
-        return f"{kind}:{os.path.abspath(full)}{at}{tail}" if full.exists() else spec
-    full = Path(spec).expanduser()
-    return os.path.abspath(full) if full.exists() else spec
+        return f"{kind}:{absolute_if_local(path)}{at}{tail}"
+    return absolute_if_local(spec)
 
 
 def load_model(

@@ -235,6 +235,39 @@ def test_precomputed_table_round_trip(tmp_path: Path) -> None:
         PrecomputedTextEncoder(str(tmp_path / "none.safetensors"))
 
 
+def test_a_model_saved_with_a_relative_text_model_path_loads_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text model named relative to the working folder (as a training config may name it)
+    is recorded absolute, so the exported model loads from anywhere; a hub id stays as given."""
+    from querysep.models import ResUNet, ResUNetConfig, TextQueriedSeparator
+    from querysep.models.text import PrecomputedTextEncoder, save_embedding_table
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    _tiny_clap_folder(work / "clap")
+    save_embedding_table(HashingTextEncoder(16), ["a dog", "rain"], "table.safetensors")
+    for encoder in (ClapTextEncoder("clap"), PrecomputedTextEncoder("table.safetensors")):
+        cfg = ResUNetConfig(
+            n_fft=256,
+            hop_length=64,
+            channels=(4, 4),
+            pre_channels=4,
+            downsample=((2, 2), (2, 2)),
+            condition_dim=encoder.dim,
+        )
+        model = TextQueriedSeparator(ResUNet(cfg), encoder).eval()
+        model.save_pretrained(work / "model")
+        monkeypatch.chdir(elsewhere)
+        loaded = TextQueriedSeparator.from_pretrained(work / "model")
+        torch.testing.assert_close(loaded.text_encoder.encode("rain"), encoder.encode("rain"))
+        monkeypatch.chdir(work)
+    hub_id = ClapTextEncoder.__new__(ClapTextEncoder)
+    hub_id.laion_checkpoint, hub_id.path, hub_id.max_length = None, "laion/clap-htsat-unfused", 77
+    assert hub_id.to_config()["path"] == "laion/clap-htsat-unfused"
+
+
 def test_a_minilm_folder_may_be_given_from_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

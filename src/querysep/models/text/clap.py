@@ -25,7 +25,7 @@ import torch
 from pydantic import Field
 
 from ...errors import ConfigError, ModelNotFoundError
-from ...hub import resolve_hf_folder
+from ...hub import absolute_if_local, resolve_hf_folder
 from .base import TextEncoder, register_text_encoder
 from .laion import has_tokenizer_files
 
@@ -208,11 +208,12 @@ class ClapTextEncoder(TextEncoder):
 
     def to_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"kind": self.kind, "max_length": self.max_length}
+        # paths absolute, so that a model saved with this config loads from any folder
         if self.laion_checkpoint is not None:
-            config["laion_checkpoint"] = self.laion_checkpoint
-            config["tokenizer"] = self.tokenizer_folder
+            config["laion_checkpoint"] = absolute_if_local(self.laion_checkpoint)
+            config["tokenizer"] = self.tokenizer_folder and absolute_if_local(self.tokenizer_folder)
         else:
-            config["path"] = self.path
+            config["path"] = self.path and absolute_if_local(self.path)
         return config
 
 

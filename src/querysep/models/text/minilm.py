@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ...errors import ModelNotFoundError
+from ...hub import absolute_if_local
 from .base import TextEncoder, register_text_encoder
 
 __all__ = ["MiniLMTextEncoder"]
@@ -77,4 +78,5 @@ class MiniLMTextEncoder(TextEncoder):
         return emb.float()
 
     def to_config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": self.path}
+        # absolute, so that a model saved with this config loads from any folder
+        return {"kind": self.kind, "path": self.path and absolute_if_local(self.path)}

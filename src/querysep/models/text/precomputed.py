@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from ...errors import CheckpointError, ModelNotFoundError, QueryError
 from ...fileio import AtomicFile
+from ...hub import absolute_if_local
 from .base import TextEncoder, build_text_encoder, register_text_encoder, validate_queries
 
 __all__ = ["PrecomputedTextEncoder", "save_embedding_table"]
@@ -78,4 +79,5 @@ class PrecomputedTextEncoder(TextEncoder):
         return build_text_encoder(self.source_config)
 
     def to_config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": self.path}
+        # absolute, so that a model saved with this config loads from any folder
+        return {"kind": self.kind, "path": absolute_if_local(self.path)}
