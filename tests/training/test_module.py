@@ -474,3 +474,29 @@ def test_only_non_finite_gradients_count_as_non_finite() -> None:
     for bad in (float("nan"), float("inf"), -float("inf")):
         assert not _all_finite([*huge, torch.tensor([0.0, bad])])
     assert _all_finite([])
+
+
+def test_several_machines_without_a_launcher_are_refused_before_training(
+    tmp_path: Path, sine_data: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started alone, a num_nodes=2 run used to wait for the other machine forever."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("SLURM_", "LSB_", "OMPI_", "PMI_", "KUBERNETES_")) or name in (
+            "MASTER_ADDR",
+            "NODE_RANK",
+            "TORCHELASTIC_RUN_ID",
+            "GROUP_RANK",
+            "LOCAL_RANK",
+        ):
+            monkeypatch.delenv(name)
+    cfg = config_from_dict(tiny_config(sine_data, tmp_path / "run", num_nodes=2))
+    with pytest.raises(
+        ConfigError, match=r"^trainer.num_nodes=2: this process was not started"
+    ) as info:
+        build_trainer(cfg, loggers=False)
+    assert "\n" not in str(info.value)
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")  # the hand-made launch: each machine sets both
+    monkeypatch.setenv("NODE_RANK", "1")
+    assert build_trainer(cfg, loggers=False).num_nodes == 2

@@ -339,7 +339,8 @@ class TrainerConfig(ConfigModel):
             :func:`querysep.precision.resolve_precision`.
         accelerator: ``auto``, ``cpu``, ``gpu``, ``cuda``, ``mps``.
         devices: ``auto``, a count, or a list of device indices.
-        num_nodes: Machines for multi-node DDP.
+        num_nodes: Machines for multi-node DDP; the run must be started by a launcher on each
+            (SLURM, torchrun, LSF, MPI) or with MASTER_ADDR and NODE_RANK set there.
         strategy: Lightning strategy: ``auto``, ``ddp``, ``ddp_find_unused_parameters_true``...
         sync_batchnorm: Batch-norm statistics over all devices (DDP), as the DCASE baseline.
         gradient_clip_val: Clip the gradient norm to this (``None``: no clipping).

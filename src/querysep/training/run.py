@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import re
 import shutil
 import warnings
@@ -201,6 +202,12 @@ def build_trainer(
                 enable_version_counter=False,
             )
             cbs.append(best)
+    if t.num_nodes > 1 and not _multi_machine_launch():
+        raise ConfigError(
+            f"trainer.num_nodes={t.num_nodes}: this process was not started by a multi-machine "
+            "launcher (SLURM, torchrun, LSF, MPI) and MASTER_ADDR and NODE_RANK are "
+            "not set, so it would wait for the other machines forever"
+        )
     limit = t.max_time_delta()
     if limit is not None:  # not Lightning's max_time: see TimeLimit
         cbs.append(TimeLimit(limit, last, echo=echo))
@@ -240,6 +247,21 @@ def build_trainer(
     limits = [cb for cb in trainer.callbacks if isinstance(cb, TimeLimit)]
     trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, TimeLimit)] + limits
     return trainer
+
+
+def _multi_machine_launch() -> bool:
+    """Whether this process can find the other machines of a multi-node run."""
+    from lightning.fabric.plugins import environments as envs
+
+    launchers = (  # the ones Lightning itself detects
+        envs.SLURMEnvironment,
+        envs.TorchElasticEnvironment,
+        envs.LSFEnvironment,
+        envs.MPIEnvironment,
+    )
+    if any(env.detect() for env in launchers):
+        return True
+    return "MASTER_ADDR" in os.environ and "NODE_RANK" in os.environ  # set by hand on each
 
 
 def _write_config(config: Any, path: Path, echo: Echo, *, resume: bool = False) -> None:
