@@ -1,0 +1,80 @@
+"""Paired difference of two systems in one or more `querysep evaluate` folders.
+
+    python scripts/paired_difference.py EVAL_FOLDER [EVAL_FOLDER ...] --base A --system B
+
+For every mixture that both systems scored (matched on source, noise, SNR and query), the
+difference B - A of each metric in per_clip.csv (SDR, SDRi, SI-SDR, and ATS where present);
+prints its mean, standard error (sample standard deviation / sqrt(n)), and the share of
+mixtures where B is higher. The model cards' "paired difference per mixture" rows come from
+this. Systems are named as in the folder's table.md (e.g. esc50-minilm, runs/x/model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+
+METRICS = ("sdr", "sdri", "si_sdr", "ats")
+
+
+def _scores(folder: Path) -> dict[str, dict[tuple[str, ...], dict[str, float]]]:
+    """system -> mixture key -> metric -> value, from folder/per_clip.csv."""
+    path = folder / "per_clip.csv"
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise SystemExit(f"error: cannot read {path}: {exc.strerror or exc}") from None
+    out: dict[str, dict[tuple[str, ...], dict[str, float]]] = {}
+    for row in rows:
+        try:
+            key = (row["source"], row["noise"], row["snr"], row["caption"])
+            system = row["system"]
+        except KeyError as exc:
+            raise SystemExit(f"error: {path} has no {exc.args[0]} column") from None
+        values = {m: float(row[m]) for m in METRICS if row.get(m) not in (None, "")}
+        out.setdefault(system, {})[key] = values
+    return out
+
+
+def paired(base: dict, system: dict) -> dict[str, tuple[float, float, float, int]]:
+    """metric -> (mean of system - base, its standard error, share where system is higher, n)."""
+    result = {}
+    for metric in METRICS:
+        diffs = [
+            system[k][metric] - base[k][metric]
+            for k in base.keys() & system.keys()
+            if metric in base[k] and metric in system[k]
+        ]
+        diffs = [d for d in diffs if math.isfinite(d)]
+        if len(diffs) < 2:
+            continue
+        n = len(diffs)
+        mean = sum(diffs) / n
+        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+        result[metric] = (mean, sd / math.sqrt(n), sum(d > 0 for d in diffs) / n, n)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="querysep evaluate output folders")
+    parser.add_argument("--base", required=True, help="the system subtracted (A)")
+    parser.add_argument("--system", required=True, help="the system compared with it (B)")
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        scores = _scores(folder)
+        missing = [s for s in (args.base, args.system) if s not in scores]
+        if missing:
+            known = ", ".join(sorted(scores)) or "none"
+            raise SystemExit(f"error: {folder}: no system {missing[0]!r} (systems: {known})")
+        print(f"{folder}: {args.system} - {args.base}")
+        for metric, (mean, se, share, n) in paired(scores[args.base], scores[args.system]).items():
+            print(f"  {metric:7s} {mean:+.3f} (s.e. {se:.3f}), higher on {share:.0%} of {n}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
