@@ -15,47 +15,60 @@ import argparse
 import csv
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 
 METRICS = ("sdr", "sdri", "si_sdr", "ats")
 
 
 def _scores(folder: Path) -> dict[str, dict[tuple[str, ...], dict[str, float]]]:
-    """system -> mixture key -> metric -> value, from folder/per_clip.csv."""
+    """system -> mixture key -> metric -> value, from folder/per_clip.csv.
+
+    A mixture is keyed by the list's columns before ``system`` and, as the evaluation counts
+    them, by its occurrence: a list that holds one mixture twice has it twice here. A torn
+    last row (a killed run) is left out, as the evaluation itself does on resuming.
+    """
+    from querysep.errors import error_line
+    from querysep.evaluation.report import read_per_clip
+
     path = folder / "per_clip.csv"
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise SystemExit(f"error: cannot read {path}: {exc.strerror or exc}") from None
+            header = next(csv.reader(fh), [])
+        rows, _ = read_per_clip(path, header)
+    except Exception as exc:
+        raise SystemExit(f"error: cannot read {path}: {error_line(exc) or exc}") from None
+    if "system" not in header:
+        raise SystemExit(f"error: {path} has no system column: not a per-clip scores file")
+    columns = header[: header.index("system")]
+    seen: Counter[tuple[str, ...]] = Counter()
     out: dict[str, dict[tuple[str, ...], dict[str, float]]] = {}
     for row in rows:
-        try:
-            key = (row["source"], row["noise"], row["snr"], row["caption"])
-            system = row["system"]
-        except KeyError as exc:
-            raise SystemExit(f"error: {path} has no {exc.args[0]} column") from None
+        mixture = (row["system"], *(row[c] for c in columns))
+        key = (*mixture[1:], str(seen[mixture]))
+        seen[mixture] += 1
         values = {m: float(row[m]) for m in METRICS if row.get(m) not in (None, "")}
-        out.setdefault(system, {})[key] = values
+        out.setdefault(row["system"], {})[key] = values
     return out
 
 
 def paired(base: dict, system: dict) -> dict[str, tuple[float, float, float, int]]:
-    """metric -> (mean of system - base, its standard error, share where system is higher, n)."""
+    """metric -> (mean of system - base, its standard error, share where system is higher, n,
+    pairs left out because a score is not finite)."""
     result = {}
     for metric in METRICS:
-        diffs = [
+        both = [
             system[k][metric] - base[k][metric]
-            for k in base.keys() & system.keys()
+            for k in sorted(base.keys() & system.keys())
             if metric in base[k] and metric in system[k]
         ]
-        diffs = [d for d in diffs if math.isfinite(d)]
+        diffs = [d for d in both if math.isfinite(d)]  # ATS is NaN for a silent output
         if len(diffs) < 2:
             continue
         n = len(diffs)
         mean = sum(diffs) / n
         sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-        result[metric] = (mean, sd / math.sqrt(n), sum(d > 0 for d in diffs) / n, n)
+        result[metric] = (mean, sd / math.sqrt(n), sum(d > 0 for d in diffs) / n, n, len(both) - n)
     return result
 
 
@@ -72,8 +85,11 @@ def main(argv: list[str] | None = None) -> None:
             known = ", ".join(sorted(scores)) or "none"
             raise SystemExit(f"error: {folder}: no system {missing[0]!r} (systems: {known})")
         print(f"{folder}: {args.system} - {args.base}")
-        for metric, (mean, se, share, n) in paired(scores[args.base], scores[args.system]).items():
-            print(f"  {metric:7s} {mean:+.3f} (s.e. {se:.3f}), higher on {share:.0%} of {n}")
+        for metric, (mean, se, share, n, dropped) in paired(
+            scores[args.base], scores[args.system]
+        ).items():
+            note = f" ({dropped} pairs without a finite score left out)" if dropped else ""
+            print(f"  {metric:7s} {mean:+.3f} (s.e. {se:.3f}), higher on {share:.0%} of {n}{note}")
 
 
 if __name__ == "__main__":

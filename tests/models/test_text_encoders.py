@@ -239,7 +239,9 @@ def test_a_model_saved_with_a_relative_text_model_path_loads_from_another_folder
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A text model named relative to the working folder (as a training config may name it)
-    is recorded absolute, so the exported model loads from anywhere; a hub id stays as given."""
+    is recorded absolute, so the exported model loads from anywhere; a hub id stays as given,
+    and so does an embedding table (made for training on another machine)."""
+    from querysep.hub import absolute_if_local
     from querysep.models import ResUNet, ResUNetConfig, TextQueriedSeparator
     from querysep.models.text import PrecomputedTextEncoder, save_embedding_table
 
@@ -248,24 +250,23 @@ def test_a_model_saved_with_a_relative_text_model_path_loads_from_another_folder
     monkeypatch.chdir(work)
     _tiny_clap_folder(work / "clap")
     save_embedding_table(HashingTextEncoder(16), ["a dog", "rain"], "table.safetensors")
-    for encoder in (ClapTextEncoder("clap"), PrecomputedTextEncoder("table.safetensors")):
-        cfg = ResUNetConfig(
-            n_fft=256,
-            hop_length=64,
-            channels=(4, 4),
-            pre_channels=4,
-            downsample=((2, 2), (2, 2)),
-            condition_dim=encoder.dim,
-        )
-        model = TextQueriedSeparator(ResUNet(cfg), encoder).eval()
-        model.save_pretrained(work / "model")
-        monkeypatch.chdir(elsewhere)
-        loaded = TextQueriedSeparator.from_pretrained(work / "model")
-        torch.testing.assert_close(loaded.text_encoder.encode("rain"), encoder.encode("rain"))
-        monkeypatch.chdir(work)
-    hub_id = ClapTextEncoder.__new__(ClapTextEncoder)
-    hub_id.laion_checkpoint, hub_id.path, hub_id.max_length = None, "laion/clap-htsat-unfused", 77
-    assert hub_id.to_config()["path"] == "laion/clap-htsat-unfused"
+    encoder = ClapTextEncoder("clap")
+    cfg = ResUNetConfig(
+        n_fft=256,
+        hop_length=64,
+        channels=(4, 4),
+        pre_channels=4,
+        downsample=((2, 2), (2, 2)),
+        condition_dim=encoder.dim,
+    )
+    monkeypatch.chdir(elsewhere)  # the path is resolved where it was given, not where saved
+    TextQueriedSeparator(ResUNet(cfg), encoder).eval().save_pretrained(work / "model")
+    loaded = TextQueriedSeparator.from_pretrained(work / "model")
+    torch.testing.assert_close(loaded.text_encoder.encode("rain"), encoder.encode("rain"))
+    monkeypatch.chdir(work)
+    assert PrecomputedTextEncoder("table.safetensors").to_config()["path"] == "table.safetensors"
+    assert absolute_if_local("laion/clap-htsat-unfused") == "laion/clap-htsat-unfused"
+    assert absolute_if_local("clap") == str(work / "clap")
 
 
 def test_a_minilm_folder_may_be_given_from_home(

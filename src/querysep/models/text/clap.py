@@ -91,8 +91,10 @@ class ClapTextEncoder(TextEncoder):
             folder = laion_tokenizer_folder(tokenizer)  # cheap: checked before the weights
             state, _ = load_laion_state_dict(laion_checkpoint)
             self._setup(laion_text_model(state), _load_tokenizer(folder), max_length)
-            self.laion_checkpoint: str | None = str(laion_checkpoint)
-            self.tokenizer_folder: str | None = str(folder)
+            # local paths recorded absolute, so that a model saved with this encoder's config
+            # loads from any working folder
+            self.laion_checkpoint: str | None = absolute_if_local(str(laion_checkpoint))
+            self.tokenizer_folder: str | None = absolute_if_local(str(folder))
             self.path = None
             return
         from transformers import AutoTokenizer, ClapTextModelWithProjection
@@ -136,7 +138,7 @@ class ClapTextEncoder(TextEncoder):
                 f"config.json, weights and tokenizer files is needed): {first}"
             ) from None
         self._setup(model, tok, max_length)
-        self.path = str(path)
+        self.path = absolute_if_local(str(path))  # as laion_checkpoint above
         self.laion_checkpoint = None
         self.tokenizer_folder = None
 
@@ -180,8 +182,8 @@ class ClapTextEncoder(TextEncoder):
             laion_text_model(state, prefix), _load_tokenizer(Path(tokenizer)), max_length
         )
         encoder.path = None
-        encoder.laion_checkpoint = str(checkpoint)
-        encoder.tokenizer_folder = str(tokenizer)
+        encoder.laion_checkpoint = absolute_if_local(str(checkpoint))
+        encoder.tokenizer_folder = absolute_if_local(str(tokenizer))
         return encoder
 
     def embed_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -208,12 +210,11 @@ class ClapTextEncoder(TextEncoder):
 
     def to_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"kind": self.kind, "max_length": self.max_length}
-        # paths absolute, so that a model saved with this config loads from any folder
         if self.laion_checkpoint is not None:
-            config["laion_checkpoint"] = absolute_if_local(self.laion_checkpoint)
-            config["tokenizer"] = self.tokenizer_folder and absolute_if_local(self.tokenizer_folder)
+            config["laion_checkpoint"] = self.laion_checkpoint
+            config["tokenizer"] = self.tokenizer_folder
         else:
-            config["path"] = self.path and absolute_if_local(self.path)
+            config["path"] = self.path
         return config
 
 

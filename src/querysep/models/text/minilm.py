@@ -45,7 +45,8 @@ class MiniLMTextEncoder(TextEncoder):
         folder = Path(path).expanduser() if path else _bundled_path()
         if not folder.is_dir():
             raise ModelNotFoundError(f"no sentence-transformers model folder at {folder}")
-        self.path = path
+        # recorded absolute, so that a model saved with this config loads from any folder
+        self.path = path and absolute_if_local(path)
         # No "Loading weights" bar for a local folder; transformers' bars are the whole
         # process's, so they are put back as they were for the caller's own downloads.
         # (transformers' switch also sets huggingface_hub's, which is put back as well)
@@ -78,5 +79,4 @@ class MiniLMTextEncoder(TextEncoder):
         return emb.float()
 
     def to_config(self) -> dict[str, Any]:
-        # absolute, so that a model saved with this config loads from any folder
-        return {"kind": self.kind, "path": self.path and absolute_if_local(self.path)}
+        return {"kind": self.kind, "path": self.path}

@@ -19,7 +19,6 @@ from safetensors.torch import save_file
 
 from ...errors import CheckpointError, ModelNotFoundError, QueryError
 from ...fileio import AtomicFile
-from ...hub import absolute_if_local
 from .base import TextEncoder, build_text_encoder, register_text_encoder, validate_queries
 
 __all__ = ["PrecomputedTextEncoder", "save_embedding_table"]
@@ -79,5 +78,7 @@ class PrecomputedTextEncoder(TextEncoder):
         return build_text_encoder(self.source_config)
 
     def to_config(self) -> dict[str, Any]:
-        # absolute, so that a model saved with this config loads from any folder
-        return {"kind": self.kind, "path": absolute_if_local(self.path)}
+        # as named: a table serves training on another machine (scripts/gpu_env.sh names it
+        # relative to the repository there), and scripts/use_source_encoder.py, run here on
+        # the exported model, finds it by that name
+        return {"kind": self.kind, "path": self.path}
