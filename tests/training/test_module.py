@@ -498,5 +498,9 @@ def test_several_machines_without_a_launcher_are_refused_before_training(
         build_trainer(cfg, loggers=False)
     assert "\n" not in str(info.value)
     monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")  # the hand-made launch: each machine sets both
-    monkeypatch.setenv("NODE_RANK", "1")
-    assert build_trainer(cfg, loggers=False).num_nodes == 2
+    with pytest.raises(ConfigError, match="not both set"):
+        build_trainer(cfg, loggers=False)
+    for rank in ("NODE_RANK", "GROUP_RANK"):  # Lightning reads the node rank from either
+        with monkeypatch.context() as env:
+            env.setenv(rank, "1")
+            assert build_trainer(cfg, loggers=False).num_nodes == 2

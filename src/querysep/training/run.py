@@ -206,7 +206,7 @@ def build_trainer(
         raise ConfigError(
             f"trainer.num_nodes={t.num_nodes}: this process was not started by a multi-machine "
             "launcher (SLURM, torchrun, LSF, MPI) and MASTER_ADDR and NODE_RANK are "
-            "not set, so it would wait for the other machines forever"
+            "not both set, so it would wait for the other machines forever"
         )
     limit = t.max_time_delta()
     if limit is not None:  # not Lightning's max_time: see TimeLimit
@@ -261,7 +261,8 @@ def _multi_machine_launch() -> bool:
     )
     if any(env.detect() for env in launchers):
         return True
-    return "MASTER_ADDR" in os.environ and "NODE_RANK" in os.environ  # set by hand on each
+    # or set by hand on each machine (Lightning reads the node rank from either name)
+    return "MASTER_ADDR" in os.environ and ("NODE_RANK" in os.environ or "GROUP_RANK" in os.environ)
 
 
 def _write_config(config: Any, path: Path, echo: Echo, *, resume: bool = False) -> None:
