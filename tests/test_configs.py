@@ -31,8 +31,15 @@ def test_shipped_config_loads(path: Path) -> None:
         config = load_config(path, schema=schema)
     assert isinstance(config, schema)
     if isinstance(config, TrainConfig) and config.model.init_from is not None:
-        # a fine-tuning config starts from a model querysep ships
-        assert config.model.init_from in {m.name for m in list_models()}
+        # the default model's stage 2 starts from the stage-1 weights, not from the bundled
+        # model (which is its own output); the config says where they come from
+        assert config.model.init_from == "runs/esc50-minilm-stage1"
+        assert config.model.init_from not in {m.name for m in list_models()}
+        how = (CONFIGS / "default-esc50-finetune.yaml").read_text()
+        assert (
+            "git show 2f48dd2:src/querysep/weights/esc50-minilm/$f > runs/esc50-minilm-stage1"
+            in how
+        )
     if isinstance(config, ClapTrainConfig) and config.init_from is not None:
         # the CLAP fine-tune starts from the from-scratch recipe's run, not from the bundled
         # model (which is its own output)

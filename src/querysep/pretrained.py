@@ -74,7 +74,7 @@ _MODELS: dict[str, ModelInfo] = {
             "folds 1-3: the 50 ESC-50 everyday sound classes, 16 kHz. See its MODEL_CARD.md."
         ),
         folder=ESC50_MINILM,
-        sha256="68949487cd145265a17fae0fd7844094e82e2645afebaab90cadcc08adbc95bf",
+        sha256="35b730f9a2daa47ea5a19a1989c49592e68144c2fafca201c6ea1756f43f868b",
         license="CC BY-NC 3.0 (non-commercial; trained on ESC-50)",
     ),
     IRM_LDM_ESC50: ModelInfo(
