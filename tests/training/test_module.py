@@ -500,7 +500,9 @@ def test_several_machines_without_a_launcher_are_refused_before_training(
     monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")  # the hand-made launch: each machine sets both
     with pytest.raises(ConfigError, match="not both set"):
         build_trainer(cfg, loggers=False)
+    # node rank 0: a Trainer made as another rank would leave Lightning's process-wide
+    # rank_zero_only.rank at that rank, and later runs in this process would log nothing
     for rank in ("NODE_RANK", "GROUP_RANK"):  # Lightning reads the node rank from either
         with monkeypatch.context() as env:
-            env.setenv(rank, "1")
+            env.setenv(rank, "0")
             assert build_trainer(cfg, loggers=False).num_nodes == 2
