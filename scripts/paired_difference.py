@@ -3,7 +3,8 @@
     python scripts/paired_difference.py EVAL_FOLDER [EVAL_FOLDER ...] --base A --system B
 
 For every mixture that both systems scored (matched on source, noise, SNR and query), the
-difference B - A of each metric in per_clip.csv (SDR, SDRi, SI-SDR, and ATS where present);
+difference B - A of each metric in per_clip.csv (its columns after ``system``: SDR, SDRi,
+SI-SDR, and ATS where present);
 prints its mean, standard error (sample standard deviation / sqrt(n)), and the share of
 mixtures where B is higher. The model cards' "paired difference per mixture" rows come from
 this. Systems are named as in the folder's table.md (e.g. esc50-minilm, runs/x/model).
@@ -18,8 +19,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-METRICS = ("sdr", "sdri", "si_sdr", "ats")
-
 
 def _scores(folder: Path) -> dict[str, dict[tuple[str, ...], dict[str, float]]]:
     """system -> mixture key -> metric -> value, from folder/per_clip.csv.
@@ -28,26 +27,27 @@ def _scores(folder: Path) -> dict[str, dict[tuple[str, ...], dict[str, float]]]:
     them, by its occurrence: a list that holds one mixture twice has it twice here. A torn
     last row (a killed run) is left out, as the evaluation itself does on resuming.
     """
-    from querysep.errors import error_line
+    from querysep.errors import QuerysepError, error_line
     from querysep.evaluation.report import read_per_clip
 
     path = folder / "per_clip.csv"
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             header = next(csv.reader(fh), [])
+        if "system" not in header:
+            raise SystemExit(f"error: {path} has no system column: not a per-clip scores file")
         rows, _ = read_per_clip(path, header)
-    except Exception as exc:
+    except (OSError, ValueError, QuerysepError) as exc:  # missing, undecodable
         raise SystemExit(f"error: cannot read {path}: {error_line(exc) or exc}") from None
-    if "system" not in header:
-        raise SystemExit(f"error: {path} has no system column: not a per-clip scores file")
-    columns = header[: header.index("system")]
+    split = header.index("system")
+    columns, metrics = header[:split], header[split + 1 :]
     seen: Counter[tuple[str, ...]] = Counter()
     out: dict[str, dict[tuple[str, ...], dict[str, float]]] = {}
     for row in rows:
-        mixture = (row["system"], *(row[c] for c in columns))
-        key = (*mixture[1:], str(seen[mixture]))
+        mixture = (*(row[c] for c in columns), row["system"])
+        key = (*mixture[:-1], str(seen[mixture]))
         seen[mixture] += 1
-        values = {m: float(row[m]) for m in METRICS if row.get(m) not in (None, "")}
+        values = {m: float(row[m]) for m in metrics if row[m] != ""}
         out.setdefault(row["system"], {})[key] = values
     return out
 
@@ -56,7 +56,7 @@ def paired(base: dict, system: dict) -> dict[str, tuple[float, float, float, int
     """metric -> (mean of system - base, its standard error, share where system is higher, n,
     pairs left out because a score is not finite)."""
     result = {}
-    for metric in METRICS:
+    for metric in dict.fromkeys(m for scores in base.values() for m in scores):
         both = [
             system[k][metric] - base[k][metric]
             for k in sorted(base.keys() & system.keys())
