@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from querysep.data.effects import Effects
 from querysep.errors import ConfigError, DataError
 from querysep.training.config import OptimConfig, PrepareConfig, TrainSetConfig, config_from_dict
 from querysep.training.datamodule import (
@@ -58,6 +59,34 @@ def test_speed_range_reaches_the_training_dataset(sine_data: dict[str, Path]) ->
     assert plain.train_dataset.speed_range == (1.0, 1.0)
     assert slowed.train_dataset.speed_range == (0.8, 0.9)
     assert not torch.equal(plain.train_dataset[0]["target"], slowed.train_dataset[0]["target"])
+
+
+def test_room_effects_and_three_sources_reach_the_training_dataset(
+    sine_data: dict[str, Path],
+) -> None:
+    raw = tiny_config(sine_data, Path("unused"))
+    plain = MixtureDataModule(config_from_dict(raw).data, 8000, seed=3)
+    raw["data"].update(
+        reverb_prob=0.5, reverb_rt60=[0.3, 0.4], reverb_drr_db=[2.0, 3.0], eq_prob=0.25
+    )
+    raw["data"].update(eq_db=4.0, three_source_prob=0.75)
+    room = MixtureDataModule(config_from_dict(raw).data, 8000, seed=3)
+    for dm in (plain, room):
+        dm.setup("fit")
+    assert plain.train_dataset.effects == Effects() and plain.train_dataset.three_source_prob == 0
+    assert room.train_dataset.effects == Effects(
+        reverb_prob=0.5, rt60=(0.3, 0.4), drr_db=(2.0, 3.0), eq_prob=0.25, eq_db=4.0
+    )
+    assert room.train_dataset.three_source_prob == 0.75
+    for bad, match in (
+        ({"reverb_rt60": [0.5, 0.2]}, "reverb_rt60"),
+        ({"eq_db": 40}, "eq_db"),
+        ({"three_source_prob": -0.1}, "three_source_prob"),
+    ):
+        broken = tiny_config(sine_data, Path("unused"))
+        broken["data"].update(bad)
+        with pytest.raises(ConfigError, match=match):
+            config_from_dict(broken)
 
 
 def test_examples_are_a_function_of_the_global_index(sine_data: dict[str, Path]) -> None:

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
+from .effects import Effects
 from .manifest import Clip, MixtureRow, label_to_text
 from .mixing import (
     Mixer,
@@ -145,7 +146,9 @@ class ItemPlan:
         interferer: Index of the interfering clip.
         query: The text query.
         params: Mixing parameters.
-        crop_seed: Seed of the generator that places both crops.
+        crop_seed: Seed of the generator that places the crops (and draws the effects).
+        extra: Index of a second interfering clip (a three-source mixture), or ``None``.
+        extra_params: Its mixing parameters (``None`` with ``extra``).
     """
 
     target: int
@@ -153,6 +156,8 @@ class ItemPlan:
     query: str
     params: MixParams
     crop_seed: int
+    extra: int | None = None
+    extra_params: MixParams | None = None
 
 
 def _generator(*entropy: int) -> np.random.Generator:
@@ -217,9 +222,11 @@ class MixtureTrainingDataset(Dataset):
     interferer is drawn uniformly among the clips that share no label with the target
     (any other clip for unlabelled data). Both are cropped to the segment (see
     :func:`random_crop`), each optionally played at its own random speed
-    (:func:`speed_crop`), and mixed by ``mixer`` with parameters drawn from the item's
-    generator. The target returned is the one in the mixture: any change of speed is
-    applied before mixing, so ``mixture - target`` is exactly the interference.
+    (:func:`speed_crop`), optionally reverberated and equalised (``effects``, see
+    :mod:`querysep.data.effects`), and mixed by ``mixer`` with parameters drawn from the
+    item's generator; with ``three_source_prob`` some items get a second interferer. The
+    target returned is the one in the mixture: speed changes and effects are applied to
+    each source before mixing, so ``mixture - target`` is exactly the interference.
 
     Call :meth:`set_epoch` at the start of each epoch to get new mixtures; with DataLoader
     workers use ``persistent_workers=False`` so that the workers see the new epoch. Call
@@ -246,6 +253,11 @@ class MixtureTrainingDataset(Dataset):
             drawn uniformly in this range (e.g. ``(0.9, 1.1)``: up to 10 % slower or
             faster, pitch moving with it). ``(1, 1)`` (the default) draws nothing, so
             items equal those of earlier versions.
+        effects: Reverberation and EQ of the sources (default: none; inactive effects
+            draw nothing, so items equal those of earlier versions).
+        three_source_prob: Probability that an item mixes a second interferer (another
+            clip sharing no label with the target, its own gain drawn by ``mixer``); at 0
+            (the default) nothing is drawn.
 
     Raises:
         DataError: No clip can be a target.
@@ -266,7 +278,13 @@ class MixtureTrainingDataset(Dataset):
         cache_size: int | None = None,
         augmented_caption_prob: float = 0.0,
         speed_range: tuple[float, float] = (1.0, 1.0),
+        effects: Effects | None = None,
+        three_source_prob: float = 0.0,
     ) -> None:
+        if not 0.0 <= three_source_prob <= 1.0:
+            raise ConfigError(f"three_source_prob must be in [0, 1], got {three_source_prob}")
+        self.three_source_prob = float(three_source_prob)
+        self.effects = effects if effects is not None else Effects()
         low, high = (float(v) for v in speed_range)
         if not 0.5 <= low <= high <= 2.0:
             raise ConfigError(
@@ -360,8 +378,20 @@ class MixtureTrainingDataset(Dataset):
         j = self.sampler.sample(t, rng)
         assert j is not None  # targets all have a partner
         params = self.mixer.sample_params(rng)
+        extra = extra_params = None
+        if self.three_source_prob > 0.0 and float(rng.random()) < self.three_source_prob:
+            extra = self.sampler.sample(t, rng, avoid={j})
+            extra_params = self.mixer.sample_params(rng)
         crop_seed = int(rng.integers(2**63))
-        return ItemPlan(target=t, interferer=j, query=query, params=params, crop_seed=crop_seed)
+        return ItemPlan(
+            target=t,
+            interferer=j,
+            query=query,
+            params=params,
+            crop_seed=crop_seed,
+            extra=extra,
+            extra_params=extra_params,
+        )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Return ``{"mixture", "target", "query"}`` for item ``index`` of the current epoch.
@@ -375,15 +405,27 @@ class MixtureTrainingDataset(Dataset):
         length = self.segment_length
         target_audio = self._audio(self.clips[plan.target])
         interferer_audio = self._audio(self.clips[plan.interferer])
+        rate = self.sample_rate
         if self.speed_range == (1.0, 1.0):
             target = random_crop(target_audio, length, rng)
             interferer = random_crop(interferer_audio, length, rng)
         else:
             speeds = rng.uniform(*self.speed_range, size=2)
-            rate = self.sample_rate
             target = speed_crop(target_audio, length, rate, float(speeds[0]), rng)
             interferer = speed_crop(interferer_audio, length, rate, float(speeds[1]), rng)
-        mixture, target = self.mixer.apply(target, interferer, plan.params)
+        interferers, params = [interferer], [plan.params]
+        if plan.extra is not None and plan.extra_params is not None:
+            extra_audio = self._audio(self.clips[plan.extra])
+            if self.speed_range == (1.0, 1.0):
+                interferers.append(random_crop(extra_audio, length, rng))
+            else:
+                speed = float(rng.uniform(*self.speed_range))
+                interferers.append(speed_crop(extra_audio, length, rate, speed, rng))
+            params.append(plan.extra_params)
+        if self.effects.active:
+            effects = self.effects.draw(rng, 1 + len(interferers))
+            target, *interferers = self.effects.apply(effects, [target, *interferers], rate)
+        mixture, target, _ = self.mixer.mix_all(target, interferers, params)
         return {
             "mixture": _tensor(mixture),
             "target": _tensor(target),

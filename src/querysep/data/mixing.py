@@ -427,19 +427,51 @@ class Mixer:
             - interferer: ``(..., time_i)``; cut or zero-padded at the end to ``time``
             - output: three arrays of ``target.shape``, float32
         """
+        return self.mix_all(target, [interferer], [params])
+
+    def mix_all(
+        self,
+        target: np.ndarray,
+        interferers: Sequence[np.ndarray],
+        params: Sequence[MixParams],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mix several interferers into ``target``, each with its own parameters.
+
+        Each interferer is energy-matched to the target and scaled by its own gain, as in
+        :meth:`mix`; the peak protection then applies to their sum.
+
+        Returns:
+            ``(mixture, target, interference)`` with ``mixture == target + interference``
+            (``interference``: the sum of the scaled interferers).
+
+        Shape:
+            - target: ``(..., time)``
+            - interferers: each ``(..., time_i)``; cut or zero-padded at the end to ``time``
+            - output: three arrays of ``target.shape``, float32
+        """
+        if len(interferers) != len(params) or not interferers:
+            raise ValueError(
+                f"need one MixParams per interferer (at least one), got {len(interferers)} "
+                f"interferers and {len(params)} parameter sets"
+            )
         tgt = np.asarray(target, dtype=np.float32)
         time = tgt.shape[-1]
-        itf = fit_length(np.asarray(interferer, dtype=np.float32), time)
-        shift = min(round(params.offset * time), time)
-        if shift > 0:
-            itf = np.concatenate([np.zeros_like(itf[..., :shift]), itf[..., : time - shift]], -1)
         limit = 10.0 ** (self.max_match_db / 20.0)
         rms_t = np.sqrt(_mean_power(tgt))
-        rms_i = np.sqrt(_mean_power(itf))
-        match = np.where(rms_i > 0.0, rms_t / np.where(rms_i > 0.0, rms_i, 1.0), limit)
-        match = np.clip(match, 1.0 / limit, limit)
-        gain = match * 10.0 ** (params.gain_db / 20.0)
-        interference = (itf * gain).astype(np.float32)
+        interference = None
+        for interferer, each in zip(interferers, params, strict=True):
+            itf = fit_length(np.asarray(interferer, dtype=np.float32), time)
+            shift = min(round(each.offset * time), time)
+            if shift > 0:
+                itf = np.concatenate(
+                    [np.zeros_like(itf[..., :shift]), itf[..., : time - shift]], -1
+                )
+            rms_i = np.sqrt(_mean_power(itf))
+            match = np.where(rms_i > 0.0, rms_t / np.where(rms_i > 0.0, rms_i, 1.0), limit)
+            match = np.clip(match, 1.0 / limit, limit)
+            scaled = (itf * (match * 10.0 ** (each.gain_db / 20.0))).astype(np.float32)
+            interference = scaled if interference is None else interference + scaled
+        assert interference is not None
         mixture = tgt + interference
         gain_out = _peak_gain(mixture)
         if gain_out is not None:

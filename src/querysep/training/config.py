@@ -245,6 +245,16 @@ class DataConfig(ConfigModel):
         speed_range: ``[low, high]``: target and interferer each play at a random speed
             in this range (pitch moves with it), applied before mixing so the target stays
             exactly what the mixture holds; ``[1, 1]`` (the default) is off.
+        reverb_prob: Probability that a mixture is reverberant: each source convolved
+            with its own synthetic impulse response (:mod:`querysep.data.effects`), the
+            target as reverberant as the mixture holds it; 0 (the default) is off.
+        reverb_rt60: ``[low, high]`` reverberation time in seconds (0.05..3).
+        reverb_drr_db: ``[low, high]`` direct-to-reverberant ratio of each source, in dB.
+        eq_prob: Probability that a mixture's sources all pass one random EQ (a recording
+            chain's colour); 0 (the default) is off.
+        eq_db: Largest boost or cut of that EQ, in dB (0..24).
+        three_source_prob: Probability that a mixture gets a second interferer (its own
+            gain drawn from ``gain_db``); 0 (the default) is off.
     """
 
     train: list[TrainSetConfig] = Field(default_factory=list)
@@ -264,8 +274,18 @@ class DataConfig(ConfigModel):
     speed_range: list[Annotated[float, Field(ge=0.5, le=2.0, allow_inf_nan=False)]] = Field(
         default_factory=lambda: [1.0, 1.0]
     )
+    reverb_prob: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    reverb_rt60: list[Annotated[float, Field(ge=0.05, le=3.0, allow_inf_nan=False)]] = Field(
+        default_factory=lambda: [0.2, 1.0]
+    )
+    reverb_drr_db: list[Annotated[float, Field(ge=-20.0, le=30.0, allow_inf_nan=False)]] = Field(
+        default_factory=lambda: [0.0, 12.0]
+    )
+    eq_prob: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    eq_db: Annotated[float, Field(ge=0, le=24, allow_inf_nan=False)] = 6.0
+    three_source_prob: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
 
-    @field_validator("gain_db", "speed_range")
+    @field_validator("gain_db", "speed_range", "reverb_rt60", "reverb_drr_db")
     @classmethod
     def _range(cls, value: list[float], info: ValidationInfo) -> list[float]:
         if len(value) != 2 or value[0] > value[1]:

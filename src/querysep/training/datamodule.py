@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data.datasets import FixedMixtureDataset, MixtureTrainingDataset
+from ..data.effects import Effects
 from ..data.manifest import Clip, read_manifest, read_mixture_list
 from ..data.mixing import Mixer
 from ..errors import AudioError, ConfigError, DataError
@@ -254,6 +255,14 @@ class MixtureDataModule(pl.LightningDataModule):
                 cache_size=None if cfg.preload else cfg.cache_size,
                 augmented_caption_prob=cfg.augmented_caption_prob,
                 speed_range=(cfg.speed_range[0], cfg.speed_range[1]),
+                effects=Effects(
+                    reverb_prob=cfg.reverb_prob,
+                    rt60=(cfg.reverb_rt60[0], cfg.reverb_rt60[1]),
+                    drr_db=(cfg.reverb_drr_db[0], cfg.reverb_drr_db[1]),
+                    eq_prob=cfg.eq_prob,
+                    eq_db=cfg.eq_db,
+                ),
+                three_source_prob=cfg.three_source_prob,
             )
             if cfg.preload:
                 self.train_dataset.preload(num_workers=min(8, os.cpu_count() or 1))
