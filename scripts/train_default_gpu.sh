@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Train the bundled default model on a GPU machine, within a fixed time budget.
+# Train stage 1 of the bundled default model (esc50-minilm) on a GPU machine, within a fixed
+# time budget; stage 2 is configs/default-esc50-finetune.yaml on its output.
 #
 # The data travels compactly: .device-data/esc50/ holds ESC-50 folds 1-3 as Ogg/Opus
 # (scripts/pack_opus.py) with a manifest carrying the label + built-in captions, and

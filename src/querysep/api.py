@@ -170,8 +170,9 @@ def check_outputs(
     """Check that each output of an input can be written, before any work.
 
     Each output gets the input's rate and channel count (1 with ``mono``), in the format its
-    extension names; some formats take only some of those (Opus: 8 to 48 kHz; Vorbis: at most
-    200 kHz; MP3: at most two channels), found here rather than after a long separation.
+    extension names; some formats take only some of those (Opus: 8, 12, 16, 24 or 48 kHz;
+    Vorbis: at most 200 kHz; MP3: at most two channels), found here rather than after a long
+    separation.
 
     Args:
         info: The input's :func:`~querysep.audio.io.audio_info`.
@@ -225,8 +226,9 @@ class Separator:
             the training mixtures' too, caps the peak) before the network, and the estimates
             back after (a mask model's estimate follows the input's level; its mask does not).
             For recordings far from full scale: on 60 training-fold mixtures the bundled
-            model's SDRi fell from 8.59 dB to 5.75 at a -20 dBFS peak and 1.70 at -40 dBFS;
-            with ``normalize``, 8.41 at every level (``benchmarks/input_level.py``).
+            model's stage-1 weights' SDRi fell from 8.59 dB to 5.75 at a -20 dBFS peak and
+            1.70 at -40 dBFS; with ``normalize``, 8.41 at every level
+            (``benchmarks/input_level.py``).
 
     Raises:
         ConfigError: Bad segment, overlap, thread count, device or precision.

@@ -102,7 +102,8 @@ CLAP_CHECKPOINT_OPTION: Any = typer.Option(
     None,
     "--clap-checkpoint",
     help="LAION-CLAP .pt for the query encoder of audiosep:/dcase-baseline: checkpoints "
-    "(music_speech_audioset_epoch_15_esc_89.98.pt) [default: the copy inside the checkpoint].",
+    "(AudioSep's: music_speech_audioset_epoch_15_esc_89.98.pt) [default: the copy inside the "
+    "checkpoint].",
 )
 TRAIN_OVERRIDES_ARGUMENT: Any = typer.Argument(
     None,

@@ -30,7 +30,10 @@ def register(app: typer.Typer) -> None:
             None, "--base-url", help="openai: endpoint root, e.g. http://localhost:8000/v1."
         ),
         cache: Path | None = typer.Option(
-            None, "--cache", help="Answer cache (default: OUTPUT's name + .cache.jsonl)."
+            None,
+            "--cache",
+            help="Answer cache (default: OUTPUT without its extension + .cache.jsonl, e.g. "
+            "out.cache.jsonl for -o out.jsonl).",
         ),
         concurrency: int = typer.Option(4, "--concurrency", min=1, help="Requests in flight."),
         rate_limit: float | None = typer.Option(
