@@ -128,11 +128,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=300)
     ap.add_argument("--seed", type=int, default=2024)
     args = ap.parse_args()
-    rows = read_mixture_list(HERE / "esc50-fold4.csv")[: args.rows]
-    pool = sorted(
-        {r.source for r in read_mixture_list(HERE / "esc50-fold4.csv")}
-        | {r.noise for r in read_mixture_list(HERE / "esc50-fold4.csv")}
-    )
+    every = read_mixture_list(HERE / "esc50-fold4.csv")
+    rows = every[: args.rows]
+    pool = sorted({r.source for r in every} | {r.noise for r in every})
     label = {clip: clip.rsplit("-", 1)[-1] for clip in pool}  # ESC-50 names end in the class
     rng = np.random.default_rng(args.seed)
     cache: dict[str, np.ndarray] = {}
