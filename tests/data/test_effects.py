@@ -15,8 +15,6 @@ from querysep.data.effects import (
     EQ_POINTS,
     Effects,
     EffectsPlan,
-    convolve_same,
-    equalize,
     synthetic_rir,
 )
 from querysep.errors import ConfigError
@@ -64,23 +62,26 @@ def test_synthetic_rir_has_its_direct_path_ratio_and_decay() -> None:
     assert 20 * math.log10(early / late) == pytest.approx(36.0, abs=2.0)
 
 
-def test_convolution_and_eq_are_linear_filters() -> None:
+def test_reverb_and_eq_are_linear_filters_of_each_source() -> None:
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal(3000), rng.standard_normal(3000)
-    h = synthetic_rir(rng, SR, 0.3, 3.0)
-    np.testing.assert_allclose(convolve_same(x, h), np.convolve(x, h)[:3000], atol=1e-4)
-    gains = [6.0, -6.0, 3.0, 0.0, -3.0, 6.0]
-    np.testing.assert_allclose(
-        equalize(x + y, SR, gains), equalize(x, SR, gains) + equalize(y, SR, gains), atol=1e-4
-    )
+    wet = EffectsPlan(rt60=0.3, drr_db=(3.0, 9.0), seed=11)
+    out = Effects.apply(wet, [x, y], SR)
+    rirs = np.random.Generator(np.random.PCG64(11))  # the plan's impulse responses, in order
+    for signal, drr, got in zip((x, y), (3.0, 9.0), out, strict=True):
+        h = synthetic_rir(rirs, SR, 0.3, drr)
+        np.testing.assert_allclose(got, np.convolve(signal, h)[:3000], atol=1e-4)  # causal
+    gains = (6.0, -6.0, 3.0, 0.0, -3.0, 6.0)
+    ex, ey, exy = Effects.apply(EffectsPlan(eq_db=gains), [x, y, x + y], SR)
+    np.testing.assert_allclose(ex + ey, exy, atol=1e-4)  # one EQ for every source
     # a tone at a control frequency comes out scaled by that control point's gain
     control = np.geomspace(EQ_LOW_HZ, SR / 2, EQ_POINTS)
     t = np.arange(SR) / SR
     for k in (1, 2, 3):
         tone = np.sin(2 * np.pi * control[k] * t)
-        out = equalize(tone, SR, gains)
+        (got,) = Effects.apply(EffectsPlan(eq_db=gains), [tone], SR)
         middle = slice(SR // 4, 3 * SR // 4)  # away from the ends' transients
-        ratio_db = 20 * math.log10(_rms(out[middle]) / _rms(tone[middle]))
+        ratio_db = 20 * math.log10(_rms(got[middle]) / _rms(tone[middle]))
         assert ratio_db == pytest.approx(gains[k], abs=0.3)
 
 

@@ -185,21 +185,6 @@ def synthetic_rir(
     return rir.astype(np.float32)
 
 
-def convolve_same(signal: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Causal linear convolution, cut to the signal's length (FFT; float32 out).
-
-    Shape:
-        - signal: ``(time,)``
-        - output: ``(time,)``
-    """
-    n = signal.shape[-1]
-    if n == 0:
-        return signal.astype(np.float32)
-    size = 1 << (n + kernel.shape[-1] - 2).bit_length()
-    spec = np.fft.rfft(signal, size) * np.fft.rfft(kernel, size)
-    return np.fft.irfft(spec, size)[:n].astype(np.float32)
-
-
 def eq_curve(num_bins: int, sample_rate: int, gains_db: Sequence[float]) -> np.ndarray:
     """Linear gains on ``num_bins`` rfft bins of a ``2 * (num_bins - 1)``-point FFT.
 
@@ -212,19 +197,3 @@ def eq_curve(num_bins: int, sample_rate: int, gains_db: Sequence[float]) -> np.n
     freqs = np.linspace(0.0, nyquist, num_bins)
     where = np.log(np.maximum(freqs, EQ_LOW_HZ))
     return 10.0 ** (np.interp(where, control, np.asarray(gains_db, dtype=np.float64)) / 20.0)
-
-
-def equalize(signal: np.ndarray, sample_rate: int, gains_db: Sequence[float]) -> np.ndarray:
-    """Filter ``signal`` by the zero-phase EQ of :func:`eq_curve` (FFT of the padded signal).
-
-    Shape:
-        - signal: ``(time,)``
-        - output: ``(time,)`` float32
-    """
-    n = signal.shape[-1]
-    if n == 0:
-        return signal.astype(np.float32)
-    size = 2 * n  # zero padding: the filter's short response barely wraps around
-    spec = np.fft.rfft(signal, size)
-    spec *= eq_curve(spec.shape[-1], sample_rate, gains_db)
-    return np.fft.irfft(spec, size)[:n].astype(np.float32)
