@@ -74,6 +74,26 @@ def test_unknown_override_names_the_override(config_file: Path) -> None:
         load_config(config_file, ["data.train.3.splits=[a]"])
 
 
+def test_the_override_that_broke_a_section_is_the_one_blamed(config_file: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^override 'trainer=1': trainer: expected a mapping"):
+        load_config(config_file, ["trainer.max_steps=2", "trainer=1"])
+    with pytest.raises(ConfigError, match=r"^override 'optim=\[1\]': optim"):
+        load_config(config_file, ["optim.lr=0.01", "optim=[1]"])
+
+
+def test_recursive_and_nested_yaml_aliases_fail_in_one_line(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("model: &a\n  x: *a\n")
+    with pytest.raises(ConfigError, match=rf"^{loop}:2: model.x: unknown key"):
+        load_config(loop)
+    nested = ["a0: &a0 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]"]  # 10**8 paths if walked as a tree
+    nested += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join([*nested, "model: {x: *a8}", ""]))
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(bomb)
+
+
 def test_broken_yaml_reports_the_line(tmp_path: Path) -> None:
     bad = tmp_path / "broken.yaml"
     bad.write_text("optim:\n  lr: 0.1\n  loss: [l1\ntrainer: {}\n")

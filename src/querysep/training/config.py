@@ -507,17 +507,25 @@ def _yaml_error(exc: yaml.YAMLError, source: str) -> ConfigError:
     return ConfigError(f"{where}: invalid YAML: {problem}")
 
 
-def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
-    """Dotted key -> 1-based line, for every mapping key in a composed YAML document."""
+def _key_lines(node: yaml.Node, prefix: str = "", seen: set[int] | None = None) -> dict[str, int]:
+    """Dotted key -> 1-based line, for every mapping key in a composed YAML document.
+
+    A node reached again through an alias is not walked again (its keys keep the lines of
+    their first path): a recursive alias would never end, and nested ones multiply.
+    """
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return {}
+    seen.add(id(node))
     out: dict[str, int] = {}
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             path = f"{prefix}{key_node.value}"
             out[path] = key_node.start_mark.line + 1
-            out.update(_key_lines(value_node, path + "."))
+            out.update(_key_lines(value_node, path + ".", seen))
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            out.update(_key_lines(item, f"{prefix}{index}."))
+            out.update(_key_lines(item, f"{prefix}{index}.", seen))
     return out
 
 
@@ -593,10 +601,16 @@ def _sections_made(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
 
 
 def _where(key: str, source: str, lines: Mapping[str, int], overridden: Mapping[str, str]) -> str:
-    """``override '...'`` or ``file:line`` for a dotted key (the longest known prefix)."""
-    for name, text in overridden.items():  # the override itself, or one inside the section
-        if key == name or key.startswith(name + ".") or name.startswith(key + "."):
-            return f"override {text!r}"
+    """``override '...'`` or ``file:line`` for a dotted key (the longest known prefix).
+
+    The override that set the key or a section holding it is blamed first (the last such),
+    then the last one inside the key's section: ``trainer.max_steps=2 trainer=1`` blames
+    ``trainer=1`` for a ``trainer`` that is not a mapping.
+    """
+    for inside in (False, True):
+        for name, text in reversed(overridden.items()):
+            if name.startswith(key + ".") if inside else key == name or key.startswith(name + "."):
+                return f"override {text!r}"
     probe = key
     while probe:
         if probe in lines:
