@@ -31,6 +31,20 @@ def test_refusals(tmp_path: Path) -> None:
         load_weights_only(tmp_path / "code.pt")
 
 
+def test_an_empty_or_truncated_file_is_named_as_such(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError) as info:
+        load_weights_only(empty, "AudioSep checkpoint")
+    assert str(info.value) == f"cannot read {empty} (AudioSep checkpoint): file is empty (0 bytes)"
+    whole = tmp_path / "whole.pt"
+    torch.save({"w": torch.ones(1000)}, whole)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match=r"^cannot read .*cut.pt as an AudioSep checkpoint: "):
+        load_weights_only(cut, "AudioSep checkpoint")
+
+
 class _RunsACommand:
     """Unpickling this would call os.system (the marker file proves it never runs)."""
 

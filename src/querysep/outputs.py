@@ -69,6 +69,10 @@ def plan_outputs(
 
     # A name ending in any audio extension is a file; one the writer cannot produce here
     # (mp3 without an mp3-capable libsndfile) then fails with the writer's one-line error.
+    if out == "-":
+        raise OutputError(
+            "--output -: querysep does not write audio to standard output; give a file or a folder"
+        )
     file_exts = {*supported_save_extensions(), *AUDIO_EXTENSIONS}
     slash = isinstance(out, str) and out.endswith(("/", os.sep))
     out = None if out is None else Path(out)

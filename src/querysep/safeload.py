@@ -45,9 +45,11 @@ def load_weights_only(path: str | Path, what: str = "PyTorch checkpoint") -> Any
     """
     path = Path(path).expanduser()
     if path.is_dir():
-        raise ModelNotFoundError(f"{path} is a folder; a {what} is a single file")
+        raise ModelNotFoundError(f"{path} is a folder, not a file ({what})")
     if not path.is_file():
         raise ModelNotFoundError(f"{what} not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read {path} ({what}): file is empty (0 bytes)")
     try:
         with warnings.catch_warnings():  # torch warns about some files it then refuses
             warnings.simplefilter("ignore")
@@ -73,4 +75,7 @@ def load_weights_only(path: str | Path, what: str = "PyTorch checkpoint") -> Any
             f"cannot read {path}: not a PyTorch checkpoint of plain weights, or corrupt"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {path} as a {what}: {_first_line(exc)}") from None
+        article = "an" if what[:1].lower() in "aeio" else "a"
+        raise CheckpointError(
+            f"cannot read {path} as {article} {what}: {_first_line(exc)}"
+        ) from None

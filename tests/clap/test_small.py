@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import json
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -969,6 +970,18 @@ def test_refit_text_command_writes_a_new_folder_and_refuses_bad_targets(tmp_path
     )
     assert not torch.allclose(refitted.text_head.linear.weight, original.text_head.linear.weight)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "model", "out"]  # no leftovers
+    # one class only: every text would map onto one centroid, so it is refused
+    lone = tmp_path / "lone"
+    (lone / "audio").mkdir(parents=True)
+    rows = (tmp_path / "data" / "esc50.csv").read_text().splitlines()
+    (lone / "esc50.csv").write_text("\n".join(r for r in rows if not r.endswith(",rain")) + "\n")
+    for name in (tmp_path / "data" / "audio").iterdir():
+        (lone / "audio" / name.name).symlink_to(name)
+    lone_args = ["refit-text", str(source), "--data", str(lone), "--fold", "1", "--fold", "2"]
+    result = runner.invoke(group, [*lone_args, "-o", str(tmp_path / "lone-out")])
+    assert result.exit_code == 2 and "at least two classes" in result.output, result.output
+    assert "these are all 'dog'" in result.output and not (tmp_path / "lone-out").exists()
+    shutil.rmtree(lone)
 
     # the optional refit settings are stored in the written model
     options = ["--discriminant", "0.5", "--template", "{}", "--template", "a {} sound"]
@@ -995,7 +1008,6 @@ def test_refit_text_command_writes_a_new_folder_and_refuses_bad_targets(tmp_path
     extra = len(builtin_captions("more")["dog"]) + len(builtin_captions("more")["rain"])
     assert fits[1]["texts"] == fits[0]["texts"] + extra
     assert not torch.allclose(more.text_head.linear.weight, refitted.text_head.linear.weight)
-    import shutil
 
     for name in ("views", "again", "more"):  # keep the leftover check below simple
         shutil.rmtree(tmp_path / name)

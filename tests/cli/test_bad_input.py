@@ -720,6 +720,12 @@ CASES: list[Case] = [
         lambda root: sf.write(root / "hi.wav", np.full(25600, 0.1, np.float32), 256000),
         "cannot write x.ogg: Ogg Vorbis takes at most 200000 Hz, not 256000 Hz",
     ),
+    Case(  # was a folder named "-" holding the output
+        "output-is-standard-output",
+        "separate good.wav -q dog -m test-tiny -o -",
+        None,
+        "--output -: querysep does not write audio to standard output",
+    ),
     Case(
         "output-is-the-input",
         "separate good.wav -q dog -m test-tiny -o good.wav",

@@ -507,6 +507,13 @@ def refit_text_head(
         shrinkage=shrinkage,
         templates=templates,
     )
+    if len(split.categories) < 2:
+        raise ConfigError(
+            "the text-head refit needs clips of at least two classes (it maps each class's "
+            f"texts onto its clips' centroid); these are all {split.categories[0]!r}"
+            if split.categories
+            else "the text-head refit needs clips of at least two classes; there are none"
+        )
     counts = np.bincount(split.targets, minlength=len(split.categories))
     if (counts == 0).any():
         missing = split.categories[int(np.flatnonzero(counts == 0)[0])]
