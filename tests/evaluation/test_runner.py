@@ -339,6 +339,31 @@ def _mixture_run(valset: ValSet, out: Path, **kw):
     )
 
 
+def test_a_folder_of_another_list_with_the_same_columns_is_refused(
+    valset: ValSet, tmp_path: Path
+) -> None:
+    from .conftest import write_csv
+
+    out = tmp_path / "out"
+    _mixture_run(valset, out)
+    before = (out / "per_clip.csv").read_bytes()
+    other = tmp_path / "other" / "val.csv"  # the same name, another list
+    other.parent.mkdir()
+    source, noise, _, caption = valset.rows[0]
+    write_csv(other, ["source", "noise", "snr", "caption"], [(source, noise, "7", caption)])
+    with pytest.raises(DataError, match=r"holds scores of clips that .*val.csv does not list"):
+        evaluate(other, valset.audio_dir, ["mixture"], out, progress=False, baselines=False)
+    assert (out / "per_clip.csv").read_bytes() == before
+    # the same list resumes, with a --limit too; and a list that only adds rows extends it
+    assert _mixture_run(valset, out, limit=2).num_resumed == 2
+    longer = tmp_path / "longer.csv"
+    write_csv(
+        longer, ["source", "noise", "snr", "caption"], [*valset.rows, (source, noise, "7", caption)]
+    )
+    more = evaluate(longer, valset.audio_dir, ["mixture"], out, progress=False, baselines=False)
+    assert more.num_resumed == len(valset.rows) and more.num_computed == 1
+
+
 def test_a_resume_at_another_rate_or_from_other_audio_is_refused(
     valset: ValSet, tmp_path: Path
 ) -> None:

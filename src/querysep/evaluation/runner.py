@@ -273,6 +273,30 @@ def _read_resume(
     return _Resume(existing, clean, done)
 
 
+def _check_resumed_rows_are_listed(
+    resume: _Resume,
+    rows: Sequence[MixtureRow],
+    list_columns: Sequence[str],
+    list_path: Path,
+    per_clip: Path,
+) -> None:
+    """Refuse a per-clip file holding scores of clips the list does not have (a folder
+    written for another list with the same columns): its table would mix two lists.
+
+    Raises:
+        DataError: Such a row was found.
+    """
+    listed = Counter(row.values(list_columns) for row in rows)
+    foreign = [key for key, j, _ in resume.done if j >= listed[key]]
+    if foreign:
+        example = ",".join(foreign[0])
+        raise DataError(
+            f"{per_clip} holds scores of clips that {list_path} does not list (e.g. "
+            f"'{example}'): it was written for another mixture list; choose another output "
+            "folder"
+        )
+
+
 def _plan(
     rows: Sequence[MixtureRow],
     list_columns: Sequence[str],
@@ -536,6 +560,7 @@ def evaluate(
                 on_open=record,
             )
         resume = _read_resume(per_clip, header, list_columns, list(columns))
+        _check_resumed_rows_are_listed(resume, all_rows, list_columns, list_path, per_clip)
         plan = _plan(rows, list_columns, built, resume, audio_path, skip_missing)
 
         with PerClipWriter(
