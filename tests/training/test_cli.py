@@ -124,6 +124,35 @@ def test_ctrl_c_stops_after_the_step_and_keeps_last_ckpt(config_path: Path, sign
     assert not (cfg.output_dir / "model").exists()
 
 
+def test_a_clip_that_breaks_mid_run_keeps_the_steps_done(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from querysep.data.datasets import MixtureTrainingDataset
+    from querysep.errors import DataError
+
+    cfg = load_config(config_path, ["trainer.max_steps=50", "trainer.checkpoint_every_n_steps=100"])
+    calls = {"n": 0}
+    plain = MixtureTrainingDataset.__getitem__
+
+    def breaks(self: MixtureTrainingDataset, index: int) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 4 * cfg.data.batch_size:  # the fifth batch meets a broken clip
+            raise DataError("clip 'x' has no samples: x.wav")
+        return plain(self, index)
+
+    monkeypatch.setattr(MixtureTrainingDataset, "__getitem__", breaks)
+    messages: list[str] = []
+    with pytest.raises(DataError, match="has no samples"):
+        train(cfg, echo=messages.append)
+    last = cfg.output_dir / "checkpoints" / "last.ckpt"
+    # batches are fetched one step ahead: the fifth is fetched when step 3 has finished
+    assert read_checkpoint(last)["global_step"] == 3  # the steps done are kept
+    assert any("at step 3 before stopping" in m for m in messages)
+    monkeypatch.setattr(MixtureTrainingDataset, "__getitem__", plain)
+    result = train(load_config(config_path, ["trainer.max_steps=6"]), echo=messages.append)
+    assert result.step == 6 and result.resumed_from == 3
+
+
 class _TermAll(pl.Callback):
     """At step 2, SIGTERM to this process and its DataLoader workers, as ``pkill -f`` or a
     service manager stopping the whole group sends it."""

@@ -18,6 +18,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
+from ..errors import QuerysepError
 from ..fileio import AtomicFile, remove_stale_temp_files
 
 __all__ = [
@@ -117,6 +118,28 @@ class LastCheckpoint(Callback):
         due = step % self.every_n_steps == 0 or (max_steps is not None and step >= max_steps)
         if due or trainer.should_stop:
             self.save(trainer)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """Keep the steps done before a data error (a clip that cannot be read, met mid-run
+        when clips are not preloaded): save ``last.ckpt`` at the last completed step, then
+        let the error stop the run. Only a single-process run saves here: a save is
+        collective, and the other processes are not in this handler."""
+        if not isinstance(exception, QuerysepError) or trainer.world_size != 1:
+            return
+        done = max(self.saved_step or 0, self.resumed_from or 0)
+        if trainer.global_step <= done:
+            return
+        try:
+            path = self.save(trainer)
+        except Exception as exc:  # the data error is what to report; this is a note
+            self.echo(f"could not save last.ckpt before stopping: {exc}")
+            return
+        self.echo(
+            f"saved {path} at step {trainer.global_step} before stopping: fix the data and "
+            "rerun the command to resume"
+        )
 
     def save(self, trainer: pl.Trainer, *, again: bool = False) -> Path:
         """Save now (once per step, unless ``again``); every rank must call this."""
