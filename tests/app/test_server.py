@@ -237,9 +237,10 @@ def _raw_call(base: str, server_path: str) -> str:
 
 
 def test_sigterm_during_a_request_stops_cleanly(tmp_path: Path) -> None:
-    # Many small segments make test-tiny slow enough to be stopped mid-request: a minute of
-    # audio keeps it busy well past the 5 s gradio's close waits for requests in progress.
-    long = synth.write_wav(tmp_path / "long.wav", synth.noise(60.0, 16000), 16000)
+    # Many small segments make test-tiny slow enough to be stopped mid-request: ten minutes
+    # of audio keep it busy well past the 5 s gradio's close waits for requests in progress
+    # (one minute took under 3 s on a 2-core AVX-512 CPU: the request ended inside the wait).
+    long = synth.write_wav(tmp_path / "long.wav", synth.noise(600.0, 16000), 16000)
     options = ["-m", "test-tiny", "--clap", "test-tiny", "--stop-grace-seconds", "0"]
     with running_app(tmp_path, *options) as app:
         client = gradio_client.Client(
