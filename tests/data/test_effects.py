@@ -66,20 +66,20 @@ def test_reverb_and_eq_are_linear_filters_of_each_source() -> None:
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal(3000), rng.standard_normal(3000)
     wet = EffectsPlan(rt60=0.3, drr_db=(3.0, 9.0), seed=11)
-    out = Effects.apply(wet, [x, y], SR)
+    out = wet.apply([x, y], SR)
     rirs = np.random.Generator(np.random.PCG64(11))  # the plan's impulse responses, in order
     for signal, drr, got in zip((x, y), (3.0, 9.0), out, strict=True):
         h = synthetic_rir(rirs, SR, 0.3, drr)
         np.testing.assert_allclose(got, np.convolve(signal, h)[:3000], atol=1e-4)  # causal
     gains = (6.0, -6.0, 3.0, 0.0, -3.0, 6.0)
-    ex, ey, exy = Effects.apply(EffectsPlan(eq_db=gains), [x, y, x + y], SR)
+    ex, ey, exy = EffectsPlan(eq_db=gains).apply([x, y, x + y], SR)
     np.testing.assert_allclose(ex + ey, exy, atol=1e-4)  # one EQ for every source
     # a tone at a control frequency comes out scaled by that control point's gain
     control = np.geomspace(EQ_LOW_HZ, SR / 2, EQ_POINTS)
     t = np.arange(SR) / SR
     for k in (1, 2, 3):
         tone = np.sin(2 * np.pi * control[k] * t)
-        (got,) = Effects.apply(EffectsPlan(eq_db=gains), [tone], SR)
+        (got,) = EffectsPlan(eq_db=gains).apply([tone], SR)
         middle = slice(SR // 4, 3 * SR // 4)  # away from the ends' transients
         ratio_db = 20 * math.log10(_rms(got[middle]) / _rms(tone[middle]))
         assert ratio_db == pytest.approx(gains[k], abs=0.3)

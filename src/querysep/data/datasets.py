@@ -402,35 +402,30 @@ class MixtureTrainingDataset(Dataset):
         """
         plan = self.draw(index)
         rng = np.random.Generator(np.random.PCG64(plan.crop_seed))
-        length = self.segment_length
-        target_audio = self._audio(self.clips[plan.target])
-        interferer_audio = self._audio(self.clips[plan.interferer])
-        rate = self.sample_rate
-        if self.speed_range == (1.0, 1.0):
-            target = random_crop(target_audio, length, rng)
-            interferer = random_crop(interferer_audio, length, rng)
-        else:
-            speeds = rng.uniform(*self.speed_range, size=2)
-            target = speed_crop(target_audio, length, rate, float(speeds[0]), rng)
-            interferer = speed_crop(interferer_audio, length, rate, float(speeds[1]), rng)
-        interferers, params = [interferer], [plan.params]
+        plain = self.speed_range == (1.0, 1.0)
+        speeds = [None, None] if plain else [float(v) for v in rng.uniform(*self.speed_range, 2)]
+        target = self._crop(plan.target, speeds[0], rng)
+        interferers, params = [self._crop(plan.interferer, speeds[1], rng)], [plan.params]
         if plan.extra is not None and plan.extra_params is not None:
-            extra_audio = self._audio(self.clips[plan.extra])
-            if self.speed_range == (1.0, 1.0):
-                interferers.append(random_crop(extra_audio, length, rng))
-            else:
-                speed = float(rng.uniform(*self.speed_range))
-                interferers.append(speed_crop(extra_audio, length, rate, speed, rng))
+            speed = None if plain else float(rng.uniform(*self.speed_range))
+            interferers.append(self._crop(plan.extra, speed, rng))
             params.append(plan.extra_params)
         if self.effects.active:
             effects = self.effects.draw(rng, 1 + len(interferers))
-            target, *interferers = self.effects.apply(effects, [target, *interferers], rate)
+            target, *interferers = effects.apply([target, *interferers], self.sample_rate)
         mixture, target, _ = self.mixer.mix_all(target, interferers, params)
         return {
             "mixture": _tensor(mixture),
             "target": _tensor(target),
             "query": plan.query,
         }
+
+    def _crop(self, clip: int, speed: float | None, rng: np.random.Generator) -> np.ndarray:
+        """A segment of clip ``clip``: a plain crop, or one played at ``speed``."""
+        audio = self._audio(self.clips[clip])
+        if speed is None:
+            return random_crop(audio, self.segment_length, rng)
+        return speed_crop(audio, self.segment_length, self.sample_rate, speed, rng)
 
     def _audio(self, clip: Clip) -> np.ndarray:
         audio = self.cache.get(clip.audio)

@@ -31,6 +31,10 @@ EQ_POINTS = 6
 EQ_PAD_SECONDS = 0.25
 #: The tail of a synthetic impulse response starts this long after its direct path.
 REVERB_ONSET_SECONDS = 0.0025
+#: Limits of the settings (also those of the training config's ``data`` section).
+RT60_LIMITS = (0.05, 3.0)
+DRR_DB_LIMITS = (-20.0, 30.0)
+MAX_EQ_DB = 24.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,40 @@ class EffectsPlan:
     drr_db: tuple[float, ...] = ()
     eq_db: tuple[float, ...] | None = None
     seed: int = 0
+
+    def apply(self, signals: Sequence[np.ndarray], sample_rate: int) -> list[np.ndarray]:
+        """Apply these effects to each source (target first), each keeping its length.
+
+        Each source takes one FFT there and back: its impulse response's spectrum and the
+        EQ curve are multiplied in on a grid long enough that the convolution is linear
+        (causal, cut to the source's length) and the zero-phase EQ's short response does
+        not wrap around into the kept samples.
+
+        Shape:
+            - signals: each ``(time,)``, all of one length
+            - output: each ``(time,)`` float32
+        """
+        out = [np.asarray(s, dtype=np.float32) for s in signals]
+        if (self.rt60 is None and self.eq_db is None) or not out or out[0].shape[-1] == 0:
+            return out
+        n = out[0].shape[-1]
+        rirs: list[np.ndarray] = []
+        if self.rt60 is not None:
+            if len(self.drr_db) != len(out):
+                raise ValueError(f"{len(self.drr_db)} DRRs drawn for {len(out)} sources")
+            rng = np.random.Generator(np.random.PCG64(self.seed))
+            rirs = [synthetic_rir(rng, sample_rate, self.rt60, drr) for drr in self.drr_db]
+        # room for the impulse responses, and for the EQ's response to decay
+        size = fast_fft_size(n + max([round(EQ_PAD_SECONDS * sample_rate), *map(len, rirs)]))
+        eq = None if self.eq_db is None else eq_curve(size, sample_rate, self.eq_db)
+        for k, signal in enumerate(out):
+            spec = np.fft.rfft(signal, size)
+            if rirs:
+                spec *= np.fft.rfft(rirs[k], size)
+            if eq is not None:
+                spec *= eq
+            out[k] = np.fft.irfft(spec, size)[:n].astype(np.float32)
+        return out
 
 
 @dataclass(frozen=True)
@@ -77,15 +115,15 @@ class Effects:
         for name in ("reverb_prob", "eq_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name, lo, hi in (("rt60", 0.05, 3.0), ("drr_db", -20.0, 30.0)):
+        for name, (lo, hi) in (("rt60", RT60_LIMITS), ("drr_db", DRR_DB_LIMITS)):
             low, high = getattr(self, name)
             if not lo <= low <= high <= hi:
                 raise ConfigError(
                     f"{name} must be (low, high) with {lo:g} <= low <= high <= {hi:g}, "
                     f"got {getattr(self, name)}"
                 )
-        if not 0.0 <= self.eq_db <= 24.0:
-            raise ConfigError(f"eq_db must be in [0, 24], got {self.eq_db}")
+        if not 0.0 <= self.eq_db <= MAX_EQ_DB:
+            raise ConfigError(f"eq_db must be in [0, {MAX_EQ_DB:g}], got {self.eq_db}")
 
     @property
     def active(self) -> bool:
@@ -107,45 +145,6 @@ class Effects:
         if float(rng.random()) < self.eq_prob:
             eq = tuple(float(v) for v in rng.uniform(-self.eq_db, self.eq_db, size=EQ_POINTS))
         return EffectsPlan(rt60=rt60, drr_db=drr, eq_db=eq, seed=int(rng.integers(2**63)))
-
-    @staticmethod
-    def apply(
-        plan: EffectsPlan, signals: Sequence[np.ndarray], sample_rate: int
-    ) -> list[np.ndarray]:
-        """Apply ``plan`` to each source (target first), each keeping its length.
-
-        Each source takes one FFT there and back: its impulse response's spectrum and the
-        EQ curve are multiplied in on a grid long enough that the convolution is linear
-        (causal, cut to the source's length) and the zero-phase EQ's short response does
-        not wrap around into the kept samples.
-
-        Shape:
-            - signals: each ``(time,)``, all of one length
-            - output: each ``(time,)`` float32
-        """
-        out = [np.asarray(s, dtype=np.float32) for s in signals]
-        if (plan.rt60 is None and plan.eq_db is None) or not out or out[0].shape[-1] == 0:
-            return out
-        n = out[0].shape[-1]
-        rirs: list[np.ndarray | None] = [None] * len(out)
-        if plan.rt60 is not None:
-            if len(plan.drr_db) != len(out):
-                raise ValueError(f"{len(plan.drr_db)} DRRs drawn for {len(out)} sources")
-            rng = np.random.Generator(np.random.PCG64(plan.seed))
-            rirs = [synthetic_rir(rng, sample_rate, plan.rt60, drr) for drr in plan.drr_db]
-        pad = round(EQ_PAD_SECONDS * sample_rate)  # room for the EQ's response to decay
-        if plan.rt60 is not None:
-            pad = max([pad, *(r.shape[-1] for r in rirs if r is not None)])
-        size = fast_fft_size(n + pad)
-        eq = None if plan.eq_db is None else eq_curve(size // 2 + 1, sample_rate, plan.eq_db)
-        for k, (signal, rir) in enumerate(zip(out, rirs, strict=True)):
-            spec = np.fft.rfft(signal, size)
-            if rir is not None:
-                spec *= np.fft.rfft(rir, size)
-            if eq is not None:
-                spec *= eq
-            out[k] = np.fft.irfft(spec, size)[:n].astype(np.float32)
-        return out
 
 
 def fast_fft_size(n: int) -> int:
@@ -185,15 +184,14 @@ def synthetic_rir(
     return rir.astype(np.float32)
 
 
-def eq_curve(num_bins: int, sample_rate: int, gains_db: Sequence[float]) -> np.ndarray:
-    """Linear gains on ``num_bins`` rfft bins of a ``2 * (num_bins - 1)``-point FFT.
+def eq_curve(size: int, sample_rate: int, gains_db: Sequence[float]) -> np.ndarray:
+    """Linear gains on the ``size // 2 + 1`` rfft bins of a ``size``-point FFT.
 
-    The dB gains, given at :data:`EQ_POINTS`-many (or ``len(gains_db)``) control
+    The dB gains, given at ``len(gains_db)`` (:data:`EQ_POINTS` when drawn) control
     frequencies log-spaced from :data:`EQ_LOW_HZ` to Nyquist, are interpolated linearly
     in log-frequency and held flat beyond the end points.
     """
-    nyquist = sample_rate / 2.0
-    control = np.log(np.geomspace(EQ_LOW_HZ, nyquist, len(gains_db)))
-    freqs = np.linspace(0.0, nyquist, num_bins)
+    control = np.log(np.geomspace(EQ_LOW_HZ, sample_rate / 2.0, len(gains_db)))
+    freqs = np.linspace(0.0, sample_rate / 2.0, size // 2 + 1)
     where = np.log(np.maximum(freqs, EQ_LOW_HZ))
     return 10.0 ** (np.interp(where, control, np.asarray(gains_db, dtype=np.float64)) / 20.0)

@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from ..data.effects import DRR_DB_LIMITS, MAX_EQ_DB, RT60_LIMITS
 from ..data.manifest import MAX_ABS_SNR_DB
 from ..errors import ConfigError
 from ..precision import PrecisionSetting
@@ -275,14 +276,14 @@ class DataConfig(ConfigModel):
         default_factory=lambda: [1.0, 1.0]
     )
     reverb_prob: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
-    reverb_rt60: list[Annotated[float, Field(ge=0.05, le=3.0, allow_inf_nan=False)]] = Field(
-        default_factory=lambda: [0.2, 1.0]
-    )
-    reverb_drr_db: list[Annotated[float, Field(ge=-20.0, le=30.0, allow_inf_nan=False)]] = Field(
-        default_factory=lambda: [0.0, 12.0]
-    )
+    reverb_rt60: list[
+        Annotated[float, Field(ge=RT60_LIMITS[0], le=RT60_LIMITS[1], allow_inf_nan=False)]
+    ] = Field(default_factory=lambda: [0.2, 1.0])
+    reverb_drr_db: list[
+        Annotated[float, Field(ge=DRR_DB_LIMITS[0], le=DRR_DB_LIMITS[1], allow_inf_nan=False)]
+    ] = Field(default_factory=lambda: [0.0, 12.0])
     eq_prob: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
-    eq_db: Annotated[float, Field(ge=0, le=24, allow_inf_nan=False)] = 6.0
+    eq_db: Annotated[float, Field(ge=0, le=MAX_EQ_DB, allow_inf_nan=False)] = 6.0
     three_source_prob: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
 
     @field_validator("gain_db", "speed_range", "reverb_rt60", "reverb_drr_db")
@@ -607,10 +608,10 @@ def _where(key: str, source: str, lines: Mapping[str, int], overridden: Mapping[
     then the last one inside the key's section: ``trainer.max_steps=2 trainer=1`` blames
     ``trainer=1`` for a ``trainer`` that is not a mapping.
     """
-    for inside in (False, True):
-        for name, text in reversed(overridden.items()):
-            if name.startswith(key + ".") if inside else key == name or key.startswith(name + "."):
-                return f"override {text!r}"
+    setting = [t for n, t in overridden.items() if key == n or key.startswith(n + ".")]
+    inside = [t for n, t in overridden.items() if n.startswith(key + ".")]
+    if setting or inside:
+        return f"override {(setting or inside)[-1]!r}"
     probe = key
     while probe:
         if probe in lines:
