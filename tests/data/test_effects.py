@@ -15,6 +15,7 @@ from querysep.data.effects import (
     EQ_POINTS,
     Effects,
     EffectsPlan,
+    eq_curve,
     synthetic_rir,
 )
 from querysep.errors import ConfigError
@@ -153,3 +154,13 @@ def test_three_sources_with_reverb_and_eq_keep_the_target_exact(
     assert changed == 12  # every target was reverberated and equalised
     with pytest.raises(ConfigError, match="three_source_prob"):
         MixtureTrainingDataset(clips, three_source_prob=2.0, **options)
+
+
+def test_the_eq_curve_sits_on_the_fft_bins_of_odd_sizes_too() -> None:
+    gains = (0.0, 0.0, 0.0, 0.0, 0.0, 12.0)  # rising only towards Nyquist
+    even = 20 * np.log10(eq_curve(8, 16000, gains))
+    odd = 20 * np.log10(eq_curve(9, 16000, gains))  # its last bin: 4 * 16000 / 9 = 7111 Hz
+    assert even[-1] == pytest.approx(12.0) and len(odd) == 5
+    control = np.geomspace(EQ_LOW_HZ, 8000.0, EQ_POINTS)
+    expected = 12.0 * math.log(7111.1 / control[4]) / math.log(8000.0 / control[4])
+    assert odd[-1] == pytest.approx(expected, abs=0.01)

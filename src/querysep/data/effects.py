@@ -185,13 +185,13 @@ def synthetic_rir(
 
 
 def eq_curve(size: int, sample_rate: int, gains_db: Sequence[float]) -> np.ndarray:
-    """Linear gains on the ``size // 2 + 1`` rfft bins of a ``size``-point FFT.
+    """Linear gains on the rfft bins of a ``size``-point FFT (odd sizes too).
 
     The dB gains, given at ``len(gains_db)`` (:data:`EQ_POINTS` when drawn) control
     frequencies log-spaced from :data:`EQ_LOW_HZ` to Nyquist, are interpolated linearly
     in log-frequency and held flat beyond the end points.
     """
     control = np.log(np.geomspace(EQ_LOW_HZ, sample_rate / 2.0, len(gains_db)))
-    freqs = np.linspace(0.0, sample_rate / 2.0, size // 2 + 1)
+    freqs = np.fft.rfftfreq(size, 1.0 / sample_rate)
     where = np.log(np.maximum(freqs, EQ_LOW_HZ))
     return 10.0 ** (np.interp(where, control, np.asarray(gains_db, dtype=np.float64)) / 20.0)
