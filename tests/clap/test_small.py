@@ -444,10 +444,10 @@ def test_training_smoke_run_learns_and_exports(tmp_path: Path) -> None:
         None,
         [
             f"data={tmp_path / 'data'}",
-            "train_folds=[1,2]",
+            "train_folds=[1]",
             "val_folds=[2]",
             "epochs=6",
-            "batch_size=4",
+            "batch_size=2",
             "lr=0.01",
             "warmup_epochs=1",
             "val_every=6",
@@ -873,7 +873,9 @@ def test_training_from_init_starts_member_i_from_member_i(
 
 def test_training_with_text_ridge_exports_the_refitted_head(tmp_path: Path) -> None:
     _write_toy_esc50(tmp_path / "data")
-    overrides = _toy_run(tmp_path / "data", 2, "val_folds=[2]", "model.text_mlp=false")
+    overrides = _toy_run(
+        tmp_path / "data", 2, "train_folds=[1]", "val_folds=[2]", "model.text_mlp=false"
+    )
     encoder = HashingTextEncoder(384)
     lines: list[str] = []
     plain = train(
@@ -895,7 +897,7 @@ def test_training_with_text_ridge_exports_the_refitted_head(tmp_path: Path) -> N
         else:
             torch.testing.assert_close(value, b.state_dict()[key], msg=key)
     a.__dict__["_text_encoder"] = encoder
-    refit_text_head(a, load_esc50(tmp_path / "data", [1, 2]), 0.3)
+    refit_text_head(a, load_esc50(tmp_path / "data", [1]), 0.3)
     for key, value in a.text_head.state_dict().items():
         torch.testing.assert_close(value, b.text_head.state_dict()[key], msg=key)
     # text_ridge_more_captions: the same training, the refit on the "more" captions too
@@ -905,7 +907,7 @@ def test_training_with_text_ridge_exports_the_refitted_head(tmp_path: Path) -> N
     more = SmallClap.from_pretrained(
         train(more_config, tmp_path / "more", log=lines.append, text_encoder=encoder)
     )
-    refit_text_head(a, load_esc50(tmp_path / "data", [1, 2]), 0.3, more_captions=True)
+    refit_text_head(a, load_esc50(tmp_path / "data", [1]), 0.3, more_captions=True)
     for key, value in more.state_dict().items():
         if key.startswith("text_head."):
             torch.testing.assert_close(value, a.state_dict()[key], msg=key)
@@ -1334,6 +1336,10 @@ def test_zeroshot_refuses_data_it_cannot_score(tmp_path: Path) -> None:
         ("model.f_max=9000", r"model\.f_max: .*f_max <= sample_rate / 2 \(8000\)"),
         ("model.window_seconds=0", r"model\.window_seconds: must be a positive number"),
         ("model.n_mels=2", r"model\.n_mels: 2 is too few for 2 pooling blocks"),
+        ("model.n_fft=9000", r"model\.n_fft: 9000 is longer than a window of 0\.5 s \(8000"),
+        ("model.n_fft=100000", r"model\.n_fft: must be at most 65536, got 100000"),
+        ("model.hop_length=512", r"model\.hop_length: 512 is more than n_fft \(256\)"),
+        ("val_folds=[2]", r"val_folds \[2\] share fold 2 with train_folds \[1, 2\]"),
         ("augment.mixup_alpha=0", "mixup_alpha must be positive"),
         ("augment.crop_seconds=0", "crop_seconds must be positive"),
         ("augment.crop_seconds=0.02", r"crop_seconds 0\.02 gives 2 frames, too few"),
@@ -1535,7 +1541,7 @@ def test_a_diverging_run_stops_at_its_first_non_finite_value_and_keeps_its_check
         lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
         assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
     # with validation after each epoch too: the divergence is named, not the NaN scores
-    validated = [*blowup, "restart_lr=1e12", "val_folds=[2]", "val_every=1"]
+    validated = [*blowup, "restart_lr=1e12", "train_folds=[1]", "val_folds=[2]", "val_every=1"]
     with pytest.raises(ConfigError, match=diverged):
         train(
             load_train_config(None, _toy_run(tmp_path / "data", 3, *validated)),
@@ -1628,6 +1634,12 @@ def test_small_clap_config_refuses_values_the_network_cannot_use() -> None:
         tiny_config(channels=[])
     with pytest.raises(ConfigError, match=r"^hop_length: must be a whole number >= 1"):
         tiny_config(hop_length=0)
+    # every mel band must hold an FFT bin, or its feature is always 0
+    with pytest.raises(ConfigError, match=r"^n_fft: 32 gives FFT bins 500 Hz apart, too coarse"):
+        tiny_config(n_fft=32, hop_length=16)
+    tiny_config(n_fft=64, hop_length=16)  # 250 Hz apart: each of the 16 bands holds one
+    with pytest.raises(ConfigError, match=r"^n_mels: 40 is more than the 33 FFT bins of n_fft 64"):
+        tiny_config(n_fft=64, hop_length=16, n_mels=40)
     assert tiny_config().n_mels == 16  # the tests' own small network passes
 
 

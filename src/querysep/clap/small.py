@@ -113,6 +113,10 @@ def fill_templates(templates: list[str], texts: list[str]) -> list[str]:
     return [template.replace("{}", text) for template in templates for text in texts]
 
 
+#: The largest FFT a small CLAP may use (4 s at 16 kHz); its filterbank is built per load.
+MAX_N_FFT = 2**16
+
+
 @dataclass
 class SmallClapConfig:
     """Constructor arguments of :class:`SmallClap` (written to ``config.json``)."""
@@ -167,6 +171,30 @@ class SmallClapConfig:
                 f"must satisfy 0 <= f_min < f_max <= sample_rate / 2 ({nyquist:g}), got f_min "
                 f"{f_min!r} and f_max {f_max!r}",
             )
+        if self.hop_length > self.n_fft:
+            raise config_error(
+                "hop_length",
+                f"{self.hop_length} is more than n_fft ({self.n_fft}): samples between the "
+                "frames would never be heard",
+            )
+        if self.n_fft > MAX_N_FFT:
+            raise config_error("n_fft", f"must be at most {MAX_N_FFT}, got {self.n_fft}")
+        if self.n_mels > self.n_fft // 2 + 1:
+            raise config_error(
+                "n_mels",
+                f"{self.n_mels} is more than the {self.n_fft // 2 + 1} FFT bins of n_fft "
+                f"{self.n_fft}: a band would hold none",
+            )
+        empty = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, f_min, f_max).sum(0) == 0
+        if empty.any():
+            band = int(empty.nonzero()[0])
+            centre = float(mel_centres(self.n_mels, f_min, f_max)[band])
+            raise config_error(
+                "n_fft",
+                f"{self.n_fft} gives FFT bins {self.sample_rate / self.n_fft:g} Hz apart, too "
+                f"coarse for {self.n_mels} mel bands from {f_min:g} Hz: band {band} (about "
+                f"{centre:.0f} Hz) holds none; use a larger n_fft or fewer n_mels",
+            )
         # each block halves both axes: fewer than 2 ** blocks bands or frames leave nothing
         least = 2 ** len(channels)
         if self.n_mels < least:
@@ -175,12 +203,19 @@ class SmallClapConfig:
                 f"{self.n_mels} is too few for {len(channels)} pooling blocks (channels): at "
                 f"least {least}",
             )
-        frames = round(window * self.sample_rate) // self.hop_length + 1
+        samples = round(window * self.sample_rate)
+        frames = samples // self.hop_length + 1
         if frames < least:
             raise config_error(
                 "window_seconds",
                 f"{window:g} gives {frames} frames at hop_length {self.hop_length}, too few "
                 f"for {len(channels)} pooling blocks (channels): at least {least}",
+            )
+        if self.n_fft > samples:
+            raise config_error(
+                "n_fft",
+                f"{self.n_fft} is longer than a window of {window:g} s ({samples} samples at "
+                f"{self.sample_rate} Hz)",
             )
 
     @classmethod

@@ -914,9 +914,13 @@ def _train_one(
         if broken is not None:  # the last step diverged: never validate, save nor log it
             raise _diverged(ckpt_path, epoch, step - 1, f"weight {broken} is not finite")
         if val_split is not None and ((epoch + 1) % config.val_every == 0 or last):
-            record["val"] = _evaluate(_with_ema(model, ema), val_split, use_bf16)
-            if ema is not None:  # the raw weights too, to see what the average adds
-                record["val_raw"] = _evaluate(model, val_split, use_bf16)
+            try:
+                record["val"] = _evaluate(_with_ema(model, ema), val_split, use_bf16)
+                if ema is not None:  # the raw weights too, to see what the average adds
+                    record["val_raw"] = _evaluate(model, val_split, use_bf16)
+            except CheckpointError:  # finite weights too large for finite embeddings
+                what = "the validation embeddings are not finite"
+                raise _diverged(ckpt_path, epoch, step - 1, what) from None
         history.append(record)
         log(json.dumps(record))
         payload = {
@@ -1112,6 +1116,12 @@ def _check_run(config: ClapTrainConfig, paraphrase: Paraphraser | None = None) -
     if config.loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
     check_precision(str(config.precision))
+    shared = sorted(set(config.train_folds) & set(config.val_folds))
+    if shared:
+        raise ConfigError(
+            f"val_folds {config.val_folds} share fold {shared[0]} with train_folds "
+            f"{config.train_folds}: validation must be on clips the run does not train on"
+        )
     augment = config.augment
     ranges = [  # (name, value, lowest, highest, highest included)
         ("weight_decay", config.weight_decay, 0.0, math.inf, False),
