@@ -77,11 +77,14 @@ def test_cli_output_folder_that_is_a_file_is_one_line_exit_2(
     assert sorted(p.name for p in tmp_path.iterdir()) == before and blocker.read_text() == "x"
 
 
-def _evaluate_one_row(tmp_path: Path, source: np.ndarray, system: str) -> Any:
+def _evaluate_one_row(
+    tmp_path: Path, source: np.ndarray, system: str, noise: np.ndarray | None = None
+) -> Any:
     """``querysep evaluate`` of one DCASE row: ``source`` (16 kHz) under a 1 s noise clip."""
     (tmp_path / "audio").mkdir()
     sf.write(tmp_path / "audio" / "s.wav", source, 16000)
-    synth.write_wav(tmp_path / "audio" / "b.wav", synth.scene(1.0, 16000, seed=2), 16000)
+    noise = synth.scene(1.0, 16000, seed=2) if noise is None else noise
+    synth.write_wav(tmp_path / "audio" / "b.wav", noise, 16000)
     (tmp_path / "l.csv").write_text("source,noise,snr,caption\ns,b,0,a dog\n")
     args = ["evaluate", "--mixtures", str(tmp_path / "l.csv"), "--audio-dir"]
     args += [str(tmp_path / "audio"), "-m", system, "-o", str(tmp_path / "ev"), "--no-ats"]
@@ -100,3 +103,15 @@ def test_a_silent_target_stops_with_the_clip_named(tmp_path: Path) -> None:
     result = _evaluate_one_row(tmp_path, np.zeros(16000, np.float32), "mixture")
     assert result.exit_code == 2
     assert "querysep: error: clip s: the target is silent" in result.stderr
+
+
+def test_a_silent_interferer_stops_with_the_clip_named(tmp_path: Path) -> None:
+    """A silent noise clip leaves the mixture equal to its target: SDRi is undefined (its
+    mixture SDR is unbounded; the row scored SDRi -86 into the means before)."""
+    silence = np.zeros(16000, np.float32)
+    result = _evaluate_one_row(tmp_path, synth.scene(1.0, 16000, seed=1), "mixture", silence)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("querysep: error: clip s: the interference (mixture - target)")
+    assert "noise b is silent" in lines[-1]
+    assert not (tmp_path / "ev" / "summary.json").exists()

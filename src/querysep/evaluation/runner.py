@@ -361,6 +361,14 @@ def _score_tasks(
                     f"clip {clip}: the target is silent (no sample above -100 dBFS), so SDR "
                     "and SI-SDR are undefined; remove the row (the rows before it are kept)"
                 )
+            if not np.abs(mixture - target).max(initial=0.0) > SILENT_PEAK:  # nothing to remove
+                clip = task.row.source or task.row.target
+                what = f"noise {task.row.noise} is silent" if task.row.noise else "is silent"
+                raise DataError(
+                    f"clip {clip}: the interference (mixture - target) {what}, so the mixture "
+                    "is the target and SDRi is undefined (the mixture's SDR is unbounded); "
+                    "remove the row (the rows before it are kept)"
+                )
             cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             for system in task.systems:
                 if bar is not None:
