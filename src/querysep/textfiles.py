@@ -8,11 +8,19 @@ the file, instead of a ``UnicodeDecodeError`` traceback from deep inside a parse
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 from .errors import DataError, QuerysepError
 
-__all__ = ["read_text"]
+__all__ = ["control_character", "read_text"]
+
+
+def control_character(text: str) -> str | None:
+    """The first control character of ``text`` (Unicode category Cc: an escape, a bell, a
+    NUL; whitespace counts too, so collapse it first), or ``None``: such text is not a
+    caption or a query, and it can rewrite a terminal that prints it."""
+    return next((c for c in text if unicodedata.category(c) == "Cc"), None)
 
 
 def read_text(

@@ -1287,7 +1287,7 @@ def test_esc50_folder_problems_are_one_line(tmp_path: Path) -> None:
     table = tmp_path / "data" / "esc50.csv"
     good = table.read_text()
     table.write_text(good.replace("category", "label"))
-    with pytest.raises(DataError, match=r"esc50\.csv: no column\(s\) category$"):
+    with pytest.raises(DataError, match=r"esc50\.csv: missing column\(s\) category$"):
         load_esc50(tmp_path / "data", [1])
     table.write_text(good.replace(",1,0,dog", ",one,0,dog"))
     with pytest.raises(DataError, match="a fold or target is not an integer"):
@@ -1324,6 +1324,13 @@ def test_zeroshot_refuses_data_it_cannot_score(tmp_path: Path) -> None:
     table = (tmp_path / "toy" / "esc50.csv").read_text().replace(",1,rain", ",5,rain")
     (tmp_path / "toy" / "esc50.csv").write_text(table)
     with pytest.raises(DataError, match=r"number the 2 categories 0\.\.1, found 0\.\.5"):
+        load_esc50(tmp_path / "toy", [1])
+    # a header without rows has its columns (it said they were missing), a short row is named
+    (tmp_path / "toy" / "esc50.csv").write_text("filename,fold,target,category\n")
+    with pytest.raises(DataError, match=r"no ESC-50 clips in folds \[1\]"):
+        load_esc50(tmp_path / "toy", [1])
+    (tmp_path / "toy" / "esc50.csv").write_text(table + "1-9-A-0.flac,1\n")
+    with pytest.raises(DataError, match=r"esc50\.csv:10: no target \(a short or blank row\)"):
         load_esc50(tmp_path / "toy", [1])
 
 

@@ -64,6 +64,21 @@ def test_esc50(tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv) -> 
     assert len(prepare_esc50(tmp_path, check_audio=False).clips) == 4
 
 
+def test_esc50_short_or_blank_rows_are_refused_with_their_line(
+    tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv
+) -> None:
+    """A row cut short (no category) was a clip with the caption and label '' before."""
+    write_audio(tmp_path / "audio" / "1-1-A-0.wav")
+    write_audio(tmp_path / "audio" / "1-2-A-14.wav")
+    good = ["1-1-A-0.wav", 1, 0, "dog", "True", 1, "A"]
+    write_csv(tmp_path / "esc50.csv", ESC50_HEADER, [good, ["1-2-A-14.wav", 1, 14]])
+    with pytest.raises(DataError, match=r"esc50\.csv:3: no category \(a short or blank row\)"):
+        prepare_esc50(tmp_path)
+    write_csv(tmp_path / "esc50.csv", ESC50_HEADER, [good, [""] * 7])
+    with pytest.raises(DataError, match=r"esc50\.csv:3: no filename"):
+        prepare_esc50(tmp_path)
+
+
 def test_esc50_missing_csv(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"esc50\.csv not found"):
         prepare_esc50(tmp_path)
@@ -311,6 +326,29 @@ def test_folder_with_captions_csv(
     assert [s.path for s in result.skipped] == ["three.wav"]
     with pytest.raises(DataError, match="not a folder"):
         prepare_folder(tmp_path / "nope")
+
+
+def test_folder_captions_with_control_characters_are_refused(
+    tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv
+) -> None:
+    """An escape sequence in a caption (which rewrites the terminal that prints it) or a
+    row without a file name is named, from a CSV or a .txt file; tabs are whitespace."""
+    write_audio(tmp_path / "a" / "bell.wav")
+    csv_path = write_csv(
+        tmp_path / "caps.csv", ["file_name", "caption"], [["bell.wav", "a \x1b[2Jbell"]]
+    )
+    with pytest.raises(DataError, match=r"caps\.csv: caption 'a \\x1b\[2Jbell' holds a control"):
+        prepare_folder(tmp_path, captions_csv=csv_path)
+    write_csv(csv_path, ["file_name", "caption"], [["bell.wav", "a\tbell"], ["", "what?"]])
+    with pytest.raises(DataError, match=r"caps\.csv:3: no file_name"):
+        prepare_folder(tmp_path, captions_csv=csv_path)
+    (tmp_path / "a" / "bell.txt").write_text("a bell rings\nding\x07\n")
+    with pytest.raises(
+        DataError, match=r"bell\.txt: caption 'ding\\x07' holds a control .*U\+0007"
+    ):
+        prepare_folder(tmp_path)
+    (tmp_path / "a" / "bell.txt").write_text("a\tbell\trings\n")
+    assert prepare_folder(tmp_path).clips[0].captions == ["a bell rings"]
 
 
 def test_esc50_builtin_captions_extend_the_label(tmp_path: Path) -> None:

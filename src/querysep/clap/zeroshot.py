@@ -17,8 +17,6 @@ Works for every model :func:`~querysep.clap.load_clap` loads.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -170,15 +168,13 @@ def load_esc50(root: str | os.PathLike[str], folds: list[int]) -> Esc50Split:
         AudioError: A clip that is missing or cannot be read.
     """
     from ..audio.io import load_audio
-    from ..textfiles import read_text
+    from ..data.recipes._common import read_csv
 
     root = Path(root)
     if not (root / "esc50.csv").is_file():
         raise DataError(f"no esc50.csv in {root} (give the ESC-50 folder with --data)")
-    rows = list(csv.DictReader(io.StringIO(read_text(root / "esc50.csv", "ESC-50 metadata"))))
-    missing = {"filename", "fold", "target", "category"} - set(rows[0] if rows else ())
-    if missing:
-        raise DataError(f"{root / 'esc50.csv'}: no column(s) {', '.join(sorted(missing))}")
+    columns = ("filename", "fold", "target", "category")
+    rows = read_csv(root / "esc50.csv", columns, filled=columns)
     try:
         names = {int(r["target"]): r["category"] for r in rows}
         chosen = sorted((r for r in rows if int(r["fold"]) in folds), key=lambda r: r["filename"])

@@ -56,19 +56,25 @@ class PrepareResult:
 
 
 def read_csv(
-    path: Path, required: Sequence[str], *, latin1_fallback: bool = False
+    path: Path,
+    required: Sequence[str],
+    *,
+    filled: Sequence[str] = (),
+    latin1_fallback: bool = False,
 ) -> list[dict[str, str]]:
     """Read a CSV with a header into dicts, checking that ``required`` columns exist.
 
     Args:
         path: The CSV file.
         required: Columns it must have.
+        filled: Columns that no row may leave empty (a short or blank row is refused with
+            its line number rather than read as a clip without a name or class).
         latin1_fallback: Read a file that is not UTF-8 as Latin-1 instead of failing (some
             Clotho metadata files are Latin-1); files written by users must be UTF-8.
 
     Raises:
-        DataError: The file is missing, not UTF-8 text (unless ``latin1_fallback``) or lacks
-            a required column.
+        DataError: The file is missing, not UTF-8 text (unless ``latin1_fallback``), lacks
+            a required column, or a row leaves a ``filled`` column empty.
     """
     fallback = "latin-1" if latin1_fallback else None
     text = read_text(path, "metadata file", fallback_encoding=fallback)
@@ -79,7 +85,13 @@ def read_csv(
         if missing:
             raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
         reader.fieldnames = header
-        return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+        rows = []
+        for row in reader:
+            rows.append({k: (v or "").strip() for k, v in row.items() if k is not None})
+            empty = next((name for name in filled if not rows[-1][name]), None)
+            if empty is not None:
+                raise DataError(f"{path}:{reader.line_num}: no {empty} (a short or blank row)")
+        return rows
     except csv.Error as exc:  # e.g. a field over the csv module's size limit
         raise DataError(f"{path}:{reader.line_num}: not a valid CSV file: {exc}") from None
 

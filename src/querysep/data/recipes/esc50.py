@@ -82,7 +82,7 @@ def prepare_esc50(
         extra = {category: [*texts, *more[category]] for category, texts in extra.items()}
     root = Path(root)
     csv_path = find_first(root, CSV_NAMES, "esc50.csv")
-    rows = read_csv(csv_path, COLUMNS)
+    rows = read_csv(csv_path, COLUMNS, filled=COLUMNS)
     index = AudioIndex([root / "audio"])
     result = PrepareResult()
     for row in rows:

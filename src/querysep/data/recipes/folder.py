@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ...errors import DataError
-from ...textfiles import read_text
+from ...textfiles import control_character, read_text
 from ..manifest import Clip, unique_id
 from ._common import AudioIndex, PrepareResult, probe, read_csv
 
@@ -70,9 +70,9 @@ def prepare_folder(
             result.add(*probe(path, clip, check_audio=check_audio))
         return result
     groups: dict[str, list[str]] = {}
-    for row in read_csv(Path(captions_csv), ("file_name", "caption")):
+    for row in read_csv(Path(captions_csv), ("file_name", "caption"), filled=("file_name",)):
         captions = groups.setdefault(row["file_name"], [])
-        caption = " ".join(row["caption"].split())
+        caption = _caption(row["caption"], captions_csv)
         if caption and caption not in captions:
             captions.append(caption)
     for name, captions in groups.items():
@@ -105,5 +105,20 @@ def metadata_files(root: Path) -> list[Path]:
 
 def _read_lines(path: Path) -> list[str]:
     text = read_text(path, "captions file")
-    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [_caption(line, path) for line in text.splitlines()]
     return list(dict.fromkeys(line for line in lines if line))
+
+
+def _caption(text: str, where: str | os.PathLike[str]) -> str:
+    """``text`` with its whitespace collapsed to single spaces (empty for a blank line).
+
+    Raises:
+        DataError: It holds a control character (an escape sequence, a bell...).
+    """
+    caption = " ".join(text.split())
+    control = control_character(caption)
+    if control is not None:
+        raise DataError(
+            f"{where}: caption {caption!r} holds a control character (U+{ord(control):04X})"
+        )
+    return caption

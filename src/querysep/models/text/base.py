@@ -12,6 +12,7 @@ from torch import nn
 
 from ...errors import QueryError
 from ...schema import config_error, validate_arguments
+from ...textfiles import control_character
 
 __all__ = [
     "MAX_QUERY_CHARS",
@@ -57,7 +58,7 @@ def validate_queries(queries: str | Sequence[str]) -> list[str]:
                 f"query {text.encode('utf-8', 'backslashreplace').decode()!r} is not valid "
                 "UTF-8 text"
             )
-        control = next((c for c in text if unicodedata.category(c) == "Cc"), None)
+        control = control_character(text)
         if control is not None:
             raise QueryError(f"query {text!r} holds a control character (U+{ord(control):04X})")
         if not any(unicodedata.category(c)[0] in "LN" for c in text):
