@@ -100,9 +100,14 @@ def test_retry_policy_refuses_unusable_values(field, value):
 
 def test_unreadable_answers_name_the_problem_when_tries_run_out(server):
     server.plan.extend(["nochoices"] * FAST.max_tries)
-    with pytest.raises(EndpointUnreachableError, match="unreadable response: no message"):
+    with pytest.raises(EndpointUnreachableError, match="unreadable response: no message") as exc:
         augment(backend(server, sleep=lambda s: None))
     assert len(server.received) == FAST.max_tries
+    # the shape is said in words, not as the name of a Python exception
+    assert str(exc.value).endswith("no message in the answer (its choices are an empty list)")
+    server.plan.extend(["choicesdict"] * FAST.max_tries)
+    with pytest.raises(EndpointUnreachableError, match=r"\(its choices are dict\)$"):
+        augment(backend(server, sleep=lambda s: None))
 
 
 def test_unreadable_token_counts_count_as_zero(server):

@@ -292,12 +292,14 @@ def _read_reply(response: Any) -> tuple[str, int, int]:
     Raises:
         _UnreadableReplyError: The answer has no first choice with a message.
     """
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        shape = "an empty list" if choices == [] else type(choices).__name__
+        raise _UnreadableReplyError(f"no message in the answer (its choices are {shape})")
     try:
-        message = response.choices[0].message
-        text = _message_text(message.content)
-    except (TypeError, AttributeError, LookupError, ValueError) as exc:
-        # LookupError: "choices" is a mapping, say; whatever the shape, it is unreadable
-        raise _UnreadableReplyError(f"no message in the answer ({type(exc).__name__})") from None
+        text = _message_text(choices[0].message.content)
+    except (TypeError, AttributeError, LookupError, ValueError):
+        raise _UnreadableReplyError("no message in the answer's first choice") from None
     usage = getattr(response, "usage", None)
     return text, _token_count(usage, "prompt_tokens"), _token_count(usage, "completion_tokens")
 
