@@ -123,6 +123,28 @@ def describe_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
     return key, f"{error['msg'][0].lower()}{error['msg'][1:]}, got {given!r}"
 
 
+#: The training configs querysep reads, by a top-level key only that kind has (first match
+#: wins: a mel VAE config has a trainer section too), and the command that runs each.
+CONFIG_KINDS = (
+    ("vae", "a mel VAE", "querysep ldm train-vae"),
+    ("train_folds", "an audio-text (CLAP)", "querysep clap train"),
+    ("members", "an audio-text (CLAP)", "querysep clap train"),
+    ("trainer", "a separator", "querysep train"),
+)
+
+
+def other_kind(data: Any, own: str) -> str:
+    """``" (this is a mel VAE config: run it with querysep ldm train-vae)"`` when ``data``
+    (a parsed config) is a kind of training config other than ``own`` (a kind of
+    :data:`CONFIG_KINDS`, ``"a separator"``), else ``""``: the hint a refusal adds when a
+    config was given to the wrong command."""
+    keys = set(data) if isinstance(data, Mapping) else set()
+    for key, kind, command in CONFIG_KINDS:
+        if key in keys:
+            return "" if kind == own else f" (this is {kind} config: run it with {command})"
+    return ""
+
+
 def config_error(key: str, problem: str, what: str = "") -> ConfigError:
     """A :class:`ConfigError` about ``key``, located in ``what`` (a file or override)."""
     text = f"{key or 'config'}: {problem}"

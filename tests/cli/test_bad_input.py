@@ -1032,6 +1032,32 @@ CASES: list[Case] = [
         file("vae.yaml", "vae:\n  blocks: [16, 32]\n"),
         "vae.blocks: unknown key",
     ),
+    # a config given to another kind's command says which command runs it
+    Case(
+        "ldm-train-vae-with-a-separator-config",
+        "ldm train-vae train.yaml",
+        None,
+        "model: unknown key (this is a separator config: run it with querysep train)",
+    ),
+    Case(
+        "clap-train-with-a-separator-config",
+        "clap train train.yaml -o out",
+        None,
+        "(this is a separator config: run it with querysep train)",
+    ),
+    Case(
+        "train-with-a-clap-config",
+        "train c.yaml",
+        file("c.yaml", "train_folds: [1, 2]\nepochs: 3\n"),
+        "c.yaml:1: train_folds: unknown key (this is an audio-text (CLAP) config: run it with "
+        "querysep clap train)",
+    ),
+    Case(
+        "train-with-a-mel-vae-config",
+        "train vae.yaml",
+        file("vae.yaml", "vae:\n  latent_channels: 8\ntrainer:\n  max_steps: 2\n"),
+        "(this is a mel VAE config: run it with querysep ldm train-vae)",
+    ),
     Case(
         "ldm-train-vae-groups",
         "ldm train-vae vae.yaml",

@@ -71,7 +71,7 @@ from ..fileio import (
 from ..models.text.base import TextEncoder
 from ..precision import check_precision, resolve_precision
 from ..safeload import load_weights_only
-from ..schema import YamlLoader, config_error, validate_dataclass
+from ..schema import YamlLoader, config_error, other_kind, validate_dataclass
 from .augment import AugmentConfig, augment_mel, spec_augment
 from .small import (
     ENSEMBLE_SHARED,
@@ -261,7 +261,13 @@ def load_train_config(path: str | None, overrides: list[str] = ()) -> ClapTrainC
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a mapping of settings")
         node[leaf] = _parse_value(value)
-    return _bind(data, str(path) if path and not overrides else "")
+    try:
+        return _bind(data, str(path) if path and not overrides else "")
+    except ConfigError as exc:
+        hint = other_kind(data, "an audio-text (CLAP)")
+        if not hint:
+            raise
+        raise ConfigError(f"{exc}{hint}", key=exc.key, problem=exc.problem) from None
 
 
 def _text_table(

@@ -40,6 +40,7 @@ from ..schema import (
     config_error,
     describe_error,
     nested,
+    other_kind,
 )
 from ..textfiles import read_text
 
@@ -681,7 +682,8 @@ def config_from_dict(
             raise ConfigError(f"{source}: {exc}") from None
         key, problem = exc.key, exc.problem
     where = _where(key, source, key_lines or {}, overridden)
-    raise config_error(key, problem, where)
+    own = "a mel VAE" if "vae" in schema.model_fields else "a separator"
+    raise config_error(key, problem + other_kind(data, own), where)
 
 
 def load_config(
