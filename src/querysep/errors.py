@@ -7,6 +7,8 @@ config) is a :class:`QuerysepError`; anything else is a bug and keeps its traceb
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "AudioError",
     "CheckpointError",
@@ -91,13 +93,23 @@ class OutputError(QuerysepError):
     outputs that are not one path per query."""
 
 
+#: How PyTorch re-raises in the main process an error raised in a DataLoader worker: the
+#: same class, its message the worker's traceback, which ends ``module.Class: message``.
+_WORKER = re.compile(r"Caught \w+ in DataLoader worker process \d+\.")
+_RAISED = re.compile(r"[\w.]+: (.+)")
+
+
 def error_line(exc: BaseException) -> str | None:
     """The one-line message for an error caused by the user's input, or None for a bug.
 
     What follows ``querysep: error:`` on the command line, and what the web app shows.
     """
     if isinstance(exc, QuerysepError):
-        return " ".join(str(exc).split())
+        text = str(exc)
+        if _WORKER.match(text):  # from a DataLoader worker: its traceback is the message
+            found = _RAISED.match(text.rstrip().splitlines()[-1])
+            text = found.group(1) if found else text
+        return " ".join(text.split())
     # A path the user gave that the system refuses (missing, a folder or a file where the
     # other is needed, no permission, name too long, disk full) is named in the exception;
     # an OSError without a file name is not about the input: a bug.
