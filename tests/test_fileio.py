@@ -408,3 +408,16 @@ def test_a_name_of_the_longest_legal_length_can_be_written(tmp_path: Path) -> No
     cat_temp.write_bytes(b"c")
     assert remove_stale_temp_files(tmp_path / dog) == [dog_temp]  # was: cat's too
     assert cat_temp.exists()
+
+
+def test_text_with_an_undecodable_file_name_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A file name that is not UTF-8 reaches Python as surrogates (b'\\xff' -> '\\udcff'):
+    writing it into a CSV raised UnicodeEncodeError; now an OutputError that says so, and
+    nothing is written."""
+    name = os.fsdecode(b"bad\xffname.wav")
+    with pytest.raises(OutputError, match=r"not valid utf-8 \('audio\\nbad\\udcffname") as err:
+        write_text(tmp_path / "out.csv", f"audio\n{name}\n")
+    assert "\n" not in str(err.value) and "rename that file" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+    write_text(tmp_path / "out.csv", "audio\r\nok.wav\n")  # newlines kept as given
+    assert (tmp_path / "out.csv").read_bytes() == b"audio\r\nok.wav\n"

@@ -558,10 +558,19 @@ def write_text(path: StrPath, text: str, *, encoding: str = "utf-8") -> Path:
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        OutputError: The output cannot be written.
+        OutputError: The output cannot be written, or ``text`` holds what ``encoding``
+            cannot encode (a file name that is not valid UTF-8 comes in as surrogates).
     """
-    with AtomicFile(path) as tmp, open(tmp, "w", encoding=encoding, newline="") as handle:
-        handle.write(text)
+    try:
+        data = text.encode(encoding)
+    except UnicodeEncodeError as exc:
+        around = text[max(exc.start - 20, 0) : exc.end + 20]
+        raise OutputError(
+            f"cannot write {path}: it would hold text that is not valid {encoding} "
+            f"({around!a}), e.g. a file name from another encoding: rename that file"
+        ) from None
+    with AtomicFile(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
     return Path(path)
 
 

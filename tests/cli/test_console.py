@@ -92,3 +92,34 @@ def test_a_broken_pipe_elsewhere_is_not_taken_for_a_closed_stdout(tmp_path: Path
         )
     assert proc.returncode == 1, proc.stderr
     assert "BrokenPipeError: [Errno 32] Broken pipe" in proc.stderr  # --debug's traceback
+
+
+def test_results_on_a_stdout_that_cannot_encode_them_are_escaped(tmp_path: Path) -> None:
+    """A query in another script, printed to a pipe on an ASCII locale, ended a finished
+    command with a UnicodeEncodeError traceback (exit 1); it is now escaped, as on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    from querysep.testing import synth
+
+    synth.write_wav(tmp_path / "mix.wav", synth.scene(0.5, 16000, seed=1), 16000)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "querysep",
+            "ats",
+            "mix.wav",
+            "-q",
+            "狗叫 dog",
+            "--clap",
+            "test-tiny",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"\\u72d7\\u53eb dog" in proc.stdout

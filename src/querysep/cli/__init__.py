@@ -9,7 +9,9 @@ exit code 141 (:data:`~querysep.cli._common.EXIT_STDOUT_CLOSED`).
 from __future__ import annotations
 
 import importlib
+import io
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -68,6 +70,11 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     state.debug = debug
+    # Results name files and queries in any script: on a stdout that cannot encode them (a
+    # pipe on a Latin-1 or ASCII locale) they are escaped, as stderr escapes them, instead of
+    # ending a finished command with a UnicodeEncodeError.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
 
 
 for _name in _SUBCOMMANDS:
