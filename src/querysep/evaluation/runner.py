@@ -22,11 +22,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..audio.io import SILENT_PEAK, check_sample_rate
+from ..audio.io import SILENT_PEAK, check_duration, check_sample_rate
 from ..data.manifest import MixtureRow, csv_header, csv_records, read_mixture_list
 from ..data.mixing import load_row_mixture, row_files
 from ..errors import AudioError, ConfigError, DataError, QuerysepError
-from ..fileio import check_output_folder, locked_folder, write_text
+from ..fileio import check_output_folder, locked_folder, refuse_overwriting, write_text
 from ..metrics import get_metrics
 from ..schema import check_count
 from ..textfiles import read_text
@@ -329,6 +329,13 @@ def _plan(
                 raise
             plan.skipped.append(row.id)
             continue
+        if files[0].resolve() == files[1].resolve():
+            raise DataError(
+                f"clip {row.source or row.target}: the "
+                f"{'noise' if row.kind == 'dcase' else 'target'} is the "
+                f"same file as the {'source' if row.kind == 'dcase' else 'mixture'} "
+                f"({files[0]}): there is nothing to separate; remove the row"
+            )
         plan.tasks.append(_Task(row, key, todo, files))
     return plan
 
@@ -355,14 +362,14 @@ def _score_tasks(
     try:
         for task in plan.tasks:
             mixture, target = load_row_mixture(task.row, task.files, sample_rate)
+            clip = task.row.source or task.row.target
+            check_duration(target.shape[-1], sample_rate, f"clip {clip}", "too short to score")
             if not np.abs(target).max(initial=0.0) > SILENT_PEAK:  # SDR would be meaningless
-                clip = task.row.source or task.row.target
                 raise DataError(
                     f"clip {clip}: the target is silent (no sample above -100 dBFS), so SDR "
                     "and SI-SDR are undefined; remove the row (the rows before it are kept)"
                 )
             if not np.abs(mixture - target).max(initial=0.0) > SILENT_PEAK:  # nothing to remove
-                clip = task.row.source or task.row.target
                 what = f"noise {task.row.noise} is silent" if task.row.noise else "is silent"
                 raise DataError(
                     f"clip {clip}: the interference (mixture - target) {what}, so the mixture "
@@ -526,6 +533,8 @@ def evaluate(
     all_rows, list_columns = _load_rows(list_path, audio_path)
     rows = all_rows[:limit] if limit is not None else all_rows
     check_output_folder(out_path)
+    outputs = (PER_CLIP_NAME, SUMMARY_NAME, TABLE_NAME, SETTINGS_NAME, METRIC_MODELS_NAME)
+    refuse_overwriting([out_path / name for name in outputs], [list_path])
     columns = _metric_columns(list_path, list_columns, metric_hooks)
     header = [*list_columns, "system", *columns]
     built = resolve_systems(systems, baselines=baselines, options=options)
@@ -570,6 +579,11 @@ def evaluate(
         resume = _read_resume(per_clip, header, list_columns, list(columns))
         _check_resumed_rows_are_listed(resume, all_rows, list_columns, list_path, per_clip)
         plan = _plan(rows, list_columns, built, resume, audio_path, skip_missing)
+        if rows and len(plan.skipped) == len(rows):
+            raise DataError(
+                f"--skip-missing skipped all {len(rows)} clips: none of their audio is in "
+                f"{audio_path} (is it the right --audio-dir?)"
+            )
 
         with PerClipWriter(
             per_clip, header, resume.rows, rewrite=not resume.clean, on_open=record
