@@ -744,6 +744,18 @@ CASES: list[Case] = [
         None,
         "it is the input manifest.jsonl",
     ),
+    Case(  # a clip of the manifest was replaced by the list's text
+        "mixtures-output-is-a-clip-of-the-manifest",
+        "mixtures make manifest.jsonl -n 2 -o audio/a.wav",
+        None,
+        "cannot write audio/a.wav: it is the input",
+    ),
+    Case(
+        "augment-output-is-a-clip-of-the-manifest",
+        "augment manifest.jsonl -o audio/b.wav --backend offline",
+        None,
+        "cannot write audio/b.wav: it is the input",
+    ),
     Case(
         "augment-cache-is-not-a-cache",
         "augment manifest.jsonl -o out.jsonl --backend offline --cache notes.txt",

@@ -110,6 +110,8 @@ def register(app: typer.Typer) -> None:
         cache_path = cache if cache is not None else output.with_name(output.stem + ".cache.jsonl")
         inputs = [manifest, *([template] if template is not None else [])]
         refuse_overwriting([output, cache_path], inputs, error=ConfigError)
+        audio = dict.fromkeys(clip.audio for clip in clips)  # each file once
+        refuse_overwriting([output, cache_path], audio, error=ConfigError)
         answers = AnswerCache(cache_path)
         retry = RetryPolicy(max_tries=max_tries, backoff_base=backoff, timeout=timeout)
         if backend == "offline":

@@ -55,6 +55,7 @@ def register(app: typer.Typer) -> None:
         check_output_file(output)
         refuse_overwriting([output], [manifest])
         clips = read_manifest(manifest)
+        refuse_overwriting([output], dict.fromkeys(clip.audio for clip in clips))  # its audio
         if split:
             kept = [clip for clip in clips if clip.split in split]
             if not kept:
