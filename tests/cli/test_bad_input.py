@@ -1070,6 +1070,18 @@ CASES: list[Case] = [
         file("vae.yaml", "vae:\n  latent_channels: 8\ntrainer:\n  max_steps: 2\n"),
         "(this is a mel VAE config: run it with querysep ldm train-vae)",
     ),
+    Case(  # trained every step as NaN, then exported a model with latent_std NaN
+        "ldm-train-vae-infinite-f-max",
+        "ldm train-vae vae.yaml",
+        file("vae.yaml", "front_end:\n  f_max: .inf\n"),
+        "vae.yaml:2: front_end.f_max: must satisfy 0 <= f_min < f_max <= sample_rate / 2",
+    ),
+    Case(  # a ValueError traceback from transformers' mel filters
+        "ldm-train-vae-f-min-above-f-max",
+        "ldm train-vae vae.yaml front_end.f_min=9000",
+        file("vae.yaml", "front_end:\n  f_max: 8000\n"),
+        "override 'front_end.f_min=9000': front_end.f_min: must satisfy 0 <= f_min < f_max",
+    ),
     Case(
         "ldm-train-vae-groups",
         "ldm train-vae vae.yaml",

@@ -142,6 +142,14 @@ def test_missing_diffusers_names_the_gen_extra(monkeypatch: pytest.MonkeyPatch) 
         ("ldm_loss", "l2", "ldm_loss"),
         ("ldm", "", "ldm must name"),
         ("downsample", [[2, 2]], "1 downsample factors"),
+        # front ends the mel filters cannot be built for (transformers raised ValueError, a
+        # huge n_mels built a filterbank for minutes)
+        ("f_min", 9000.0, r"^f_min: must satisfy 0 <= f_min < f_max <= sample_rate / 2"),
+        ("f_max", 20000.0, r"^f_max: .*\(8000\), got f_min 0 and f_max 20000"),
+        ("hop_length", 2000, r"^hop_length: 2000 is more than n_fft \(1024\)"),
+        ("n_mels", 10000, r"^n_mels: 10000 is more than the 513 FFT bins of n_fft 1024"),
+        ("n_fft", 160, r"^n_fft: 160 gives FFT bins 100 Hz apart, too coarse for 64 mel bands"),
+        ("sample_rate", 1, r"^sample_rate: must be 8000\.\.384000 Hz, got 1"),
     ],
 )
 def test_bad_config_names_the_field(tiny_ldm: Path, field: str, value: object, expect: str):

@@ -37,10 +37,11 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from pydantic import Field, model_validator
 from torch.utils.data import default_collate
 
+from ..errors import ConfigError
 from ..fileio import write_text
 from ..metrics import sdr, sdri, si_sdr
 from ..models.irm_ldm.components import VAE_INFO_NAME, require_diffusers
-from ..models.irm_ldm.mel import MelFrontEnd, pad_frames, peak_gain
+from ..models.irm_ldm.mel import MelFrontEnd, check_front_end, pad_frames, peak_gain
 from ..precision import describe_choice
 from ..schema import ConfigModel, config_error, nested
 from .callbacks import LAST_CHECKPOINT
@@ -140,6 +141,16 @@ class FrontEndConfig(ConfigModel):
     f_min: Annotated[float, Field(ge=0)] = 0.0
     f_max: Annotated[float, Field(gt=0)] = 8000.0
     peak: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+    @model_validator(mode="after")
+    def _usable(self) -> FrontEndConfig:
+        try:
+            check_front_end(
+                self.sample_rate, self.n_fft, self.hop_length, self.n_mels, self.f_min, self.f_max
+            )
+        except ConfigError as exc:
+            raise nested(exc) from None
+        return self
 
     def build(self) -> MelFrontEnd:
         args = self.model_dump()

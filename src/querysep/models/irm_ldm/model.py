@@ -54,7 +54,7 @@ from .components import (
     vae_factor,
 )
 from .masknet import LatentMaskNet, MaskActivation
-from .mel import MelFrontEnd, pad_frames, peak_gain
+from .mel import MelFrontEnd, check_front_end, pad_frames, peak_gain
 
 __all__ = ["OUTPUTS", "IrmLdm", "IrmLdmConfig", "LdmLoss", "OutputPath", "resolve_ldm"]
 
@@ -138,10 +138,9 @@ class IrmLdmConfig:
             raise ConfigError("IrmLdmConfig: each downsample factor is a (time, freq) pair")
         if self.kernel_size % 2 != 1:
             raise ConfigError("IrmLdmConfig: kernel_size must be odd")
-        if self.f_max <= self.f_min or self.f_max > self.sample_rate / 2:
-            raise ConfigError("IrmLdmConfig: need f_min < f_max <= sample_rate / 2")
-        if self.hop_length > self.n_fft:
-            raise ConfigError("IrmLdmConfig: hop_length must not exceed n_fft")
+        check_front_end(
+            self.sample_rate, self.n_fft, self.hop_length, self.n_mels, self.f_min, self.f_max
+        )
         if len(self.sds_timesteps) != 2 or self.sds_timesteps[0] > self.sds_timesteps[1]:
             raise ConfigError("IrmLdmConfig: sds_timesteps is [low, high] with low <= high")
 
