@@ -48,6 +48,7 @@ from querysep.errors import (
     DataError,
     ModelNotFoundError,
     OutputError,
+    SilentAudioError,
 )
 from querysep.models.text import HashingTextEncoder
 
@@ -1331,6 +1332,21 @@ def test_zeroshot_refuses_data_it_cannot_score(tmp_path: Path) -> None:
         load_esc50(tmp_path / "toy", [1])
     (tmp_path / "toy" / "esc50.csv").write_text(table + "1-9-A-0.flac,1\n")
     with pytest.raises(DataError, match=r"esc50\.csv:10: no target \(a short or blank row\)"):
+        load_esc50(tmp_path / "toy", [1])
+    # a clip listed twice, silent or too short counted in the figures (ats refuses the last two)
+    table = table.replace(",5,rain", ",1,rain")
+    first = table.splitlines()[1]
+    (tmp_path / "toy" / "esc50.csv").write_text(f"{table.rstrip()}\n{first}\n")
+    with pytest.raises(DataError, match=rf"{re.escape(first.split(',')[0])} is listed twice"):
+        load_esc50(tmp_path / "toy", [1])
+    (tmp_path / "toy" / "esc50.csv").write_text(table)
+    load_esc50(tmp_path / "toy", [1])  # the table as it was is fine
+    clip = tmp_path / "toy" / "audio" / first.split(",")[0]
+    sf.write(clip, np.zeros(16000, np.float32), 16000)
+    with pytest.raises(SilentAudioError, match=r"silent .*: it has no audio-text score"):
+        load_esc50(tmp_path / "toy", [1])
+    sf.write(clip, np.ones(160, np.float32) * 0.1, 16000)
+    with pytest.raises(AudioError, match=r"160 samples at 16000 Hz \(10 ms\) is too short"):
         load_esc50(tmp_path / "toy", [1])
 
 

@@ -17,6 +17,7 @@ Works for every model :func:`~querysep.clap.load_clap` loads.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -163,11 +164,12 @@ def load_esc50(root: str | os.PathLike[str], folds: list[int]) -> Esc50Split:
     Raises:
         DataError: No ``esc50.csv`` (the message names the folder and ``--data``), one
             without the ``filename``, ``fold``, ``target`` and ``category`` columns or with
-            a non-integer fold or target or a target under two category names, no clip in
-            those folds, or clips at two rates.
-        AudioError: A clip that is missing or cannot be read.
+            a non-integer fold or target, a target under two category names, a row left
+            short or a clip listed twice, no clip in those folds, or clips at two rates.
+        AudioError: A clip that is missing, cannot be read, is shorter than
+            :data:`~querysep.audio.io.MIN_SECONDS` or silent.
     """
-    from ..audio.io import load_audio
+    from ..audio.io import check_audible, check_duration, load_audio
     from ..data.recipes._common import read_csv
 
     root = Path(root)
@@ -194,9 +196,17 @@ def load_esc50(root: str | os.PathLike[str], folds: list[int]) -> Esc50Split:
     categories = [names[i] for i in range(len(names))]
     if not chosen:
         raise DataError(f"no ESC-50 clips in folds {folds} under {root}")
+    names = [r["filename"] for r in chosen]
+    twice = next((a for a, b in itertools.pairwise(names) if a == b), None)
+    if twice is not None:  # it would count twice in every figure
+        raise DataError(f"{root / 'esc50.csv'}: {twice} is listed twice")
     clips, targets, rate = [], [], 0
     for r in chosen:
-        audio, clip_rate = load_audio(root / "audio" / r["filename"], mono=True)
+        path = root / "audio" / r["filename"]
+        audio, clip_rate = load_audio(path, mono=True)
+        # as ats refuses them: a clip with no sound or too short to hear has no score
+        check_duration(audio.shape[-1], clip_rate, path, "too short to score")
+        check_audible(float(np.abs(audio).max()), path, "it has no audio-text score")
         if rate and clip_rate != rate:
             raise DataError(f"{r['filename']}: {clip_rate} Hz, but the first clip is {rate} Hz")
         rate, clip = clip_rate, audio[0]
@@ -205,9 +215,7 @@ def load_esc50(root: str | os.PathLike[str], folds: list[int]) -> Esc50Split:
         targets.append(int(r["target"]))
     length = max(len(c) for c in clips)
     audio = np.stack([np.pad(c, (0, length - len(c))) for c in clips]).astype(np.float32)
-    return Esc50Split(
-        audio, np.array(targets), categories, int(rate), [r["filename"] for r in chosen]
-    )
+    return Esc50Split(audio, np.array(targets), categories, int(rate), names)
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
