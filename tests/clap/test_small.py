@@ -502,7 +502,7 @@ def test_training_members_trains_each_seed_once_and_exports_their_ensemble(
         train(load_train_config(None, ["members=0"]), tmp_path / "bad", log=lines.append)
     # the recipe's weights_dtype decides how the exported ensemble is stored
     half = export_ensemble(
-        load_train_config(None, ["weights_dtype=float16"]),
+        load_train_config(None, [*overrides, "weights_dtype=float16"]),
         [tmp_path / "run" / f"member{index}" / "model" for index in range(2)],
         tmp_path / "half",
     )
@@ -1105,7 +1105,10 @@ def test_clap_ensemble_command_joins_members_in_the_recipes_precision(tmp_path: 
     add_train_command(group)
     members = [_random_member(seed).save_pretrained(tmp_path / f"m{seed}") for seed in range(2)]
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("epochs: 7\nweights_dtype: float16\n")
+    model = "model: {n_fft: 256, hop_length: 128, n_mels: 16, channels: [4, 8], dim: 8}\n"
+    recipe.write_text(f"epochs: 7\nweights_dtype: float16\n{model}")
+    other = tmp_path / "other.yaml"  # the recipe of other members (the defaults' network)
+    other.write_text("epochs: 7\n")
     runner = CliRunner()
     args = ["ensemble", *map(str, members), "--config", str(recipe)]
     no_recipe = str(tmp_path / "no.yaml")
@@ -1153,6 +1156,22 @@ def test_clap_ensemble_command_joins_members_in_the_recipes_precision(tmp_path: 
         (
             ["ensemble", *map(str, members), "--config", no_recipe, "-o", str(tmp_path / "x")],
             "no.yaml",
+        ),
+        # a recipe of another network was recorded as theirs; a member twice was accepted
+        (
+            ["ensemble", *map(str, members), "--config", str(other), "-o", str(tmp_path / "x")],
+            "was not trained with the recipe's model settings (n_fft 256 vs 1024, hop_length",
+        ),
+        (
+            [
+                "ensemble",
+                *[str(members[0])] * 2,
+                "--config",
+                str(recipe),
+                "-o",
+                str(tmp_path / "x"),
+            ],
+            "is given twice (also as",
         ),
     ):
         result = runner.invoke(group, bad)
@@ -1636,7 +1655,7 @@ def test_an_ensemble_of_one_starts_a_lone_run(tmp_path: Path) -> None:
         log=lambda _: None,
         text_encoder=encoder,
     )
-    one = export_ensemble(load_train_config(None, []), [lone], tmp_path / "one")
+    one = export_ensemble(load_train_config(None, _TOY_MODEL), [lone], tmp_path / "one")
     run = _toy_run(tmp_path / "data", 1, f"init_from={one}", "lr=0", "warmup_epochs=0")
     out = train(
         load_train_config(None, run), tmp_path / "b", log=lambda _: None, text_encoder=encoder
@@ -1832,7 +1851,9 @@ def test_a_trained_model_is_named_by_its_config_or_its_run_folder(tmp_path: Path
     assert load_clap(str(padded)).name == "my run"
     members = [tmp_path / "pair" / f"member{i}" / "model" for i in range(2)]
     assert (
-        load_clap(str(export_ensemble(load_train_config(None), members, tmp_path / "joined"))).name
+        load_clap(
+            str(export_ensemble(load_train_config(None, lone), members, tmp_path / "joined"))
+        ).name
         == "joined"
     )
     for recipe in ("esc50-clap.yaml", "esc50-clap-finetune.yaml"):

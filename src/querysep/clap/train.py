@@ -1013,6 +1013,16 @@ _ARCHITECTURE = (
 )
 
 
+def _architecture_differences(have: SmallClapConfig, want: SmallClapConfig) -> str:
+    """``"n_fft 1024 vs 2048, ..."``: the :data:`_ARCHITECTURE` settings in which ``have``
+    differs from ``want``; ``""`` when none does."""
+    return ", ".join(
+        f"{name} {getattr(have, name)!r} vs {getattr(want, name)!r}"
+        for name in _ARCHITECTURE
+        if getattr(have, name) != getattr(want, name)
+    )
+
+
 def _init_state(
     config: ClapTrainConfig,
     member: tuple[int, int] | None,
@@ -1063,15 +1073,8 @@ def _init_state(
             f"{getattr(source, 'kind', type(source).__name__)} model; training can start only "
             "from a small CLAP (querysep clap train's model)"
         )
-    differ = [
-        name
-        for name in _ARCHITECTURE
-        if getattr(source.config, name) != getattr(config.model, name)
-    ]
-    if differ:
-        shown = ", ".join(
-            f"{n} {getattr(source.config, n)!r} vs {getattr(config.model, n)!r}" for n in differ
-        )
+    shown = _architecture_differences(source.config, config.model)
+    if shown:
         raise ConfigError(f"init_from {config.init_from} does not fit model settings ({shown})")
     state = {k: v.float() if v.is_floating_point() else v for k, v in source.state_dict().items()}
     broken = non_finite_weight(state)
@@ -1424,8 +1427,31 @@ def export_ensemble(
     text-head refit done afterwards by ``querysep clap refit-text`` joins its member's run);
     its name is ``config.name``, or else the folder ``output`` names (``OUT`` for
     ``OUT/model``).
+
+    Raises:
+        ConfigError: A folder given twice, or a member whose network differs from the
+            recipe's ``model`` (its own, for a recipe whose ``members`` list as many runs as
+            there are folders): the recipe would be recorded wrongly.
     """
+    seen: dict[Path, str | os.PathLike[str]] = {}
+    for folder in folders:
+        if Path(folder).resolve() in seen:
+            raise ConfigError(
+                f"{folder} is given twice (also as {seen[Path(folder).resolve()]}): an "
+                "ensemble's members are distinct runs"
+            )
+        seen[Path(folder).resolve()] = folder
     ensemble = ClapEnsemble.from_members(list(folders))
+    recipes = member_configs(config) or []  # members may set their own network
+    if len(recipes) != len(folders):
+        recipes = [config] * len(folders)
+    for folder, member, recipe in zip(folders, ensemble.members, recipes, strict=True):
+        shown = _architecture_differences(member.config, recipe.model)
+        if shown:
+            raise ConfigError(
+                f"{folder} was not trained with the recipe's model settings ({shown}): give "
+                "--config the recipe its members were trained with"
+            )
     runs = []
     for member in ensemble.members:
         meta = member.config.metadata
