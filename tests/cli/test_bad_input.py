@@ -762,6 +762,18 @@ CASES: list[Case] = [
         file("notes.txt", "my notes, no final newline"),
         "notes.txt:1 is not a cache record",
     ),
+    Case(  # was "File does not exist or is not a regular file (possibly a pipe?)"
+        "separate-corrupt-mp3",
+        "separate broken.mp3 -q dog -m test-tiny -o out",
+        file("broken.mp3", b"ID3\x03\x00\x00\x00\x00\x00\x00garbage"),
+        "cannot read audio file broken.mp3: not audio it can decode",
+    ),
+    Case(  # was "not an audio-text model folder"
+        "ats-clap-folder-with-broken-json",
+        "ats good.wav -q dog --clap bad",
+        file("bad/config.json", "{bad json"),
+        "bad/config.json is not valid JSON: Expecting property name",
+    ),
     Case(
         "ats-output-is-the-audio",
         "ats good.wav -q dog -o good.wav",

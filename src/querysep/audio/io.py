@@ -318,6 +318,9 @@ def _open(p: Path) -> sf.SoundFile:
         return sf.SoundFile(os.fsencode(p))  # bytes: names that are not UTF-8 open too
     except (sf.SoundFileError, OSError) as exc:
         reason = _wav_rate_fault(p) or _reason(exc)
+        if reason.startswith("File does not exist") and p.is_file():  # libsndfile's word for
+            # an MPEG stream it cannot decode (a corrupt MP3)
+            reason = "not audio it can decode (a corrupt or truncated file?)"
         raise AudioError(f"cannot read audio file {p}: {reason}") from exc
 
 

@@ -12,15 +12,17 @@ Sources plug in with :func:`register_clap_loader` (a ``kind:path`` prefix) and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, ModelNotFoundError
+from ..errors import CheckpointError, ConfigError, ModelNotFoundError
 from ..fileio import sha256_file
 from ..pretrained import ModelInfo, check_spec, resolve_device, rng_untouched
+from ..textfiles import read_text
 from .base import AudioTextModel
 
 __all__ = [
@@ -144,7 +146,8 @@ def load_clap(spec: str | None = None, device: str | torch.device | None = "cpu"
     Raises:
         ModelNotFoundError: Nothing matches ``spec`` (or it is empty).
         CheckpointError: Weights that do not fit, or a corrupt bundled file.
-        ConfigError: An unknown or unavailable device.
+        ConfigError: An unknown or unavailable device, or a folder whose ``config.json`` is
+            not valid JSON.
     """
     spec = check_spec(spec, "audio-text model")
     _register_sources()
@@ -165,6 +168,12 @@ def _load_spec(spec: str, dev: torch.device) -> AudioTextModel:
         for test, loader in _FOLDER_LOADERS:
             if test(path):
                 return loader(str(path), dev).to(dev).eval()
+        config = path / "config.json"
+        if config.is_file():  # a model folder whose config cannot be read: say why
+            try:
+                json.loads(read_text(config, "model config", error=ConfigError))
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{config} is not valid JSON: {exc}") from None
         raise ModelNotFoundError(
             f"{spec} is not an audio-text model folder (expected a transformers ClapModel "
             "folder or a querysep audio-text model folder with config.json)"
