@@ -744,6 +744,16 @@ CASES: list[Case] = [
         None,
         "it is the input manifest.jsonl",
     ),
+    Case(  # named the clips under / and failed only in evaluate
+        "mixtures-manifest-clip-missing",
+        "mixtures make gone.jsonl -n 1 -o mx.csv",
+        file(
+            "gone.jsonl",
+            '{"id": "a", "audio": "/nowhere/a.wav", "labels": ["dog"]}\n'
+            '{"id": "b", "audio": "/nowhere/b.wav", "labels": ["rain"]}\n',
+        ),
+        "is missing (moved since the manifest was written? run querysep prepare again)",
+    ),
     Case(  # a clip of the manifest was replaced by the list's text
         "mixtures-output-is-a-clip-of-the-manifest",
         "mixtures make manifest.jsonl -n 2 -o audio/a.wav",

@@ -75,6 +75,12 @@ def register(app: typer.Typer) -> None:
         # name clips by path, not id: ids need not be file names (x-2 for a second x.wav)
         used = list(dict.fromkeys(str(id_) for row in rows for id_ in (row.source, row.noise)))
         audio = {clip.id: clip.audio for clip in clips}
+        missing = next((id_ for id_ in used if not os.path.isfile(audio[id_])), None)
+        if missing is not None:  # it would move --audio-dir and fail only in evaluate
+            raise DataError(
+                f"{manifest}: clip {missing}'s audio {audio[missing]} is missing (moved since "
+                "the manifest was written? run querysep prepare again)"
+            )
         common = os.path.commonpath([os.path.dirname(clip.audio) for clip in clips])
         folder, names = audio_names([audio[id_] for id_ in used], folder=common)
         renamed = dict(zip(used, names, strict=True))
