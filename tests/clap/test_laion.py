@@ -252,6 +252,13 @@ def _resunet_like() -> dict[str, torch.Tensor]:
         ({"state_dict": None}, "expected a dict of weights"),
         ({"foo": torch.zeros(1), "bar": torch.ones(2)}, "not a LAION-CLAP checkpoint.*foo"),
         ([torch.zeros(1)], "expected a dict of weights"),
+        # keys under the branches, but not the ones looked for: named (it said there were no
+        # audio_branch./text_branch. weights while listing some)
+        (
+            {"audio_branch.x": torch.zeros(1), "text_branch.y": torch.ones(1)},
+            r"neither audio_branch\.patch_embed\.proj\.weight nor "
+            r"text_branch\.embeddings\.word_embeddings\.weight.*audio_branch\.x",
+        ),
     ],
 )
 def test_wrong_kind_of_file(obj: object, match: str) -> None:

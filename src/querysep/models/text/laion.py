@@ -135,8 +135,8 @@ def strip_laion_prefix(obj: Any) -> tuple[dict[str, torch.Tensor], str]:
             break
     if prefix is None:
         raise CheckpointError(
-            "not a LAION-CLAP checkpoint (no audio_branch./text_branch. weights); "
-            f"keys found: {few_keys(keys)}"
+            f"not a LAION-CLAP checkpoint (neither {_AUDIO_MARK} nor {_TEXT_MARK}, with or "
+            f"without a module. or query_encoder.model. prefix); keys found: {few_keys(keys)}"
         )
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
