@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError
 from ..manifest import Clip, label_to_text
 from ._common import AudioIndex, PrepareResult, existing, find_first, probe, read_csv
 
@@ -87,6 +87,8 @@ def prepare_esc50(
     result = PrepareResult()
     for row in rows:
         filename, category = row["filename"], row["category"]
+        if not row["fold"].isdecimal():  # it would become a split "foldx"
+            raise DataError(f"{csv_path}: {filename}: fold {row['fold']!r} is not a whole number")
         clip = Clip(
             id=Path(filename).stem,
             audio=filename,
