@@ -772,6 +772,18 @@ CASES: list[Case] = [
         file("notes.txt", "my notes, no final newline"),
         "notes.txt:1 is not a cache record",
     ),
+    Case(  # ignored when no row loads a model
+        "evaluate-baselines-only-bad-device",
+        "evaluate --mixtures list.csv --audio-dir audio -m mixture --no-ats --device bogus",
+        None,
+        "unknown device 'bogus'",
+    ),
+    Case(
+        "evaluate-baselines-only-bad-precision",
+        "evaluate --mixtures list.csv --audio-dir audio -m mixture --no-ats --precision fp8",
+        None,
+        "precision must be auto, 32 or bf16-mixed, got 'fp8'",
+    ),
     Case(  # was "File does not exist or is not a regular file (possibly a pipe?)"
         "separate-corrupt-mp3",
         "separate broken.mp3 -q dog -m test-tiny -o out",

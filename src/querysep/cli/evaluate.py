@@ -82,10 +82,14 @@ def register(app: typer.Typer) -> None:
         from ..evaluation.runner import check_settings
         from ..fileio import check_output_folder
         from ..models.text import validate_queries
-        from ..pretrained import DEFAULT_MODEL
+        from ..precision import check_precision
+        from ..pretrained import DEFAULT_MODEL, resolve_device
 
         check_settings(sample_rate=sample_rate, limit=limit)
         check_segment(segment_seconds, 0.0)
+        resolve_device(device)  # checked even when no row loads a model (baselines only)
+        if precision is not None:
+            check_precision(precision)
         specs = list(model) if model else [DEFAULT_MODEL]
         inner = [_unwrapped(s) for s in specs]
         upstream = check_upstream_options(inner, text_tokenizer, clap_checkpoint)
