@@ -67,6 +67,16 @@ def test_prepare_esc50_then_make_mixtures(
     again = tmp_path / "again.csv"
     runner.invoke(app, [*args, "--split", "fold4", "--seed", "5", "-o", str(again)])
     assert again.read_text() == out.read_text()
+    # a split asked for that is not there (a typo) is named, not quietly dropped
+    typo = ["--split", "fold4", "--split", "fold9"]
+    result = runner.invoke(app, [*args, *typo, "-o", str(tmp_path / "typo.csv")])
+    assert result.exit_code == 2, result.output
+    assert "no clip of split fold9 in" in result.stderr and "(found: fold1, fold4)" in result.stderr
+    result = runner.invoke(app, ["prepare", "esc50", str(root), "-o", str(only4), *typo])
+    assert result.exit_code == 2, result.output
+    assert "no clip of split fold9 for recipe esc50" in result.stderr
+    assert "(splits found: fold1, fold4)" in result.stderr
+    assert not (tmp_path / "typo.csv").exists() and len(read_manifest(only4)) == 3
 
 
 def test_prepare_esc50_with_the_more_captions(

@@ -57,13 +57,14 @@ def register(app: typer.Typer) -> None:
         clips = read_manifest(manifest)
         refuse_overwriting([output], dict.fromkeys(clip.audio for clip in clips))  # its audio
         if split:
-            kept = [clip for clip in clips if clip.split in split]
-            if not kept:
-                found = ", ".join(sorted({c.split for c in clips}))
+            found = sorted({c.split for c in clips})
+            absent = [s for s in dict.fromkeys(split) if s not in found]
+            if absent:  # a typo would quietly drop a split the user asked for
                 raise DataError(
-                    f"no clip of split {', '.join(split)} in {manifest} (found: {found})"
+                    f"no clip of split {', '.join(absent)} in {manifest} (found: "
+                    f"{', '.join(found)})"
                 )
-            clips = kept
+            clips = [clip for clip in clips if clip.split in split]
         rows = plan_mixtures(
             clips, num, snr_min=snr_min, snr_max=snr_max, seed=seed, caption=caption.value
         )

@@ -86,6 +86,13 @@ def register(app: typer.Typer) -> None:
 
         result = recipe(root, **kwargs)
         clips = result.clips
+        found = sorted({c.split for c in result.clips})
+        absent = [s for s in dict.fromkeys(split) if s not in found]
+        if clips and absent:  # a typo would quietly drop a split the user asked for
+            raise DataError(
+                f"no clip of split {absent[0]} for recipe {name} in {root} (splits found: "
+                f"{', '.join(found)})"
+            )
         if split:
             clips = [clip for clip in clips if clip.split in split]
         skipped = (
@@ -94,7 +101,6 @@ def register(app: typer.Typer) -> None:
             else ""
         )
         if not clips:  # the error line says why, alone on stderr
-            found = sorted({c.split for c in result.clips})
             hint = f" (splits found: {', '.join(found)})" if split and found else ""
             hint += f"; {skipped}" if skipped else ""
             raise DataError(f"no clips found for recipe {name} in {root}{hint}")
