@@ -1349,6 +1349,10 @@ def test_zeroshot_refuses_data_it_cannot_score(tmp_path: Path) -> None:
     (tmp_path / "toy" / "esc50.csv").write_text("filename,fold,target,category\n")
     with pytest.raises(DataError, match=r"no ESC-50 clips in folds \[1\]"):
         load_esc50(tmp_path / "toy", [1])
+    good = table.replace(",5,rain", ",1,rain")  # folds 1 and 2: a fold 9 was ignored
+    (tmp_path / "toy" / "esc50.csv").write_text(good)
+    with pytest.raises(DataError, match=r"no ESC-50 clips in fold 9 under .* \(folds \[1, 9\]"):
+        load_esc50(tmp_path / "toy", [1, 9])
     (tmp_path / "toy" / "esc50.csv").write_text(table + "1-9-A-0.flac,1\n")
     with pytest.raises(DataError, match=r"esc50\.csv:10: no target \(a short or blank row\)"):
         load_esc50(tmp_path / "toy", [1])

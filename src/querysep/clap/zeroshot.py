@@ -196,6 +196,10 @@ def load_esc50(root: str | os.PathLike[str], folds: list[int]) -> Esc50Split:
     categories = [names[i] for i in range(len(names))]
     if not chosen:
         raise DataError(f"no ESC-50 clips in folds {folds} under {root}")
+    present = {int(r["fold"]) for r in chosen}
+    absent = next((fold for fold in folds if fold not in present), None)
+    if absent is not None:  # the figures (or a refit) would claim a fold they never saw
+        raise DataError(f"no ESC-50 clips in fold {absent} under {root} (folds {folds} asked)")
     names = [r["filename"] for r in chosen]
     twice = next((a for a, b in itertools.pairwise(names) if a == b), None)
     if twice is not None:  # it would count twice in every figure
