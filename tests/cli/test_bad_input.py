@@ -767,6 +767,12 @@ CASES: list[Case] = [
         "cannot write audio/b.wav: it is the input",
     ),
     Case(
+        "augment-empty-model-name",
+        "augment manifest.jsonl -o out.jsonl --backend openai --model ' ' --dry-run",
+        None,
+        "--model must name the endpoint's model, e.g. gpt-4, got ' '",
+    ),
+    Case(
         "augment-cache-is-not-a-cache",
         "augment manifest.jsonl -o out.jsonl --backend offline --cache notes.txt",
         file("notes.txt", "my notes, no final newline"),

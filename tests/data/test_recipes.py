@@ -80,6 +80,9 @@ def test_esc50_short_or_blank_rows_are_refused_with_their_line(
     write_csv(tmp_path / "esc50.csv", ESC50_HEADER, [good, ["1-2-A-14.wav", "x", 14, "birds"]])
     with pytest.raises(DataError, match=r"esc50\.csv: 1-2-A-14\.wav: fold 'x' is not a whole"):
         prepare_esc50(tmp_path)  # it was the split "foldx"
+    write_csv(tmp_path / "esc50.csv", ESC50_HEADER, [good, good])
+    with pytest.raises(DataError, match=r"esc50\.csv: 1-1-A-0\.wav is listed twice"):
+        prepare_esc50(tmp_path)  # it was "cannot write ...: duplicate clip id"
 
 
 def test_esc50_missing_csv(tmp_path: Path) -> None:

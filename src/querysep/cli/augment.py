@@ -95,6 +95,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--backend must be 'openai' or 'offline', not {backend!r}")
         if backend == "offline" and (model is not None or base_url is not None):
             raise ConfigError("--model and --base-url apply to the openai backend only")
+        if model is not None and (not model.strip() or not model.isprintable()):
+            raise ConfigError(f"--model must name the endpoint's model, e.g. gpt-4, got {model!r}")
         if base_url is not None:
             check_base_url(base_url, "--base-url")
         prompt = load_template(template)

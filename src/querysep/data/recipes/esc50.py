@@ -85,8 +85,12 @@ def prepare_esc50(
     rows = read_csv(csv_path, COLUMNS, filled=COLUMNS)
     index = AudioIndex([root / "audio"])
     result = PrepareResult()
+    seen: set[str] = set()
     for row in rows:
         filename, category = row["filename"], row["category"]
+        if filename in seen:  # two clips of one id: the manifest could not be written
+            raise DataError(f"{csv_path}: {filename} is listed twice")
+        seen.add(filename)
         if not row["fold"].isdecimal():  # it would become a split "foldx"
             raise DataError(f"{csv_path}: {filename}: fold {row['fold']!r} is not a whole number")
         clip = Clip(
