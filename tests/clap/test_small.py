@@ -513,6 +513,51 @@ def test_training_members_trains_each_seed_once_and_exports_their_ensemble(
         torch.testing.assert_close(reloaded.state_dict()[key], value, rtol=1e-3, atol=1e-4)
 
 
+def test_snapshots_chain_each_member_from_the_previous_ones_model(tmp_path: Path) -> None:
+    """snapshots: true is exactly the runs done by hand: member i > 0 trained with its own
+    seed from member i - 1's exported (refitted) model; the ensemble is of those snapshots."""
+    _write_toy_esc50(tmp_path / "data")
+    encoder = HashingTextEncoder(384)
+    base = _toy_run(tmp_path / "data", 1, "model.text_mlp=false", "text_ridge=0.3", "seed=4")
+    config = load_train_config(None, [*base, "members=3", "snapshots=true"])
+    lines: list[str] = []
+    chained = load_clap(
+        str(train(config, tmp_path / "snap", log=lines.append, text_encoder=encoder))
+    )
+    assert isinstance(chained, ClapEnsemble) and len(chained.members) == 3
+    start = None
+    for index in range(3):
+        alone = [*base, f"seed={4 + index}", *([f"init_from={start}"] if start else [])]
+        start = train(
+            load_train_config(None, alone),
+            tmp_path / f"hand{index}",
+            log=lines.append,
+            text_encoder=encoder,
+        )
+        for key, value in SmallClap.from_pretrained(start).state_dict().items():
+            torch.testing.assert_close(chained.members[index].state_dict()[key], value, msg=key)
+    first, second = (m.state_dict()["audio.blocks.0.net.0.weight"] for m in chained.members[:2])
+    assert not torch.equal(first, second)
+    runs = chained.metadata["training"]["members"]
+    assert "init" not in runs[0]  # from random weights
+    for index in (1, 2):  # each from the one before: named, with the weights' digest
+        assert runs[index]["init"]["from"] == str(
+            tmp_path / "snap" / f"member{index - 1}" / "model"
+        )
+        assert runs[index]["init"]["training"]["config"]["seed"] == 4 + index - 1
+    # resumed, it trains nothing again and exports the same snapshots
+    again = load_clap(str(train(config, tmp_path / "snap", log=lines.append, text_encoder=encoder)))
+    for a, b in zip(chained.members, again.members, strict=True):
+        for key, value in a.state_dict().items():
+            torch.testing.assert_close(b.state_dict()[key], value, msg=key)
+    with pytest.raises(ConfigError, match="snapshots: true needs members >= 2"):
+        train(load_train_config(None, [*base, "snapshots=true"]), tmp_path / "one", log=print)
+    listed = "members=[{}, {init_from: esc50-clap}]"
+    with pytest.raises(ConfigError, match=r"members\[1\] sets init_from, but with snapshots"):
+        train(load_train_config(None, [*base, listed, "snapshots=true"]), tmp_path / "x", log=print)
+    assert not (tmp_path / "one").exists() and not (tmp_path / "x").exists()
+
+
 def test_training_members_as_per_member_settings(tmp_path: Path) -> None:
     """``members: [{...}, {...}]``: each member is the recipe with its own settings (seed
     kept unless set), trained as a single run would be; bad lists are refused up front."""

@@ -36,6 +36,11 @@ training clips are read once for all members, and what they do not allow (a memb
 larger than the clips, a ``text_ridge`` refit with a class missing from ``train_folds``) is
 refused before any member trains.
 
+With ``snapshots: true`` the members are one trajectory instead of independent runs: member
+``i > 0`` starts from member ``i - 1``'s exported model (``init_from`` set to
+``OUT/member{i-1}/model``, after its text-head refit) and trains its own schedule from there,
+with its own seed; the ensemble is of these snapshots.
+
 ``init_from`` fine-tunes instead of training from random weights: the run starts from a
 trained small CLAP with the same network settings (a folder, or a name such as
 ``esc50-clap``); an ensemble of N starts member ``i`` of an N-member run from its member ``i``
@@ -149,6 +154,10 @@ class ClapTrainConfig:
     # > 1: train that many seeds (seed, seed + 1, ...) and export their ensemble; or a list of
     # per-member overrides of the top-level settings, e.g. [{epochs: 300}, {epochs: 400}]
     members: int | list[Any] = 1  # entries: mappings (checked in _bind and member_configs)
+    # With members: each member after the first starts from the previous one's trained model
+    # (OUT/member{i-1}/model) instead of random weights: one trajectory, restarted, whose
+    # snapshots make the ensemble (a snapshot ensemble).
+    snapshots: bool = False
     text_ridge: float | None = None  # after training, refit the text head by ridge (this penalty)
     # Refit targets: unit mix of the class centroid and (this weight) the class's discriminant
     # direction, whose within-class covariance is shrunk by text_ridge_shrinkage x its mean
@@ -615,6 +624,8 @@ def train(
     if config.name is None:  # the run's folder names its model (and its members')
         config = replace(config, name=_default_name(out))
     members = member_configs(config)
+    if config.snapshots:
+        members = _chained(config, members, out)
     runs = members or [config]
     for each in runs:  # before training (any member), not after it
         _check_run(each, paraphrase)
@@ -624,6 +635,8 @@ def train(
         _check_outputs(out, None if members is None else len(members))
         for index, each in enumerate(runs):
             where = out / f"member{index}" if members else out
+            if config.snapshots and index > 0:  # its start is trained by this run
+                continue
             if each.init_from is not None and not (where / "checkpoint.pt").is_file():
                 _init_state(each, (index, len(runs)) if members else None, sources)
     # created only for a config that passed the checks, and removed again if the run fails
@@ -1243,7 +1256,8 @@ def _check_members_share(members: list[ClapTrainConfig]) -> None:
 #: only on validation. Every other setting must be the checkpoint's run's own. ``data`` may
 #: name another folder, but its training clips must be the run's (:func:`_check_clips`).
 _CHANGEABLE_ON_RESUME = frozenset(
-    {"data", "val_folds", "val_every", "members", "init_from", "weights_dtype", "name"}
+    {"data", "val_folds", "val_every", "members", "snapshots", "init_from", "weights_dtype"}
+    | {"name"}
     | {"text_ridge", "text_ridge_discriminant", "text_ridge_shrinkage"}
     | {"text_ridge_templates", "text_ridge_more_captions"}
 )
@@ -1331,7 +1345,34 @@ def _check_clips(path: Path, had: Any, has: list[list[Any]]) -> None:
     )
 
 
-_NOT_PER_MEMBER = frozenset({"members", "augment", "data", "train_folds", "weights_dtype", "name"})
+_NOT_PER_MEMBER = frozenset(
+    {"members", "snapshots", "augment", "data", "train_folds", "weights_dtype", "name"}
+)
+
+
+def _chained(
+    config: ClapTrainConfig, members: list[ClapTrainConfig] | None, out: Path
+) -> list[ClapTrainConfig]:
+    """``members`` as the snapshots of one trajectory (``snapshots: true``): member ``i > 0``
+    starts from member ``i - 1``'s exported model.
+
+    Raises:
+        ConfigError: Fewer than two members, or a member after the first that sets its own
+            ``init_from``.
+    """
+    if members is None:
+        raise ConfigError("snapshots: true needs members >= 2 (the snapshots of the ensemble)")
+    listed = config.members if isinstance(config.members, list) else []
+    for index, overrides in enumerate(listed[1:], 1):
+        if "init_from" in overrides:
+            raise ConfigError(
+                f"members[{index}] sets init_from, but with snapshots: true it starts from "
+                f"member {index - 1}'s model"
+            )
+    return [
+        each if index == 0 else replace(each, init_from=str(out / f"member{index - 1}" / "model"))
+        for index, each in enumerate(members)
+    ]
 
 
 def member_configs(config: ClapTrainConfig) -> list[ClapTrainConfig] | None:
