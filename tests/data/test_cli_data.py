@@ -219,9 +219,8 @@ def test_prepare_refuses_a_duplicated_metadata_row_and_writes_nothing(
     manifest = tmp_path / "m.jsonl"
     result = runner.invoke(app, ["prepare", "esc50", str(root), "-o", str(manifest)])
     assert result.exit_code == 2, result.output
-    assert result.stderr.splitlines() == [
-        f"querysep: error: cannot write {manifest}: duplicate clip id '1-1-A-1' (clips 2 and 4); "
-        "ids must be unique"
+    assert result.stderr.splitlines() == [  # named where it is read, not as the output's fault
+        f"querysep: error: {root / 'meta' / 'esc50.csv'}: 1-1-A-1.wav is listed twice"
     ]
     assert "Traceback" not in result.output
     assert not manifest.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["esc50"]
