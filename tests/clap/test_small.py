@@ -8,7 +8,7 @@ import itertools
 import json
 import re
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -227,19 +227,24 @@ def test_bundled_model_loads_and_is_checked() -> None:
     assert isinstance(model, ClapEnsemble) and model.name == "esc50-clap"
     assert len(model.members) == 5  # the recipe's five runs (configs/esc50-clap.yaml)
     assert [m.config.metadata for m in model.members] == [{}] * 5  # runs: in the ensemble
+    # the recorded recipe is the one-command recipe, setting for setting
+    recipe = load_train_config(str(Path(__file__).parents[2] / "configs" / "esc50-clap.yaml"))
+    recorded = model.metadata["training"]["config"]
+    assert recorded == json.loads(json.dumps(asdict(recipe)))
+    assert recorded["snapshots"] and recorded["members"] == 5
     runs = model.metadata["training"]["members"]
-    # fine-tuned (configs/esc50-clap-finetune.yaml) from the five runs of configs/esc50-clap.yaml
+    # a snapshot ensemble: member i > 0 started from member i-1's exported model
     assert [r["config"]["seed"] for r in runs] == [0, 1, 2, 3, 4]
-    assert {(r["config"]["epochs"], r["config"]["init_from"]) for r in runs} == {(30, "esc50-clap")}
-    assert all(
-        r["config"]["more_captions"] and r["config"]["text_ridge_more_captions"] for r in runs
-    )
-    assert [r["init"]["member"] for r in runs] == [0, 1, 2, 3, 4]
+    assert {r["config"]["epochs"] for r in runs} == {150}
+    assert [r["config"]["init_from"] for r in runs][1:] == [
+        f"runs/esc50-clap-snap5/member{i}/model" for i in range(4)
+    ]
+    assert runs[0]["config"]["init_from"] is None and runs[0].get("init") is None
+    assert [r["init"]["training"]["config"]["name"] for r in runs[1:]] == [
+        f"esc50-clap-member{i}" for i in range(4)
+    ]
+    assert all(r["config"]["more_captions"] and r["text_head_refit"]["texts"] == 669 for r in runs)
     assert all(r["config"]["model"]["metadata"] == {} for r in runs)  # each run its own record
-    assert {r["init"]["weights_sha256"][:8] for r in runs} == {"5d26c496"}
-    started = [r["init"]["training"]["config"] for r in runs]
-    assert [c["seed"] for c in started] == [0, 0, 1, 2, 3]
-    assert [c["epochs"] for c in started] == [300, 400, 300, 300, 300]
     assert model.weights_dtype == "float16"  # five members fit 20 MB only in float16
     # the audio towers run channels-last (faster on CPU, benchmarks/clap_speed.py)
     for member in model.members:

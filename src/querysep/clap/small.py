@@ -61,7 +61,7 @@ FORMAT = "querysep-clap"
 ENSEMBLE_FORMAT = "querysep-clap-ensemble"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-ESC50_CLAP_SHA256 = "37dd86d5c2d51b308a7f45c3eaa4c48ae216a53b7b33e7b54957c1ff083b833d"
+ESC50_CLAP_SHA256 = "1755833809852c9caa3b5ad7170b99c739edcff9527521587f8d15f51a59172a"
 
 
 MAX_VIEWS = 8
