@@ -1722,8 +1722,15 @@ def test_an_ensemble_of_one_starts_a_lone_run(tmp_path: Path) -> None:
 
 
 def test_small_clap_config_refuses_values_the_network_cannot_use() -> None:
-    with pytest.raises(ConfigError, match=r"^f_max: must satisfy 0 <= f_min < f_max"):
+    # f_max alone is a valid edge, so f_min is named (and the numbers shown as written)
+    with pytest.raises(
+        ConfigError, match=r"^f_min: must satisfy .* got f_min 4000 and f_max 3000$"
+    ):
         tiny_config(f_min=4000.0, f_max=3000.0)
+    with pytest.raises(ConfigError, match=r"^f_max: must satisfy .* got f_min 0 and f_max inf$"):
+        tiny_config(f_min=0.0, f_max=float("inf"))
+    with pytest.raises(ConfigError, match=r"^f_max: must satisfy .* and f_max 'high'$"):
+        tiny_config(f_max="high")
     with pytest.raises(ConfigError, match=r"^window_seconds: 0\.01 gives 2 frames"):
         tiny_config(window_seconds=0.01)
     with pytest.raises(ConfigError, match=r"^channels: must be whole numbers"):

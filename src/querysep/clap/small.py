@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_files
+from ..models.stft import check_mel_settings
 from ..schema import config_error, validate_dataclass
 from .base import AudioTextModel
 from .registry import ClapInfo, register_folder_loader, register_named
@@ -113,10 +114,6 @@ def fill_templates(templates: list[str], texts: list[str]) -> list[str]:
     return [template.replace("{}", text) for template in templates for text in texts]
 
 
-#: The largest FFT a small CLAP may use (4 s at 16 kHz); its filterbank is built per load.
-MAX_N_FFT = 2**16
-
-
 @dataclass
 class SmallClapConfig:
     """Constructor arguments of :class:`SmallClap` (written to ``config.json``)."""
@@ -163,38 +160,15 @@ class SmallClapConfig:
             raise config_error("window_seconds", f"must be a positive number, got {window!r}")
         if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
             raise config_error("dropout", f"must be in [0, 1), got {self.dropout!r}")
-        nyquist = self.sample_rate / 2
-        f_min, f_max = self.f_min, self.f_max
-        if not (_is_number(f_min) and _is_number(f_max) and 0 <= f_min < f_max <= nyquist):
-            raise config_error(
-                "f_max",
-                f"must satisfy 0 <= f_min < f_max <= sample_rate / 2 ({nyquist:g}), got f_min "
-                f"{f_min!r} and f_max {f_max!r}",
-            )
-        if self.hop_length > self.n_fft:
-            raise config_error(
-                "hop_length",
-                f"{self.hop_length} is more than n_fft ({self.n_fft}): samples between the "
-                "frames would never be heard",
-            )
-        if self.n_fft > MAX_N_FFT:
-            raise config_error("n_fft", f"must be at most {MAX_N_FFT}, got {self.n_fft}")
-        if self.n_mels > self.n_fft // 2 + 1:
-            raise config_error(
-                "n_mels",
-                f"{self.n_mels} is more than the {self.n_fft // 2 + 1} FFT bins of n_fft "
-                f"{self.n_fft}: a band would hold none",
-            )
-        empty = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, f_min, f_max).sum(0) == 0
-        if empty.any():
-            band = int(empty.nonzero()[0])
-            centre = float(mel_centres(self.n_mels, f_min, f_max)[band])
-            raise config_error(
-                "n_fft",
-                f"{self.n_fft} gives FFT bins {self.sample_rate / self.n_fft:g} Hz apart, too "
-                f"coarse for {self.n_mels} mel bands from {f_min:g} Hz: band {band} (about "
-                f"{centre:.0f} Hz) holds none; use a larger n_fft or fewer n_mels",
-            )
+        check_mel_settings(
+            self.sample_rate,
+            self.n_fft,
+            self.hop_length,
+            self.n_mels,
+            self.f_min,
+            self.f_max,
+            mel_filterbank,
+        )
         # each block halves both axes: fewer than 2 ** blocks bands or frames leave nothing
         least = 2 ** len(channels)
         if self.n_mels < least:

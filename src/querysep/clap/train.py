@@ -1256,9 +1256,8 @@ def _check_members_share(members: list[ClapTrainConfig]) -> None:
 #: only on validation. Every other setting must be the checkpoint's run's own. ``data`` may
 #: name another folder, but its training clips must be the run's (:func:`_check_clips`).
 _CHANGEABLE_ON_RESUME = frozenset(
-    {"data", "val_folds", "val_every", "members", "snapshots", "init_from", "weights_dtype"}
-    | {"name"}
-    | {"text_ridge", "text_ridge_discriminant", "text_ridge_shrinkage"}
+    {"name", "data", "val_folds", "val_every", "members", "snapshots", "init_from"}
+    | {"weights_dtype", "text_ridge", "text_ridge_discriminant", "text_ridge_shrinkage"}
     | {"text_ridge_templates", "text_ridge_more_captions"}
 )
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...schema import config_error
-from ..stft import STFT
+from ..stft import STFT, check_mel_settings
 
 __all__ = ["LOG_FLOOR", "MEL_FLOOR", "MelFrontEnd", "pad_frames", "peak_gain", "slaney_filterbank"]
 
@@ -57,10 +57,6 @@ def slaney_filterbank(
     return torch.from_numpy(bank).float().clamp_min(0.0)
 
 
-#: The largest FFT a mel front end may use; its filterbank is built whenever it is loaded.
-MAX_N_FFT = 2**16
-
-
 def check_front_end(
     sample_rate: int, n_fft: int, hop_length: int, n_mels: int, f_min: float, f_max: float
 ) -> None:
@@ -68,9 +64,8 @@ def check_front_end(
 
     Raises:
         ConfigError: (``key`` the setting's name) A rate outside
-            ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``, band edges that are not
-            ``0 <= f_min < f_max <= sample_rate / 2``, a hop longer than the FFT, an FFT over
-            :data:`MAX_N_FFT`, or mel bands that hold no FFT bin (too many for the FFT).
+            ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE``, or what :func:`check_mel_settings` refuses
+            (with the Slaney filters this front end uses).
     """
     from ...audio.io import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
@@ -78,32 +73,9 @@ def check_front_end(
         raise config_error(
             "sample_rate", f"must be {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {sample_rate}"
         )
-    nyquist = sample_rate / 2
-    if not (math.isfinite(f_min) and math.isfinite(f_max) and 0 <= f_min < f_max <= nyquist):
-        edge_ok = math.isfinite(f_max) and 0 < f_max <= nyquist  # then f_min is at fault
-        raise config_error(
-            "f_min" if edge_ok else "f_max",
-            f"must satisfy 0 <= f_min < f_max <= sample_rate / 2 ({nyquist:g}), got f_min "
-            f"{f_min:g} and f_max {f_max:g}",
-        )
-    if hop_length > n_fft:
-        raise config_error("hop_length", f"{hop_length} is more than n_fft ({n_fft})")
-    if n_fft > MAX_N_FFT:
-        raise config_error("n_fft", f"must be at most {MAX_N_FFT}, got {n_fft}")
-    if n_mels > n_fft // 2 + 1:
-        raise config_error(
-            "n_mels", f"{n_mels} is more than the {n_fft // 2 + 1} FFT bins of n_fft {n_fft}"
-        )
-    with warnings.catch_warnings():  # transformers warns of empty bands: said below
+    with warnings.catch_warnings():  # transformers warns of empty bands: said by the check
         warnings.simplefilter("ignore")
-        empty = slaney_filterbank(sample_rate, n_fft, n_mels, f_min, f_max).sum(0) == 0
-    if empty.any():
-        raise config_error(
-            "n_fft",
-            f"{n_fft} gives FFT bins {sample_rate / n_fft:g} Hz apart, too coarse for {n_mels} "
-            f"mel bands from {f_min:g} to {f_max:g} Hz: band {int(empty.nonzero()[0])} holds "
-            "none; use a larger n_fft or fewer n_mels",
-        )
+        check_mel_settings(sample_rate, n_fft, hop_length, n_mels, f_min, f_max, slaney_filterbank)
 
 
 def peak_gain(waveform: torch.Tensor, peak: float = 0.5) -> torch.Tensor:
