@@ -89,6 +89,17 @@ def test_unreadable_config_is_a_config_error(tmp_path: Path) -> None:
         (("format_version",), "x", "format_version: expected an integer"),
         (("format_version",), None, "format_version: expected an integer"),
         (("format_version",), 2, "newer querysep"),
+        (
+            ("network", "config", "condition_dim"),
+            32,
+            "network.config.condition_dim: the network expects 32-d conditions but the text "
+            "encoder gives 24-d",
+        ),
+        (
+            ("network", "config"),
+            {},  # every network setting left to its default, condition_dim too
+            "network.config.condition_dim (not set: the default): the network expects 512-d",
+        ),
     ],
     ids=[
         "n_fft-many",
@@ -103,6 +114,8 @@ def test_unreadable_config_is_a_config_error(tmp_path: Path) -> None:
         "format_version-x",
         "format_version-null",
         "format_version-newer",
+        "condition_dim-other",
+        "network.config-empty",
     ],
 )
 def test_broken_config_is_a_config_error(

@@ -318,7 +318,11 @@ class TextQueriedSeparator(nn.Module):
                 text_encoder = build_text_encoder(parsed.text_encoder)
             except ConfigError as exc:
                 raise exc.within(source, "text_encoder") from None
-        return cls(net, text_encoder, parsed.metadata)
+        try:
+            return cls(net, text_encoder, parsed.metadata)
+        except ConfigError as exc:  # the condition size and the text encoder disagree
+            unset = "" if "condition_dim" in parsed.network.config else " (not set: the default)"
+            raise ConfigError(f"{source}: network.config.condition_dim{unset}: {exc}") from None
 
     @classmethod
     def from_pretrained(
