@@ -332,6 +332,10 @@ def test_folder_with_captions_csv(
     assert [s.path for s in result.skipped] == ["three.wav"]
     with pytest.raises(DataError, match="not a folder"):
         prepare_folder(tmp_path / "nope")
+    # a header alone is named as such, not as "no clips found" in the folder
+    write_csv(captions, ["file_name", "caption"], [])
+    with pytest.raises(DataError, match=r"captions\.csv: lists no files \(a header and no rows\)"):
+        prepare_folder(tmp_path, captions_csv=captions)
 
 
 def test_folder_captions_with_control_characters_are_refused(

@@ -47,8 +47,8 @@ def prepare_folder(
         The clips (sorted by path, or in CSV order) and the skipped files.
 
     Raises:
-        DataError: ``root`` is not a folder, the CSV is missing or lacks a column, or it
-            names a file by a bare name that several files under ``root`` have.
+        DataError: ``root`` is not a folder, the CSV is missing, lacks a column or has no
+            rows, or it names a file by a bare name that several files under ``root`` have.
     """
     root = Path(root)
     if not root.is_dir():
@@ -75,6 +75,8 @@ def prepare_folder(
         caption = _caption(row["caption"], captions_csv)
         if caption and caption not in captions:
             captions.append(caption)
+    if not groups:
+        raise DataError(f"{captions_csv}: lists no files (a header and no rows)")
     for name, captions in groups.items():
         path: Path | None = root / name
         if not path.is_file():
