@@ -13,7 +13,7 @@ import pytest
 import torch
 import typer
 
-from querysep.errors import CheckpointError, ConfigError
+from querysep.errors import CheckpointError, ConfigError, TrainingError
 from querysep.pretrained import load_model
 from querysep.testing.ldm import tiny_irm_ldm_config
 from querysep.training import config_from_dict, load_config, train
@@ -210,3 +210,20 @@ def test_a_mel_vae_step_with_non_finite_gradients_is_skipped(
     assert result.exported is not None
     weights = load_file(result.exported / "vae" / "diffusion_pytorch_model.safetensors")
     assert weights and all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_a_mel_vae_run_whose_every_step_was_skipped_exports_nothing(
+    sine_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from querysep.training.melvae import MelVaeTask, train_vae
+
+    mels = MelVaeTask.mels
+
+    def always_nan(self: Any, mixture: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = mels(self, mixture, target)
+        return x * float("nan") if self.training else x
+
+    monkeypatch.setattr(MelVaeTask, "mels", always_nan)
+    with pytest.raises(TrainingError, match="no step updated the weights: all 3 steps"):
+        train_vae(_tiny_vae_config(sine_data, tmp_path / "run", steps=3), echo=lambda _m: None)
+    assert not (tmp_path / "run" / "model").exists()

@@ -370,6 +370,26 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(
     assert not (run / "model").exists()
 
 
+def test_a_run_whose_every_step_was_skipped_exports_nothing(
+    tmp_path: Path, sine_data: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shorter than the divergence guard's 25 steps, every update skipped: the weights are
+    the random start, so nothing is exported as if it were trained."""
+    from querysep.training import module
+
+    def nan_loss(estimate: torch.Tensor, target: torch.Tensor, mixture: Any) -> torch.Tensor:
+        return (estimate - target).abs().mean() * float("nan")
+
+    monkeypatch.setitem(module._LOSSES, "l1", nan_loss)
+    run = tmp_path / "run"
+    config = tiny_config(sine_data, run, max_steps=6, checkpoint_every_n_steps=100)
+    config["optim"]["loss"] = "l1"
+    result = CliRunner().invoke(app, ["train", str(write_config(tmp_path / "run.yaml", config))])
+    line = _one_line_error(result)
+    assert "error: no step updated the weights: all 6 steps of this run" in line, line
+    assert not (run / "model").exists()
+
+
 def test_an_absurd_learning_rate_is_refused_in_one_line(
     tmp_path: Path, sine_data: dict[str, Path]
 ) -> None:

@@ -78,6 +78,8 @@ class NonFiniteStepGuard:
 
     skipped_steps = 0
     _nonfinite_in_a_row = 0
+    _fit_updates = 0  # steps of this fit that updated the weights / that were skipped
+    _fit_skips = 0
     _diverged_at: int | None = None
     _norm_stats: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
 
@@ -99,7 +101,9 @@ class NonFiniteStepGuard:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         if _all_finite([p.grad for p in params if p.grad is not None]):
             self._nonfinite_in_a_row = 0
+            self._fit_updates += 1
             return
+        self._fit_skips += 1
         for p in params:
             p.grad = None
         with torch.no_grad():
@@ -129,10 +133,27 @@ class NonFiniteStepGuard:
         if self._diverged_at is not None:
             count, step = self._nonfinite_in_a_row, self._diverged_at
             self._diverged_at, self._nonfinite_in_a_row = None, 0  # a later fit starts afresh
+            self._fit_updates = self._fit_skips = 0
             raise TrainingError(
                 f"training diverged: {count} steps in a row up to step {step} had non-finite "
                 "gradients (the weights were not updated by them); lower the learning rate or "
                 "train in float32 (trainer.precision=32), and resume from the run's last.ckpt"
+            )
+
+    def on_train_end(self) -> None:
+        """Refuse a fit in which no step updated the weights (a run shorter than
+        ``MAX_NONFINITE_STEPS`` whose every step was skipped would export its start).
+
+        Raises:
+            TrainingError: Every step of this fit had non-finite gradients.
+        """
+        updates, skips = self._fit_updates, self._fit_skips
+        self._fit_updates = self._fit_skips = 0
+        if skips and not updates:
+            raise TrainingError(
+                f"no step updated the weights: all {skips} steps of this run had non-finite "
+                "gradients, so nothing was learned and nothing is exported; lower the learning "
+                "rate or train in float32 (trainer.precision=32)"
             )
 
 
