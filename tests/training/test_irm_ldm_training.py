@@ -224,6 +224,10 @@ def test_a_mel_vae_run_whose_every_step_was_skipped_exports_nothing(
         return x * float("nan") if self.training else x
 
     monkeypatch.setattr(MelVaeTask, "mels", always_nan)
+    config = _tiny_vae_config(sine_data, tmp_path / "run", steps=3)
     with pytest.raises(TrainingError, match="no step updated the weights: all 3 steps"):
-        train_vae(_tiny_vae_config(sine_data, tmp_path / "run", steps=3), echo=lambda _m: None)
+        train_vae(config, echo=lambda _m: None)
+    # run again, it resumes at its end: the export refuses the untrained checkpoint
+    with pytest.raises(CheckpointError, match=r"\.ckpt: no step updated the weights: .*--restart"):
+        train_vae(config, echo=lambda _m: None)
     assert not (tmp_path / "run" / "model").exists()

@@ -374,20 +374,39 @@ def test_a_run_whose_every_step_was_skipped_exports_nothing(
     tmp_path: Path, sine_data: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Shorter than the divergence guard's 25 steps, every update skipped: the weights are
-    the random start, so nothing is exported as if it were trained."""
+    the random start, so nothing is exported as if it were trained, not even by running the
+    command again (which resumes at the end); a run that did learn and then skipped its last
+    steps still exports."""
     from querysep.training import module
 
     def nan_loss(estimate: torch.Tensor, target: torch.Tensor, mixture: Any) -> torch.Tensor:
         return (estimate - target).abs().mean() * float("nan")
 
-    monkeypatch.setitem(module._LOSSES, "l1", nan_loss)
     run = tmp_path / "run"
     config = tiny_config(sine_data, run, max_steps=6, checkpoint_every_n_steps=100)
     config["optim"]["loss"] = "l1"
-    result = CliRunner().invoke(app, ["train", str(write_config(tmp_path / "run.yaml", config))])
-    line = _one_line_error(result)
-    assert "error: no step updated the weights: all 6 steps of this run" in line, line
-    assert not (run / "model").exists()
+    path = write_config(tmp_path / "run.yaml", config)
+    with monkeypatch.context() as patch:
+        patch.setitem(module._LOSSES, "l1", nan_loss)
+        for _ in range(2):  # the run, then the same command again
+            line = _one_line_error(CliRunner().invoke(app, ["train", str(path)]))
+            assert "no step updated the weights: " in line, line
+            assert "--restart" in line, line
+            assert not (run / "model").exists()
+    saved = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert saved["global_step"] == 6 and saved["querysep"]["updated_steps"] == 0
+    # trained for 6 steps, then 4 more that are all skipped: the learned weights export
+    trained = tmp_path / "trained"
+    config = tiny_config(sine_data, trained, max_steps=6, checkpoint_every_n_steps=100)
+    config["optim"]["loss"] = "l1"
+    path = write_config(tmp_path / "trained.yaml", config)
+    assert CliRunner().invoke(app, ["train", str(path)]).exit_code == 0
+    monkeypatch.setitem(module._LOSSES, "l1", nan_loss)
+    result = CliRunner().invoke(app, ["train", str(path), "trainer.max_steps=10"])
+    assert result.exit_code == 0, result.output
+    saved = read_checkpoint(trained / "checkpoints" / "last.ckpt")
+    assert saved["global_step"] == 10 and saved["querysep"]["updated_steps"] == 6
+    assert (trained / "model" / "model.safetensors").is_file()
 
 
 def test_an_absurd_learning_rate_is_refused_in_one_line(

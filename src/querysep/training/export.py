@@ -21,7 +21,7 @@ from ..models.separator import TextQueriedSeparator
 from ..models.text import TextEncoder
 from ..safeload import load_weights_only
 from .callbacks import BEST_CHECKPOINT, LAST_CHECKPOINT
-from .module import CHECKPOINT_KEY
+from .module import CHECKPOINT_KEY, check_trained
 
 __all__ = ["BEST_CHECKPOINT", "export_checkpoint", "find_export_checkpoint", "read_checkpoint"]
 
@@ -140,6 +140,7 @@ def export_checkpoint(
     """
     ckpt = read_checkpoint(checkpoint)
     info = _separator_info(ckpt, checkpoint)
+    check_trained(info, checkpoint)
     if info.get("text_encoder_trained"):
         raise CheckpointError(
             f"{checkpoint} has a fine-tuned text encoder, which model folders cannot store yet "

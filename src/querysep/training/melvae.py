@@ -48,7 +48,13 @@ from .callbacks import LAST_CHECKPOINT
 from .config import DataConfig, OptimConfig, RunSections, TrainerConfig
 from .datamodule import MixtureDataModule
 from .export import find_export_checkpoint, read_checkpoint
-from .module import CHECKPOINT_KEY, NonFiniteStepGuard, make_optimizer, reapply_optim_config
+from .module import (
+    CHECKPOINT_KEY,
+    NonFiniteStepGuard,
+    check_trained,
+    make_optimizer,
+    reapply_optim_config,
+)
 from .run import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -293,10 +299,13 @@ class MelVaeTask(NonFiniteStepGuard, pl.LightningModule):
         checkpoint[CHECKPOINT_KEY] = {
             "train_config": self.config.to_dict(),
             "validation": dict(self.last_validation),
+            "updated_steps": self.updated_steps,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.last_validation = dict(checkpoint.get(CHECKPOINT_KEY, {}).get("validation", {}))
+        info = checkpoint.get(CHECKPOINT_KEY, {})
+        self.last_validation = dict(info.get("validation", {}))
+        self.updated_steps = info.get("updated_steps")
 
 
 @torch.no_grad()
@@ -329,6 +338,7 @@ def export_vae(
 
     ckpt = read_checkpoint(checkpoint)
     info = ckpt[CHECKPOINT_KEY]
+    check_trained(info, checkpoint)
     config = config_from_dict(info["train_config"], schema=MelVaeTrainConfig)
     task = MelVaeTask(config)
     state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("vae.")}

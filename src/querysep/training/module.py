@@ -9,6 +9,7 @@ same step on fixed DCASE-protocol mixtures and logs ``val/sdr``, ``val/sdri`` an
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 
-from ..errors import ConfigError, TrainingError
+from ..errors import CheckpointError, ConfigError, TrainingError
 from ..metrics import sdr, sdri, si_sdr
 from ..models.separator import TextQueriedSeparator
 from ..models.text import validate_queries
@@ -32,6 +33,7 @@ __all__ = [
     "SkippedStepWarning",
     "WarmupConstant",
     "apply_optim_config",
+    "check_trained",
     "l1_loss",
     "loss_function",
     "make_optimizer",
@@ -77,9 +79,11 @@ class NonFiniteStepGuard:
     """
 
     skipped_steps = 0
+    #: Steps of the whole run (resumes included, stored in its checkpoints) that updated the
+    #: weights; None when resumed from a checkpoint written before they were counted.
+    updated_steps: int | None = 0
+    _fit_skips = 0  # steps of this fit that were skipped
     _nonfinite_in_a_row = 0
-    _fit_updates = 0  # steps of this fit that updated the weights / that were skipped
-    _fit_skips = 0
     _diverged_at: int | None = None
     _norm_stats: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
 
@@ -101,7 +105,8 @@ class NonFiniteStepGuard:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         if _all_finite([p.grad for p in params if p.grad is not None]):
             self._nonfinite_in_a_row = 0
-            self._fit_updates += 1
+            if self.updated_steps is not None:
+                self.updated_steps += 1
             return
         self._fit_skips += 1
         for p in params:
@@ -133,7 +138,7 @@ class NonFiniteStepGuard:
         if self._diverged_at is not None:
             count, step = self._nonfinite_in_a_row, self._diverged_at
             self._diverged_at, self._nonfinite_in_a_row = None, 0  # a later fit starts afresh
-            self._fit_updates = self._fit_skips = 0
+            self._fit_skips = 0
             raise TrainingError(
                 f"training diverged: {count} steps in a row up to step {step} had non-finite "
                 "gradients (the weights were not updated by them); lower the learning rate or "
@@ -141,20 +146,39 @@ class NonFiniteStepGuard:
             )
 
     def on_train_end(self) -> None:
-        """Refuse a fit in which no step updated the weights (a run shorter than
+        """Refuse a run in which no step ever updated the weights (one shorter than
         ``MAX_NONFINITE_STEPS`` whose every step was skipped would export its start).
 
         Raises:
-            TrainingError: Every step of this fit had non-finite gradients.
+            TrainingError: Every step of the run, resumes included, had non-finite gradients.
         """
-        updates, skips = self._fit_updates, self._fit_skips
-        self._fit_updates = self._fit_skips = 0
-        if skips and not updates:
-            raise TrainingError(
-                f"no step updated the weights: all {skips} steps of this run had non-finite "
-                "gradients, so nothing was learned and nothing is exported; lower the learning "
-                "rate or train in float32 (trainer.precision=32)"
-            )
+        skips, self._fit_skips = self._fit_skips, 0
+        if skips and self.updated_steps == 0:
+            raise TrainingError(untrained_message(skips))
+
+
+def untrained_message(skips: int | None = None) -> str:
+    """Why a run whose every step had non-finite gradients is neither finished nor exported."""
+    which = f"all {skips} steps of this run" if skips else "every step of this run"
+    return (
+        f"no step updated the weights: {which} had non-finite gradients, so nothing was "
+        "learned and nothing is exported; lower the learning rate or train in float32 "
+        "(trainer.precision=32) and start again with --restart"
+    )
+
+
+def check_trained(info: Mapping[str, Any], checkpoint: str | os.PathLike[str]) -> None:
+    """Refuse to export a checkpoint whose run never updated its weights.
+
+    Args:
+        info: The checkpoint's :data:`CHECKPOINT_KEY` record (``updated_steps``: absent in
+            checkpoints written before it was counted, which are not refused).
+
+    Raises:
+        CheckpointError: The record says no step updated the weights.
+    """
+    if info.get("updated_steps") == 0:
+        raise CheckpointError(f"{checkpoint}: {untrained_message()}")
 
 
 def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
@@ -663,6 +687,7 @@ class SeparationTask(NonFiniteStepGuard, pl.LightningModule):
             "model_config": self.model.config_dict(),
             "text_encoder_trained": self.train_text_encoder,
             "validation": dict(self.last_validation),
+            "updated_steps": self.updated_steps,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -672,3 +697,4 @@ class SeparationTask(NonFiniteStepGuard, pl.LightningModule):
                 state[key] = value
         info = checkpoint.get(CHECKPOINT_KEY, {})
         self.last_validation = dict(info.get("validation", {}))
+        self.updated_steps = info.get("updated_steps")
