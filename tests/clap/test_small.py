@@ -1740,6 +1740,8 @@ def test_small_clap_config_refuses_values_the_network_cannot_use() -> None:
     # every mel band must hold an FFT bin, or its feature is always 0
     with pytest.raises(ConfigError, match=r"^n_fft: 32 gives FFT bins 500 Hz apart, too coarse"):
         tiny_config(n_fft=32, hop_length=16)
+    with pytest.raises(ConfigError, match=r": band 0 \(about \d+ Hz\) holds none; use a larger"):
+        tiny_config(n_fft=32, hop_length=16)  # the band is named with its frequency
     tiny_config(n_fft=64, hop_length=16)  # 250 Hz apart: each of the 16 bands holds one
     with pytest.raises(ConfigError, match=r"^n_mels: 40 is more than the 33 FFT bins of n_fft 64"):
         tiny_config(n_fft=64, hop_length=16, n_mels=40)

@@ -168,6 +168,7 @@ class SmallClapConfig:
             self.f_min,
             self.f_max,
             mel_filterbank,
+            mel_centres,
         )
         # each block halves both axes: fewer than 2 ** blocks bands or frames leave nothing
         least = 2 ** len(channels)

@@ -137,6 +137,17 @@ class _ModelFile(ConfigModel):
     save_id: str | None = None  # pairs config.json with its model.safetensors
 
 
+def _condition_mismatch(net: nn.Module, text_encoder: TextEncoder) -> str:
+    """Why ``text_encoder``'s embeddings cannot condition ``net`` ("" when they can)."""
+    cond = getattr(net.config, "condition_dim", None)
+    if cond is None or cond == text_encoder.dim:
+        return ""
+    return (
+        f"the network expects {cond}-d conditions but the text encoder gives "
+        f"{text_encoder.dim}-d embeddings"
+    )
+
+
 def _network_kind(net: nn.Module) -> str:
     for kind, (_, factory) in _NETWORKS.items():
         if isinstance(factory, type) and isinstance(net, factory):
@@ -157,12 +168,9 @@ class TextQueriedSeparator(nn.Module):
         self, net: nn.Module, text_encoder: TextEncoder, metadata: Mapping[str, Any] | None = None
     ) -> None:
         super().__init__()
-        cond = getattr(net.config, "condition_dim", None)
-        if cond is not None and cond != text_encoder.dim:
-            raise ConfigError(
-                f"the network expects {cond}-d conditions but the text encoder gives "
-                f"{text_encoder.dim}-d embeddings"
-            )
+        mismatch = _condition_mismatch(net, text_encoder)
+        if mismatch:
+            raise ConfigError(mismatch)
         self.net = net
         self.text_encoder = text_encoder
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -318,11 +326,11 @@ class TextQueriedSeparator(nn.Module):
                 text_encoder = build_text_encoder(parsed.text_encoder)
             except ConfigError as exc:
                 raise exc.within(source, "text_encoder") from None
-        try:
-            return cls(net, text_encoder, parsed.metadata)
-        except ConfigError as exc:  # the condition size and the text encoder disagree
+        mismatch = _condition_mismatch(net, text_encoder)
+        if mismatch:
             unset = "" if "condition_dim" in parsed.network.config else " (not set: the default)"
-            raise ConfigError(f"{source}: network.config.condition_dim{unset}: {exc}") from None
+            raise ConfigError(f"{source}: network.config.condition_dim{unset}: {mismatch}")
+        return cls(net, text_encoder, parsed.metadata)
 
     @classmethod
     def from_pretrained(

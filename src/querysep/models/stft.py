@@ -40,6 +40,7 @@ def check_mel_settings(
     f_min: float,
     f_max: float,
     filterbank: Callable[[int, int, int, float, float], torch.Tensor],
+    centres: Callable[[int, float, float], torch.Tensor] | None = None,
 ) -> None:
     """Refuse STFT and mel-band settings a log-mel front end cannot work with, naming the
     setting (the checks the small CLAP and the mel VAE share; each adds its own).
@@ -47,6 +48,8 @@ def check_mel_settings(
     Args:
         filterbank: ``(sample_rate, n_fft, n_mels, f_min, f_max) -> (bins, n_mels)``, the
             front end's own filters, built to find bands that hold no FFT bin.
+        centres: ``(n_mels, f_min, f_max) -> (n_mels,)``, the bands' centres in Hz, to name
+            the empty band's frequency too.
 
     Raises:
         ConfigError: (``key`` the setting's name) band edges that are not
@@ -77,11 +80,13 @@ def check_mel_settings(
         )
     empty = filterbank(sample_rate, n_fft, n_mels, f_min, f_max).sum(0) == 0
     if empty.any():
+        band = int(empty.nonzero()[0])
+        about = f" (about {float(centres(n_mels, f_min, f_max)[band]):.0f} Hz)" if centres else ""
         raise config_error(
             "n_fft",
             f"{n_fft} gives FFT bins {sample_rate / n_fft:g} Hz apart, too coarse for {n_mels} "
-            f"mel bands from {f_min:g} to {f_max:g} Hz: band {int(empty.nonzero()[0])} holds "
-            "none; use a larger n_fft or fewer n_mels",
+            f"mel bands from {f_min:g} to {f_max:g} Hz: band {band}{about} holds none; use a "
+            "larger n_fft or fewer n_mels",
         )
 
 
