@@ -237,7 +237,7 @@ def test_bundled_model_loads_and_is_checked() -> None:
     assert [r["config"]["seed"] for r in runs] == [0, 1, 2, 3, 4]
     assert {r["config"]["epochs"] for r in runs} == {150}
     assert [r["config"]["init_from"] for r in runs][1:] == [
-        f"runs/esc50-clap-snap5/member{i}/model" for i in range(4)
+        f"runs/esc50-clap/member{i}/model" for i in range(4)
     ]
     assert runs[0]["config"]["init_from"] is None and runs[0].get("init") is None
     assert [r["init"]["training"]["config"]["name"] for r in runs[1:]] == [
