@@ -190,20 +190,28 @@ def test_a_mel_vae_run_is_not_resumed_with_another_front_end(
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == files
 
 
+def _nan_mels_at(monkeypatch: pytest.MonkeyPatch, steps: set[int] | None) -> None:
+    """Make the mel VAE's training mels NaN at these steps (None: at every step)."""
+    from querysep.training.melvae import MelVaeTask
+
+    mels = MelVaeTask.mels
+
+    def nan_mels(self: Any, mixture: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = mels(self, mixture, target)
+        hit = self.training and (steps is None or self.global_step in steps)
+        return x * float("nan") if hit else x
+
+    monkeypatch.setattr(MelVaeTask, "mels", nan_mels)
+
+
 def test_a_mel_vae_step_with_non_finite_gradients_is_skipped(
     sine_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from safetensors.torch import load_file
 
-    from querysep.training.melvae import MelVaeTask, train_vae
+    from querysep.training.melvae import train_vae
 
-    mels = MelVaeTask.mels
-
-    def nan_at_step_1(self: Any, mixture: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x = mels(self, mixture, target)
-        return x * float("nan") if self.training and self.global_step == 1 else x
-
-    monkeypatch.setattr(MelVaeTask, "mels", nan_at_step_1)
+    _nan_mels_at(monkeypatch, {1})
     said: list[str] = []
     result = train_vae(_tiny_vae_config(sine_data, tmp_path / "run", steps=3), echo=said.append)
     assert "warning: step 1: non-finite gradients, update skipped (1 skipped so far)" in said
@@ -215,15 +223,9 @@ def test_a_mel_vae_step_with_non_finite_gradients_is_skipped(
 def test_a_mel_vae_run_whose_every_step_was_skipped_exports_nothing(
     sine_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from querysep.training.melvae import MelVaeTask, train_vae
+    from querysep.training.melvae import train_vae
 
-    mels = MelVaeTask.mels
-
-    def always_nan(self: Any, mixture: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x = mels(self, mixture, target)
-        return x * float("nan") if self.training else x
-
-    monkeypatch.setattr(MelVaeTask, "mels", always_nan)
+    _nan_mels_at(monkeypatch, None)
     config = _tiny_vae_config(sine_data, tmp_path / "run", steps=3)
     with pytest.raises(TrainingError, match="no step updated the weights: all 3 steps"):
         train_vae(config, echo=lambda _m: None)
