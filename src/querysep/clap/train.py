@@ -1475,12 +1475,13 @@ def export_ensemble(
     """
     seen: dict[Path, str | os.PathLike[str]] = {}
     for folder in folders:
-        if Path(folder).resolve() in seen:
+        key = Path(folder).resolve()
+        if key in seen:
             raise ConfigError(
-                f"{folder} is given twice (also as {seen[Path(folder).resolve()]}): an "
-                "ensemble's members are distinct runs"
+                f"{folder} is given twice (also as {seen[key]}): an ensemble's members are "
+                "distinct runs"
             )
-        seen[Path(folder).resolve()] = folder
+        seen[key] = folder
     ensemble = ClapEnsemble.from_members(list(folders))
     recipes = member_configs(config) or []  # members may set their own network
     if len(recipes) != len(folders):

@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         end (the --audio-dir of 'querysep evaluate'), without extension unless another audio
         file of that name lies beside it (x.wav beside x.flac stays x.wav).
         """
-        from ..data.manifest import audio_names, read_manifest, write_mixture_list
+        from ..data.manifest import audio_names, read_manifest, split_names, write_mixture_list
         from ..data.mixing import plan_mixtures
         from ..errors import QueryError
         from ..fileio import check_output_file, refuse_overwriting
@@ -57,8 +57,7 @@ def register(app: typer.Typer) -> None:
         clips = read_manifest(manifest)
         refuse_overwriting([output], dict.fromkeys(clip.audio for clip in clips))  # its audio
         if split:
-            found = sorted({c.split for c in clips})
-            absent = [s for s in dict.fromkeys(split) if s not in found]
+            found, absent = split_names(clips, split)
             if absent:  # a typo would quietly drop a split the user asked for
                 raise DataError(
                     f"no clip of split {', '.join(absent)} in {manifest} (found: "

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         list_recipes: bool = typer.Option(False, "--list", help="List the recipes and exit."),
     ) -> None:
         """Write the manifest of a dataset: querysep prepare NAME ROOT -o manifest.jsonl"""
-        from ..data.manifest import write_datafile, write_manifest
+        from ..data.manifest import split_names, write_datafile, write_manifest
         from ..data.recipes import RECIPES, metadata_files
         from ..fileio import check_output_file, refuse_overwriting
 
@@ -86,8 +86,7 @@ def register(app: typer.Typer) -> None:
 
         result = recipe(root, **kwargs)
         clips = result.clips
-        found = sorted({c.split for c in result.clips})
-        absent = [s for s in dict.fromkeys(split) if s not in found]
+        found, absent = split_names(result.clips, split)
         if clips and absent:  # a typo would quietly drop a split the user asked for
             raise DataError(
                 f"no clip of split {absent[0]} for recipe {name} in {root} (splits found: "

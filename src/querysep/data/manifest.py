@@ -38,6 +38,7 @@ __all__ = [
     "read_datafile",
     "read_manifest",
     "read_mixture_list",
+    "split_names",
     "write_datafile",
     "write_manifest",
     "write_mixture_list",
@@ -211,6 +212,13 @@ def check_unique_ids(
     raise DataError(
         f"{where}: duplicate clip id '{clip_id}' ({unit}s {shown}){more}; ids must be unique"
     )
+
+
+def split_names(clips: Iterable[Clip], wanted: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``(found, absent)``: the splits the clips have, sorted, and those of ``wanted`` (in its
+    order, once each) that none has (a ``--split`` typo that would quietly drop a split)."""
+    found = sorted({clip.split for clip in clips})
+    return found, [s for s in dict.fromkeys(wanted) if s not in found]
 
 
 def read_manifest(path: str | Path) -> list[Clip]:

@@ -82,7 +82,6 @@ class NonFiniteStepGuard:
     #: Steps of the whole run (resumes included, stored in its checkpoints) that updated the
     #: weights; None when resumed from a checkpoint written before they were counted.
     updated_steps: int | None = 0
-    _fit_skips = 0  # steps of this fit that were skipped
     _nonfinite_in_a_row = 0
     _diverged_at: int | None = None
     _norm_stats: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
@@ -108,7 +107,6 @@ class NonFiniteStepGuard:
             if self.updated_steps is not None:
                 self.updated_steps += 1
             return
-        self._fit_skips += 1
         for p in params:
             p.grad = None
         with torch.no_grad():
@@ -138,7 +136,6 @@ class NonFiniteStepGuard:
         if self._diverged_at is not None:
             count, step = self._nonfinite_in_a_row, self._diverged_at
             self._diverged_at, self._nonfinite_in_a_row = None, 0  # a later fit starts afresh
-            self._fit_skips = 0
             raise TrainingError(
                 f"training diverged: {count} steps in a row up to step {step} had non-finite "
                 "gradients (the weights were not updated by them); lower the learning rate or "
@@ -152,14 +149,14 @@ class NonFiniteStepGuard:
         Raises:
             TrainingError: Every step of the run, resumes included, had non-finite gradients.
         """
-        skips, self._fit_skips = self._fit_skips, 0
-        if skips and self.updated_steps == 0:
-            raise TrainingError(untrained_message(skips))
+        steps = self.trainer.global_step  # type: ignore[attr-defined]
+        if steps and self.updated_steps == 0:  # then every one of them was skipped
+            raise TrainingError(untrained_message(steps))
 
 
-def untrained_message(skips: int | None = None) -> str:
+def untrained_message(steps: int | None = None) -> str:
     """Why a run whose every step had non-finite gradients is neither finished nor exported."""
-    which = f"all {skips} steps of this run" if skips else "every step of this run"
+    which = f"all {steps} steps of this run" if steps else "every step of this run"
     return (
         f"no step updated the weights: {which} had non-finite gradients, so nothing was "
         "learned and nothing is exported; lower the learning rate or train in float32 "
