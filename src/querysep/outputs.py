@@ -69,6 +69,8 @@ def plan_outputs(
 
     # A name ending in any audio extension is a file; one the writer cannot produce here
     # (mp3 without an mp3-capable libsndfile) then fails with the writer's one-line error.
+    if isinstance(out, str) and not out.strip():  # Path("") is "." (the current folder)
+        raise OutputError("--output is empty: give a file or a folder")
     if out == "-":
         raise OutputError(
             "--output -: querysep does not write audio to standard output; give a file or a folder"

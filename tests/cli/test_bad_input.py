@@ -726,6 +726,12 @@ CASES: list[Case] = [
         None,
         "--output -: querysep does not write audio to standard output",
     ),
+    Case(  # was the current folder: Path("") is "."
+        "output-is-empty",
+        "separate good.wav -q dog -m test-tiny -o ''",
+        None,
+        "--output is empty: give a file or a folder",
+    ),
     Case(
         "output-is-the-input",
         "separate good.wav -q dog -m test-tiny -o good.wav",
