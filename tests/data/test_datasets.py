@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -86,6 +87,48 @@ def test_text_choice(labelled_clips: list[Clip], choice: str) -> None:
             "random": clip.captions,
         }[choice]
         assert plan.query in expected
+
+
+def test_query_mix_names_another_text_of_the_target_and_leaves_the_rest_alone(
+    labelled_clips: list[Clip],
+) -> None:
+    plain = _dataset(labelled_clips, length=200, text_choice="all")
+    mixed = _dataset(labelled_clips, length=200, text_choice="all", query_mix_prob=0.5)
+    weights = []
+    for i in range(len(plain)):
+        before, plan = plain.draw(i), mixed.draw(i)
+        # the draws before it are the same: target, query, interferer, gains, crops
+        assert (plan.target, plan.query, plan.interferer, plan.params, plan.crop_seed) == (
+            before.target,
+            before.query,
+            before.interferer,
+            before.params,
+            before.crop_seed,
+        )
+        assert before.query_mix is None and before.query_weight == 1.0
+        if plan.query_mix is not None:
+            clip = labelled_clips[plan.target]
+            pool = clip.captions + [lab.replace("_", " ") for lab in clip.labels]
+            assert plan.query_mix in pool and plan.query_mix != plan.query
+            weights.append(plan.query_weight)
+    assert 70 <= len(weights) <= 130  # about half the items, p = 0.5
+    assert 0.0 <= min(weights) < 0.2 and 0.8 < max(weights) <= 1.0  # uniform in [0, 1]
+    item = mixed[0]
+    assert set(item) == {"mixture", "target", "query", "query_mix", "query_weight"}
+    batch = torch.utils.data.default_collate([mixed[i] for i in range(4)])
+    assert len(batch["query_mix"]) == 4 and batch["query_weight"].shape == (4,)
+    for i in range(4):  # an item without a mix repeats its query at weight 1
+        plan = mixed.draw(i)
+        assert batch["query_mix"][i] == (plan.query_mix or plan.query)
+        assert float(batch["query_weight"][i]) == plan.query_weight
+    torch.testing.assert_close(item["mixture"], plain[0]["mixture"], rtol=0, atol=0)
+    assert "query_mix" not in plain[0]
+
+    lone = [dataclasses.replace(c, captions=[]) for c in labelled_clips]
+    single = _dataset(lone, length=40, text_choice="label", query_mix_prob=1.0)
+    assert all(single.draw(i).query_mix is None for i in range(40))  # one text: nothing to mix
+    with pytest.raises(ConfigError, match="query_mix_prob"):
+        _dataset(labelled_clips, query_mix_prob=1.5)
 
 
 def _is_placed_in(out: np.ndarray, audio: np.ndarray, atol: float) -> bool:

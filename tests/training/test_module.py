@@ -18,7 +18,12 @@ from querysep.pretrained import load_model
 from querysep.training.config import config_from_dict
 from querysep.training.datamodule import MixtureDataModule
 from querysep.training.export import export_checkpoint, read_checkpoint
-from querysep.training.module import SeparationTask, _step_generator, perturb_embeddings
+from querysep.training.module import (
+    SeparationTask,
+    _step_generator,
+    mix_embeddings,
+    perturb_embeddings,
+)
 from querysep.training.run import TrainResult, _export, build_model, build_trainer
 
 from .conftest import tiny_config
@@ -290,6 +295,51 @@ def test_text_noise_moves_training_queries_on_their_sphere_and_repeats_per_step(
     torch.testing.assert_close(draws[1], draws[0])
     assert not torch.allclose(draws[2], draws[0])  # the next step draws other noise
     assert not torch.allclose(draws[3], draws[0])  # so does another DDP rank
+
+
+def test_mix_embeddings_weighs_two_rows_and_keeps_their_norm() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 16, generator=gen), 3 * torch.randn(4, 16, generator=gen)
+    w = torch.tensor([1.0, 0.0, 0.5, 0.25], dtype=torch.float64)  # as the loader collates
+    out = mix_embeddings(a, b, w)
+    torch.testing.assert_close(out[0], a[0])
+    torch.testing.assert_close(out[1], b[1])
+    for i in (2, 3):  # on the line between the two rows, at the mixed norm
+        direction = float(w[i]) * a[i] + (1 - float(w[i])) * b[i]
+        cosine = torch.nn.functional.cosine_similarity(out[i], direction, dim=0)
+        torch.testing.assert_close(cosine, torch.tensor(1.0))
+        norm = float(w[i]) * a[i].norm() + (1 - float(w[i])) * b[i].norm()
+        torch.testing.assert_close(out[i].norm(), norm)
+    half = mix_embeddings(a.bfloat16(), b, w)
+    assert half.dtype == torch.bfloat16
+    opposite = mix_embeddings(a[:1], -a[:1], torch.tensor([0.5]))  # no division by zero
+    assert torch.isfinite(opposite).all()
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_query_mix_conditions_training_steps_on_the_mixed_embedding(
+    sine_data: dict[str, Path], tmp_path: Path
+) -> None:
+    """``data.query_mix_prob`` reaches the training step as the weighted mix of the two
+    texts' embeddings; validation queries stay as they are."""
+    config = tiny_config(sine_data, tmp_path / "run")
+    config["data"].update(query_mix_prob=1.0, caption="both")
+    cfg = config_from_dict(config)
+    task = SeparationTask(build_model(cfg.model), cfg.optim).train()
+    seen: list[torch.Tensor] = []
+    task.model.net.register_forward_pre_hook(lambda _m, args: seen.append(args[1].detach()))
+    dm = MixtureDataModule(cfg.data, 8000, seed=0)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert any(m != q for m, q in zip(batch["query_mix"], batch["query"], strict=True))
+    first, second = task.embed(batch["query"]).float(), task.embed(batch["query_mix"]).float()
+    with torch.no_grad():
+        task._step(batch, "train")
+        task._step(batch, "val")
+    expected = mix_embeddings(first, second, batch["query_weight"])
+    torch.testing.assert_close(seen[0].float(), expected)
+    assert not torch.allclose(seen[0].float(), first)
+    torch.testing.assert_close(seen[1].float(), first)  # validation: the query itself
 
 
 class ModeRecorder(pl.Callback):

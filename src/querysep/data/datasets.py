@@ -149,6 +149,9 @@ class ItemPlan:
         crop_seed: Seed of the generator that places the crops (and draws the effects).
         extra: Index of a second interfering clip (a three-source mixture), or ``None``.
         extra_params: Its mixing parameters (``None`` with ``extra``).
+        query_mix: A second text of the target's pool whose embedding is mixed into the
+            query's (``query_mix_prob``), or ``None``.
+        query_weight: The query's weight in that mix (1 without one).
     """
 
     target: int
@@ -158,6 +161,8 @@ class ItemPlan:
     crop_seed: int
     extra: int | None = None
     extra_params: MixParams | None = None
+    query_mix: str | None = None
+    query_weight: float = 1.0
 
 
 def _generator(*entropy: int) -> np.random.Generator:
@@ -280,7 +285,11 @@ class MixtureTrainingDataset(Dataset):
         speed_range: tuple[float, float] = (1.0, 1.0),
         effects: Effects | None = None,
         three_source_prob: float = 0.0,
+        query_mix_prob: float = 0.0,
     ) -> None:
+        if not 0.0 <= query_mix_prob <= 1.0:
+            raise ConfigError(f"query_mix_prob must be in [0, 1], got {query_mix_prob}")
+        self.query_mix_prob = float(query_mix_prob)
         if not 0.0 <= three_source_prob <= 1.0:
             raise ConfigError(f"three_source_prob must be in [0, 1], got {three_source_prob}")
         self.three_source_prob = float(three_source_prob)
@@ -359,14 +368,30 @@ class MixtureTrainingDataset(Dataset):
             if use_augmented and clip.augmented_captions:
                 augmented = clip.augmented_captions
                 return augmented[int(rng.integers(len(augmented)))]
+        if self.text_choice == "first":
+            return self._pool(clip)[0]
+        pool = self._pool(clip)
+        return pool[int(rng.integers(len(pool)))]
+
+    def _pool(self, clip: Clip) -> list[str]:
+        """The texts ``text_choice`` draws from (the first is the ``"first"`` choice)."""
         captions = list(clip.captions)
         labels = [label_to_text(label) for label in clip.labels]
         if self.text_choice == "first":
-            return (captions or labels)[0]
-        pool = {"random": captions or labels, "label": labels or captions}.get(
+            return captions or labels
+        return {"random": captions or labels, "label": labels or captions}.get(
             self.text_choice, captions + labels
         )
-        return pool[int(rng.integers(len(pool)))]
+
+    def _query_mix(
+        self, clip: Clip, query: str, rng: np.random.Generator
+    ) -> tuple[str | None, float]:
+        """A second text of the clip's pool (other than ``query``) and ``query``'s weight;
+        ``(None, 1.0)`` when the pool has no other text."""
+        others = [text for text in dict.fromkeys(self._pool(clip)) if text != query]
+        if not others:
+            return None, 1.0
+        return others[int(rng.integers(len(others)))], float(rng.random())
 
     def draw(self, index: int) -> ItemPlan:
         """Draw the random choices of item ``index`` of the current epoch, loading nothing."""
@@ -383,6 +408,9 @@ class MixtureTrainingDataset(Dataset):
             extra = self.sampler.sample(t, rng, avoid={j})
             extra_params = self.mixer.sample_params(rng)
         crop_seed = int(rng.integers(2**63))
+        query_mix, query_weight = None, 1.0
+        if self.query_mix_prob > 0.0 and float(rng.random()) < self.query_mix_prob:
+            query_mix, query_weight = self._query_mix(self.clips[t], query, rng)
         return ItemPlan(
             target=t,
             interferer=j,
@@ -391,10 +419,13 @@ class MixtureTrainingDataset(Dataset):
             crop_seed=crop_seed,
             extra=extra,
             extra_params=extra_params,
+            query_mix=query_mix,
+            query_weight=query_weight,
         )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """Return ``{"mixture", "target", "query"}`` for item ``index`` of the current epoch.
+        """Return ``{"mixture", "target", "query"}`` for item ``index`` of the current epoch
+        (and ``"query_mix"``, ``"query_weight"`` with ``query_mix_prob``).
 
         Shape:
             - mixture: ``(1, segment_length)`` float32 tensor
@@ -414,11 +445,11 @@ class MixtureTrainingDataset(Dataset):
             effects = self.effects.draw(rng, 1 + len(interferers))
             target, *interferers = effects.apply([target, *interferers], self.sample_rate)
         mixture, target, _ = self.mixer.mix_all(target, interferers, params)
-        return {
-            "mixture": _tensor(mixture),
-            "target": _tensor(target),
-            "query": plan.query,
-        }
+        item = {"mixture": _tensor(mixture), "target": _tensor(target), "query": plan.query}
+        if self.query_mix_prob > 0.0:  # every item has the keys, so that batches collate
+            item["query_mix"] = plan.query_mix if plan.query_mix is not None else plan.query
+            item["query_weight"] = plan.query_weight
+        return item
 
     def _crop(self, clip: int, speed: float | None, rng: np.random.Generator) -> np.ndarray:
         """A segment of clip ``clip``: a plain crop, or one played at ``speed``."""

@@ -257,6 +257,10 @@ class DataConfig(ConfigModel):
         eq_db: Largest boost or cut of that EQ, in dB (0..24).
         three_source_prob: Probability that a mixture gets a second interferer (its own
             gain drawn from ``gain_db``); 0 (the default) is off.
+        query_mix_prob: Probability that a step's query is the weighted mix of the
+            embeddings of two different texts of the target clip (weight uniform in
+            [0, 1], norm kept), a point between two phrasings of its class; 0 (the
+            default) is off.
     """
 
     train: list[TrainSetConfig] = Field(default_factory=list)
@@ -286,6 +290,7 @@ class DataConfig(ConfigModel):
     eq_prob: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
     eq_db: Annotated[float, Field(ge=0, le=MAX_EQ_DB, allow_inf_nan=False)] = 6.0
     three_source_prob: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+    query_mix_prob: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
 
     @field_validator("gain_db", "speed_range", "reverb_rt60", "reverb_drr_db")
     @classmethod

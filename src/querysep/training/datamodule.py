@@ -263,6 +263,7 @@ class MixtureDataModule(pl.LightningDataModule):
                     eq_db=cfg.eq_db,
                 ),
                 three_source_prob=cfg.three_source_prob,
+                query_mix_prob=cfg.query_mix_prob,
             )
             if cfg.preload:
                 self.train_dataset.preload(num_workers=min(8, os.cpu_count() or 1))

@@ -486,6 +486,23 @@ def perturb_embeddings(
     return (y * (norm / y.norm(dim=-1, keepdim=True).clamp_min(_EPS))).to(embeddings.dtype)
 
 
+def mix_embeddings(first: torch.Tensor, second: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Row ``i``: ``w * first[i] + (1 - w) * second[i]`` with ``w = weight[i]``, scaled to
+    the same mix of the two rows' norms (``data.query_mix_prob``): a point between two
+    phrasings, not shrunk towards the origin when they point apart.
+
+    Shape:
+        - first, second: ``(batch, dim)``
+        - weight: ``(batch,)``
+        - output: ``(batch, dim)``, ``first``'s dtype and device
+    """
+    a, b = first.float(), second.to(first.device).float()
+    w = weight.to(device=first.device, dtype=torch.float32).unsqueeze(-1)
+    y = w * a + (1 - w) * b
+    norm = w * a.norm(dim=-1, keepdim=True) + (1 - w) * b.norm(dim=-1, keepdim=True)
+    return (y * (norm / y.norm(dim=-1, keepdim=True).clamp_min(_EPS))).to(first.dtype)
+
+
 def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     """A CPU generator determined by ``(seed, step, rank)``: a resumed run draws the same."""
     state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(step), int(rank)])
@@ -592,6 +609,9 @@ class SeparationTask(NonFiniteStepGuard, pl.LightningModule):
         """
         mixture, target = batch["mixture"], batch["target"]
         condition = self.embed(batch["query"])
+        if stage == "train" and "query_mix" in batch:
+            weight = torch.as_tensor(batch["query_weight"])
+            condition = mix_embeddings(condition, self.embed(batch["query_mix"]), weight)
         if stage == "train" and self.optim_config.text_noise > 0:
             generator = _step_generator(self.seed, self.global_step, self.global_rank)
             condition = perturb_embeddings(condition, self.optim_config.text_noise, generator)
