@@ -100,7 +100,7 @@ def test_prepare_esc50_with_the_more_captions(
     bad = tmp_path / "bad.jsonl"
     args = ["prepare", "esc50", str(root), "-o", str(bad), "--captions", "more"]
     result = runner.invoke(app, args)
-    assert result.exit_code == 2 and "builtin+more" in result.output
+    assert result.exit_code == 2 and "'builtin+more+extra', not 'more'" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not bad.exists()
 
 

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--captions",
             help="esc50 recipe: 'label' (default), 'builtin' natural captions, or "
-            "'builtin+more' (with the further 'more' phrasings).",
+            "'builtin+more' (with the further 'more' phrasings), or 'builtin+more+extra'.",
         ),
         check_audio: bool = typer.Option(
             True,

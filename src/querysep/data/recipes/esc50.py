@@ -18,7 +18,7 @@ from ...errors import ConfigError, DataError
 from ..manifest import Clip, label_to_text
 from ._common import AudioIndex, PrepareResult, existing, find_first, probe, read_csv
 
-__all__ = ["DEFAULT_ROOT", "builtin_captions", "metadata_files", "prepare_esc50"]
+__all__ = ["CAPTION_PARTS", "DEFAULT_ROOT", "builtin_captions", "metadata_files", "prepare_esc50"]
 
 #: Where the workplace keeps ESC-50 at 16 kHz, relative to the working directory: run from
 #: the repository root, with the ``shared`` folder beside it (as the recipes in configs/ do).
@@ -26,20 +26,30 @@ DEFAULT_ROOT = "../shared/datasets/esc50-16k"
 
 COLUMNS = ("filename", "fold", "category")
 
+#: The ``captions`` choices of :func:`prepare_esc50` and the parts of the builtin captions
+#: each adds after the label, in order.
+CAPTION_PARTS: dict[str, tuple[str, ...]] = {
+    "label": (),
+    "builtin": ("train",),
+    "builtin+more": ("train", "more"),
+    "builtin+more+extra": ("train", "more", "extra"),
+}
+
 #: Where the metadata CSV may be, in the order tried.
 CSV_NAMES = ("esc50.csv", "meta/esc50.csv")
 
 
 @cache
 def builtin_captions(
-    part: Literal["train", "heldout", "more"] = "train",
+    part: Literal["train", "heldout", "more", "extra"] = "train",
 ) -> dict[str, list[str]]:
     """querysep's natural-language captions of the 50 ESC-50 classes, by category.
 
     ``train`` captions are for training; ``heldout`` ones are kept for evaluation only and
-    never appear among the training captions; ``more`` are further training phrasings
-    (2-9 a class), written later and stored without any word that only the ``heldout``
-    captions use (by a crude stem) and without any run of three words of one.
+    never appear among the training captions; ``more`` (2-9 a class) and ``extra`` (1-6 a
+    class) are further training phrasings, written later and stored without any word that
+    only the ``heldout`` captions use (by a crude stem) and without any run of three words
+    of one.
     """
     text = (resources.files("querysep.data") / "resources" / "esc50_captions.json").read_text()
     return json.loads(text)[part]
@@ -49,7 +59,7 @@ def prepare_esc50(
     root: str | Path,
     *,
     check_audio: bool = True,
-    captions: Literal["label", "builtin", "builtin+more"] = "label",
+    captions: Literal["label", "builtin", "builtin+more", "builtin+more+extra"] = "label",
 ) -> PrepareResult:
     """Build the manifest of an ESC-50 copy.
 
@@ -63,7 +73,8 @@ def prepare_esc50(
             that cannot be read.
         captions: ``label``: the category text only; ``builtin``: the category text followed
             by querysep's natural training captions of the class (:func:`builtin_captions`);
-            ``builtin+more``: those followed by the class's ``more`` captions.
+            ``builtin+more``: those followed by the class's ``more`` captions;
+            ``builtin+more+extra``: those followed by its ``extra`` captions.
 
     Returns:
         Clips in CSV order, and the skipped files.
@@ -72,14 +83,15 @@ def prepare_esc50(
         DataError: No ``esc50.csv``, it lacks a required column, or a file it names is
             missing but several others have its stem (``x.flac`` and ``x.ogg``).
     """
-    if captions not in ("label", "builtin", "builtin+more"):
+    parts = CAPTION_PARTS.get(captions)
+    if parts is None:
         raise ConfigError(
-            f"esc50 captions must be 'label', 'builtin' or 'builtin+more', not {captions!r}"
+            f"esc50 captions must be one of {', '.join(map(repr, CAPTION_PARTS))}, not {captions!r}"
         )
-    extra = builtin_captions("train") if captions != "label" else {}
-    if captions == "builtin+more":
-        more = builtin_captions("more")
-        extra = {category: [*texts, *more[category]] for category, texts in extra.items()}
+    extra: dict[str, list[str]] = {}
+    for part in parts:
+        for category, texts in builtin_captions(part).items():
+            extra.setdefault(category, []).extend(texts)
     root = Path(root)
     csv_path = find_first(root, CSV_NAMES, "esc50.csv")
     rows = read_csv(csv_path, COLUMNS, filled=COLUMNS)
