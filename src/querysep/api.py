@@ -50,7 +50,7 @@ from .errors import (
 )
 from .fileio import check_output_file, new_folders_removed_on_error, refuse_overwriting
 from .models.separator import TextQueriedSeparator
-from .models.text import validate_queries
+from .models.text import NearestTextEncoder, validate_queries
 from .precision import autocast, resolve_precision
 from .pretrained import load_model, resolve_device
 from .schema import check_count
@@ -229,6 +229,10 @@ class Separator:
             model's stage-1 weights' SDRi fell from 8.59 dB to 5.75 at a -20 dBFS peak and
             1.70 at -40 dBFS; with ``normalize``, 8.41 at every level
             (``benchmarks/input_level.py``).
+        snap_queries: With a model whose text encoder answers each query with the nearest
+            of its training texts (:class:`~querysep.models.text.NearestTextEncoder`, the
+            bundled ``esc50-minilm``'s), do so; ``False`` embeds each query as it is. Other
+            models are unaffected.
 
     Raises:
         ConfigError: Bad segment, overlap, thread count, device or precision.
@@ -249,6 +253,7 @@ class Separator:
         channels_last: bool | None = None,
         compile: bool = False,
         normalize: bool = False,
+        snap_queries: bool = True,
     ) -> None:
         check_segment(segment_seconds, overlap_seconds)
         check_count("batch_size", batch_size)
@@ -278,6 +283,7 @@ class Separator:
         self.overlap_seconds = float(overlap_seconds)
         self.batch_size = int(batch_size)
         self.normalize = bool(normalize)
+        self.snap_queries = bool(snap_queries)
         self._clap = clap
 
     @contextlib.contextmanager
@@ -345,6 +351,25 @@ class Separator:
         """The model's own rate; inputs at other rates are resampled."""
         return self.model.sample_rate
 
+    def encode(self, queries: str | Sequence[str]) -> torch.Tensor:
+        """The conditions the network gets for ``queries`` (see ``snap_queries``).
+
+        Shape:
+            - output: ``(num_queries, condition_dim)``, on the model's device
+        """
+        encoder = self.model.text_encoder
+        if not self.snap_queries and isinstance(encoder, NearestTextEncoder):
+            return encoder.inner.encode(queries).to(self.model.device)
+        return self.model.encode(queries)
+
+    def answered_as(self, queries: str | Sequence[str]) -> list[str] | None:
+        """The training text each query is answered with, where the model snaps queries
+        (``snap_queries`` and a nearest-text encoder); ``None`` otherwise."""
+        encoder = self.model.text_encoder
+        if self.snap_queries and isinstance(encoder, NearestTextEncoder):
+            return encoder.nearest(queries)
+        return None
+
     def _processor(self, queries: list[str]) -> OverlapAdd:
         """Segment-wise processor for ``queries``, on the network's pooling grid."""
         sr = self.sample_rate
@@ -356,7 +381,7 @@ class Separator:
         return OverlapAdd(self._make_fn(queries), seg, overlap, align)
 
     def _make_fn(self, queries: list[str]):
-        cond = self.model.encode(queries)  # (Q, D), encoded once per call
+        cond = self.encode(queries)  # (Q, D), encoded once per call
 
         @torch.inference_mode()
         def fn(segment: torch.Tensor) -> torch.Tensor:
@@ -719,21 +744,22 @@ def separate(
     clap: str | AudioTextModel | None = None,
     return_residual: bool = False,
     normalize: bool = False,
+    snap_queries: bool = True,
 ) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """One-liner: separate ``query`` from ``audio`` with the default (or named) model.
 
     With ``return_ats``, also returns the ATS of each estimate against its query (a float
     tensor, scalar for one query), computed with ``clap`` (default: the bundled model). With
     ``return_residual``, also returns the mixture minus the sum of the estimates. Extras come
-    after the estimate in the order ``(estimate, ats, residual)``. ``normalize``: see
-    :class:`Separator`.
+    after the estimate in the order ``(estimate, ats, residual)``. ``normalize`` and
+    ``snap_queries``: see :class:`Separator`.
 
     Shape:
         - audio: ``(time,)`` or ``(channels, time)``
         - output: ``(channels, time)`` for one query, ``(num_queries, channels, time)`` for a list
         - residual: ``(channels, time)``
     """
-    sep = Separator(model, device=device, clap=clap, normalize=normalize)
+    sep = Separator(model, device=device, clap=clap, normalize=normalize, snap_queries=snap_queries)
     single = isinstance(query, str)
     result = sep.separate_tensor(
         audio, sample_rate, query, return_ats=return_ats, return_residual=return_residual

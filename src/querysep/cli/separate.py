@@ -105,6 +105,13 @@ def register(app: typer.Typer) -> None:
             "and the estimates back: for recordings far from full scale (quiet ones lose dB "
             "of separation without it).",
         ),
+        snap: bool = typer.Option(
+            True,
+            "--snap/--no-snap",
+            help="With a model that answers each query with the nearest of its training "
+            "texts (the bundled esc50-minilm does), do so, and show that text; --no-snap "
+            "embeds each query as it is.",
+        ),
         residual: bool = typer.Option(
             False,
             "--residual",
@@ -150,7 +157,9 @@ def register(app: typer.Typer) -> None:
                 precision=precision,
                 clap=clap,
                 normalize=normalize,
+                snap_queries=snap,
             )
+        answered = sep.answered_as(queries) or queries
         if not no_ats:
             sep.clap  # noqa: B018 - load it now: a bad --clap fails before any output
         with _clipped_notes() as caught:  # one block: other warnings show once a run
@@ -165,7 +174,7 @@ def register(app: typer.Typer) -> None:
                     return_ats=not no_ats,
                     residual=rest,
                 )
-                for q, item in zip(queries, done, strict=True):
+                for q, text, item in zip(queries, answered, done, strict=True):
                     w, ats = item if isinstance(item, tuple) else (item, None)
                     if ats is None:
                         score = ""
@@ -173,8 +182,11 @@ def register(app: typer.Typer) -> None:
                         score = (
                             "  ATS n/a (silent output)" if math.isnan(ats) else f"  ATS {ats:.3f}"
                         )
+                    known = "" if text == q else f"  [answered as {text!r}]"
                     console.print(
-                        Text.assemble(f"wrote {w}  (", (q, "italic"), f" from {path.name}){score}"),
+                        Text.assemble(
+                            f"wrote {w}  (", (q, "italic"), f" from {path.name}){known}{score}"
+                        ),
                         soft_wrap=True,
                     )
                     if plot:

@@ -373,6 +373,19 @@ class MixtureTrainingDataset(Dataset):
         pool = self._pool(clip)
         return pool[int(rng.integers(len(pool)))]
 
+    def query_texts(self) -> list[str]:
+        """Every text an item's query may be, target by target (each once, first seen
+        first): the texts ``text_choice`` draws from and, with ``augmented_caption_prob``,
+        the augmented captions. Mixed queries (``query_mix_prob``) lie between them."""
+        texts: list[str] = []
+        for t in self.targets:
+            clip = self.clips[t]
+            pool = self._pool(clip)
+            texts.extend(pool[:1] if self.text_choice == "first" else pool)
+            if self.augmented_caption_prob > 0.0:
+                texts.extend(clip.augmented_captions)
+        return list(dict.fromkeys(texts))
+
     def _pool(self, clip: Clip) -> list[str]:
         """The texts ``text_choice`` draws from (the first is the ``"first"`` choice)."""
         captions = list(clip.captions)

@@ -26,6 +26,8 @@ IRM-LDM, ...) plug in with :func:`register_system` and need no change to the run
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -36,6 +38,7 @@ import torch
 from ..audio.io import resample
 from ..data.mixing import fit_length
 from ..errors import AudioError, ConfigError
+from ..models.text import NearestTextEncoder
 from .resynthesis import oracle_factory
 
 __all__ = [
@@ -380,7 +383,9 @@ class ModelSystem:
         the SHA-256 (16 hex digits) of the files the model was loaded from (weights and
         config; none for ``test-tiny``), so a model changed under the same name is caught,
         and ``normalize: True`` for a normalized row (a plain row's settings leave it out,
-        as they did before the option existed, so older folders still resume)."""
+        as they did before the option existed, so older folders still resume); a model
+        that answers queries with its nearest training texts records them as
+        ``query_bank`` (their SHA-256), which ``snap_queries=False`` leaves out."""
         sep = self.separator
         settings: dict[str, object] = {
             "segment_seconds": sep.segment_seconds,
@@ -391,6 +396,11 @@ class ModelSystem:
             settings["weights_sha256"] = self.weights_sha256
         if sep.normalize:
             settings["normalize"] = True
+        encoder = sep.model.text_encoder
+        if sep.snap_queries and isinstance(encoder, NearestTextEncoder):
+            # the texts decide every query's condition: another bank scores other figures
+            texts = json.dumps(encoder.texts, ensure_ascii=False).encode()
+            settings["query_bank"] = hashlib.sha256(texts).hexdigest()[:16]
         return settings
 
     @property

@@ -89,6 +89,10 @@ class ModelConfig(ConfigModel):
             changing its output (``{"blocks": 2}`` or ``{"blocks": [1, 1, 2, 2, 2]}``: residual
             blocks per level, see ``ResUNet.grown``).
         train_text_encoder: Fine-tune the text encoder too (frozen by default).
+        query_bank: Answer each query of the trained model with the nearest (cosine) of the
+            training data's query texts (:class:`~querysep.models.text.NearestTextEncoder`
+            around the text encoder, written into the exported ``config.json``). Training
+            is unchanged: each training text is its own nearest.
         sample_rate: Optional; must equal ``network.config.sample_rate`` (accepted so that a
             model folder's ``config.json`` can be pasted here as is).
         metadata: Free-form facts copied into the exported model's metadata.
@@ -99,6 +103,7 @@ class ModelConfig(ConfigModel):
     init_from: str | None = None
     grow: dict[str, PositiveInt | list[PositiveInt]] | None = None
     train_text_encoder: bool = False
+    query_bank: bool = False
     sample_rate: PositiveInt | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -110,6 +115,10 @@ class ModelConfig(ConfigModel):
             raise nested(exc) from None
 
     def _check_sections(self) -> ModelConfig:
+        if self.query_bank and self.train_text_encoder:
+            raise config_error(
+                "query_bank", "cannot go with train_text_encoder (its texts' embeddings move)"
+            )
         if self.grow is not None:
             if self.init_from is None:
                 raise config_error("grow", "needs init_from (a new network is built at its size)")

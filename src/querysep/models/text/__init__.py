@@ -11,6 +11,7 @@ from .base import (
 from .clap import ClapTextEncoder
 from .hashing import HashingTextEncoder
 from .minilm import MiniLMTextEncoder
+from .nearest import NearestTextEncoder
 from .precomputed import PrecomputedTextEncoder, save_embedding_table
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "ClapTextEncoder",
     "HashingTextEncoder",
     "MiniLMTextEncoder",
+    "NearestTextEncoder",
     "PrecomputedTextEncoder",
     "TextEncoder",
     "build_text_encoder",

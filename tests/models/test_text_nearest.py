@@ -1,0 +1,94 @@
+"""The nearest-training-text encoder (``kind: nearest``) and the Separator's snap switch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from querysep import Separator
+from querysep.errors import ConfigError
+from querysep.models.separator import TextQueriedSeparator
+from querysep.models.text import HashingTextEncoder, NearestTextEncoder, build_text_encoder
+from querysep.pretrained import load_model
+
+TEXTS = ["a dog barking", "rain falling on a roof", "a siren wailing", "a cat meowing"]
+INNER = {"kind": "hashing", "dim": 64}
+
+
+def _nearest_by_hand(inner: HashingTextEncoder, query: str) -> str:
+    sims = F.normalize(inner.encode([query]), dim=-1) @ F.normalize(inner.encode(TEXTS), dim=-1).T
+    return TEXTS[int(sims.argmax())]
+
+
+def test_training_texts_pass_unchanged_and_others_take_their_nearest() -> None:
+    encoder = NearestTextEncoder(INNER, TEXTS)
+    inner = HashingTextEncoder(dim=64)
+    assert encoder.dim == 64
+    torch.testing.assert_close(encoder.encode(TEXTS), inner.encode(TEXTS))
+    queries = ["a dog barking loudly", "heavy rain falling", "the siren of a police car"]
+    expected = [_nearest_by_hand(inner, q) for q in queries]
+    assert expected == [TEXTS[0], TEXTS[1], TEXTS[2]]  # word overlap decides for hashing
+    assert encoder.nearest(queries) == expected
+    torch.testing.assert_close(encoder.encode(queries), inner.encode(expected))
+    assert not torch.allclose(encoder.encode(queries), inner.encode(queries))
+
+
+def test_the_config_round_trips_and_wraps_once() -> None:
+    encoder = NearestTextEncoder(INNER, [*TEXTS, TEXTS[0]])  # a repeat is dropped
+    config = encoder.to_config()
+    assert config == {"kind": "nearest", "inner": {"kind": "hashing", "dim": 64}, "texts": TEXTS}
+    again = build_text_encoder(config)
+    assert isinstance(again, NearestTextEncoder)
+    torch.testing.assert_close(
+        again.encode(["a wailing siren"]), encoder.encode(["a wailing siren"])
+    )
+    for bad, match in (
+        ({"kind": "nearest", "inner": INNER, "texts": []}, "non-empty list of texts"),
+        ({"kind": "nearest", "inner": INNER, "texts": "a dog"}, "texts: expected a list"),
+        ({"kind": "nearest", "inner": INNER, "texts": ["a dog", "  "]}, "texts"),
+        ({"kind": "nearest", "inner": config, "texts": TEXTS}, "cannot wrap another"),
+        ({"kind": "nearest", "inner": {"kind": "nope"}, "texts": TEXTS}, "unknown text encoder"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            build_text_encoder(bad)
+
+
+def test_the_separator_snaps_unless_told_not_to(tmp_path) -> None:
+    tiny = load_model("test-tiny")
+    inner = tiny.text_encoder
+    texts = ["a dog barking", "rain", "a siren"]
+    model = TextQueriedSeparator(tiny.net, NearestTextEncoder(inner, texts), tiny.metadata)
+    model.save_pretrained(tmp_path / "m")
+    loaded = load_model(str(tmp_path / "m"))
+    assert isinstance(loaded.text_encoder, NearestTextEncoder)
+    assert loaded.text_encoder.texts == texts
+    query = "a big dog barking at night"
+    snapping = Separator(loaded)
+    plain = Separator(loaded, snap_queries=False)
+    nearest = loaded.text_encoder.nearest([query])
+    torch.testing.assert_close(snapping.encode([query]), inner.encode(nearest))
+    torch.testing.assert_close(plain.encode([query]), inner.encode([query]))
+    assert snapping.answered_as([query]) == nearest and plain.answered_as([query]) is None
+    mixture = torch.randn(1, 8000).numpy()
+    a = snapping.separate_tensor(mixture, 16000, query)
+    b = Separator(loaded).separate_tensor(mixture, 16000, nearest[0])
+    torch.testing.assert_close(a, b)  # the query is answered exactly as its nearest text
+    assert Separator(tiny).answered_as([query]) is None  # a model without a bank
+
+
+def test_an_evaluation_folder_records_the_bank(tmp_path) -> None:
+    """Resuming an evaluation checks each system's settings: a model answering through a
+    bank records it, so scores made without it (or with other texts) are not mixed in."""
+    from querysep.evaluation.systems import ModelSystem
+
+    tiny = load_model("test-tiny")
+    for name, texts in (("a", ["a dog barking", "rain"]), ("b", ["a dog barking", "a siren"])):
+        encoder = NearestTextEncoder(tiny.text_encoder, texts)
+        TextQueriedSeparator(tiny.net, encoder, tiny.metadata).save_pretrained(tmp_path / name)
+    first, second = ModelSystem(str(tmp_path / "a")), ModelSystem(str(tmp_path / "b"))
+    assert len(first.settings["query_bank"]) == 16
+    assert first.settings["query_bank"] != second.settings["query_bank"]
+    first.separator.snap_queries = False
+    assert "query_bank" not in first.settings
+    assert "query_bank" not in ModelSystem("test-tiny").settings
