@@ -37,7 +37,40 @@ def scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_default_is_the_bundled_trained_model(default: Separator) -> None:
     assert default.model.metadata["name"] == "esc50-minilm"
     assert default.sample_rate == 16000
-    assert default.model.text_encoder.kind == "minilm"
+    encoder = default.model.text_encoder
+    assert encoder.kind == "nearest" and encoder.inner.kind == "minilm"
+
+
+def test_the_bundled_bank_is_the_stage_2_training_texts() -> None:
+    """The bundled config's texts are exactly what ``model.query_bank: true`` in the stage-2
+    recipe writes: the query texts of its training data (label, train and more captions;
+    never a held-out caption)."""
+    from querysep.data.recipes.esc50 import builtin_captions
+    from querysep.training.config import load_config
+    from querysep.training.datamodule import MixtureDataModule
+
+    recipe = Path(__file__).parents[1] / "configs" / "default-esc50-finetune.yaml"
+    config = load_config(recipe, ["data.preload=false"])
+    assert config.model.query_bank
+    data = MixtureDataModule(config.data, 16000, seed=config.trainer.seed)
+    data.setup("fit")
+    assert data.train_dataset is not None
+    texts = Separator().model.text_encoder.texts
+    assert texts == data.train_dataset.query_texts()
+    assert len(texts) == 557
+    heldout = {c for v in builtin_captions("heldout").values() for c in v}
+    assert not heldout & set(texts)
+
+
+def test_a_new_phrasing_is_answered_as_a_training_text(default: Separator, scene) -> None:
+    mixture = scene[0]
+    assert default.answered_as(["a hound baying"]) == ["dog"]
+    snapped = default.separate_tensor(mixture, 16000, "a hound baying").numpy()[0, 0]
+    as_label = default.separate_tensor(mixture, 16000, "dog").numpy()[0, 0]
+    np.testing.assert_allclose(snapped, as_label, atol=1e-6)
+    plain = Separator(default.model, snap_queries=False)
+    raw = plain.separate_tensor(mixture, 16000, "a hound baying").numpy()[0, 0]
+    assert np.abs(raw - snapped).max() > 1e-3  # without snapping: its own embedding
 
 
 def test_query_selects_the_source(default: Separator, scene) -> None:
