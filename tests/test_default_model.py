@@ -49,8 +49,12 @@ def test_the_bundled_bank_is_the_stage_2_training_texts() -> None:
     from querysep.training.config import load_config
     from querysep.training.datamodule import MixtureDataModule
 
-    recipe = Path(__file__).parents[1] / "configs" / "default-esc50-finetune.yaml"
-    config = load_config(recipe, ["data.preload=false"])
+    repo = Path(__file__).parents[1]
+    esc50 = repo.parent / "shared" / "datasets" / "esc50-16k"  # beside the repository
+    config = load_config(
+        repo / "configs" / "default-esc50-finetune.yaml",
+        ["data.preload=false", "data.validation=null", f"data.train.0.prepare.root={esc50}"],
+    )
     assert config.model.query_bank
     data = MixtureDataModule(config.data, 16000, seed=config.trainer.seed)
     data.setup("fit")

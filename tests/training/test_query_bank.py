@@ -30,7 +30,9 @@ def test_the_exported_model_holds_the_training_texts_and_a_fine_tune_drops_them(
 
     plain = tiny_config(sine_data, tmp_path / "plain", max_steps=2, val_every_n_steps=2)
     plain["model"] = {"init_from": str(result.exported)}
-    tuned = load_model(str(train(config_from_dict(plain), echo=lambda _m: None).exported))
+    messages: list[str] = []
+    tuned = load_model(str(train(config_from_dict(plain), echo=messages.append).exported))
+    assert any("nearest of its 2 training texts" in m and "query_bank" in m for m in messages)
     # fine-tuned without query_bank: new training texts must not be snapped to old ones
     assert tuned.text_encoder.to_config() == {"kind": "hashing", "dim": 16}
 

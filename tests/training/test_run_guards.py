@@ -11,6 +11,7 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from querysep.cli import app
@@ -85,6 +86,28 @@ def test_resume_with_a_corrupt_saved_config_stops(
     assert f"cannot resume {run}" in line and match in line and "--restart" in line
     assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == before
     assert (run / "config.yaml").read_text() == saved
+
+
+def test_a_run_saved_before_a_setting_existed_resumes(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    """A saved config.yaml without model.query_bank or data.query_mix_prob (written before
+    they existed) meant their defaults: the run resumes; another value is still refused."""
+    run = tmp_path / "run"
+    path = write_config(tmp_path / "run.yaml", tiny_config(sine_data, run, max_steps=2))
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", str(path)]).exit_code == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"].pop("query_bank") is False
+    assert saved["data"].pop("query_mix_prob") == 0.0
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    result = runner.invoke(app, ["train", str(path), "trainer.max_steps=3"])
+    assert result.exit_code == 0, result.output
+    assert "saved config.yaml in: trainer.max_steps;" in result.output  # that key alone
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    other = runner.invoke(app, ["train", str(path), "trainer.max_steps=4", "model.query_bank=true"])
+    assert "the model differs" in _one_line_error(other) and "model.query_bank" in other.output
 
 
 class _ValidationSteps(pl.Callback):

@@ -92,7 +92,9 @@ class ModelConfig(ConfigModel):
         query_bank: Answer each query of the trained model with the nearest (cosine) of the
             training data's query texts (:class:`~querysep.models.text.NearestTextEncoder`
             around the text encoder, written into the exported ``config.json``). Training
-            is unchanged: each training text is its own nearest.
+            steps are unchanged (each training text is its own nearest); validation queries
+            that are not training texts are answered as their nearest, as the exported
+            model will answer them, so they count in ``val/*`` and the best checkpoint.
         sample_rate: Optional; must equal ``network.config.sample_rate`` (accepted so that a
             model folder's ``config.json`` can be pasted here as is).
         metadata: Free-form facts copied into the exported model's metadata.

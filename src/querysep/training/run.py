@@ -350,11 +350,19 @@ def _check_output_dir(out: Path) -> None:
         raise ConfigError(f"trainer.output_dir: {exc}") from None
 
 
+#: Settings added after runs were already saved, with the value a saved config that lacks
+#: them meant: such a run still resumes (and is not reported as changed).
+_ADDED_LATER: dict[str, object] = {"model.query_bank": False, "data.query_mix_prob": 0.0}
+
+
 def _changed_keys(old: object, new: object, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in sorted(set(old) | set(new), key=str):
-            out += _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+            name = f"{prefix}{key}"
+            if key not in old and name in _ADDED_LATER and new[key] == _ADDED_LATER[name]:
+                continue
+            out += _changed_keys(old.get(key), new.get(key), f"{name}.")
         return out
     return [] if old == new else [prefix.rstrip(".")]
 
@@ -443,7 +451,13 @@ def train(
     if config.model.query_bank:
         model.text_encoder = with_query_bank(model.text_encoder, ds.query_texts())
     elif isinstance(model.text_encoder, NearestTextEncoder):  # init_from a model with one:
+        count = len(model.text_encoder.texts)
         model.text_encoder = model.text_encoder.inner  # new training texts must not snap
+        say(
+            f"note: {config.model.init_from} answers each query with the nearest of its "
+            f"{count} training texts; this run trains and exports without them "
+            "(model.query_bank=true gives the new model its own)"
+        )
     say(
         f"training data: {len(ds.clips)} clips, {len(ds.targets)} targets, "
         f"{config.data.segment_seconds:g} s segments at {model.sample_rate} Hz"

@@ -46,7 +46,7 @@ def builtin_captions(
     """querysep's natural-language captions of the 50 ESC-50 classes, by category.
 
     ``train`` captions are for training; ``heldout`` ones are kept for evaluation only and
-    never appear among the training captions; ``more`` (2-9 a class) and ``extra`` (1-6 a
+    never appear among the training captions; ``more`` (2-9 a class) and ``extra`` (0-5 a
     class) are further training phrasings, written later and stored without any word that
     only the ``heldout`` captions use (by a crude stem) and without any run of three words
     of one.
