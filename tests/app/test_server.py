@@ -72,6 +72,11 @@ def test_two_queries_give_two_files_and_the_residual(client, tmp_path: Path) -> 
     assert [o["query"] for o in report["outputs"]] == ["a dog barking", "rain"]
     assert report["model"] == "esc50-minilm" and report["ats_model"] == "esc50-clap"
     assert all(0 < o["ats"] <= 1 for o in report["outputs"])
+    # the bundled model answers each query as its nearest training text; the report says which
+    from querysep import Separator
+
+    texts = Separator("esc50-minilm").answered_as(["a dog barking", "rain"])
+    assert [o["answered_as"] for o in report["outputs"]] == texts
 
     # the first output is what `querysep separate` writes for the same input and query
     out = tmp_path / "cli.wav"

@@ -55,6 +55,9 @@ def test_a_request_gives_one_wav_per_query_the_residual_ats_and_figures(
     report = result.report()
     assert report["model"] == "test-tiny" and report["ats_model"] == result.clap
     assert [o["file"] for o in report["outputs"]] == names[:2]
+    # test-tiny answers queries as they are: no bank, each output's text is its query
+    assert result.answered_as is None
+    assert [o["answered_as"] for o in report["outputs"]] == ["a dog barking", "rain"]
     # segment by segment: the bar moves forward while separating, then the figures
     fractions = [f for f, what in seen if what == "separating"]
     assert len(fractions) >= 3 and fractions == sorted(fractions) and fractions[-1] == 0.9
@@ -168,6 +171,10 @@ def test_track_heading_says_n_a_for_a_silent_output() -> None:
     assert track_heading(item) == "### a dog\nATS **0.712** (esc50\\-clap)"  # escaped
     silent = track_heading({**item, "ats": math.nan})
     assert silent == "### a dog\nATS n/a (the output is silent)"
+    snapped = track_heading({**item, "title": "a hound baying", "answered_as": "dog"})
+    assert snapped == "### a hound baying\nanswered as *dog* · ATS **0.712** (esc50\\-clap)"
+    same = track_heading({**item, "answered_as": "a dog"})  # its own text: nothing to say
+    assert same == "### a dog\nATS **0.712** (esc50\\-clap)"
 
 
 def test_an_upload_the_pruner_removed_asks_for_it_again(tmp_path: Path) -> None:

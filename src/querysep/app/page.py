@@ -78,13 +78,16 @@ def default_segment(max_segment_seconds: float) -> tuple[float, float]:
 
 
 def track_heading(item: dict[str, Any]) -> str:
-    """The markdown above a separated track: its query and its ATS (n/a when silent)."""
+    """The markdown above a separated track: its query, the training text it was answered
+    as (when the model snaps queries and that text differs), and its ATS (n/a when silent)."""
     ats = item["ats"]
     if math.isnan(ats):
         score = "n/a (the output is silent)"
     else:
         score = f"**{ats:.3f}** ({_plain(item['ats_model'])})"
-    return f"### {_plain(item['title'])}\nATS {score}"
+    known = item.get("answered_as")
+    note = f"answered as *{_plain(known)}* · " if known and known != item["title"] else ""
+    return f"### {_plain(item['title'])}\n{note}ATS {score}"
 
 
 def build_page(service: SeparationService) -> Any:
@@ -130,9 +133,15 @@ def build_page(service: SeparationService) -> Any:
                 "figure": str(fig),
                 "ats": ats,
                 "ats_model": result.clap,
+                "answered_as": known,
             }
-            for query, out, fig, ats in zip(
-                result.queries, result.outputs, result.figures, result.ats, strict=True
+            for query, known, out, fig, ats in zip(
+                result.queries,
+                result.answered_as or result.queries,
+                result.outputs,
+                result.figures,
+                result.ats,
+                strict=True,
             )
         ]
         tracks.append({"title": None, "audio": str(result.residual)})

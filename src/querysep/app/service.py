@@ -187,6 +187,8 @@ class SeparationResult:
         seconds: Their length.
         normalize: Whether each segment was scaled to peak 0.9 for the network
             (``querysep separate --normalize``).
+        answered_as: With a model that answers each query as the nearest of its training
+            texts (the bundled default), that text for each query; ``None`` otherwise.
     """
 
     queries: list[str]
@@ -200,6 +202,7 @@ class SeparationResult:
     num_channels: int
     seconds: float
     normalize: bool = False
+    answered_as: list[str] | None = None
 
     def report(self) -> dict[str, Any]:
         """A JSON-ready summary (file names, not paths)."""
@@ -211,8 +214,19 @@ class SeparationResult:
             "seconds": round(self.seconds, 3),
             "normalize": self.normalize,
             "outputs": [
-                {"query": q, "file": p.name, "ats": None if math.isnan(a) else round(a, 4)}
-                for q, p, a in zip(self.queries, self.outputs, self.ats, strict=True)
+                {
+                    "query": q,
+                    "answered_as": t,
+                    "file": p.name,
+                    "ats": None if math.isnan(a) else round(a, 4),
+                }
+                for q, t, p, a in zip(
+                    self.queries,
+                    self.answered_as or self.queries,
+                    self.outputs,
+                    self.ats,
+                    strict=True,
+                )
             ],
             "residual": self.residual.name,
         }
@@ -435,6 +449,7 @@ class SeparationService:
             num_channels=info.num_channels,
             seconds=info.duration,
             normalize=normalize,
+            answered_as=sep.answered_as(items),
         )
 
 
