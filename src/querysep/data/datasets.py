@@ -368,9 +368,9 @@ class MixtureTrainingDataset(Dataset):
             if use_augmented and clip.augmented_captions:
                 augmented = clip.augmented_captions
                 return augmented[int(rng.integers(len(augmented)))]
-        if self.text_choice == "first":
-            return self._pool(clip)[0]
         pool = self._pool(clip)
+        if self.text_choice == "first":
+            return pool[0]
         return pool[int(rng.integers(len(pool)))]
 
     def query_texts(self) -> list[str]:
