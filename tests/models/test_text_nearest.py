@@ -92,3 +92,44 @@ def test_an_evaluation_folder_records_the_bank(tmp_path) -> None:
     first.separator.snap_queries = False
     assert "query_bank" not in first.settings
     assert "query_bank" not in ModelSystem("test-tiny").settings
+
+
+def test_an_unsnapped_row_beside_the_snapping_one(tmp_path) -> None:
+    """``unsnapped:MODEL`` evaluates a banked model with its queries as they are, in its
+    own row beside the default; a model without a bank is refused, as are other rows."""
+    import numpy as np
+    import soundfile as sf
+
+    from querysep.evaluation import evaluate, make_system
+
+    tiny = load_model("test-tiny")
+    bank = NearestTextEncoder(tiny.text_encoder, ["a dog barking", "rain"])
+    TextQueriedSeparator(tiny.net, bank, tiny.metadata).save_pretrained(tmp_path / "m")
+    spec = str(tmp_path / "m")
+    system = make_system(f"unsnapped:{spec}")
+    assert system.name == f"{spec} [unsnapped]" and system.spec == f"unsnapped:{spec}"
+    assert system.separator.snap_queries is False and "query_bank" not in system.settings
+    assert make_system(f"unsnapped:model:{spec}").name == f"{spec} [unsnapped]"
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("mix", "dog"):
+        sf.write(audio / f"{name}.wav", 0.1 * rng.standard_normal(8000), 16000)
+    table = tmp_path / "list.csv"
+    table.write_text("mixture,target,caption\nmix,dog,a big dog barking at night\n")
+    summary = evaluate(
+        table, audio, [spec, f"unsnapped:{spec}"], tmp_path / "out", progress=False, baselines=False
+    )
+    scores = summary.scores
+    assert list(scores) == [spec, f"{spec} [unsnapped]"]
+    first, second = (scores[name]["sdr"] for name in scores)
+    assert first != second  # the query is "a dog barking" in one row, itself in the other
+
+    for bad, match in (
+        ("unsnapped:test-tiny", "answers queries as they are already"),
+        ("unsnapped:", "needs a model after the colon"),
+        ("unsnapped:mixture", "not the row 'mixture'"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            make_system(bad)

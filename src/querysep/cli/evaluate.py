@@ -37,7 +37,8 @@ def register(app: typer.Typer) -> None:
             "-m",
             help="Model name, folder or kind:path, or a system (mixture, oracle-irm[:MODEL], "
             "oracle-ldm:OUTPUT:SOURCE, oracle-mel:OUTPUT:SOURCE). normalized:MODEL is the "
-            "model run as 'separate --normalize' runs it, in the row 'MODEL [normalized]'. "
+            "model run as 'separate --normalize' runs it, in the row 'MODEL [normalized]'; "
+            "unsnapped:MODEL as 'separate --no-snap' runs it, in the row 'MODEL [unsnapped]'. "
             "Repeatable; one table row each (default: the default model).",
         ),
         no_baselines: bool = typer.Option(
@@ -152,6 +153,6 @@ def register(app: typer.Typer) -> None:
 def _unwrapped(spec: str) -> str:
     """The model inside a row spec (``normalized:model:audiosep:X`` -> ``audiosep:X``)."""
     spec = spec.strip()
-    while spec.startswith(("model:", "oracle-irm:", "normalized:")):
+    while spec.startswith(("model:", "oracle-irm:", "normalized:", "unsnapped:")):
         spec = spec.partition(":")[2].strip()
     return spec

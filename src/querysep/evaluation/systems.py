@@ -18,6 +18,10 @@ the command line and :func:`~querysep.evaluation.evaluate` accept strings:
 * ``normalized:SPEC``: the same model with ``Separator(normalize=True)`` (each segment
   scaled to peak 0.9 for the network, the estimate scaled back), in the row
   ``SPEC [normalized]``, so that it sits beside the plain ``SPEC`` row in one table.
+* ``unsnapped:SPEC``: a model that answers each query as the nearest of its training texts
+  (:class:`~querysep.models.text.NearestTextEncoder`), run with
+  ``Separator(snap_queries=False)``: each query embedded as it is, in the row
+  ``SPEC [unsnapped]``.
 
 New kinds of system (a 32 kHz AudioSep run through 16->32->16 kHz resampling, a latent
 IRM-LDM, ...) plug in with :func:`register_system` and need no change to the runner.
@@ -120,6 +124,8 @@ class SystemOptions:
 
 #: The label a ``normalized:SPEC`` row's name ends with: ``SPEC [normalized]``.
 NORMALIZED_LABEL = "normalized"
+#: The label an ``unsnapped:SPEC`` row's name ends with: ``SPEC [unsnapped]``.
+UNSNAPPED_LABEL = "unsnapped"
 
 SystemFactory = Callable[[str, SystemOptions], System]
 """``factory(argument, options) -> System``; ``argument`` is what follows ``prefix:`` in the
@@ -338,6 +344,8 @@ class ModelSystem:
         options: Device, segment length and batch size.
         normalize: Run the model with ``Separator(normalize=True)``: each segment scaled to
             peak 0.9 for the network, the estimate scaled back (the ``normalized:`` rows).
+        snap_queries: ``False`` runs it with ``Separator(snap_queries=False)`` (the
+            ``unsnapped:`` rows).
     """
 
     def __init__(
@@ -347,6 +355,7 @@ class ModelSystem:
         name: str | None = None,
         options: SystemOptions | None = None,
         normalize: bool = False,
+        snap_queries: bool = True,
     ) -> None:
         from ..api import Separator
         from ..pretrained import DEFAULT_MODEL
@@ -360,6 +369,7 @@ class ModelSystem:
             batch_size=options.batch_size,
             precision=options.precision,
             normalize=normalize,
+            snap_queries=snap_queries,
         )
         meta_name = self.separator.model.metadata.get("name")
         self.name = name or spec or str(meta_name or DEFAULT_MODEL)
@@ -373,6 +383,19 @@ class ModelSystem:
                 from ..pretrained import absolute_spec
 
                 self.spec = f"normalized:{absolute_spec(spec)}"
+        if not snap_queries:
+            if not isinstance(self.separator.model.text_encoder, NearestTextEncoder):
+                raise ConfigError(
+                    f"system 'unsnapped:{spec}': that model answers queries as they are "
+                    "already (it has no bank of training texts); evaluate it as plain "
+                    f"{spec}"
+                )
+            if name is None:
+                self.name += f" [{UNSNAPPED_LABEL}]"
+            if spec is not None:
+                from ..pretrained import absolute_spec
+
+                self.spec = f"unsnapped:{absolute_spec(spec)}"
         self.sample_rate: int | None = self.separator.sample_rate
         digest = self.separator.model.weights_digest()  # while the files are fresh in cache
         self.weights_sha256: str | None = digest[:16] if digest else None
@@ -509,6 +532,22 @@ def _normalized_factory(argument: str, options: SystemOptions) -> System:
     return ModelSystem(argument, options=options, normalize=True)
 
 
+def _unsnapped_factory(argument: str, options: SystemOptions) -> System:
+    if not argument:
+        raise ConfigError(
+            "system 'unsnapped:' needs a model after the colon, e.g. unsnapped:esc50-minilm"
+        )
+    inner, _, rest = argument.partition(":")
+    if inner == "model" and rest:
+        argument = rest
+    elif inner in _REGISTRY:
+        raise ConfigError(
+            f"system 'unsnapped:{argument}': unsnapped: takes a separator model (a name, "
+            f"folder or kind:path), not the row {argument!r}"
+        )
+    return ModelSystem(argument, options=options, snap_queries=False)
+
+
 register_system("mixture", _mixture_factory)
 register_system("oracle-ldm", oracle_factory(True))
 register_system("oracle-mel", oracle_factory(False))
@@ -516,3 +555,4 @@ register_system("oracle-irm", _oracle_factory)
 register_system("reference", _reference_factory)
 register_system("model", _model_factory)
 register_system("normalized", _normalized_factory)
+register_system("unsnapped", _unsnapped_factory)
