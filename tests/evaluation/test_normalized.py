@@ -197,7 +197,7 @@ def test_cli_puts_both_rows_in_one_table(quiet: QuietSet, tmp_path: Path) -> Non
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
         "querysep: error: system 'normalized:' needs a model after the colon, "
-        "e.g. normalized:test-tiny"
+        "e.g. normalized:esc50-minilm"
     ]
     assert "normalized:" in CliRunner().invoke(app, ["evaluate", "--help"]).stdout
     # the upstream-options check looks through every prefix: the row's own message comes first

@@ -109,7 +109,6 @@ def test_an_unsnapped_row_beside_the_snapping_one(tmp_path) -> None:
     system = make_system(f"unsnapped:{spec}")
     assert system.name == f"{spec} [unsnapped]" and system.spec == f"unsnapped:{spec}"
     assert system.separator.snap_queries is False and "query_bank" not in system.settings
-    assert make_system(f"unsnapped:model:{spec}").name == f"{spec} [unsnapped]"
 
     audio = tmp_path / "audio"
     audio.mkdir()
@@ -130,6 +129,7 @@ def test_an_unsnapped_row_beside_the_snapping_one(tmp_path) -> None:
         ("unsnapped:test-tiny", "answers queries as they are already"),
         ("unsnapped:", "needs a model after the colon"),
         ("unsnapped:mixture", "not the row 'mixture'"),
+        ("unsnapped:model:esc50-minilm", "write unsnapped:esc50-minilm"),
     ):
         with pytest.raises(ConfigError, match=match):
             make_system(bad)

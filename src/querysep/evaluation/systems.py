@@ -512,40 +512,34 @@ def _model_factory(argument: str, options: SystemOptions) -> System:
     return ModelSystem(argument, options=options)
 
 
-def _normalized_factory(argument: str, options: SystemOptions) -> System:
+def _row_model(prefix: str, argument: str, why: str = "") -> str:
+    """The separator model a ``prefix:MODEL`` row names (``normalized:``, ``unsnapped:``),
+    checked: present, not written ``model:X``, not another row."""
     if not argument:
         raise ConfigError(
-            "system 'normalized:' needs a model after the colon, e.g. normalized:test-tiny"
+            f"system '{prefix}:' needs a model after the colon, e.g. {prefix}:esc50-minilm"
         )
     inner, _, rest = argument.partition(":")
     if inner == "model" and rest:
         raise ConfigError(
-            f"system 'normalized:{argument}': write normalized:{rest} "
-            "(normalized: takes what model: takes)"
+            f"system '{prefix}:{argument}': write {prefix}:{rest} "
+            f"({prefix}: takes what model: takes)"
         )
     if inner in _REGISTRY:
         raise ConfigError(
-            f"system 'normalized:{argument}': normalized: takes a separator model (a name, "
-            f"folder or kind:path), not the row {argument!r}; only a network's input level "
-            "can be normalized"
+            f"system '{prefix}:{argument}': {prefix}: takes a separator model (a name, "
+            f"folder or kind:path), not the row {argument!r}{why}"
         )
-    return ModelSystem(argument, options=options, normalize=True)
+    return argument
+
+
+def _normalized_factory(argument: str, options: SystemOptions) -> System:
+    why = "; only a network's input level can be normalized"
+    return ModelSystem(_row_model("normalized", argument, why), options=options, normalize=True)
 
 
 def _unsnapped_factory(argument: str, options: SystemOptions) -> System:
-    if not argument:
-        raise ConfigError(
-            "system 'unsnapped:' needs a model after the colon, e.g. unsnapped:esc50-minilm"
-        )
-    inner, _, rest = argument.partition(":")
-    if inner == "model" and rest:
-        argument = rest
-    elif inner in _REGISTRY:
-        raise ConfigError(
-            f"system 'unsnapped:{argument}': unsnapped: takes a separator model (a name, "
-            f"folder or kind:path), not the row {argument!r}"
-        )
-    return ModelSystem(argument, options=options, snap_queries=False)
+    return ModelSystem(_row_model("unsnapped", argument), options=options, snap_queries=False)
 
 
 register_system("mixture", _mixture_factory)
