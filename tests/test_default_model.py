@@ -62,6 +62,10 @@ def test_the_bundled_bank_is_the_stage_2_training_texts() -> None:
     texts = Separator().model.text_encoder.texts
     assert texts == data.train_dataset.query_texts()
     assert len(texts) == 557
+    from querysep.pretrained import list_models
+
+    listed = {info.name: info.description for info in list_models()}  # querysep models
+    assert f"nearest of its {len(texts)} training texts" in listed["esc50-minilm"]
     heldout = {c for v in builtin_captions("heldout").values() for c in v}
     assert not heldout & set(texts)
 

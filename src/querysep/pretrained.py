@@ -71,7 +71,9 @@ _MODELS: dict[str, ModelInfo] = {
         name=ESC50_MINILM,
         description=(
             "Small ResUNet (3.1 M parameters) + offline MiniLM text encoder, trained on ESC-50 "
-            "folds 1-3: the 50 ESC-50 everyday sound classes, 16 kHz. See its MODEL_CARD.md."
+            "folds 1-3: the 50 ESC-50 everyday sound classes, 16 kHz. Each query is answered "
+            "as the nearest of its 557 training texts (--no-snap: as it is). See its "
+            "MODEL_CARD.md."
         ),
         folder=ESC50_MINILM,
         sha256="35b730f9a2daa47ea5a19a1989c49592e68144c2fafca201c6ea1756f43f868b",
