@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from querysep.data.recipes.esc50 import builtin_captions
 from querysep.evaluation.runner import evaluate
 from querysep.evaluation.systems import ModelSystem
-from querysep.models.text import NearestTextEncoder, TextEncoder
+from querysep.models.text import TextEncoder, plain_encoder
 
 
 def training_texts() -> tuple[list[str], torch.Tensor]:
@@ -86,8 +86,7 @@ def main() -> None:
         parser.error("--penalty must be positive")
     system = ModelSystem(args.model, name=f"{args.model} + adapter {args.penalty:g}")
     model = system.separator.model
-    encoder = model.text_encoder  # the adapter works on the query's own embedding
-    inner = encoder.inner if isinstance(encoder, NearestTextEncoder) else encoder
+    inner = plain_encoder(model.text_encoder)  # the adapter works on the query's own embedding
     adapter = fit_adapter(inner, args.penalty)
     model.text_encoder = AdaptedEncoder(inner, adapter)
     evaluate(args.mixtures, args.audio_dir, [system], Path(args.output), limit=args.limit)

@@ -25,7 +25,7 @@ from pathlib import Path
 from querysep.data.recipes.esc50 import builtin_captions
 from querysep.evaluation.runner import evaluate
 from querysep.evaluation.systems import ModelSystem
-from querysep.models.text import NearestTextEncoder
+from querysep.models.text import NearestTextEncoder, plain_encoder
 
 
 def training_texts(parts: list[str]) -> list[str]:
@@ -52,9 +52,9 @@ def main() -> None:
     plain.separator.snap_queries = False  # a bundled bank too is left out
     system = ModelSystem(args.model, name=f"{args.model} + snapped queries")
     model = system.separator.model
-    encoder = model.text_encoder
-    inner = encoder.inner if isinstance(encoder, NearestTextEncoder) else encoder
-    model.text_encoder = NearestTextEncoder(inner, training_texts(args.parts))
+    model.text_encoder = NearestTextEncoder(
+        plain_encoder(model.text_encoder), training_texts(args.parts)
+    )
     evaluate(
         args.mixtures,
         args.audio_dir,

@@ -50,7 +50,7 @@ from .errors import (
 )
 from .fileio import check_output_file, new_folders_removed_on_error, refuse_overwriting
 from .models.separator import TextQueriedSeparator
-from .models.text import NearestTextEncoder, validate_queries
+from .models.text import NearestTextEncoder, plain_encoder, validate_queries
 from .precision import autocast, resolve_precision
 from .pretrained import load_model, resolve_device
 from .schema import check_count
@@ -357,18 +357,22 @@ class Separator:
         Shape:
             - output: ``(num_queries, condition_dim)``, on the model's device
         """
+        if self.snap_queries:
+            return self.model.encode(queries)
+        return plain_encoder(self.model.text_encoder).encode(queries).to(self.model.device)
+
+    @property
+    def query_bank(self) -> NearestTextEncoder | None:
+        """The encoder that answers queries with the nearest training text, where this
+        Separator uses one (``snap_queries`` and a model that has one); ``None`` otherwise."""
         encoder = self.model.text_encoder
-        if not self.snap_queries and isinstance(encoder, NearestTextEncoder):
-            return encoder.inner.encode(queries).to(self.model.device)
-        return self.model.encode(queries)
+        return encoder if self.snap_queries and isinstance(encoder, NearestTextEncoder) else None
 
     def answered_as(self, queries: str | Sequence[str]) -> list[str] | None:
         """The training text each query is answered with, where the model snaps queries
-        (``snap_queries`` and a nearest-text encoder); ``None`` otherwise."""
-        encoder = self.model.text_encoder
-        if self.snap_queries and isinstance(encoder, NearestTextEncoder):
-            return encoder.nearest(queries)
-        return None
+        (see :attr:`query_bank`); ``None`` otherwise."""
+        bank = self.query_bank
+        return None if bank is None else bank.nearest(queries)
 
     def _processor(self, queries: list[str]) -> OverlapAdd:
         """Segment-wise processor for ``queries``, on the network's pooling grid."""

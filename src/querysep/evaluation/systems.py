@@ -42,7 +42,7 @@ import torch
 from ..audio.io import resample
 from ..data.mixing import fit_length
 from ..errors import AudioError, ConfigError
-from ..models.text import NearestTextEncoder
+from ..models.text import plain_encoder
 from .resynthesis import oracle_factory
 
 __all__ = [
@@ -384,7 +384,8 @@ class ModelSystem:
 
                 self.spec = f"normalized:{absolute_spec(spec)}"
         if not snap_queries:
-            if not isinstance(self.separator.model.text_encoder, NearestTextEncoder):
+            encoder = self.separator.model.text_encoder
+            if plain_encoder(encoder) is encoder:
                 raise ConfigError(
                     f"system 'unsnapped:{spec}': that model answers queries as they are "
                     "already (it has no bank of training texts); evaluate it as plain "
@@ -419,10 +420,9 @@ class ModelSystem:
             settings["weights_sha256"] = self.weights_sha256
         if sep.normalize:
             settings["normalize"] = True
-        encoder = sep.model.text_encoder
-        if sep.snap_queries and isinstance(encoder, NearestTextEncoder):
+        if sep.query_bank is not None:
             # the texts decide every query's condition: another bank scores other figures
-            texts = json.dumps(encoder.texts, ensure_ascii=False).encode()
+            texts = json.dumps(sep.query_bank.texts, ensure_ascii=False).encode()
             settings["query_bank"] = hashlib.sha256(texts).hexdigest()[:16]
         return settings
 

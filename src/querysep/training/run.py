@@ -41,7 +41,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from ..errors import CheckpointError, ConfigError, OutputError
 from ..fileio import check_output_folder, locked_folder, write_text
 from ..models.separator import CONFIG_NAME, TextQueriedSeparator, build_network
-from ..models.text import NearestTextEncoder, TextEncoder, build_text_encoder
+from ..models.text import NearestTextEncoder, build_text_encoder, plain_encoder
 from ..precision import describe_choice, resolve_precision
 from .callbacks import (
     LAST_CHECKPOINT,
@@ -128,13 +128,6 @@ def build_model(config: ModelConfig) -> TextQueriedSeparator:
     if callable(prepare):  # load what training alone needs now (IRM-LDM's UNet for sds)
         prepare()
     return TextQueriedSeparator(net, encoder, dict(config.metadata))
-
-
-def with_query_bank(encoder: TextEncoder, texts: list[str]) -> NearestTextEncoder:
-    """``encoder`` answering with the nearest of ``texts`` (``model.query_bank``); a model
-    that has a bank already (``init_from``) gets the new texts instead of its own."""
-    inner = encoder.inner if isinstance(encoder, NearestTextEncoder) else encoder
-    return NearestTextEncoder(inner, texts)
 
 
 def _keep_csv_log(output_dir: Path) -> None:
@@ -448,14 +441,18 @@ def train(
     datamodule.check_train_audio()  # streaming (no preload): a missing file stops it here
     ds = datamodule.train_dataset
     assert ds is not None
+    # model.query_bank: the new model answers with the nearest of this run's texts; a model
+    # that has a bank already (init_from) gets them instead of its own, and without the
+    # option it loses its own (new training texts must not snap to old ones)
+    own = model.text_encoder
+    plain = plain_encoder(own)
     if config.model.query_bank:
-        model.text_encoder = with_query_bank(model.text_encoder, ds.query_texts())
-    elif isinstance(model.text_encoder, NearestTextEncoder):  # init_from a model with one:
-        count = len(model.text_encoder.texts)
-        model.text_encoder = model.text_encoder.inner  # new training texts must not snap
+        model.text_encoder = NearestTextEncoder(plain, ds.query_texts())
+    elif isinstance(own, NearestTextEncoder):
+        model.text_encoder = plain
         say(
             f"note: {config.model.init_from} answers each query with the nearest of its "
-            f"{count} training texts; this run trains and exports without them "
+            f"{len(own.texts)} training texts; this run trains and exports without them "
             "(model.query_bank=true gives the new model its own)"
         )
     say(

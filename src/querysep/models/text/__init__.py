@@ -11,7 +11,7 @@ from .base import (
 from .clap import ClapTextEncoder
 from .hashing import HashingTextEncoder
 from .minilm import MiniLMTextEncoder
-from .nearest import NearestTextEncoder
+from .nearest import NearestTextEncoder, plain_encoder
 from .precomputed import PrecomputedTextEncoder, save_embedding_table
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "TextEncoder",
     "build_text_encoder",
     "check_text_encoder_config",
+    "plain_encoder",
     "register_text_encoder",
     "save_embedding_table",
     "validate_queries",

@@ -25,7 +25,13 @@ import torch.nn.functional as F
 from ...errors import ConfigError
 from .base import TextEncoder, build_text_encoder, register_text_encoder, validate_queries
 
-__all__ = ["NearestTextEncoder"]
+__all__ = ["NearestTextEncoder", "plain_encoder"]
+
+
+def plain_encoder(encoder: TextEncoder) -> TextEncoder:
+    """The encoder that embeds queries as they are: a nearest-text encoder's inner one, or
+    ``encoder`` itself."""
+    return encoder.inner if isinstance(encoder, NearestTextEncoder) else encoder
 
 
 @register_text_encoder("nearest")
@@ -55,17 +61,22 @@ class NearestTextEncoder(TextEncoder):
             raise ConfigError("a nearest-text encoder cannot wrap another one")
         self.inner = encoder
         self.dim = encoder.dim
-        self._bank: torch.Tensor | None = None
+        # the texts' embeddings as the inner encoder gives them, and at unit length
+        self._embeddings: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def bank(self) -> torch.Tensor:
-        """The embeddings of :attr:`texts`, unit length.
+    def embeddings(self) -> torch.Tensor:
+        """The inner encoder's embeddings of :attr:`texts` (computed on first use).
 
         Shape:
             - output: ``(len(texts), dim)``, float32, on the inner encoder's device
         """
-        if self._bank is None:
-            self._bank = F.normalize(self.inner.encode(self.texts).float(), dim=-1)
-        return self._bank
+        return self._bank()[0]
+
+    def _bank(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._embeddings is None:
+            raw = self.inner.encode(self.texts).float()
+            self._embeddings = raw, F.normalize(raw, dim=-1)
+        return self._embeddings
 
     def nearest(self, queries: str | Sequence[str]) -> list[str]:
         """The text each query is answered with."""
@@ -73,12 +84,11 @@ class NearestTextEncoder(TextEncoder):
 
     def _nearest_index(self, queries: list[str]) -> torch.Tensor:
         emb = F.normalize(self.inner.encode(queries).float(), dim=-1)
-        bank = self.bank().to(emb.device)
-        return (emb @ bank.T).argmax(dim=-1)
+        return (emb @ self._bank()[1].to(emb.device).T).argmax(dim=-1)
 
     def _encode(self, queries: list[str]) -> torch.Tensor:
-        index = self._nearest_index(queries)
-        return self.inner.encode([self.texts[i] for i in index.tolist()]).float()
+        raw = self.embeddings()
+        return raw[self._nearest_index(queries).to(raw.device)]
 
     def to_config(self) -> dict[str, Any]:
         return {"kind": "nearest", "inner": self.inner.to_config(), "texts": list(self.texts)}
