@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from querysep.clap import list_clap_models
 from querysep.clap.train import ClapTrainConfig, load_train_config
-from querysep.pretrained import list_models
 from querysep.training import load_config
 from querysep.training.config import TrainConfig
 from querysep.training.melvae import MelVaeTrainConfig
@@ -34,7 +32,6 @@ def test_shipped_config_loads(path: Path) -> None:
         # the default model's stage 2 starts from the stage-1 weights, not from the bundled
         # model (which is its own output); the config says where they come from
         assert config.model.init_from == "runs/esc50-minilm-stage1"
-        assert config.model.init_from not in {m.name for m in list_models()}
         how = (CONFIGS / "default-esc50-finetune.yaml").read_text()
         assert (
             "git show 2f48dd2:src/querysep/weights/esc50-minilm/$f > runs/esc50-minilm-stage1"
@@ -48,7 +45,6 @@ def test_shipped_config_loads(path: Path) -> None:
         assert (
             "git show fe76dba:src/querysep/weights/esc50-clap/$f > runs/esc50-clap-5d26/$f" in how
         )
-        assert config.init_from not in {m.name for m in list_clap_models()}
 
 
 def test_every_other_schema_names_a_shipped_config() -> None:

@@ -129,6 +129,9 @@ def test_query_mix_names_another_text_of_the_target_and_leaves_the_rest_alone(
     assert all(single.draw(i).query_mix is None for i in range(40))  # one text: nothing to mix
     with pytest.raises(ConfigError, match="query_mix_prob"):
         _dataset(labelled_clips, query_mix_prob=1.5)
+    # "first" queries one text a clip: a mix would reach texts it never queries
+    with pytest.raises(ConfigError, match="text_choice 'first' gives one"):
+        _dataset(labelled_clips, text_choice="first", query_mix_prob=0.5)
 
 
 def _is_placed_in(out: np.ndarray, audio: np.ndarray, atol: float) -> bool:

@@ -9,7 +9,12 @@ import torch.nn.functional as F
 from querysep import Separator
 from querysep.errors import ConfigError
 from querysep.models.separator import TextQueriedSeparator
-from querysep.models.text import HashingTextEncoder, NearestTextEncoder, build_text_encoder
+from querysep.models.text import (
+    HashingTextEncoder,
+    NearestTextEncoder,
+    build_text_encoder,
+    check_text_encoder_config,
+)
 from querysep.pretrained import load_model
 
 TEXTS = ["a dog barking", "rain falling on a roof", "a siren wailing", "a cat meowing"]
@@ -52,6 +57,24 @@ def test_the_config_round_trips_and_wraps_once() -> None:
     ):
         with pytest.raises(ConfigError, match=match):
             build_text_encoder(bad)
+    # the inner encoder's config is checked as part of this one: the key names the path
+    for inner, key in (
+        ({"kind": "hashing", "dim": -3}, "inner.dim"),
+        ({"kind": "hashing", "dmi": 64}, "inner.dmi"),
+        ({"kind": "nope"}, "inner.kind"),
+        (5, "inner"),
+    ):
+        bad = {"kind": "nearest", "inner": inner, "texts": TEXTS}
+        with pytest.raises(ConfigError) as caught:
+            check_text_encoder_config(bad)  # loads nothing
+        assert caught.value.key == key
+    tiny = load_model("test-tiny")
+    config = {
+        **tiny.config_dict(),
+        "text_encoder": {"kind": "nearest", "inner": {"kind": "hashing", "dim": 0}, "texts": TEXTS},
+    }
+    with pytest.raises(ConfigError, match=r"^config\.json: text_encoder\.inner\.dim: "):
+        TextQueriedSeparator.from_config(config, source="config.json")
 
 
 def test_the_separator_snaps_unless_told_not_to(tmp_path) -> None:

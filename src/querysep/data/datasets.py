@@ -314,6 +314,11 @@ class MixtureTrainingDataset(Dataset):
             raise ConfigError(
                 f"text_choice must be one of {', '.join(_TEXT_CHOICES)}, got {text_choice!r}"
             )
+        if text_choice == "first" and self.query_mix_prob > 0.0:
+            raise ConfigError(
+                "query_mix_prob needs more than one text per clip, and text_choice 'first' "
+                "gives one: use 'random', 'label' or 'all'"
+            )
         if length is not None and length < 1:
             raise ConfigError(f"length must be at least 1, got {length}")
         if seed < 0:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ...errors import QueryError
+from ...errors import ConfigError, QueryError
 from ...schema import config_error, validate_arguments
 from ...textfiles import control_character
 
@@ -79,6 +79,8 @@ class TextEncoder(nn.Module, abc.ABC):
     """
 
     kind: ClassVar[str] = ""
+    #: Constructor arguments that are themselves encoder configs (checked as such).
+    nested_encoders: ClassVar[tuple[str, ...]] = ()
     dim: int
 
     def __init__(self, cache_size: int = 4096) -> None:
@@ -149,7 +151,8 @@ def check_text_encoder_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
     Raises:
         ConfigError: Not a mapping, an unknown kind, or an unknown, missing, wrongly typed or
-            out-of-range argument (naming it).
+            out-of-range argument (naming it, with its path through nested encoder configs:
+            ``inner.dim``).
     """
     if not isinstance(config, Mapping):
         raise config_error("", f"expected a mapping with a 'kind', got {config!r}")
@@ -158,7 +161,14 @@ def check_text_encoder_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(kind, str) or kind not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY))
         raise config_error("kind", f"unknown text encoder kind {kind!r}; known: {known}")
-    return validate_arguments(_REGISTRY[kind].__init__, args)
+    checked = validate_arguments(_REGISTRY[kind].__init__, args)
+    for key in _REGISTRY[kind].nested_encoders:
+        if isinstance(checked.get(key), Mapping):
+            try:
+                check_text_encoder_config(checked[key])
+            except ConfigError as exc:
+                raise exc.within("", key) from None
+    return checked
 
 
 def build_text_encoder(config: Mapping[str, Any]) -> TextEncoder:

@@ -48,6 +48,8 @@ class NearestTextEncoder(TextEncoder):
             ``nearest`` one.
     """
 
+    nested_encoders = ("inner",)
+
     def __init__(self, inner: Mapping[str, Any] | TextEncoder, texts: Sequence[str]) -> None:
         super().__init__()
         if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
