@@ -104,3 +104,16 @@ def test_corrupt_bundled_weights_are_refused(monkeypatch: pytest.MonkeyPatch) ->
     )
     with pytest.raises(CheckpointError, match="corrupt"):
         pretrained.load_model("esc50-minilm")
+
+
+def test_every_bundled_separator_pins_its_config() -> None:
+    from querysep import pretrained
+
+    # config.json changes what a model does (esc50-minilm's holds its bank of texts), so a
+    # bundled one is checked like the weights
+    for info in pretrained._MODELS.values():
+        if info.folder is None:
+            continue
+        pinned = [path for path, _ in pretrained._bundled_files(info)]
+        config = pretrained.verify_bundled(info) / "config.json"
+        assert config in pinned, info.name

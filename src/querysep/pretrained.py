@@ -78,6 +78,14 @@ _MODELS: dict[str, ModelInfo] = {
         folder=ESC50_MINILM,
         sha256="35b730f9a2daa47ea5a19a1989c49592e68144c2fafca201c6ea1756f43f868b",
         license="CC BY-NC 3.0 (non-commercial; trained on ESC-50)",
+        extra_files=(
+            # it changes the output besides the weights: it holds the 557 texts queries are
+            # answered with
+            (
+                "esc50-minilm/config.json",
+                "c9dbb8a36d56333837687fb8bbb68d1f6aa476a14399854969569b9a460c1a52",
+            ),
+        ),
     ),
     IRM_LDM_ESC50: ModelInfo(
         name=IRM_LDM_ESC50,
