@@ -732,6 +732,23 @@ CASES: list[Case] = [
         None,
         "--output is empty: give a file or a folder",
     ),
+    # an empty path of any other command (each was the current folder: read or written)
+    Case(
+        "evaluate-output-empty",
+        "evaluate --mixtures list.csv --audio-dir audio -m mixture -o ''",
+        None,
+        "'--output' / '-o': is empty: give a file or a folder",
+    ),
+    Case(
+        "evaluate-audio-dir-empty",
+        "evaluate --mixtures list.csv --audio-dir '' -m mixture -o ev",
+        None,
+        "'--audio-dir': is empty",
+    ),
+    Case("ats-output-empty", "ats good.wav -q dog -o ''", None, "'--output' / '-o': is empty"),
+    Case("mixtures-output-empty", "mixtures make manifest.jsonl -n 3 -o ''", None, "is empty"),
+    Case("separate-input-empty", "separate good.wav '' -q dog -m test-tiny", None, "'inputs': is"),
+    Case("train-config-empty", "train ''", None, "'config': is empty"),
     Case(
         "output-is-the-input",
         "separate good.wav -q dog -m test-tiny -o good.wav",

@@ -13,6 +13,7 @@ import io
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -29,7 +30,14 @@ class _RootGroup(TyperGroup):
 
     Parsing the root options happens in :meth:`make_context`; resolving, parsing and running
     a subcommand (and its subcommands) all happen inside the root's :meth:`invoke`.
+
+    An empty path (``-o ""``) is a usage error for every command: ``Path("")`` is the
+    current folder, so it would otherwise read or write there.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _refuse_empty_paths(self)
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         with quiet_when_stdout_closed(), one_line_usage_errors():
@@ -38,6 +46,25 @@ class _RootGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         with quiet_when_stdout_closed(), one_line_usage_errors():
             return super().invoke(ctx)
+
+
+def _refuse_empty_paths(command: Any) -> None:
+    """Make each parameter of ``command`` and its subcommands that gives a path (or paths)
+    refuse an empty string as one."""
+    for param in getattr(command, "params", ()):
+        process = param.process_value
+
+        def checked(ctx: Any, value: Any, _param=param, _process=process) -> Any:
+            result = _process(ctx, value)
+            raw = value if isinstance(value, (list, tuple)) else [value]
+            out = result if isinstance(result, (list, tuple)) else [result]
+            if any(r == "" and isinstance(o, Path) for r, o in zip(raw, out, strict=False)):
+                raise typer.BadParameter("is empty: give a file or a folder", ctx, _param)
+            return result
+
+        param.process_value = checked
+    for sub in getattr(command, "commands", {}).values():
+        _refuse_empty_paths(sub)
 
 
 app = typer.Typer(
