@@ -117,3 +117,19 @@ def test_every_bundled_separator_pins_its_config() -> None:
         pinned = [path for path, _ in pretrained._bundled_files(info)]
         config = pretrained.verify_bundled(info) / "config.json"
         assert config in pinned, info.name
+
+
+def test_the_bundled_bank_embeddings_are_minilm_s_and_are_used() -> None:
+    import torch
+
+    from querysep.models.text import BANK_NAME, NearestTextEncoder
+    from querysep.pretrained import _MODELS, load_model, verify_bundled
+
+    model = load_model("esc50-minilm")
+    encoder = model.text_encoder
+    assert isinstance(encoder, NearestTextEncoder)
+    bank = verify_bundled(_MODELS["esc50-minilm"]) / BANK_NAME
+    assert str(bank.resolve()) in model.source_files  # read, not stale
+    shipped = encoder.embeddings().clone()
+    fresh = encoder.inner.encode(encoder.texts)  # what the first query computed before
+    torch.testing.assert_close(shipped, fresh, rtol=0, atol=1e-5)

@@ -85,6 +85,12 @@ _MODELS: dict[str, ModelInfo] = {
                 "esc50-minilm/config.json",
                 "c9dbb8a36d56333837687fb8bbb68d1f6aa476a14399854969569b9a460c1a52",
             ),
+            # the 557 texts' MiniLM embeddings (scripts/write_query_bank.py), so that a
+            # process does not compute them on its first query
+            (
+                "esc50-minilm/query_bank.safetensors",
+                "0487e63d138c0b77c10acfc27a2858717fe6b5297bd3dc3bddc86c3a193a0c68",
+            ),
         ),
     ),
     IRM_LDM_ESC50: ModelInfo(

@@ -156,3 +156,60 @@ def test_an_unsnapped_row_beside_the_snapping_one(tmp_path) -> None:
     ):
         with pytest.raises(ConfigError, match=match):
             make_system(bad)
+
+
+def test_a_saved_bank_keeps_its_embeddings_and_loading_embeds_none(tmp_path, monkeypatch) -> None:
+    """``save_pretrained`` writes the bank's embeddings beside the weights; loading the folder
+    uses them, so a first query embeds that query only, and answers as computing them would."""
+    from querysep.errors import CheckpointError
+    from querysep.models.text import BANK_NAME
+
+    tiny = load_model("test-tiny")
+    texts = ["a dog barking", "rain", "a siren"]
+    bank = NearestTextEncoder(tiny.text_encoder, texts)
+    TextQueriedSeparator(tiny.net, bank, tiny.metadata).save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / BANK_NAME).is_file()
+
+    embedded: list[str] = []
+    inner_type = type(tiny.text_encoder)
+    real = inner_type._encode
+    monkeypatch.setattr(
+        inner_type, "_encode", lambda self, q: (embedded.extend(q), real(self, q))[1]
+    )
+    loaded = load_model(str(tmp_path / "m"))
+    query = "a big dog barking at night"
+    got = loaded.text_encoder.encode([query])
+    assert embedded == [query]  # not the three texts
+    assert loaded.text_encoder.nearest([query]) == bank.nearest([query])
+    torch.testing.assert_close(got, bank.encode([query]))
+    assert str((tmp_path / "m" / BANK_NAME).resolve()) in loaded.source_files
+
+    # a bank file from another save (here: other texts) is stale: computed on first use
+    other = NearestTextEncoder(tiny.text_encoder, ["a cat", "wind"])
+    TextQueriedSeparator(tiny.net, other, tiny.metadata).save_pretrained(tmp_path / "o")
+    (tmp_path / "m" / BANK_NAME).write_bytes((tmp_path / "o" / BANK_NAME).read_bytes())
+    embedded.clear()
+    stale = load_model(str(tmp_path / "m"))
+    torch.testing.assert_close(stale.text_encoder.encode([query]), got)
+    assert sorted(embedded) == sorted([query, *texts])
+    assert str((tmp_path / "m" / BANK_NAME).resolve()) not in stale.source_files
+
+    # a damaged one is refused in one line: the right marks on the wrong embeddings, or
+    # no safetensors file at all
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    TextQueriedSeparator(tiny.net, bank, tiny.metadata).save_pretrained(tmp_path / "m")
+    with safe_open(str(tmp_path / "m" / BANK_NAME), framework="pt") as fh:
+        marks = fh.metadata()
+    save_file({"embeddings": torch.zeros(2, bank.dim)}, str(tmp_path / "m" / BANK_NAME), marks)
+    with pytest.raises(CheckpointError, match="is damaged: embeddings of shape \\(2, "):
+        load_model(str(tmp_path / "m"))
+    (tmp_path / "m" / BANK_NAME).write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match=f"cannot read .*{BANK_NAME}"):
+        load_model(str(tmp_path / "m"))
+
+    # saving a model without a bank into the folder removes the file
+    tiny.save_pretrained(tmp_path / "m")
+    assert not (tmp_path / "m" / BANK_NAME).exists()
+    assert load_model(str(tmp_path / "m")).text_encoder.kind != "nearest"

@@ -26,7 +26,7 @@ from ..fileio import atomic_files, sha256_file
 from ..schema import ConfigModel, config_error, validate_model
 from ..textfiles import read_text
 from .resunet import ResUNet, ResUNetConfig, load_state_dict_strict
-from .text import TextEncoder, build_text_encoder
+from .text import BANK_NAME, NearestTextEncoder, TextEncoder, build_text_encoder
 
 __all__ = [
     "CONFIG_NAME",
@@ -259,7 +259,9 @@ class TextQueriedSeparator(nn.Module):
         }
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``folder``, as one pair.
+        """Write ``config.json`` and ``model.safetensors`` into ``folder``, as one pair, and
+        for a model that answers queries with a bank of texts (a ``nearest`` text encoder)
+        their embeddings, ``query_bank.safetensors``, so that loading it embeds nothing.
 
         Both files are written to temporary files and flushed to disk before either
         replaces anything (see :func:`querysep.fileio.atomic_files`), so an error or Ctrl-C
@@ -281,9 +283,19 @@ class TextQueriedSeparator(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         save_id = secrets.token_hex(8)
         config = {**self.config_dict(folder), SAVE_ID_KEY: save_id}
-        with atomic_files(folder / WEIGHTS_NAME, folder / CONFIG_NAME) as (weights, cfg):
-            save_file(state, weights, metadata={"format": "pt", SAVE_ID_KEY: save_id})
-            cfg.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        bank = self.text_encoder if isinstance(self.text_encoder, NearestTextEncoder) else None
+        paths = [
+            folder / WEIGHTS_NAME,
+            *([folder / BANK_NAME] if bank else []),
+            folder / CONFIG_NAME,
+        ]
+        with atomic_files(*paths) as temps:
+            save_file(state, temps[0], metadata={"format": "pt", SAVE_ID_KEY: save_id})
+            if bank is not None:
+                bank.save_embeddings(temps[1], save_id)
+            temps[-1].write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        if bank is None:  # one of an earlier save would only be skipped as stale
+            (folder / BANK_NAME).unlink(missing_ok=True)
         return folder
 
     @classmethod
@@ -349,8 +361,9 @@ class TextQueriedSeparator(nn.Module):
         Raises:
             ModelNotFoundError: The folder or one of its files is missing.
             ConfigError: ``config.json`` is not valid.
-            CheckpointError: The weights do not fit the architecture, or the two files come
-                from different saves.
+            CheckpointError: The weights do not fit the architecture, the two files come
+                from different saves, or the bank's embeddings (``query_bank.safetensors``)
+                cannot be read or are damaged.
         """
         folder = Path(folder)
         cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
@@ -386,4 +399,13 @@ class TextQueriedSeparator(nn.Module):
         model.metadata.setdefault("path", str(folder))
         model.add_source_file(cfg_path)
         model.add_source_file(w_path)
+        bank = folder / BANK_NAME
+        encoder = model.text_encoder
+        if (
+            text_encoder is None
+            and isinstance(encoder, NearestTextEncoder)
+            and bank.is_file()
+            and encoder.load_embeddings(bank, config.get(SAVE_ID_KEY))
+        ):
+            model.add_source_file(bank)  # what the model answers with comes from it
         return model.eval()

@@ -11,10 +11,11 @@ from .base import (
 from .clap import ClapTextEncoder
 from .hashing import HashingTextEncoder
 from .minilm import MiniLMTextEncoder
-from .nearest import NearestTextEncoder, plain_encoder
+from .nearest import BANK_NAME, NearestTextEncoder, plain_encoder
 from .precomputed import PrecomputedTextEncoder, save_embedding_table
 
 __all__ = [
+    "BANK_NAME",
     "MAX_QUERY_CHARS",
     "ClapTextEncoder",
     "HashingTextEncoder",

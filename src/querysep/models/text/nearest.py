@@ -16,16 +16,25 @@ data; ``Separator(..., snap_queries=False)`` (``--no-snap``) uses the inner enco
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from ...errors import ConfigError
+from ...errors import CheckpointError, ConfigError
 from .base import TextEncoder, build_text_encoder, register_text_encoder, validate_queries
 
-__all__ = ["NearestTextEncoder", "plain_encoder"]
+__all__ = ["BANK_NAME", "NearestTextEncoder", "plain_encoder"]
+
+#: The file of a model folder that holds its bank's embeddings, so that a process does not
+#: embed every text on its first query (see :meth:`NearestTextEncoder.save_embeddings`).
+BANK_NAME = "query_bank.safetensors"
 
 
 def plain_encoder(encoder: TextEncoder) -> TextEncoder:
@@ -79,6 +88,53 @@ class NearestTextEncoder(TextEncoder):
             raw = self.inner.encode(self.texts).float()
             self._embeddings = raw, F.normalize(raw, dim=-1)
         return self._embeddings
+
+    def _identity(self) -> dict[str, str]:
+        """What embeddings saved for this encoder must have been computed for."""
+        texts = json.dumps(self.texts, ensure_ascii=False).encode("utf-8")
+        return {
+            "texts_sha256": hashlib.sha256(texts).hexdigest(),
+            "inner": json.dumps(self.inner.to_config(), sort_keys=True),
+        }
+
+    def save_embeddings(self, path: str | Path, save_id: str) -> None:
+        """Write the texts' embeddings to ``path`` (safetensors), marked with what they were
+        computed for and with ``save_id``, the save of the model folder they belong to.
+
+        The caller writes ``path`` atomically (it is one of a model folder's files)."""
+        metadata = {**self._identity(), "save_id": save_id}
+        save_file({"embeddings": self.embeddings().cpu().contiguous()}, str(path), metadata)
+
+    def load_embeddings(self, path: str | Path, save_id: str | None) -> bool:
+        """Use the embeddings :meth:`save_embeddings` wrote to ``path``, if they were saved
+        with ``save_id`` for these texts and this inner encoder; otherwise (a stale file:
+        another save, other texts or encoder) leave them to be computed on the first query.
+
+        Returns:
+            Whether they were used.
+
+        Raises:
+            CheckpointError: The file cannot be read, or holds embeddings of the wrong shape
+                or with non-finite values for what it says it was computed for.
+        """
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                metadata = fh.metadata() or {}
+                if metadata != {**self._identity(), "save_id": save_id}:
+                    return False
+                raw = fh.get_tensor("embeddings").float()
+        except Exception as exc:  # safetensors raises its own error types
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise CheckpointError(f"cannot read {path}: {reason}") from None
+        if raw.shape != (len(self.texts), self.dim) or not torch.isfinite(raw).all():
+            raise CheckpointError(
+                f"{path} is damaged: embeddings of shape {tuple(raw.shape)} for "
+                f"{len(self.texts)} texts of dimension {self.dim}; delete it (they are then "
+                "computed on the first query)"
+            )
+        raw = raw.to(self.inner.device)
+        self._embeddings = raw, F.normalize(raw, dim=-1)
+        return True
 
     def nearest(self, queries: str | Sequence[str]) -> list[str]:
         """The text each query is answered with."""
