@@ -5,15 +5,17 @@
 
 Loads each model (a name, a folder or ``kind:path``), checks that their networks have the
 same parameters and shapes, and writes a model folder whose floating-point tensors are the
-uniform mean of theirs; counters (BatchNorm's ``num_batches_tracked``) and the text encoder,
-config and metadata come from the first model, with the members recorded under
-``metadata.averaged_from``. Averaging only makes sense for fine-tunes of one starting point:
-the #17 probe of the esc50-minilm model card ("Levers for v2") averaged five such runs.
+uniform mean of theirs. Counters (BatchNorm's ``num_batches_tracked``), the text encoder,
+the config and the metadata come from the first model, less its name, folder and training
+record; the members are recorded under ``metadata.averaged_from``. Averaging only makes
+sense for fine-tunes of one starting point: the #17 probe of the esc50-minilm model card
+("Levers for v2") averaged five such runs.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -42,7 +44,8 @@ def main() -> None:
     }
     soup = models[0]
     soup.net.load_state_dict(averaged)
-    soup.metadata = {**soup.metadata, "averaged_from": list(args.models)}
+    kept = {k: v for k, v in soup.metadata.items() if k not in ("name", "path", "training")}
+    soup.metadata = {**kept, "name": Path(args.output).name, "averaged_from": list(args.models)}
     print(f"wrote {soup.save_pretrained(args.output)} (mean of {len(models)} models)")
 
 

@@ -35,8 +35,8 @@ def main() -> None:
         raise SystemExit(f"error: {args.folder} has no save id: save the model again instead")
     with AtomicFile(args.folder / BANK_NAME) as tmp:
         encoder.save_embeddings(tmp, save_id)
-    again = TextQueriedSeparator.from_pretrained(args.folder)  # now reads them back
-    if str((args.folder / BANK_NAME).resolve()) not in again.source_files:
+    again = TextQueriedSeparator.from_pretrained(args.folder).text_encoder  # reads them back
+    if not (isinstance(again, NearestTextEncoder) and again.has_embeddings):
         raise SystemExit(f"error: {args.folder / BANK_NAME} was written but is not used")
     print(f"wrote {args.folder / BANK_NAME} ({len(encoder.texts)} texts)")
 

@@ -27,7 +27,7 @@ from .fileio import sha256_file
 from .hub import absolute_if_local
 from .models.resunet import ResUNet, ResUNetConfig
 from .models.separator import CONFIG_NAME, WEIGHTS_NAME, TextQueriedSeparator
-from .models.text import HashingTextEncoder
+from .models.text import BANK_NAME, HashingTextEncoder
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -218,7 +218,8 @@ def _load_named(info: ModelInfo) -> TextQueriedSeparator:
     model = TextQueriedSeparator.from_pretrained(verify_bundled(info))
     model.metadata["name"] = info.name
     for path, digest in _bundled_files(info):  # just checked: not hashed again
-        model.add_source_file(path, digest)
+        if path.name != BANK_NAME:  # a cache of what config.json names (see from_pretrained)
+            model.add_source_file(path, digest)
     return model
 
 

@@ -198,3 +198,15 @@ def test_export_does_not_overwrite_a_config_json_of_something_else(
     assert runner.invoke(app, [*argv, "--overwrite"]).exit_code == 0  # asked for: replaced
     assert load_model(str(other)).metadata["training"]["step"] == 1
     assert runner.invoke(app, argv).exit_code == 0  # now an earlier export's: updated
+
+    # a banked model's folder holds query_bank.safetensors too: an export's own file
+    from querysep.models.separator import TextQueriedSeparator
+    from querysep.models.text import BANK_NAME, NearestTextEncoder
+
+    tiny = load_model("test-tiny")
+    bank = NearestTextEncoder(tiny.text_encoder, ["a dog", "rain"])
+    TextQueriedSeparator(tiny.net, bank, tiny.metadata).save_pretrained(tmp_path / "banked")
+    assert (tmp_path / "banked" / BANK_NAME).is_file()
+    argv = ["train", "export", str(tmp_path / "run"), "-o", str(tmp_path / "banked")]
+    assert runner.invoke(app, argv).exit_code == 0
+    assert not (tmp_path / "banked" / BANK_NAME).exists()  # this model has no bank

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from querysep.errors import ConfigError
-from querysep.models.text import NearestTextEncoder
+from querysep.models.text import BANK_NAME, NearestTextEncoder
 from querysep.pretrained import load_model
 from querysep.training.config import config_from_dict
 from querysep.training.run import train
@@ -27,6 +27,9 @@ def test_the_exported_model_holds_the_training_texts_and_a_fine_tune_drops_them(
     assert model.text_encoder.texts == ["a sine tone", "sine"]  # every text a query can be
     assert model.text_encoder.inner.to_config() == {"kind": "hashing", "dim": 16}
     assert model.text_encoder.nearest(["a sine tone please"]) == ["a sine tone"]
+    # the export keeps the texts' embeddings: read on loading, not computed on a first query
+    assert (result.exported / BANK_NAME).is_file()
+    assert load_model(str(result.exported)).text_encoder.has_embeddings
 
     plain = tiny_config(sine_data, tmp_path / "plain", max_steps=2, val_every_n_steps=2)
     plain["model"] = {"init_from": str(result.exported)}

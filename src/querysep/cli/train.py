@@ -96,6 +96,7 @@ def export_cmd(
     from ..errors import OutputError
     from ..fileio import check_output_folder, locked_folder, remove_stale_temp_files
     from ..models.separator import CONFIG_NAME, WEIGHTS_NAME
+    from ..models.text import BANK_NAME
     from ..training.export import export_checkpoint, find_export_checkpoint
 
     check_output_folder(output)
@@ -104,10 +105,11 @@ def export_cmd(
         folder = checkpoint / "checkpoints" if (checkpoint / "checkpoints").is_dir() else checkpoint
         source = find_export_checkpoint(folder)
     with locked_folder(output, "train export"):  # no other export writes here meanwhile
-        for name in (CONFIG_NAME, WEIGHTS_NAME):  # what a killed export left behind
+        written = {CONFIG_NAME, WEIGHTS_NAME, BANK_NAME}  # what an export writes
+        for name in written:  # what a killed export left behind
             remove_stale_temp_files(output / name)
         held = {p.name for p in output.iterdir()}
-        foreign = held - {CONFIG_NAME, WEIGHTS_NAME}  # what an earlier export did not write
+        foreign = held - written  # what an earlier export did not write
         if CONFIG_NAME in held and not _is_model_config(output / CONFIG_NAME):
             foreign.add(CONFIG_NAME)
         if foreign and not overwrite:

@@ -399,13 +399,11 @@ class TextQueriedSeparator(nn.Module):
         model.metadata.setdefault("path", str(folder))
         model.add_source_file(cfg_path)
         model.add_source_file(w_path)
+        # The bank's embeddings, if saved and not stale. Not one of the files the model's
+        # digest covers: they only spare computing what the texts and encoder the config
+        # names give (their marks say so; a resumed evaluation checks the texts themselves).
         bank = folder / BANK_NAME
         encoder = model.text_encoder
-        if (
-            text_encoder is None
-            and isinstance(encoder, NearestTextEncoder)
-            and bank.is_file()
-            and encoder.load_embeddings(bank, config.get(SAVE_ID_KEY))
-        ):
-            model.add_source_file(bank)  # what the model answers with comes from it
+        if text_encoder is None and isinstance(encoder, NearestTextEncoder) and bank.is_file():
+            encoder.load_embeddings(bank, config.get(SAVE_ID_KEY))
         return model.eval()

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, ModelNotFoundError
+from ..errors import CheckpointError, ModelNotFoundError, QuerysepError
 from ..models.resunet import load_state_dict_strict
 from ..models.separator import TextQueriedSeparator
-from ..models.text import TextEncoder
+from ..models.text import NearestTextEncoder, TextEncoder, build_text_encoder
 from ..safeload import load_weights_only
 from .callbacks import BEST_CHECKPOINT, LAST_CHECKPOINT
 from .module import CHECKPOINT_KEY, check_trained
@@ -42,6 +42,19 @@ class _DescribedEncoder(TextEncoder):
 
     def to_config(self) -> dict[str, Any]:
         return dict(self._config)
+
+
+def _export_encoder(config: Mapping[str, Any], dim: int) -> TextEncoder:
+    """The text encoder written with an exported model: described only, except a bank of
+    texts (``kind: nearest``), which is built so that the folder keeps the texts' embeddings
+    and no process of the model computes them on its first query. Where its inner encoder
+    cannot be built here, the folder goes without them (they are computed on first use)."""
+    if config.get("kind") == NearestTextEncoder.kind:
+        try:
+            return build_text_encoder(config)
+        except QuerysepError:
+            pass
+    return _DescribedEncoder(config, dim)
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -150,7 +163,7 @@ def export_checkpoint(
     dim = model_config["network"]["config"].get("condition_dim")
     if isinstance(dim, bool) or not isinstance(dim, int):
         raise CheckpointError(f"{checkpoint} has a damaged model config (network condition_dim)")
-    encoder = _DescribedEncoder(model_config["text_encoder"], dim)
+    encoder = _export_encoder(model_config["text_encoder"], dim)
     model = TextQueriedSeparator.from_config(
         model_config, text_encoder=encoder, source=f"the model config in {checkpoint}"
     )

@@ -83,10 +83,18 @@ class NearestTextEncoder(TextEncoder):
         """
         return self._bank()[0]
 
+    @property
+    def has_embeddings(self) -> bool:
+        """Whether the texts' embeddings are at hand (read from a model folder, or computed),
+        so that no query embeds them."""
+        return self._embeddings is not None
+
     def _bank(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._embeddings is None:
             raw = self.inner.encode(self.texts).float()
             self._embeddings = raw, F.normalize(raw, dim=-1)
+        elif self._embeddings[0].device != self.inner.device:  # read, then the model moved
+            self._embeddings = tuple(t.to(self.inner.device) for t in self._embeddings)
         return self._embeddings
 
     def _identity(self) -> dict[str, str]:
@@ -132,7 +140,6 @@ class NearestTextEncoder(TextEncoder):
                 f"{len(self.texts)} texts of dimension {self.dim}; delete it (they are then "
                 "computed on the first query)"
             )
-        raw = raw.to(self.inner.device)
         self._embeddings = raw, F.normalize(raw, dim=-1)
         return True
 
