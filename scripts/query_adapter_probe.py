@@ -18,14 +18,13 @@ its output.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _probe import add_list_arguments, score
 
 from querysep.data.recipes.esc50 import builtin_captions
-from querysep.evaluation.runner import evaluate
 from querysep.evaluation.systems import ModelSystem
 from querysep.models.text import TextEncoder, plain_encoder
 
@@ -77,10 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", help="a separator: name, folder or kind:path")
     parser.add_argument("--penalty", type=float, required=True, help="pull towards identity")
-    parser.add_argument("--mixtures", required=True, help="a DCASE mixture list")
-    parser.add_argument("--audio-dir", default="../shared/datasets/esc50-16k/audio")
-    parser.add_argument("-o", "--output", required=True, help="evaluation folder")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N mixtures")
+    add_list_arguments(parser)
     args = parser.parse_args()
     if not args.penalty > 0:
         parser.error("--penalty must be positive")
@@ -89,8 +85,7 @@ def main() -> None:
     inner = plain_encoder(model.text_encoder)  # the adapter works on the query's own embedding
     adapter = fit_adapter(inner, args.penalty)
     model.text_encoder = AdaptedEncoder(inner, adapter)
-    evaluate(args.mixtures, args.audio_dir, [system], Path(args.output), limit=args.limit)
-    print((Path(args.output) / "table.md").read_text(encoding="utf-8"))
+    score(args, [system], baselines=True)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,11 @@ outcome.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
+from _probe import add_list_arguments, score
 
 from querysep.data.recipes.esc50 import builtin_captions
-from querysep.evaluation.runner import evaluate
 from querysep.evaluation.systems import ModelSystem
 
 
@@ -61,19 +60,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ks", type=int, nargs="+", default=[3, 99], help="values of k > 1")
     parser.add_argument("--parts", nargs="+", default=["train", "more"], help="caption parts")
-    parser.add_argument("--mixtures", required=True, help="a DCASE mixture list")
-    parser.add_argument("--audio-dir", default="../shared/datasets/esc50-16k/audio")
-    parser.add_argument("-o", "--output", required=True, help="evaluation folder")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N mixtures")
+    add_list_arguments(parser)
     args = parser.parse_args()
     if any(k < 2 for k in args.ks):
         raise SystemExit("error: --ks takes values of 2 or more (k = 1 is always scored)")
     groups = class_texts(args.parts)
     systems = [ModelSystem(name="k=1"), *(ClassEnsemble(k, groups) for k in args.ks)]
-    evaluate(
-        args.mixtures, args.audio_dir, systems, Path(args.output), limit=args.limit, baselines=False
-    )
-    print((Path(args.output) / "table.md").read_text(encoding="utf-8"))
+    score(args, systems)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ shows its output; the bundled model has answered this way by default since 2026-
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from _probe import add_list_arguments, score
 
 from querysep.data.recipes.esc50 import builtin_captions
-from querysep.evaluation.runner import evaluate
 from querysep.evaluation.systems import ModelSystem
 from querysep.models.text import NearestTextEncoder, plain_encoder
 
@@ -42,11 +42,8 @@ def training_texts(parts: list[str]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", help="a separator: name, folder or kind:path")
-    parser.add_argument("--mixtures", required=True, help="a DCASE mixture list")
-    parser.add_argument("--audio-dir", default="../shared/datasets/esc50-16k/audio")
     parser.add_argument("--parts", nargs="+", default=["train", "more"], help="caption parts")
-    parser.add_argument("-o", "--output", required=True, help="evaluation folder")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N mixtures")
+    add_list_arguments(parser)
     args = parser.parse_args()
     plain = ModelSystem(args.model, name=f"{args.model} (queries as they are)")
     plain.separator.snap_queries = False  # a bundled bank too is left out
@@ -55,15 +52,7 @@ def main() -> None:
     model.text_encoder = NearestTextEncoder(
         plain_encoder(model.text_encoder), training_texts(args.parts)
     )
-    evaluate(
-        args.mixtures,
-        args.audio_dir,
-        [plain, system],
-        Path(args.output),
-        limit=args.limit,
-        baselines=False,
-    )
-    print((Path(args.output) / "table.md").read_text(encoding="utf-8"))
+    score(args, [plain, system])
 
 
 if __name__ == "__main__":

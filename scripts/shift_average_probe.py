@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _probe import add_list_arguments, score
 
-from querysep.evaluation.runner import evaluate
 from querysep.evaluation.systems import ModelSystem
 
 
@@ -42,10 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", help="a separator: name, folder or kind:path")
     parser.add_argument("--shifts", type=int, nargs="+", default=[2, 4], help="values of N > 1")
-    parser.add_argument("--mixtures", required=True, help="a DCASE mixture list")
-    parser.add_argument("--audio-dir", default="../shared/datasets/esc50-16k/audio")
-    parser.add_argument("-o", "--output", required=True, help="evaluation folder")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N mixtures")
+    add_list_arguments(parser)
     args = parser.parse_args()
     if any(n < 2 for n in args.shifts):
         raise SystemExit("error: --shifts takes values of 2 or more (N = 1 is always scored)")
@@ -55,10 +51,7 @@ def main() -> None:
         hop = int(system.separator.model.net.config.hop_length)
         system.separator._net = shift_averaged(system.separator._net, n, hop)
         systems.append(system)
-    evaluate(
-        args.mixtures, args.audio_dir, systems, Path(args.output), limit=args.limit, baselines=False
-    )
-    print((Path(args.output) / "table.md").read_text(encoding="utf-8"))
+    score(args, systems)
 
 
 if __name__ == "__main__":
