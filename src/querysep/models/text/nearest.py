@@ -94,7 +94,8 @@ class NearestTextEncoder(TextEncoder):
             raw = self.inner.encode(self.texts).float()
             self._embeddings = raw, F.normalize(raw, dim=-1)
         elif self._embeddings[0].device != self.inner.device:  # read, then the model moved
-            self._embeddings = tuple(t.to(self.inner.device) for t in self._embeddings)
+            raw, unit = self._embeddings
+            self._embeddings = raw.to(self.inner.device), unit.to(self.inner.device)
         return self._embeddings
 
     def _identity(self) -> dict[str, str]:
