@@ -187,7 +187,7 @@ def test_a_bundled_models_digest_reuses_the_checked_sha256(
 
     monkeypatch.setattr(separator_module, "sha256_file", counted)
     system = ModelSystem("esc50-minilm")
-    assert hashed == ["config.json"]  # the weights were checked on loading: not read again
+    assert hashed == []  # the weights and config.json were checked on loading: not read again
     both = sorted([info.sha256, hashlib.sha256(config.read_bytes()).hexdigest()])
     expected = hashlib.sha256("\n".join(both).encode()).hexdigest()[:16]
     assert system.settings["weights_sha256"] == expected
