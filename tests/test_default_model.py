@@ -131,3 +131,26 @@ def test_the_bundled_bank_embeddings_are_minilm_s_and_are_read() -> None:
     shipped = encoder.embeddings().clone()
     fresh = encoder.inner.encode(encoder.texts)  # what the first query computed before
     torch.testing.assert_close(shipped, fresh, rtol=0, atol=1e-5)
+
+
+def test_minilm_s_far_cosine_keeps_new_phrasings_of_known_sounds_near() -> None:
+    """The calibration MiniLMTextEncoder.far_cosine documents, on training texts only:
+    every `more` caption is nearer than it to a label or `train` caption of ESC-50, while
+    queries for no sound at all fall below it from every text of the bundled model."""
+    import torch.nn.functional as F
+
+    from querysep.data.recipes.esc50 import builtin_captions
+    from querysep.models.text import MiniLMTextEncoder, NearestTextEncoder
+    from querysep.pretrained import load_model
+
+    encoder = load_model("esc50-minilm").text_encoder
+    assert isinstance(encoder, NearestTextEncoder)
+    inner = encoder.inner
+    assert isinstance(inner, MiniLMTextEncoder) and inner.far_cosine == 0.5
+    train, more = builtin_captions("train"), builtin_captions("more")
+    known = [t for c in sorted(train) for t in (c.replace("_", " "), *train[c])]
+    new = [t for c in sorted(more) for t in more[c]]
+    cosines = F.normalize(inner.encode(new), dim=-1) @ F.normalize(inner.encode(known), dim=-1).T
+    assert float(cosines.max(dim=-1).values.min()) >= 0.53
+    nonsense = ["the stock market", "quantum physics lecture", "a recipe for lasagna"]
+    assert all(m.far for m in encoder.matches(nonsense))

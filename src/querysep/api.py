@@ -50,7 +50,7 @@ from .errors import (
 )
 from .fileio import check_output_file, new_folders_removed_on_error, refuse_overwriting
 from .models.separator import TextQueriedSeparator
-from .models.text import NearestTextEncoder, plain_encoder, validate_queries
+from .models.text import NearestTextEncoder, QueryMatch, plain_encoder, validate_queries
 from .precision import autocast, resolve_precision
 from .pretrained import load_model, resolve_device
 from .schema import check_count
@@ -373,6 +373,13 @@ class Separator:
         (see :attr:`query_bank`); ``None`` otherwise."""
         bank = self.query_bank
         return None if bank is None else bank.nearest(queries)
+
+    def query_matches(self, queries: str | Sequence[str]) -> list[QueryMatch] | None:
+        """For each query, the training text it is answered with, their cosine similarity,
+        and whether the query is far from every training text (so probably names a sound
+        the model was not trained on), where the model snaps queries; ``None`` otherwise."""
+        bank = self.query_bank
+        return None if bank is None else bank.matches(queries)
 
     def _processor(self, queries: list[str]) -> OverlapAdd:
         """Segment-wise processor for ``queries``, on the network's pooling grid."""

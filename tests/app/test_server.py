@@ -77,6 +77,7 @@ def test_two_queries_give_two_files_and_the_residual(client, tmp_path: Path) -> 
 
     texts = Separator("esc50-minilm").answered_as(["a dog barking", "rain"])
     assert [o["answered_as"] for o in report["outputs"]] == texts
+    assert [o["far_from_training"] for o in report["outputs"]] == [False, False]
 
     # the first output is what `querysep separate` writes for the same input and query
     out = tmp_path / "cli.wav"

@@ -56,8 +56,9 @@ def test_a_request_gives_one_wav_per_query_the_residual_ats_and_figures(
     assert report["model"] == "test-tiny" and report["ats_model"] == result.clap
     assert [o["file"] for o in report["outputs"]] == names[:2]
     # test-tiny answers queries as they are: no bank, each output's text is its query
-    assert result.answered_as is None
+    assert result.answered_as is None and result.far is None
     assert [o["answered_as"] for o in report["outputs"]] == ["a dog barking", "rain"]
+    assert [o["far_from_training"] for o in report["outputs"]] == [False, False]
     # segment by segment: the bar moves forward while separating, then the figures
     fractions = [f for f, what in seen if what == "separating"]
     assert len(fractions) >= 3 and fractions == sorted(fractions) and fractions[-1] == 0.9
@@ -175,6 +176,13 @@ def test_track_heading_says_n_a_for_a_silent_output() -> None:
     assert snapped == "### a hound baying\nanswered as *dog* · ATS **0.712** (esc50\\-clap)"
     same = track_heading({**item, "answered_as": "a dog"})  # its own text: nothing to say
     assert same == "### a dog\nATS **0.712** (esc50\\-clap)"
+    far = track_heading(
+        {**item, "title": "the stock market", "answered_as": "a clock", "far": True}
+    )
+    assert far == (
+        "### the stock market\nanswered as *a clock* (far from every text the model was "
+        "trained on) · ATS **0.712** (esc50\\-clap)"
+    )
 
 
 def test_an_upload_the_pruner_removed_asks_for_it_again(tmp_path: Path) -> None:

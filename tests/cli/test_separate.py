@@ -667,3 +667,19 @@ def test_a_pipe_as_input_is_one_true_line(tmp_path: Path) -> None:
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert res.exit_code == 2 and len(lines) == 1, res.output
     assert f"/dev/fd/{read_end} is a pipe, not a file" in lines[0] and "empty" not in lines[0]
+
+
+def test_a_query_far_from_every_training_text_gets_a_note(mix: Path, tmp_path: Path) -> None:
+    """The default model answers every query as its nearest training text; where that text
+    is far from the query (a sound outside ESC-50, or none), separate says so, once."""
+    res = run(
+        "separate", str(mix), "-q", "a dog barking", "-q", "the stock market",
+        "-o", str(tmp_path / "out") + "/", "--no-ats",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "[answered as 'barking of a dog']" in res.stdout
+    notes = [line for line in res.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1, res.stderr
+    assert notes[0].startswith("note: 'the stock market' is far from every text esc50-minilm")
+    assert "to the nearest, 'a ticking clock'" in notes[0]
+    assert len(list((tmp_path / "out").iterdir())) == 2  # a note, not a refusal

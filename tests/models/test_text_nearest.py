@@ -219,3 +219,29 @@ def test_a_saved_bank_keeps_its_embeddings_and_loading_embeds_none(tmp_path, mon
     tiny.save_pretrained(tmp_path / "m")
     assert not (tmp_path / "m" / BANK_NAME).exists()
     assert load_model(str(tmp_path / "m")).text_encoder.kind != "nearest"
+
+
+class _Calibrated(HashingTextEncoder):
+    """A hashing encoder that says where two of its texts stop naming one sound."""
+
+    @property
+    def far_cosine(self) -> float | None:
+        return 0.5
+
+
+def test_matches_give_the_text_its_cosine_and_whether_it_is_far() -> None:
+    plain = NearestTextEncoder(INNER, TEXTS)
+    calibrated = NearestTextEncoder(_Calibrated(64), TEXTS)
+    queries = ["a dog barking loudly", "quantum physics", "a siren wailing"]
+    unit = F.normalize(plain.inner.encode(TEXTS), dim=-1)
+    for query, got, flagged in zip(
+        queries, plain.matches(queries), calibrated.matches(queries), strict=True
+    ):
+        sims = F.normalize(plain.inner.encode([query]), dim=-1) @ unit.T
+        assert got.text == TEXTS[int(sims.argmax())] == _nearest_by_hand(plain.inner, query)
+        assert got.cosine == pytest.approx(float(sims.max()), abs=1e-6)
+        assert got.far is False  # a hashing encoder has no calibrated threshold
+        assert (flagged.text, flagged.far) == (got.text, got.cosine < 0.5)
+    far = [m.far for m in calibrated.matches(queries)]
+    assert far[2] is False and True in far  # a training text is its own match, cosine 1
+    assert calibrated.matches(["a siren wailing"])[0].cosine == pytest.approx(1.0)

@@ -79,14 +79,16 @@ def default_segment(max_segment_seconds: float) -> tuple[float, float]:
 
 def track_heading(item: dict[str, Any]) -> str:
     """The markdown above a separated track: its query, the training text it was answered
-    as (when the model snaps queries and that text differs), and its ATS (n/a when silent)."""
+    as (when the model snaps queries and that text differs; flagged when the query is far
+    from every training text), and its ATS (n/a when silent)."""
     ats = item["ats"]
     if math.isnan(ats):
         score = "n/a (the output is silent)"
     else:
         score = f"**{ats:.3f}** ({_plain(item['ats_model'])})"
     known = item.get("answered_as")
-    note = f"answered as *{_plain(known)}* · " if known and known != item["title"] else ""
+    far = " (far from every text the model was trained on)" if item.get("far") else ""
+    note = f"answered as *{_plain(known)}*{far} · " if known and known != item["title"] else ""
     return f"### {_plain(item['title'])}\n{note}ATS {score}"
 
 
@@ -134,10 +136,12 @@ def build_page(service: SeparationService) -> Any:
                 "ats": ats,
                 "ats_model": result.clap,
                 "answered_as": known,
+                "far": far,
             }
-            for query, known, out, fig, ats in zip(
+            for query, known, far, out, fig, ats in zip(
                 result.queries,
                 result.answered_as or result.queries,
+                result.far or [False] * len(result.queries),
                 result.outputs,
                 result.figures,
                 result.ats,

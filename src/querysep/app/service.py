@@ -189,6 +189,8 @@ class SeparationResult:
             (``querysep separate --normalize``).
         answered_as: With a model that answers each query as the nearest of its training
             texts (the bundled default), that text for each query; ``None`` otherwise.
+        far: With such a model, whether each query is far from every training text (likely
+            a sound it was not trained on; :meth:`querysep.Separator.query_matches`).
     """
 
     queries: list[str]
@@ -203,6 +205,7 @@ class SeparationResult:
     seconds: float
     normalize: bool = False
     answered_as: list[str] | None = None
+    far: list[bool] | None = None
 
     def report(self) -> dict[str, Any]:
         """A JSON-ready summary (file names, not paths)."""
@@ -217,12 +220,14 @@ class SeparationResult:
                 {
                     "query": q,
                     "answered_as": t,
+                    "far_from_training": f,
                     "file": p.name,
                     "ats": None if math.isnan(a) else round(a, 4),
                 }
-                for q, t, p, a in zip(
+                for q, t, f, p, a in zip(
                     self.queries,
                     self.answered_as or self.queries,
+                    self.far or [False] * len(self.queries),
                     self.outputs,
                     self.ats,
                     strict=True,
@@ -437,6 +442,7 @@ class SeparationService:
                 plot_files(source, out, out.with_suffix(".png"), title=f"query: {q}")
                 for q, out in zip(items, outputs, strict=True)
             ]
+        matches = sep.query_matches(items)
         return SeparationResult(
             queries=items,
             outputs=list(outputs),
@@ -449,7 +455,8 @@ class SeparationService:
             num_channels=info.num_channels,
             seconds=info.duration,
             normalize=normalize,
-            answered_as=sep.answered_as(items),
+            answered_as=[m.text for m in matches] if matches else None,
+            far=[m.far for m in matches] if matches else None,
         )
 
 

@@ -159,7 +159,17 @@ def register(app: typer.Typer) -> None:
                 normalize=normalize,
                 snap_queries=snap,
             )
-        answered = sep.answered_as(queries) or queries
+        matches = sep.query_matches(queries)
+        answered = [m.text for m in matches] if matches else queries
+        name = sep.model.metadata.get("name") or "the model"
+        for q, match in zip(queries, matches or (), strict=False):
+            if match.far:  # likely a sound it was not trained on: say so before the work
+                err_console.print(
+                    f"note: {q!r} is far from every text {name} was trained on (cosine "
+                    f"{match.cosine:.2f} to the nearest, {match.text!r}); it is answered as "
+                    "that text, so check that it is what you meant",
+                    soft_wrap=True,
+                )
         if not no_ats:
             sep.clap  # noqa: B018 - load it now: a bad --clap fails before any output
         with _clipped_notes() as caught:  # one block: other warnings show once a run

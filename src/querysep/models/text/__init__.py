@@ -11,7 +11,7 @@ from .base import (
 from .clap import ClapTextEncoder
 from .hashing import HashingTextEncoder
 from .minilm import MiniLMTextEncoder
-from .nearest import BANK_NAME, NearestTextEncoder, plain_encoder
+from .nearest import BANK_NAME, NearestTextEncoder, QueryMatch, plain_encoder
 from .precomputed import PrecomputedTextEncoder, save_embedding_table
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "MiniLMTextEncoder",
     "NearestTextEncoder",
     "PrecomputedTextEncoder",
+    "QueryMatch",
     "TextEncoder",
     "build_text_encoder",
     "check_text_encoder_config",

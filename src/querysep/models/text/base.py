@@ -89,6 +89,14 @@ class TextEncoder(nn.Module, abc.ABC):
         self._cache_size = cache_size
 
     @property
+    def far_cosine(self) -> float | None:
+        """A cosine similarity of two of this encoder's embeddings below which the texts
+        are not taken to name the same sound, where it is calibrated (``None`` otherwise):
+        a model answering queries as their nearest training text then says when a query
+        is far from all of them."""
+        return None
+
+    @property
     def device(self) -> torch.device:
         for t in self.parameters():
             return t.device

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,21 @@ from safetensors.torch import save_file
 from ...errors import CheckpointError, ConfigError
 from .base import TextEncoder, build_text_encoder, register_text_encoder, validate_queries
 
-__all__ = ["BANK_NAME", "NearestTextEncoder", "plain_encoder"]
+__all__ = ["BANK_NAME", "NearestTextEncoder", "QueryMatch", "plain_encoder"]
 
 #: The file of a model folder that holds its bank's embeddings, so that a process does not
 #: embed every text on its first query (see :meth:`NearestTextEncoder.save_embeddings`).
 BANK_NAME = "query_bank.safetensors"
+
+
+@dataclass(frozen=True)
+class QueryMatch:
+    """How a query was answered: the text, its cosine similarity to the query, and whether
+    the query is far from every text the model knows (see :meth:`NearestTextEncoder.matches`)."""
+
+    text: str
+    cosine: float
+    far: bool
 
 
 def plain_encoder(encoder: TextEncoder) -> TextEncoder:
@@ -146,15 +157,28 @@ class NearestTextEncoder(TextEncoder):
 
     def nearest(self, queries: str | Sequence[str]) -> list[str]:
         """The text each query is answered with."""
-        return [self.texts[i] for i in self._nearest_index(validate_queries(queries)).tolist()]
+        return [self.texts[i] for i in self._nearest_index(validate_queries(queries))[0].tolist()]
 
-    def _nearest_index(self, queries: list[str]) -> torch.Tensor:
+    def matches(self, queries: str | Sequence[str]) -> list[QueryMatch]:
+        """The text each query is answered with, its cosine similarity to the query, and
+        whether the query is far from every text (below the inner encoder's
+        :attr:`~querysep.models.text.TextEncoder.far_cosine`; never where that is ``None``)."""
+        index, cosine = self._nearest_index(validate_queries(queries))
+        far = self.inner.far_cosine
+        return [
+            QueryMatch(self.texts[i], c, far is not None and c < far)
+            for i, c in zip(index.tolist(), cosine.tolist(), strict=True)
+        ]
+
+    def _nearest_index(self, queries: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The index of each query's nearest text, and its cosine similarity."""
         emb = F.normalize(self.inner.encode(queries).float(), dim=-1)
-        return (emb @ self._bank()[1].to(emb.device).T).argmax(dim=-1)
+        best = (emb @ self._bank()[1].to(emb.device).T).max(dim=-1)
+        return best.indices, best.values
 
     def _encode(self, queries: list[str]) -> torch.Tensor:
         raw = self.embeddings()
-        return raw[self._nearest_index(queries).to(raw.device)]
+        return raw[self._nearest_index(queries)[0].to(raw.device)]
 
     def to_config(self) -> dict[str, Any]:
         return {"kind": "nearest", "inner": self.inner.to_config(), "texts": list(self.texts)}
