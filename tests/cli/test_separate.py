@@ -673,13 +673,23 @@ def test_a_query_far_from_every_training_text_gets_a_note(mix: Path, tmp_path: P
     """The default model answers every query as its nearest training text; where that text
     is far from the query (a sound outside ESC-50, or none), separate says so, once."""
     res = run(
-        "separate", str(mix), "-q", "a dog barking", "-q", "the stock market",
+        "separate", str(mix), "-q", "a dog barking", "-q", "the stock market :fire:",
         "-o", str(tmp_path / "out") + "/", "--no-ats",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "[answered as 'barking of a dog']" in res.stdout
     notes = [line for line in res.stderr.splitlines() if line.startswith("note:")]
     assert len(notes) == 1, res.stderr
-    assert notes[0].startswith("note: 'the stock market' is far from every text esc50-minilm")
-    assert "to the nearest, 'a ticking clock'" in notes[0]
+    # the query as typed (no emoji for ":fire:"), then what it was answered as
+    prefix = "note: 'the stock market :fire:' is far from every text esc50-minilm"
+    assert notes[0].startswith(prefix), notes[0]
+    (match,) = Separator().query_matches(["the stock market :fire:"])  # what the note reports
+    assert match.far and f"(cosine {match.cosine:.2f} to the nearest, {match.text!r})" in notes[0]
     assert len(list((tmp_path / "out").iterdir())) == 2  # a note, not a refusal
+    # with queries embedded as they are nothing is answered as another text: no note
+    plain = run(
+        "separate", str(mix), "-q", "the stock market", "--no-snap",
+        "-o", str(tmp_path / "plain.wav"), "--no-ats",
+    )  # fmt: skip
+    assert plain.exit_code == 0, plain.output
+    assert "note:" not in plain.stderr and "answered as" not in plain.stdout

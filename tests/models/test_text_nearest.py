@@ -240,7 +240,7 @@ def test_matches_give_the_text_its_cosine_and_whether_it_is_far() -> None:
         sims = F.normalize(plain.inner.encode([query]), dim=-1) @ unit.T
         assert got.text == TEXTS[int(sims.argmax())] == _nearest_by_hand(plain.inner, query)
         assert got.cosine == pytest.approx(float(sims.max()), abs=1e-6)
-        assert got.far is False  # a hashing encoder has no calibrated threshold
+        assert got.far is None  # a hashing encoder has no calibrated threshold
         assert (flagged.text, flagged.far) == (got.text, got.cosine < 0.5)
     far = [m.far for m in calibrated.matches(queries)]
     assert far[2] is False and True in far  # a training text is its own match, cosine 1

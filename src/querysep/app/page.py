@@ -141,7 +141,7 @@ def build_page(service: SeparationService) -> Any:
             for query, known, far, out, fig, ats in zip(
                 result.queries,
                 result.answered_as or result.queries,
-                result.far or [False] * len(result.queries),
+                result.far or [None] * len(result.queries),
                 result.outputs,
                 result.figures,
                 result.ats,

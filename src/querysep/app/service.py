@@ -190,7 +190,8 @@ class SeparationResult:
         answered_as: With a model that answers each query as the nearest of its training
             texts (the bundled default), that text for each query; ``None`` otherwise.
         far: With such a model, whether each query is far from every training text (likely
-            a sound it was not trained on; :meth:`querysep.Separator.query_matches`).
+            a sound it was not trained on; :meth:`querysep.Separator.query_matches`), or
+            ``None`` for each where its encoder has no calibrated threshold.
     """
 
     queries: list[str]
@@ -205,7 +206,7 @@ class SeparationResult:
     seconds: float
     normalize: bool = False
     answered_as: list[str] | None = None
-    far: list[bool] | None = None
+    far: list[bool | None] | None = None
 
     def report(self) -> dict[str, Any]:
         """A JSON-ready summary (file names, not paths)."""
@@ -227,7 +228,7 @@ class SeparationResult:
                 for q, t, f, p, a in zip(
                     self.queries,
                     self.answered_as or self.queries,
-                    self.far or [False] * len(self.queries),
+                    self.far or [None] * len(self.queries),
                     self.outputs,
                     self.ats,
                     strict=True,

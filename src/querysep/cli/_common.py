@@ -81,8 +81,9 @@ class _Console(Console):
 
 
 # Both consoles print text as it is: no console markup ("[live] take.wav" is a file name, not a
-# style) and no highlighting. The few styled words go in as rich Text (Text.assemble).
-console = _Console(markup=False, highlight=False)
+# style), no emoji codes (":dog:" in a query stays text) and no highlighting. The few styled
+# words go in as rich Text (Text.assemble).
+console = _Console(markup=False, emoji=False, highlight=False)
 
 # Options that several subcommands share (one definition, one help text).
 PRECISION_OPTION: Any = typer.Option(
@@ -112,7 +113,7 @@ TRAIN_OVERRIDES_ARGUMENT: Any = typer.Argument(
 RESTART_OPTION: Any = typer.Option(
     False, "--restart", help="Start over: discard the run's checkpoints, logs and model."
 )
-err_console = _Console(stderr=True, markup=False, highlight=False)
+err_console = _Console(stderr=True, markup=False, emoji=False, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

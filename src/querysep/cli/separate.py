@@ -162,8 +162,8 @@ def register(app: typer.Typer) -> None:
         matches = sep.query_matches(queries)
         answered = [m.text for m in matches] if matches else queries
         name = sep.model.metadata.get("name") or "the model"
-        for q, match in zip(queries, matches or (), strict=False):
-            if match.far:  # likely a sound it was not trained on: say so before the work
+        for q, match in zip(queries, matches or [None] * len(queries), strict=True):
+            if match is not None and match.far:  # likely not a sound it knows: say so first
                 err_console.print(
                     f"note: {q!r} is far from every text {name} was trained on (cosine "
                     f"{match.cosine:.2f} to the nearest, {match.text!r}); it is answered as "

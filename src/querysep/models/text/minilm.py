@@ -74,8 +74,11 @@ class MiniLMTextEncoder(TextEncoder):
 
         Calibrated on ESC-50 training texts only: each of the 269 ``more`` captions lies
         at cosine >= 0.53 from the nearest label or ``train`` caption (a new phrasing of a
-        known sound), while most queries for sounds outside ESC-50, or for no sound at all,
-        lie below 0.5 from every text of the bundled model (the esc50-minilm model card)."""
+        known sound), while many queries for sounds outside ESC-50, and queries for no
+        sound at all, lie below 0.5 from every text of the bundled model (the esc50-minilm
+        model card). It is a property of this embedding space, so it holds for any model
+        with a bank of texts embedded by it; a MiniLM at another path is not assumed to be
+        this one."""
         return 0.5 if self.path is None else None
 
     def _encode(self, queries: list[str]) -> torch.Tensor:

@@ -45,7 +45,7 @@ class QueryMatch:
 
     text: str
     cosine: float
-    far: bool
+    far: bool | None  # None: the encoder has no calibrated threshold (far_cosine)
 
 
 def plain_encoder(encoder: TextEncoder) -> TextEncoder:
@@ -162,11 +162,11 @@ class NearestTextEncoder(TextEncoder):
     def matches(self, queries: str | Sequence[str]) -> list[QueryMatch]:
         """The text each query is answered with, its cosine similarity to the query, and
         whether the query is far from every text (below the inner encoder's
-        :attr:`~querysep.models.text.TextEncoder.far_cosine`; never where that is ``None``)."""
+        :attr:`~querysep.models.text.TextEncoder.far_cosine`; ``None`` where that is)."""
         index, cosine = self._nearest_index(validate_queries(queries))
         far = self.inner.far_cosine
         return [
-            QueryMatch(self.texts[i], c, far is not None and c < far)
+            QueryMatch(self.texts[i], c, None if far is None else c < far)
             for i, c in zip(index.tolist(), cosine.tolist(), strict=True)
         ]
 
