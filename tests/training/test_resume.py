@@ -259,3 +259,24 @@ def test_a_resumed_runs_progress_bar_counts_to_max_steps(
     train(config_from_dict(config), callbacks=[bars], echo=lambda _m: None)
     assert bars.seen and all(total == 4 for _, total in bars.seen), bars.seen
     assert bars.seen[-1][0] == 4
+
+
+def test_a_seeded_fine_tune_repeats_bit_for_bit(tmp_path: Path, sine_data: dict[str, Path]) -> None:
+    """Two runs of one fine-tuning config (model.init_from, the same seed) export the same
+    weights, as two runs from scratch do: stage 2 of the default model is such a run."""
+    from safetensors.torch import load_file
+
+    start = tiny_config(sine_data, tmp_path / "start", max_steps=3, val_every_n_steps=3)
+    first = train(config_from_dict(start), echo=lambda _m: None).exported
+    weights = []
+    for name in ("a", "b"):
+        raw = tiny_config(sine_data, tmp_path / name, max_steps=3, val_every_n_steps=3)
+        raw["model"] = {"init_from": str(first)}
+        out = train(config_from_dict(raw), echo=lambda _m: None).exported
+        weights.append(load_file(str(out / "model.safetensors")))
+    start_weights = load_file(str(first / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys() == start_weights.keys()
+    moved = [k for k in start_weights if not torch.equal(weights[0][k], start_weights[k])]
+    assert moved  # the fine-tune trained
+    for key, value in weights[0].items():
+        torch.testing.assert_close(weights[1][key], value, rtol=0, atol=0, msg=key)
