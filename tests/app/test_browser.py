@@ -73,5 +73,11 @@ def test_the_page_separates_an_example(request: pytest.FixtureRequest, tmp_path:
             page.locator("#separate-button").click()
             error = page.get_by_text("empty query: describe a sound, e.g. 'a dog barking'")
             sync_api.expect(error).to_be_visible()
+
+            # a query for a sound the model never learnt: separated, and marked as far
+            queries.fill("the stock market")
+            page.locator("#separate-button").click()
+            far = page.get_by_text("(far from every text the model was trained on)")
+            sync_api.expect(far).to_be_visible()
         finally:
             browser.close()
