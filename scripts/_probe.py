@@ -11,7 +11,20 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from querysep.data.recipes.esc50 import builtin_captions
 from querysep.evaluation.runner import evaluate
+
+
+def texts_by_class(parts: list[str]) -> dict[str, list[str]]:
+    """Each ESC-50 category's training texts: its label, then the given caption parts'
+    captions, without repeats (categories in sorted order)."""
+    by_part = [builtin_captions(part) for part in parts]
+    return {
+        category: list(
+            dict.fromkeys([category.replace("_", " ")] + [t for c in by_part for t in c[category]])
+        )
+        for category in sorted(by_part[0])
+    }
 
 
 def add_list_arguments(parser: argparse.ArgumentParser) -> None:

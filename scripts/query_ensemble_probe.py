@@ -19,21 +19,15 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _probe import add_list_arguments, score
+from _probe import add_list_arguments, score, texts_by_class
 
-from querysep.data.recipes.esc50 import builtin_captions
 from querysep.evaluation.systems import ModelSystem
 
 
 def class_texts(parts: list[str]) -> dict[str, list[str]]:
     """Each training text -> the texts of its class (label first, then the parts' captions)."""
-    by_part = [builtin_captions(part) for part in parts]
     groups: dict[str, list[str]] = {}
-    for category in sorted(by_part[0]):
-        group = [category.replace("_", " ")]
-        for captions in by_part:
-            group.extend(captions[category])
-        group = list(dict.fromkeys(group))
+    for group in texts_by_class(parts).values():
         for text in group:
             groups.setdefault(text, group)
     return groups

@@ -21,22 +21,15 @@ from __future__ import annotations
 
 import argparse
 
-from _probe import add_list_arguments, score
+from _probe import add_list_arguments, score, texts_by_class
 
-from querysep.data.recipes.esc50 import builtin_captions
 from querysep.evaluation.systems import ModelSystem
 from querysep.models.text import NearestTextEncoder, plain_encoder
 
 
 def training_texts(parts: list[str]) -> list[str]:
     """The labels and the given caption parts, class by class, without repeats."""
-    first = builtin_captions(parts[0])
-    texts = []
-    for category in sorted(first):
-        texts.append(category.replace("_", " "))
-        for part in parts:
-            texts.extend(builtin_captions(part)[category])
-    return list(dict.fromkeys(texts))
+    return list(dict.fromkeys(t for group in texts_by_class(parts).values() for t in group))
 
 
 def main() -> None:

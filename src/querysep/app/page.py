@@ -138,14 +138,8 @@ def build_page(service: SeparationService) -> Any:
                 "answered_as": known,
                 "far": far,
             }
-            for query, known, far, out, fig, ats in zip(
-                result.queries,
-                result.answered_as or result.queries,
-                result.far or [None] * len(result.queries),
-                result.outputs,
-                result.figures,
-                result.ats,
-                strict=True,
+            for (query, known, far, out, ats), fig in zip(
+                result.per_query(), result.figures, strict=True
             )
         ]
         tracks.append({"title": None, "audio": str(result.residual)})

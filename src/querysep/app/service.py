@@ -208,6 +208,21 @@ class SeparationResult:
     answered_as: list[str] | None = None
     far: list[bool | None] | None = None
 
+    def per_query(self) -> list[tuple[str, str, bool | None, Path, float]]:
+        """``(query, text it was answered as, far, output, ATS)`` for each query; without
+        a bank of texts the text is the query and ``far`` is ``None``."""
+        unknown = [None] * len(self.queries)
+        return list(
+            zip(
+                self.queries,
+                self.answered_as or self.queries,
+                self.far or unknown,
+                self.outputs,
+                self.ats,
+                strict=True,
+            )
+        )
+
     def report(self) -> dict[str, Any]:
         """A JSON-ready summary (file names, not paths)."""
         return {
@@ -225,14 +240,7 @@ class SeparationResult:
                     "file": p.name,
                     "ats": None if math.isnan(a) else round(a, 4),
                 }
-                for q, t, f, p, a in zip(
-                    self.queries,
-                    self.answered_as or self.queries,
-                    self.far or [None] * len(self.queries),
-                    self.outputs,
-                    self.ats,
-                    strict=True,
-                )
+                for q, t, f, p, a in self.per_query()
             ],
             "residual": self.residual.name,
         }

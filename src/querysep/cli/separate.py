@@ -162,14 +162,14 @@ def register(app: typer.Typer) -> None:
         matches = sep.query_matches(queries)
         answered = [m.text for m in matches] if matches else queries
         name = sep.model.metadata.get("name") or "the model"
-        for q, match in zip(queries, matches or [None] * len(queries), strict=True):
-            if match is not None and match.far:  # likely not a sound it knows: say so first
-                err_console.print(
-                    f"note: {q!r} is far from every text {name} was trained on (cosine "
-                    f"{match.cosine:.2f} to the nearest, {match.text!r}); it is answered as "
-                    "that text, so check that it is what you meant",
-                    soft_wrap=True,
-                )
+        far = [(q, m) for q, m in zip(queries, matches, strict=True) if m.far] if matches else []
+        for q, match in far:  # likely not a sound it knows: say so before the work
+            err_console.print(
+                f"note: {q!r} is far from every text {name} was trained on (cosine "
+                f"{match.cosine:.2f} to the nearest, {match.text!r}); it is answered as "
+                "that text, so check that it is what you meant",
+                soft_wrap=True,
+            )
         if not no_ats:
             sep.clap  # noqa: B018 - load it now: a bad --clap fails before any output
         with _clipped_notes() as caught:  # one block: other warnings show once a run

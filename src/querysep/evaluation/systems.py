@@ -30,8 +30,6 @@ IRM-LDM, ...) plug in with :func:`register_system` and need no change to the run
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -422,8 +420,7 @@ class ModelSystem:
             settings["normalize"] = True
         if sep.query_bank is not None:
             # the texts decide every query's condition: another bank scores other figures
-            texts = json.dumps(sep.query_bank.texts, ensure_ascii=False).encode()
-            settings["query_bank"] = hashlib.sha256(texts).hexdigest()[:16]
+            settings["query_bank"] = sep.query_bank.texts_sha256[:16]
         return settings
 
     @property

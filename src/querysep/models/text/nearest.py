@@ -109,13 +109,16 @@ class NearestTextEncoder(TextEncoder):
             self._embeddings = raw.to(self.inner.device), unit.to(self.inner.device)
         return self._embeddings
 
+    @property
+    def texts_sha256(self) -> str:
+        """The SHA-256 (hex) of :attr:`texts`, in order: what the bank answers with."""
+        texts = json.dumps(self.texts, ensure_ascii=False).encode("utf-8")
+        return hashlib.sha256(texts).hexdigest()
+
     def _identity(self) -> dict[str, str]:
         """What embeddings saved for this encoder must have been computed for."""
-        texts = json.dumps(self.texts, ensure_ascii=False).encode("utf-8")
-        return {
-            "texts_sha256": hashlib.sha256(texts).hexdigest(),
-            "inner": json.dumps(self.inner.to_config(), sort_keys=True),
-        }
+        inner = json.dumps(self.inner.to_config(), sort_keys=True)
+        return {"texts_sha256": self.texts_sha256, "inner": inner}
 
     def save_embeddings(self, path: str | Path, save_id: str) -> None:
         """Write the texts' embeddings to ``path`` (safetensors), marked with what they were
@@ -157,7 +160,7 @@ class NearestTextEncoder(TextEncoder):
 
     def nearest(self, queries: str | Sequence[str]) -> list[str]:
         """The text each query is answered with."""
-        return [self.texts[i] for i in self._nearest_index(validate_queries(queries))[0].tolist()]
+        return [match.text for match in self.matches(queries)]
 
     def matches(self, queries: str | Sequence[str]) -> list[QueryMatch]:
         """The text each query is answered with, its cosine similarity to the query, and
