@@ -226,9 +226,9 @@ class Separator:
             the training mixtures' too, caps the peak) before the network, and the estimates
             back after (a mask model's estimate follows the input's level; its mask does not).
             For recordings far from full scale: on 60 training-fold mixtures the bundled
-            model's stage-1 weights' SDRi fell from 8.59 dB to 5.75 at a -20 dBFS peak and
-            1.70 at -40 dBFS; with ``normalize``, 8.41 at every level
-            (``benchmarks/input_level.py``).
+            model's SDRi fell from 8.35 dB to 5.22 at a -20 dBFS peak and 1.63 at -40 dBFS;
+            with ``normalize``, 8.25 at every level (``benchmarks/input_level.py``). Off by
+            default: on the fold-4 lists at their own levels it costs 0.2 dB.
         snap_queries: With a model whose text encoder answers each query with the nearest
             of its training texts (:class:`~querysep.models.text.NearestTextEncoder`, the
             bundled ``esc50-minilm``'s), do so; ``False`` embeds each query as it is. Other
