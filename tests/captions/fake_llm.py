@@ -4,7 +4,8 @@ It listens on 127.0.0.1 (a free port), answers ``POST /v1/chat/completions`` wit
 deterministic valid captions built from the prompt's ``Description:`` line, and can be told
 to misbehave: :attr:`FakeLLM.plan` holds one action per coming request (``"429"``,
 ``"500"``, ``"slow"``, ``"malformed"``, ``"rulebreak"``, ``"badjson"``, ``"nochoices"``,
-``"choicesdict"``, ``"badusage"``, ``"parts"``, ``"keycaption"``...: see ``do_POST``); an
+``"choicesdict"``, ``"badusage"``, ``"parts"``, ``"keycaption"``, ``"think"``, ``"html"``,
+``"errorbody"``, ``"cut"``...: see ``do_POST``); an
 empty plan means ``"ok"``. It checks the bearer key (:attr:`FakeLLM.key`; 401 when wrong)
 and the model (404 when unknown), logs every request it receives and every one it answers, and with
 :attr:`block_after` set holds any request beyond that many answers until :attr:`release` is
@@ -169,6 +170,26 @@ class FakeLLM:
                 if action == "badjson":
                     self._send(200, b"this is not json")
                     return
+                if action == "html":  # a proxy's page, as text/html
+                    page = b"<html><body>502 Bad Gateway</body></html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
+                if action == "errorbody":  # an error report sent with status 200
+                    self._send(200, {"error": {"message": "the model is overloaded"}})
+                    return
+                if action == "cut":  # the connection closed halfway through the body
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    self.wfile.write(b'{"id": "chatcmpl-test", "choi')
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 if action == "nochoices":
                     self._send(200, {"id": "x", "object": "chat.completion", "choices": []})
                     return
@@ -191,6 +212,11 @@ class FakeLLM:
                     content = ok_answer(caption, 5).replace(" again", f" {fake.key} again", 1)
                 elif action == "rulebreak":
                     content = rule_breaking_answer(caption)
+                elif action == "think":  # a reasoning model's numbered plan, then its answer
+                    plan = "\n".join(f"{i}. plan step number {i}" for i in range(1, 6))
+                    content = f"<think>\nLet me plan:\n{plan}\n</think>\n\n{ok_answer(caption, 5)}"
+                elif action == "thinkcut":  # thinking cut off by the token limit
+                    content = "<think>\n1. first I will describe the dog\n2. then the"
                 else:
                     content = ok_answer(caption, 5)
                 with fake.lock:

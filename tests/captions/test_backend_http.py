@@ -24,7 +24,7 @@ from querysep.captions import (
     load_template,
 )
 from querysep.captions.backends import shown_url
-from querysep.captions.validate import check_caption
+from querysep.captions.validate import check_caption, parse_numbered
 from querysep.errors import ConfigError
 
 from .fake_llm import KEY, MODEL, FakeLLM, ok_answer
@@ -108,6 +108,34 @@ def test_unreadable_answers_name_the_problem_when_tries_run_out(server):
     server.plan.extend(["choicesdict"] * FAST.max_tries)
     with pytest.raises(EndpointUnreachableError, match=r"\(its choices are dict\)$"):
         augment(backend(server, sleep=lambda s: None))
+
+
+@pytest.mark.parametrize(
+    ("failure", "said"),
+    [
+        ("html", "the answer is not JSON: '<html><body>502 Bad Gateway</body></html>'"),
+        ("errorbody", "the endpoint answered with an error: the model is overloaded"),
+        ("cut", "the connection broke before the answer was complete"),
+    ],
+)
+def test_a_broken_answer_is_named_for_what_it_is(server, failure, said):
+    server.plan.extend([failure] * FAST.max_tries)
+    with pytest.raises(EndpointUnreachableError) as exc:
+        augment(backend(server, sleep=lambda s: None))
+    assert said in str(exc.value)  # was "(its choices are NoneType)" / "cannot connect"
+    assert len(server.received) == FAST.max_tries
+
+
+def test_a_reasoning_models_thinking_is_not_taken_for_captions(server):
+    server.plan.append("think")
+    answer = augment(backend(server))
+    assert answer.kept == parse_numbered(ok_answer(CAPTION, 5)) and answer.rejected == []
+    server.plan.extend(["thinkcut", "ok"])  # cut off while thinking: asked again
+    answer = augment(backend(server))
+    assert len(answer.kept) == 5 and not any("dog" in c and "describe" in c for c in answer.kept)
+    assert [r.reason for r in answer.rejected] == ["no numbered captions"]
+    # the re-ask quotes the answer without the thinking
+    assert "<think>" not in server.received[-1]["messages"][1]["content"]
 
 
 def test_unreadable_token_counts_count_as_zero(server):

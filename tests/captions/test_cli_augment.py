@@ -377,7 +377,7 @@ def test_a_run_that_got_no_caption_at_all_fails_and_writes_nothing(tmp_path):
         server.plan.extend(["refusal", "null", "refusal"])  # null: "content": null
         args = openai_args(server, src, out, "--concurrency", "1", "--max-reasks", "0")
         result = run(*args)
-    one_error_line(result, "none of the 3 answers held a usable caption")
+    one_error_line(result, "none of the 3 captions got a usable new caption")
     assert "I'm sorry" in result.stderr
     assert not out.exists() and not (tmp_path / "out.cache.jsonl").exists()
 

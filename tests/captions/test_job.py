@@ -13,6 +13,7 @@ from querysep.captions import job as job_module
 from querysep.captions.errors import AugmentStopped, NoCaptionsError
 from querysep.captions.job import run_job
 from querysep.data.manifest import Clip
+from querysep.errors import OutputError
 
 
 def clips(*captions: str) -> list[Clip]:
@@ -68,10 +69,32 @@ def test_an_offline_caption_without_paraphrases_is_cached_and_final(tmp_path: Pa
         assert summary.empty == 0 and summary.short == 1  # no "run the same command again"
         assert summary.cache_hits == (0, 2)[run]
         assert out[0].augmented_captions == [] and len(out[1].augmented_captions) == 5
-    # nothing to vary at all: no error that points at --model or --base-url (exit 2)
-    with AnswerCache(tmp_path / "other.jsonl") as cache:
-        out, summary = run_job(clips("!!!"), OfflineBackend(), load_template(), cache)
-    assert out[0].augmented_captions == [] and summary.short == 1
+        assert summary.no_caption == 1  # "no caption: 1" in the CLI's summary (was 0)
+    # nothing to vary at all: an error (exit 2), but none that points at --model or --base-url
+    with AnswerCache(tmp_path / "other.jsonl") as cache, pytest.raises(NoCaptionsError) as info:
+        run_job(clips("!!!", "?"), OfflineBackend(), load_template(), cache)
+    assert "offline paraphraser" in str(info.value) and "--model" not in str(info.value)
+
+
+def test_a_cache_that_cannot_be_written_stops_the_job_before_any_request(tmp_path: Path):
+    asked: list[str] = []
+
+    class CountingBackend(OldBackend):
+        def augment(self, caption, keywords, template, num_captions, *, stop=None) -> Answer:
+            asked.append(caption)
+            return super().augment(caption, keywords, template, num_captions)
+
+    cache = AnswerCache(tmp_path / "sub" / "cache.jsonl")
+    (tmp_path / "sub").write_text("a file where the cache's folder should be")
+    with cache, pytest.raises(OutputError, match="cannot write cache"):
+        run_job(clips("a dog barks"), CountingBackend(), load_template(), cache)
+    assert asked == []  # was: every answer paid for, then lost
+
+
+def test_a_job_that_got_no_answer_leaves_no_cache_file(tmp_path: Path):
+    with AnswerCache(tmp_path / "cache.jsonl") as cache, pytest.raises(NoCaptionsError):
+        run_job(clips("a dog barks"), EmptyBackend(), load_template(), cache)
+    assert not (tmp_path / "cache.jsonl").exists()
 
 
 def test_a_ctrl_c_while_threads_start_stops_the_ones_started(tmp_path: Path, monkeypatch):

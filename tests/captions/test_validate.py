@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 
 from querysep.captions.validate import (
+    MAX_CHARS,
+    MAX_REJECTED_CHARS,
     MAX_WORDS,
+    Rejection,
     check_caption,
     normalize,
     parse_numbered,
+    strip_reasoning,
     validate_captions,
 )
 
@@ -97,3 +101,25 @@ def test_already_kept_count_as_duplicates():
 
 def test_normalize():
     assert normalize("  A Dog's  BARK, loud!! ") == "a dog s bark loud"
+
+
+def test_a_reasoning_block_is_not_part_of_the_answer():
+    plan = "1. describe the dog\n2. mention the volume"
+    answer = f"<think>\n{plan}\n</think>\n1. a dog barks loudly\n2. a hound is yelping"
+    assert parse_numbered(answer) == ["a dog barks loudly", "a hound is yelping"]
+    # a server that drops the opening tag; a tag in capitals; a block cut off by the token limit
+    assert parse_numbered(f"{plan}\n</think>\n1. a dog barks") == ["a dog barks"]
+    assert parse_numbered(f"<THINKING>{plan}</THINKING>1. a dog barks") == ["a dog barks"]
+    assert parse_numbered(f"<reasoning>\n{plan}") == []
+    assert strip_reasoning("1. a dog barks\n<think>\n1. oops") == "1. a dog barks\n"
+
+
+def test_a_caption_of_few_but_huge_words_is_refused():
+    assert check_caption("a " + "x" * 5000 + " dog barking") == f"over {MAX_CHARS} characters"
+    assert check_caption("a dog " + "barks " * 17) is None  # 19 words, 108 characters
+
+
+def test_a_refused_text_is_kept_short():
+    (rejection,) = validate_captions(["a " + "x" * 5000]).rejected
+    assert len(rejection.text) == MAX_REJECTED_CHARS
+    assert len(Rejection("y" * 9000, "no numbered captions").text) == MAX_REJECTED_CHARS

@@ -246,3 +246,9 @@ def test_writer_refuses_what_the_reader_refuses(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(c.to_dict()) + "\n\n" for c in clips[:3]))
     with pytest.raises(DataError, match=r"m\.jsonl: duplicate clip id 'a' \(lines 1 and 5\)"):
         read_manifest(path)
+
+
+def test_blank_captions_fall_back_to_the_labels() -> None:
+    clip = Clip(id="c", audio="c.wav", captions=["  ", ""], labels=["dog_bark", " "])
+    assert clip.texts() == ["dog bark"]  # was ["  ", ""]: the labels hidden behind blanks
+    assert Clip(id="c", audio="c.wav", captions=[" ", "a dog"], labels=["dog"]).texts() == ["a dog"]

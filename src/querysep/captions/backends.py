@@ -56,7 +56,7 @@ from .errors import (
 )
 from .paraphrase import paraphrase
 from .prompt import PromptTemplate, follow_up_prompt
-from .validate import Rejection, parse_numbered, validate_captions
+from .validate import Rejection, parse_numbered, strip_reasoning, validate_captions
 
 __all__ = [
     "API_KEY_VARIABLES",
@@ -292,8 +292,18 @@ def _read_reply(response: Any) -> tuple[str, int, int]:
     Raises:
         _UnreadableReplyError: The answer has no first choice with a message.
     """
+    if isinstance(response, (str, bytes)):  # a body that is not JSON (a proxy's HTML page)
+        text = response if isinstance(response, str) else response.decode("utf-8", "replace")
+        raise _UnreadableReplyError(f"the answer is not JSON: {' '.join(text.split())[:80]!r}")
     choices = getattr(response, "choices", None)
     if not isinstance(choices, list) or not choices:
+        error = getattr(response, "error", None)  # a 200 answer that is an error report
+        if isinstance(error, dict) and error.get("message"):
+            raise _UnreadableReplyError(f"the endpoint answered with an error: {error['message']}")
+        if error:
+            raise _UnreadableReplyError(f"the endpoint answered with an error: {error}")
+        if choices is None:
+            raise _UnreadableReplyError("the answer is not a chat completion (no 'choices')")
         shape = "an empty list" if choices == [] else type(choices).__name__
         raise _UnreadableReplyError(f"no message in the answer (its choices are {shape})")
     try:
@@ -653,11 +663,16 @@ class OpenAIBackend:
         if isinstance(exc, o.APITimeoutError):
             what = f"no answer within {self.retry.timeout:g} s"
         elif isinstance(exc, o.APIConnectionError):
-            what = "cannot connect"
+            cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else ""
+            what = (
+                "cannot connect"
+                if cause in ("", "ConnectError", "ConnectTimeout")
+                else f"the connection broke before the answer was complete ({cause})"
+            )
         elif isinstance(exc, o.APIStatusError):
             what = f"{'server error ' if exc.status_code >= 500 else ''}HTTP {exc.status_code}"
         elif isinstance(exc, _UnreadableReplyError):
-            what = f"unreadable response: {exc}"
+            what = f"unreadable response: {self._mask(str(exc))}"
         else:
             what = f"unreadable response ({type(exc).__name__})"
         return EndpointUnreachableError(f"LLM endpoint {self.where} failed {after}: {what}")
@@ -740,6 +755,7 @@ class OpenAIBackend:
             # caption that does is refused (not edited), and the key is masked in what is
             # kept of the answer (rejections: the cache) or sent back in a re-ask
             hidden = _hide(reply.text, self._secrets)
+            shown = _hide(strip_reasoning(reply.text), self._secrets)  # what a re-ask quotes
             answer.requests += 1
             answer.reasks += round_ > 0
             answer.retries += reply.retries
@@ -748,7 +764,7 @@ class OpenAIBackend:
             missing = num_captions - len(answer.kept)
             parsed = parse_numbered(reply.text)
             if not parsed:
-                answer.rejected.append(Rejection(hidden.strip()[:500], "no numbered captions"))
+                answer.rejected.append(Rejection(hidden.strip(), "no numbered captions"))
             quoting = [
                 Rejection(_hide(text, self._secrets), reason)
                 for text in parsed
@@ -768,7 +784,7 @@ class OpenAIBackend:
             )
             messages = [
                 *messages,
-                {"role": "assistant", "content": hidden},
+                {"role": "assistant", "content": shown},
                 {"role": "user", "content": follow_up_prompt(missing, answer.kept, problems)},
             ]
         return answer

@@ -48,8 +48,9 @@ def cache_key(
 class AnswerCache:
     """Finished answers by key, read from and appended to a JSON-lines file.
 
-    The file is created, or a cut-short last line cut off it, on the first :meth:`add`, so
-    a dry run leaves no trace.
+    The file is created, or a cut-short last line cut off it, on :meth:`open` (a job with
+    work to do calls it before its first request) or the first :meth:`add`, so a dry run
+    leaves no trace.
 
     Args:
         path: The cache file.
@@ -68,6 +69,7 @@ class AnswerCache:
         self._newline_first = False  # the file's last record lacks its newline
         self._cut_to: int | None = None  # the length to cut a cut-short last line off at
         self._lock = threading.Lock()
+        self._created = False  # the file was created by this cache (open or add)
         self._load()
 
     def _load(self) -> None:
@@ -134,16 +136,8 @@ class AnswerCache:
         """
         line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock:
-            if self._cut_to is not None:
-                try:
-                    os.truncate(self.path, self._cut_to)
-                except OSError as exc:
-                    raise OutputError(f"cannot repair cache {self.path}: {exc.strerror}") from None
-                self._cut_to = None
+            self._open()
             try:
-                if self._handle is None:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
                 if self._newline_first:
                     line = "\n" + line
                     self._newline_first = False
@@ -154,12 +148,42 @@ class AnswerCache:
                 raise OutputError(f"cannot write cache {self.path}: {exc.strerror}") from None
             self.records[record["key"]] = record
 
+    def open(self) -> None:
+        """Make the file ready for :meth:`add` now (created, a cut-short last line cut off):
+        a job calls this before its first request, so that a cache it cannot write stops it
+        before any answer is paid for.
+
+        Raises:
+            OutputError: The file cannot be written.
+        """
+        with self._lock:
+            self._open()
+
+    def _open(self) -> None:
+        if self._cut_to is not None:
+            try:
+                os.truncate(self.path, self._cut_to)
+            except OSError as exc:
+                raise OutputError(f"cannot repair cache {self.path}: {exc.strerror}") from None
+            self._cut_to = None
+        if self._handle is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._created = self._created or not self.path.exists()
+                self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                raise OutputError(f"cannot write cache {self.path}: {exc.strerror}") from None
+
     def close(self) -> None:
-        """Close the file (a later :meth:`add` opens it again)."""
+        """Close the file (a later :meth:`add` opens it again); one that :meth:`open`
+        created and nothing was added to is removed (no trace of a job that got no answer)."""
         with self._lock:
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
+                if self._created and not self.records:
+                    self.path.unlink(missing_ok=True)
+                    self._created = False
 
     def __enter__(self) -> AnswerCache:
         return self

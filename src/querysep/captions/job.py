@@ -31,7 +31,7 @@ from .backends import Answer, Backend
 from .cache import AnswerCache, cache_key
 from .errors import AugmentStopped, NoCaptionsError, RequestRefusedError
 from .prompt import PromptTemplate, clip_keywords
-from .validate import normalize
+from .validate import Rejection, normalize
 
 __all__ = ["Estimate", "Summary", "WorkItem", "estimate", "plan_items", "run_job"]
 
@@ -62,7 +62,9 @@ class Summary:
         rejected: Captions refused in this run's answers.
         short: Items (cached ones included) that have fewer captions than asked.
         empty: Items whose answer held no usable caption (not cached: asked again next run;
-            the offline paraphraser's are cached and not counted here, only in ``short``).
+            the offline paraphraser's are cached and not counted here, only in ``short``
+            and ``no_caption``).
+        no_caption: Items (cached ones included) with no usable caption at all.
         tokens_in: Prompt tokens reported by the endpoint; ``tokens_out`` completion ones.
         captions_written: Augmented captions in the output, over all clips.
     """
@@ -77,6 +79,7 @@ class Summary:
     rejected: int = 0
     short: int = 0
     empty: int = 0
+    no_caption: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
     captions_written: int = 0
@@ -221,6 +224,8 @@ def run_job(
     summary = Summary(clips=len(clips), items=len(items))
     todo = [item for item in items if not _finished(cache, item.key, backend)]
     summary.cache_hits = len(items) - len(todo)
+    if todo:  # a cache that cannot be written stops the job before any answer is paid for
+        cache.open()
     stop = threading.Event()
     lock = threading.Lock()
     empty: list[Answer] = []  # answers without a caption: not cached, asked again next run
@@ -272,15 +277,25 @@ def run_job(
         out[index] = replace(clip, augmented_captions=augmented)
         summary.augmented_clips += bool(augmented)
     summary.short = sum(len(kept(item.key)) < num_captions for item in items)
+    no_caption = [item for item in items if not kept(item.key)]
     summary.empty = len(empty)
+    summary.no_caption = len(no_caption)
     summary.captions_written = sum(len(c.augmented_captions) for c in out)
     # clips past --limit keep whatever captions they had: they say nothing of this run
-    if empty and not any(c.augmented_captions for c in out[: len(chosen)]):
+    if no_caption and not any(c.augmented_captions for c in out[: len(chosen)]):
         said = next((r for a in empty for r in a.rejected), None)
+        if said is None:  # answers from the cache (the offline paraphraser's)
+            record = cache.get(no_caption[0].key)
+            said = next((Rejection(**r) for r in record["rejected"]), None) if record else None
         example = f" (the first: {_shorten(said.text)!r}, {said.reason})" if said else ""
+        check = (
+            "check --model, --base-url and the prompt template"
+            if asks_again
+            else "the offline paraphraser has no rewrite for them; try --backend openai"
+        )
         raise NoCaptionsError(
-            f"none of the {len(empty)} answers held a usable caption{example}; nothing was "
-            "written: check --model, --base-url and the prompt template"
+            f"none of the {len(no_caption)} captions got a usable new caption{example}; "
+            f"nothing was written ({check})"
         )
     return out, summary
 

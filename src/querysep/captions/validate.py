@@ -7,7 +7,8 @@ The rules, in the order they are checked (the first broken one is the reason giv
    (``<s>``, ``</s>``, ``<unk>``, ``<br/>``): ``<`` and a letter up to the next ``>``.
 3. ``no word``: not one word of two letters or more (``a``, ``12345``).
 4. ``more than one sentence``: a ``.``, ``!`` or ``?`` followed by more text.
-5. ``20 words or more``: the prompt asks for fewer than 20 (words are split on spaces).
+5. ``20 words or more``: the prompt asks for fewer than 20 (words are split on spaces);
+   ``over 200 characters``: a caption of few but very long "words".
 6. ``uses "heard"`` / ``uses "recorded"``: the two words the prompt forbids.
 7. ``copies the input``: the same words as the caption being rewritten.
 8. ``duplicate``: the same words as a caption already kept.
@@ -21,6 +22,10 @@ The rules, in the order they are checked (the first broken one is the reason giv
    are allowed. Devices are microphone, recorder and camera brands and kinds.
 
 "Same words" compares case- and punctuation-insensitively (:func:`normalize`).
+
+A reasoning model's thinking (``<think>...</think>``, also ``<thinking>`` and
+``<reasoning>``) is not part of its answer: :func:`strip_reasoning` removes it before the
+answer is parsed, so a numbered plan in it is not taken for captions.
 """
 
 from __future__ import annotations
@@ -36,11 +41,16 @@ __all__ = [
     "check_caption",
     "normalize",
     "parse_numbered",
+    "strip_reasoning",
     "validate_captions",
 ]
 
 #: Most words a caption may have ("less than 20 words").
 MAX_WORDS = 19
+#: Most characters a caption may have (19 long words fit).
+MAX_CHARS = 200
+#: Most characters of a refused text that are kept (in the cache, in messages).
+MAX_REJECTED_CHARS = 500
 
 _BANNED_WORDS = ("heard", "recorded")
 
@@ -88,14 +98,21 @@ _INDEX = re.compile(r"^\s*(?:[*_#>\-]+\s*)?\(?(\d{1,2})\s*[.):\]-]\s*(?:[*_]+\s*
 _SECOND_SENTENCE = re.compile(r"[.!?](?:[\"'”’)]*)\s+\S")
 _MARKUP = re.compile(r"<\|[^<>]*\|>|</?[^\W\d_][^<>]*>")
 _WORD_OF_TWO_LETTERS = re.compile(r"[^\W\d_]{2,}")
+_REASONING = re.compile(r"<(think|thinking|reasoning)>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_REASONING_END = re.compile(r"</(?:think|thinking|reasoning)\s*>", re.IGNORECASE)
+_REASONING_START = re.compile(r"<(?:think|thinking|reasoning)>", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """A caption that was refused, and why."""
+    """A caption that was refused, and why (``text`` cut to :data:`MAX_REJECTED_CHARS`)."""
 
     text: str
     reason: str
+
+    def __post_init__(self) -> None:
+        if len(self.text) > MAX_REJECTED_CHARS:  # an answer can be huge; the cache keeps this
+            object.__setattr__(self, "text", self.text[:MAX_REJECTED_CHARS])
 
 
 @dataclass
@@ -124,12 +141,25 @@ def _clean(text: str) -> str:
     return text
 
 
+def strip_reasoning(answer: str) -> str:
+    """``answer`` without a reasoning model's thinking: each ``<think>...</think>`` block
+    (or ``<thinking>``, ``<reasoning>``) removed, then everything up to a closing tag left
+    without its opening one (servers that drop the opening tag), and everything from an
+    opening tag left unclosed (thinking cut off by the token limit)."""
+    answer = _REASONING.sub("", answer)
+    ends = list(_REASONING_END.finditer(answer))
+    if ends:
+        answer = answer[ends[-1].end() :]
+    start = _REASONING_START.search(answer)
+    return answer[: start.start()] if start else answer
+
+
 def parse_numbered(answer: str) -> list[str]:
     """The captions of a numbered answer, in order.
 
     Each line that starts with an index (``1.``, ``2)``, ``(3)``, ``4:``, ``**5.**``,
     ``- 1.``) is one caption; other lines (introductions, explanations, closing remarks)
-    are ignored.
+    are ignored, and so is a reasoning model's thinking (:func:`strip_reasoning`).
 
     Args:
         answer: The model's whole reply.
@@ -138,7 +168,7 @@ def parse_numbered(answer: str) -> list[str]:
         The text after each index, quotes and markdown emphasis stripped.
     """
     captions = []
-    for line in answer.splitlines():
+    for line in strip_reasoning(answer).splitlines():
         match = _INDEX.match(line)
         if match:
             captions.append(_clean(match.group(2)))
@@ -167,6 +197,8 @@ def check_caption(text: str, source: str = "", kept: Iterable[str] = ()) -> str 
         return "more than one sentence"
     if len(text.split()) > MAX_WORDS:
         return f"{MAX_WORDS + 1} words or more"
+    if len(text) > MAX_CHARS:
+        return f"over {MAX_CHARS} characters"
     key = normalize(text)
     words = key.split()
     for banned in _BANNED_WORDS:

@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"captions: {s.items} distinct, {s.cache_hits} from the cache; requests: "
             f"{s.requests}, retries: {s.retries}, re-asks: {s.reasks}; rejected captions: "
-            f"{s.rejected}; short of 5: {s.short}; no caption: {s.empty}; tokens in/out: "
+            f"{s.rejected}; short of 5: {s.short}; no caption: {s.no_caption}; tokens in/out: "
             f"{s.tokens_in}/{s.tokens_out}"
         )
         if s.empty:

@@ -150,10 +150,12 @@ class Clip:
         )
 
     def texts(self) -> list[str]:
-        """Return the captions, or the labels as text (underscores to spaces) if none."""
-        if self.captions:
-            return list(self.captions)
-        return [label_to_text(label) for label in self.labels]
+        """Return the captions, or the labels as text (underscores to spaces) if none
+        (blank captions and labels do not count)."""
+        captions = [caption for caption in self.captions if caption.strip()]
+        if captions:
+            return captions
+        return [text for label in self.labels if (text := label_to_text(label))]
 
 
 def label_to_text(label: str) -> str:
