@@ -362,6 +362,10 @@ def _load_spec(spec: str, dev: torch.device) -> TextQueriedSeparator:
 
 
 def _load_folder(path: str, device: torch.device) -> TextQueriedSeparator:
+    if not path.strip():  # Path("") would be the current folder
+        raise ModelNotFoundError(
+            "querysep: needs the model folder's path, e.g. querysep:runs/default-esc50/model"
+        )
     return TextQueriedSeparator.from_pretrained(Path(path).expanduser()).to(device)
 
 

@@ -289,3 +289,33 @@ def test_weights_that_leave_parts_random_are_refused(folder: Path, tmp_path: Pat
     (wrong / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError):
         load_clap(str(wrong))
+
+
+class _RunsCode:
+    """Unpickling this would write ``path``: it must never happen."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (Path.write_text, (Path(self.path), "executed"))
+
+
+def test_a_weights_file_that_needs_pickled_code_is_refused_without_torchs_advice(
+    folder: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    from querysep.errors import CheckpointError
+
+    evil = tmp_path / "evil"
+    shutil.copytree(folder, evil)
+    weights = load_file(evil / "model.safetensors")
+    (evil / "model.safetensors").unlink()
+    flag = tmp_path / "side-effect"
+    torch.save({**weights, "hook": _RunsCode(str(flag))}, evil / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="need pickled code to load") as info:
+        load_clap(str(evil))
+    # torch's own message advised re-running with weights_only=False
+    assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
+    assert not flag.exists()

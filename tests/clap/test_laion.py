@@ -450,7 +450,12 @@ def test_laion_kind_converts_in_memory(
     path, model = tiny_checkpoint
     with pytest.raises(ModelNotFoundError, match="roberta-base tokenizer") as info:
         load_clap(f"laion:{path}")
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and "QUERYSEP_TEXT_TOKENIZER=DIR" in str(info.value)
+    # the tokenizer from the environment, as for audiosep: specs (was: no way to give one)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("QUERYSEP_TEXT_TOKENIZER", str(tokenizer_dir))
+        from_env = load_clap(f"laion:{path}")
+    _same_embeddings(HFClap(model, laion_feature_extractor(), None), from_env)
     _cache_roberta(empty_hf_cache, tokenizer_dir)
     clap = load_clap(f"laion:{path}")
     assert clap.describe()["audio"].startswith("HTSAT")
@@ -499,3 +504,25 @@ def test_nan_weights_are_refused_naming_them() -> None:
         laion_clap_model(state)
     assert "text_projection.2.weight" in str(info.value)
     assert "audio_branch.bn0.bias" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_text_model_smaller_than_its_tokenizer_is_refused_on_loading(
+    tmp_path: Path, tokenizer_dir: Path
+) -> None:
+    """A LAION checkpoint whose text model embeds fewer tokens than roberta-base's tokenizer
+    has (a BERT-based one) failed at the first query with an IndexError."""
+    from querysep.models.text.clap import ClapTextEncoder
+
+    _, state = _tiny_pair(vocab_size=100)  # the tiny tokenizer has 300 tokens
+    path = tmp_path / "small-vocab.pt"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(CheckpointError, match="300 tokens but the text model embeds only 100"):
+        laion_module.load_laion_clap(path, tokenizer=tokenizer_dir)
+    with pytest.raises(CheckpointError, match="do not belong together"):
+        ClapTextEncoder(laion_checkpoint=str(path), tokenizer=str(tokenizer_dir))
+    result = runner.invoke(
+        app,
+        ["clap", "convert", str(path), str(tmp_path / "out"), "--tokenizer", str(tokenizer_dir)],
+    )
+    assert result.exit_code == 2 and "do not belong together" in result.stderr
+    assert not (tmp_path / "out").exists()

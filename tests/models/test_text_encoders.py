@@ -278,3 +278,28 @@ def test_a_minilm_folder_may_be_given_from_home(
     monkeypatch.setenv("HOME", str(tmp_path))
     encoder = MiniLMTextEncoder("~/mini")  # as a training config may name it
     torch.testing.assert_close(encoder.encode(["a dog"]), MiniLMTextEncoder().encode(["a dog"]))
+
+
+def test_a_clap_text_folder_whose_text_weights_are_missing_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from querysep.errors import CheckpointError
+
+    folder = _tiny_clap_folder(tmp_path / "clap")
+    weights = load_file(folder / "model.safetensors")
+    save_file(
+        {k: v for k, v in weights.items() if not k.startswith("text_model.encoder.")},
+        folder / "model.safetensors",
+    )
+    capsys.readouterr()
+    with pytest.raises(CheckpointError, match=r"weight\(s\) the model needs are missing"):
+        ClapTextEncoder(str(folder))  # was: loaded, the text tower at random weights
+    shape = dict(weights)
+    shape["text_projection.linear1.weight"] = torch.zeros(3, 3)
+    save_file(shape, folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"have another shape \(e.g. text_projection"):
+        ClapTextEncoder(str(folder))
+    captured = capsys.readouterr()
+    assert "LOAD REPORT" not in captured.out + captured.err  # one line, not transformers' table

@@ -132,6 +132,49 @@ def test_audio_tower_and_analytic_entries_are_ignored(checkpoints: dict) -> None
     assert "query_encoder.model.text_branch.embeddings.position_ids" in ckpt.query_encoder
 
 
+@pytest.mark.parametrize("prefix", ["module.", "model.", "module.model."])
+def test_a_wrappers_prefix_on_every_key_is_taken_off(
+    checkpoints: dict, tmp_path: Path, prefix: str
+) -> None:
+    state = torch.load(checkpoints["32k"], weights_only=True)["state_dict"]
+    path = tmp_path / "wrapped.ckpt"
+    torch.save({"state_dict": {prefix + k: v for k, v in state.items()}}, path)
+    # was refused as "a LAION-CLAP checkpoint (a query encoder), not a separator checkpoint"
+    wrapped = read_upstream_checkpoint(path, "audiosep")
+    plain = read_upstream_checkpoint(checkpoints["32k"], "audiosep")
+    assert wrapped.separator.keys() == plain.separator.keys()
+    assert wrapped.query_encoder.keys() == plain.query_encoder.keys()
+    # a prefix on only some keys is not a wrapper's: those keys are named
+    torch.save(
+        {"state_dict": {"module." + k if "bn0" in k else k: v for k, v in state.items()}}, path
+    )
+    with pytest.raises(
+        CheckpointError, match=r"unexpected keys in an AudioSep checkpoint: module\."
+    ):
+        read_upstream_checkpoint(path, "audiosep")
+
+
+def test_a_scalar_where_bn0_holds_its_bins_is_one_line(checkpoints: dict, tmp_path: Path) -> None:
+    state = torch.load(checkpoints["16k"], weights_only=True)["state_dict"]
+    state["ss_model.base.bn0.weight"] = torch.tensor(1.0)
+    path = tmp_path / "scalar.ckpt"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(
+        CheckpointError,
+        match=r"an unknown ResUNet30 \(ss_model.base.bn0 has shape \(\)\), but DCASE",
+    ):
+        read_upstream_checkpoint(path, "dcase-baseline")  # was an IndexError
+
+
+def test_messages_say_an_audiosep(tmp_path: Path) -> None:
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(2)}}, path)
+    with pytest.raises(CheckpointError, match="is not an AudioSep separator checkpoint"):
+        read_upstream_checkpoint(path, "audiosep")
+    with pytest.raises(CheckpointError, match="is not a DCASE 2024 Task 9 baseline separator"):
+        read_upstream_checkpoint(path, "dcase-baseline")
+
+
 def test_options_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUERYSEP_TEXT_TOKENIZER", "/tok")
     monkeypatch.setenv("QUERYSEP_CLAP_CHECKPOINT", "/clap.pt")

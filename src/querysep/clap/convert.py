@@ -26,6 +26,7 @@ from ..fileio import check_output_folder, publish_folder, sha256_file
 from ..models.text.laion import ROBERTA_TOKENIZER_FILES
 from .hf import CONVERSION_FILE, quiet_transformers
 from .laion import (
+    check_vocabulary,
     find_roberta_tokenizer,
     laion_clap_model,
     laion_feature_extractor,
@@ -112,6 +113,8 @@ def convert_laion_checkpoint(
     tok = load_roberta_tokenizer(tok_folder) if tok_folder is not None else None
     state, prefix = load_laion_state_dict(checkpoint)
     model, conv = laion_clap_model(state)
+    if tok is not None:
+        check_vocabulary(tok, int(model.config.text_config.vocab_size), str(checkpoint))
     sha256 = sha256_file(checkpoint)
 
     parent = outdir.parent

@@ -15,9 +15,7 @@ refuses the audio.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ModelNotFoundError
 from ..hub import resolve_hf_folder
+from ..models.text.clap import quiet_transformers, refuse_random_weights
 from ..models.text.laion import ROBERTA_TOKENIZER_FILES, has_tokenizer_files
 from .base import AudioTextModel
 from .registry import register_clap_loader, register_folder_loader
@@ -283,46 +282,9 @@ def check_clap_folder(folder: Path, *, need_tokenizer: bool = True) -> None:
         raise ModelNotFoundError(tokenizer_hint(folder))
 
 
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Hide transformers' progress bars (weight loading and saving) inside the block."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _check_loaded(folder: Path, info: dict[str, Any]) -> None:
-    """Refuse weights that left parts of the model at their random initialisation.
-
-    Raises:
-        CheckpointError: Weights missing from the file, or of another shape.
-    """
-    from ..models.text.laion import RECOMPUTED_KEYS  # buffers transformers recomputes
-
-    missing = sorted(k for k in info.get("missing_keys") or () if not RECOMPUTED_KEYS.search(k))
-    mismatched = sorted(
-        str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ()
-    )
-    if missing or mismatched:
-        what = (
-            f"{len(missing)} weight(s) the model needs are missing (e.g. {missing[0]})"
-            if missing
-            else f"{len(mismatched)} weight(s) have another shape (e.g. {mismatched[0]})"
-        )
-        raise CheckpointError(
-            f"the CLAP weights in {folder}: {what}; the model would run with random weights there"
-        )
 
 
 def load_hf_clap(path: str, device: str | torch.device = "cpu") -> HFClap:
@@ -341,17 +303,26 @@ def load_hf_clap(path: str, device: str | torch.device = "cpu") -> HFClap:
             extractor = ClapFeatureExtractor.from_pretrained(folder, local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model, info = ClapModel.from_pretrained(
-                folder, local_files_only=True, output_loading_info=True
+                folder,
+                local_files_only=True,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,
             )
     except (OSError, ValueError, KeyError) as exc:
         raise ModelNotFoundError(
             f"cannot load the CLAP model in {folder}: {_first_line(exc)}"
         ) from None
     except Exception as exc:  # a cut weights file, a shape the config does not fit, ...
+        if "weights_only" in str(exc):  # torch's advice would be to run the pickled code
+            raise CheckpointError(
+                f"the CLAP weights in {folder} need pickled code to load, which is refused "
+                "for safety and never run; only plain weight files are read (save the model "
+                "as model.safetensors where you trust its code)"
+            ) from None
         raise CheckpointError(
             f"cannot load the CLAP model in {folder}: {_first_line(exc)}"
         ) from None
-    _check_loaded(folder, info)
+    refuse_random_weights(f"the CLAP weights in {folder}", info)
     clap = HFClap(model, extractor, tokenizer, name=str(path))
     clap.source = {"path": str(path)}
     conversion = folder / CONVERSION_FILE

@@ -44,6 +44,7 @@ from ..models.text.laion import (
     ROBERTA_TOKENIZER_FILES,
     TEXT_DROPPED,
     branch_items,
+    check_vocabulary,
     convert_text_branch,
     few_keys,
     find_roberta_tokenizer,
@@ -367,7 +368,10 @@ def laion_feature_extractor() -> Any:
 
 _NO_TOKENIZER = (
     "LAION-CLAP needs the roberta-base tokenizer to embed text, and none is in the local "
-    f"Hugging Face cache: give a folder with its {ROBERTA_TOKENIZER_FILES}"
+    f"Hugging Face cache: give a folder with its {ROBERTA_TOKENIZER_FILES} "
+    "(QUERYSEP_TEXT_TOKENIZER=DIR, or --text-tokenizer DIR where a command has it), or "
+    "convert the checkpoint once with 'querysep clap convert CKPT OUT --tokenizer DIR' "
+    "and use OUT"
 )
 
 
@@ -400,9 +404,18 @@ def load_laion_clap(
     tok = load_roberta_tokenizer(folder)
     state, _ = load_laion_state_dict(checkpoint)
     model, conv = laion_clap_model(state)
+    check_vocabulary(tok, int(model.config.text_config.vocab_size), str(checkpoint))
     clap = HFClap(model, laion_feature_extractor(), tok, name=Path(checkpoint).name)
     clap.source = {"checkpoint": str(checkpoint), "audio": conv.audio}
     return clap.to(device).eval()
 
 
-register_clap_loader("laion", lambda path, device: load_laion_clap(path, device))
+def _load_laion_spec(path: str, device: str | torch.device) -> HFClap:
+    """``laion:PATH``, with the tokenizer the upstream options name (``--text-tokenizer``,
+    ``QUERYSEP_TEXT_TOKENIZER``), else the one in the local Hugging Face cache."""
+    from ..models.upstream import current_upstream_options
+
+    return load_laion_clap(path, device, tokenizer=current_upstream_options().text_tokenizer)
+
+
+register_clap_loader("laion", _load_laion_spec)

@@ -88,6 +88,11 @@ class UpstreamKind:
     label: str
     precision: str = "auto"
 
+    @property
+    def a_label(self) -> str:
+        """The label with its article, for messages (``an AudioSep``)."""
+        return ("an " if self.label[:1].lower() in "aeiou" else "a ") + self.label
+
 
 UPSTREAM_KINDS: dict[str, UpstreamKind] = {
     "audiosep": UpstreamKind("audiosep", 32000, "AudioSep"),
@@ -178,21 +183,38 @@ class UpstreamCheckpoint:
     ignored: list[str]
 
 
-def _wrong_kind(path: Path, obj: Any, state: Mapping[str, Any], label: str) -> CheckpointError:
+#: Prefixes a wrapper adds to every key (DDP's ``module.``, a Lightning module's ``model.``).
+_WRAPPER_PREFIXES = ("module.model.", "model.module.", "module.", "model.")
+
+
+def _unwrapped(state: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    """``state`` without a wrapper's prefix, where every key has it and it hides the
+    separator's weights (``module.ss_model.*``); else ``state`` as it is."""
+    for prefix in _WRAPPER_PREFIXES:
+        if all(str(k).startswith(prefix) for k in state) and any(
+            str(k).startswith(prefix + SS_PREFIX) for k in state
+        ):
+            return {str(k)[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def _wrong_kind(
+    path: Path, obj: Any, state: Mapping[str, Any], info: UpstreamKind
+) -> CheckpointError:
     """The error for a readable file that is not an upstream separator checkpoint."""
     if isinstance(obj, Mapping) and "querysep" in obj:
         return CheckpointError(
-            f"{path} is a querysep training checkpoint, not the {label} one: export it with "
+            f"{path} is a querysep training checkpoint, not the {info.label} one: export it with "
             "'querysep train export' and pass the folder as --model"
         )
     keys = [str(k) for k in state]
-    if any(k.endswith(_LAION_MARK) for k in keys):
+    if any(k.endswith(_LAION_MARK) for k in keys) and not any(SS_PREFIX in k for k in keys):
         return CheckpointError(
             f"{path} is a LAION-CLAP checkpoint (a query encoder), not a separator checkpoint: "
-            f"pass it with --clap-checkpoint and the {label} .ckpt with --model"
+            f"pass it with --clap-checkpoint and the {info.label} .ckpt with --model"
         )
     return CheckpointError(
-        f"{path} is not a {label} separator checkpoint: no {SS_PREFIX}* weights; "
+        f"{path} is not {info.a_label} separator checkpoint: no {SS_PREFIX}* weights; "
         f"keys found: {few_keys(keys)}"
     )
 
@@ -214,6 +236,8 @@ def read_upstream_checkpoint(path: str | os.PathLike[str], kind: str) -> Upstrea
     path = Path(path).expanduser()
     obj = load_weights_only(path, f"{info.label} checkpoint")
     state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None
+    if isinstance(state, Mapping):
+        state = _unwrapped(state)
     if not isinstance(state, Mapping) or not state:
         got = (
             "an empty one"
@@ -221,7 +245,7 @@ def read_upstream_checkpoint(path: str | os.PathLike[str], kind: str) -> Upstrea
             else type(state if isinstance(obj, Mapping) else obj).__name__
         )
         raise CheckpointError(
-            f"{path} is not a {info.label} separator checkpoint: expected a dict of "
+            f"{path} is not {info.a_label} separator checkpoint: expected a dict of "
             f"weights, got {got}"
         )
     separator: dict[str, torch.Tensor] = {}
@@ -243,10 +267,10 @@ def read_upstream_checkpoint(path: str | os.PathLike[str], kind: str) -> Upstrea
         else:
             unexpected.append(key)
     if not separator:
-        raise _wrong_kind(path, obj, state, info.label)
+        raise _wrong_kind(path, obj, state, info)
     if unexpected:
         raise CheckpointError(
-            f"{path}: unexpected keys in a {info.label} checkpoint: {few_keys(unexpected)}"
+            f"{path}: unexpected keys in {info.a_label} checkpoint: {few_keys(unexpected)}"
         )
     bad = [k for k, v in {**separator, **query}.items() if not isinstance(v, torch.Tensor)]
     if bad:
@@ -254,15 +278,16 @@ def read_upstream_checkpoint(path: str | os.PathLike[str], kind: str) -> Upstrea
     bn0 = separator.get(SS_PREFIX + "base.bn0.weight")
     if bn0 is None:
         raise CheckpointError(
-            f"{path}: missing key in a {info.label} checkpoint: {SS_PREFIX}base.bn0.weight"
+            f"{path}: missing key in {info.a_label} checkpoint: {SS_PREFIX}base.bn0.weight"
         )
     rate = _BINS_TO_RATE.get(int(bn0.shape[0]) if bn0.dim() == 1 else -1)
     if rate != info.sample_rate:
         others = [k for k in UPSTREAM_KINDS.values() if k.sample_rate == rate]
         hint = f": load it as {others[0].name}:{path}" if others else ""
         found = f"a {rate // 1000} kHz" if rate else "an unknown"
+        bins = f"{bn0.shape[0]} bins" if bn0.dim() == 1 else f"shape {tuple(bn0.shape)}"
         raise CheckpointError(
-            f"{path} holds {found} ResUNet30 ({SS_PREFIX}base.bn0 has {bn0.shape[0]} bins), "
+            f"{path} holds {found} ResUNet30 ({SS_PREFIX}base.bn0 has {bins}), "
             f"but {info.label} is {info.sample_rate // 1000} kHz{hint}"
         )
     return UpstreamCheckpoint(separator, query, rate, sorted(ignored))
@@ -312,7 +337,7 @@ def load_upstream(
     # file or tokenizer fails before 1-2 GB are read.
     path = Path(path).expanduser()
     if path.is_dir():
-        raise ModelNotFoundError(f"{path} is a folder; a {kind} checkpoint is a single file")
+        raise ModelNotFoundError(f"{path} is a folder; {info.a_label} checkpoint is a single file")
     if not path.is_file():
         raise ModelNotFoundError(f"{kind} checkpoint not found: {path}")
     if clap_checkpoint is not None and not Path(clap_checkpoint).expanduser().is_file():

@@ -17,19 +17,70 @@ LAION's ``get_text_embedding``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
 from pydantic import Field
 
-from ...errors import ConfigError, ModelNotFoundError
+from ...errors import CheckpointError, ConfigError, ModelNotFoundError
 from ...hub import absolute_if_local, resolve_hf_folder
 from .base import TextEncoder, register_text_encoder
-from .laion import has_tokenizer_files
+from .laion import RECOMPUTED_KEYS, has_tokenizer_files
 
-__all__ = ["LAION_MAX_TOKENS", "ClapTextEncoder", "laion_tokenizer_folder"]
+__all__ = [
+    "LAION_MAX_TOKENS",
+    "ClapTextEncoder",
+    "laion_tokenizer_folder",
+    "quiet_transformers",
+    "refuse_random_weights",
+]
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide transformers' progress bars and warnings (its table of missing or unexpected
+    weights: :func:`refuse_random_weights` says in one line what matters) inside the block."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def refuse_random_weights(where: str, info: Mapping[str, Any]) -> None:
+    """Refuse weights that left parts of a model at their random initialisation.
+
+    Args:
+        where: What was loaded, for the message (``"the CLAP weights in DIR"``).
+        info: ``from_pretrained(..., output_loading_info=True)``'s second value (loaded
+            with ``ignore_mismatched_sizes=True``, so that weights of another shape are
+            listed here rather than raised with a pointer to a hidden table).
+
+    Raises:
+        CheckpointError: Weights missing from the file, or of another shape.
+    """
+    missing = sorted(k for k in info.get("missing_keys") or () if not RECOMPUTED_KEYS.search(k))
+    mismatched = sorted(
+        str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ()
+    )
+    if missing or mismatched:
+        what = (
+            f"{len(missing)} weight(s) the model needs are missing (e.g. {missing[0]})"
+            if missing
+            else f"{len(mismatched)} weight(s) have another shape (e.g. {mismatched[0]})"
+        )
+        raise CheckpointError(f"{where}: {what}; the model would run with random weights there")
+
 
 #: Token limit AudioSep's query encoder tokenises with (roberta-base's 512 positions).
 LAION_MAX_TOKENS = 512
@@ -127,22 +178,30 @@ class ClapTextEncoder(TextEncoder):
                 "or vocab.json and merges.txt)"
             )
         try:
-            tok = AutoTokenizer.from_pretrained(str(tok_source), local_files_only=True)
-            model = ClapTextModelWithProjection.from_pretrained(
-                str(model_source), local_files_only=True
-            )
+            with quiet_transformers():
+                tok = AutoTokenizer.from_pretrained(str(tok_source), local_files_only=True)
+                model, info = ClapTextModelWithProjection.from_pretrained(
+                    str(model_source),
+                    local_files_only=True,
+                    output_loading_info=True,
+                    ignore_mismatched_sizes=True,
+                )
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelNotFoundError(
                 f"cannot load a CLAP text model from {path!r} (a local folder with "
                 f"config.json, weights and tokenizer files is needed): {first}"
             ) from None
+        refuse_random_weights(f"CLAP text model {path!r}: the weights in {model_source}", info)
         self._setup(model, tok, max_length)
         self.path = absolute_if_local(str(path))  # as laion_checkpoint above
         self.laion_checkpoint = None
         self.tokenizer_folder = None
 
     def _setup(self, model: Any, tokenizer: Any, max_length: int) -> None:
+        from .laion import check_vocabulary
+
+        check_vocabulary(tokenizer, int(model.config.vocab_size), "CLAP text model")
         self.model = model.eval()
         self.model.requires_grad_(False)
         self.tokenizer = tokenizer

@@ -361,6 +361,22 @@ def find_roberta_tokenizer(tokenizer: str | Path | None = None) -> Path | None:
     return None
 
 
+def check_vocabulary(tokenizer: Any, vocab_size: int, where: str) -> None:
+    """Refuse a tokenizer whose ids run past the text model's embedding table (which would
+    fail at the first query with an IndexError): the two do not belong together, e.g. a
+    LAION-CLAP checkpoint whose text model is not roberta-base.
+
+    Raises:
+        CheckpointError: The tokenizer has more tokens than the model embeds.
+    """
+    if len(tokenizer) > vocab_size:
+        raise CheckpointError(
+            f"{where}: the tokenizer has {len(tokenizer)} tokens but the text model embeds "
+            f"only {vocab_size}, so they do not belong together (a LAION-CLAP checkpoint "
+            "must have roberta-base's text model, with roberta-base's tokenizer)"
+        )
+
+
 def load_roberta_tokenizer(folder: Path, *, pad_token_id: int = 1) -> Any:
     """Load the tokenizer in ``folder`` (a RoBERTa one: pads with id 1, as the model expects).
 
