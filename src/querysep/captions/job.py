@@ -31,7 +31,7 @@ from .backends import Answer, Backend
 from .cache import AnswerCache, cache_key
 from .errors import AugmentStopped, NoCaptionsError, RequestRefusedError
 from .prompt import PromptTemplate, clip_keywords
-from .validate import Rejection, normalize
+from .validate import normalize
 
 __all__ = ["Estimate", "Summary", "WorkItem", "estimate", "plan_items", "run_job"]
 
@@ -284,9 +284,6 @@ def run_job(
     # clips past --limit keep whatever captions they had: they say nothing of this run
     if no_caption and not any(c.augmented_captions for c in out[: len(chosen)]):
         said = next((r for a in empty for r in a.rejected), None)
-        if said is None:  # answers from the cache (the offline paraphraser's)
-            record = cache.get(no_caption[0].key)
-            said = next((Rejection(**r) for r in record["rejected"]), None) if record else None
         example = f" (the first: {_shorten(said.text)!r}, {said.reason})" if said else ""
         check = (
             "check --model, --base-url and the prompt template"
