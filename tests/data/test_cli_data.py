@@ -50,6 +50,7 @@ def test_prepare_esc50_then_make_mixtures(
     result = runner.invoke(app, ["prepare", "esc50", str(root), "-o", str(datafile)])
     assert result.exit_code == 0, result.output
     assert len(json.loads(datafile.read_text())["data"]) == 6
+    assert "left out" not in result.stdout
 
     out = tmp_path / "list.csv"
     args = ["mixtures", "make", str(manifest), "-n", "8", "--snr-min", "-3", "--snr-max", "3"]
@@ -303,3 +304,22 @@ def test_mixtures_name_clips_so_that_evaluate_finds_each_one(
     assert result.exit_code == 0, result.output
     assert "8 clips" in result.stdout
     assert f"evaluate it with --audio-dir {root.resolve()}" in made.stdout
+
+
+def test_a_datafile_says_which_clips_it_leaves_out(
+    tmp_path: Path, write_audio: Callable[..., Path]
+) -> None:
+    write_audio(tmp_path / "data" / "a.wav")
+    write_audio(tmp_path / "data" / "b.wav")
+    (tmp_path / "data" / "a.txt").write_text("a dog barks", encoding="utf-8")
+    out = tmp_path / "out.json"
+    result = runner.invoke(app, ["prepare", "folder", str(tmp_path / "data"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 entries (1 clips)" in result.stdout  # was "(2 clips)", b dropped unsaid
+    assert "1 clips without a caption or label left out" in result.stdout
+    assert "train: 1" in result.stdout
+    (tmp_path / "data" / "a.txt").unlink()
+    again = tmp_path / "none.json"
+    result = runner.invoke(app, ["prepare", "folder", str(tmp_path / "data"), "-o", str(again)])
+    assert result.exit_code == 2 and "none of the 2 clips found has a caption" in result.stderr
+    assert not again.exists()  # was {"data": []} and exit 0

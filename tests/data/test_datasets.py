@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,18 @@ def test_text_choice(labelled_clips: list[Clip], choice: str) -> None:
             "random": clip.captions,
         }[choice]
         assert plan.query in expected
+
+
+@pytest.mark.parametrize("choice", ["first", "random", "all"])
+def test_blank_captions_are_never_a_query(labelled_clips: list[Clip], choice: str) -> None:
+    clips = [replace(c, captions=["   ", *c.captions]) for c in labelled_clips]
+    clips[0] = replace(clips[0], captions=[" "])  # only a blank caption: its labels are used
+    dataset = _dataset(clips, length=48, text_choice=choice)
+    queries = [dataset.draw(i).query for i in range(len(dataset))]
+    assert all(q.strip() for q in queries)  # was "   " (an "empty query" error at step 0)
+    assert clips[0].labels[0].replace("_", " ") in {
+        dataset.draw(i).query for i in range(len(dataset)) if dataset.draw(i).target == 0
+    }
 
 
 def test_query_mix_names_another_text_of_the_target_and_leaves_the_rest_alone(

@@ -252,3 +252,18 @@ def test_blank_captions_fall_back_to_the_labels() -> None:
     clip = Clip(id="c", audio="c.wav", captions=["  ", ""], labels=["dog_bark", " "])
     assert clip.texts() == ["dog bark"]  # was ["  ", ""]: the labels hidden behind blanks
     assert Clip(id="c", audio="c.wav", captions=[" ", "a dog"], labels=["dog"]).texts() == ["a dog"]
+
+
+@pytest.mark.parametrize("name", [" lead", "trail ", "cr\rname", "nl\nname"])
+def test_a_file_name_a_list_cannot_hold_is_refused(tmp_path: Path, name: str) -> None:
+    rows = [MixtureRow("a dog", source=name, noise="rain", snr=0.0)]
+    with pytest.raises(DataError, match="would not read back as written"):
+        write_mixture_list(rows, tmp_path / "list.csv")  # was: written, then unreadable
+    assert not (tmp_path / "list.csv").exists()
+
+
+def test_a_caption_with_a_line_break_is_written_on_one_line(tmp_path: Path) -> None:
+    rows = [MixtureRow("a car\rhorn  honks", source="car", noise="rain", snr=3.0)]
+    write_mixture_list(rows, tmp_path / "list.csv")
+    (row,) = read_mixture_list(tmp_path / "list.csv")  # was: "expected 4 columns, found 1"
+    assert row.caption == "a car horn honks"

@@ -131,6 +131,36 @@ def test_plan_mixtures_unlabelled_and_label_fallback() -> None:
     assert {r.caption for r in plan_mixtures(labelled, 9)} == {"x", "Dog bark"}
 
 
+def test_one_file_spelled_two_ways_is_never_its_own_noise(tmp_path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "dog.wav").write_bytes(b"")
+    (tmp_path / "link.wav").symlink_to(tmp_path / "d" / "dog.wav")
+    spellings = [f"{tmp_path}//d/./dog.wav", str(tmp_path / "link.wav")]
+    clips = [Clip(id="a", audio=str(tmp_path / "d" / "dog.wav"), captions=["x"])]
+    clips += [Clip(id=f"s{k}", audio=s, captions=["y"]) for k, s in enumerate(spellings)]
+    clips.append(Clip(id="rain", audio=str(tmp_path / "rain.wav"), captions=["rain"]))
+    rows = plan_mixtures(clips, 40)
+    dogs = {"a", "s0", "s1"}
+    # was: rows such as (a, s0): a clip mixed with itself, refused only by evaluate
+    assert all(not {r.source, r.noise} <= dogs for r in rows)
+    assert {r.source for r in rows} == dogs | {"rain"}
+    with pytest.raises(DataError, match="shares a label or its audio file"):
+        plan_mixtures(clips[:3], 1)
+
+
+def test_a_clip_known_to_be_too_short_is_noise_only() -> None:
+    clips = [
+        Clip(id="tiny", audio="/tiny.wav", captions=["a click"], duration=0.01),
+        Clip(id="long", audio="/long.wav", captions=["rain"], duration=5.0),
+        Clip(id="unprobed", audio="/u.wav", captions=["wind"]),  # duration 0.0: not known
+    ]
+    rows = plan_mixtures(clips, 12)
+    assert {r.source for r in rows} == {"long", "unprobed"}  # was: tiny too, unscoreable
+    assert "tiny" in {r.noise for r in rows}
+    with pytest.raises(DataError, match="too short to score"):
+        plan_mixtures([clips[0], Clip(id="b", audio="/b.wav", duration=0.05)], 1)
+
+
 def test_plan_mixtures_errors() -> None:
     same = [Clip(id=f"c{k}", audio=f"/{k}.wav", captions=["dog"], labels=["dog"]) for k in range(3)]
     with pytest.raises(DataError, match="no valid"):

@@ -339,6 +339,19 @@ def test_folder_with_captions_csv(
         prepare_folder(tmp_path, captions_csv=captions)
 
 
+def test_a_caption_with_an_unquoted_comma_is_refused_not_cut(
+    tmp_path: Path, write_audio: WriteAudio
+) -> None:
+    write_audio(tmp_path / "car.wav")
+    captions = tmp_path / "captions.csv"
+    captions.write_text("file_name,caption\ncar.wav,a car, honking loudly\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"captions\.csv:2: 3 fields, but the header has 2"):
+        prepare_folder(tmp_path, captions_csv=captions)  # was: the caption "a car"
+    captions.write_text('file_name,caption\ncar.wav,"a car, honking loudly"\n', encoding="utf-8")
+    (clip,) = prepare_folder(tmp_path, captions_csv=captions).clips
+    assert clip.captions == ["a car, honking loudly"]
+
+
 def test_folder_captions_with_control_characters_are_refused(
     tmp_path: Path, write_audio: WriteAudio, write_csv: WriteCsv
 ) -> None:

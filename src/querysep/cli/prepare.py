@@ -106,8 +106,21 @@ def register(app: typer.Typer) -> None:
         if skipped:
             print(f"querysep: {skipped}", file=sys.stderr)
         if output.suffix.lower() == ".json":
-            entries = write_datafile(clips, output)
-            console.print(f"wrote {entries} entries ({len(clips)} clips) to {output}")
+            texted = [clip for clip in clips if clip.texts()]  # the only ones a datafile holds
+            if not texted:
+                raise DataError(
+                    f"none of the {len(clips)} clips found has a caption or a label, and a "
+                    "datafile holds (audio, caption) pairs only: give captions "
+                    "(--captions-csv for the folder recipe), or write a .jsonl manifest"
+                )
+            entries = write_datafile(texted, output)
+            left = len(clips) - len(texted)
+            console.print(
+                f"wrote {entries} entries ({len(texted)} clips) to {output}"
+                + (f"; {left} clips without a caption or label left out" if left else ""),
+                soft_wrap=True,
+            )
+            clips = texted
         else:
             write_manifest(clips, output)
             console.print(f"wrote {len(clips)} clips to {output}")

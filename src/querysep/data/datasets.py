@@ -393,8 +393,8 @@ class MixtureTrainingDataset(Dataset):
 
     def _pool(self, clip: Clip) -> list[str]:
         """The texts ``text_choice`` draws from (the first is the ``"first"`` choice)."""
-        captions = list(clip.captions)
-        labels = [label_to_text(label) for label in clip.labels]
+        captions = [caption for caption in clip.captions if caption.strip()]  # as Clip.texts
+        labels = [text for label in clip.labels if (text := label_to_text(label))]
         if self.text_choice == "first":
             return captions or labels
         return {"random": captions or labels, "label": labels or captions}.get(

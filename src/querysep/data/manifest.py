@@ -549,9 +549,17 @@ def write_mixture_list(rows: Sequence[MixtureRow], path: str | Path) -> None:
         path: The CSV file to create or replace.
 
     Raises:
-        DataError: The rows mix DCASE and triplet kinds.
+        DataError: The rows mix DCASE and triplet kinds, or a file name could not be read
+            back as written (spaces at its ends, which the reader strips, or a line break).
         OutputError: ``path`` cannot be written.
     """
+    for row in rows:
+        for name in (row.source, row.noise, row.mixture, row.target):
+            if name is not None and (name != name.strip() or "\r" in name or "\n" in name):
+                raise DataError(
+                    f"cannot write the file name {name!r} into a mixture list: spaces at its "
+                    "ends or a line break would not read back as written; rename the file"
+                )
     kinds = {row.kind for row in rows}
     if len(kinds) > 1:
         raise DataError("cannot write DCASE and triplet rows into one mixture list")
@@ -562,8 +570,11 @@ def write_mixture_list(rows: Sequence[MixtureRow], path: str | Path) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
+    caption = columns.index("caption")
     for row in rows:
-        writer.writerow(row.values(columns))
+        values = list(row.values(columns))
+        values[caption] = " ".join(str(values[caption]).split())  # no line break (a query's own)
+        writer.writerow(values)
     write_text(path, buffer.getvalue())
 
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,15 +200,17 @@ class PartnerSampler:
     """Draws, for a clip, another clip that shares no label with it.
 
     Clips without labels can be paired with any clip but themselves (and clips with the
-    same audio file). Random draws are tried first; after ``max_tries`` rejections the
-    valid partners are listed exhaustively, so a rare valid partner is still found.
+    same audio file, however its path is spelled: ``a//b.wav``, ``a/./b.wav`` or a symbolic
+    link to it count as ``a/b.wav``). Random draws are tried first; after ``max_tries``
+    rejections the valid partners are listed exhaustively, so a rare valid partner is still
+    found.
     """
 
     def __init__(self, clips: Sequence[Clip], *, max_tries: int = 32) -> None:
         self.clips = clips
         self.max_tries = max_tries
         self._labels = [frozenset(c.labels) for c in clips]
-        self._audio = [c.audio for c in clips]
+        self._audio = [os.path.realpath(c.audio) for c in clips]  # one file, one identity
         self._by_label: dict[str, set[int]] = {}
         for i, labels in enumerate(self._labels):
             for label in labels:
@@ -257,6 +260,13 @@ class PartnerSampler:
         return preferred[int(rng.integers(len(preferred)))]
 
 
+def too_short(clip: Clip) -> bool:
+    """Whether ``clip`` is known (from its manifest ``duration``) to be too short to score."""
+    from ..audio.io import MIN_SECONDS  # soundfile and soxr only when audio is touched
+
+    return 0.0 < clip.duration < MIN_SECONDS  # 0.0: not probed
+
+
 def plan_mixtures(
     clips: Sequence[Clip],
     n: int,
@@ -269,10 +279,12 @@ def plan_mixtures(
     """Draw a DCASE mixture list from clips.
 
     Sources are the clips with a caption (or, failing that, a label, used as text) that have
-    at least one valid noise partner; they are used in turn in a seeded random order, so
-    every source appears ``n // num_sources`` or one more times. Each source gets a noise
-    clip drawn uniformly among the clips that share no label with it (any other clip when
-    labels are absent), avoiding a repeated (source, noise) pair when possible, and an
+    at least one valid noise partner and are not known to be too short to score (a probed
+    ``duration`` under :data:`~querysep.audio.io.MIN_SECONDS`; they may still be noise);
+    they are used in turn in a seeded random order, so every source appears
+    ``n // num_sources`` or one more times. Each source gets a noise clip drawn uniformly
+    among the clips that share no label or audio file with it (any other clip when labels
+    are absent), avoiding a repeated (source, noise) pair when possible, and an
     integer SNR drawn uniformly from ``[snr_min, snr_max]``.
 
     Args:
@@ -316,11 +328,17 @@ def plan_mixtures(
     with_text = [i for i, clip in enumerate(clips) if clip.texts()]
     if not with_text:
         raise DataError("no clip has a caption or label to use as the query")
+    with_text = [i for i in with_text if not too_short(clips[i])]
+    if not with_text:
+        raise DataError(
+            "every clip with a caption or label is too short to score as a source (its "
+            "manifest duration is under 0.1 s)"
+        )
     sources = [i for i in with_text if sampler.has_partner(i)]
     if not sources:
         raise DataError(
-            "no valid (source, noise) pair: every captioned clip shares a label with "
-            "every other clip"
+            "no valid (source, noise) pair: every captioned clip shares a label or its "
+            "audio file with every other clip"
         )
     used: dict[int, set[int]] = {}
     rows: list[MixtureRow] = []

@@ -74,7 +74,8 @@ def read_csv(
 
     Raises:
         DataError: The file is missing, not UTF-8 text (unless ``latin1_fallback``), lacks
-            a required column, or a row leaves a ``filled`` column empty.
+            a required column, a row leaves a ``filled`` column empty, or a row has more
+            fields than the header (a comma left unquoted would cut a caption short).
     """
     fallback = "latin-1" if latin1_fallback else None
     text = read_text(path, "metadata file", fallback_encoding=fallback)
@@ -87,6 +88,12 @@ def read_csv(
         reader.fieldnames = header
         rows = []
         for row in reader:
+            if row.get(None):  # more fields than the header names: a comma left unquoted
+                raise DataError(
+                    f"{path}:{reader.line_num}: {len(header) + len(row[None])} fields, but the "
+                    f"header has {len(header)} (quote a field that holds a comma: "
+                    '"a car, honking")'
+                )
             rows.append({k: (v or "").strip() for k, v in row.items() if k is not None})
             empty = next((name for name in filled if not rows[-1][name]), None)
             if empty is not None:
