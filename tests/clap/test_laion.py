@@ -526,3 +526,22 @@ def test_a_text_model_smaller_than_its_tokenizer_is_refused_on_loading(
     )
     assert result.exit_code == 2 and "do not belong together" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_convert_into_the_current_folder_is_refused_before_any_work(
+    tiny_checkpoint: tuple[Path, object],
+    tokenizer_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path, _ = tiny_checkpoint
+    here = tmp_path / "here"
+    (here / "inside").mkdir(parents=True)
+    for cwd, outdir in ((here, "."), (here / "inside", "..")):
+        monkeypatch.chdir(cwd)
+        result = runner.invoke(
+            app, ["clap", "convert", str(path), outdir, "--tokenizer", str(tokenizer_dir)]
+        )
+        assert result.exit_code == 2, result.output  # was a ValueError traceback, exit 1
+        assert "it is the current folder (or holds it)" in result.stderr
+    assert sorted(p.name for p in here.iterdir()) == ["inside"]

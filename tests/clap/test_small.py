@@ -1805,6 +1805,32 @@ def test_training_into_a_folder_another_run_holds_is_refused(tmp_path: Path) -> 
     assert sorted(p.name for p in run.iterdir()) == ["member0", "member1", "model"]
 
 
+@pytest.mark.parametrize("marker", ["config.yaml", "checkpoints"])
+def test_training_into_another_commands_run_folder_is_refused(tmp_path: Path, marker: str) -> None:
+    """A 'querysep train' or 'ldm train-vae' run folder: this run wrote its model into
+    that run's model/."""
+    from querysep.errors import OutputError
+
+    _write_toy_esc50(tmp_path / "data")
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text("{}")
+    (run / marker).mkdir() if marker == "checkpoints" else (run / marker).write_text("vae: {}\n")
+    config = load_train_config(None, _toy_run(tmp_path / "data", 1))
+    with pytest.raises(OutputError, match="holds another command's training run"):
+        train(config, run, log=lambda _: None, text_encoder=HashingTextEncoder(384))
+    assert (run / "model" / "config.json").read_text() == "{}"
+
+
+def test_the_folds_a_model_was_trained_on_are_known() -> None:
+    from querysep.clap.zeroshot import seen_folds
+
+    assert seen_folds(load_clap("esc50-clap")) == {1, 2, 3}  # metadata.training.config
+    assert seen_folds(load_clap("test-tiny")) == set()
+    refit = type("M", (), {"metadata": {"text_head_refit": [{"folds": [4]}, {"folds": [4]}]}})
+    assert seen_folds(refit()) == {4}
+
+
 def test_what_the_training_clips_do_not_allow_is_refused_before_any_member_trains(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1941,3 +1967,21 @@ def test_a_colon_number_is_text_not_a_base_60_integer(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="epochs") as caught:
             load_train_config(*args)
         assert "\n" not in str(caught.value)
+
+
+def test_zeroshot_on_a_fold_the_model_trained_on_says_so(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from querysep.cli import app
+
+    _write_toy_esc50(tmp_path / "toy")  # folds 1 and 2; esc50-clap trained on folds 1-3
+    runner = CliRunner()
+    seen = runner.invoke(app, ["clap", "zeroshot", "--data", str(tmp_path / "toy"), "--fold", "1"])
+    assert seen.exit_code == 0, seen.output
+    assert "trained (or its text head refitted) on fold 1: those scores are not held-out" in (
+        seen.stderr
+    )  # was: perfect scores and no word
+    tiny = ["clap", "zeroshot", "--clap", "test-tiny", "--data", str(tmp_path / "toy")]
+    other = runner.invoke(app, [*tiny, "--fold", "1", "--fold", "1"])
+    assert other.exit_code == 0 and "not held-out" not in other.stderr
+    assert '"folds": [\n    1\n  ]' in other.stdout  # a fold given twice is scored once

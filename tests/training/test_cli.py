@@ -210,3 +210,25 @@ def test_export_does_not_overwrite_a_config_json_of_something_else(
     argv = ["train", "export", str(tmp_path / "run"), "-o", str(tmp_path / "banked")]
     assert runner.invoke(app, argv).exit_code == 0
     assert not (tmp_path / "banked" / BANK_NAME).exists()  # this model has no bank
+
+
+@pytest.mark.parametrize("other", ["clap", "vae"])
+def test_another_commands_run_folder_is_refused_before_restart_deletes_it(
+    config_path: Path, tmp_path: Path, other: str
+) -> None:
+    """A --restart removed the model/ of a 'clap train' or 'ldm train-vae' run given as
+    trainer.output_dir (and without it, the export went into that model/)."""
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text("{}")
+    if other == "clap":
+        (run / "checkpoint.pt").write_bytes(b"")
+        said = "holds a 'querysep clap train' run (checkpoint.pt)"
+    else:
+        (run / "config.yaml").write_text("vae:\n  latent_channels: 4\ntrainer: {}\n")
+        said = "holds the run of a mel VAE (ldm train-vae), and this config trains a separator"
+    result = CliRunner().invoke(app, ["train", str(config_path), "--restart"])
+    assert result.exit_code == 2 and said in result.stderr
+    assert (run / "model" / "config.json").is_file()
+    # the config is printed only once every check has passed: one line, not a page and a line
+    assert "resolved config" not in result.stdout

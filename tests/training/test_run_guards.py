@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 import yaml
 from typer.testing import CliRunner
@@ -439,3 +441,37 @@ def test_an_absurd_learning_rate_is_refused_in_one_line(
     line = _one_line_error(CliRunner().invoke(app, ["train", str(path), "optim.lr=1e38"]))
     assert "optim.lr: must be <= 1.0, got '1e38'" in line, line
     assert not (tmp_path / "run").exists()
+
+
+def test_fewer_validation_mixtures_than_processes_is_one_line(
+    tmp_path: Path, sine_data: dict[str, Path]
+) -> None:
+    """Each process validates a share of the list; one with none failed inside Lightning
+    with a traceback per process and left a run folder."""
+    run = tmp_path / "run"
+    config = copy.deepcopy(tiny_config(sine_data, run, devices=2))
+    config["data"]["validation"]["max_items"] = 1
+    line = _one_line_error(
+        CliRunner().invoke(app, ["train", str(write_config(tmp_path / "r.yaml", config))])
+    )
+    assert "1 mixtures for 2 processes" in line
+    assert not run.exists()
+
+
+def test_files_a_recipe_skips_are_named_not_dropped_in_silence(
+    tmp_path: Path, sine_data: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from querysep.training.config import TrainSetConfig
+    from querysep.training.datamodule import load_training_clips
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    sf.write(folder / "a.wav", np.full(8000, 0.1, np.float32), 16000)
+    (folder / "b.wav").write_bytes(b"")  # unreadable
+    (folder / "a.txt").write_text("a hum", encoding="utf-8")
+    (folder / "b.txt").write_text("a buzz", encoding="utf-8")
+    entry = TrainSetConfig.model_validate({"prepare": {"recipe": "folder", "root": str(folder)}})
+    clips = load_training_clips([entry])
+    assert [clip.id for clip in clips] == ["a"]
+    err = capsys.readouterr().err
+    assert "data.train.0 (folder recipe on" in err and "skipped 1 missing/unreadable files" in err

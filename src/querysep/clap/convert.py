@@ -70,6 +70,12 @@ class ConversionResult:
 
 
 def _check_outdir(outdir: Path, overwrite: bool) -> None:
+    here = Path.cwd().resolve()
+    if outdir.resolve() in (here, *here.parents):  # "." would be swapped for a new folder
+        raise OutputError(
+            f"cannot write to {outdir}: it is the current folder (or holds it), which the "
+            "conversion would replace; name a new folder, e.g. clap-converted"
+        )
     check_output_folder(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise OutputError(f"cannot write to {outdir}: it is a file, not a folder")

@@ -41,6 +41,7 @@ __all__ = [
     "label_prompt",
     "load_esc50",
     "roc_auc",
+    "seen_folds",
     "zeroshot_scores",
 ]
 
@@ -220,6 +221,31 @@ def load_esc50(root: str | os.PathLike[str], folds: list[int]) -> Esc50Split:
     length = max(len(c) for c in clips)
     audio = np.stack([np.pad(c, (0, length - len(c))) for c in clips]).astype(np.float32)
     return Esc50Split(audio, np.array(targets), categories, int(rate), names)
+
+
+def seen_folds(model: object) -> set[int]:
+    """The ESC-50 folds a model's metadata says it was trained on (``train_folds``) or its
+    text head refitted on (``text_head_refit``'s ``folds``); scores on them are not
+    held-out. Models without such metadata (another CLAP) give an empty set."""
+    found: set[int] = set()
+
+    def walk(node: object, in_refit: bool = False) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                named = key == "train_folds" or (key == "folds" and in_refit)
+                if named and isinstance(value, list):
+                    found.update(v for v in value if isinstance(v, int))
+                walk(value, in_refit or key == "text_head_refit")
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, in_refit)
+
+    for meta in (
+        getattr(model, "metadata", None),
+        getattr(getattr(model, "config", None), "metadata", None),
+    ):
+        walk(meta)
+    return found
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

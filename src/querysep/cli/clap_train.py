@@ -9,6 +9,7 @@ Thin wrappers over :func:`querysep.clap.train.train`,
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -114,13 +115,21 @@ def add_zeroshot_command(clap_app: typer.Typer) -> None:
     ) -> None:
         """Zero-shot accuracy (labels, held-out captions) and ATS ROC-AUC on ESC-50 folds."""
         from ..clap.registry import load_clap
-        from ..clap.zeroshot import evaluate_zeroshot, load_esc50
+        from ..clap.zeroshot import evaluate_zeroshot, load_esc50, seen_folds
 
         if batch_size < 1:
             raise typer.BadParameter("must be at least 1", param_hint="'--batch-size'")
+        folds = sorted(set(fold))
         model = load_clap(clap, device)
-        result = evaluate_zeroshot(model, load_esc50(data, list(fold)), batch_size=batch_size)
-        console.print(json.dumps({"clap": clap or "default", "folds": fold, **result}, indent=2))
+        seen = sorted(seen_folds(model) & set(folds))
+        if seen:  # printed first: the scores below would read as held-out ones
+            print(
+                f"querysep: note: this model was trained (or its text head refitted) on fold "
+                f"{', '.join(map(str, seen))}: those scores are not held-out",
+                file=sys.stderr,
+            )
+        result = evaluate_zeroshot(model, load_esc50(data, folds), batch_size=batch_size)
+        console.print(json.dumps({"clap": clap or "default", "folds": folds, **result}, indent=2))
 
 
 def add_refit_command(clap_app: typer.Typer) -> None:

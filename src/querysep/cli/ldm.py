@@ -38,8 +38,7 @@ def train_vae_cmd(
     from ..training.melvae import MelVaeTrainConfig, train_vae
 
     cfg = load_config(config, overrides or [], schema=MelVaeTrainConfig)
-    show_config(cfg)
-    result = train_vae(cfg, restart=restart, echo=_echo)
+    result = train_vae(cfg, restart=restart, echo=_echo, on_checked=lambda: show_config(cfg))
     report_result(result, "done at step {step}: the VAE is in {exported}")
 
 

@@ -57,8 +57,7 @@ def run_cmd(
     from ..training.run import train
 
     cfg = load_config(config, overrides or [])
-    show_config(cfg)
-    result = train(cfg, restart=restart, echo=_echo)
+    result = train(cfg, restart=restart, echo=_echo, on_checked=lambda: show_config(cfg))
     report_result(
         result,
         "done at step {step}. Try: querysep separate --model {exported} MIX.wav -q 'a dog barking'",

@@ -14,12 +14,14 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data.datasets import FixedMixtureDataset, MixtureTrainingDataset
@@ -165,12 +167,20 @@ def load_training_clips(sets: Sequence[TrainSetConfig]) -> list[Clip]:
                 known = ", ".join(sorted(RECIPES))
                 raise ConfigError(f"unknown recipe {entry.prepare.recipe!r}; known: {known}")
             try:
-                found = recipe(entry.prepare.root, **entry.prepare.options).clips
+                prepared = recipe(entry.prepare.root, **entry.prepare.options)
             except TypeError as exc:
                 raise ConfigError(
                     f"bad options for recipe {entry.prepare.recipe!r}: {exc}"
                 ) from None
+            found = prepared.clips
             what = f"{entry.prepare.recipe} recipe on {entry.prepare.root}"
+            if prepared.skipped and rank_zero_only.rank == 0:  # as querysep prepare says it
+                print(
+                    f"querysep: data.train.{number} ({what}): skipped "
+                    f"{len(prepared.skipped)} missing/unreadable files (first: "
+                    f"{prepared.skipped[0]})",
+                    file=sys.stderr,
+                )
         if entry.splits is not None:
             keep = set(entry.splits)
             kept = [c for c in found if c.split in keep]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,6 +64,7 @@ from .run import (
     _check_same_model,
     build_trainer,
     check_resumable,
+    check_validation_share,
     fit,
     fit_warnings_filtered,
     open_run_folder,
@@ -375,6 +376,7 @@ def train_vae(
     restart: bool = False,
     callbacks: Sequence[pl.Callback] = (),
     echo: Any = print,
+    on_checked: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train (or resume) a mel VAE as ``config`` says, then export the best checkpoint
     (without validation: the last).
@@ -382,6 +384,9 @@ def train_vae(
     A first Ctrl-C stops after the current step with ``last.ckpt`` saved and nothing
     exported (``TrainResult.interrupted``); rerunning resumes. Resuming a run whose saved
     ``config.yaml`` has another ``vae`` or ``front_end`` section is refused.
+    ``on_checked`` is called (on the global rank 0 process) once everything is checked,
+    just before the run folder is touched: ``querysep ldm train-vae`` prints the resolved
+    config there, so that a config that fails a check prints one line only.
 
     Raises:
         ConfigError, DataError, ModelNotFoundError, CheckpointError: Bad config or inputs
@@ -391,7 +396,7 @@ def train_vae(
     is_zero = rank_zero_only.rank == 0
     say = echo if is_zero else (lambda _msg: None)
     out = config.output_dir
-    _check_output_dir(out)
+    _check_output_dir(out, config)
     last = out / CHECKPOINT_DIR / LAST_CHECKPOINT
     resume = last.is_file() and not restart
     if resume:
@@ -407,6 +412,9 @@ def train_vae(
     size = sum(p.numel() for p in task.vae.parameters())
     say(f"mel VAE: {size / 1e6:.2f} M parameters, factor {config.vae.factor}")
     trainer = build_trainer(config, callbacks=callbacks, echo=say)
+    check_validation_share(datamodule, trainer)
+    if on_checked is not None and is_zero:  # every check passed: the CLI prints the config
+        on_checked()
     with (
         open_run_folder(config, restart=restart, resume=resume, echo=say),
         fit_warnings_filtered(say),

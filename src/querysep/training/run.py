@@ -335,12 +335,37 @@ def check_resumable(last: Path) -> None:
         ) from None
 
 
-def _check_output_dir(out: Path) -> None:
-    """Refuse a run folder that is a file or lies under one (nothing is written yet)."""
+def _check_output_dir(out: Path, config: Any = None) -> None:
+    """Refuse a run folder that is a file or lies under one, or that holds another kind
+    of run (whose model/ a ``--restart`` would delete and an export would write into):
+    ``querysep clap train``'s, or a separator's where ``config`` trains a VAE or the
+    reverse. Nothing is written yet."""
     try:
         check_output_folder(out)
     except OutputError as exc:
         raise ConfigError(f"trainer.output_dir: {exc}") from None
+    other = next((n for n in ("checkpoint.pt", "log.jsonl") if (out / n).exists()), None)
+    if other is not None:
+        raise ConfigError(
+            f"trainer.output_dir: {out} holds a 'querysep clap train' run ({other}); "
+            "choose another folder"
+        )
+    saved = out / CONFIG_FILE
+    if config is None or not saved.is_file():
+        return
+    try:
+        old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return  # resuming checks the saved config itself and says what is wrong with it
+    kinds = {"vae": "a mel VAE (ldm train-vae)", "model": "a separator (querysep train)"}
+    new = config.to_dict()
+    was = next((k for k in kinds if isinstance(old, dict) and k in old), None)
+    now = next((k for k in kinds if k in new), None)
+    if was is not None and now is not None and was != now:
+        raise ConfigError(
+            f"trainer.output_dir: {out} holds the run of {kinds[was]}, and this config trains "
+            f"{kinds[now]}; choose another folder"
+        )
 
 
 #: Settings added after runs were already saved, with the value a saved config that lacks
@@ -385,6 +410,22 @@ def _set_aside_earlier_best(folder: Path, echo: Echo, *, resumed: bool = False) 
     echo(f"note: {best} kept as {aside.name}, not exported: {why}")
 
 
+def check_validation_share(datamodule: Any, trainer: pl.Trainer) -> None:
+    """Refuse a validation list shorter than the number of processes: each validates its
+    own share of the list, and one with none fails in Lightning with a traceback per process.
+
+    Raises:
+        ConfigError: Fewer validation mixtures than processes.
+    """
+    rows = datamodule.val_dataset
+    if rows is not None and len(rows) < trainer.world_size:
+        raise ConfigError(
+            f"data.validation: {len(rows)} mixtures for {trainer.world_size} processes, and "
+            "each process validates a share of them: give at least one per process (raise "
+            "data.validation.max_items, or train on fewer devices)"
+        )
+
+
 def _restart(out: Path, echo: Echo) -> None:
     removed = []
     for name in (CHECKPOINT_DIR, LOG_DIR, MODEL_DIR):
@@ -401,6 +442,7 @@ def train(
     restart: bool = False,
     callbacks: Sequence[Callback] = (),
     echo: Echo = print,
+    on_checked: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train (or continue training) as ``config`` says, then export the best model.
 
@@ -410,6 +452,10 @@ def train(
             checkpoints, logs and exported model first).
         callbacks: Extra Lightning callbacks.
         echo: Prints messages (only the global rank 0 process prints).
+        on_checked: Called (on the global rank 0 process) once config, model, data and
+            trainer are checked, just before the run folder is touched: ``querysep train``
+            prints the resolved config there, so that a config that fails a check prints
+            one line only.
 
     Returns:
         What happened; ``interrupted`` when stopped by Ctrl-C.
@@ -420,7 +466,7 @@ def train(
     is_zero = rank_zero_only.rank == 0
     say: Echo = echo if is_zero else (lambda _msg: None)
     out = config.output_dir
-    _check_output_dir(out)
+    _check_output_dir(out, config)
     last = out / CHECKPOINT_DIR / LAST_CHECKPOINT
     resume = last.is_file() and not restart
     if resume:
@@ -473,6 +519,9 @@ def train(
         channels_last=config.trainer.channels_last,
     )
     trainer = build_trainer(config, callbacks=callbacks, echo=say)
+    check_validation_share(datamodule, trainer)
+    if on_checked is not None and is_zero:  # every check passed: the CLI prints the config
+        on_checked()
     # Only now, with the trainer built too (Lightning checks strategy, devices...), is the
     # run folder touched: a --restart's old run is removed and the config saved.
     with (
