@@ -545,17 +545,21 @@ def test_model_specs_that_cannot_name_a_model(spec: object) -> None:
             load(spec)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("spec", ["querysep:", "querysep: ", "audiosep:", "irm-ldm:"])
+@pytest.mark.parametrize(
+    "spec", ["querysep:", "querysep: ", "audiosep:", "irm-ldm:", "clap hf:", "clap laion: "]
+)
 def test_a_kind_without_a_path_is_refused_not_read_as_the_current_folder(
     spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from querysep.clap import load_clap
     from querysep.errors import ModelNotFoundError
     from querysep.pretrained import build_test_tiny, load_model
 
     build_test_tiny().save_pretrained(tmp_path)  # a model in the current folder
     monkeypatch.chdir(tmp_path)
+    load = load_clap if spec.startswith("clap ") else load_model
     with pytest.raises(ModelNotFoundError, match="needs"):
-        load_model(spec)  # "querysep:" loaded the model in the current folder
+        load(spec.removeprefix("clap "))  # "querysep:" loaded the model in the current folder
 
 
 def test_a_failed_commit_leaves_no_temporary_file_and_no_later_output(

@@ -319,3 +319,25 @@ def test_a_weights_file_that_needs_pickled_code_is_refused_without_torchs_advice
     # torch's own message advised re-running with weights_only=False
     assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
     assert not flag.exists()
+
+
+def test_a_folder_whose_tokenizer_outgrows_its_text_model_is_refused(tmp_path: Path) -> None:
+    from querysep.errors import CheckpointError
+
+    folder = tmp_path / "small-vocab"
+    tiny_clap_model(0, vocab_size=100).save_pretrained(folder)  # the tokenizer has 300 tokens
+    tiny_feature_extractor().save_pretrained(folder)
+    tiny_roberta_tokenizer(folder)
+    with pytest.raises(CheckpointError, match="300 tokens but the text model embeds only 100"):
+        load_clap(str(folder))  # was: an IndexError at the first query
+
+
+def test_torchs_refusal_is_found_inside_the_error_older_transformers_raise() -> None:
+    import pickle
+
+    from querysep.clap.hf import _needs_pickled_code
+
+    inner = pickle.UnpicklingError("Weights only load failed ... `weights_only` ...")
+    outer = OSError("Unable to load weights from pytorch checkpoint file")
+    outer.__cause__ = inner
+    assert _needs_pickled_code(outer) and not _needs_pickled_code(OSError("no such file"))

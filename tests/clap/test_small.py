@@ -1805,21 +1805,25 @@ def test_training_into_a_folder_another_run_holds_is_refused(tmp_path: Path) -> 
     assert sorted(p.name for p in run.iterdir()) == ["member0", "member1", "model"]
 
 
-@pytest.mark.parametrize("marker", ["config.yaml", "checkpoints"])
-def test_training_into_another_commands_run_folder_is_refused(tmp_path: Path, marker: str) -> None:
+def test_training_into_another_commands_run_folder_is_refused(tmp_path: Path) -> None:
     """A 'querysep train' or 'ldm train-vae' run folder: this run wrote its model into
-    that run's model/."""
+    that run's model/. A config.yaml alone (the user's own recipe) is no such folder."""
     from querysep.errors import OutputError
 
     _write_toy_esc50(tmp_path / "data")
     run = tmp_path / "run"
     (run / "model").mkdir(parents=True)
     (run / "model" / "config.json").write_text("{}")
-    (run / marker).mkdir() if marker == "checkpoints" else (run / marker).write_text("vae: {}\n")
+    (run / "checkpoints").mkdir()
     config = load_train_config(None, _toy_run(tmp_path / "data", 1))
     with pytest.raises(OutputError, match="holds another command's training run"):
         train(config, run, log=lambda _: None, text_encoder=HashingTextEncoder(384))
     assert (run / "model" / "config.json").read_text() == "{}"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("epochs: 1\n")
+    train(config, mine, log=lambda _: None, text_encoder=HashingTextEncoder(384))
+    assert (mine / "model").is_dir()
 
 
 def test_the_folds_a_model_was_trained_on_are_known() -> None:

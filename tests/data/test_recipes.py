@@ -350,6 +350,10 @@ def test_a_caption_with_an_unquoted_comma_is_refused_not_cut(
     captions.write_text('file_name,caption\ncar.wav,"a car, honking loudly"\n', encoding="utf-8")
     (clip,) = prepare_folder(tmp_path, captions_csv=captions).clips
     assert clip.captions == ["a car, honking loudly"]
+    # a spreadsheet's trailing commas hold nothing: read as before
+    captions.write_text("file_name,caption\ncar.wav,a car honking,,\n", encoding="utf-8")
+    (clip,) = prepare_folder(tmp_path, captions_csv=captions).clips
+    assert clip.captions == ["a car honking"]
 
 
 def test_folder_captions_with_control_characters_are_refused(

@@ -154,6 +154,21 @@ def test_a_wrappers_prefix_on_every_key_is_taken_off(
         read_upstream_checkpoint(path, "audiosep")
 
 
+def test_a_wrapped_checkpoint_saved_as_a_folder_loads_again(
+    checkpoints: dict, tokenizer: Path, tmp_path: Path
+) -> None:
+    """The saved folder names the .ckpt for its text tower, read again on loading: the
+    LAION reader must take the wrapper's prefix off too."""
+    state = torch.load(checkpoints["16k"], weights_only=True)["state_dict"]
+    path = tmp_path / "wrapped.ckpt"
+    torch.save({"state_dict": {"model." + k: v for k, v in state.items()}}, path)
+    model = load_upstream(path, "dcase-baseline", text_tokenizer=tokenizer)
+    model.save_pretrained(tmp_path / "exported")
+    again = load_model(str(tmp_path / "exported"))  # was: "not a LAION-CLAP checkpoint"
+    queries = ["the cat meows loudly"]
+    torch.testing.assert_close(again.encode(queries), model.encode(queries), atol=0, rtol=0)
+
+
 def test_a_scalar_where_bn0_holds_its_bins_is_one_line(checkpoints: dict, tmp_path: Path) -> None:
     state = torch.load(checkpoints["16k"], weights_only=True)["state_dict"]
     state["ss_model.base.bn0.weight"] = torch.tensor(1.0)

@@ -212,7 +212,7 @@ def test_export_does_not_overwrite_a_config_json_of_something_else(
     assert not (tmp_path / "banked" / BANK_NAME).exists()  # this model has no bank
 
 
-@pytest.mark.parametrize("other", ["clap", "vae"])
+@pytest.mark.parametrize("other", ["clap", "clap ensemble", "vae"])
 def test_another_commands_run_folder_is_refused_before_restart_deletes_it(
     config_path: Path, tmp_path: Path, other: str
 ) -> None:
@@ -221,8 +221,10 @@ def test_another_commands_run_folder_is_refused_before_restart_deletes_it(
     run = tmp_path / "run"
     (run / "model").mkdir(parents=True)
     (run / "model" / "config.json").write_text("{}")
-    if other == "clap":
-        (run / "checkpoint.pt").write_bytes(b"")
+    if other.startswith("clap"):
+        where = run / "member0" if other == "clap ensemble" else run
+        where.mkdir(exist_ok=True)
+        (where / "checkpoint.pt").write_bytes(b"")
         said = "holds a 'querysep clap train' run (checkpoint.pt)"
     else:
         (run / "config.yaml").write_text("vae:\n  latent_channels: 4\ntrainer: {}\n")

@@ -755,7 +755,8 @@ class OpenAIBackend:
             # caption that does is refused (not edited), and the key is masked in what is
             # kept of the answer (rejections: the cache) or sent back in a re-ask
             hidden = _hide(reply.text, self._secrets)
-            shown = _hide(strip_reasoning(reply.text), self._secrets)  # what a re-ask quotes
+            # what a re-ask quotes: never empty (some endpoints refuse an empty message)
+            shown = _hide(strip_reasoning(reply.text), self._secrets).strip() or "(no captions)"
             answer.requests += 1
             answer.reasks += round_ > 0
             answer.retries += reply.retries

@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import CheckpointError, ModelNotFoundError
 from ..hub import resolve_hf_folder
 from ..models.text.clap import quiet_transformers, refuse_random_weights
-from ..models.text.laion import ROBERTA_TOKENIZER_FILES, has_tokenizer_files
+from ..models.text.laion import ROBERTA_TOKENIZER_FILES, check_vocabulary, has_tokenizer_files
 from .base import AudioTextModel
 from .registry import register_clap_loader, register_folder_loader
 
@@ -282,6 +282,19 @@ def check_clap_folder(folder: Path, *, need_tokenizer: bool = True) -> None:
         raise ModelNotFoundError(tokenizer_hint(folder))
 
 
+def _needs_pickled_code(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps: older transformers put torch's error inside an
+    OSError) is torch refusing a file that needs pickled code."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain, not a cycle
+        if seen is None:
+            return False
+        if "weights_only" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -308,21 +321,23 @@ def load_hf_clap(path: str, device: str | torch.device = "cpu") -> HFClap:
                 output_loading_info=True,
                 ignore_mismatched_sizes=True,
             )
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelNotFoundError(
-            f"cannot load the CLAP model in {folder}: {_first_line(exc)}"
-        ) from None
-    except Exception as exc:  # a cut weights file, a shape the config does not fit, ...
-        if "weights_only" in str(exc):  # torch's advice would be to run the pickled code
+    except Exception as exc:
+        if _needs_pickled_code(exc):  # torch's advice would be to run the pickled code
             raise CheckpointError(
                 f"the CLAP weights in {folder} need pickled code to load, which is refused "
                 "for safety and never run; only plain weight files are read (save the model "
                 "as model.safetensors where you trust its code)"
             ) from None
+        if isinstance(exc, (OSError, ValueError, KeyError)):
+            raise ModelNotFoundError(
+                f"cannot load the CLAP model in {folder}: {_first_line(exc)}"
+            ) from None
+        # a cut weights file, a shape the config does not fit, ...
         raise CheckpointError(
             f"cannot load the CLAP model in {folder}: {_first_line(exc)}"
         ) from None
     refuse_random_weights(f"the CLAP weights in {folder}", info)
+    check_vocabulary(tokenizer, int(model.config.text_config.vocab_size), f"CLAP model {folder}")
     clap = HFClap(model, extractor, tokenizer, name=str(path))
     clap.source = {"path": str(path)}
     conversion = folder / CONVERSION_FILE

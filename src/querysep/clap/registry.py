@@ -162,6 +162,8 @@ def _load_spec(spec: str, dev: torch.device) -> AudioTextModel:
         return model.to(dev).eval()
     kind, sep, rest = spec.partition(":")
     if sep and kind in _LOADERS:
+        if not rest.strip():  # Path("") would be the current folder
+            raise ModelNotFoundError(f"{kind}: needs a path after the colon, e.g. {kind}:DIR")
         return _LOADERS[kind](rest, dev).to(dev).eval()
     path = Path(spec).expanduser()
     if path.is_dir():

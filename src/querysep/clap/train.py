@@ -710,12 +710,11 @@ def _check_outputs(out: Path, members: int | None) -> None:
             f"of {members} members, which would replace its model/; train into another "
             "output folder (-o), or remove that run to start over"
         )
-    trained = next((n for n in ("config.yaml", "checkpoints") if (out / n).exists()), None)
-    if trained is not None:  # querysep train's or ldm train-vae's run folder
+    if (out / "checkpoints").is_dir():  # querysep train's or ldm train-vae's run folder
         raise OutputError(
-            f"{out} holds another command's training run ({trained}: querysep train or ldm "
-            "train-vae), whose model/ this run would write into; train into another output "
-            "folder (-o)"
+            f"{out} holds another command's training run (checkpoints/: querysep train or "
+            "ldm train-vae), whose model/ this run would write into; train into another "
+            "output folder (-o)"
         )
     runs = [out] if members is None else [out / f"member{i}" for i in range(members)]
     check_output_folder(out)

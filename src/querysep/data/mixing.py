@@ -196,6 +196,17 @@ def load_row_mixture(
 # ------------------------------------------------------------------------------ pairing
 
 
+def _file_identity(path: str, folders: dict[str, str]) -> str:
+    """``path`` with its folder resolved (``a//b``, ``a/./b``, linked folders) and the file
+    itself if it is a symbolic link; ``folders`` memoises the folders (a large manifest has
+    few), so each clip costs one ``lstat``."""
+    head, tail = os.path.split(path)
+    if head not in folders:
+        folders[head] = os.path.realpath(head or ".")
+    full = os.path.join(folders[head], tail)
+    return os.path.realpath(full) if os.path.islink(full) else full
+
+
 class PartnerSampler:
     """Draws, for a clip, another clip that shares no label with it.
 
@@ -210,7 +221,8 @@ class PartnerSampler:
         self.clips = clips
         self.max_tries = max_tries
         self._labels = [frozenset(c.labels) for c in clips]
-        self._audio = [os.path.realpath(c.audio) for c in clips]  # one file, one identity
+        folders: dict[str, str] = {}
+        self._audio = [_file_identity(c.audio, folders) for c in clips]  # one file, one name
         self._by_label: dict[str, set[int]] = {}
         for i, labels in enumerate(self._labels):
             for label in labels:

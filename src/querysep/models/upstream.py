@@ -36,7 +36,7 @@ from ..errors import CheckpointError, ModelNotFoundError
 from ..safeload import load_weights_only
 from .resunet import ResUNet, ResUNetConfig
 from .separator import TextQueriedSeparator
-from .text.laion import few_keys
+from .text.laion import WRAPPER_PREFIXES, few_keys
 
 __all__ = [
     "CLAP_CHECKPOINT_ENV",
@@ -183,14 +183,10 @@ class UpstreamCheckpoint:
     ignored: list[str]
 
 
-#: Prefixes a wrapper adds to every key (DDP's ``module.``, a Lightning module's ``model.``).
-_WRAPPER_PREFIXES = ("module.model.", "model.module.", "module.", "model.")
-
-
 def _unwrapped(state: Mapping[Any, Any]) -> Mapping[Any, Any]:
     """``state`` without a wrapper's prefix, where every key has it and it hides the
     separator's weights (``module.ss_model.*``); else ``state`` as it is."""
-    for prefix in _WRAPPER_PREFIXES:
+    for prefix in WRAPPER_PREFIXES:
         if all(str(k).startswith(prefix) for k in state) and any(
             str(k).startswith(prefix + SS_PREFIX) for k in state
         ):

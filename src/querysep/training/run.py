@@ -344,7 +344,8 @@ def _check_output_dir(out: Path, config: Any = None) -> None:
         check_output_folder(out)
     except OutputError as exc:
         raise ConfigError(f"trainer.output_dir: {exc}") from None
-    other = next((n for n in ("checkpoint.pt", "log.jsonl") if (out / n).exists()), None)
+    clap_files = ("checkpoint.pt", "log.jsonl", "member*/checkpoint.pt")  # one model, ensemble
+    other = next((m.name for n in clap_files for m in sorted(out.glob(n))), None)
     if other is not None:
         raise ConfigError(
             f"trainer.output_dir: {out} holds a 'querysep clap train' run ({other}); "

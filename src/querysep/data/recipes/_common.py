@@ -88,9 +88,10 @@ def read_csv(
         reader.fieldnames = header
         rows = []
         for row in reader:
-            if row.get(None):  # more fields than the header names: a comma left unquoted
+            extra = row.get(None) or []  # more fields than the header names
+            if any(value.strip() for value in extra):  # a comma left unquoted (not trailing)
                 raise DataError(
-                    f"{path}:{reader.line_num}: {len(header) + len(row[None])} fields, but the "
+                    f"{path}:{reader.line_num}: {len(header) + len(extra)} fields, but the "
                     f"header has {len(header)} (quote a field that holds a comma: "
                     '"a car, honking")'
                 )

@@ -65,7 +65,12 @@ def has_tokenizer_files(folder: Path, *, bert_vocab: bool = True) -> bool:
 
 _TEXT_MARK = "text_branch.embeddings.word_embeddings.weight"
 _AUDIO_MARK = "audio_branch.patch_embed.proj.weight"
-_PREFIXES = ("", "module.", "query_encoder.model.", "module.query_encoder.model.")
+#: Prefixes a training wrapper adds to every key (DDP's ``module.``, a Lightning module's
+#: ``model.``), longest first; an upstream checkpoint's keys may carry one too.
+WRAPPER_PREFIXES = ("module.model.", "model.module.", "module.", "model.")
+_PREFIXES = tuple(
+    wrapper + inner for wrapper in ("", *WRAPPER_PREFIXES) for inner in ("", "query_encoder.model.")
+)
 
 #: RoBERTa buffers transformers recomputes (not copied from a checkpoint).
 TEXT_DROPPED = ("embeddings.position_ids", "embeddings.token_type_ids")
@@ -113,8 +118,8 @@ def strip_laion_prefix(obj: Any) -> tuple[dict[str, torch.Tensor], str]:
     """The LAION-CLAP weights of a checkpoint object, keys without their prefix.
 
     Accepts the state dict bare or under ``state_dict``, with keys bare or prefixed by
-    ``module.`` (DDP) or ``query_encoder.model.`` (AudioSep; its other weights, the
-    separator's, are left out).
+    ``query_encoder.model.`` (AudioSep; its other weights, the separator's, are left out),
+    either behind a wrapper's prefix (:data:`WRAPPER_PREFIXES`: ``module.``, ``model.``).
 
     Returns:
         The state dict and the prefix its keys had.
@@ -136,7 +141,8 @@ def strip_laion_prefix(obj: Any) -> tuple[dict[str, torch.Tensor], str]:
     if prefix is None:
         raise CheckpointError(
             f"not a LAION-CLAP checkpoint (neither {_AUDIO_MARK} nor {_TEXT_MARK}, with or "
-            f"without a module. or query_encoder.model. prefix); keys found: {few_keys(keys)}"
+            f"without a module., model. or query_encoder.model. prefix); keys found: "
+            f"{few_keys(keys)}"
         )
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -373,7 +379,7 @@ def check_vocabulary(tokenizer: Any, vocab_size: int, where: str) -> None:
         raise CheckpointError(
             f"{where}: the tokenizer has {len(tokenizer)} tokens but the text model embeds "
             f"only {vocab_size}, so they do not belong together (a LAION-CLAP checkpoint "
-            "must have roberta-base's text model, with roberta-base's tokenizer)"
+            "needs roberta-base's text model and tokenizer; a model folder, its own tokenizer)"
         )
 
 
