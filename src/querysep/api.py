@@ -198,7 +198,9 @@ class Separator:
             as it is, not copied: it is moved to ``device`` and put in eval mode
             (``model.eval()``), and ``channels_last`` changes its network's memory layout.
         device: ``cpu``, ``cuda``, ``mps`` or ``auto``.
-        segment_seconds: Length of the segments the model sees.
+        segment_seconds: Length of the segments the model sees (rounded up to the network's
+            pooling grid; a shorter last segment, or a shorter input, is padded with silence
+            onto that grid and its estimate cut back).
         overlap_seconds: Crossfaded overlap between consecutive segments.
         batch_size: Most (query x channel) items run through the network at once.
         num_threads: CPU threads for torch while this Separator works (``None`` leaves
