@@ -693,3 +693,15 @@ def test_a_query_far_from_every_training_text_gets_a_note(mix: Path, tmp_path: P
     )  # fmt: skip
     assert plain.exit_code == 0, plain.output
     assert "note:" not in plain.stderr and "answered as" not in plain.stdout
+
+
+def test_format_against_a_named_file_is_refused_not_ignored(tmp_path: Path) -> None:
+    sf.write(tmp_path / "in.wav", 0.1 * np.random.default_rng(1).standard_normal(16000), 16000)
+    base = ["separate", str(tmp_path / "in.wav"), "-q", "dog", "-m", "test-tiny", "--no-ats"]
+    clash = run(*base, "-o", str(tmp_path / "out.wav"), "--format", "flac")
+    assert clash.exit_code == 2 and "names a file, whose extension sets its format" in (
+        clash.stderr
+    )  # was: out.wav written as WAV, exit 0, --format ignored in silence
+    assert not (tmp_path / "out.wav").exists()
+    same = run(*base, "-o", str(tmp_path / "out.flac"), "--format", "flac")
+    assert same.exit_code == 0 and sf.info(tmp_path / "out.flac").format == "FLAC"

@@ -81,8 +81,11 @@ def register(app: typer.Typer) -> None:
         mono: bool = typer.Option(
             False, "--mono", help="Downmix multichannel input to mono first."
         ),
-        fmt: str = typer.Option(
-            "wav", "--format", help="Output format in folder mode: wav or flac."
+        fmt: str | None = typer.Option(
+            None,
+            "--format",
+            help="Output format in folder mode: wav (default) or flac; a file given with -o "
+            "has its extension's format.",
         ),
         threads: int | None = typer.Option(None, help="CPU threads for torch."),
         plot: bool = typer.Option(
@@ -128,7 +131,7 @@ def register(app: typer.Typer) -> None:
         from ..pretrained import TEST_TINY
 
         queries = validate_queries(query)
-        if fmt not in ("wav", "flac"):
+        if fmt not in (None, "wav", "flac"):
             raise typer.BadParameter("must be wav or flac", param_hint="'--format'")
         if threads is not None and not 1 <= threads <= MAX_THREADS:
             raise typer.BadParameter(
@@ -137,7 +140,14 @@ def register(app: typer.Typer) -> None:
         check_segment(segment_seconds, overlap_seconds)
         upstream = check_upstream_options([model], text_tokenizer, clap_checkpoint)
         infos = [audio_info(p) for p in inputs]  # every input is checked before any work
-        plan = plan_outputs(list(inputs), queries, output, fmt, residual=residual)
+        plan = plan_outputs(list(inputs), queries, output, fmt or "wav", residual=residual)
+        named = Path(str(output)) if output is not None else None
+        if fmt is not None and plan[0][0] == named and named.suffix.lower() != f".{fmt}":
+            raise typer.BadParameter(  # it would be written as its extension says, in silence
+                f"applies in folder mode; -o {output} names a file, whose extension sets its "
+                "format",
+                param_hint="'--format'",
+            )
         written = [out for outs in plan for out in outs]
         if plot:  # each estimate's spectrogram beside it: an output too
             pngs = [out.with_suffix(".png") for outs in plan for out in outs[: len(queries)]]
