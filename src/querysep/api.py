@@ -199,8 +199,9 @@ class Separator:
             (``model.eval()``), and ``channels_last`` changes its network's memory layout.
         device: ``cpu``, ``cuda``, ``mps`` or ``auto``.
         segment_seconds: Length of the segments the model sees (rounded up to the network's
-            pooling grid; a shorter last segment, or a shorter input, is padded with silence
-            onto that grid and its estimate cut back).
+            pooling grid; a last segment, or an input, that ends more than half an STFT hop
+            past a multiple of it gets up to a hop of silence after it, cut from the
+            estimate: ``ResUNet.end_padding``).
         overlap_seconds: Crossfaded overlap between consecutive segments.
         batch_size: Most (query x channel) items run through the network at once.
         num_threads: CPU threads for torch while this Separator works (``None`` leaves
@@ -396,7 +397,7 @@ class Separator:
 
     def _make_fn(self, queries: list[str]):
         cond = self.encode(queries)  # (Q, D), encoded once per call
-        align = int(getattr(self.model.net, "alignment", 1))
+        end_padding = getattr(self.model.net, "end_padding", None)
 
         @torch.inference_mode()
         def fn(segment: torch.Tensor) -> torch.Tensor:
@@ -408,11 +409,10 @@ class Separator:
                     peak > SILENT_PEAK, PEAK_AFTER_PROTECTION / peak.clamp_min(SILENT_PEAK), 1.0
                 )
                 segment = segment * gain
-            # A segment (the last one) off the pooling grid is padded with silence onto it:
-            # an STFT mask network ends its last hop with only the edge of a window there,
-            # and the inverse STFT divides by that window's tiny weight: the bundled model
-            # ended a clip 253-255 samples past a multiple of its hop in peaks of 3-11.
-            padded = F.pad(segment, (0, -n % align)) if n % align else segment
+            # a segment (the last one) that ends far past a multiple of the network's hop
+            # gets a little silence after it (ResUNet.end_padding: its end blew up)
+            pad = int(end_padding(n)) if end_padding is not None else 0
+            padded = F.pad(segment, (0, pad)) if pad else segment
             items = padded.to(self.device).repeat(len(queries), 1)[:, None, :]  # (Q*C, 1, n')
             conds = cond.repeat_interleave(num_ch, dim=0)
             with autocast(self.precision, self.device):
