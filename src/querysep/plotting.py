@@ -102,7 +102,6 @@ def plot_files(
     path: str | os.PathLike[str],
     *,
     title: str = "",
-    mono: bool = False,
     max_seconds: float = 30.0,
 ) -> Path:
     """:func:`plot_separation` of two audio files (the figure ``separate --plot`` writes).
@@ -110,11 +109,10 @@ def plot_files(
     Only the first ``max_seconds`` are read, so any length is cheap.
 
     Args:
-        mixture_path: The input; downmixed when ``mono`` (as the estimate was made).
+        mixture_path: The input; drawn, as the estimate is, as the mean of its channels.
         estimate_path: The separated file, at the mixture's rate.
         path: The image to write (atomically).
         title: Figure title, e.g. ``query: a dog barking``.
-        mono: The estimate was made from the downmixed input.
         max_seconds: How much of the start to draw.
 
     Returns:

@@ -23,8 +23,9 @@ from pathlib import Path
 from .. import __version__
 from ..errors import OutputError
 from ..fileio import check_output_folder, publish_folder, sha256_file
+from ..models.text.clap import quiet_transformers
 from ..models.text.laion import ROBERTA_TOKENIZER_FILES
-from .hf import CONVERSION_FILE, quiet_transformers
+from .hf import CONVERSION_FILE
 from .laion import (
     check_vocabulary,
     find_roberta_tokenizer,

@@ -94,11 +94,7 @@ def register(app: typer.Typer) -> None:
             )
         if split:
             clips = [clip for clip in clips if clip.split in split]
-        skipped = (
-            f"skipped {len(result.skipped)} missing/unreadable files (first: {result.skipped[0]})"
-            if result.skipped
-            else ""
-        )
+        skipped = result.skipped_note
         if not clips:  # the error line says why, alone on stderr
             hint = f" (splits found: {', '.join(found)})" if split and found else ""
             hint += f"; {skipped}" if skipped else ""

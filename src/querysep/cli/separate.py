@@ -210,9 +210,7 @@ def register(app: typer.Typer) -> None:
                         soft_wrap=True,
                     )
                     if plot:
-                        png = plot_files(
-                            path, w, w.with_suffix(".png"), title=f"query: {q}", mono=mono
-                        )
+                        png = plot_files(path, w, w.with_suffix(".png"), title=f"query: {q}")
                         console.print(f"wrote {png}")
                 if rest is not None:
                     console.print(

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
 from .effects import Effects
-from .manifest import Clip, MixtureRow, label_to_text
+from .manifest import Clip, MixtureRow
 from .mixing import (
     Mixer,
     MixParams,
@@ -393,8 +393,7 @@ class MixtureTrainingDataset(Dataset):
 
     def _pool(self, clip: Clip) -> list[str]:
         """The texts ``text_choice`` draws from (the first is the ``"first"`` choice)."""
-        captions = [caption for caption in clip.captions if caption.strip()]  # as Clip.texts
-        labels = [text for label in clip.labels if (text := label_to_text(label))]
+        captions, labels = clip.caption_texts(), clip.label_texts()
         if self.text_choice == "first":
             return captions or labels
         return {"random": captions or labels, "label": labels or captions}.get(

@@ -152,9 +152,14 @@ class Clip:
     def texts(self) -> list[str]:
         """Return the captions, or the labels as text (underscores to spaces) if none
         (blank captions and labels do not count)."""
-        captions = [caption for caption in self.captions if caption.strip()]
-        if captions:
-            return captions
+        return self.caption_texts() or self.label_texts()
+
+    def caption_texts(self) -> list[str]:
+        """The captions that are not blank."""
+        return [caption for caption in self.captions if caption.strip()]
+
+    def label_texts(self) -> list[str]:
+        """The labels as text (underscores to spaces), blank ones left out."""
         return [text for label in self.labels if (text := label_to_text(label))]
 
 

@@ -176,9 +176,7 @@ def load_training_clips(sets: Sequence[TrainSetConfig]) -> list[Clip]:
             what = f"{entry.prepare.recipe} recipe on {entry.prepare.root}"
             if prepared.skipped and rank_zero_only.rank == 0:  # as querysep prepare says it
                 print(
-                    f"querysep: data.train.{number} ({what}): skipped "
-                    f"{len(prepared.skipped)} missing/unreadable files (first: "
-                    f"{prepared.skipped[0]})",
+                    f"querysep: data.train.{number} ({what}): {prepared.skipped_note}",
                     file=sys.stderr,
                 )
         if entry.splits is not None:

@@ -47,6 +47,13 @@ class PrepareResult:
     clips: list[Clip] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
 
+    @property
+    def skipped_note(self) -> str:
+        """``skipped N missing/unreadable files (first: ...)``, or ``""`` when none were."""
+        if not self.skipped:
+            return ""
+        return f"skipped {len(self.skipped)} missing/unreadable files (first: {self.skipped[0]})"
+
     def add(self, clip: Clip | None, skipped: SkippedFile | None) -> None:
         """Record the outcome of :func:`probe`."""
         if clip is not None:
