@@ -108,6 +108,30 @@ def report(name: str, d: dict[str, np.ndarray], beta: np.ndarray, base: np.ndarr
     )
 
 
+def diagnose(d: dict[str, np.ndarray], base: np.ndarray) -> None:
+    """Where the oracle's gain lies: the mixtures whose output is worse than the mixture."""
+    sdr0, _ = scores(d, np.zeros_like(base))
+    sdri = sdr0 - base
+    gain = scores(d, oracle_beta(d))[0] - sdr0
+    worse = sdri < 0
+    either = np.maximum(sdr0, base) - base  # each mixture's better of output and mixture
+    print(
+        f"  output or mixture, the better (oracle): SDRi {either.mean():.3f}; best beta 0 on "
+        f"{np.mean(oracle_beta(d) == 0):.0%}"
+    )
+    print(
+        f"  worse than the mixture: {worse.mean():.1%} of mixtures, mean SDRi "
+        f"{sdri[worse].mean():.2f}, {gain[worse].sum() / gain.sum():.0%} of the oracle-beta gain"
+    )
+    snr = d["snr"]
+    for lo, hi in ((-15, -6), (-5, 4), (5, 15)):
+        band = (snr >= lo) & (snr <= hi)
+        print(f"  SNR {lo}..{hi} dB: {worse[band].mean():.1%} worse ({band.sum()} mixtures)")
+    bands = ((-15, -10), (-9, -5), (-4, 0), (1, 5), (6, 10), (11, 15))
+    cells = [f"{lo}..{hi} {sdri[(snr >= lo) & (snr <= hi)].mean():.2f}" for lo, hi in bands]
+    print("  SDRi by SNR (dB): " + ", ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", nargs="?", default="esc50-minilm")
@@ -128,6 +152,9 @@ def main() -> None:
             report("model", d, np.zeros_like(base), base)
             report("fitted blend", d, rule(ratio_db(d), *params), base)
             report("oracle beta", d, oracle_beta(d), base)
+            for beta in (0.05, 0.1):
+                report(f"fixed beta {beta}", d, np.full_like(base, beta), base)
+            diagnose(d, base)
         return
     if not (args.mixtures and args.output):
         parser.error("give --mixtures and -o (to collect), or --fit NPZ ... (to fit and score)")
